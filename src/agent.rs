@@ -1,0 +1,557 @@
+//! The running agent: the tasks that move lines from files to the sink, on one thread.
+//!
+//! Owns the pipeline's state (tailer, open batch, spool, counters) behind one `RefCell` that
+//! no task holds across an `.await`. Tasks:
+//! - **collect**: scan and read files → batch → spool, sleeping when the files are quiet;
+//! - **deliver**: spool → sink → acknowledgement → release, backing off when the sink fails;
+//! - **signals**: SIGHUP reloads the config file, SIGTERM/SIGINT shut down.
+//!
+//! Shutdown: the open batch goes to the spool, the sink gets `shutdown_timeout` to take the
+//! backlog, and whatever is left stays in the spool for the next start, behind a checkpoint.
+
+use crate::backoff::Backoff;
+use crate::config::{Config, OnFull};
+use crate::frame::BatchBuilder;
+use crate::input::{Outcome, Tailer};
+use crate::sink::{AnySink, Sink};
+use crate::spool::{Limits, Spool};
+use crate::stats::{Counters, Latency};
+use crate::Error;
+use smol::channel::{Receiver, Sender};
+use smol::future::FutureExt;
+use smol::{LocalExecutor, Timer};
+use std::cell::RefCell;
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// Shortest sleep between polls while data is flowing; it doubles up to `poll_interval`
+/// while the files stay quiet, so an idle agent wakes about once a second.
+const MIN_POLL: Duration = Duration::from_millis(20);
+/// A checkpoint is written at least this often while anything changes.
+const CHECKPOINT_EVERY: Duration = Duration::from_secs(5);
+
+/// Unix time in milliseconds.
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// A wake-up that coalesces: many notifications before a wait count as one.
+#[derive(Clone)]
+struct Notify(Sender<()>, Receiver<()>);
+
+impl Notify {
+    fn new() -> Notify {
+        let (s, r) = smol::channel::bounded(1);
+        Notify(s, r)
+    }
+    fn notify(&self) {
+        let _ = self.0.try_send(());
+    }
+    async fn wait_for(&self, d: Duration) {
+        let _ = self
+            .1
+            .recv()
+            .or(async {
+                Timer::after(d).await;
+                Ok(())
+            })
+            .await;
+    }
+}
+
+struct State {
+    cfg: Config,
+    instance: String,
+    tailer: Tailer,
+    batch: BatchBuilder,
+    spool: Spool,
+    c: Counters,
+    lat: Latency,
+    /// A frame built but not yet in the spool (the disk was full): appended before anything new.
+    pending: Option<(Vec<u8>, Vec<(u64, u64, u64)>)>,
+    new_sink: Option<AnySink>,
+    shutdown: bool,
+    collecting: bool,
+    last_checkpoint: Instant,
+    changed: bool,
+}
+
+type Shared = Rc<RefCell<State>>;
+
+fn limits(cfg: &Config) -> Limits {
+    Limits {
+        max_bytes: cfg.spool.max_bytes.0,
+        segment_bytes: cfg.spool.segment_bytes.0,
+        on_full: cfg.spool.on_full,
+        fsync: cfg.spool.fsync,
+    }
+}
+
+fn max_payload(cfg: &Config) -> usize {
+    // A frame holds at most batch.max_bytes, or one line of max_line_bytes plus overhead;
+    // accept anything written under a larger past config, up to the format's hard limit.
+    (cfg.batch.max_bytes.0 as usize * 4).max(1 << 20)
+}
+
+/// The instance id: from the config, else the one kept in `data_dir`, else a new one.
+fn instance_id(cfg: &Config) -> Result<String, Error> {
+    if let Some(id) = &cfg.instance_id {
+        return Ok(id.clone());
+    }
+    let path = cfg.data_dir.join("instance_id");
+    if let Ok(s) = std::fs::read_to_string(&path) {
+        let s = s.trim();
+        if !s.is_empty() {
+            return Ok(s.to_string());
+        }
+    }
+    let raw = std::fs::read_to_string("/proc/sys/kernel/random/uuid")
+        .unwrap_or_else(|_| format!("{:x}{:x}", now_ms(), std::process::id()));
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    let host: String = host.trim().chars().filter(|c| c.is_ascii_alphanumeric() || *c == '-').collect();
+    let id = format!("{}-{}", if host.is_empty() { "tailbeat" } else { &host }, &raw.trim()[..8.min(raw.trim().len())]);
+    std::fs::write(&path, format!("{id}\n")).map_err(|e| Error::Io {
+        what: "write",
+        path: path.clone(),
+        source: e,
+    })?;
+    Ok(id)
+}
+
+/// Runs the agent until SIGTERM or SIGINT. `config_path` is re-read on SIGHUP.
+pub fn run(cfg: Config, config_path: Option<PathBuf>) -> Result<(), Error> {
+    std::fs::create_dir_all(&cfg.data_dir).map_err(|e| Error::Io {
+        what: "create",
+        path: cfg.data_dir.clone(),
+        source: e,
+    })?;
+    let instance = instance_id(&cfg)?;
+    let mut c = Counters::default();
+    let rec = Spool::open(&cfg.data_dir.join("spool"), limits(&cfg), max_payload(&cfg), &mut c)
+        .map_err(Error::Spool)?;
+    let sink = AnySink::new(&cfg.sink).map_err(Error::Sink)?;
+    log::info!(
+        "tailbeat {} starting as {instance:?}: {} input(s), spool {} ({} frames waiting), sink {}",
+        env!("CARGO_PKG_VERSION"),
+        cfg.inputs.len(),
+        cfg.data_dir.join("spool").display(),
+        rec.spool.backlog(),
+        sink_name(&cfg),
+    );
+    let tailer = Tailer::new(cfg.inputs.clone(), rec.marks, rec.first_run);
+    let batch = BatchBuilder::new(cfg.batch.max_lines, cfg.batch.max_bytes.0 as usize);
+    let st: Shared = Rc::new(RefCell::new(State {
+        cfg,
+        instance,
+        tailer,
+        batch,
+        spool: rec.spool,
+        c,
+        lat: Latency::default(),
+        pending: None,
+        new_sink: None,
+        shutdown: false,
+        collecting: true,
+        last_checkpoint: Instant::now(),
+        changed: false,
+    }));
+    let ex = LocalExecutor::new();
+    let spooled = Notify::new();
+    let space = Notify::new();
+    let wake = Notify::new();
+    let signals = async_signal::Signals::new([
+        async_signal::Signal::Hup,
+        async_signal::Signal::Term,
+        async_signal::Signal::Int,
+    ])
+    .map_err(|e| Error::Io {
+        what: "install signal handlers for",
+        path: PathBuf::from("SIGHUP/SIGTERM/SIGINT"),
+        source: e,
+    })?;
+    smol::block_on(ex.run(async {
+        let collector = ex.spawn(collect(st.clone(), spooled.clone(), space.clone(), wake.clone()));
+        let deliverer = ex.spawn(deliver(st.clone(), sink, spooled.clone(), space.clone()));
+        let _signals = ex.spawn(handle_signals(
+            st.clone(),
+            signals,
+            config_path,
+            [spooled.clone(), space.clone(), wake.clone()],
+        ));
+        let _stats = ex.spawn(report(st.clone()));
+        collector.await;
+        let timeout = st.borrow().cfg.shutdown_timeout.0;
+        spooled.notify();
+        let drained = async {
+            deliverer.await;
+            true
+        }
+        .or(async {
+            Timer::after(timeout).await;
+            false
+        })
+        .await;
+        let mut s = st.borrow_mut();
+        let s = &mut *s;
+        let marks = s.tailer.marks(&s.batch);
+        if let Err(e) = s.spool.checkpoint(marks) {
+            log::error!("final checkpoint: {e}");
+        }
+        log_stats(s);
+        log::info!(
+            "stopped{}; {} frames left in the spool for the next start",
+            if drained { "" } else { " (shutdown_timeout reached)" },
+            s.spool.backlog()
+        );
+    }));
+    Ok(())
+}
+
+fn sink_name(cfg: &Config) -> String {
+    match &cfg.sink {
+        crate::config::Sink::File { path, .. } => format!("file {}", path.display()),
+        crate::config::Sink::Stdout {} => "stdout".into(),
+    }
+}
+
+/// Files → batch → spool.
+async fn collect(st: Shared, spooled: Notify, space: Notify, wake: Notify) {
+    let mut sleep = MIN_POLL;
+    let mut last_scan: Option<Instant> = None;
+    loop {
+        let now = Instant::now();
+        let (outcome, linger_left, poll) = {
+            let mut g = st.borrow_mut();
+            let s = &mut *g;
+            if s.shutdown {
+                break;
+            }
+            let poll = s.cfg.poll_interval.0;
+            if last_scan.is_none_or(|t| now.duration_since(t) >= poll.min(Duration::from_secs(1))) {
+                s.tailer.scan(now, &s.batch, &mut s.c);
+                last_scan = Some(now);
+            }
+            let outcome = if s.pending.is_some() {
+                Outcome::BatchFull
+            } else {
+                s.tailer.read(&mut s.batch, now, now_ms(), &mut s.c)
+            };
+            let linger = s.cfg.batch.linger.0;
+            let age = Duration::from_millis(now_ms().saturating_sub(s.batch.base_ts_ms()));
+            let linger_left = (!s.batch.is_empty()).then(|| linger.saturating_sub(age));
+            if s.last_checkpoint.elapsed() >= CHECKPOINT_EVERY && s.changed {
+                checkpoint(s);
+            }
+            (outcome, linger_left, poll)
+        };
+        let close = outcome == Outcome::BatchFull
+            || st.borrow().batch.is_full()
+            || linger_left == Some(Duration::ZERO);
+        if close && !close_frame(&st, &spooled, &space).await {
+            continue;
+        }
+        match outcome {
+            Outcome::BatchFull | Outcome::More => {
+                sleep = MIN_POLL;
+                smol::future::yield_now().await;
+            }
+            Outcome::Idle => {
+                let mut d = sleep;
+                if let Some(l) = linger_left.filter(|l| !l.is_zero()) {
+                    d = d.min(l);
+                }
+                wake.wait_for(d).await;
+                sleep = (sleep * 2).min(poll);
+            }
+        }
+    }
+    // Shutting down: what is read goes to the spool, if it fits.
+    let mut g = st.borrow_mut();
+    let s = &mut *g;
+    if let Some((frame, ends)) = s.pending.take() {
+        append(s, frame, ends, &spooled);
+    }
+    if !s.batch.is_empty() && s.spool.fits(s.batch.encoded_len()) {
+        let ends: Vec<_> = s.batch.ends().collect();
+        let frame = s.batch.finish(&s.instance, s.spool.next_seq());
+        append(s, frame, ends, &spooled);
+    }
+    let _ = s.spool.sync();
+    s.collecting = false;
+}
+
+/// Moves the open batch (or a frame the disk refused earlier) into the spool, waiting or
+/// dropping per `on_full`. Returns false when it could not (full, disk error, shutdown).
+async fn close_frame(st: &Shared, spooled: &Notify, space: &Notify) -> bool {
+    let mut waited = false;
+    loop {
+        {
+            let mut g = st.borrow_mut();
+            let s = &mut *g;
+            if s.shutdown {
+                return false;
+            }
+            let len = match &s.pending {
+                Some((f, _)) => f.len(),
+                None if s.batch.is_empty() => return true,
+                None => s.batch.encoded_len(),
+            };
+            if !s.spool.fits(len) && s.spool.on_full() == OnFull::DropOldest {
+                // Positions first: the frames about to go must not be read again at restart.
+                checkpoint(s);
+                if let Err(e) = s.spool.drop_oldest(len, &mut s.c) {
+                    log::error!("{e}");
+                }
+            }
+            if s.spool.fits(len) {
+                let (frame, ends) = match s.pending.take() {
+                    Some(p) => p,
+                    None => {
+                        let ends: Vec<_> = s.batch.ends().collect();
+                        (s.batch.finish(&s.instance, s.spool.next_seq()), ends)
+                    }
+                };
+                return append(s, frame, ends, spooled);
+            }
+            if !waited {
+                waited = true;
+                s.c.spool_full_waits += 1;
+                log::warn!(
+                    "spool full ({} bytes, {} frames waiting): reading paused until the sink catches up",
+                    s.spool.bytes(),
+                    s.spool.backlog()
+                );
+                if s.spool.reclaimable() {
+                    checkpoint(s);
+                    continue;
+                }
+            }
+        }
+        space.wait_for(Duration::from_secs(1)).await;
+    }
+}
+
+fn append(s: &mut State, frame: Vec<u8>, ends: Vec<(u64, u64, u64)>, spooled: &Notify) -> bool {
+    match s.spool.append(&frame) {
+        Ok(_) => {
+            for (dev, ino, end) in ends {
+                s.tailer.commit(dev, ino, end);
+            }
+            s.c.frames_spooled += 1;
+            s.changed = true;
+            spooled.notify();
+            true
+        }
+        Err(e) => {
+            if s.c.spool_write_errors == 0 || s.pending.is_none() {
+                log::error!("{e}; reading paused, retrying");
+            }
+            s.c.spool_write_errors += 1;
+            s.pending = Some((frame, ends));
+            false
+        }
+    }
+}
+
+fn checkpoint(s: &mut State) {
+    let marks = s.tailer.marks(&s.batch);
+    if let Err(e) = s.spool.checkpoint(marks) {
+        log::error!("checkpoint: {e}");
+    }
+    s.last_checkpoint = Instant::now();
+    s.changed = false;
+}
+
+/// Spool → sink → acknowledgement → release.
+async fn deliver(st: Shared, mut sink: AnySink, spooled: Notify, space: Notify) {
+    let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(30));
+    let mut buf = Vec::new();
+    loop {
+        let failure = {
+            if let Some(new) = st.borrow_mut().new_sink.take() {
+                let mut g = st.borrow_mut();
+                let s = &mut *g;
+                s.spool.rewind(&mut s.c);
+                sink = new;
+            }
+            let mut failure = None;
+            loop {
+                let seq = {
+                    let mut g = st.borrow_mut();
+                    let s = &mut *g;
+                    if let Err(e) = s.spool.sync() {
+                        log::error!("{e}");
+                        break;
+                    }
+                    if s.spool.in_flight() >= sink.window() {
+                        break;
+                    }
+                    match s.spool.next_unsent(&mut buf, &mut s.c) {
+                        Ok(Some(seq)) => seq,
+                        Ok(None) => break,
+                        Err(e) => {
+                            log::error!("{e}");
+                            break;
+                        }
+                    }
+                };
+                if let Err(e) = sink.send(seq, &buf).await {
+                    failure = Some(e);
+                    break;
+                }
+                st.borrow_mut().c.frames_sent += 1;
+            }
+            if failure.is_none() && st.borrow().spool.in_flight() > 0 {
+                match sink.flush().await {
+                    Ok(seq) => {
+                        let mut g = st.borrow_mut();
+                        let s = &mut *g;
+                        s.spool.ack(seq, now_ms(), &mut s.c, &mut s.lat);
+                        s.changed = true;
+                        if s.spool.reclaimable() {
+                            checkpoint(s);
+                        }
+                        backoff.reset();
+                        space.notify();
+                        continue;
+                    }
+                    Err(e) => failure = Some(e),
+                }
+            }
+            failure
+        };
+        match failure {
+            Some(e) => {
+                let d = backoff.next_delay();
+                {
+                    let mut g = st.borrow_mut();
+                    let s = &mut *g;
+                    s.c.send_errors += 1;
+                    s.spool.rewind(&mut s.c);
+                    log::warn!("{e}; retrying in {} ms", d.as_millis());
+                    if !s.collecting {
+                        return;
+                    }
+                }
+                Timer::after(d).await;
+            }
+            None => {
+                {
+                    let s = st.borrow();
+                    if !s.collecting && s.spool.backlog() == 0 {
+                        return;
+                    }
+                }
+                spooled.wait_for(Duration::from_secs(60)).await;
+            }
+        }
+    }
+}
+
+async fn handle_signals(
+    st: Shared,
+    mut signals: async_signal::Signals,
+    config_path: Option<PathBuf>,
+    wakers: [Notify; 3],
+) {
+    use smol::stream::StreamExt;
+    while let Some(sig) = signals.next().await {
+        match sig {
+            Ok(async_signal::Signal::Hup) => match &config_path {
+                Some(p) => reload(&st, p),
+                None => log::warn!("SIGHUP: running the built-in demo config, nothing to reload"),
+            },
+            Ok(sig) => {
+                log::info!("{sig:?}: shutting down");
+                st.borrow_mut().shutdown = true;
+                for w in &wakers {
+                    w.notify();
+                }
+            }
+            Err(e) => log::error!("signal: {e}"),
+        }
+    }
+}
+
+/// Re-reads the config file and applies it in place, or keeps the running one and says why.
+fn reload(st: &Shared, path: &Path) {
+    let new = match Config::load(path) {
+        Ok(c) => c,
+        Err(e) => {
+            log::error!("reload: {e}; keeping the running config");
+            return;
+        }
+    };
+    let mut g = st.borrow_mut();
+    let s = &mut *g;
+    if new.data_dir != s.cfg.data_dir || new.instance_id != s.cfg.instance_id {
+        log::error!("reload: data_dir and instance_id need a restart; keeping the running config");
+        return;
+    }
+    if new.sink != s.cfg.sink {
+        match AnySink::new(&new.sink) {
+            Ok(sink) => s.new_sink = Some(sink),
+            Err(e) => {
+                log::error!("reload: {e}; keeping the running config");
+                return;
+            }
+        }
+    }
+    log::set_max_level(new.level());
+    if new.inputs != s.cfg.inputs {
+        s.tailer.set_inputs(new.inputs.clone());
+    }
+    s.batch
+        .set_limits(new.batch.max_lines, new.batch.max_bytes.0 as usize);
+    s.spool.set_limits(limits(&new));
+    log::info!(
+        "reloaded {}: {} input(s), sink {}",
+        path.display(),
+        new.inputs.len(),
+        sink_name(&new)
+    );
+    s.cfg = new;
+}
+
+/// Logs progress every `stats_interval` while something changes.
+async fn report(st: Shared) {
+    let mut last = (u64::MAX, u64::MAX);
+    loop {
+        let d = st.borrow().cfg.stats_interval.0;
+        Timer::after(d).await;
+        let s = st.borrow();
+        let now = (s.c.bytes_read, s.c.frames_acked);
+        if now != last {
+            log_stats(&s);
+            last = now;
+        }
+    }
+}
+
+fn log_stats(s: &State) {
+    let c = &s.c;
+    let lat = s
+        .lat
+        .percentiles()
+        .map(|[a, b, c]| format!(", read→ack p50/p90/p99 {a}/{b}/{c} ms"))
+        .unwrap_or_default();
+    log::info!(
+        "read {} lines ({} bytes) from {} files; frames spooled {} acked {}; spool {} bytes, {} frames waiting; lost: cut {} lines, truncated {} B, vanished {} B, dropped {} frames ({} lines), corrupt {} records{lat}",
+        c.lines_read,
+        c.bytes_read,
+        s.tailer.open_files(),
+        c.frames_spooled,
+        c.frames_acked,
+        s.spool.bytes(),
+        s.spool.backlog(),
+        c.lines_cut,
+        c.truncated_lost_bytes,
+        c.vanished_lost_bytes,
+        c.dropped_frames,
+        c.dropped_lines,
+        c.corrupt_records,
+    );
+}

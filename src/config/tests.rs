@@ -1,0 +1,132 @@
+use super::*;
+
+const GOOD: &str = r#"
+data_dir = "/var/lib/tailbeat"
+
+[[input]]
+name = "app"
+paths = ["/var/log/app/*.log"]
+
+[sink]
+type = "file"
+path = "/tmp/out.tbf"
+"#;
+
+fn err(text: &str) -> ConfigError {
+    Config::parse(text).expect_err("config should be rejected")
+}
+
+#[test]
+fn the_demo_config_is_valid() {
+    let c = Config::parse(DEMO).unwrap();
+    assert_eq!(c.inputs[0].start_at, StartAt::Head);
+}
+
+#[test]
+fn defaults_fill_what_is_left_out() {
+    let c = Config::parse(GOOD).unwrap();
+    assert_eq!(c.batch, Batch::default());
+    assert_eq!(c.spool.on_full, OnFull::Block);
+    assert_eq!(c.inputs[0].max_line_bytes, Size(16384));
+    assert_eq!(c.inputs[0].start_at, StartAt::Tail);
+}
+
+#[test]
+fn unknown_top_level_key_is_named_with_its_line() {
+    let e = err(&format!("colour = \"blue\"\n{GOOD}"));
+    assert_eq!(e.line, Some(1));
+    assert_eq!(e.key.as_deref(), Some("colour"));
+    assert!(e.msg.contains("unknown field `colour`"), "{e}");
+}
+
+#[test]
+fn unknown_key_in_a_table() {
+    let e = err(&format!("{GOOD}\n[spool]\nmax_byte = \"1MiB\"\n"));
+    assert_eq!(e.key.as_deref(), Some("spool.max_byte"));
+    assert_eq!(e.line, Some(14));
+}
+
+#[test]
+fn unknown_key_in_the_second_input() {
+    let text = GOOD.replace(
+        "[sink]",
+        "[[input]]\nname = \"b\"\npaths = [\"/x\"]\nstart = \"head\"\n\n[sink]",
+    );
+    let e = err(&text);
+    assert_eq!(e.key.as_deref(), Some("input[1].start"), "{e}");
+}
+
+#[test]
+fn bad_size_says_what_it_expected_and_got() {
+    let e = err(&format!("{GOOD}\n[spool]\nmax_bytes = \"lots\"\n"));
+    assert_eq!(e.key.as_deref(), Some("spool.max_bytes"));
+    assert!(e.msg.contains(r#"expected a size like 8MiB, got "lots""#), "{e}");
+}
+
+#[test]
+fn bad_duration() {
+    let e = err(&format!("{GOOD}\n[batch]\nlinger = \"soon\"\n"));
+    assert_eq!(e.key.as_deref(), Some("batch.linger"));
+    assert!(e.msg.contains("soon"), "{e}");
+}
+
+#[test]
+fn bad_enum_value() {
+    let e = err(&format!("{GOOD}\n[spool]\non_full = \"panic\"\n"));
+    assert_eq!(e.key.as_deref(), Some("spool.on_full"));
+    assert!(e.msg.contains("block"), "{e}");
+}
+
+#[test]
+fn unknown_sink_type() {
+    let e = err(&GOOD.replace("type = \"file\"", "type = \"ftp\""));
+    assert!(e.msg.contains("ftp"), "{e}");
+}
+
+#[test]
+fn unknown_key_in_sink() {
+    let e = err(&GOOD.replace("type = \"file\"", "type = \"file\"\nmode = 1"));
+    assert!(e.msg.contains("mode"), "{e}");
+}
+
+#[test]
+fn missing_required_key() {
+    let e = err(&GOOD.replace("data_dir = \"/var/lib/tailbeat\"", ""));
+    assert!(e.msg.contains("data_dir"), "{e}");
+}
+
+#[test]
+fn validation_errors_name_the_key_and_its_line() {
+    let e = err(&format!("{GOOD}\n[spool]\nmax_bytes = \"1MiB\"\n"));
+    assert_eq!(e.key.as_deref(), Some("spool.max_bytes"));
+    assert_eq!(e.line, Some(14));
+    assert!(e.msg.contains("two segments"), "{e}");
+    let e = err(&GOOD.replace("name = \"app\"", "name = \"app\"\nmax_line_bytes = \"1MiB\""));
+    assert_eq!(e.key.as_deref(), Some("input[0].max_line_bytes"));
+    assert_eq!(e.line, Some(6));
+    let e = err(&format!("log_level = \"loud\"\n{GOOD}"));
+    assert_eq!(e.key.as_deref(), Some("log_level"));
+    assert_eq!(e.line, Some(1));
+    assert!(e.msg.contains("\"loud\""), "{e}");
+}
+
+#[test]
+fn duplicate_input_names_are_rejected() {
+    let text = GOOD.replace(
+        "[sink]",
+        "[[input]]\nname = \"app\"\npaths = [\"/x\"]\n\n[sink]",
+    );
+    let e = err(&text);
+    assert_eq!(e.key.as_deref(), Some("input[1].name"));
+    assert_eq!(e.line, Some(10));
+}
+
+#[test]
+fn display_is_one_line_with_file_line_and_key() {
+    let mut e = err(&format!("{GOOD}\n[spool]\nmax_bytes = \"lots\"\n"));
+    e.path = Some("/etc/tailbeat.toml".into());
+    assert_eq!(
+        e.to_string(),
+        "/etc/tailbeat.toml:14: spool.max_bytes: expected a size like 8MiB, got \"lots\""
+    );
+}

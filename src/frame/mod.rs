@@ -1,0 +1,336 @@
+//! The frame: tailbeat's unit on disk (spool, file sink) and on the wire (MQTT, HTTP).
+//!
+//! This module owns the byte format and nothing else: it never touches a file or a socket.
+//! Always true: a frame that [`decode`] accepts has a valid magic, a known version, kind and
+//! flags, a length within [`MAX_PAYLOAD`], and a CRC-32 that covers its header and payload.
+//!
+//! The specification, with test vectors that `tests` below check, follows.
+//!
+#![doc = include_str!("FORMAT.md")]
+
+mod build;
+pub mod json;
+mod reader;
+
+pub use build::{BatchBuilder, SourceRef};
+pub use reader::{FrameReader, Item};
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// First four bytes of every frame: `tbFR`.
+pub const MAGIC: [u8; 4] = *b"tbFR";
+/// The format version this code writes and reads.
+pub const VERSION: u8 = 1;
+/// Header length in bytes.
+pub const HEADER_LEN: usize = 16;
+/// Hard upper bound of a payload: no reader allocates more, whatever a length field says.
+pub const MAX_PAYLOAD: usize = 16 << 20;
+
+/// Line flag: the line was longer than `max_line_bytes` and was cut there.
+pub const LINE_CUT: u8 = 1;
+/// Line flag: the line had no newline; it was flushed after `partial_flush`.
+pub const LINE_PARTIAL: u8 = 2;
+
+/// What a frame carries (header byte 5).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// Log lines: the payload is a [`Batch`].
+    Batch = 1,
+    /// Local state: the payload is a [`Checkpoint`]; never sent to a sink.
+    Checkpoint = 2,
+}
+
+impl Kind {
+    fn from_u8(b: u8) -> Option<Kind> {
+        match b {
+            1 => Some(Kind::Batch),
+            2 => Some(Kind::Checkpoint),
+            _ => None,
+        }
+    }
+}
+
+/// Why bytes are not a frame. Each variant says what was found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum FrameError {
+    /// Fewer bytes than a header, or than the header's length field announces.
+    Short {
+        /// Bytes needed.
+        need: usize,
+        /// Bytes there.
+        have: usize,
+    },
+    /// The first four bytes are not `tbFR`.
+    BadMagic([u8; 4]),
+    /// A version this code does not read.
+    BadVersion(u8),
+    /// A kind byte that is not 1 or 2.
+    BadKind(u8),
+    /// Flag bits that version 1 does not define.
+    BadFlags(u8),
+    /// A length field over [`MAX_PAYLOAD`] or over the reader's own limit.
+    TooLong {
+        /// The length field.
+        len: usize,
+        /// The limit in force.
+        max: usize,
+    },
+    /// The CRC-32 in the header does not match the bytes.
+    BadCrc {
+        /// Stored in the header.
+        expected: u32,
+        /// Computed over the bytes.
+        found: u32,
+    },
+    /// The CRC matched but the payload is not valid postcard for its kind.
+    BadPayload(postcard::Error),
+}
+
+impl fmt::Display for FrameError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            FrameError::Short { need, have } => {
+                write!(f, "truncated frame: need {need} bytes, have {have}")
+            }
+            FrameError::BadMagic(m) => write!(f, "bad magic {:02x?}", m),
+            FrameError::BadVersion(v) => write!(f, "unknown format version {v}"),
+            FrameError::BadKind(k) => write!(f, "unknown frame kind {k}"),
+            FrameError::BadFlags(b) => write!(f, "unknown flags {b:#04x}"),
+            FrameError::TooLong { len, max } => {
+                write!(f, "payload length {len} over the limit of {max}")
+            }
+            FrameError::BadCrc { expected, found } => {
+                write!(f, "bad CRC-32: header says {expected:08x}, bytes give {found:08x}")
+            }
+            FrameError::BadPayload(e) => write!(f, "payload does not decode: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for FrameError {}
+
+/// The fixed 16-byte header, parsed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Header {
+    /// What the payload is.
+    pub kind: Kind,
+    /// Flag bits (always 0 in version 1).
+    pub flags: u8,
+    /// Payload length in bytes.
+    pub len: usize,
+    /// CRC-32 of header bytes 0..12 and the payload.
+    pub crc: u32,
+}
+
+impl Header {
+    /// Parses and checks a header, without looking at the payload.
+    pub fn parse(b: &[u8], max_payload: usize) -> Result<Header, FrameError> {
+        if b.len() < HEADER_LEN {
+            return Err(FrameError::Short {
+                need: HEADER_LEN,
+                have: b.len(),
+            });
+        }
+        let magic = [b[0], b[1], b[2], b[3]];
+        if magic != MAGIC {
+            return Err(FrameError::BadMagic(magic));
+        }
+        if b[4] != VERSION {
+            return Err(FrameError::BadVersion(b[4]));
+        }
+        let kind = Kind::from_u8(b[5]).ok_or(FrameError::BadKind(b[5]))?;
+        if b[6] != 0 || b[7] != 0 {
+            return Err(FrameError::BadFlags(b[6] | b[7]));
+        }
+        let len = u32::from_le_bytes([b[8], b[9], b[10], b[11]]) as usize;
+        let max = max_payload.min(MAX_PAYLOAD);
+        if len > max {
+            return Err(FrameError::TooLong { len, max });
+        }
+        Ok(Header {
+            kind,
+            flags: b[6],
+            len,
+            crc: u32::from_le_bytes([b[12], b[13], b[14], b[15]]),
+        })
+    }
+}
+
+/// Checks a whole frame (header, length, CRC) and returns its header and payload.
+pub fn check(frame: &[u8]) -> Result<(Header, &[u8]), FrameError> {
+    let h = Header::parse(frame, MAX_PAYLOAD)?;
+    let end = HEADER_LEN + h.len;
+    if frame.len() < end {
+        return Err(FrameError::Short {
+            need: end,
+            have: frame.len(),
+        });
+    }
+    let found = crc(&frame[..12], &frame[HEADER_LEN..end]);
+    if found != h.crc {
+        return Err(FrameError::BadCrc {
+            expected: h.crc,
+            found,
+        });
+    }
+    Ok((h, &frame[HEADER_LEN..end]))
+}
+
+fn crc(head: &[u8], payload: &[u8]) -> u32 {
+    let mut c = crc32fast::Hasher::new();
+    c.update(head);
+    c.update(payload);
+    c.finalize()
+}
+
+/// Wraps a payload in a header. Used for checkpoints; batches are framed by [`BatchBuilder`].
+pub fn seal(kind: Kind, payload: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(HEADER_LEN + payload.len());
+    out.extend_from_slice(&header_bytes(kind, payload.len()));
+    out.extend_from_slice(payload);
+    let c = crc(&out[..12], payload);
+    out[12..16].copy_from_slice(&c.to_le_bytes());
+    out
+}
+
+fn header_bytes(kind: Kind, len: usize) -> [u8; HEADER_LEN] {
+    let mut h = [0u8; HEADER_LEN];
+    h[..4].copy_from_slice(&MAGIC);
+    h[4] = VERSION;
+    h[5] = kind as u8;
+    h[8..12].copy_from_slice(&(len as u32).to_le_bytes());
+    h
+}
+
+/// A batch of log lines: the payload of a [`Kind::Batch`] frame, borrowed from its bytes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Batch<'a> {
+    /// The agent's instance id.
+    pub instance: &'a str,
+    /// Sequence number: never reused, never goes backwards, survives restarts.
+    pub seq: u64,
+    /// Unix time in milliseconds that line timestamps are relative to.
+    pub base_ts_ms: u64,
+    /// The files the lines come from; `Line::source` indexes this.
+    #[serde(borrow)]
+    pub sources: Vec<Source<'a>>,
+    /// The lines, in the order they were read.
+    #[serde(borrow)]
+    pub lines: Vec<Line<'a>>,
+}
+
+/// The leading fields of a batch, for readers that only need its identity and sources.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct BatchHead<'a> {
+    /// See [`Batch::instance`].
+    pub instance: &'a str,
+    /// See [`Batch::seq`].
+    pub seq: u64,
+    /// See [`Batch::base_ts_ms`].
+    pub base_ts_ms: u64,
+    /// See [`Batch::sources`].
+    #[serde(borrow)]
+    pub sources: Vec<Source<'a>>,
+    /// Number of lines that follow.
+    pub line_count: u64,
+}
+
+/// One file a batch reads from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Source<'a> {
+    /// The path the file was found under (the name it had before a rotation).
+    pub path: &'a str,
+    /// Device number of the file.
+    pub dev: u64,
+    /// Inode number of the file.
+    pub ino: u64,
+    /// How many leading bytes `fp` covers.
+    pub fp_len: u32,
+    /// CRC-32 of the file's first `fp_len` bytes: tells a reused inode from the old file.
+    pub fp: u32,
+    /// Offset just past the last byte this batch consumed from the file.
+    pub end: u64,
+}
+
+/// One log line.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Line<'a> {
+    /// Index into [`Batch::sources`].
+    pub source: u32,
+    /// Byte offset of the line's first byte in its file.
+    pub offset: u64,
+    /// Milliseconds after [`Batch::base_ts_ms`] at which the line was read.
+    pub ts_delta_ms: u32,
+    /// [`LINE_CUT`], [`LINE_PARTIAL`].
+    pub flags: u8,
+    /// The line without its newline (nor a `\r` before it); any bytes, not only UTF-8.
+    pub text: &'a [u8],
+}
+
+/// The agent's resume point, kept as the spool's `state` file (never sent anywhere).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Checkpoint {
+    /// The next sequence number to assign.
+    pub next_seq: u64,
+    /// Every frame with a sequence number up to this one has been acknowledged.
+    pub acked_seq: u64,
+    /// Where each known file was committed.
+    pub files: Vec<FileMark>,
+}
+
+/// A file's committed position.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileMark {
+    /// Path as raw bytes (paths need not be UTF-8).
+    pub path: Vec<u8>,
+    /// Device number.
+    pub dev: u64,
+    /// Inode number.
+    pub ino: u64,
+    /// See [`Source::fp_len`].
+    pub fp_len: u32,
+    /// See [`Source::fp`].
+    pub fp: u32,
+    /// Every byte before this offset is in a durable frame (or was skipped on purpose).
+    pub offset: u64,
+    /// File size when last seen: what is lost if the file vanishes unread.
+    pub size: u64,
+}
+
+/// Decodes a checked frame's payload as a batch.
+pub fn decode_batch(frame: &[u8]) -> Result<Batch<'_>, FrameError> {
+    let (h, payload) = check(frame)?;
+    if h.kind != Kind::Batch {
+        return Err(FrameError::BadKind(h.kind as u8));
+    }
+    postcard::from_bytes(payload).map_err(FrameError::BadPayload)
+}
+
+/// Decodes a checked frame's payload as a batch head (identity, sources, line count).
+pub fn decode_head(frame: &[u8]) -> Result<BatchHead<'_>, FrameError> {
+    let (h, payload) = check(frame)?;
+    if h.kind != Kind::Batch {
+        return Err(FrameError::BadKind(h.kind as u8));
+    }
+    postcard::from_bytes(payload).map_err(FrameError::BadPayload)
+}
+
+/// Encodes a checkpoint as a sealed frame.
+pub fn encode_checkpoint(c: &Checkpoint) -> Vec<u8> {
+    let payload = postcard::to_allocvec(c).expect("a Vec sink cannot fail");
+    seal(Kind::Checkpoint, &payload)
+}
+
+/// Decodes a checkpoint frame.
+pub fn decode_checkpoint(frame: &[u8]) -> Result<Checkpoint, FrameError> {
+    let (h, payload) = check(frame)?;
+    if h.kind != Kind::Checkpoint {
+        return Err(FrameError::BadKind(h.kind as u8));
+    }
+    postcard::from_bytes(payload).map_err(FrameError::BadPayload)
+}
+
+#[cfg(test)]
+mod tests;

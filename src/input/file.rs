@@ -1,0 +1,244 @@
+//! One tailed file: its identity, its read position, and reading lines out of it.
+//!
+//! Identity is device + inode, confirmed by a fingerprint (CRC-32 of the first up to
+//! [`FP_MAX`] bytes) so a reused inode or a truncated-and-rewritten file is not taken for the
+//! old one. The read position only ever moves past bytes that are in the open batch, in a
+//! frame, or deliberately skipped (the tail of a cut line): a line that does not fit in the
+//! batch is simply read again after the frame closes, so no partial line is ever buffered.
+
+use crate::frame::{BatchBuilder, SourceRef, LINE_CUT, LINE_PARTIAL};
+use crate::stats::Counters;
+use std::fs::File;
+use std::io;
+use std::os::unix::fs::{FileExt, MetadataExt};
+use std::path::PathBuf;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+/// Bytes of a file's head that its fingerprint covers at most.
+pub const FP_MAX: u32 = 256;
+
+/// CRC-32 of the first `len` bytes of `f`, or `None` if it has fewer.
+pub fn fingerprint(f: &File, len: u32) -> io::Result<Option<u32>> {
+    let mut buf = [0u8; FP_MAX as usize];
+    let buf = &mut buf[..len as usize];
+    let mut got = 0;
+    while got < buf.len() {
+        match f.read_at(&mut buf[got..], got as u64)? {
+            0 => return Ok(None),
+            n => got += n,
+        }
+    }
+    Ok(Some(crc32fast::hash(buf)))
+}
+
+/// Why [`Tailed::read`] stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stop {
+    /// At the end of the file (a partial line may be waiting).
+    Eof,
+    /// The batch cannot take the next line: close the frame and call again.
+    BatchFull,
+    /// Read `budget` bytes; more may be there.
+    Budget,
+}
+
+/// A file being tailed.
+#[derive(Debug)]
+pub struct Tailed {
+    /// Index of the input it belongs to.
+    pub input: usize,
+    /// Where it was last seen.
+    pub path: PathBuf,
+    /// The name frames give it: the one it was found under, kept across renames.
+    pub wire_path: Rc<str>,
+    pub(crate) file: File,
+    /// Device number.
+    pub dev: u64,
+    /// Inode number.
+    pub ino: u64,
+    /// Bytes covered by `fp`.
+    pub fp_len: u32,
+    /// Fingerprint of the first `fp_len` bytes.
+    pub fp: u32,
+    /// Next byte to read.
+    pub pos: u64,
+    /// Everything before this is in a spooled frame (or skipped).
+    pub committed: u64,
+    /// Size when last looked at.
+    pub size: u64,
+    /// When it stopped being reachable under a watched path (renamed, deleted, a copy).
+    pub rotated: Option<Instant>,
+    /// Inside the tail of a cut line: discard up to the next newline.
+    pub skipping: bool,
+    /// Since when a last line without a newline has been waiting.
+    pub partial_since: Option<Instant>,
+    /// Not to be read until this file (its predecessor under the same name) is drained.
+    pub wait_for: Option<(u64, u64)>,
+    /// When bytes were last read from it.
+    pub last_data: Instant,
+}
+
+impl Tailed {
+    /// Opens `path` for tailing from `pos`.
+    pub fn open(input: usize, path: PathBuf, wire_path: Rc<str>, pos: u64) -> io::Result<Tailed> {
+        let file = File::open(&path)?;
+        let m = file.metadata()?;
+        let mut t = Tailed {
+            input,
+            path,
+            wire_path,
+            file,
+            dev: m.dev(),
+            ino: m.ino(),
+            fp_len: 0,
+            fp: 0,
+            pos,
+            committed: pos,
+            size: m.len(),
+            rotated: None,
+            skipping: false,
+            partial_since: None,
+            wait_for: None,
+            last_data: Instant::now(),
+        };
+        t.refresh_fp()?;
+        Ok(t)
+    }
+
+    /// Grows the fingerprint while the file is shorter than [`FP_MAX`].
+    pub fn refresh_fp(&mut self) -> io::Result<()> {
+        let want = (self.size.min(FP_MAX as u64)) as u32;
+        if want > self.fp_len {
+            if let Some(fp) = fingerprint(&self.file, want)? {
+                self.fp_len = want;
+                self.fp = fp;
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether the file still starts with the bytes it was fingerprinted by.
+    pub fn same_head(&self) -> io::Result<bool> {
+        Ok(self.fp_len == 0 || fingerprint(&self.file, self.fp_len)? == Some(self.fp))
+    }
+
+    /// The file's current size, through the open descriptor (it may have been renamed).
+    pub fn stat(&mut self) -> io::Result<u64> {
+        self.size = self.file.metadata()?.len();
+        Ok(self.size)
+    }
+
+    /// At the end of what was last seen of the file.
+    pub fn at_eof(&self) -> bool {
+        self.pos >= self.size
+    }
+
+    /// Reads lines into `batch` until the end of the file, a full batch, or `budget` bytes.
+    #[allow(clippy::too_many_arguments)]
+    pub fn read(
+        &mut self,
+        buf: &mut [u8],
+        batch: &mut BatchBuilder,
+        max_line: usize,
+        partial_flush: Duration,
+        now: Instant,
+        ts_ms: u64,
+        budget: &mut usize,
+        c: &mut Counters,
+    ) -> io::Result<Stop> {
+        let src = SourceRef {
+            path: &self.wire_path,
+            dev: self.dev,
+            ino: self.ino,
+            fp_len: self.fp_len,
+            fp: self.fp,
+        };
+        loop {
+            if *budget == 0 {
+                return Ok(Stop::Budget);
+            }
+            let n = self.file.read_at(buf, self.pos)?;
+            if n == 0 {
+                return Ok(Stop::Eof);
+            }
+            self.last_data = now;
+            let chunk = &buf[..n];
+            let mut s = 0;
+            while let Some(i) = memchr::memchr(b'\n', &chunk[s..]) {
+                let e = s + i;
+                let offset = self.pos;
+                let consumed = (e + 1 - s) as u64;
+                if self.skipping {
+                    self.skipping = false;
+                    c.cut_bytes += consumed;
+                } else {
+                    let mut text = &chunk[s..e];
+                    if text.last() == Some(&b'\r') {
+                        text = &text[..text.len() - 1];
+                    }
+                    let flags = if text.len() > max_line {
+                        text = &text[..max_line];
+                        c.lines_cut += 1;
+                        c.cut_bytes += (e - s - max_line) as u64;
+                        LINE_CUT
+                    } else {
+                        0
+                    };
+                    if !batch.push(&src, offset, offset + consumed, ts_ms, flags, text) {
+                        return Ok(Stop::BatchFull);
+                    }
+                    c.lines_read += 1;
+                }
+                c.bytes_read += consumed;
+                self.pos += consumed;
+                self.partial_since = None;
+                s = e + 1;
+                *budget = budget.saturating_sub(consumed as usize);
+            }
+            // What is left has no newline yet.
+            let rest = n - s;
+            if self.skipping && rest > 0 {
+                c.cut_bytes += rest as u64;
+                c.bytes_read += rest as u64;
+                self.pos += rest as u64;
+                continue;
+            }
+            if rest > max_line {
+                // Too long to ever be a whole line: send its head, skip to the newline.
+                let offset = self.pos;
+                let text = &chunk[s..s + max_line];
+                if !batch.push(&src, offset, offset + rest as u64, ts_ms, LINE_CUT, text) {
+                    return Ok(Stop::BatchFull);
+                }
+                c.lines_read += 1;
+                c.lines_cut += 1;
+                c.cut_bytes += (rest - max_line) as u64;
+                c.bytes_read += rest as u64;
+                self.pos += rest as u64;
+                self.skipping = true;
+                continue;
+            }
+            if n < buf.len() && rest > 0 {
+                // A last line still being written: wait for its newline, up to partial_flush.
+                let since = *self.partial_since.get_or_insert(now);
+                if now.duration_since(since) >= partial_flush {
+                    let offset = self.pos;
+                    let text = &chunk[s..n];
+                    if !batch.push(&src, offset, offset + rest as u64, ts_ms, LINE_PARTIAL, text) {
+                        return Ok(Stop::BatchFull);
+                    }
+                    c.lines_read += 1;
+                    c.partial_lines += 1;
+                    c.bytes_read += rest as u64;
+                    self.pos += rest as u64;
+                    self.partial_since = None;
+                }
+                return Ok(Stop::Eof);
+            }
+            if n < buf.len() {
+                return Ok(Stop::Eof);
+            }
+        }
+    }
+}

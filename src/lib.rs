@@ -1,0 +1,83 @@
+//! tailbeat: a small, static, single-threaded agent that tails log files on edge devices and
+//! ships them, at least once and in order, as compact checksummed frames.
+//!
+//! The data path, top to bottom:
+//!
+//! ```text
+//! input (tail files) → frame (batch lines) → spool (bounded, crash-safe) → sink (file | stdout)
+//!                ▲                                                          │
+//!                └────── file offsets are checkpointed with the frames ─────┘
+//! ```
+//!
+//! - [`input`] finds files by glob, follows rotation by rename and copytruncate, and reads
+//!   lines; [`frame`] defines the wire format (see `src/frame/FORMAT.md`); [`spool`] keeps
+//!   frames on disk until the [`sink`] acknowledges them; [`agent`] runs it all.
+//! - Invariants: a line is never forgotten before its frame is acknowledged; every frame has
+//!   a sequence number that never goes backwards, so duplicates are detectable; memory is
+//!   bounded by the config, not by the input; every loss is counted.
+//!
+//! # Threads
+//!
+//! The process has two OS threads, and the test `tests/process.rs` checks it:
+//! 1. **main**, which runs every task on smol's `LocalExecutor` under `block_on`: tailing,
+//!    batching, spooling, sending, signals, stats. File reads and fsyncs run on it directly:
+//!    they are page-cache reads bounded by a 1 MiB budget per turn, and fsyncs batched to one
+//!    per window of frames. Going through `smol::fs` instead would add a blocking pool.
+//! 2. **async-io**, started by `async-io` on first use of the reactor (timers, the signal
+//!    pipe): its fallback driver for when `block_on` is not polling the reactor itself.
+//!
+//! Signals arrive through `async-signal`'s self-pipe on the reactor: no signal thread.
+#![forbid(unsafe_code)]
+#![warn(missing_docs, missing_debug_implementations, rust_2018_idioms)]
+
+pub mod agent;
+pub mod backoff;
+pub mod config;
+pub mod frame;
+pub mod input;
+pub mod logger;
+pub mod sink;
+pub mod spool;
+pub mod stats;
+
+pub use agent::run;
+pub use config::Config;
+
+use std::fmt;
+use std::path::PathBuf;
+
+/// Why the agent could not start or stopped.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Error {
+    /// The config is invalid.
+    Config(config::ConfigError),
+    /// The spool could not be opened.
+    Spool(spool::SpoolError),
+    /// The sink could not be set up.
+    Sink(sink::SinkError),
+    /// Any other file operation.
+    Io {
+        /// What was being done.
+        what: &'static str,
+        /// To what.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Config(e) => e.fmt(f),
+            Error::Spool(e) => e.fmt(f),
+            Error::Sink(e) => e.fmt(f),
+            Error::Io { what, path, source } => {
+                write!(f, "cannot {what} {}: {source}", path.display())
+            }
+        }
+    }
+}
+
+impl std::error::Error for Error {}

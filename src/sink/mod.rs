@@ -1,0 +1,101 @@
+//! Sinks: where frames go, and how they are acknowledged.
+//!
+//! A sink owns its connection or file and never touches the spool: the agent reads frames
+//! from the spool, hands them over with [`Sink::send`], and releases them from the spool only
+//! when [`Sink::flush`] acknowledges them. The contract:
+//! - `send` returning `Ok` means the sink has taken the frame, not that it is safe;
+//! - `flush` returning `Ok(seq)` means every frame sent up to `seq` is acknowledged (durable
+//!   at the sink); the spool may forget them;
+//! - any `Err`, or a future dropped before it completes, means nothing unacknowledged is
+//!   safe: the agent rewinds and sends those frames again, with the same sequence numbers.
+//!
+//! Sinks are an enum, not trait objects: async trait methods are not object-safe, and an
+//! enum costs no allocation and lets the compiler drop sinks a build leaves out.
+
+mod file;
+mod stdout;
+
+pub use file::FileSink;
+pub use stdout::StdoutSink;
+
+use crate::config;
+use std::fmt;
+use std::io;
+use std::path::PathBuf;
+
+/// A sink operation that failed.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum SinkError {
+    /// A file sink could not write or sync.
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The OS error.
+        source: io::Error,
+    },
+    /// Standard output is closed (e.g. `tailbeat run | head`).
+    Closed,
+}
+
+impl fmt::Display for SinkError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SinkError::Io { path, source } => write!(f, "sink {}: {source}", path.display()),
+            SinkError::Closed => f.write_str("sink: standard output is closed"),
+        }
+    }
+}
+
+impl std::error::Error for SinkError {}
+
+/// What every sink does.
+#[allow(async_fn_in_trait)]
+pub trait Sink {
+    /// How many frames may be sent before a [`flush`](Sink::flush).
+    fn window(&self) -> usize;
+    /// Takes one frame.
+    async fn send(&mut self, seq: u64, frame: &[u8]) -> Result<(), SinkError>;
+    /// Waits until what was sent is acknowledged; returns the highest acknowledged seq.
+    async fn flush(&mut self) -> Result<u64, SinkError>;
+}
+
+/// The configured sink.
+#[derive(Debug)]
+pub enum AnySink {
+    /// `type = "file"`.
+    File(FileSink),
+    /// `type = "stdout"`.
+    Stdout(StdoutSink),
+}
+
+impl AnySink {
+    /// Builds the sink a config describes (opening files, not yet connecting anywhere).
+    pub fn new(cfg: &config::Sink) -> Result<AnySink, SinkError> {
+        Ok(match cfg {
+            config::Sink::File { path, fsync } => AnySink::File(FileSink::open(path, *fsync)?),
+            config::Sink::Stdout {} => AnySink::Stdout(StdoutSink::default()),
+        })
+    }
+}
+
+impl Sink for AnySink {
+    fn window(&self) -> usize {
+        match self {
+            AnySink::File(s) => s.window(),
+            AnySink::Stdout(s) => s.window(),
+        }
+    }
+    async fn send(&mut self, seq: u64, frame: &[u8]) -> Result<(), SinkError> {
+        match self {
+            AnySink::File(s) => s.send(seq, frame).await,
+            AnySink::Stdout(s) => s.send(seq, frame).await,
+        }
+    }
+    async fn flush(&mut self) -> Result<u64, SinkError> {
+        match self {
+            AnySink::File(s) => s.flush().await,
+            AnySink::Stdout(s) => s.flush().await,
+        }
+    }
+}

@@ -1,0 +1,98 @@
+//! Counters: every line read, every frame sent, and every loss, by reason.
+//!
+//! Plain integers on the one pipeline thread; no atomics needed. Fixed size: a latency ring of
+//! [`LATENCY_WINDOW`] samples, whatever the load.
+
+use heapless::HistoryBuf;
+
+/// Samples of read→ack latency kept for percentiles.
+pub const LATENCY_WINDOW: usize = 512;
+
+/// What the agent has done since it started.
+#[derive(Debug, Default, Clone)]
+pub struct Counters {
+    /// Lines taken into frames.
+    pub lines_read: u64,
+    /// Bytes consumed from files (newlines included).
+    pub bytes_read: u64,
+    /// Lines cut at `max_line_bytes`.
+    pub lines_cut: u64,
+    /// Bytes thrown away from cut lines.
+    pub cut_bytes: u64,
+    /// Last lines sent without a newline after `partial_flush`.
+    pub partial_lines: u64,
+    /// Files opened for tailing.
+    pub files_opened: u64,
+    /// Files seen renamed or deleted (rotation).
+    pub files_rotated: u64,
+    /// Files seen truncated (copytruncate or a plain truncate).
+    pub files_truncated: u64,
+    /// Unread bytes lost to a truncation with no copy to recover them from.
+    pub truncated_lost_bytes: u64,
+    /// Unread bytes lost because a file vanished (deleted or rotated away) before it was read.
+    pub vanished_lost_bytes: u64,
+    /// Frames written to the spool.
+    pub frames_spooled: u64,
+    /// Frames handed to the sink (retransmissions included).
+    pub frames_sent: u64,
+    /// Frames the sink acknowledged.
+    pub frames_acked: u64,
+    /// Lines in acknowledged frames.
+    pub lines_acked: u64,
+    /// Failed sink operations (each one leads to a retry after a backoff).
+    pub send_errors: u64,
+    /// Frames deleted unsent by `on_full = "drop_oldest"`.
+    pub dropped_frames: u64,
+    /// Lines in those frames.
+    pub dropped_lines: u64,
+    /// Spool records found corrupt or torn at start-up (or when read back).
+    pub corrupt_records: u64,
+    /// Bytes in those records.
+    pub corrupt_bytes: u64,
+    /// Writes to the spool that failed (disk full, I/O error).
+    pub spool_write_errors: u64,
+    /// Times reading stopped because the spool was full under `on_full = "block"`.
+    pub spool_full_waits: u64,
+}
+
+/// read→ack latencies in milliseconds, the last [`LATENCY_WINDOW`] of them.
+#[derive(Debug, Default)]
+pub struct Latency {
+    ring: HistoryBuf<u32, LATENCY_WINDOW>,
+}
+
+impl Latency {
+    /// Records one sample.
+    pub fn record(&mut self, ms: u64) {
+        self.ring.write(ms.min(u32::MAX as u64) as u32);
+    }
+
+    /// p50, p90, p99 of the window, or `None` before the first sample.
+    pub fn percentiles(&self) -> Option<[u32; 3]> {
+        if self.ring.is_empty() {
+            return None;
+        }
+        let mut v: heapless::Vec<u32, LATENCY_WINDOW> = self.ring.oldest_ordered().copied().collect();
+        v.sort_unstable();
+        let at = |p: usize| v[((v.len() - 1) * p) / 100];
+        Some([at(50), at(90), at(99)])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentiles_over_a_full_window_keep_only_the_newest() {
+        let mut l = Latency::default();
+        assert_eq!(l.percentiles(), None);
+        for _ in 0..1000 {
+            l.record(1_000_000);
+        }
+        for i in 1..=LATENCY_WINDOW as u64 {
+            l.record(i);
+        }
+        assert_eq!(l.percentiles(), Some([256, 460, 507]));
+    }
+}
