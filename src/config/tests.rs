@@ -43,7 +43,7 @@ fn unknown_top_level_key_is_named_with_its_line() {
 fn unknown_key_in_a_table() {
     let e = err(&format!("{GOOD}\n[spool]\nmax_byte = \"1MiB\"\n"));
     assert_eq!(e.key.as_deref(), Some("spool.max_byte"));
-    assert_eq!(e.line, Some(14));
+    assert_eq!(e.line, Some(13));
 }
 
 #[test]
@@ -99,7 +99,7 @@ fn missing_required_key() {
 fn validation_errors_name_the_key_and_its_line() {
     let e = err(&format!("{GOOD}\n[spool]\nmax_bytes = \"1MiB\"\n"));
     assert_eq!(e.key.as_deref(), Some("spool.max_bytes"));
-    assert_eq!(e.line, Some(14));
+    assert_eq!(e.line, Some(13));
     assert!(e.msg.contains("two segments"), "{e}");
     let e = err(&GOOD.replace("name = \"app\"", "name = \"app\"\nmax_line_bytes = \"1MiB\""));
     assert_eq!(e.key.as_deref(), Some("input[0].max_line_bytes"));
@@ -118,7 +118,7 @@ fn duplicate_input_names_are_rejected() {
     );
     let e = err(&text);
     assert_eq!(e.key.as_deref(), Some("input[1].name"));
-    assert_eq!(e.line, Some(10));
+    assert_eq!(e.line, Some(9));
 }
 
 #[test]
@@ -127,6 +127,6 @@ fn display_is_one_line_with_file_line_and_key() {
     e.path = Some("/etc/tailbeat.toml".into());
     assert_eq!(
         e.to_string(),
-        "/etc/tailbeat.toml:14: spool.max_bytes: expected a size like 8MiB, got \"lots\""
+        "/etc/tailbeat.toml:13: spool.max_bytes: expected a size like 8MiB, got \"lots\""
     );
 }

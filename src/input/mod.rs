@@ -270,22 +270,10 @@ impl Tailer {
         f.skipping = false;
         f.partial_since = None;
         let _ = f.refresh_fp();
-        let unread = before.saturating_sub(pos);
-        log::info!("{} truncated at byte {pos} ({unread} bytes unread)", path.display());
-        if unread == 0 && fp_len > 0 {
-            return;
-        }
-        let claimed = self.files.iter().position(|t| {
-            (t.dev, t.ino) != key
-                && t.rotated.is_some()
-                && *t.wire_path == *wire
-                && t.pos == pos
-                && t.fp_len >= fp_len
-        });
-        if claimed.is_some() {
-            return;
-        }
-        match find_copy(&dir, fp_len, fp, pos, key) {
+        log::info!("{} truncated at byte {pos}", path.display());
+        // The copy's length, not the size we last saw, tells whether lines were unread: the
+        // writer may have appended between our last read and the copy.
+        match find_copy(&dir, fp_len, fp, pos + 1, key) {
             Some(copy) => {
                 let before_len = self.files.len();
                 self.attach_copy(copy, &wire, input, pos, now, c);
@@ -409,7 +397,7 @@ impl Tailer {
             let Some(since) = f.rotated else { return true };
             let wait = inputs.get(f.input).map_or(std::time::Duration::ZERO, |i| i.rotate_wait.0);
             let quiet = now.duration_since(since.max(f.last_data)) >= wait;
-            let done = f.at_eof() && quiet && !batch.holds(f.dev, f.ino) && f.committed == f.pos;
+            let done = f.at_eof() && quiet && !batch.holds(f.dev, f.ino);
             if done {
                 log::debug!("done with rotated {} ({})", f.path.display(), f.wire_path);
             }
@@ -429,13 +417,10 @@ impl Tailer {
         let mut more = false;
         for i in 0..self.files.len() {
             if let Some(k) = self.files[i].wait_for {
-                match self.files.iter().find(|f| (f.dev, f.ino) == k) {
-                    Some(p) if !p.at_eof() || batch.holds(k.0, k.1) && p.rotated.is_none() => {
-                        continue;
-                    }
-                    Some(p) if !p.at_eof() => continue,
-                    _ => self.files[i].wait_for = None,
+                if self.files.iter().any(|p| (p.dev, p.ino) == k && !p.at_eof()) {
+                    continue;
                 }
+                self.files[i].wait_for = None;
             }
             let f = &mut self.files[i];
             let input = &self.inputs[f.input];
@@ -472,7 +457,10 @@ impl Tailer {
     /// Records that a frame holding lines up to `end` of file `(dev, ino)` is in the spool.
     pub fn commit(&mut self, dev: u64, ino: u64, end: u64) {
         if let Some(f) = self.files.iter_mut().find(|f| (f.dev, f.ino) == (dev, ino)) {
-            f.committed = f.committed.max(end);
+            // A frame built before a truncation names the old content's offsets: ignore them.
+            if end <= f.pos {
+                f.committed = f.committed.max(end);
+            }
         }
     }
 
