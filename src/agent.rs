@@ -371,7 +371,8 @@ async fn deliver(st: Shared, mut sink: AnySink, spooled: Notify, space: Notify) 
     let mut buf = Vec::new();
     loop {
         let failure = {
-            if let Some(new) = st.borrow_mut().new_sink.take() {
+            let new_sink = st.borrow_mut().new_sink.take();
+            if let Some(new) = new_sink {
                 let mut g = st.borrow_mut();
                 let s = &mut *g;
                 s.spool.rewind(&mut s.c);

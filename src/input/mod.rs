@@ -390,19 +390,32 @@ impl Tailer {
         }
     }
 
-    /// Closes rotated files that are drained and quiet, and whose lines are all committed.
+    /// Closes rotated files that are drained and quiet, and whose lines are all in the spool.
+    /// Each leaves a mark, so a glob that also matches rotated names (`app.log*`) does not
+    /// read it again; marks of files that no longer exist are pruned.
     fn retire(&mut self, now: Instant, batch: &BatchBuilder) {
         let inputs = &self.inputs;
+        let mut done = Vec::new();
         self.files.retain(|f| {
             let Some(since) = f.rotated else { return true };
             let wait = inputs.get(f.input).map_or(std::time::Duration::ZERO, |i| i.rotate_wait.0);
             let quiet = now.duration_since(since.max(f.last_data)) >= wait;
-            let done = f.at_eof() && quiet && !batch.holds(f.dev, f.ino);
-            if done {
+            let finished = f.at_eof() && quiet && !batch.holds(f.dev, f.ino);
+            if finished {
                 log::debug!("done with rotated {} ({})", f.path.display(), f.wire_path);
+                let mut m = mark(f, f.pos);
+                m.path = f.path.as_os_str().as_bytes().to_vec();
+                done.push(m);
             }
-            !done
+            !finished
         });
+        self.marks.retain(|_, m| {
+            let p = Path::new(std::ffi::OsStr::from_bytes(&m.path));
+            std::fs::metadata(p).is_ok_and(|md| (md.dev(), md.ino()) == (m.dev, m.ino))
+        });
+        for m in done {
+            self.marks.insert((m.dev, m.ino), m);
+        }
     }
 
     /// Reads lines from every file into `batch`, up to [`READ_BUDGET`] bytes.

@@ -1,0 +1,210 @@
+//! Tailing against real files: late files, long and partial lines, rotation by rename and by
+//! copytruncate under a writer going full speed, with the agent keeping up and far behind.
+
+mod common;
+use common::*;
+use std::fs;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tailbeat::frame::{LINE_CUT, LINE_PARTIAL};
+
+#[test]
+fn late_files_long_lines_and_partial_lines() {
+    let s = Scratch::new("late");
+    let cfg = s.config(
+        "",
+        &input("app", &format!("{}/logs/**/*.log", s.0.display()), "max_line_bytes = 100\npartial_flush = \"300ms\""),
+        "",
+    );
+    let a = Agent::start(&s, &cfg);
+    std::thread::sleep(Duration::from_millis(300));
+    fs::create_dir_all(s.path("logs/sub")).unwrap();
+    let late = s.path("logs/sub/late.log");
+    append(&late, "first\r\n");
+    append(&late, &format!("{}\n", "L".repeat(250)));
+    append(&late, &format!("{}\n", "M".repeat(100)));
+    append(&late, "no newline yet");
+    let got = wait_lines(&s.path("out.tbf"), 4, 10);
+    assert_eq!(got.len(), 4, "{got:?}");
+    assert_eq!(got[0].text, b"first");
+    assert_eq!((got[1].text.len(), got[1].flags), (100, LINE_CUT));
+    assert_eq!((got[2].text.len(), got[2].flags), (100, 0));
+    assert_eq!((&got[3].text[..], got[3].flags), (&b"no newline yet"[..], LINE_PARTIAL));
+    assert_eq!(got[1].offset, 7);
+    assert!(got[0].path.ends_with("logs/sub/late.log"));
+    let log = a.stop();
+    assert_eq!(stat(&log, "cut", "lines"), 1);
+}
+
+#[test]
+fn start_at_tail_skips_what_was_there_on_the_first_run_only() {
+    let s = Scratch::new("startat");
+    let f = s.path("logs/app.log");
+    append(&f, &line("old", 0));
+    let inp = input("app", &f.display().to_string(), "").replace("\"head\"", "\"tail\"");
+    let cfg = s.config("", &inp, "");
+    let a = Agent::start(&s, &cfg);
+    a.wait_log("tailing", 5);
+    append(&f, &line("new", 1));
+    wait_lines(&s.path("out.tbf"), 1, 10);
+    a.stop();
+    append(&f, &line("new", 2));
+    let a = Agent::start(&s, &cfg);
+    let got = wait_lines(&s.path("out.tbf"), 2, 10);
+    a.stop();
+    assert_eq!(numbers(&got, "old"), Vec::<u64>::new());
+    assert_eq!(numbers(&got, "new"), vec![1, 2]);
+}
+
+/// Writes `total` numbered lines to `path`, calling `rotate` every `every` lines, at about
+/// `rate` lines per second.
+fn writer(
+    path: std::path::PathBuf,
+    total: u64,
+    every: u64,
+    rate: u64,
+    rotate: impl Fn(&std::path::Path, u64) + Send + 'static,
+) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || {
+        use std::io::Write;
+        let open = || fs::OpenOptions::new().create(true).append(true).open(&path).unwrap();
+        let mut f = open();
+        let start = std::time::Instant::now();
+        let mut buf = String::new();
+        for i in 0..total {
+            buf.push_str(&line("w", i));
+            if i % 100 == 99 || i + 1 == total {
+                f.write_all(buf.as_bytes()).unwrap();
+                buf.clear();
+                let due = Duration::from_secs_f64((i + 1) as f64 / rate as f64);
+                if let Some(d) = due.checked_sub(start.elapsed()) {
+                    std::thread::sleep(d);
+                }
+            }
+            if i % every == every - 1 && i + 1 < total {
+                drop(f);
+                rotate(&path, i / every);
+                f = open();
+            }
+        }
+    })
+}
+
+fn rename_to_numbered(p: &std::path::Path, k: u64) {
+    fs::rename(p, p.with_extension(format!("log.{k:04}"))).unwrap();
+}
+
+fn copytruncate(p: &std::path::Path, k: u64) {
+    // logrotate's copytruncate: copy, then truncate in place (the writer pauses meanwhile).
+    fs::copy(p, p.with_extension(format!("log.{k:04}"))).unwrap();
+    fs::OpenOptions::new().write(true).open(p).unwrap().set_len(0).unwrap();
+}
+
+/// Stops the agent (SIGSTOP) for `pause` every `period` while `running`, so it falls behind.
+fn stall(pid: u32, period: Duration, pause: Duration, running: Arc<AtomicBool>) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || {
+        while running.load(Ordering::Relaxed) {
+            std::thread::sleep(period);
+            let _ = std::process::Command::new("kill").args(["-STOP", &pid.to_string()]).status();
+            std::thread::sleep(pause);
+            let _ = std::process::Command::new("kill").args(["-CONT", &pid.to_string()]).status();
+        }
+    })
+}
+
+/// `every` lines per generation at `rate` lines/s. Falling behind: the agent is stopped for
+/// 400 ms every 700 ms. Under copytruncate, a generation that is copied and truncated away
+/// entirely while the agent is stopped cannot be found by any agent (its copy's first bytes
+/// match nothing it has seen), so those runs keep a generation longer than a stall.
+fn run_rotation(name: &str, glob_suffix: &str, rotate: fn(&std::path::Path, u64), behind: bool, every: u64, rate: u64) {
+    let s = Scratch::new(name);
+    let f = s.path("logs/app.log");
+    let cfg = s.config("", &input("app", &format!("{}{glob_suffix}", f.display()), ""), "");
+    let a = Agent::start(&s, &cfg);
+    a.wait_log("starting", 5);
+    let total = 60_000;
+    let running = Arc::new(AtomicBool::new(true));
+    let staller = behind.then(|| stall(a.pid(), Duration::from_millis(700), Duration::from_millis(400), running.clone()));
+    writer(f.clone(), total, every, rate, rotate).join().unwrap();
+    running.store(false, Ordering::Relaxed);
+    if let Some(t) = staller {
+        t.join().unwrap();
+    }
+    let got = wait_lines(&s.path("out.tbf"), total as usize, 60);
+    let log = a.stop();
+    let nums = numbers(&got, "w");
+    assert_exactly_once(&nums, total);
+    if glob_suffix.is_empty() {
+        // One name, read generation by generation: the whole stream is in order.
+        assert!(nums.windows(2).all(|w| w[0] < w[1]), "out of order");
+    } else {
+        // In order within each file.
+        let mut per: std::collections::HashMap<u64, u64> = Default::default();
+        for g in &got {
+            let n = numbers(std::slice::from_ref(g), "w")[0];
+            let last = per.insert(g.ino, n);
+            assert!(last.is_none_or(|l| l < n), "out of order in inode {}", g.ino);
+        }
+    }
+    assert_eq!(stat(&log, "truncated", "B"), 0, "{log}");
+}
+
+#[test]
+fn rename_rotation_keeping_up() {
+    run_rotation("rename-up", "", rename_to_numbered, false, 6_000, 10_000);
+}
+
+#[test]
+fn rename_rotation_far_behind() {
+    // The glob also matches the rotated names, so generations the agent never saw under
+    // `app.log` are still found; the ones it did see are not read twice.
+    run_rotation("rename-behind", "*", rename_to_numbered, true, 3_000, 40_000);
+}
+
+#[test]
+fn copytruncate_keeping_up() {
+    run_rotation("ct-up", "", copytruncate, false, 6_000, 10_000);
+}
+
+#[test]
+fn copytruncate_far_behind() {
+    run_rotation("ct-behind", "", copytruncate, true, 6_000, 10_000);
+}
+
+#[test]
+fn truncation_with_nothing_to_recover_from_is_counted_exactly() {
+    let s = Scratch::new("trunc-loss");
+    let f = s.path("logs/app.log");
+    let mut size = 0;
+    for i in 0..300 {
+        let l = line("old", i);
+        size += l.len() as u64;
+        append(&f, &l);
+    }
+    // The sink cannot write (a full disk), the spool is tiny: the agent falls behind.
+    let tables = "[batch]\nmax_bytes = \"1KiB\"\n[spool]\nmax_bytes = \"6KiB\"\nsegment_bytes = \"3KiB\"\n";
+    let full = "[sink]\ntype = \"file\"\npath = \"/dev/full\"\n";
+    let inp = input("app", &f.display().to_string(), "max_line_bytes = 200");
+    let cfg = s.config("", &inp, &format!("{tables}{full}"));
+    let a = Agent::start(&s, &cfg);
+    a.wait_log("spool full", 10);
+    fs::OpenOptions::new().write(true).open(&f).unwrap().set_len(0).unwrap();
+    s.config("", &inp, tables);
+    a.signal("HUP");
+    a.wait_log("reloaded", 5);
+    a.wait_log("truncated at byte", 10);
+    for i in 0..10 {
+        append(&f, &line("new", i));
+    }
+    let got = wait_until(&s.path("out.tbf"), 10, |g| numbers(g, "new").len() == 10);
+    let olds = numbers(&got, "old");
+    let news = numbers(&got, "new");
+    std::thread::sleep(Duration::from_millis(1500));
+    let log = a.stop();
+    assert_eq!(news, (0..10).collect::<Vec<_>>());
+    assert_eq!(olds, (0..olds.len() as u64).collect::<Vec<_>>());
+    let delivered: u64 = (0..olds.len() as u64).map(|i| line("old", i).len() as u64).sum();
+    assert!(delivered < size);
+    assert_eq!(stat(&log, "truncated", "B"), size - delivered, "{log}");
+}
