@@ -31,7 +31,10 @@ impl Backoff {
 
     /// The delay before the next attempt.
     pub fn next_delay(&mut self) -> Duration {
-        let exp = self.base.saturating_mul(1 << self.attempt.min(20)).min(self.cap);
+        let exp = self
+            .base
+            .saturating_mul(1 << self.attempt.min(20))
+            .min(self.cap);
         self.attempt += 1;
         // xorshift64: jitter needs spread, not cryptographic quality.
         self.rng ^= self.rng << 13;
@@ -58,7 +61,10 @@ mod tests {
         assert!(d[0] >= Duration::from_millis(50) && d[0] <= Duration::from_millis(100));
         assert!(d[3] >= Duration::from_millis(400) && d[3] <= Duration::from_millis(800));
         for x in &d[6..] {
-            assert!(*x >= Duration::from_millis(2500) && *x <= Duration::from_secs(5), "{x:?}");
+            assert!(
+                *x >= Duration::from_millis(2500) && *x <= Duration::from_secs(5),
+                "{x:?}"
+            );
         }
         b.reset();
         assert!(b.next_delay() <= Duration::from_millis(100));

@@ -34,7 +34,9 @@ pub fn init(level: log::LevelFilter) {
 
 /// `2026-11-22T20:04:10.123Z`.
 pub fn utc_now() -> String {
-    let d = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+    let d = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
     let secs = d.as_secs();
     let (y, m, day) = civil(secs / 86400);
     let s = secs % 86400;

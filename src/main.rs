@@ -63,7 +63,12 @@ fn opts(args: &[String]) -> Result<Opts, String> {
             Some((k, v)) => (k, Some(v.to_string())),
             None => (a.as_str(), None),
         };
-        let mut val = || inline.clone().or_else(|| it.next().cloned()).ok_or(format!("{k} needs a value"));
+        let mut val = || {
+            inline
+                .clone()
+                .or_else(|| it.next().cloned())
+                .ok_or(format!("{k} needs a value"))
+        };
         match k {
             "--config" | "-c" => o.config = Some(PathBuf::from(val()?)),
             "--log-level" => o.log_level = Some(val()?),
@@ -98,7 +103,9 @@ fn run(args: &[String]) -> ExitCode {
     };
     if let Some(l) = &o.log_level {
         if config::log_level(l).is_none() {
-            return usage(&format!("--log-level: expected error, warn, info, debug or trace, got {l:?}"));
+            return usage(&format!(
+                "--log-level: expected error, warn, info, debug or trace, got {l:?}"
+            ));
         }
         cfg.log_level = l.clone();
     }
@@ -202,7 +209,7 @@ fn decode(args: &[String]) -> ExitCode {
 
 fn decode_one(r: impl Read, p: &Path, out: &mut impl Write, bad: &mut u64) -> io::Result<()> {
     let mut fr = FrameReader::new(r, frame::MAX_PAYLOAD);
-    while let Some(item) = fr.next()? {
+    while let Some(item) = fr.next_item()? {
         match item {
             Item::Frame { pos, bytes } => {
                 let kind = frame::Header::parse(bytes, frame::MAX_PAYLOAD).map(|h| h.kind);
@@ -221,11 +228,17 @@ fn decode_one(r: impl Read, p: &Path, out: &mut impl Write, bad: &mut u64) -> io
             }
             Item::Skipped { pos, len, why } => {
                 *bad += 1;
-                eprintln!("tailbeat: {}: byte {pos}: {why}; skipped {len} bytes", p.display());
+                eprintln!(
+                    "tailbeat: {}: byte {pos}: {why}; skipped {len} bytes",
+                    p.display()
+                );
             }
             Item::Torn { pos, len, why } => {
                 *bad += 1;
-                eprintln!("tailbeat: {}: byte {pos}: {why}; {len} bytes at the end are not a whole frame", p.display());
+                eprintln!(
+                    "tailbeat: {}: byte {pos}: {why}; {len} bytes at the end are not a whole frame",
+                    p.display()
+                );
             }
         }
     }

@@ -72,7 +72,8 @@ impl Latency {
         if self.ring.is_empty() {
             return None;
         }
-        let mut v: heapless::Vec<u32, LATENCY_WINDOW> = self.ring.oldest_ordered().copied().collect();
+        let mut v: heapless::Vec<u32, LATENCY_WINDOW> =
+            self.ring.oldest_ordered().copied().collect();
         v.sort_unstable();
         let at = |p: usize| v[((v.len() - 1) * p) / 100];
         Some([at(50), at(90), at(99)])

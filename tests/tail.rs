@@ -14,7 +14,11 @@ fn late_files_long_lines_and_partial_lines() {
     let s = Scratch::new("late");
     let cfg = s.config(
         "",
-        &input("app", &format!("{}/logs/**/*.log", s.0.display()), "max_line_bytes = 100\npartial_flush = \"300ms\""),
+        &input(
+            "app",
+            &format!("{}/logs/**/*.log", s.0.display()),
+            "max_line_bytes = 100\npartial_flush = \"300ms\"",
+        ),
         "",
     );
     let a = Agent::start(&s, &cfg);
@@ -30,7 +34,10 @@ fn late_files_long_lines_and_partial_lines() {
     assert_eq!(got[0].text, b"first");
     assert_eq!((got[1].text.len(), got[1].flags), (100, LINE_CUT));
     assert_eq!((got[2].text.len(), got[2].flags), (100, 0));
-    assert_eq!((&got[3].text[..], got[3].flags), (&b"no newline yet"[..], LINE_PARTIAL));
+    assert_eq!(
+        (&got[3].text[..], got[3].flags),
+        (&b"no newline yet"[..], LINE_PARTIAL)
+    );
     assert_eq!(got[1].offset, 7);
     assert!(got[0].path.ends_with("logs/sub/late.log"));
     let log = a.stop();
@@ -68,7 +75,13 @@ fn writer(
 ) -> std::thread::JoinHandle<()> {
     std::thread::spawn(move || {
         use std::io::Write;
-        let open = || fs::OpenOptions::new().create(true).append(true).open(&path).unwrap();
+        let open = || {
+            fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&path)
+                .unwrap()
+        };
         let mut f = open();
         let start = std::time::Instant::now();
         let mut buf = String::new();
@@ -98,17 +111,31 @@ fn rename_to_numbered(p: &std::path::Path, k: u64) {
 fn copytruncate(p: &std::path::Path, k: u64) {
     // logrotate's copytruncate: copy, then truncate in place (the writer pauses meanwhile).
     fs::copy(p, p.with_extension(format!("log.{k:04}"))).unwrap();
-    fs::OpenOptions::new().write(true).open(p).unwrap().set_len(0).unwrap();
+    fs::OpenOptions::new()
+        .write(true)
+        .open(p)
+        .unwrap()
+        .set_len(0)
+        .unwrap();
 }
 
 /// Stops the agent (SIGSTOP) for `pause` every `period` while `running`, so it falls behind.
-fn stall(pid: u32, period: Duration, pause: Duration, running: Arc<AtomicBool>) -> std::thread::JoinHandle<()> {
+fn stall(
+    pid: u32,
+    period: Duration,
+    pause: Duration,
+    running: Arc<AtomicBool>,
+) -> std::thread::JoinHandle<()> {
     std::thread::spawn(move || {
         while running.load(Ordering::Relaxed) {
             std::thread::sleep(period);
-            let _ = std::process::Command::new("kill").args(["-STOP", &pid.to_string()]).status();
+            let _ = std::process::Command::new("kill")
+                .args(["-STOP", &pid.to_string()])
+                .status();
             std::thread::sleep(pause);
-            let _ = std::process::Command::new("kill").args(["-CONT", &pid.to_string()]).status();
+            let _ = std::process::Command::new("kill")
+                .args(["-CONT", &pid.to_string()])
+                .status();
         }
     })
 }
@@ -117,16 +144,36 @@ fn stall(pid: u32, period: Duration, pause: Duration, running: Arc<AtomicBool>) 
 /// 400 ms every 700 ms. Under copytruncate, a generation that is copied and truncated away
 /// entirely while the agent is stopped cannot be found by any agent (its copy's first bytes
 /// match nothing it has seen), so those runs keep a generation longer than a stall.
-fn run_rotation(name: &str, glob_suffix: &str, rotate: fn(&std::path::Path, u64), behind: bool, every: u64, rate: u64) {
+fn run_rotation(
+    name: &str,
+    glob_suffix: &str,
+    rotate: fn(&std::path::Path, u64),
+    behind: bool,
+    every: u64,
+    rate: u64,
+) {
     let s = Scratch::new(name);
     let f = s.path("logs/app.log");
-    let cfg = s.config("", &input("app", &format!("{}{glob_suffix}", f.display()), ""), "");
+    let cfg = s.config(
+        "",
+        &input("app", &format!("{}{glob_suffix}", f.display()), ""),
+        "",
+    );
     let a = Agent::start(&s, &cfg);
     a.wait_log("starting", 5);
     let total = 60_000;
     let running = Arc::new(AtomicBool::new(true));
-    let staller = behind.then(|| stall(a.pid(), Duration::from_millis(700), Duration::from_millis(400), running.clone()));
-    writer(f.clone(), total, every, rate, rotate).join().unwrap();
+    let staller = behind.then(|| {
+        stall(
+            a.pid(),
+            Duration::from_millis(700),
+            Duration::from_millis(400),
+            running.clone(),
+        )
+    });
+    writer(f.clone(), total, every, rate, rotate)
+        .join()
+        .unwrap();
     running.store(false, Ordering::Relaxed);
     if let Some(t) = staller {
         t.join().unwrap();
@@ -144,7 +191,11 @@ fn run_rotation(name: &str, glob_suffix: &str, rotate: fn(&std::path::Path, u64)
         for g in &got {
             let n = numbers(std::slice::from_ref(g), "w")[0];
             let last = per.insert(g.ino, n);
-            assert!(last.is_none_or(|l| l < n), "out of order in inode {}", g.ino);
+            assert!(
+                last.is_none_or(|l| l < n),
+                "out of order in inode {}",
+                g.ino
+            );
         }
     }
     assert_eq!(stat(&log, "truncated", "B"), 0, "{log}");
@@ -159,7 +210,14 @@ fn rename_rotation_keeping_up() {
 fn rename_rotation_far_behind() {
     // The glob also matches the rotated names, so generations the agent never saw under
     // `app.log` are still found; the ones it did see are not read twice.
-    run_rotation("rename-behind", "*", rename_to_numbered, true, 3_000, 40_000);
+    run_rotation(
+        "rename-behind",
+        "*",
+        rename_to_numbered,
+        true,
+        3_000,
+        40_000,
+    );
 }
 
 #[test]
@@ -183,13 +241,19 @@ fn truncation_with_nothing_to_recover_from_is_counted_exactly() {
         append(&f, &l);
     }
     // The sink cannot write (a full disk), the spool is tiny: the agent falls behind.
-    let tables = "[batch]\nmax_bytes = \"1KiB\"\n[spool]\nmax_bytes = \"6KiB\"\nsegment_bytes = \"3KiB\"\n";
+    let tables =
+        "[batch]\nmax_bytes = \"1KiB\"\n[spool]\nmax_bytes = \"6KiB\"\nsegment_bytes = \"3KiB\"\n";
     let full = "[sink]\ntype = \"file\"\npath = \"/dev/full\"\n";
     let inp = input("app", &f.display().to_string(), "max_line_bytes = 200");
     let cfg = s.config("", &inp, &format!("{tables}{full}"));
     let a = Agent::start(&s, &cfg);
     a.wait_log("spool full", 10);
-    fs::OpenOptions::new().write(true).open(&f).unwrap().set_len(0).unwrap();
+    fs::OpenOptions::new()
+        .write(true)
+        .open(&f)
+        .unwrap()
+        .set_len(0)
+        .unwrap();
     s.config("", &inp, tables);
     a.signal("HUP");
     a.wait_log("reloaded", 5);
@@ -204,7 +268,9 @@ fn truncation_with_nothing_to_recover_from_is_counted_exactly() {
     let log = a.stop();
     assert_eq!(news, (0..10).collect::<Vec<_>>());
     assert_eq!(olds, (0..olds.len() as u64).collect::<Vec<_>>());
-    let delivered: u64 = (0..olds.len() as u64).map(|i| line("old", i).len() as u64).sum();
+    let delivered: u64 = (0..olds.len() as u64)
+        .map(|i| line("old", i).len() as u64)
+        .sum();
     assert!(delivered < size);
     assert_eq!(stat(&log, "truncated", "B"), size - delivered, "{log}");
 }

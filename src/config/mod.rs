@@ -292,7 +292,10 @@ impl Config {
                 return err(&k("name"), "must not be empty".into());
             }
             if self.inputs[..i].iter().any(|o| o.name == inp.name) {
-                return err(&k("name"), format!("{:?} is used by another input", inp.name));
+                return err(
+                    &k("name"),
+                    format!("{:?} is used by another input", inp.name),
+                );
             }
             if inp.paths.is_empty() {
                 return err(&k("paths"), "needs at least one pattern".into());
@@ -403,7 +406,9 @@ fn key_at(text: &str, line: usize, msg: &str) -> Option<String> {
         // name the field if the message quotes one.
         msg.split('`').nth(1).map(str::to_string)
     } else {
-        l.split('=').next().map(|k| k.trim().trim_matches('"').to_string())
+        l.split('=')
+            .next()
+            .map(|k| k.trim().trim_matches('"').to_string())
     };
     match (table.is_empty(), key) {
         (true, k) => k,
@@ -435,7 +440,9 @@ fn find_key(text: &str, key: &str) -> Option<usize> {
         return None;
     }
     (1..=text.lines().count()).find(|&i| {
-        text.lines().nth(i - 1).is_some_and(|l| l.trim().starts_with('['))
+        text.lines()
+            .nth(i - 1)
+            .is_some_and(|l| l.trim().starts_with('['))
             && table_at(text, i) == table
     })
 }

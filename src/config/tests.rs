@@ -60,7 +60,10 @@ fn unknown_key_in_the_second_input() {
 fn bad_size_says_what_it_expected_and_got() {
     let e = err(&format!("{GOOD}\n[spool]\nmax_bytes = \"lots\"\n"));
     assert_eq!(e.key.as_deref(), Some("spool.max_bytes"));
-    assert!(e.msg.contains(r#"expected a size like 8MiB, got "lots""#), "{e}");
+    assert!(
+        e.msg.contains(r#"expected a size like 8MiB, got "lots""#),
+        "{e}"
+    );
 }
 
 #[test]
@@ -101,7 +104,10 @@ fn validation_errors_name_the_key_and_its_line() {
     assert_eq!(e.key.as_deref(), Some("spool.max_bytes"));
     assert_eq!(e.line, Some(13));
     assert!(e.msg.contains("two segments"), "{e}");
-    let e = err(&GOOD.replace("name = \"app\"", "name = \"app\"\nmax_line_bytes = \"1MiB\""));
+    let e = err(&GOOD.replace(
+        "name = \"app\"",
+        "name = \"app\"\nmax_line_bytes = \"1MiB\"",
+    ));
     assert_eq!(e.key.as_deref(), Some("input[0].max_line_bytes"));
     assert_eq!(e.line, Some(6));
     let e = err(&format!("log_level = \"loud\"\n{GOOD}"));

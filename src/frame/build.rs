@@ -168,7 +168,10 @@ impl BatchBuilder {
         put_varint(body, idx as u64);
         put_varint(body, offset);
         // A clock that steps back must not wrap the delta: clamp at 0.
-        put_varint(body, ts_ms.saturating_sub(self.base_ts_ms).min(u32::MAX as u64));
+        put_varint(
+            body,
+            ts_ms.saturating_sub(self.base_ts_ms).min(u32::MAX as u64),
+        );
         body.push(flags);
         put_bytes(body, text);
         self.lines += 1;

@@ -102,7 +102,10 @@ impl fmt::Display for FrameError {
                 write!(f, "payload length {len} over the limit of {max}")
             }
             FrameError::BadCrc { expected, found } => {
-                write!(f, "bad CRC-32: header says {expected:08x}, bytes give {found:08x}")
+                write!(
+                    f,
+                    "bad CRC-32: header says {expected:08x}, bytes give {found:08x}"
+                )
             }
             FrameError::BadPayload(e) => write!(f, "payload does not decode: {e}"),
         }

@@ -6,7 +6,7 @@
 use super::{check, FrameError, Header, HEADER_LEN, MAGIC};
 use std::io::{self, Read};
 
-/// What [`FrameReader::next`] found.
+/// What [`FrameReader::next_item`] found.
 #[derive(Debug)]
 pub enum Item<'a> {
     /// A frame that passed every check, at byte `pos` of the input.
@@ -112,7 +112,7 @@ impl<R: Read> FrameReader<R> {
     }
 
     /// The next frame, or the run of bad bytes before it; `None` at the end of the input.
-    pub fn next(&mut self) -> io::Result<Option<Item<'_>>> {
+    pub fn next_item(&mut self) -> io::Result<Option<Item<'_>>> {
         self.fill(HEADER_LEN)?;
         if self.start == self.end {
             return Ok(None);

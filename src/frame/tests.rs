@@ -2,8 +2,20 @@ use super::*;
 
 /// The batch of FORMAT.md's first vector.
 fn vector_batch() -> Vec<u8> {
-    let a = SourceRef { path: "/var/log/app.log", dev: 2049, ino: 131, fp_len: 24, fp: 0x1234_5678 };
-    let b = SourceRef { path: "/var/log/b.log", dev: 2049, ino: 132, fp_len: 0, fp: 0 };
+    let a = SourceRef {
+        path: "/var/log/app.log",
+        dev: 2049,
+        ino: 131,
+        fp_len: 24,
+        fp: 0x1234_5678,
+    };
+    let b = SourceRef {
+        path: "/var/log/b.log",
+        dev: 2049,
+        ino: 132,
+        fp_len: 0,
+        fp: 0,
+    };
     let mut bb = BatchBuilder::new(100, 4096);
     assert!(bb.push(&a, 0, 6, 1_764_000_000_000, 0, b"hello"));
     assert!(bb.push(&b, 10, 14, 1_764_000_000_250, LINE_CUT, b"\xffab"));
@@ -38,7 +50,10 @@ fn doc_vector(name: &str) -> Vec<u8> {
     let start = doc
         .find(&format!("vector: {name}"))
         .unwrap_or_else(|| panic!("FORMAT.md has no vector {name}"));
-    let block = doc[start..].split("```").nth(1).expect("a fenced block follows");
+    let block = doc[start..]
+        .split("```")
+        .nth(1)
+        .expect("a fenced block follows");
     let digits: String = block
         .lines()
         .skip(1)
@@ -62,7 +77,10 @@ fn checkpoint_vector_matches_format_md() {
         hex(&encode_checkpoint(&vector_checkpoint())),
         hex(&doc_vector("checkpoint"))
     );
-    assert_eq!(decode_checkpoint(&doc_vector("checkpoint")).unwrap(), vector_checkpoint());
+    assert_eq!(
+        decode_checkpoint(&doc_vector("checkpoint")).unwrap(),
+        vector_checkpoint()
+    );
 }
 
 #[test]
@@ -77,7 +95,10 @@ fn batch_vector_decodes_with_postcard() {
     assert_eq!((b.sources[0].end, b.sources[1].end), (13, 14));
     assert_eq!(b.sources[0].fp, 0x1234_5678);
     let l = &b.lines[1];
-    assert_eq!((l.source, l.offset, l.ts_delta_ms, l.flags), (1, 10, 250, LINE_CUT));
+    assert_eq!(
+        (l.source, l.offset, l.ts_delta_ms, l.flags),
+        (1, 10, 250, LINE_CUT)
+    );
     assert_eq!(l.text, b"\xffab");
     let h = decode_head(&bytes).unwrap();
     assert_eq!((h.seq, h.line_count, h.sources.len()), (300, 3, 2));
@@ -90,8 +111,18 @@ fn batch_vector_prints_as_format_md_says() {
     json::write_batch(&mut out, &decode_batch(&bytes).unwrap()).unwrap();
     let doc = include_str!("FORMAT.md");
     let block = doc.split("`tailbeat decode` prints it as:").nth(1).unwrap();
-    let want: String = block.split("```").nth(1).unwrap().lines().skip(1).map(|l| format!("{l}\n")).collect();
-    assert_eq!(String::from_utf8(out).unwrap(), want.replace("\\ufffd", "\u{fffd}"));
+    let want: String = block
+        .split("```")
+        .nth(1)
+        .unwrap()
+        .lines()
+        .skip(1)
+        .map(|l| format!("{l}\n"))
+        .collect();
+    assert_eq!(
+        String::from_utf8(out).unwrap(),
+        want.replace("\\ufffd", "\u{fffd}")
+    );
 }
 
 #[test]
@@ -124,7 +155,10 @@ fn errors_say_what_they_found() {
     let mut b = doc_vector("batch");
     b[4] = 9;
     assert_eq!(check(&b).unwrap_err(), FrameError::BadVersion(9));
-    assert_eq!(check(&b[..10]).unwrap_err(), FrameError::Short { need: 16, have: 10 });
+    assert_eq!(
+        check(&b[..10]).unwrap_err(),
+        FrameError::Short { need: 16, have: 10 }
+    );
     let mut b = doc_vector("batch");
     b[8..12].copy_from_slice(&(20u32 << 20).to_le_bytes());
     assert!(matches!(check(&b), Err(FrameError::TooLong { .. })));
@@ -132,7 +166,13 @@ fn errors_say_what_they_found() {
 
 #[test]
 fn builder_never_exceeds_max_bytes_except_for_a_single_line() {
-    let src = SourceRef { path: "/a", dev: 1, ino: 1, fp_len: 0, fp: 0 };
+    let src = SourceRef {
+        path: "/a",
+        dev: 1,
+        ino: 1,
+        fp_len: 0,
+        fp: 0,
+    };
     let mut b = BatchBuilder::new(u32::MAX, 2048);
     let mut off = 0;
     let mut frames = Vec::new();
@@ -153,7 +193,10 @@ fn builder_never_exceeds_max_bytes_except_for_a_single_line() {
     assert_eq!(lines, 500);
     let mut b = BatchBuilder::new(10, 1024);
     assert!(b.push(&src, 0, 5000, 0, LINE_CUT, &[b'y'; 4000]));
-    assert_eq!(decode_batch(&b.finish("i", 1)).unwrap().lines[0].text.len(), 4000);
+    assert_eq!(
+        decode_batch(&b.finish("i", 1)).unwrap().lines[0].text.len(),
+        4000
+    );
 }
 
 #[test]
@@ -171,7 +214,7 @@ fn reader_resyncs_past_garbage_and_reports_a_torn_tail() {
     s.extend_from_slice(&f2[..20]);
     let mut r = FrameReader::new(&s[..], MAX_PAYLOAD);
     let mut got = Vec::new();
-    while let Some(i) = r.next().unwrap() {
+    while let Some(i) = r.next_item().unwrap() {
         got.push(match i {
             Item::Frame { pos, bytes } => format!("frame@{pos}+{}", bytes.len()),
             Item::Skipped { pos, len, .. } => format!("skip@{pos}+{len}"),
@@ -198,7 +241,13 @@ mod props {
 
     fn lines() -> impl Strategy<Value = Vec<(u8, u64, u32, u8, Vec<u8>)>> {
         prop::collection::vec(
-            (0u8..3, any::<u64>(), any::<u32>(), 0u8..4, prop::collection::vec(any::<u8>(), 0..200)),
+            (
+                0u8..3,
+                any::<u64>(),
+                any::<u32>(),
+                0u8..4,
+                prop::collection::vec(any::<u8>(), 0..200),
+            ),
             1..40,
         )
     }
@@ -244,7 +293,7 @@ mod props {
             let _ = decode_checkpoint(&bytes);
             let mut r = FrameReader::new(&bytes[..], 4096);
             let mut n = 0u64;
-            while let Some(i) = r.next().unwrap() {
+            while let Some(i) = r.next_item().unwrap() {
                 n += match i { Item::Frame { bytes, .. } => bytes.len() as u64, Item::Skipped { len, .. } | Item::Torn { len, .. } => len };
             }
             prop_assert_eq!(n, bytes.len() as u64, "every byte is accounted for");
@@ -271,7 +320,7 @@ mod props {
             s.truncate(s.len() - cut % f.len());
             let mut r = FrameReader::new(&s[..], MAX_PAYLOAD);
             let mut frames = 0;
-            while let Some(i) = r.next().unwrap() {
+            while let Some(i) = r.next_item().unwrap() {
                 if let Item::Frame { bytes, .. } = i { prop_assert_eq!(bytes, &f[..]); frames += 1; }
             }
             let want = 1 + usize::from(cut % f.len() == 0);
@@ -284,5 +333,8 @@ mod props {
 fn print_vectors() {
     // `cargo test print_vectors -- --nocapture` shows the bytes FORMAT.md documents.
     println!("batch {}", hex(&vector_batch()));
-    println!("checkpoint {}", hex(&encode_checkpoint(&vector_checkpoint())));
+    println!(
+        "checkpoint {}",
+        hex(&encode_checkpoint(&vector_checkpoint()))
+    );
 }

@@ -225,7 +225,14 @@ impl Tailed {
                 if now.duration_since(since) >= partial_flush {
                     let offset = self.pos;
                     let text = &chunk[s..n];
-                    if !batch.push(&src, offset, offset + rest as u64, ts_ms, LINE_PARTIAL, text) {
+                    if !batch.push(
+                        &src,
+                        offset,
+                        offset + rest as u64,
+                        ts_ms,
+                        LINE_PARTIAL,
+                        text,
+                    ) {
                         return Ok(Stop::BatchFull);
                     }
                     c.lines_read += 1;

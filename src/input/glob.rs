@@ -123,7 +123,10 @@ pub fn excluded(pattern: &str, path: &Path) -> bool {
         return wild(pattern.as_bytes(), name.as_bytes());
     }
     let (_, pp) = parts(pattern);
-    let comps: Vec<&str> = s.split('/').filter(|c| !c.is_empty() && *c != ".").collect();
+    let comps: Vec<&str> = s
+        .split('/')
+        .filter(|c| !c.is_empty() && *c != ".")
+        .collect();
     matches_parts(&pp, &comps)
 }
 
@@ -164,9 +167,18 @@ mod tests {
     fn excludes() {
         assert!(excluded("*.gz", Path::new("/var/log/app.log.1.gz")));
         assert!(!excluded("*.gz", Path::new("/var/log/app.log")));
-        assert!(excluded("/var/log/**/debug/*", Path::new("/var/log/a/b/debug/x.log")));
-        assert!(excluded("/var/log/**/debug/*", Path::new("/var/log/debug/x.log")));
-        assert!(!excluded("/var/log/**/debug/*", Path::new("/var/log/a/x.log")));
+        assert!(excluded(
+            "/var/log/**/debug/*",
+            Path::new("/var/log/a/b/debug/x.log")
+        ));
+        assert!(excluded(
+            "/var/log/**/debug/*",
+            Path::new("/var/log/debug/x.log")
+        ));
+        assert!(!excluded(
+            "/var/log/**/debug/*",
+            Path::new("/var/log/a/x.log")
+        ));
     }
 
     #[test]
@@ -181,10 +193,15 @@ mod tests {
         let mut out = Vec::new();
         expand(&format!("{}/**/*.log", d.display()), &mut out);
         out.sort();
-        let names: Vec<_> = out.iter().map(|p| p.strip_prefix(&d).unwrap().to_owned()).collect();
+        let names: Vec<_> = out
+            .iter()
+            .map(|p| p.strip_prefix(&d).unwrap().to_owned())
+            .collect();
         assert_eq!(
             names,
-            ["a.log", "x/c.log", "x/y/d.log"].map(PathBuf::from).to_vec()
+            ["a.log", "x/c.log", "x/y/d.log"]
+                .map(PathBuf::from)
+                .to_vec()
         );
         let mut out = Vec::new();
         expand(&format!("{}/*.log", d.display()), &mut out);

@@ -80,7 +80,11 @@ impl Tailer {
     /// Replaces the inputs (a reload): files of removed inputs are closed, their positions
     /// kept as marks; files of new inputs are picked up by the next [`scan`](Self::scan).
     pub fn set_inputs(&mut self, inputs: Vec<Input>) {
-        let max_line = inputs.iter().map(|i| i.max_line_bytes.0 as usize).max().unwrap_or(0);
+        let max_line = inputs
+            .iter()
+            .map(|i| i.max_line_bytes.0 as usize)
+            .max()
+            .unwrap_or(0);
         self.buf = vec![0; (max_line + 2).max(64 << 10)];
         let old = std::mem::replace(&mut self.inputs, inputs);
         let mut kept = Vec::new();
@@ -126,7 +130,9 @@ impl Tailer {
         }
         let mut found: Vec<(usize, PathBuf, u64, u64, u64)> = Vec::new();
         for (idx, p) in paths {
-            let Ok(m) = std::fs::metadata(&p) else { continue };
+            let Ok(m) = std::fs::metadata(&p) else {
+                continue;
+            };
             if !m.is_file() || seen.contains(&(m.dev(), m.ino())) {
                 continue;
             }
@@ -235,7 +241,13 @@ impl Tailer {
     }
 
     /// A checkpointed file found shorter than its committed offset at start-up.
-    fn truncated_while_down(&mut self, m: &FileMark, live: &Tailed, now: Instant, c: &mut Counters) {
+    fn truncated_while_down(
+        &mut self,
+        m: &FileMark,
+        live: &Tailed,
+        now: Instant,
+        c: &mut Counters,
+    ) {
         c.files_truncated += 1;
         let dir = live.path.parent().unwrap_or(Path::new("."));
         match find_copy(dir, m.fp_len, m.fp, m.offset, (live.dev, live.ino)) {
@@ -263,7 +275,8 @@ impl Tailer {
         c.files_truncated += 1;
         let (fp_len, fp, pos) = (f.fp_len, f.fp, f.pos);
         let dir = f.path.parent().unwrap_or(Path::new(".")).to_path_buf();
-        let (key, wire, input, path) = ((f.dev, f.ino), f.wire_path.clone(), f.input, f.path.clone());
+        let (key, wire, input, path) =
+            ((f.dev, f.ino), f.wire_path.clone(), f.input, f.path.clone());
         f.pos = 0;
         f.committed = 0;
         f.fp_len = 0;
@@ -299,7 +312,11 @@ impl Tailer {
         c: &mut Counters,
     ) {
         if let Ok(m) = std::fs::metadata(&copy) {
-            if self.files.iter().any(|f| (f.dev, f.ino) == (m.dev(), m.ino())) {
+            if self
+                .files
+                .iter()
+                .any(|f| (f.dev, f.ino) == (m.dev(), m.ino()))
+            {
                 return;
             }
         }
@@ -344,16 +361,21 @@ impl Tailer {
         let marks: Vec<FileMark> = self.marks.drain().map(|(_, m)| m).collect();
         for m in marks {
             let path = PathBuf::from(std::ffi::OsStr::from_bytes(&m.path));
-            let still = std::fs::metadata(&path)
-                .is_ok_and(|md| (md.dev(), md.ino()) == (m.dev, m.ino));
+            let still =
+                std::fs::metadata(&path).is_ok_and(|md| (md.dev(), md.ino()) == (m.dev, m.ino));
             if still {
                 self.marks.insert((m.dev, m.ino), m);
                 continue;
             }
             let dir = path.parent().unwrap_or(Path::new("."));
-            let renamed = std::fs::read_dir(dir).into_iter().flatten().flatten().find(|e| {
-                e.metadata().is_ok_and(|md| md.is_file() && (md.dev(), md.ino()) == (m.dev, m.ino))
-            });
+            let renamed = std::fs::read_dir(dir)
+                .into_iter()
+                .flatten()
+                .flatten()
+                .find(|e| {
+                    e.metadata()
+                        .is_ok_and(|md| md.is_file() && (md.dev(), md.ino()) == (m.dev, m.ino))
+                });
             let wire: Rc<str> = String::from_utf8_lossy(&m.path).into();
             let input = 0;
             match renamed.map(|e| e.path()) {
@@ -398,7 +420,9 @@ impl Tailer {
         let mut done = Vec::new();
         self.files.retain(|f| {
             let Some(since) = f.rotated else { return true };
-            let wait = inputs.get(f.input).map_or(std::time::Duration::ZERO, |i| i.rotate_wait.0);
+            let wait = inputs
+                .get(f.input)
+                .map_or(std::time::Duration::ZERO, |i| i.rotate_wait.0);
             let quiet = now.duration_since(since.max(f.last_data)) >= wait;
             let finished = f.at_eof() && quiet && !batch.holds(f.dev, f.ino);
             if finished {
@@ -430,7 +454,11 @@ impl Tailer {
         let mut more = false;
         for i in 0..self.files.len() {
             if let Some(k) = self.files[i].wait_for {
-                if self.files.iter().any(|p| (p.dev, p.ino) == k && !p.at_eof()) {
+                if self
+                    .files
+                    .iter()
+                    .any(|p| (p.dev, p.ino) == k && !p.at_eof())
+                {
                     continue;
                 }
                 self.files[i].wait_for = None;
@@ -514,7 +542,9 @@ fn find_copy(dir: &Path, fp_len: u32, fp: u32, min_len: u64, not: (u64, u64)) ->
         if !m.is_file() || (m.dev(), m.ino()) == not || m.len() < min_len {
             continue;
         }
-        let Ok(f) = std::fs::File::open(e.path()) else { continue };
+        let Ok(f) = std::fs::File::open(e.path()) else {
+            continue;
+        };
         if fingerprint(&f, fp_len).ok().flatten() == Some(fp) {
             return Some(e.path());
         }

@@ -5,9 +5,13 @@
 //! frame would follow.
 
 use super::{Sink, SinkError};
+use crate::frame::{self, FrameReader, Item};
 use std::fs::{File, OpenOptions};
-use std::io::Write;
+use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
+
+/// How far back from its end the file is searched for its last frame at open.
+const TAIL_WINDOW: u64 = 8 << 20;
 
 /// Appends frames to a file.
 #[derive(Debug)]
@@ -17,6 +21,8 @@ pub struct FileSink {
     fsync: bool,
     sent: u64,
     len: u64,
+    /// The last frame of an earlier run found in the file: (instance, seq).
+    last: Option<(String, u64)>,
 }
 
 impl FileSink {
@@ -28,8 +34,10 @@ impl FileSink {
             fsync,
             sent: 0,
             len: 0,
+            last: None,
         };
         s.reopen()?;
+        s.recover_tail()?;
         Ok(s)
     }
 
@@ -55,7 +63,55 @@ impl FileSink {
     }
 }
 
+impl FileSink {
+    /// Finds the last whole frame in the file, and cuts off a torn one after it (a write the
+    /// agent was killed in the middle of), so the next frame starts on a clean boundary.
+    fn recover_tail(&mut self) -> Result<(), SinkError> {
+        let Ok(mut f) = File::open(&self.path) else {
+            return Ok(());
+        };
+        let len = self.len;
+        if len == 0 || !f.metadata().is_ok_and(|m| m.is_file()) {
+            return Ok(());
+        }
+        let from = len.saturating_sub(TAIL_WINDOW);
+        f.seek(SeekFrom::Start(from)).map_err(|e| self.err(e))?;
+        let mut r = FrameReader::new((&mut f).take(len - from), frame::MAX_PAYLOAD);
+        let mut torn = None;
+        while let Some(item) = r.next_item().map_err(|e| self.err(e))? {
+            match item {
+                Item::Frame { bytes, .. } => {
+                    if let Ok(h) = frame::decode_head(bytes) {
+                        self.last = Some((h.instance.to_string(), h.seq));
+                    }
+                    torn = None;
+                }
+                Item::Torn { pos, .. } if from + pos > 0 => torn = Some(from + pos),
+                _ => {}
+            }
+        }
+        if let Some(at) = torn {
+            log::warn!(
+                "{}: cutting off {} bytes of a frame torn by an earlier crash",
+                self.path.display(),
+                len - at
+            );
+            let f = self.file.as_ref().expect("opened");
+            f.set_len(at).map_err(|e| self.err(e))?;
+            self.len = at;
+        }
+        Ok(())
+    }
+}
+
 impl Sink for FileSink {
+    fn holds(&self, instance: &str) -> u64 {
+        match &self.last {
+            Some((i, seq)) if i == instance => *seq,
+            _ => 0,
+        }
+    }
+
     fn window(&self) -> usize {
         // Sixteen frames per fsync: enough to amortise it, little to write again on error.
         16

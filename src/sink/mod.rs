@@ -7,7 +7,9 @@
 //! - `flush` returning `Ok(seq)` means every frame sent up to `seq` is acknowledged (durable
 //!   at the sink); the spool may forget them;
 //! - any `Err`, or a future dropped before it completes, means nothing unacknowledged is
-//!   safe: the agent rewinds and sends those frames again, with the same sequence numbers.
+//!   safe: the agent rewinds and sends those frames again, with the same sequence numbers;
+//! - `holds` lets a sink that can read back what it has (the file sink) say so at start-up,
+//!   which makes delivery to it exactly-once across crashes; other sinks say 0.
 //!
 //! Sinks are an enum, not trait objects: async trait methods are not object-safe, and an
 //! enum costs no allocation and lets the compiler drop sinks a build leaves out.
@@ -54,6 +56,11 @@ impl std::error::Error for SinkError {}
 pub trait Sink {
     /// How many frames may be sent before a [`flush`](Sink::flush).
     fn window(&self) -> usize;
+    /// The highest seq of `instance` that the sink already holds from an earlier run, so
+    /// frames up to it need not be sent again after a crash; 0 when it cannot tell.
+    fn holds(&self, _instance: &str) -> u64 {
+        0
+    }
     /// Takes one frame.
     async fn send(&mut self, seq: u64, frame: &[u8]) -> Result<(), SinkError>;
     /// Waits until what was sent is acknowledged; returns the highest acknowledged seq.
@@ -80,6 +87,12 @@ impl AnySink {
 }
 
 impl Sink for AnySink {
+    fn holds(&self, instance: &str) -> u64 {
+        match self {
+            AnySink::File(s) => s.holds(instance),
+            AnySink::Stdout(s) => s.holds(instance),
+        }
+    }
     fn window(&self) -> usize {
         match self {
             AnySink::File(s) => s.window(),

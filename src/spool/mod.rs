@@ -51,7 +51,13 @@ pub struct SpoolError {
 
 impl fmt::Display for SpoolError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "spool: {} {}: {}", self.op, self.path.display(), self.source)
+        write!(
+            f,
+            "spool: {} {}: {}",
+            self.op,
+            self.path.display(),
+            self.source
+        )
     }
 }
 
@@ -77,7 +83,13 @@ struct Segment {
     /// Bytes known to be on stable storage; the sender reads no further.
     durable: u64,
     last_seq: u64,
+    /// Damaged ranges found at start-up, `(start, end)`, so the sender steps over them
+    /// without reporting them twice. At most [`MAX_HOLES`]; past that, a hole is simply
+    /// found (and counted) again when the sender reaches it.
+    holes: Vec<(u64, u64)>,
 }
+
+const MAX_HOLES: usize = 256;
 
 #[derive(Debug, Clone, Copy)]
 struct InFlight {
@@ -171,13 +183,14 @@ impl Spool {
         let mut max_seq = 0;
         for id in ids {
             let path = dir.join(seg_name(id));
-            let (len, last_seq) = scan_segment(&path, max_payload, &mut ck, &mut max_seq, c)?;
+            let sc = scan_segment(&path, max_payload, &mut ck, &mut max_seq, c)?;
             segs.push_back(Segment {
                 id,
                 path,
-                len,
-                durable: len,
-                last_seq,
+                len: sc.len,
+                durable: sc.len,
+                last_seq: sc.last_seq,
+                holes: sc.holes,
             });
         }
         ck.next_seq = ck.next_seq.max(max_seq + 1).max(1);
@@ -230,6 +243,7 @@ impl Spool {
             len: 0,
             durable: 0,
             last_seq: 0,
+            holes: Vec::new(),
         });
         Ok(())
     }
@@ -340,6 +354,10 @@ impl Spool {
             }
             let seg = &self.segs[i];
             let pos = self.cursor.1;
+            if let Some(&(_, end)) = seg.holes.iter().find(|h| h.0 == pos) {
+                self.cursor.1 = end;
+                continue;
+            }
             if pos >= seg.durable {
                 if i + 1 < self.segs.len() && seg.durable == seg.len {
                     self.cursor = (self.segs[i + 1].id, 0);
@@ -408,6 +426,15 @@ impl Spool {
         self.acked = self.acked.max(seq);
     }
 
+    /// The sink already holds every frame up to `seq` (from before a crash): do not send
+    /// them again. Ignored unless `seq` is a number this spool has given out.
+    pub fn skip_delivered(&mut self, seq: u64) {
+        if seq > self.acked && seq < self.next_seq && self.in_flight.is_empty() {
+            log::info!("the sink already holds frames up to {seq}: resuming after it");
+            self.acked = seq;
+        }
+    }
+
     /// The sink lost what it held: send again from the first unacknowledged frame. Frames
     /// whose segment drop_oldest deleted meanwhile are counted as dropped now.
     pub fn rewind(&mut self, c: &mut Counters) {
@@ -427,8 +454,7 @@ impl Spool {
 
     /// Whether segments could be deleted after a checkpoint.
     pub fn reclaimable(&self) -> bool {
-        self.segs.len() > 1 && self.segs[0].last_seq <= self.acked
-            || self.all_acked_in_active()
+        self.segs.len() > 1 && self.segs[0].last_seq <= self.acked || self.all_acked_in_active()
     }
 
     fn all_acked_in_active(&self) -> bool {
@@ -448,7 +474,11 @@ impl Spool {
         let path = self.dir.join("state");
         let tmp = self.dir.join("state.tmp");
         let bytes = frame::encode_checkpoint(&ck);
-        ctx(write_durably(&tmp, &bytes, self.limits.fsync), "write", &tmp)?;
+        ctx(
+            write_durably(&tmp, &bytes, self.limits.fsync),
+            "write",
+            &tmp,
+        )?;
         ctx(fs::rename(&tmp, &path), "rename", &path)?;
         if self.limits.fsync {
             ctx(sync_dir(&self.dir), "fsync", &self.dir)?;
@@ -487,7 +517,7 @@ impl Spool {
             let (mut frames, mut lines) = (0u64, 0u64);
             let f = ctx(File::open(&seg.path), "open", &seg.path)?;
             let mut r = FrameReader::new(f, self.max_payload);
-            while let Some(item) = ctx(r.next(), "read", &seg.path)? {
+            while let Some(item) = ctx(r.next_item(), "read", &seg.path)? {
                 if let Item::Frame { bytes, .. } = item {
                     if let Ok(h) = frame::decode_head(bytes) {
                         let flying = self.in_flight.iter_mut().find(|f| f.seq == h.seq);
@@ -562,7 +592,7 @@ fn resync(f: &File, from: u64, end: u64, max_payload: usize) -> u64 {
     }
     let mut r = FrameReader::new((&mut f).take(end - from), max_payload);
     loop {
-        match r.next() {
+        match r.next_item() {
             Ok(Some(Item::Frame { pos, .. })) => return from + pos,
             Ok(Some(Item::Skipped { .. })) => continue,
             _ => return end,
@@ -570,20 +600,29 @@ fn resync(f: &File, from: u64, end: u64, max_payload: usize) -> u64 {
     }
 }
 
+/// What a start-up scan learnt about a segment.
+struct Scanned {
+    len: u64,
+    last_seq: u64,
+    holes: Vec<(u64, u64)>,
+}
+
 /// Scans one segment at start-up: counts damage, cuts a torn tail, moves `ck`'s file
-/// positions forward by every frame newer than the checkpoint. Returns (length, last seq).
+/// positions forward by every frame newer than the checkpoint. Returns the length, the last
+/// seq, and the damaged ranges.
 fn scan_segment(
     path: &Path,
     max_payload: usize,
     ck: &mut Checkpoint,
     max_seq: &mut u64,
     c: &mut Counters,
-) -> Result<(u64, u64), SpoolError> {
+) -> Result<Scanned, SpoolError> {
     let f = ctx(File::open(path), "open", path)?;
     let mut r = FrameReader::new(&f, max_payload);
     let mut last_seq = 0;
     let mut cut = None;
-    while let Some(item) = ctx(r.next(), "read", path)? {
+    let mut holes = Vec::new();
+    while let Some(item) = ctx(r.next_item(), "read", path)? {
         match item {
             Item::Frame { pos, bytes } => {
                 let head = match frame::decode_head(bytes) {
@@ -592,6 +631,9 @@ fn scan_segment(
                         log::error!("{}: byte {pos}: {e}; record skipped", path.display());
                         c.corrupt_records += 1;
                         c.corrupt_bytes += bytes.len() as u64;
+                        if holes.len() < MAX_HOLES {
+                            holes.push((pos, pos + bytes.len() as u64));
+                        }
                         continue;
                     }
                 };
@@ -610,6 +652,9 @@ fn scan_segment(
                 );
                 c.corrupt_records += 1;
                 c.corrupt_bytes += len;
+                if holes.len() < MAX_HOLES {
+                    holes.push((pos, pos + len));
+                }
             }
             Item::Torn { pos, len, why } => {
                 log::warn!(
@@ -629,7 +674,11 @@ fn scan_segment(
         ctx(w.sync_all(), "fsync", path)?;
     }
     let len = ctx(f.metadata(), "stat", path)?.len();
-    Ok((len, last_seq))
+    Ok(Scanned {
+        len,
+        last_seq,
+        holes,
+    })
 }
 
 fn advance(files: &mut Vec<FileMark>, s: &frame::Source<'_>) {

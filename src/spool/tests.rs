@@ -8,15 +8,33 @@ fn dir(name: &str) -> PathBuf {
 }
 
 fn limits(on_full: OnFull) -> Limits {
-    Limits { max_bytes: 64 << 10, segment_bytes: 8 << 10, on_full, fsync: true }
+    Limits {
+        max_bytes: 64 << 10,
+        segment_bytes: 8 << 10,
+        on_full,
+        fsync: true,
+    }
 }
 
 /// A frame of `n` lines of file (1, 7), the lines ending at `end`.
 fn frame(seq: u64, n: usize, end: u64) -> Vec<u8> {
-    let src = SourceRef { path: "/log/a", dev: 1, ino: 7, fp_len: 0, fp: 0 };
+    let src = SourceRef {
+        path: "/log/a",
+        dev: 1,
+        ino: 7,
+        fp_len: 0,
+        fp: 0,
+    };
     let mut b = BatchBuilder::new(10_000, 1 << 20);
     for i in 0..n {
-        b.push(&src, end - (n - i) as u64 * 100, end - (n - i - 1) as u64 * 100, 1000, 0, &[b'x'; 99]);
+        b.push(
+            &src,
+            end - (n - i) as u64 * 100,
+            end - (n - i - 1) as u64 * 100,
+            1000,
+            0,
+            &[b'x'; 99],
+        );
     }
     b.finish("t", seq)
 }
@@ -62,7 +80,10 @@ fn frames_come_back_in_order_and_sequence_numbers_survive_a_restart() {
     assert_eq!(s.next_seq(), 21);
     assert_eq!(drain(&mut s, &mut c), (13..=20).collect::<Vec<_>>());
     // The file position comes from the newest frame, past the checkpoint's.
-    assert_eq!(r.marks.iter().find(|m| m.ino == 7).map(|m| m.offset), Some(20 * 500));
+    assert_eq!(
+        r.marks.iter().find(|m| m.ino == 7).map(|m| m.offset),
+        Some(20 * 500)
+    );
     fs::remove_dir_all(&d).unwrap();
 }
 
@@ -84,7 +105,14 @@ fn unacked_frames_are_sent_again_after_a_rewind() {
 #[test]
 fn a_torn_tail_and_a_corrupt_middle_are_skipped_and_counted() {
     let d = dir("corrupt");
-    let (r, mut c) = open(&d, Limits { segment_bytes: 1 << 20, max_bytes: 4 << 20, ..limits(OnFull::Block) });
+    let (r, mut c) = open(
+        &d,
+        Limits {
+            segment_bytes: 1 << 20,
+            max_bytes: 4 << 20,
+            ..limits(OnFull::Block)
+        },
+    );
     let mut s = r.spool;
     let mut lens = Vec::new();
     for _ in 0..10 {
@@ -106,6 +134,10 @@ fn a_torn_tail_and_a_corrupt_middle_are_skipped_and_counted() {
     assert_eq!(c.corrupt_bytes, lens[3] + lens[9] - 7);
     let mut s = r.spool;
     assert_eq!(drain(&mut s, &mut c), vec![1, 2, 3, 5, 6, 7, 8, 9]);
+    assert_eq!(
+        c.corrupt_records, 2,
+        "the sender stepped over the known holes silently"
+    );
     // The torn tail was cut off: the next frame follows the last good one.
     let good: u64 = lens[..9].iter().sum();
     assert_eq!(fs::metadata(&seg).unwrap().len(), good);
@@ -141,7 +173,11 @@ fn drop_oldest_counts_exactly_what_it_deletes() {
         assert!(s.fits(f.len()));
         s.append(&f).unwrap();
         appended += 1;
-        assert!(s.bytes() <= l.max_bytes, "spool over its limit: {}", s.bytes());
+        assert!(
+            s.bytes() <= l.max_bytes,
+            "spool over its limit: {}",
+            s.bytes()
+        );
     }
     let left = drain(&mut s, &mut c);
     assert!(c.dropped_frames > 0);
@@ -166,7 +202,11 @@ fn acknowledged_segments_are_deleted_at_checkpoint() {
     s.ack(*sent.last().unwrap(), 0, &mut c, &mut Latency::default());
     assert!(s.reclaimable());
     s.checkpoint(vec![]).unwrap();
-    assert!(s.bytes() < before / 4, "{} of {before} bytes left", s.bytes());
+    assert!(
+        s.bytes() < before / 4,
+        "{} of {before} bytes left",
+        s.bytes()
+    );
     assert_eq!(c.frames_acked, 40);
     assert_eq!(c.lines_acked, 160);
     fs::remove_dir_all(&d).unwrap();

@@ -27,14 +27,22 @@ impl Scratch {
     }
     /// A config with the test's own inputs and extra keys, file sink at `out.tbf`.
     pub fn config(&self, top: &str, inputs: &str, tables: &str) -> PathBuf {
+        let poll = if top.contains("poll_interval") {
+            ""
+        } else {
+            "poll_interval = \"50ms\"\n"
+        };
         let text = format!(
-            "data_dir = \"{d}/data\"\ninstance_id = \"it\"\npoll_interval = \"50ms\"\nstats_interval = \"1s\"\n{top}\n{inputs}\n{tables}\n",
+            "data_dir = \"{d}/data\"\ninstance_id = \"it\"\n{poll}stats_interval = \"1s\"\n{top}\n{inputs}\n{tables}\n",
             d = self.0.display()
         );
         let text = if text.contains("[sink]") {
             text
         } else {
-            format!("{text}\n[sink]\ntype = \"file\"\npath = \"{}/out.tbf\"\nfsync = false\n", self.0.display())
+            format!(
+                "{text}\n[sink]\ntype = \"file\"\npath = \"{}/out.tbf\"\nfsync = false\n",
+                self.0.display()
+            )
         };
         let p = self.path("tailbeat.toml");
         fs::write(&p, text).unwrap();
@@ -78,7 +86,10 @@ impl Agent {
         self.child.id()
     }
     pub fn signal(&self, sig: &str) {
-        let ok = Command::new("kill").args([&format!("-{sig}"), &self.pid().to_string()]).status().unwrap();
+        let ok = Command::new("kill")
+            .args([&format!("-{sig}"), &self.pid().to_string()])
+            .status()
+            .unwrap();
         assert!(ok.success());
     }
     pub fn kill9(mut self) {
@@ -94,7 +105,11 @@ impl Agent {
                 assert!(st.success(), "agent exited with {st}: {}", self.log());
                 break;
             }
-            assert!(Instant::now() < deadline, "agent did not stop: {}", self.log());
+            assert!(
+                Instant::now() < deadline,
+                "agent did not stop: {}",
+                self.log()
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
         self.log()
@@ -106,7 +121,11 @@ impl Agent {
     pub fn wait_log(&self, what: &str, secs: u64) {
         let deadline = Instant::now() + Duration::from_secs(secs);
         while !self.log().contains(what) {
-            assert!(Instant::now() < deadline, "no {what:?} in the log:\n{}", self.log());
+            assert!(
+                Instant::now() < deadline,
+                "no {what:?} in the log:\n{}",
+                self.log()
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -134,11 +153,13 @@ pub struct Got {
 
 /// Every line in a file of frames, in order; panics on damage (sinks never hold any).
 pub fn read_sink(p: &Path) -> Vec<Got> {
-    let Ok(f) = fs::File::open(p) else { return Vec::new() };
+    let Ok(f) = fs::File::open(p) else {
+        return Vec::new();
+    };
     let mut r = FrameReader::new(f, frame::MAX_PAYLOAD);
     let mut out = Vec::new();
     let mut n = 0;
-    while let Some(i) = r.next().unwrap() {
+    while let Some(i) = r.next_item().unwrap() {
         match i {
             Item::Frame { bytes, .. } => {
                 n += 1;
@@ -207,7 +228,10 @@ pub fn wait_until(p: &Path, secs: u64, done: impl Fn(&[Got]) -> bool) -> Vec<Got
 
 /// A test log line: `{tag} {n:08} ` plus padding to about 100 bytes.
 pub fn line(tag: &str, n: u64) -> String {
-    format!("{tag} {n:08} the quick brown fox jumps over the lazy dog {}\n", "x".repeat((n % 40) as usize))
+    format!(
+        "{tag} {n:08} the quick brown fox jumps over the lazy dog {}\n",
+        "x".repeat((n % 40) as usize)
+    )
 }
 
 /// The numbers of `tag` lines in `got`, in arrival order.
@@ -228,7 +252,11 @@ pub fn assert_exactly_once(nums: &[u64], n: u64) {
         *count.entry(x).or_default() += 1;
     }
     let missing: Vec<u64> = (0..n).filter(|i| !count.contains_key(i)).collect();
-    let twice: Vec<u64> = count.iter().filter(|(_, &c)| c > 1).map(|(&k, _)| k).collect();
+    let twice: Vec<u64> = count
+        .iter()
+        .filter(|(_, &c)| c > 1)
+        .map(|(&k, _)| k)
+        .collect();
     assert!(
         missing.is_empty() && twice.is_empty() && nums.len() as u64 == n,
         "{} lines, {} missing (first {:?}), {} repeated (e.g. {:?})",
@@ -242,15 +270,25 @@ pub fn assert_exactly_once(nums: &[u64], n: u64) {
 
 /// Appends to a file, creating it.
 pub fn append(p: &Path, s: &str) {
-    let mut f = fs::OpenOptions::new().create(true).append(true).open(p).unwrap();
+    let mut f = fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(p)
+        .unwrap();
     f.write_all(s.as_bytes()).unwrap();
 }
 
 /// A counter from the agent's last stats line, e.g. `stat(&log, "dropped", "frames")`.
 pub fn stat(log: &str, before: &str, after: &str) -> u64 {
-    let line = log.lines().rev().find(|l| l.contains(" read ") && l.contains("spooled")).expect("a stats line");
-    let i = line.find(&format!("{before} ")).unwrap_or_else(|| panic!("no {before:?} in {line}"));
-    let rest = &line[i + before.len() + 1..];
+    let line = log
+        .lines()
+        .rev()
+        .find(|l| l.contains(" read ") && l.contains("spooled"))
+        .expect("a stats line");
+    let i = line
+        .find(before)
+        .unwrap_or_else(|| panic!("no {before:?} in {line}"));
+    let rest = line[i + before.len()..].trim_start();
     let num: String = rest.chars().take_while(|c| c.is_ascii_digit()).collect();
     assert!(rest[num.len()..].trim_start().starts_with(after), "{line}");
     num.parse().unwrap()

@@ -1,0 +1,187 @@
+//! The command line: `check`, `decode`, exit codes, and README's demo command.
+
+mod common;
+use common::*;
+use std::fs;
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+#[test]
+fn check_names_the_file_line_and_key_and_exits_2() {
+    let s = Scratch::new("check");
+    let cfg = s.config(
+        "",
+        &input("app", "/var/log/*.log", ""),
+        "[spool]\nmax_bytes = \"lots\"\n",
+    );
+    let out = Command::new(BIN)
+        .args(["check", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8(out.stderr).unwrap();
+    let line = fs::read_to_string(&cfg)
+        .unwrap()
+        .lines()
+        .position(|l| l.contains("lots"))
+        .unwrap()
+        + 1;
+    assert_eq!(
+        err.trim(),
+        format!(
+            "tailbeat: {}:{line}: spool.max_bytes: expected a size like 8MiB, got \"lots\"",
+            cfg.display()
+        )
+    );
+    let cfg = s.config("", &input("app", "/var/log/*.log", ""), "");
+    let out = Command::new(BIN)
+        .args(["check", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let out = Command::new(BIN)
+        .args(["check", "--config", "/nonexistent.toml"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent.toml: cannot read"));
+    let out = Command::new(BIN)
+        .args(["run", "--frobnicate"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn the_example_config_is_valid() {
+    let out = Command::new(BIN)
+        .args([
+            "check",
+            "--config",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/examples/tailbeat.toml"),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn decode_reports_damage_with_its_position_and_carries_on() {
+    let s = Scratch::new("decode");
+    let f = s.path("logs/app.log");
+    for i in 0..30 {
+        append(&f, &line("d", i));
+    }
+    let cfg = s.config(
+        "",
+        &input("app", &f.display().to_string(), ""),
+        "[batch]\nmax_lines = 10\n",
+    );
+    let a = Agent::start(&s, &cfg);
+    wait_lines(&s.path("out.tbf"), 30, 10);
+    a.stop();
+    let mut bytes = fs::read(s.path("out.tbf")).unwrap();
+    let third = bytes.len() / 3;
+    bytes[third + 100] ^= 0xff;
+    bytes.extend_from_slice(b"tbFR\x01\x01");
+    // Through stdin, to exercise `-`.
+    let mut child = Command::new(BIN)
+        .args(["decode", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(&bytes).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(stdout.lines().count(), 20, "{stderr}");
+    assert!(stdout
+        .lines()
+        .all(|l| l.starts_with("{\"instance\":\"it\",\"seq\":")));
+    assert!(
+        stderr.contains("bad CRC-32") || stderr.contains("payload does not decode"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("not a whole frame"), "{stderr}");
+    assert!(stderr.contains("2 damaged region(s) skipped"), "{stderr}");
+}
+
+#[test]
+fn decode_into_a_closed_pipe_exits_0() {
+    let s = Scratch::new("pipe");
+    let f = s.path("logs/app.log");
+    for i in 0..5000 {
+        append(&f, &line("p", i));
+    }
+    let a = Agent::start(
+        &s,
+        &s.config("", &input("app", &f.display().to_string(), ""), ""),
+    );
+    wait_lines(&s.path("out.tbf"), 5000, 20);
+    a.stop();
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "'{BIN}' decode '{}' | head -n 1; echo \"exit=${{PIPESTATUS:-$?}}\"",
+            s.path("out.tbf").display()
+        ))
+        .output()
+        .unwrap();
+    let status = Command::new("bash")
+        .arg("-c")
+        .arg(format!(
+            "'{BIN}' decode '{}' | head -n 1 >/dev/null; echo ${{PIPESTATUS[0]}}",
+            s.path("out.tbf").display()
+        ))
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("{\"instance\""));
+    assert_eq!(String::from_utf8_lossy(&status.stdout).trim(), "0");
+}
+
+/// README's first command: `cargo run --release -- run` in a checkout runs the demo.
+#[test]
+fn the_built_in_demo_runs_on_a_fresh_checkout() {
+    let s = Scratch::new("demo");
+    let src = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/logs");
+    fs::create_dir_all(s.path("examples/logs")).unwrap();
+    let mut total = 0;
+    for e in fs::read_dir(src).unwrap().flatten() {
+        let text = fs::read_to_string(e.path()).unwrap();
+        total += text.lines().count();
+        fs::write(s.path("examples/logs").join(e.file_name()), text).unwrap();
+    }
+    let mut child = Command::new(BIN)
+        .arg("run")
+        .current_dir(&s.0)
+        .stderr(fs::File::create(s.path("demo.log")).unwrap())
+        .spawn()
+        .unwrap();
+    let got = wait_lines(&s.path("tailbeat-data/frames.tbf"), total, 10);
+    Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(child.wait().unwrap().success());
+    assert_eq!(got.len(), total);
+    let log = fs::read_to_string(s.path("demo.log")).unwrap();
+    assert!(log.contains("running the built-in demo"), "{log}");
+    let out = Command::new(BIN)
+        .args(["decode", "tailbeat-data/frames.tbf"])
+        .current_dir(&s.0)
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8(out.stdout).unwrap().lines().count(),
+        total
+    );
+}
