@@ -79,6 +79,8 @@ struct State {
     /// A frame built but not yet in the spool (the disk was full): appended before anything new.
     pending: Option<Built>,
     new_sink: Option<AnySink>,
+    /// `--once`: stop when every file is read to its end and the sink has everything.
+    once: bool,
     shutdown: bool,
     collecting: bool,
     last_checkpoint: Instant,
@@ -142,8 +144,18 @@ fn instance_id(cfg: &Config) -> Result<String, Error> {
     Ok(id)
 }
 
-/// Runs the agent until SIGTERM or SIGINT. `config_path` is re-read on SIGHUP.
-pub fn run(cfg: Config, config_path: Option<PathBuf>) -> Result<(), Error> {
+/// How [`run`] runs.
+#[derive(Debug, Clone, Default)]
+pub struct RunOpts {
+    /// The config file, re-read on SIGHUP (`None`: the built-in demo).
+    pub config_path: Option<PathBuf>,
+    /// Read every file to its end, deliver everything, checkpoint, and exit.
+    pub once: bool,
+}
+
+/// Runs the agent until SIGTERM or SIGINT (or, with `once`, until everything is delivered).
+pub fn run(cfg: Config, opts: RunOpts) -> Result<(), Error> {
+    let RunOpts { config_path, once } = opts;
     std::fs::create_dir_all(&cfg.data_dir).map_err(|e| Error::Io {
         what: "create",
         path: cfg.data_dir.clone(),
@@ -179,6 +191,7 @@ pub fn run(cfg: Config, config_path: Option<PathBuf>) -> Result<(), Error> {
         lat: Latency::default(),
         pending: None,
         new_sink: None,
+        once,
         shutdown: false,
         collecting: true,
         last_checkpoint: Instant::now(),
@@ -213,7 +226,12 @@ pub fn run(cfg: Config, config_path: Option<PathBuf>) -> Result<(), Error> {
             [spooled.clone(), space.clone(), wake.clone()],
         ));
         collector.await;
-        let timeout = st.borrow().cfg.shutdown_timeout.0;
+        // `--once` waits for the sink however long it takes; a signal still stops it.
+        let timeout = if once {
+            Duration::MAX
+        } else {
+            st.borrow().cfg.shutdown_timeout.0
+        };
         spooled.notify();
         let drained = async {
             deliverer.await;
@@ -301,6 +319,10 @@ async fn collect(st: Shared, spooled: Notify, space: Notify, wake: Notify) {
             Outcome::BatchFull | Outcome::More => {
                 sleep = MIN_POLL;
                 smol::future::yield_now().await;
+            }
+            Outcome::Idle if st.borrow().once => {
+                log::info!("--once: every file is read to its end");
+                break;
             }
             Outcome::Idle => {
                 let mut d = sleep;

@@ -40,7 +40,7 @@ pub mod sink;
 pub mod spool;
 pub mod stats;
 
-pub use agent::run;
+pub use agent::{run, RunOpts};
 pub use config::Config;
 
 use std::fmt;

@@ -13,9 +13,10 @@ const USAGE: &str = "\
 tailbeat: tails log files and ships them as checksummed frames
 
 usage:
-  tailbeat run [--config FILE] [--log-level LEVEL]
+  tailbeat run [--config FILE] [--log-level LEVEL] [--once]
       Run the agent. Without --config, runs the built-in demo: tails examples/logs/*.log
       into tailbeat-data/frames.tbf. SIGHUP reloads FILE; SIGTERM/SIGINT stop cleanly.
+      --once: read every file to its end, deliver everything, and exit.
   tailbeat check --config FILE
       Validate a config; prints the file, line and key at fault.
   tailbeat decode [FILE|DIR|-]...
@@ -50,12 +51,14 @@ fn usage(msg: &str) -> ExitCode {
 struct Opts {
     config: Option<PathBuf>,
     log_level: Option<String>,
+    once: bool,
 }
 
 fn opts(args: &[String]) -> Result<Opts, String> {
     let mut o = Opts {
         config: None,
         log_level: None,
+        once: false,
     };
     let mut it = args.iter();
     while let Some(a) = it.next() {
@@ -72,6 +75,7 @@ fn opts(args: &[String]) -> Result<Opts, String> {
         match k {
             "--config" | "-c" => o.config = Some(PathBuf::from(val()?)),
             "--log-level" => o.log_level = Some(val()?),
+            "--once" => o.once = true,
             _ => return Err(format!("unknown option {a:?}")),
         }
     }
@@ -115,7 +119,11 @@ fn run(args: &[String]) -> ExitCode {
             "no --config: running the built-in demo (tail examples/logs/*.log into tailbeat-data/frames.tbf; read it with `tailbeat decode tailbeat-data/frames.tbf`)"
         );
     }
-    match tailbeat::run(cfg, o.config) {
+    let opts = tailbeat::RunOpts {
+        config_path: o.config,
+        once: o.once,
+    };
+    match tailbeat::run(cfg, opts) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             log::error!("{e}");

@@ -185,3 +185,30 @@ fn the_built_in_demo_runs_on_a_fresh_checkout() {
         total
     );
 }
+
+#[test]
+fn run_once_delivers_everything_exits_and_resumes_next_time() {
+    let s = Scratch::new("once");
+    let f = s.path("logs/app.log");
+    for i in 0..5000 {
+        append(&f, &line("o", i));
+    }
+    let cfg = s.config("", &input("app", &f.display().to_string(), ""), "");
+    let once = || {
+        let st = Command::new(BIN)
+            .args(["run", "--once", "--config"])
+            .arg(&cfg)
+            .stderr(Stdio::null())
+            .status()
+            .unwrap();
+        assert!(st.success());
+    };
+    once();
+    assert_eq!(numbers(&read_sink(&s.path("out.tbf")), "o"), (0..5000).collect::<Vec<_>>());
+    for i in 5000..5100 {
+        append(&f, &line("o", i));
+    }
+    once();
+    once();
+    assert_exactly_once(&numbers(&read_sink(&s.path("out.tbf")), "o"), 5100);
+}

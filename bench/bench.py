@@ -1,0 +1,201 @@
+#!/usr/bin/env python3
+"""tailbeat benchmark: throughput, CPU, peak RSS, threads, wake-ups and binary size.
+
+Runs the release binary for real on generated syslog-like files:
+  1. bulk: tail N lines from the head -> frames -> spool (fsync on) -> file sink, `run --once`;
+     the same at 1/30 of the size, to show that peak RSS does not follow the input;
+  2. live: a writer appends L lines/s for S seconds; CPU share of one core the agent used;
+  3. idle: RSS and context switches over 10 quiet seconds.
+Prints a Markdown table. Figures from one run on one machine: compare ratios, not absolutes.
+
+usage: bench/bench.py [--lines 2000000] [--live-rate 50000] [--live-secs 10] [--bin PATH]
+"""
+import argparse, os, random, shutil, subprocess, sys, tempfile, threading, time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+def gen(path, n, seed=1):
+    """Syslog-like lines, ~150 bytes each on average."""
+    rnd = random.Random(seed)
+    procs = ["sshd", "modbusd", "dhcpd", "kernel", "mqtt-bridge", "cron", "systemd"]
+    words = ("poll slave ok timeout retry link up down usb device new high speed eth0 reading "
+             "sensor value temperature humidity pressure accepted publickey from port session "
+             "opened closed for user admin root gateway uplink").split()
+    with open(path, "w") as f:
+        buf = []
+        for i in range(n):
+            msg = " ".join(rnd.choice(words) for _ in range(rnd.randint(8, 22)))
+            buf.append(f"Nov 22 {i // 3600 % 24:02}:{i // 60 % 60:02}:{i % 60:02} gw-0001 "
+                       f"{rnd.choice(procs)}[{rnd.randint(100, 9999)}]: {i:09} {msg}\n")
+            if len(buf) == 10000:
+                f.write("".join(buf)); buf = []
+        f.write("".join(buf))
+
+def config(d, glob, extra=""):
+    p = os.path.join(d, "bench.toml")
+    with open(p, "w") as f:
+        f.write(f'''data_dir = "{d}/data"
+instance_id = "bench"
+stats_interval = "60s"
+{extra}
+[[input]]
+name = "bench"
+paths = ["{glob}"]
+start_at = "head"
+
+[spool]
+max_bytes = "256MiB"
+segment_bytes = "16MiB"
+
+[sink]
+type = "file"
+path = "{d}/out.tbf"
+''')
+    return p
+
+def threads_of(pid):
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for l in f:
+                if l.startswith("Threads:"):
+                    return int(l.split()[1])
+    except OSError:
+        return 0
+    return 0
+
+def run_once(binary, cfg):
+    """Runs `run --once`; returns wall s, cpu s, peak RSS KiB, max threads seen.
+
+    Peak RSS comes from GNU time, not from wait4 here: a child forked from Python carries
+    the interpreter's RSS until exec, and ru_maxrss would report that."""
+    t0 = time.time()
+    tf = cfg + ".time"
+    p = subprocess.Popen(["/usr/bin/time", "-o", tf, "-f", "%M %U %S", binary, "run", "--once",
+                          "--config", cfg], stderr=subprocess.PIPE)
+    maxthr = [0]
+    def watch():
+        while p.poll() is None:
+            try:
+                kids = open(f"/proc/{p.pid}/task/{p.pid}/children").read().split()
+            except OSError:
+                kids = []
+            for k in kids:
+                maxthr[0] = max(maxthr[0], threads_of(int(k)))
+            time.sleep(0.02)
+    w = threading.Thread(target=watch); w.start()
+    err = p.stderr.read().decode()
+    p.wait()
+    wall = time.time() - t0
+    w.join()
+    if p.returncode != 0:
+        sys.exit(f"tailbeat failed:\n{err}")
+    rss, user, sys_ = open(tf).read().split()[-3:]
+    return wall, float(user) + float(sys_), int(rss), maxthr[0]
+
+def count_lines(binary, sink):
+    out = subprocess.run([binary, "decode", sink], stdout=subprocess.PIPE, check=True).stdout
+    return out.count(b"\n")
+
+def cpu_of(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+def status_kib(pid, key):
+    with open(f"/proc/{pid}/status") as f:
+        for l in f:
+            if l.startswith(key):
+                return int(l.split()[1])
+    return 0
+
+def switches(pid):
+    total = 0
+    for t in os.listdir(f"/proc/{pid}/task"):
+        with open(f"/proc/{pid}/task/{t}/status") as f:
+            for l in f:
+                if l.startswith("voluntary_ctxt_switches"):
+                    total += int(l.split()[1])
+    return total
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--lines", type=int, default=2_000_000)
+    ap.add_argument("--live-rate", type=int, default=50_000)
+    ap.add_argument("--live-secs", type=int, default=10)
+    ap.add_argument("--bin", default=os.path.join(ROOT, "target/release/tailbeat"))
+    a = ap.parse_args()
+    if not os.path.exists(a.bin):
+        subprocess.run(["cargo", "build", "--release", "--quiet"], cwd=ROOT, check=True)
+    rows = []
+    tmp = tempfile.mkdtemp(prefix="tailbeat-bench-")
+    try:
+        # 1. bulk, large and small
+        for n in (a.lines, max(a.lines // 30, 1000)):
+            d = os.path.join(tmp, f"bulk{n}")
+            os.makedirs(d)
+            log = os.path.join(d, "syslog.log")
+            gen(log, n)
+            size = os.path.getsize(log)
+            for fsync in ("true", "false"):
+                shutil.rmtree(os.path.join(d, "data"), ignore_errors=True)
+                if os.path.exists(os.path.join(d, "out.tbf")):
+                    os.remove(os.path.join(d, "out.tbf"))
+                cfg = config(d, log, "" if fsync == "true" else "")
+                if fsync == "false":
+                    with open(cfg) as f:
+                        text = f.read().replace('segment_bytes = "16MiB"', 'segment_bytes = "16MiB"\nfsync = false')
+                    with open(cfg, "w") as f:
+                        f.write(text)
+                wall, cpu, rss, thr = run_once(a.bin, cfg)
+                got = count_lines(a.bin, os.path.join(d, "out.tbf"))
+                if got != n:
+                    sys.exit(f"delivered {got} lines of {n}")
+                out = os.path.getsize(os.path.join(d, "out.tbf"))
+                rows.append((f"bulk {n:,} lines ({size / 1e6:.0f} MB), spool fsync {fsync}",
+                             f"{n / wall:,.0f}", f"{size / wall / 1e6:.0f}", f"{cpu:.2f}",
+                             f"{rss / 1024:.1f}", str(thr), f"{out / size:.3f}"))
+        # 2. live writer
+        d = os.path.join(tmp, "live")
+        os.makedirs(d)
+        log = os.path.join(d, "live.log")
+        open(log, "w").close()
+        cfg = config(d, log, 'poll_interval = "1s"')
+        p = subprocess.Popen([a.bin, "run", "--config", cfg], stderr=subprocess.DEVNULL)
+        time.sleep(1.0)
+        rnd = random.Random(2)
+        c0, t0 = cpu_of(p.pid), time.time()
+        written = 0
+        with open(log, "a") as f:
+            while time.time() - t0 < a.live_secs:
+                chunk = a.live_rate // 20
+                f.write("".join(f"Nov 22 10:00:00 gw-0001 app[42]: {written + i:09} live line with some payload {rnd.random():.6f}\n" for i in range(chunk)))
+                f.flush()
+                written += chunk
+                time.sleep(max(0, t0 + written / a.live_rate - time.time()))
+        time.sleep(2.0)
+        c1, t1 = cpu_of(p.pid), time.time()
+        rss_live = status_kib(p.pid, "VmHWM:")
+        # 3. idle
+        time.sleep(3.0)
+        s0, i0 = switches(p.pid), cpu_of(p.pid)
+        time.sleep(10.0)
+        s1, i1 = switches(p.pid), cpu_of(p.pid)
+        rss_idle = status_kib(p.pid, "VmRSS:")
+        thr = threads_of(p.pid)
+        p.terminate(); p.wait()
+        got = count_lines(a.bin, os.path.join(d, "out.tbf"))
+        if got != written:
+            sys.exit(f"live: delivered {got} lines of {written}")
+        size = os.path.getsize(a.bin)
+        print(f"tailbeat benchmark, {time.strftime('%Y-%m-%d')}, {os.cpu_count()} cores, binary {a.bin} ({size:,} bytes)\n")
+        print("| run | lines/s | MB/s | CPU s | peak RSS MiB | threads | sink bytes / input bytes |")
+        print("|---|---|---|---|---|---|---|")
+        for r in rows:
+            print("| " + " | ".join(r) + " |")
+        print(f"\nlive: {a.live_rate:,} lines/s for {a.live_secs} s: {(c1 - c0) / (t1 - t0) * 100:.1f}% of one core, peak RSS {rss_live / 1024:.1f} MiB, all {written:,} lines delivered")
+        print(f"idle: RSS {rss_idle / 1024:.1f} MiB, {thr} threads, {(s1 - s0) / 10:.1f} voluntary context switches/s (all threads), CPU {(i1 - i0) / 10 * 100:.2f}%")
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+if __name__ == "__main__":
+    main()
