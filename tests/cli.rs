@@ -204,11 +204,62 @@ fn run_once_delivers_everything_exits_and_resumes_next_time() {
         assert!(st.success());
     };
     once();
-    assert_eq!(numbers(&read_sink(&s.path("out.tbf")), "o"), (0..5000).collect::<Vec<_>>());
+    assert_eq!(
+        numbers(&read_sink(&s.path("out.tbf")), "o"),
+        (0..5000).collect::<Vec<_>>()
+    );
     for i in 5000..5100 {
         append(&f, &line("o", i));
     }
     once();
     once();
     assert_exactly_once(&numbers(&read_sink(&s.path("out.tbf")), "o"), 5100);
+}
+
+#[test]
+fn the_stdout_sink_prints_json_lines() {
+    let s = Scratch::new("stdout");
+    let f = s.path("logs/app.log");
+    append(&f, "plain line\n");
+    append(&f, "tab\there \"quoted\"\n");
+    fs::OpenOptions::new()
+        .append(true)
+        .open(&f)
+        .unwrap()
+        .write_all(b"bad \xff byte\n")
+        .unwrap();
+    let cfg = s.config(
+        "",
+        &input("app", &f.display().to_string(), ""),
+        "[sink]\ntype = \"stdout\"\n",
+    );
+    let out = Command::new(BIN)
+        .args(["run", "--once", "--config"])
+        .arg(&cfg)
+        .stderr(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 3, "{text}");
+    let path = f.display().to_string();
+    assert!(lines[0].starts_with(&format!(
+        "{{\"instance\":\"it\",\"seq\":1,\"source\":\"{path}\",\"offset\":0,\"ts\":"
+    )));
+    assert!(
+        lines[0].ends_with(",\"line\":\"plain line\"}"),
+        "{}",
+        lines[0]
+    );
+    assert!(
+        lines[1].ends_with(r#","line":"tab\there \"quoted\""}"#),
+        "{}",
+        lines[1]
+    );
+    assert!(
+        lines[2].ends_with(",\"line\":\"bad \u{fffd} byte\",\"raw\":\"YmFkIP8gYnl0ZQ==\"}"),
+        "{}",
+        lines[2]
+    );
 }

@@ -200,3 +200,37 @@ fn spool_full_with_drop_oldest_drops_exactly_what_it_reports() {
     // Nothing delivered twice, what is kept is in order.
     assert!(nums.windows(2).all(|w| w[0] < w[1]));
 }
+
+#[test]
+fn a_file_deleted_unread_while_the_agent_was_down_is_counted() {
+    let s = Scratch::new("vanished");
+    let f = s.path("logs/app.log");
+    let mut size = 0;
+    for i in 0..300 {
+        let l = line("v", i);
+        size += l.len() as u64;
+        append(&f, &l);
+    }
+    // Behind: the sink cannot write and the spool is tiny, so most of the file stays unread.
+    let tables =
+        "[batch]\nmax_bytes = \"1KiB\"\n[spool]\nmax_bytes = \"6KiB\"\nsegment_bytes = \"3KiB\"\n";
+    let full = "[sink]\ntype = \"file\"\npath = \"/dev/full\"\n";
+    let inp = input("app", &f.display().to_string(), "max_line_bytes = 200");
+    let a = Agent::start(&s, &s.config("", &inp, &format!("{tables}{full}")));
+    a.wait_log("spool full", 10);
+    a.stop();
+    fs::remove_file(&f).unwrap();
+    let a = Agent::start(&s, &s.config("", &inp, tables));
+    a.wait_log("is gone with", 10);
+    wait_until(&s.path("out.tbf"), 10, |g| !g.is_empty());
+    std::thread::sleep(Duration::from_millis(1200));
+    let log = a.stop();
+    // What was spooled before the stop is delivered; the rest of the file is counted lost.
+    let got = read_sink(&s.path("out.tbf"));
+    let nums = numbers(&got, "v");
+    assert_eq!(nums, (0..nums.len() as u64).collect::<Vec<_>>());
+    let delivered: u64 = (0..nums.len() as u64)
+        .map(|i| line("v", i).len() as u64)
+        .sum();
+    assert_eq!(stat(&log, "vanished", "B"), size - delivered, "{log}");
+}
