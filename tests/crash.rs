@@ -204,23 +204,10 @@ fn spool_full_with_drop_oldest_drops_exactly_what_it_reports() {
 #[test]
 fn a_file_deleted_unread_while_the_agent_was_down_is_counted() {
     let s = Scratch::new("vanished");
-    let f = s.path("logs/app.log");
-    let mut size = 0;
-    for i in 0..300 {
-        let l = line("v", i);
-        size += l.len() as u64;
-        append(&f, &l);
-    }
-    // Behind: the sink cannot write and the spool is tiny, so most of the file stays unread.
-    let tables =
-        "[batch]\nmax_bytes = \"1KiB\"\n[spool]\nmax_bytes = \"6KiB\"\nsegment_bytes = \"3KiB\"\n";
-    let full = "[sink]\ntype = \"file\"\npath = \"/dev/full\"\n";
-    let inp = input("app", &f.display().to_string(), "max_line_bytes = 200");
-    let a = Agent::start(&s, &s.config("", &inp, &format!("{tables}{full}")));
-    a.wait_log("spool full", 10);
+    let (a, f, size, inp) = stuck_behind(&s, "v");
     a.stop();
     fs::remove_file(&f).unwrap();
-    let a = Agent::start(&s, &s.config("", &inp, tables));
+    let a = Agent::start(&s, &s.config("", &inp, TINY_SPOOL));
     a.wait_log("is gone with", 10);
     wait_until(&s.path("out.tbf"), 10, |g| !g.is_empty());
     std::thread::sleep(Duration::from_millis(1200));

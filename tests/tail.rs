@@ -233,28 +233,15 @@ fn copytruncate_far_behind() {
 #[test]
 fn truncation_with_nothing_to_recover_from_is_counted_exactly() {
     let s = Scratch::new("trunc-loss");
-    let f = s.path("logs/app.log");
-    let mut size = 0;
-    for i in 0..300 {
-        let l = line("old", i);
-        size += l.len() as u64;
-        append(&f, &l);
-    }
     // The sink cannot write (a full disk), the spool is tiny: the agent falls behind.
-    let tables =
-        "[batch]\nmax_bytes = \"1KiB\"\n[spool]\nmax_bytes = \"6KiB\"\nsegment_bytes = \"3KiB\"\n";
-    let full = "[sink]\ntype = \"file\"\npath = \"/dev/full\"\n";
-    let inp = input("app", &f.display().to_string(), "max_line_bytes = 200");
-    let cfg = s.config("", &inp, &format!("{tables}{full}"));
-    let a = Agent::start(&s, &cfg);
-    a.wait_log("spool full", 10);
+    let (a, f, size, inp) = stuck_behind(&s, "old");
     fs::OpenOptions::new()
         .write(true)
         .open(&f)
         .unwrap()
         .set_len(0)
         .unwrap();
-    s.config("", &inp, tables);
+    s.config("", &inp, TINY_SPOOL);
     a.signal("HUP");
     a.wait_log("reloaded", 5);
     a.wait_log("truncated at byte", 10);

@@ -293,3 +293,30 @@ pub fn stat(log: &str, before: &str, after: &str) -> u64 {
     assert!(rest[num.len()..].trim_start().starts_with(after), "{line}");
     num.parse().unwrap()
 }
+
+/// Spool settings so small that an agent whose sink cannot write stops reading after a few
+/// frames; add [`FULL_DISK_SINK`] to make the sink fail.
+pub const TINY_SPOOL: &str =
+    "[batch]\nmax_bytes = \"1KiB\"\n[spool]\nmax_bytes = \"6KiB\"\nsegment_bytes = \"3KiB\"\n";
+/// A file sink that fails every write with ENOSPC.
+pub const FULL_DISK_SINK: &str = "[sink]\ntype = \"file\"\npath = \"/dev/full\"\n";
+
+/// An agent that has fallen behind: `logs/app.log` holds 300 `tag` lines, the sink cannot
+/// write and the spool is full, so most of the file is unread. Returns the agent, the log's
+/// path and size, and the input table (to write a working config later with `TINY_SPOOL`).
+pub fn stuck_behind(s: &Scratch, tag: &str) -> (Agent, PathBuf, u64, String) {
+    let f = s.path("logs/app.log");
+    let mut size = 0;
+    for i in 0..300 {
+        let l = line(tag, i);
+        size += l.len() as u64;
+        append(&f, &l);
+    }
+    let inp = input("app", &f.display().to_string(), "max_line_bytes = 200");
+    let a = Agent::start(
+        s,
+        &s.config("", &inp, &format!("{TINY_SPOOL}{FULL_DISK_SINK}")),
+    );
+    a.wait_log("spool full", 10);
+    (a, f, size, inp)
+}
