@@ -170,7 +170,7 @@ pub fn run(cfg: Config, opts: RunOpts) -> Result<(), Error> {
         &mut c,
     )
     .map_err(Error::Spool)?;
-    let sink = AnySink::new(&cfg.sink).map_err(Error::Sink)?;
+    let sink = AnySink::new(&cfg.sink, &instance).map_err(Error::Sink)?;
     log::info!(
         "tailbeat {} starting as {instance:?}: {} input(s), spool {} ({} frames waiting), sink {}",
         env!("CARGO_PKG_VERSION"),
@@ -266,6 +266,7 @@ fn sink_name(cfg: &Config) -> String {
     match &cfg.sink {
         crate::config::Sink::File { path, .. } => format!("file {}", path.display()),
         crate::config::Sink::Stdout {} => "stdout".into(),
+        crate::config::Sink::Mqtt(m) => format!("mqtt {} topic {}", m.url, m.topic),
     }
 }
 
@@ -519,7 +520,20 @@ async fn deliver(st: Shared, mut sink: AnySink, spooled: Notify, space: Notify) 
                         return;
                     }
                 }
-                spooled.wait_for(Duration::from_secs(60)).await;
+                // Nothing to send: sleep until frames come or the sink wants its keep-alive.
+                let now = Instant::now();
+                let wait = sink
+                    .idle_until()
+                    .map_or(Duration::from_secs(60), |t| {
+                        t.saturating_duration_since(now)
+                    })
+                    .min(Duration::from_secs(60));
+                spooled.wait_for(wait).await;
+                if sink.idle_until().is_some_and(|t| t <= Instant::now()) {
+                    if let Err(e) = sink.idle().await {
+                        log::warn!("{e}; reconnecting when there is something to send");
+                    }
+                }
             }
         }
     }
@@ -566,7 +580,7 @@ fn reload(st: &Shared, path: &Path) {
         return;
     }
     if new.sink != s.cfg.sink {
-        match AnySink::new(&new.sink) {
+        match AnySink::new(&new.sink, &s.instance) {
             Ok(sink) => s.new_sink = Some(sink),
             Err(e) => {
                 log::error!("reload: {e}; keeping the running config");

@@ -158,8 +158,98 @@ pub enum Sink {
     },
     /// Print lines as JSON to standard output; acknowledged once written.
     Stdout {},
+    /// Publish frames to an MQTT broker at QoS 1; acknowledged by PUBACK.
+    Mqtt(MqttSink),
 }
 
+/// `[sink]` with `type = "mqtt"`.
+#[derive(Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MqttSink {
+    /// `mqtt://host:port` (port 1883 by default).
+    pub url: String,
+    /// Topic for frames; `{instance}` becomes the instance id.
+    #[serde(default = "default_frames_topic")]
+    pub topic: String,
+    /// Client id; by default the instance id.
+    #[serde(default)]
+    pub client_id: Option<String>,
+    /// User name, if the broker wants one.
+    #[serde(default)]
+    pub username: Option<String>,
+    /// Password (never logged).
+    #[serde(default)]
+    pub password: Option<String>,
+    /// MQTT keep-alive: a PINGREQ after this long without writing.
+    #[serde(default = "default_keep_alive")]
+    pub keep_alive: Secs,
+    /// Frames published and not yet acknowledged, at most.
+    #[serde(default = "default_window")]
+    pub window: usize,
+    /// The largest packet the broker accepts (mosquitto: `max_packet_size`).
+    #[serde(default = "default_max_packet")]
+    pub max_packet_bytes: Size,
+    /// How long to wait for the broker to connect, take a write, or answer.
+    #[serde(default = "default_net_timeout")]
+    pub timeout: Secs,
+}
+
+impl std::fmt::Debug for MqttSink {
+    // By hand, so that the password never reaches a log line.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MqttSink")
+            .field("url", &self.url)
+            .field("topic", &self.topic)
+            .field("client_id", &self.client_id)
+            .field("username", &self.username)
+            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .field("keep_alive", &self.keep_alive)
+            .field("window", &self.window)
+            .finish()
+    }
+}
+
+impl MqttSink {
+    /// Host and port text of `url`: `mqtt://host:port`, `mqtt://[v6]:port`, port optional.
+    fn split_url(&self) -> Option<(&str, Option<&str>)> {
+        let rest = self.url.strip_prefix("mqtt://")?.trim_end_matches('/');
+        if let Some(r) = rest.strip_prefix('[') {
+            let (host, after) = r.split_once(']')?;
+            return match after {
+                "" => Some((host, None)),
+                a => Some((host, Some(a.strip_prefix(':')?))),
+            };
+        }
+        Some(match rest.rsplit_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (rest, None),
+        })
+    }
+
+    /// Host and port of `url` (validated by [`Config::validate`]; 1883 by default).
+    pub fn host_port(&self) -> (&str, u16) {
+        match self.split_url() {
+            Some((h, p)) => (h, p.and_then(|p| p.parse().ok()).unwrap_or(1883)),
+            None => (&self.url, 1883),
+        }
+    }
+}
+
+fn default_frames_topic() -> String {
+    "tailbeat/{instance}/frames".into()
+}
+fn default_keep_alive() -> Secs {
+    Secs(Duration::from_secs(30))
+}
+fn default_window() -> usize {
+    16
+}
+fn default_max_packet() -> Size {
+    Size(256 << 10)
+}
+fn default_net_timeout() -> Secs {
+    Secs(Duration::from_secs(10))
+}
 fn yes() -> bool {
     true
 }
@@ -336,10 +426,56 @@ impl Config {
                 ),
             );
         }
-        if let Sink::File { path, .. } = &self.sink {
-            if path.as_os_str().is_empty() {
+        match &self.sink {
+            Sink::File { path, .. } if path.as_os_str().is_empty() => {
                 return err("sink.path", "must not be empty".into());
             }
+            Sink::Mqtt(m) => {
+                if m.url.starts_with("mqtts://") {
+                    return err(
+                        "sink.url",
+                        "mqtts:// (TLS) is not in this build yet: use mqtt://".into(),
+                    );
+                }
+                let Some((host, port)) = m.split_url() else {
+                    return err(
+                        "sink.url",
+                        format!("expected mqtt://host:port, got {:?}", m.url),
+                    );
+                };
+                if host.is_empty() || host.contains('/') {
+                    return err(
+                        "sink.url",
+                        format!("expected mqtt://host:port, got {:?}", m.url),
+                    );
+                }
+                if let Some(p) = port {
+                    if p.parse::<u16>().is_err() {
+                        return err("sink.url", format!("bad port {p:?} in {:?}", m.url));
+                    }
+                }
+                if m.topic.is_empty() || m.topic.contains(['+', '#']) {
+                    return err(
+                        "sink.topic",
+                        "must be a topic name, without wildcards".into(),
+                    );
+                }
+                if !(1..=1024).contains(&m.window) {
+                    return err("sink.window", "must be between 1 and 1024".into());
+                }
+                // A frame that the broker would refuse must be refused here, not lost later.
+                let need = batch_max + 1024 + m.topic.len() as u64 + 128;
+                if m.max_packet_bytes.0 < need {
+                    return err(
+                        "sink.max_packet_bytes",
+                        format!(
+                            "{} is too small for frames of batch.max_bytes = {batch_max}: at least {need}",
+                            m.max_packet_bytes.0
+                        ),
+                    );
+                }
+            }
+            _ => {}
         }
         Ok(())
     }

@@ -136,3 +136,72 @@ fn display_is_one_line_with_file_line_and_key() {
         "/etc/tailbeat.toml:13: spool.max_bytes: expected a size like 8MiB, got \"lots\""
     );
 }
+
+fn mqtt(extra: &str) -> String {
+    GOOD.replace(
+        "type = \"file\"\npath = \"/tmp/out.tbf\"",
+        &format!("type = \"mqtt\"\n{extra}"),
+    )
+}
+
+#[test]
+fn mqtt_sink_defaults_and_url_forms() {
+    let c = Config::parse(&mqtt("url = \"mqtt://127.0.0.1:1884\"")).unwrap();
+    let Sink::Mqtt(m) = &c.sink else { panic!() };
+    assert_eq!(m.host_port(), ("127.0.0.1", 1884));
+    assert_eq!(m.topic, "tailbeat/{instance}/frames");
+    assert_eq!(m.window, 16);
+    for (url, hp) in [
+        ("mqtt://broker.local", ("broker.local", 1883)),
+        ("mqtt://[::1]:1885", ("::1", 1885)),
+        ("mqtt://[::1]", ("::1", 1883)),
+    ] {
+        let c = Config::parse(&mqtt(&format!("url = \"{url}\""))).unwrap();
+        let Sink::Mqtt(m) = &c.sink else { panic!() };
+        assert_eq!(m.host_port(), hp, "{url}");
+    }
+}
+
+#[test]
+fn mqtt_sink_errors_name_the_key() {
+    for (extra, key, what) in [
+        ("url = \"tcp://x\"", "sink.url", "expected mqtt://host:port"),
+        ("url = \"mqtts://x\"", "sink.url", "TLS"),
+        ("url = \"mqtt://x:port\"", "sink.url", "bad port"),
+        (
+            "url = \"mqtt://x\"\ntopic = \"a/#\"",
+            "sink.topic",
+            "wildcards",
+        ),
+        (
+            "url = \"mqtt://x\"\nwindow = 0",
+            "sink.window",
+            "between 1 and 1024",
+        ),
+        (
+            "url = \"mqtt://x\"\nmax_packet_bytes = \"8KiB\"",
+            "sink.max_packet_bytes",
+            "too small",
+        ),
+        (
+            "url = \"mqtt://x\"\nqos = 2",
+            "sink.qos",
+            "unknown field `qos`",
+        ),
+    ] {
+        let e = err(&mqtt(extra));
+        assert_eq!(e.key.as_deref(), Some(key), "{extra}: {e}");
+        assert!(e.msg.contains(what), "{extra}: {e}");
+    }
+}
+
+#[test]
+fn the_password_is_redacted_from_debug_output() {
+    let c = Config::parse(&mqtt(
+        "url = \"mqtt://x\"\nusername = \"u\"\npassword = \"hunter2\"",
+    ))
+    .unwrap();
+    let dbg = format!("{c:?}");
+    assert!(!dbg.contains("hunter2"), "{dbg}");
+    assert!(dbg.contains("<redacted>"));
+}

@@ -15,9 +15,11 @@
 //! enum costs no allocation and lets the compiler drop sinks a build leaves out.
 
 mod file;
+pub mod mqtt;
 mod stdout;
 
 pub use file::FileSink;
+pub use mqtt::MqttSink;
 pub use stdout::StdoutSink;
 
 use crate::config;
@@ -38,6 +40,8 @@ pub enum SinkError {
     },
     /// Standard output is closed (e.g. `tailbeat run | head`).
     Closed,
+    /// The MQTT broker could not be reached, refused, or broke the protocol.
+    Mqtt(String),
 }
 
 impl fmt::Display for SinkError {
@@ -45,6 +49,7 @@ impl fmt::Display for SinkError {
         match self {
             SinkError::Io { path, source } => write!(f, "sink {}: {source}", path.display()),
             SinkError::Closed => f.write_str("sink: standard output is closed"),
+            SinkError::Mqtt(m) => write!(f, "sink mqtt: {m}"),
         }
     }
 }
@@ -65,6 +70,15 @@ pub trait Sink {
     async fn send(&mut self, seq: u64, frame: &[u8]) -> Result<(), SinkError>;
     /// Waits until what was sent is acknowledged; returns the highest acknowledged seq.
     async fn flush(&mut self) -> Result<u64, SinkError>;
+    /// When the sink wants [`idle`](Sink::idle) called if nothing is sent before (an MQTT
+    /// keep-alive); `None` when it never does.
+    fn idle_until(&self) -> Option<std::time::Instant> {
+        None
+    }
+    /// Housekeeping while there is nothing to send.
+    async fn idle(&mut self) -> Result<(), SinkError> {
+        Ok(())
+    }
 }
 
 /// The configured sink.
@@ -74,14 +88,17 @@ pub enum AnySink {
     File(FileSink),
     /// `type = "stdout"`.
     Stdout(StdoutSink),
+    /// `type = "mqtt"` (boxed: its buffers and session are several times the others' size).
+    Mqtt(Box<MqttSink>),
 }
 
 impl AnySink {
     /// Builds the sink a config describes (opening files, not yet connecting anywhere).
-    pub fn new(cfg: &config::Sink) -> Result<AnySink, SinkError> {
+    pub fn new(cfg: &config::Sink, instance: &str) -> Result<AnySink, SinkError> {
         Ok(match cfg {
             config::Sink::File { path, fsync } => AnySink::File(FileSink::open(path, *fsync)?),
             config::Sink::Stdout {} => AnySink::Stdout(StdoutSink::default()),
+            config::Sink::Mqtt(m) => AnySink::Mqtt(Box::new(MqttSink::new(m, instance))),
         })
     }
 }
@@ -91,24 +108,40 @@ impl Sink for AnySink {
         match self {
             AnySink::File(s) => s.holds(instance),
             AnySink::Stdout(s) => s.holds(instance),
+            AnySink::Mqtt(s) => s.holds(instance),
         }
     }
     fn window(&self) -> usize {
         match self {
             AnySink::File(s) => s.window(),
             AnySink::Stdout(s) => s.window(),
+            AnySink::Mqtt(s) => s.window(),
         }
     }
     async fn send(&mut self, seq: u64, frame: &[u8]) -> Result<(), SinkError> {
         match self {
             AnySink::File(s) => s.send(seq, frame).await,
             AnySink::Stdout(s) => s.send(seq, frame).await,
+            AnySink::Mqtt(s) => s.send(seq, frame).await,
         }
     }
     async fn flush(&mut self) -> Result<u64, SinkError> {
         match self {
             AnySink::File(s) => s.flush().await,
             AnySink::Stdout(s) => s.flush().await,
+            AnySink::Mqtt(s) => s.flush().await,
+        }
+    }
+    fn idle_until(&self) -> Option<std::time::Instant> {
+        match self {
+            AnySink::Mqtt(s) => s.idle_until(),
+            _ => None,
+        }
+    }
+    async fn idle(&mut self) -> Result<(), SinkError> {
+        match self {
+            AnySink::Mqtt(s) => s.idle().await,
+            _ => Ok(()),
         }
     }
 }

@@ -1,0 +1,261 @@
+//! The MQTT sink: each frame is one QoS 1 PUBLISH, released from the spool on its PUBACK.
+//!
+//! Owns one TCP connection to the broker; never touches the spool. Packets are rumqttc's
+//! `mqttbytes` (MQTT 3.1.1) over an async-io `TcpStream`, so the sink runs on the agent's one
+//! executor: no tokio runtime, no extra thread (rumqttc's own event loop would bring both).
+//! [`session`] holds the protocol state; this file does the I/O.
+//!
+//! Connections are made lazily by `send` and dropped on any error; the agent's deliver loop
+//! backs off (exponential, jittered, capped) and sends again from the first unacknowledged
+//! frame, with the same sequence numbers. Broker names are resolved with the system
+//! resolver on the agent's thread: give an address (or an /etc/hosts name) where DNS is slow.
+
+pub mod session;
+
+use super::{Sink, SinkError};
+use crate::config::MqttSink as Cfg;
+use bytes::BytesMut;
+use rumqttc::mqttbytes::v4::{Connect, ConnectReturnCode, Login, Packet, Publish};
+use rumqttc::mqttbytes::QoS;
+use session::Session;
+use smol::future::FutureExt;
+use smol::io::{AsyncReadExt, AsyncWriteExt};
+use smol::Async;
+use std::net::TcpStream;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::time::{Duration, Instant};
+
+/// Frames to the broker.
+#[derive(Debug)]
+pub struct MqttSink {
+    cfg: Cfg,
+    topic: String,
+    client_id: String,
+    conn: Option<Async<TcpStream>>,
+    session: Session,
+    rx: BytesMut,
+    tx: BytesMut,
+    acked: u64,
+}
+
+fn err(msg: String) -> SinkError {
+    SinkError::Mqtt(msg)
+}
+
+async fn timeout<T>(
+    d: Duration,
+    what: &str,
+    f: impl std::future::Future<Output = std::io::Result<T>>,
+) -> Result<T, SinkError> {
+    let r = f
+        .or(async {
+            smol::Timer::after(d).await;
+            Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!("no answer in {} ms", d.as_millis()),
+            ))
+        })
+        .await;
+    r.map_err(|e| err(format!("{what}: {e}")))
+}
+
+impl MqttSink {
+    /// A sink for `cfg`, identifying as `instance`; connects on first use.
+    pub fn new(cfg: &Cfg, instance: &str) -> MqttSink {
+        MqttSink {
+            topic: cfg.topic.replace("{instance}", instance),
+            client_id: cfg
+                .client_id
+                .clone()
+                .unwrap_or_else(|| instance.to_string()),
+            session: Session::new(cfg.window, cfg.keep_alive.0, Instant::now()),
+            cfg: cfg.clone(),
+            conn: None,
+            rx: BytesMut::with_capacity(4096),
+            tx: BytesMut::new(),
+            acked: 0,
+        }
+    }
+
+    /// The topic frames go to.
+    pub fn topic(&self) -> &str {
+        &self.topic
+    }
+
+    fn addr(&self) -> Result<SocketAddr, SinkError> {
+        let (host, port) = self.cfg.host_port();
+        (host, port)
+            .to_socket_addrs()
+            .map_err(|e| err(format!("resolve {host}: {e}")))?
+            .next()
+            .ok_or_else(|| err(format!("resolve {host}: no address")))
+    }
+
+    async fn connect(&mut self) -> Result<(), SinkError> {
+        let addr = self.addr()?;
+        let t = self.cfg.timeout.0;
+        // async-io's connect, not async-net's: that one is generic over name resolution and
+        // links the blocking thread pool in, which a resolved address does not need.
+        let mut stream = timeout(
+            t,
+            &format!("connect to {addr}"),
+            Async::<TcpStream>::connect(addr),
+        )
+        .await?;
+        stream.get_ref().set_nodelay(true).ok();
+        let mut c = Connect::new(self.client_id.clone());
+        c.keep_alive = self.cfg.keep_alive.0.as_secs().min(u16::MAX as u64) as u16;
+        // Every unacknowledged frame is in the spool: a clean session loses nothing.
+        c.clean_session = true;
+        if let Some(u) = &self.cfg.username {
+            c.login = Some(Login::new(
+                u.clone(),
+                self.cfg.password.clone().unwrap_or_default(),
+            ));
+        }
+        self.tx.clear();
+        Packet::Connect(c)
+            .write(&mut self.tx, usize::MAX)
+            .map_err(|e| err(format!("encode CONNECT: {e}")))?;
+        timeout(t, "send CONNECT", stream.write_all(&self.tx)).await?;
+        self.rx.clear();
+        self.conn = Some(stream);
+        match self.read_packet(t).await? {
+            Packet::ConnAck(a) if a.code == ConnectReturnCode::Success => {
+                log::info!("mqtt: connected to {addr} as {:?}", self.client_id);
+                self.session.reset(Instant::now());
+                Ok(())
+            }
+            Packet::ConnAck(a) => {
+                self.conn = None;
+                Err(err(format!(
+                    "broker {addr} refused the connection: {:?}",
+                    a.code
+                )))
+            }
+            p => {
+                self.conn = None;
+                Err(err(format!("broker {addr} answered CONNECT with {p:?}")))
+            }
+        }
+    }
+
+    /// Reads one packet, waiting at most `t`.
+    async fn read_packet(&mut self, t: Duration) -> Result<Packet, SinkError> {
+        let max = self.cfg.max_packet_bytes.0 as usize;
+        loop {
+            match Packet::read(&mut self.rx, max) {
+                Ok(p) => return Ok(p),
+                Err(rumqttc::mqttbytes::Error::InsufficientBytes(_)) => {}
+                Err(e) => return Err(err(format!("bad packet from the broker: {e}"))),
+            }
+            let conn = self
+                .conn
+                .as_mut()
+                .ok_or_else(|| err("not connected".into()))?;
+            let mut chunk = [0u8; 4096];
+            let n = timeout(t, "read", conn.read(&mut chunk)).await?;
+            if n == 0 {
+                return Err(err("the broker closed the connection".into()));
+            }
+            self.rx.extend_from_slice(&chunk[..n]);
+        }
+    }
+
+    fn drop_conn(&mut self) {
+        self.conn = None;
+        self.session.reset(Instant::now());
+    }
+
+    async fn write_tx(&mut self) -> Result<(), SinkError> {
+        let t = self.cfg.timeout.0;
+        let conn = self
+            .conn
+            .as_mut()
+            .ok_or_else(|| err("not connected".into()))?;
+        let r = timeout(t, "write", conn.write_all(&self.tx)).await;
+        self.tx.clear();
+        r
+    }
+}
+
+impl Sink for MqttSink {
+    fn window(&self) -> usize {
+        self.cfg.window
+    }
+
+    async fn send(&mut self, seq: u64, frame: &[u8]) -> Result<(), SinkError> {
+        if self.conn.is_none() {
+            self.connect().await?;
+        }
+        let pkid = self
+            .session
+            .publish(seq, Instant::now())
+            .map_err(|e| err(format!("{e:?}")))?;
+        let mut p = Publish::new(self.topic.clone(), QoS::AtLeastOnce, frame.to_vec());
+        p.pkid = pkid;
+        Packet::Publish(p)
+            .write(&mut self.tx, self.cfg.max_packet_bytes.0 as usize)
+            .map_err(|e| err(format!("frame {seq}: {e}")))?;
+        let r = self.write_tx().await;
+        if r.is_err() {
+            self.drop_conn();
+        }
+        r
+    }
+
+    async fn flush(&mut self) -> Result<u64, SinkError> {
+        let t = self.cfg.timeout.0;
+        while self.session.in_flight() > 0 {
+            let p = match self.read_packet(t).await {
+                Ok(p) => p,
+                Err(e) => {
+                    self.drop_conn();
+                    return Err(e);
+                }
+            };
+            match p {
+                Packet::PubAck(a) => {
+                    if let Err(e) = self.session.puback(a.pkid) {
+                        log::warn!("mqtt: {e:?}, ignored");
+                    }
+                    if let Some(seq) = self.session.take_acked() {
+                        self.acked = seq;
+                    }
+                }
+                Packet::PingResp => {}
+                other => log::debug!("mqtt: ignoring {other:?}"),
+            }
+        }
+        Ok(self.acked)
+    }
+
+    fn idle_until(&self) -> Option<Instant> {
+        self.conn.as_ref().map(|_| self.session.ping_at())
+    }
+
+    async fn idle(&mut self) -> Result<(), SinkError> {
+        if self.conn.is_none() || Instant::now() < self.session.ping_at() {
+            return Ok(());
+        }
+        self.tx.clear();
+        Packet::PingReq
+            .write(&mut self.tx, usize::MAX)
+            .map_err(|e| err(format!("encode PINGREQ: {e}")))?;
+        self.session.wrote(Instant::now());
+        let r = async {
+            self.write_tx().await?;
+            loop {
+                match self.read_packet(self.cfg.timeout.0).await? {
+                    Packet::PingResp => return Ok(()),
+                    other => log::debug!("mqtt: ignoring {other:?}"),
+                }
+            }
+        }
+        .await;
+        if r.is_err() {
+            self.drop_conn();
+        }
+        r
+    }
+}
