@@ -2,11 +2,28 @@
 
 mod common;
 use common::*;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-/// Every PUBLISH the broker routed to the test's subscription: (topic, payload).
-type Received = Arc<Mutex<Vec<(String, Vec<u8>)>>>;
+/// Every PUBLISH a broker routed to the test's subscription, as `topic hexpayload` lines in
+/// a file, so that it survives the broker being killed.
+#[derive(Clone)]
+struct Received(std::path::PathBuf);
+
+impl Received {
+    fn messages(&self) -> Vec<(String, Vec<u8>)> {
+        let text = std::fs::read_to_string(&self.0).unwrap_or_default();
+        text.lines()
+            .filter_map(|l| {
+                let (topic, hex) = l.split_once(' ')?;
+                let bytes = (0..hex.len())
+                    .step_by(2)
+                    .map(|i| u8::from_str_radix(hex.get(i..i + 2)?, 16).ok())
+                    .collect::<Option<Vec<u8>>>()?;
+                Some((topic.to_string(), bytes))
+            })
+            .collect()
+    }
+}
 
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -16,8 +33,103 @@ fn free_port() -> u16 {
         .port()
 }
 
-/// Starts rumqttd on 127.0.0.1:`port`, subscribed to `tailbeat/#` through an in-process link.
-fn broker(port: u16) -> Received {
+/// A broker in a process of its own, subscribed to `tailbeat/#`: rumqttd by default, or
+/// Mosquitto with `TAILBEAT_TEST_BROKER=mosquitto` (CI runs both). Dropping it kills it.
+struct Broker {
+    procs: Vec<std::process::Child>,
+}
+
+impl Broker {
+    fn start(port: u16, out: &Received) -> Broker {
+        let kind = std::env::var("TAILBEAT_TEST_BROKER").unwrap_or_else(|_| "rumqttd".into());
+        let procs = match kind.as_str() {
+            "rumqttd" => {
+                // This test binary again, running only `broker_process`.
+                let child = std::process::Command::new(std::env::current_exe().unwrap())
+                    .args(["--exact", "broker_process", "--ignored", "--nocapture"])
+                    .env(
+                        "TAILBEAT_BROKER_CHILD",
+                        format!("{port} {}", out.0.display()),
+                    )
+                    .stdout(std::process::Stdio::null())
+                    .stderr(std::process::Stdio::null())
+                    .spawn()
+                    .unwrap();
+                vec![child]
+            }
+            "mosquitto" => {
+                let conf = out.0.with_extension(format!("{port}.conf"));
+                std::fs::write(
+                    &conf,
+                    format!("listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n"),
+                )
+                .unwrap();
+                let broker = std::process::Command::new("mosquitto")
+                    .arg("-c")
+                    .arg(&conf)
+                    .stderr(std::process::Stdio::null())
+                    .spawn()
+                    .expect("TAILBEAT_TEST_BROKER=mosquitto, but mosquitto does not run (Debian package mosquitto)");
+                wait_listening(port);
+                let sub = std::process::Command::new("mosquitto_sub")
+                    .args([
+                        "-h",
+                        "127.0.0.1",
+                        "-p",
+                        &port.to_string(),
+                        "-t",
+                        "tailbeat/#",
+                        "-q",
+                        "1",
+                        "-F",
+                        "%t %x",
+                    ])
+                    .stdout(
+                        std::fs::OpenOptions::new()
+                            .create(true)
+                            .append(true)
+                            .open(&out.0)
+                            .unwrap(),
+                    )
+                    .spawn()
+                    .expect("mosquitto_sub does not run (Debian package mosquitto-clients)");
+                // Let the subscription settle before anything is published.
+                std::thread::sleep(Duration::from_millis(300));
+                vec![broker, sub]
+            }
+            other => panic!("TAILBEAT_TEST_BROKER={other}: expected rumqttd or mosquitto"),
+        };
+        wait_listening(port);
+        Broker { procs }
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        for p in &mut self.procs {
+            let _ = p.kill();
+            let _ = p.wait();
+        }
+    }
+}
+
+fn wait_listening(port: u16) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "no broker listening on {port}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The rumqttd broker process the tests start (see [`Broker::start`]); does nothing unless
+/// started that way.
+#[test]
+#[ignore = "the broker process of the other tests: they start it themselves"]
+fn broker_process() {
+    let Ok(arg) = std::env::var("TAILBEAT_BROKER_CHILD") else {
+        return;
+    };
+    let (port, out) = arg.split_once(' ').unwrap();
     let cfg: rumqttd::Config = toml::from_str(&format!(
         r#"
 id = 0
@@ -41,29 +153,26 @@ dynamic_filters = true
     .unwrap();
     let mut b = rumqttd::Broker::new(cfg);
     let (mut tx, mut rx) = b.link("test").unwrap();
-    std::thread::spawn(move || b.start().unwrap());
     tx.subscribe("tailbeat/#").unwrap();
-    let got: Received = Default::default();
-    let sink = got.clone();
-    std::thread::spawn(move || loop {
-        match rx.recv() {
-            Ok(Some(rumqttd::Notification::Forward(f))) => {
-                let topic = String::from_utf8_lossy(&f.publish.topic).into_owned();
-                sink.lock()
-                    .unwrap()
-                    .push((topic, f.publish.payload.to_vec()));
-            }
-            Ok(_) => {}
-            Err(_) => return,
+    std::thread::spawn(move || b.start().unwrap());
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(out)
+        .unwrap();
+    loop {
+        if let Ok(Some(rumqttd::Notification::Forward(fw))) = rx.recv() {
+            use std::io::Write;
+            let hex: String = fw
+                .publish
+                .payload
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect();
+            let topic = String::from_utf8_lossy(&fw.publish.topic);
+            f.write_all(format!("{topic} {hex}\n").as_bytes()).unwrap();
         }
-    });
-    // Wait until it listens.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "rumqttd did not start");
-        std::thread::sleep(Duration::from_millis(20));
     }
-    got
 }
 
 fn mqtt_sink(port: u16, extra: &str) -> String {
@@ -72,7 +181,7 @@ fn mqtt_sink(port: u16, extra: &str) -> String {
 
 /// The lines in what the broker received, frames repeated (same seq) dropped.
 fn lines_of(got: &Received, tag: &str) -> (Vec<u64>, usize, Vec<String>) {
-    let msgs = got.lock().unwrap().clone();
+    let msgs = got.messages();
     let mut seen = std::collections::HashSet::new();
     let mut nums = Vec::new();
     let mut repeats = 0;
@@ -108,8 +217,9 @@ fn wait_for(got: &Received, tag: &str, n: usize, secs: u64) -> Vec<u64> {
 #[test]
 fn frames_reach_the_broker_exactly_once_on_the_instance_topic() {
     let port = free_port();
-    let got = broker(port);
     let s = Scratch::new("mqtt-basic");
+    let got = Received(s.path("received"));
+    let _broker = Broker::start(port, &got);
     let f = s.path("logs/app.log");
     for i in 0..20_000 {
         append(&f, &line("m", i));
@@ -156,7 +266,8 @@ fn a_broker_that_is_down_gets_everything_once_it_is_up() {
     for i in 3_000..6_000 {
         append(&f, &line("d", i));
     }
-    let got = broker(port);
+    let got = Received(s.path("received"));
+    let _broker = Broker::start(port, &got);
     let nums = wait_for(&got, "d", 6_000, 40);
     let log = a.stop();
     assert_exactly_once(&nums, 6_000);
@@ -166,8 +277,9 @@ fn a_broker_that_is_down_gets_everything_once_it_is_up() {
 #[test]
 fn credentials_never_reach_the_log() {
     let port = free_port();
-    let got = broker(port);
     let s = Scratch::new("mqtt-secret");
+    let got = Received(s.path("received"));
+    let _broker = Broker::start(port, &got);
     let f = s.path("logs/app.log");
     append(&f, &line("c", 0));
     let secret = "s3cr3t-Pa55w0rd";
@@ -216,4 +328,50 @@ fn frames_too_big_for_the_broker_are_refused_at_config_time() {
         ),
         "{err}"
     );
+}
+
+#[test]
+fn a_broker_killed_for_15_s_mid_stream_loses_nothing() {
+    let port = free_port();
+    let s = Scratch::new("mqtt-outage");
+    let got = Received(s.path("received"));
+    let f = s.path("logs/app.log");
+    let cfg = s.config(
+        "",
+        &input("app", &f.display().to_string(), ""),
+        &mqtt_sink(port, "timeout = \"2s\""),
+    );
+    let broker = Broker::start(port, &got);
+    std::fs::write(&f, "").unwrap();
+    let a = Agent::start(&s, &cfg);
+    // A writer at ~2,000 lines/s for the whole test.
+    let n = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let running = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let w = {
+        let (n, running, f) = (n.clone(), running.clone(), f.clone());
+        std::thread::spawn(move || {
+            let mut i = 0;
+            while running.load(std::sync::atomic::Ordering::Relaxed) {
+                let chunk: String = (i..i + 20).map(|k| line("o", k)).collect();
+                append(&f, &chunk);
+                i += 20;
+                n.store(i, std::sync::atomic::Ordering::Relaxed);
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        })
+    };
+    std::thread::sleep(Duration::from_secs(3));
+    drop(broker); // kill -9
+    std::thread::sleep(Duration::from_secs(15));
+    let _broker = Broker::start(port, &got);
+    std::thread::sleep(Duration::from_secs(2));
+    running.store(false, std::sync::atomic::Ordering::Relaxed);
+    w.join().unwrap();
+    let total = n.load(std::sync::atomic::Ordering::Relaxed);
+    let nums = wait_for(&got, "o", total as usize, 60);
+    let log = a.stop();
+    assert_exactly_once(&nums, total);
+    assert!(nums.windows(2).all(|w| w[0] < w[1]), "out of order");
+    assert!(log.contains("retrying in"), "{log}");
+    eprintln!("{total} lines through a 15 s broker outage");
 }

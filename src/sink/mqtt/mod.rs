@@ -117,7 +117,11 @@ impl MqttSink {
         Packet::Connect(c)
             .write(&mut self.tx, usize::MAX)
             .map_err(|e| err(format!("encode CONNECT: {e}")))?;
-        timeout(t, "send CONNECT", stream.write_all(&self.tx)).await?;
+        let sent = timeout(t, "send CONNECT", stream.write_all(&self.tx)).await;
+        // Cleared whatever happened: CONNECT must not go out again before the next PUBLISH
+        // (Mosquitto drops a client that sends two; rumqttd lets it pass).
+        self.tx.clear();
+        sent?;
         self.rx.clear();
         self.conn = Some(stream);
         match self.read_packet(t).await? {
