@@ -8,7 +8,9 @@ Runs the release binary for real on generated syslog-like files:
   3. idle: RSS and context switches over 10 quiet seconds.
 Prints a Markdown table. Figures from one run on one machine: compare ratios, not absolutes.
 
-usage: bench/bench.py [--lines 2000000] [--live-rate 50000] [--live-secs 10] [--bin PATH]
+  4. with --mqtt: the bulk run again into the MQTT sink, against Mosquitto on loopback.
+
+usage: bench/bench.py [--lines 2000000] [--live-rate 50000] [--live-secs 10] [--bin PATH] [--mqtt]
 """
 import argparse, os, random, shutil, subprocess, sys, tempfile, threading, time
 
@@ -31,8 +33,11 @@ def gen(path, n, seed=1):
                 f.write("".join(buf)); buf = []
         f.write("".join(buf))
 
-def config(d, glob, extra=""):
+def config(d, glob, extra="", sink=None):
     p = os.path.join(d, "bench.toml")
+    sink = sink or f'''[sink]
+type = "file"
+path = "{d}/out.tbf"'''
     with open(p, "w") as f:
         f.write(f'''data_dir = "{d}/data"
 instance_id = "bench"
@@ -47,9 +52,7 @@ start_at = "head"
 max_bytes = "256MiB"
 segment_bytes = "16MiB"
 
-[sink]
-type = "file"
-path = "{d}/out.tbf"
+{sink}
 ''')
     return p
 
@@ -123,8 +126,10 @@ def main():
     ap.add_argument("--live-rate", type=int, default=50_000)
     ap.add_argument("--live-secs", type=int, default=10)
     ap.add_argument("--bin", default=os.path.join(ROOT, "target/release/tailbeat"))
+    ap.add_argument("--mqtt", action="store_true", help="also the bulk run into the MQTT sink (needs mosquitto)")
     a = ap.parse_args()
-    if not os.path.exists(a.bin):
+    if a.bin == ap.get_default("bin"):
+        # Always: a stale binary measures old code.
         subprocess.run(["cargo", "build", "--release", "--quiet"], cwd=ROOT, check=True)
     rows = []
     tmp = tempfile.mkdtemp(prefix="tailbeat-bench-")
@@ -154,6 +159,28 @@ def main():
                 rows.append((f"bulk {n:,} lines ({size / 1e6:.0f} MB), spool fsync {fsync}",
                              f"{n / wall:,.0f}", f"{size / wall / 1e6:.0f}", f"{cpu:.2f}",
                              f"{rss / 1024:.1f}", str(thr), f"{out / size:.3f}"))
+        # 4. MQTT sink against Mosquitto on loopback
+        if a.mqtt:
+            import socket
+            with socket.socket() as so:
+                so.bind(("127.0.0.1", 0)); port = so.getsockname()[1]
+            d = os.path.join(tmp, "mqtt")
+            os.makedirs(d)
+            with open(os.path.join(d, "m.conf"), "w") as f:
+                f.write(f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n")
+            mosq = subprocess.Popen([shutil.which("mosquitto") or "/usr/sbin/mosquitto", "-c", os.path.join(d, "m.conf")],
+                                    stderr=subprocess.DEVNULL)
+            time.sleep(0.5)
+            n = a.lines
+            log = os.path.join(d, "syslog.log")
+            gen(log, n)
+            size = os.path.getsize(log)
+            cfg = config(d, log, "", f'[sink]\ntype = "mqtt"\nurl = "mqtt://127.0.0.1:{port}"\nwindow = 64\n')
+            wall, cpu, rss, thr = run_once(a.bin, cfg)
+            mosq.terminate(); mosq.wait()
+            rows.append((f"bulk {n:,} lines ({size / 1e6:.0f} MB) into MQTT (mosquitto), spool fsync true",
+                         f"{n / wall:,.0f}", f"{size / wall / 1e6:.0f}", f"{cpu:.2f}",
+                         f"{rss / 1024:.1f}", str(thr), "-"))
         # 2. live writer
         d = os.path.join(tmp, "live")
         os.makedirs(d)

@@ -507,7 +507,9 @@ async fn deliver(st: Shared, mut sink: AnySink, spooled: Notify, space: Notify) 
                     s.c.send_errors += 1;
                     s.spool.rewind(&mut s.c);
                     log::warn!("{e}; retrying in {} ms", d.as_millis());
-                    if !s.collecting {
+                    // Shutting down: what is left stays in the spool. `--once` keeps trying
+                    // until everything is delivered, or a signal says stop.
+                    if !s.collecting && (!s.once || s.shutdown) {
                         return;
                     }
                 }

@@ -56,6 +56,8 @@ pub enum Error {
     Spool(spool::SpoolError),
     /// The sink could not be set up.
     Sink(sink::SinkError),
+    /// `--once` stopped (by a signal) with frames still in the spool.
+    Undelivered(u64),
     /// Any other file operation.
     Io {
         /// What was being done.
@@ -73,6 +75,12 @@ impl fmt::Display for Error {
             Error::Config(e) => e.fmt(f),
             Error::Spool(e) => e.fmt(f),
             Error::Sink(e) => e.fmt(f),
+            Error::Undelivered(n) => {
+                write!(
+                    f,
+                    "stopped with {n} frames not delivered; they stay in the spool"
+                )
+            }
             Error::Io { what, path, source } => {
                 write!(f, "cannot {what} {}: {source}", path.display())
             }

@@ -375,3 +375,45 @@ fn a_broker_killed_for_15_s_mid_stream_loses_nothing() {
     assert!(log.contains("retrying in"), "{log}");
     eprintln!("{total} lines through a 15 s broker outage");
 }
+
+#[test]
+fn run_once_waits_for_a_broker_that_comes_up_late_and_delivers_everything() {
+    let port = free_port();
+    let s = Scratch::new("mqtt-once");
+    let got = Received(s.path("received"));
+    let f = s.path("logs/app.log");
+    for i in 0..2_000 {
+        append(&f, &line("q", i));
+    }
+    let cfg = s.config(
+        "",
+        &input("app", &f.display().to_string(), ""),
+        &mqtt_sink(port, "timeout = \"1s\""),
+    );
+    let mut once = std::process::Command::new(BIN)
+        .args(["run", "--once", "--config"])
+        .arg(&cfg)
+        .stderr(std::fs::File::create(s.path("once.log")).unwrap())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(
+        once.try_wait().unwrap().is_none(),
+        "--once gave up while the broker was down"
+    );
+    let _broker = Broker::start(port, &got);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(st) = once.try_wait().unwrap() {
+            break st;
+        }
+        assert!(Instant::now() < deadline, "--once did not finish");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(
+        status.success(),
+        "{}",
+        std::fs::read_to_string(s.path("once.log")).unwrap()
+    );
+    assert_exactly_once(&lines_of(&got, "q").0, 2_000);
+}
