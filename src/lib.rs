@@ -4,7 +4,7 @@
 //! The data path, top to bottom:
 //!
 //! ```text
-//! input (tail files) → frame (batch lines) → spool (bounded, crash-safe) → sink (file | stdout)
+//! input (tail files) → frame (batch lines) → spool (bounded, crash-safe) → sink (file | stdout | mqtt)
 //!                ▲                                                          │
 //!                └────── file offsets are checkpointed with the frames ─────┘
 //! ```
@@ -19,12 +19,14 @@
 //! # Threads
 //!
 //! The process has two OS threads, and the test `tests/process.rs` checks it:
-//! 1. **main**, which runs every task on smol's `LocalExecutor` under `block_on`: tailing,
-//!    batching, spooling, sending, signals, stats. File reads and fsyncs run on it directly:
-//!    they are page-cache reads bounded by a 1 MiB budget per turn, and fsyncs batched to one
-//!    per window of frames. Going through `smol::fs` instead would add a blocking pool.
-//! 2. **async-io**, started by `async-io` on first use of the reactor (timers, the signal
-//!    pipe): its fallback driver for when `block_on` is not polling the reactor itself.
+//! 1. **main**, which runs every task on smol's `LocalExecutor`: tailing, batching,
+//!    spooling, sending (the MQTT sink too: rumqttc's packet codec over an async-io
+//!    `TcpStream`, not its tokio event loop), signals, stats. File reads and fsyncs run on it
+//!    directly: page-cache reads bounded by a 1 MiB budget per turn, and fsyncs batched to one
+//!    per window of frames. Going through `smol::fs` instead would add a blocking pool. It
+//!    parks on a futex between turns, not in the reactor (see `agent`).
+//! 2. **async-io**, started by `async-io` on first use of the reactor: it runs the reactor
+//!    (timers, sockets, the signal pipe) and wakes main.
 //!
 //! Signals arrive through `async-signal`'s self-pipe on the reactor: no signal thread.
 #![forbid(unsafe_code)]
