@@ -1,7 +1,7 @@
 //! The frame: tailbeat's unit on disk (spool, file sink) and on the wire (MQTT, HTTP).
 //!
 //! This module owns the byte format and nothing else: it never touches a file or a socket.
-//! Always true: a frame that [`decode`] accepts has a valid magic, a known version, kind and
+//! Always true: a frame that [`check`] accepts has a valid magic, a known version, kind and
 //! flags, a length within [`MAX_PAYLOAD`], and a CRC-32 that covers its header and payload.
 //!
 //! The specification, with test vectors that `tests` below check, follows.
