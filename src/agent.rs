@@ -201,6 +201,8 @@ pub fn run(cfg: Config, opts: RunOpts) -> Result<(), Error> {
     let spooled = Notify::new();
     let space = Notify::new();
     let wake = Notify::new();
+    // Only shutdown rings this one: it cuts a retry backoff short, new frames must not.
+    let stop = Notify::new();
     let signals = async_signal::Signals::new([
         async_signal::Signal::Hup,
         async_signal::Signal::Term,
@@ -218,12 +220,18 @@ pub fn run(cfg: Config, opts: RunOpts) -> Result<(), Error> {
             space.clone(),
             wake.clone(),
         ));
-        let deliverer = ex.spawn(deliver(st.clone(), sink, spooled.clone(), space.clone()));
+        let deliverer = ex.spawn(deliver(
+            st.clone(),
+            sink,
+            spooled.clone(),
+            space.clone(),
+            stop.clone(),
+        ));
         let _signals = ex.spawn(handle_signals(
             st.clone(),
             signals,
             config_path,
-            [spooled.clone(), space.clone(), wake.clone()],
+            [spooled.clone(), space.clone(), wake.clone(), stop.clone()],
         ));
         collector.await;
         // `--once` waits for the sink however long it takes; a signal still stops it.
@@ -258,8 +266,11 @@ pub fn run(cfg: Config, opts: RunOpts) -> Result<(), Error> {
             },
             s.spool.backlog()
         );
-    }));
-    Ok(())
+        if once && s.spool.backlog() > 0 {
+            return Err(Error::Undelivered(s.spool.backlog()));
+        }
+        Ok(())
+    }))
 }
 
 fn sink_name(cfg: &Config) -> String {
@@ -435,7 +446,7 @@ fn checkpoint(s: &mut State) {
 }
 
 /// Spool → sink → acknowledgement → release.
-async fn deliver(st: Shared, mut sink: AnySink, spooled: Notify, space: Notify) {
+async fn deliver(st: Shared, mut sink: AnySink, spooled: Notify, space: Notify, stop: Notify) {
     let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(30));
     let mut buf = Vec::new();
     {
@@ -513,7 +524,11 @@ async fn deliver(st: Shared, mut sink: AnySink, spooled: Notify, space: Notify) 
                         return;
                     }
                 }
-                Timer::after(d).await;
+                stop.wait_for(d).await;
+                let s = st.borrow();
+                if s.shutdown && !s.collecting {
+                    return;
+                }
             }
             None => {
                 {
@@ -545,7 +560,7 @@ async fn handle_signals(
     st: Shared,
     mut signals: async_signal::Signals,
     config_path: Option<PathBuf>,
-    wakers: [Notify; 3],
+    wakers: [Notify; 4],
 ) {
     use smol::stream::StreamExt;
     while let Some(sig) = signals.next().await {

@@ -417,3 +417,40 @@ fn run_once_waits_for_a_broker_that_comes_up_late_and_delivers_everything() {
     );
     assert_exactly_once(&lines_of(&got, "q").0, 2_000);
 }
+
+#[test]
+fn sigterm_stops_run_once_promptly_while_the_broker_is_down() {
+    let port = free_port();
+    let s = Scratch::new("mqtt-once-term");
+    let f = s.path("logs/app.log");
+    append(&f, &line("t", 0));
+    let cfg = s.config(
+        "",
+        &input("app", &f.display().to_string(), ""),
+        &mqtt_sink(port, "timeout = \"1s\""),
+    );
+    let mut once = std::process::Command::new(BIN)
+        .args(["run", "--once", "--config"])
+        .arg(&cfg)
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Long enough for the backoff to have grown to seconds.
+    std::thread::sleep(Duration::from_secs(6));
+    std::process::Command::new("kill")
+        .args(["-TERM", &once.id().to_string()])
+        .status()
+        .unwrap();
+    let t = Instant::now();
+    let status = loop {
+        if let Some(st) = once.try_wait().unwrap() {
+            break st;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(3),
+            "--once ignored SIGTERM during its backoff"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(status.code(), Some(1), "stopped with a frame undelivered");
+}
