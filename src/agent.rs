@@ -521,20 +521,20 @@ async fn deliver(st: Shared, mut sink: AnySink, spooled: Notify, space: Notify, 
                     // Shutting down: what is left stays in the spool. `--once` keeps trying
                     // until everything is delivered, or a signal says stop.
                     if !s.collecting && (!s.once || s.shutdown) {
-                        return;
+                        break;
                     }
                 }
                 stop.wait_for(d).await;
                 let s = st.borrow();
                 if s.shutdown && !s.collecting {
-                    return;
+                    break;
                 }
             }
             None => {
                 {
                     let s = st.borrow();
                     if !s.collecting && s.spool.backlog() == 0 {
-                        return;
+                        break;
                     }
                 }
                 // Nothing to send: sleep until frames come or the sink wants its keep-alive.
@@ -554,6 +554,8 @@ async fn deliver(st: Shared, mut sink: AnySink, spooled: Notify, space: Notify, 
             }
         }
     }
+    // A clean stop: the sink says goodbye (MQTT: the retained offline state).
+    sink.close().await;
 }
 
 async fn handle_signals(

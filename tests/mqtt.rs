@@ -186,7 +186,7 @@ fn lines_of(got: &Received, tag: &str) -> (Vec<u64>, usize, Vec<String>) {
     let mut nums = Vec::new();
     let mut repeats = 0;
     let mut topics = Vec::new();
-    for (topic, payload) in &msgs {
+    for (topic, payload) in msgs.iter().filter(|(t, _)| t.ends_with("/frames")) {
         let b = tailbeat::frame::decode_batch(payload).expect("each message is one whole frame");
         if !seen.insert(b.seq) {
             repeats += 1;
@@ -453,4 +453,62 @@ fn sigterm_stops_run_once_promptly_while_the_broker_is_down() {
         std::thread::sleep(Duration::from_millis(20));
     };
     assert_eq!(status.code(), Some(1), "stopped with a frame undelivered");
+}
+
+fn states(got: &Received) -> Vec<String> {
+    got.messages()
+        .into_iter()
+        .filter(|(t, _)| t == "tailbeat/it/state")
+        .map(|(_, p)| String::from_utf8(p).unwrap())
+        .collect()
+}
+
+fn wait_state(got: &Received, n: usize, want: &str) -> Vec<String> {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let st = states(got);
+        if st.len() >= n {
+            assert!(
+                st[n - 1].contains(&format!("\"state\":\"{want}\"")),
+                "{st:?}"
+            );
+            return st;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no state message {n} ({want}): {st:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn online_when_connected_offline_by_last_will_and_on_a_clean_stop() {
+    let port = free_port();
+    let s = Scratch::new("mqtt-state");
+    let got = Received(s.path("received"));
+    let _broker = Broker::start(port, &got);
+    let f = s.path("logs/app.log");
+    append(&f, &line("s", 0));
+    let cfg = s.config(
+        "",
+        &input("app", &f.display().to_string(), ""),
+        &mqtt_sink(port, ""),
+    );
+    let a = Agent::start(&s, &cfg);
+    let st = wait_state(&got, 1, "online");
+    assert!(
+        st[0].starts_with("{\"state\":\"online\",\"instance\":\"it\",\"version\":\""),
+        "{}",
+        st[0]
+    );
+    // kill -9: the broker publishes the Will.
+    a.kill9();
+    wait_state(&got, 2, "offline");
+    // Back, then a clean stop: the agent says offline itself.
+    let a = Agent::start(&s, &cfg);
+    append(&f, &line("s", 1));
+    wait_state(&got, 3, "online");
+    a.stop();
+    wait_state(&got, 4, "offline");
 }

@@ -171,6 +171,10 @@ pub struct MqttSink {
     /// Topic for frames; `{instance}` becomes the instance id.
     #[serde(default = "default_frames_topic")]
     pub topic: String,
+    /// Retained birth/death topic: `online` after each connect, `offline` as the Last Will
+    /// and on a clean stop.
+    #[serde(default = "default_state_topic")]
+    pub state_topic: String,
     /// Client id; by default the instance id.
     #[serde(default)]
     pub client_id: Option<String>,
@@ -200,6 +204,7 @@ impl std::fmt::Debug for MqttSink {
         f.debug_struct("MqttSink")
             .field("url", &self.url)
             .field("topic", &self.topic)
+            .field("state_topic", &self.state_topic)
             .field("client_id", &self.client_id)
             .field("username", &self.username)
             .field("password", &self.password.as_ref().map(|_| "<redacted>"))
@@ -237,6 +242,9 @@ impl MqttSink {
 
 fn default_frames_topic() -> String {
     "tailbeat/{instance}/frames".into()
+}
+fn default_state_topic() -> String {
+    "tailbeat/{instance}/state".into()
 }
 fn default_keep_alive() -> Secs {
     Secs(Duration::from_secs(30))
@@ -454,11 +462,13 @@ impl Config {
                         return err("sink.url", format!("bad port {p:?} in {:?}", m.url));
                     }
                 }
-                if m.topic.is_empty() || m.topic.contains(['+', '#']) {
-                    return err(
-                        "sink.topic",
-                        "must be a topic name, without wildcards".into(),
-                    );
+                for (key, t) in [
+                    ("sink.topic", &m.topic),
+                    ("sink.state_topic", &m.state_topic),
+                ] {
+                    if t.is_empty() || t.contains(['+', '#']) {
+                        return err(key, "must be a topic name, without wildcards".into());
+                    }
                 }
                 if !(1..=1024).contains(&m.window) {
                     return err("sink.window", "must be between 1 and 1024".into());

@@ -79,6 +79,8 @@ pub trait Sink {
     async fn idle(&mut self) -> Result<(), SinkError> {
         Ok(())
     }
+    /// The agent is stopping cleanly: say goodbye (MQTT: the retained `offline`).
+    async fn close(&mut self) {}
 }
 
 /// The configured sink.
@@ -142,6 +144,11 @@ impl Sink for AnySink {
         match self {
             AnySink::Mqtt(s) => s.idle().await,
             _ => Ok(()),
+        }
+    }
+    async fn close(&mut self) {
+        if let AnySink::Mqtt(s) = self {
+            s.close().await;
         }
     }
 }

@@ -15,7 +15,7 @@ pub mod session;
 use super::{Sink, SinkError};
 use crate::config::MqttSink as Cfg;
 use bytes::BytesMut;
-use rumqttc::mqttbytes::v4::{Connect, ConnectReturnCode, Login, Packet, Publish};
+use rumqttc::mqttbytes::v4::{Connect, ConnectReturnCode, LastWill, Login, Packet, Publish};
 use rumqttc::mqttbytes::QoS;
 use session::Session;
 use smol::future::FutureExt;
@@ -30,6 +30,10 @@ use std::time::{Duration, Instant};
 pub struct MqttSink {
     cfg: Cfg,
     topic: String,
+    state_topic: String,
+    /// The retained birth and death payloads.
+    online: Vec<u8>,
+    offline: Vec<u8>,
     client_id: String,
     conn: Option<Async<TcpStream>>,
     session: Session,
@@ -62,8 +66,23 @@ async fn timeout<T>(
 impl MqttSink {
     /// A sink for `cfg`, identifying as `instance`; connects on first use.
     pub fn new(cfg: &Cfg, instance: &str) -> MqttSink {
+        let state = |s: &str| {
+            let mut j = String::from("{\"state\":\"");
+            j.push_str(s);
+            j.push_str("\",\"instance\":");
+            crate::frame::json::push_str(&mut j, instance);
+            j.push_str(&format!(
+                ",\"version\":\"{}\",\"startup_time\":{}}}",
+                env!("CARGO_PKG_VERSION"),
+                crate::agent::now_ms() / 1000
+            ));
+            j.into_bytes()
+        };
         MqttSink {
             topic: cfg.topic.replace("{instance}", instance),
+            state_topic: cfg.state_topic.replace("{instance}", instance),
+            online: state("online"),
+            offline: state("offline"),
             client_id: cfg
                 .client_id
                 .clone()
@@ -107,6 +126,13 @@ impl MqttSink {
         c.keep_alive = self.cfg.keep_alive.0.as_secs().min(u16::MAX as u64) as u16;
         // Every unacknowledged frame is in the spool: a clean session loses nothing.
         c.clean_session = true;
+        // Death: announced by the broker if this connection ends without a DISCONNECT.
+        c.last_will = Some(LastWill::new(
+            self.state_topic.clone(),
+            self.offline.clone(),
+            QoS::AtLeastOnce,
+            true,
+        ));
         if let Some(u) = &self.cfg.username {
             c.login = Some(Login::new(
                 u.clone(),
@@ -128,7 +154,16 @@ impl MqttSink {
             Packet::ConnAck(a) if a.code == ConnectReturnCode::Success => {
                 log::info!("mqtt: connected to {addr} as {:?}", self.client_id);
                 self.session.reset(Instant::now());
-                Ok(())
+                // Birth, retained. QoS 0: no packet id to settle; if this connection drops
+                // before the broker has it, the Last Will says offline and the next connect
+                // says online again.
+                let mut p = Publish::new(
+                    self.state_topic.clone(),
+                    QoS::AtMostOnce,
+                    self.online.clone(),
+                );
+                p.retain = true;
+                self.write_packet(Packet::Publish(p)).await
             }
             Packet::ConnAck(a) => {
                 self.conn = None;
@@ -169,6 +204,17 @@ impl MqttSink {
     fn drop_conn(&mut self) {
         self.conn = None;
         self.session.reset(Instant::now());
+    }
+
+    async fn write_packet(&mut self, p: Packet) -> Result<(), SinkError> {
+        self.tx.clear();
+        p.write(&mut self.tx, self.cfg.max_packet_bytes.0 as usize)
+            .map_err(|e| err(format!("encode: {e}")))?;
+        let r = self.write_tx().await;
+        if r.is_err() {
+            self.drop_conn();
+        }
+        r
     }
 
     async fn write_tx(&mut self) -> Result<(), SinkError> {
@@ -232,6 +278,23 @@ impl Sink for MqttSink {
             }
         }
         Ok(self.acked)
+    }
+
+    async fn close(&mut self) {
+        if self.conn.is_none() {
+            return;
+        }
+        // A clean stop: say offline ourselves (DISCONNECT discards the Will), then leave.
+        let mut p = Publish::new(
+            self.state_topic.clone(),
+            QoS::AtMostOnce,
+            self.offline.clone(),
+        );
+        p.retain = true;
+        if self.write_packet(Packet::Publish(p)).await.is_ok() {
+            let _ = self.write_packet(Packet::Disconnect).await;
+        }
+        self.conn = None;
     }
 
     fn idle_until(&self) -> Option<Instant> {
