@@ -320,3 +320,17 @@ pub fn stuck_behind(s: &Scratch, tag: &str) -> (Agent, PathBuf, u64, String) {
     a.wait_log("spool full", 10);
     (a, f, size, inp)
 }
+
+/// Waits up to `secs` for a child to exit; `None` if it is still running then.
+pub fn wait_exit(child: &mut std::process::Child, secs: u64) -> Option<std::process::ExitStatus> {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            return Some(st);
+        }
+        if Instant::now() > deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
