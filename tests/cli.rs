@@ -258,3 +258,31 @@ fn the_stdout_sink_prints_json_lines() {
         lines[2]
     );
 }
+
+#[test]
+fn a_file_sink_on_a_device_is_written_without_fsync() {
+    let s = Scratch::new("devnull");
+    let f = s.path("logs/app.log");
+    for i in 0..100 {
+        append(&f, &line("n", i));
+    }
+    let cfg = s.config(
+        "",
+        &input("app", &f.display().to_string(), ""),
+        "[sink]\ntype = \"file\"\npath = \"/dev/null\"\n",
+    );
+    let mut once = Command::new(BIN)
+        .args(["run", "--once", "--config"])
+        .arg(&cfg)
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let st = wait_exit(&mut once, 10);
+    if st.is_none() {
+        once.kill().unwrap();
+    }
+    assert!(
+        st.is_some_and(|s| s.success()),
+        "delivery to /dev/null stalled: {st:?}"
+    );
+}

@@ -57,7 +57,17 @@ impl FileSink {
             .create(true)
             .open(&self.path)
             .map_err(|e| self.err(e))?;
-        self.len = f.metadata().map_err(|e| self.err(e))?.len();
+        let meta = f.metadata().map_err(|e| self.err(e))?;
+        self.len = meta.len();
+        if self.fsync && !meta.is_file() {
+            // A device or a FIFO (/dev/null, a pipe to another program): fsync means nothing
+            // there and fails with EINVAL, which would stall delivery for good.
+            log::info!(
+                "{}: not a regular file, writes are not fsynced",
+                self.path.display()
+            );
+            self.fsync = false;
+        }
         self.file = Some(f);
         Ok(())
     }
