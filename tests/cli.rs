@@ -74,10 +74,7 @@ fn the_example_config_is_valid() {
 #[test]
 fn decode_reports_damage_with_its_position_and_carries_on() {
     let s = Scratch::new("decode");
-    let f = s.path("logs/app.log");
-    for i in 0..30 {
-        append(&f, &line("d", i));
-    }
+    let f = app_log(&s, "d", 30);
     let cfg = s.config(
         "",
         &input("app", &f.display().to_string(), ""),
@@ -118,10 +115,7 @@ fn decode_reports_damage_with_its_position_and_carries_on() {
 #[test]
 fn decode_into_a_closed_pipe_exits_0() {
     let s = Scratch::new("pipe");
-    let f = s.path("logs/app.log");
-    for i in 0..5000 {
-        append(&f, &line("p", i));
-    }
+    let f = app_log(&s, "p", 5000);
     let a = Agent::start(
         &s,
         &s.config("", &input("app", &f.display().to_string(), ""), ""),
@@ -184,10 +178,7 @@ fn the_built_in_demo_runs_on_a_fresh_checkout() {
 #[test]
 fn run_once_delivers_everything_exits_and_resumes_next_time() {
     let s = Scratch::new("once");
-    let f = s.path("logs/app.log");
-    for i in 0..5000 {
-        append(&f, &line("o", i));
-    }
+    let f = app_log(&s, "o", 5000);
     let cfg = s.config("", &input("app", &f.display().to_string(), ""), "");
     let once = || {
         let st = Command::new(BIN)
@@ -262,10 +253,7 @@ fn the_stdout_sink_prints_json_lines() {
 #[test]
 fn a_file_sink_on_a_device_is_written_without_fsync() {
     let s = Scratch::new("devnull");
-    let f = s.path("logs/app.log");
-    for i in 0..100 {
-        append(&f, &line("n", i));
-    }
+    let f = app_log(&s, "n", 100);
     let cfg = s.config(
         "",
         &input("app", &f.display().to_string(), ""),

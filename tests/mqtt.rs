@@ -226,10 +226,7 @@ fn wait_for(got: &Received, tag: &str, n: usize, secs: u64) -> Vec<u64> {
 #[test]
 fn frames_reach_the_broker_exactly_once_on_the_instance_topic() {
     let (s, port, got, _broker) = with_broker("mqtt-basic");
-    let f = s.path("logs/app.log");
-    for i in 0..20_000 {
-        append(&f, &line("m", i));
-    }
+    let f = app_log(&s, "m", 20_000);
     let cfg = s.config(
         "",
         &input("app", &f.display().to_string(), ""),
@@ -256,10 +253,7 @@ fn frames_reach_the_broker_exactly_once_on_the_instance_topic() {
 fn a_broker_that_is_down_gets_everything_once_it_is_up() {
     let port = free_port();
     let s = Scratch::new("mqtt-down");
-    let f = s.path("logs/app.log");
-    for i in 0..3_000 {
-        append(&f, &line("d", i));
-    }
+    let f = app_log(&s, "d", 3_000);
     let cfg = s.config(
         "",
         &input("app", &f.display().to_string(), ""),
@@ -384,10 +378,7 @@ fn run_once_waits_for_a_broker_that_comes_up_late_and_delivers_everything() {
     let port = free_port();
     let s = Scratch::new("mqtt-once");
     let got = Received(s.path("received"));
-    let f = s.path("logs/app.log");
-    for i in 0..2_000 {
-        append(&f, &line("q", i));
-    }
+    let f = app_log(&s, "q", 2_000);
     let cfg = s.config(
         "",
         &input("app", &f.display().to_string(), ""),

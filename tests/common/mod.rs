@@ -268,6 +268,14 @@ pub fn assert_exactly_once(nums: &[u64], n: u64) {
     );
 }
 
+/// Writes lines `tag 0` .. `tag n-1` to `logs/app.log` and returns its path.
+pub fn app_log(s: &Scratch, tag: &str, n: u64) -> PathBuf {
+    let f = s.path("logs/app.log");
+    let text: String = (0..n).map(|i| line(tag, i)).collect();
+    append(&f, &text);
+    f
+}
+
 /// Appends to a file, creating it.
 pub fn append(p: &Path, s: &str) {
     let mut f = fs::OpenOptions::new()
