@@ -170,7 +170,7 @@ pub fn run(cfg: Config, opts: RunOpts) -> Result<(), Error> {
         &mut c,
     )
     .map_err(Error::Spool)?;
-    let sink = AnySink::new(&cfg.sink, &instance).map_err(Error::Sink)?;
+    let sink = AnySink::new(&cfg, &instance).map_err(Error::Sink)?;
     log::info!(
         "tailbeat {} starting as {instance:?}: {} input(s), spool {} ({} frames waiting), sink {}",
         env!("CARGO_PKG_VERSION"),
@@ -278,6 +278,7 @@ fn sink_name(cfg: &Config) -> String {
         crate::config::Sink::File { path, .. } => format!("file {}", path.display()),
         crate::config::Sink::Stdout {} => "stdout".into(),
         crate::config::Sink::Mqtt(m) => format!("mqtt {} topic {}", m.url, m.topic),
+        crate::config::Sink::Http(h) => format!("http {}", h.url),
     }
 }
 
@@ -495,6 +496,7 @@ async fn deliver(st: Shared, mut sink: AnySink, spooled: Notify, space: Notify, 
                     Ok(seq) => {
                         let mut g = st.borrow_mut();
                         let s = &mut *g;
+                        s.c.dead_letters += sink.take_dead_letters();
                         s.spool.ack(seq, now_ms(), &mut s.c, &mut s.lat);
                         s.changed = true;
                         if s.spool.reclaimable() {
@@ -511,7 +513,10 @@ async fn deliver(st: Shared, mut sink: AnySink, spooled: Notify, space: Notify, 
         };
         match failure {
             Some(e) => {
-                let d = backoff.next_delay();
+                let mut d = backoff.next_delay();
+                if let Some(ra) = e.retry_after() {
+                    d = d.max(ra.min(Duration::from_secs(3600)));
+                }
                 {
                     let mut g = st.borrow_mut();
                     let s = &mut *g;
@@ -599,7 +604,7 @@ fn reload(st: &Shared, path: &Path) {
         return;
     }
     if new.sink != s.cfg.sink {
-        match AnySink::new(&new.sink, &s.instance) {
+        match AnySink::new(&new, &s.instance) {
             Ok(sink) => s.new_sink = Some(sink),
             Err(e) => {
                 log::error!("reload: {e}; keeping the running config");
@@ -631,7 +636,7 @@ fn log_stats(s: &State) {
         .map(|[a, b, c]| format!(", read→ack p50/p90/p99 {a}/{b}/{c} ms"))
         .unwrap_or_default();
     log::info!(
-        "read {} lines ({} bytes) from {} files; frames spooled {} acked {}; spool {} bytes, {} frames waiting; lost: cut {} lines, truncated {} B, vanished {} B, dropped {} frames ({} lines), corrupt {} records{lat}",
+        "read {} lines ({} bytes) from {} files; frames spooled {} acked {}; spool {} bytes, {} frames waiting; lost: cut {} lines, truncated {} B, vanished {} B, dropped {} frames ({} lines), corrupt {} records, dead letters {}; send errors {}{lat}",
         c.lines_read,
         c.bytes_read,
         s.tailer.open_files(),
@@ -645,5 +650,7 @@ fn log_stats(s: &State) {
         c.dropped_frames,
         c.dropped_lines,
         c.corrupt_records,
+        c.dead_letters,
+        c.send_errors,
     );
 }

@@ -36,6 +36,7 @@ pub mod agent;
 pub mod backoff;
 pub mod config;
 pub mod frame;
+pub mod http;
 pub mod input;
 pub mod logger;
 pub mod sink;

@@ -41,6 +41,8 @@ pub struct Counters {
     pub lines_acked: u64,
     /// Failed sink operations (each one leads to a retry after a backoff).
     pub send_errors: u64,
+    /// Frames the HTTP sink set aside in `dead-letter.frames` (refused with a 4xx).
+    pub dead_letters: u64,
     /// Frames deleted unsent by `on_full = "drop_oldest"`.
     pub dropped_frames: u64,
     /// Lines in those frames.

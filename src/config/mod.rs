@@ -38,8 +38,8 @@ pub struct Config {
     /// How long SIGTERM/SIGINT wait for the sink to take the backlog before persisting it.
     #[serde(default = "default_shutdown_timeout")]
     pub shutdown_timeout: Secs,
-    /// The files to tail.
-    #[serde(rename = "input")]
+    /// The files to tail (more can come from the fleet, see [`Fleet`]).
+    #[serde(rename = "input", default)]
     pub inputs: Vec<Input>,
     /// How lines become frames.
     #[serde(default)]
@@ -49,6 +49,46 @@ pub struct Config {
     pub spool: Spool,
     /// Where frames go.
     pub sink: Sink,
+    /// The ConfigServer that manages this agent, if any.
+    #[serde(default)]
+    pub fleet: Option<Fleet>,
+}
+
+/// `[fleet]`: heartbeats, config status and remote config, over ConfigServer protocol v2.
+#[derive(Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Fleet {
+    /// Base URL of the ConfigServer: `http://host:port[/prefix]`; requests go to
+    /// `{server}/Agent/Heartbeat` and its siblings.
+    pub server: String,
+    /// Time between heartbeats.
+    #[serde(default = "default_heartbeat")]
+    pub heartbeat_interval: Secs,
+    /// How long each phase of a request (connect, send, receive) may take.
+    #[serde(default = "default_fleet_timeout")]
+    pub timeout: Secs,
+    /// `agent_type` in the heartbeat.
+    #[serde(default = "default_agent_type")]
+    pub agent_type: String,
+    /// Group tags (name = value) in the heartbeat; the server picks configs by them.
+    #[serde(default)]
+    pub tags: std::collections::BTreeMap<String, String>,
+    /// Bearer token for the server (never logged).
+    #[serde(default)]
+    pub token: Option<String>,
+}
+
+impl fmt::Debug for Fleet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Fleet")
+            .field("server", &self.server)
+            .field("heartbeat_interval", &self.heartbeat_interval)
+            .field("timeout", &self.timeout)
+            .field("agent_type", &self.agent_type)
+            .field("tags", &self.tags)
+            .field("token", &self.token.as_ref().map(|_| "***"))
+            .finish()
+    }
 }
 
 /// One `[[input]]`: a set of files.
@@ -160,6 +200,65 @@ pub enum Sink {
     Stdout {},
     /// Publish frames to an MQTT broker at QoS 1; acknowledged by PUBACK.
     Mqtt(MqttSink),
+    /// POST frames to a URL; acknowledged by a 2xx.
+    Http(HttpSink),
+}
+
+/// `[sink]` with `type = "http"`.
+#[derive(Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpSink {
+    /// `http://host:port/path` that takes one frame per POST.
+    pub url: String,
+    /// Bearer token (never logged).
+    #[serde(default)]
+    pub token: Option<String>,
+    /// Basic auth user name.
+    #[serde(default)]
+    pub username: Option<String>,
+    /// Basic auth password (never logged).
+    #[serde(default)]
+    pub password: Option<String>,
+    /// How long each phase of a request (connect, send, receive) may take.
+    #[serde(default = "default_net_timeout")]
+    pub timeout: Secs,
+}
+
+impl fmt::Debug for HttpSink {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HttpSink")
+            .field("url", &self.url)
+            .field("token", &self.token.as_ref().map(|_| "***"))
+            .field("username", &self.username)
+            .field("password", &self.password.as_ref().map(|_| "***"))
+            .field("timeout", &self.timeout)
+            .finish()
+    }
+}
+
+/// Checks an `http://host[:port]/...` URL; `Err` says what is wrong.
+pub fn check_http_url(url: &str) -> Result<(), String> {
+    if url.starts_with("https://") {
+        return Err("https:// (TLS) is not in this build yet: use http://".into());
+    }
+    let Some(rest) = url.strip_prefix("http://") else {
+        return Err(format!("expected http://host:port/path, got {url:?}"));
+    };
+    let host = rest.split('/').next().unwrap_or("");
+    let host = host.rsplit('@').next().unwrap_or(host);
+    let (name, port) = match host.rsplit_once(':') {
+        Some((h, p)) if !h.ends_with(']') || h.starts_with('[') => (h, Some(p)),
+        _ => (host, None),
+    };
+    if name.is_empty() {
+        return Err(format!("no host in {url:?}"));
+    }
+    if let Some(p) = port {
+        if p.parse::<u16>().is_err() {
+            return Err(format!("bad port {p:?} in {url:?}"));
+        }
+    }
+    Ok(())
 }
 
 /// `[sink]` with `type = "mqtt"`.
@@ -257,6 +356,15 @@ fn default_max_packet() -> Size {
 }
 fn default_net_timeout() -> Secs {
     Secs(Duration::from_secs(10))
+}
+fn default_heartbeat() -> Secs {
+    Secs(Duration::from_secs(10))
+}
+fn default_fleet_timeout() -> Secs {
+    Secs(Duration::from_secs(5))
+}
+fn default_agent_type() -> String {
+    "tailbeat".into()
 }
 fn yes() -> bool {
     true
@@ -374,8 +482,22 @@ impl Config {
         if self.poll_interval.0 < Duration::from_millis(10) {
             return err("poll_interval", "must be at least 10ms".into());
         }
-        if self.inputs.is_empty() {
-            return err("input", "at least one [[input]] is needed".into());
+        if self.inputs.is_empty() && self.fleet.is_none() {
+            return err(
+                "input",
+                "at least one [[input]] is needed (or a [fleet] that sends pipelines)".into(),
+            );
+        }
+        if let Some(f) = &self.fleet {
+            if let Err(m) = check_http_url(&f.server) {
+                return err("fleet.server", m);
+            }
+            if f.heartbeat_interval.0 < Duration::from_secs(1) {
+                return err("fleet.heartbeat_interval", "must be at least 1s".into());
+            }
+            if f.timeout.0.is_zero() {
+                return err("fleet.timeout", "must be more than 0".into());
+            }
         }
         let batch_max = self.batch.max_bytes.0;
         if !(1024..=(8 << 20)).contains(&batch_max) {
@@ -483,6 +605,17 @@ impl Config {
                             m.max_packet_bytes.0
                         ),
                     );
+                }
+            }
+            Sink::Http(h) => {
+                if let Err(m) = check_http_url(&h.url) {
+                    return err("sink.url", m);
+                }
+                if h.token.is_some() && h.username.is_some() {
+                    return err("sink.token", "give a token or a username, not both".into());
+                }
+                if h.timeout.0.is_zero() {
+                    return err("sink.timeout", "must be more than 0".into());
                 }
             }
             _ => {}

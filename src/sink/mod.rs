@@ -15,10 +15,12 @@
 //! enum costs no allocation and lets the compiler drop sinks a build leaves out.
 
 mod file;
+mod http;
 pub mod mqtt;
 mod stdout;
 
 pub use file::FileSink;
+pub use http::{HttpSink, FRAME_CONTENT_TYPE};
 pub use mqtt::MqttSink;
 pub use stdout::StdoutSink;
 
@@ -42,6 +44,23 @@ pub enum SinkError {
     Closed,
     /// The MQTT broker could not be reached, refused, or broke the protocol.
     Mqtt(String),
+    /// The HTTP server could not be reached or answered with a status worth retrying.
+    Http {
+        /// What happened.
+        msg: String,
+        /// How long the server asked us to wait (`Retry-After`).
+        retry_after: Option<std::time::Duration>,
+    },
+}
+
+impl SinkError {
+    /// How long the peer asked to be left alone, if it did.
+    pub fn retry_after(&self) -> Option<std::time::Duration> {
+        match self {
+            SinkError::Http { retry_after, .. } => *retry_after,
+            _ => None,
+        }
+    }
 }
 
 impl fmt::Display for SinkError {
@@ -50,6 +69,13 @@ impl fmt::Display for SinkError {
             SinkError::Io { path, source } => write!(f, "sink {}: {source}", path.display()),
             SinkError::Closed => f.write_str("sink: standard output is closed"),
             SinkError::Mqtt(m) => write!(f, "sink mqtt: {m}"),
+            SinkError::Http { msg, retry_after } => {
+                write!(f, "sink http: {msg}")?;
+                match retry_after {
+                    Some(d) => write!(f, " (Retry-After {} s)", d.as_secs()),
+                    None => Ok(()),
+                }
+            }
         }
     }
 }
@@ -81,6 +107,10 @@ pub trait Sink {
     }
     /// The agent is stopping cleanly: say goodbye (MQTT: the retained `offline`).
     async fn close(&mut self) {}
+    /// Frames acknowledged by setting them aside (HTTP dead letters) since the last call.
+    fn take_dead_letters(&mut self) -> u64 {
+        0
+    }
 }
 
 /// The configured sink.
@@ -92,15 +122,23 @@ pub enum AnySink {
     Stdout(StdoutSink),
     /// `type = "mqtt"` (boxed: its buffers and session are several times the others' size).
     Mqtt(Box<MqttSink>),
+    /// `type = "http"`.
+    Http(Box<HttpSink>),
 }
 
 impl AnySink {
     /// Builds the sink a config describes (opening files, not yet connecting anywhere).
-    pub fn new(cfg: &config::Sink, instance: &str) -> Result<AnySink, SinkError> {
-        Ok(match cfg {
+    pub fn new(cfg: &config::Config, instance: &str) -> Result<AnySink, SinkError> {
+        Ok(match &cfg.sink {
             config::Sink::File { path, fsync } => AnySink::File(FileSink::open(path, *fsync)?),
             config::Sink::Stdout {} => AnySink::Stdout(StdoutSink::default()),
             config::Sink::Mqtt(m) => AnySink::Mqtt(Box::new(MqttSink::new(m, instance))),
+            config::Sink::Http(h) => AnySink::Http(Box::new(HttpSink::new(
+                h,
+                instance,
+                &cfg.data_dir,
+                cfg.spool.max_bytes.0,
+            )?)),
         })
     }
 }
@@ -111,6 +149,7 @@ impl Sink for AnySink {
             AnySink::File(s) => s.holds(instance),
             AnySink::Stdout(s) => s.holds(instance),
             AnySink::Mqtt(s) => s.holds(instance),
+            AnySink::Http(s) => s.holds(instance),
         }
     }
     fn window(&self) -> usize {
@@ -118,6 +157,7 @@ impl Sink for AnySink {
             AnySink::File(s) => s.window(),
             AnySink::Stdout(s) => s.window(),
             AnySink::Mqtt(s) => s.window(),
+            AnySink::Http(s) => s.window(),
         }
     }
     async fn send(&mut self, seq: u64, frame: &[u8]) -> Result<(), SinkError> {
@@ -125,6 +165,7 @@ impl Sink for AnySink {
             AnySink::File(s) => s.send(seq, frame).await,
             AnySink::Stdout(s) => s.send(seq, frame).await,
             AnySink::Mqtt(s) => s.send(seq, frame).await,
+            AnySink::Http(s) => s.send(seq, frame).await,
         }
     }
     async fn flush(&mut self) -> Result<u64, SinkError> {
@@ -132,6 +173,7 @@ impl Sink for AnySink {
             AnySink::File(s) => s.flush().await,
             AnySink::Stdout(s) => s.flush().await,
             AnySink::Mqtt(s) => s.flush().await,
+            AnySink::Http(s) => s.flush().await,
         }
     }
     fn idle_until(&self) -> Option<std::time::Instant> {
@@ -149,6 +191,12 @@ impl Sink for AnySink {
     async fn close(&mut self) {
         if let AnySink::Mqtt(s) = self {
             s.close().await;
+        }
+    }
+    fn take_dead_letters(&mut self) -> u64 {
+        match self {
+            AnySink::Http(s) => s.take_dead_letters(),
+            _ => 0,
         }
     }
 }

@@ -131,6 +131,9 @@ pub struct Spool {
     in_flight: VecDeque<InFlight>,
     /// Frames appended since the last fsync.
     unsynced: bool,
+    /// Timestamp of the oldest unacknowledged frame, kept when a rewind empties the window,
+    /// so the fleet sees how old the backlog is while the link is down.
+    rewound_head_ts: Option<u64>,
 }
 
 fn seg_name(id: u64) -> String {
@@ -207,6 +210,7 @@ impl Spool {
             cursor: (0, 0),
             in_flight: VecDeque::new(),
             unsynced: false,
+            rewound_head_ts: None,
         };
         // Fully acknowledged or empty segments: the checkpoint just read covers them.
         while s.segs.len() > 1 && s.segs[0].last_seq <= s.acked {
@@ -423,6 +427,7 @@ impl Spool {
             lat.record(now_ms.saturating_sub(f.base_ts_ms));
             self.in_flight.pop_front();
         }
+        self.rewound_head_ts = None;
         self.acked = self.acked.max(seq);
     }
 
@@ -445,10 +450,21 @@ impl Spool {
                 c.dropped_lines += f.lines;
             } else if first.is_none() {
                 first = Some((f.seg, f.pos));
+                self.rewound_head_ts = Some(f.base_ts_ms);
             }
         }
         if let Some(p) = first {
             self.cursor = p;
+        }
+    }
+
+    /// When the oldest line not yet acknowledged was read (Unix ms), if known: the head of
+    /// the window, or of the last window a failure rewound.
+    pub fn oldest_unacked_ms(&self) -> Option<u64> {
+        match self.in_flight.front() {
+            Some(f) => Some(f.base_ts_ms),
+            None if self.backlog() > 0 => self.rewound_head_ts,
+            None => None,
         }
     }
 

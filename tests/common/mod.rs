@@ -2,6 +2,8 @@
 //! directory, write and rotate logs, read back what the sink got.
 #![allow(dead_code)]
 
+pub mod http;
+
 use std::collections::HashMap;
 use std::fs;
 use std::io::Write;

@@ -1,0 +1,230 @@
+//! HTTP requests, made by ureq on a worker thread of their own.
+//!
+//! ureq is blocking. Calling it on the pipeline thread would stop tailing for as long as a
+//! server takes to answer (or to time out), so each HTTP peer gets one worker thread that
+//! owns a `ureq::Agent` and runs one request at a time; the pipeline hands it requests and
+//! awaits the answers over a pair of one-slot channels. A worker is started only when a
+//! config names an HTTP peer (the ConfigServer, an HTTP sink) and ends when its client is
+//! dropped. Its stack is 256 KiB: a request needs far less, and the default 2 MiB would be
+//! address space, not memory, but counts against a small device's overcommit limits.
+//!
+//! Only per-phase timeouts are set (connect, send, receive): ureq's global and resolve
+//! timeouts run DNS resolution on a throwaway thread per request.
+
+use smol::channel::{Receiver, Sender};
+use std::fmt;
+use std::time::Duration;
+
+/// One POST.
+#[derive(Debug)]
+pub struct Request {
+    /// Absolute `http://` URL.
+    pub url: String,
+    /// `Content-Type` of `body`.
+    pub content_type: &'static str,
+    /// `Authorization` header value, if any (never logged).
+    pub authorization: Option<String>,
+    /// Other headers.
+    pub headers: Vec<(&'static str, String)>,
+    /// The body.
+    pub body: Vec<u8>,
+}
+
+/// What the server said.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Response {
+    /// HTTP status code.
+    pub status: u16,
+    /// `Retry-After`, when given in seconds.
+    pub retry_after: Option<Duration>,
+    /// The body, up to [`MAX_BODY`] bytes.
+    pub body: Vec<u8>,
+}
+
+/// Largest response body read; a longer one is an error (config bodies are small).
+pub const MAX_BODY: u64 = 4 << 20;
+
+/// A request that got no HTTP answer: connection refused, timeout, broken response.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpError(pub String);
+
+impl fmt::Display for HttpError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for HttpError {}
+
+type Reply = Result<Response, HttpError>;
+
+/// The pipeline's handle on one worker thread.
+#[derive(Debug)]
+pub struct Client {
+    tx: Sender<Request>,
+    rx: Receiver<Reply>,
+    /// How long one request may take in all, worker side; the pipeline waits a little more.
+    timeout: Duration,
+}
+
+impl Client {
+    /// Starts a worker named `name` whose every phase (connect, send, receive) times out after
+    /// `timeout`.
+    pub fn new(name: &str, timeout: Duration) -> std::io::Result<Client> {
+        let (tx, jobs) = smol::channel::bounded::<Request>(1);
+        let (done, rx) = smol::channel::bounded::<Reply>(1);
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_connect(Some(timeout))
+            .timeout_send_request(Some(timeout))
+            .timeout_send_body(Some(timeout))
+            .timeout_recv_response(Some(timeout))
+            .timeout_recv_body(Some(timeout))
+            .user_agent(concat!("tailbeat/", env!("CARGO_PKG_VERSION")))
+            .max_idle_connections(1)
+            .max_idle_connections_per_host(1)
+            .build()
+            .into();
+        std::thread::Builder::new()
+            .name(name.into())
+            .stack_size(256 << 10)
+            .spawn(move || {
+                while let Ok(req) = jobs.recv_blocking() {
+                    if done.send_blocking(call(&agent, req)).is_err() {
+                        break;
+                    }
+                }
+            })?;
+        Ok(Client { tx, rx, timeout })
+    }
+
+    /// Sends `req` and waits for the answer.
+    ///
+    /// A request abandoned by dropping this future still runs to its end on the worker; its
+    /// answer is discarded by the next call.
+    pub async fn post(&self, req: Request) -> Reply {
+        // An answer left over from an abandoned call is stale.
+        while self.rx.try_recv().is_ok() {}
+        self.tx
+            .send(req)
+            .await
+            .map_err(|_| HttpError("HTTP worker thread is gone".into()))?;
+        // Five phases each bounded by `timeout`: the worker always answers well within this.
+        let limit = self.timeout * 6;
+        smol::future::or(
+            async {
+                self.rx
+                    .recv()
+                    .await
+                    .unwrap_or_else(|_| Err(HttpError("HTTP worker thread is gone".into())))
+            },
+            async {
+                smol::Timer::after(limit).await;
+                Err(HttpError(format!("no answer in {} s", limit.as_secs())))
+            },
+        )
+        .await
+    }
+}
+
+fn call(agent: &ureq::Agent, req: Request) -> Reply {
+    let mut r = agent
+        .post(&req.url)
+        .header("Content-Type", req.content_type);
+    if let Some(a) = &req.authorization {
+        r = r.header("Authorization", a);
+    }
+    for (k, v) in &req.headers {
+        r = r.header(*k, v);
+    }
+    let mut resp = r
+        .send(&req.body[..])
+        .map_err(|e| HttpError(format!("POST {}: {}", req.url, redact(&e.to_string()))))?;
+    let status = resp.status().as_u16();
+    let retry_after = resp
+        .headers()
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map(Duration::from_secs);
+    let body = resp
+        .body_mut()
+        .with_config()
+        .limit(MAX_BODY)
+        .read_to_vec()
+        .map_err(|e| HttpError(format!("POST {}: reading the answer: {e}", req.url)))?;
+    Ok(Response {
+        status,
+        retry_after,
+        body,
+    })
+}
+
+/// ureq errors can quote the URL, which may hold `user:password@`.
+fn redact(msg: &str) -> String {
+    match (msg.find("://"), msg.find('@')) {
+        (Some(s), Some(at)) if at > s => format!("{}://***{}", &msg[..s], &msg[at..]),
+        _ => msg.to_string(),
+    }
+}
+
+/// `Authorization` for a bearer token or a user and password.
+pub fn authorization(
+    bearer: Option<&str>,
+    user: Option<&str>,
+    password: Option<&str>,
+) -> Option<String> {
+    if let Some(t) = bearer {
+        return Some(format!("Bearer {t}"));
+    }
+    let user = user?;
+    let raw = format!("{user}:{}", password.unwrap_or(""));
+    Some(format!("Basic {}", base64(raw.as_bytes())))
+}
+
+fn base64(b: &[u8]) -> String {
+    const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(b.len().div_ceil(3) * 4);
+    for c in b.chunks(3) {
+        let n = (c[0] as u32) << 16
+            | (*c.get(1).unwrap_or(&0) as u32) << 8
+            | *c.get(2).unwrap_or(&0) as u32;
+        for i in 0..4 {
+            if i <= c.len() {
+                out.push(A[(n >> (18 - 6 * i) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn basic_auth_is_rfc_7617() {
+        assert_eq!(
+            authorization(None, Some("Aladdin"), Some("open sesame")).unwrap(),
+            "Basic QWxhZGRpbjpvcGVuIHNlc2FtZQ=="
+        );
+        assert_eq!(base64(b"a"), "YQ==");
+        assert_eq!(base64(b"ab"), "YWI=");
+        assert_eq!(
+            authorization(Some("t0k"), Some("u"), None).unwrap(),
+            "Bearer t0k"
+        );
+        assert_eq!(authorization(None, None, Some("p")), None);
+    }
+
+    #[test]
+    fn urls_lose_their_credentials() {
+        assert_eq!(
+            redact("http://u:secret@127.0.0.1:1/x: refused"),
+            "http://***@127.0.0.1:1/x: refused"
+        );
+        assert_eq!(redact("plain"), "plain");
+    }
+}

@@ -1,0 +1,158 @@
+//! The HTTP sink: each frame is one POST, released from the spool on a 2xx.
+//!
+//! The body is the frame exactly as `src/frame/FORMAT.md` describes it, with
+//! `Content-Type: application/vnd.tailbeat.frame` and the headers `X-Tailbeat-Instance` and
+//! `X-Tailbeat-Seq`, which a receiver can use to drop repeats without decoding.
+//!
+//! What an answer means:
+//! - 2xx: the frame is delivered;
+//! - 408, 429, 5xx, or no answer: retried with the deliver loop's backoff, stretched to the
+//!   server's `Retry-After` when it gives one;
+//! - any other 4xx: the server will never take this frame, so retrying would block the
+//!   spool for ever. The frame goes to `dead-letter.frames` in the data dir (readable with
+//!   `tailbeat decode`), is counted in `dead_letters` and logged with the status, and
+//!   delivery goes on.
+//!
+//! One frame in flight: requests run on the sink's own worker thread (see [`crate::http`]),
+//! one at a time.
+
+use super::{Sink, SinkError};
+use crate::config::HttpSink as Cfg;
+use crate::http::{Client, Request};
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+/// The content type of a frame body.
+pub const FRAME_CONTENT_TYPE: &str = "application/vnd.tailbeat.frame";
+
+/// Frames to an HTTP endpoint.
+#[derive(Debug)]
+pub struct HttpSink {
+    client: Client,
+    url: String,
+    authorization: Option<String>,
+    instance: String,
+    frame: Option<(u64, Vec<u8>)>,
+    dead_letters: DeadLetters,
+    dead_lettered: u64,
+}
+
+impl HttpSink {
+    /// A sink for `cfg`, identifying as `instance`, keeping dead letters under `data_dir`
+    /// (at most `dead_letter_bytes` in the current file, one older file beside it).
+    pub fn new(
+        cfg: &Cfg,
+        instance: &str,
+        data_dir: &Path,
+        dead_letter_bytes: u64,
+    ) -> Result<HttpSink, SinkError> {
+        let client =
+            Client::new("tailbeat-http-sink", cfg.timeout.0).map_err(|e| SinkError::Http {
+                msg: format!("cannot start the HTTP worker thread: {e}"),
+                retry_after: None,
+            })?;
+        Ok(HttpSink {
+            client,
+            url: cfg.url.clone(),
+            authorization: crate::http::authorization(
+                cfg.token.as_deref(),
+                cfg.username.as_deref(),
+                cfg.password.as_deref(),
+            ),
+            instance: instance.to_string(),
+            frame: None,
+            dead_letters: DeadLetters {
+                path: data_dir.join("dead-letter.frames"),
+                max_bytes: dead_letter_bytes,
+            },
+            dead_lettered: 0,
+        })
+    }
+}
+
+impl Sink for HttpSink {
+    fn window(&self) -> usize {
+        1
+    }
+
+    async fn send(&mut self, seq: u64, frame: &[u8]) -> Result<(), SinkError> {
+        self.frame = Some((seq, frame.to_vec()));
+        Ok(())
+    }
+
+    async fn flush(&mut self) -> Result<u64, SinkError> {
+        let Some((seq, frame)) = self.frame.take() else {
+            return Ok(0);
+        };
+        let req = Request {
+            url: self.url.clone(),
+            content_type: FRAME_CONTENT_TYPE,
+            authorization: self.authorization.clone(),
+            headers: vec![
+                ("X-Tailbeat-Instance", self.instance.clone()),
+                ("X-Tailbeat-Seq", seq.to_string()),
+            ],
+            body: frame.clone(),
+        };
+        let resp = self.client.post(req).await.map_err(|e| SinkError::Http {
+            msg: e.0,
+            retry_after: None,
+        })?;
+        match resp.status {
+            200..=299 => Ok(seq),
+            408 | 429 | 500..=599 => Err(SinkError::Http {
+                msg: format!("{} answered {}", self.url, resp.status),
+                retry_after: resp.retry_after,
+            }),
+            status => {
+                let detail = String::from_utf8_lossy(&resp.body[..resp.body.len().min(200)])
+                    .trim()
+                    .to_string();
+                self.dead_letters.write(&frame).map_err(|e| SinkError::Io {
+                    path: self.dead_letters.path.clone(),
+                    source: e,
+                })?;
+                self.dead_lettered += 1;
+                log::error!(
+                    "{} answered {status} to frame {seq} ({detail:?}): not retried, kept in {}",
+                    self.url,
+                    self.dead_letters.path.display()
+                );
+                Ok(seq)
+            }
+        }
+    }
+
+    fn take_dead_letters(&mut self) -> u64 {
+        std::mem::take(&mut self.dead_lettered)
+    }
+}
+
+/// Frames no server will take, kept for a person to look at.
+#[derive(Debug)]
+struct DeadLetters {
+    path: PathBuf,
+    max_bytes: u64,
+}
+
+impl DeadLetters {
+    fn write(&self, frame: &[u8]) -> std::io::Result<()> {
+        let len = std::fs::metadata(&self.path).map_or(0, |m| m.len());
+        if len > 0 && len + frame.len() as u64 > self.max_bytes {
+            let old = self.path.with_extension("frames.1");
+            log::warn!(
+                "{} is full: moved to {}, replacing what was there",
+                self.path.display(),
+                old.display()
+            );
+            std::fs::rename(&self.path, old)?;
+        }
+        let mut f: File = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.path)?;
+        f.write_all(frame)?;
+        f.sync_data()
+    }
+}

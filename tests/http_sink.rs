@@ -1,0 +1,209 @@
+//! The HTTP sink against a real HTTP server on loopback.
+
+mod common;
+use common::http::{HttpServer, Reply, Req};
+use common::*;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Bodies the server accepted, in order.
+#[derive(Clone, Default)]
+struct Accepted(Arc<Mutex<Vec<Vec<u8>>>>);
+
+impl Accepted {
+    /// The accepted frames written to a file, read back as lines, repeats removed.
+    fn lines(&self, s: &Scratch) -> Vec<Got> {
+        let p = s.path("accepted.tbf");
+        std::fs::write(&p, self.0.lock().unwrap().concat()).unwrap();
+        dedup(read_sink(&p)).0
+    }
+    fn wait_lines(&self, s: &Scratch, n: usize, secs: u64) -> Vec<Got> {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        loop {
+            let g = self.lines(s);
+            if g.len() >= n || Instant::now() > deadline {
+                return g;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+/// A server that answers `status(n)` to the n-th request (from 0), keeping 2xx bodies.
+fn server(acc: &Accepted, status: impl Fn(usize, &Req) -> Reply + Send + 'static) -> HttpServer {
+    let acc = acc.clone();
+    let mut n = 0;
+    HttpServer::start(Box::new(move |r: &Req| {
+        let reply = status(n, r);
+        n += 1;
+        if (200..300).contains(&reply.status) {
+            acc.0.lock().unwrap().push(r.body.clone());
+        }
+        reply
+    }))
+}
+
+fn sink(url: &str, extra: &str) -> String {
+    format!("[sink]\ntype = \"http\"\nurl = \"{url}\"\ntimeout = \"2s\"\n{extra}\n")
+}
+
+#[test]
+fn frames_are_posted_in_order_with_identity_and_auth() {
+    let s = Scratch::new("http-order");
+    let acc = Accepted::default();
+    let srv = server(&acc, |_, _| Reply::status(204));
+    let log = app_log(&s, "a", 5000);
+    let cfg = s.config(
+        "log_level = \"trace\"",
+        &input("app", log.to_str().unwrap(), ""),
+        &sink(
+            &srv.url("/ingest"),
+            "username = \"edge\"\npassword = \"s3cret-pw\"\n[batch]\nmax_lines = 100",
+        ),
+    );
+    let agent = Agent::start(&s, &cfg);
+    let got = acc.wait_lines(&s, 5000, 30);
+    assert_exactly_once(&numbers(&got, "a"), 5000);
+    let reqs = srv.requests();
+    assert!(reqs.len() >= 50, "{} requests", reqs.len());
+    let mut last = 0;
+    for r in &reqs {
+        assert_eq!(r.path, "/ingest");
+        assert_eq!(r.headers["content-type"], "application/vnd.tailbeat.frame");
+        assert_eq!(r.headers["x-tailbeat-instance"], "it");
+        // "edge:s3cret-pw"
+        assert_eq!(r.headers["authorization"], "Basic ZWRnZTpzM2NyZXQtcHc=");
+        let seq: u64 = r.headers["x-tailbeat-seq"].parse().unwrap();
+        assert!(seq > last, "seq {seq} after {last}");
+        last = seq;
+    }
+    let log = agent.stop();
+    assert!(!log.contains("s3cret-pw"), "the password is in the log");
+    assert!(
+        !log.contains("ZWRnZTpzM2NyZXQtcHc"),
+        "the credentials are in the log"
+    );
+}
+
+#[test]
+fn server_errors_are_retried_and_retry_after_is_honoured() {
+    let s = Scratch::new("http-retry");
+    let acc = Accepted::default();
+    // 500, 503, then 429 asking for 2 s, then all good.
+    let srv = server(&acc, |n, _| match n {
+        0 => Reply::status(500),
+        1 => Reply::status(503),
+        2 => Reply::status(429).header("Retry-After", "2"),
+        3 => Reply::status(408),
+        _ => Reply::status(200),
+    });
+    let log = app_log(&s, "r", 300);
+    let cfg = s.config(
+        "",
+        &input("app", log.to_str().unwrap(), ""),
+        &sink(&srv.url("/in"), ""),
+    );
+    let agent = Agent::start(&s, &cfg);
+    let got = acc.wait_lines(&s, 300, 30);
+    assert_exactly_once(&numbers(&got, "r"), 300);
+    let reqs = srv.requests();
+    let gap = reqs[3].at.duration_since(reqs[2].at);
+    assert!(
+        gap >= Duration::from_millis(1900),
+        "Retry-After 2 s, retried after {gap:?}"
+    );
+    // Every attempt carries the same first frame until it is taken.
+    let first = &reqs[0].headers["x-tailbeat-seq"];
+    assert!(reqs[..5]
+        .iter()
+        .all(|r| &r.headers["x-tailbeat-seq"] == first));
+    let log = agent.stop();
+    assert!(log.contains("answered 429"), "{log}");
+    assert_eq!(stat(&log, "dead letters ", ";"), 0);
+}
+
+#[test]
+fn a_refused_frame_goes_to_dead_letters_and_delivery_goes_on() {
+    let s = Scratch::new("http-dead");
+    let acc = Accepted::default();
+    // The second frame is refused for good.
+    let srv = server(&acc, |n, _| {
+        if n == 1 {
+            Reply {
+                body: b"schema mismatch".to_vec(),
+                ..Reply::status(422)
+            }
+        } else {
+            Reply::status(200)
+        }
+    });
+    let log = app_log(&s, "d", 300);
+    let cfg = s.config(
+        "",
+        &input("app", log.to_str().unwrap(), ""),
+        &sink(
+            &srv.url("/in"),
+            "token = \"tok-123\"\n[batch]\nmax_lines = 100",
+        ),
+    );
+    let agent = Agent::start(&s, &cfg);
+    let got = acc.wait_lines(&s, 200, 30);
+    let refused = srv.requests()[1].headers["x-tailbeat-seq"].clone();
+    assert_eq!(srv.requests()[0].headers["authorization"], "Bearer tok-123");
+    let log = agent.stop();
+    // Delivered: everything but the refused frame; the refused frame: in the dead letters.
+    let dead = read_sink(&s.path("data/dead-letter.frames"));
+    assert_eq!(dead.len(), 100);
+    assert!(dead.iter().all(|g| g.seq.to_string() == refused));
+    let mut all: Vec<u64> = numbers(&got, "d");
+    all.extend(numbers(&dead, "d"));
+    all.sort();
+    assert_exactly_once(&all, 300);
+    assert!(log.contains("answered 422"), "{log}");
+    assert!(log.contains("schema mismatch"), "{log}");
+    assert_eq!(stat(&log, "dead letters ", ";"), 1, "{log}");
+}
+
+#[test]
+fn server_down_for_15s_mid_stream_loses_nothing() {
+    let s = Scratch::new("http-outage");
+    let acc = Accepted::default();
+    let mut srv = server(&acc, |_, _| Reply::status(200));
+    let log = s.path("logs/app.log");
+    let cfg = s.config(
+        "",
+        &input("app", log.to_str().unwrap(), ""),
+        &sink(
+            &srv.url("/in"),
+            "[batch]\nmax_lines = 50\nlinger = \"50ms\"",
+        ),
+    );
+    let agent = Agent::start(&s, &cfg);
+    let writer = {
+        let log = log.clone();
+        std::thread::spawn(move || {
+            // About 21 s of writing at ~1000 lines/s.
+            for n in 0..21_000u64 {
+                append(&log, &line("o", n));
+                if n % 100 == 99 {
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+            }
+        })
+    };
+    std::thread::sleep(Duration::from_secs(3));
+    srv.stop();
+    let during = acc.lines(&s).len();
+    std::thread::sleep(Duration::from_secs(15));
+    assert_eq!(
+        acc.lines(&s).len(),
+        during,
+        "delivered while the server was down?"
+    );
+    srv.restart();
+    writer.join().unwrap();
+    let got = acc.wait_lines(&s, 21_000, 60);
+    assert_exactly_once(&numbers(&got, "o"), 21_000);
+    let log = agent.stop();
+    assert!(log.contains("retrying"), "{log}");
+}
