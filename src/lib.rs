@@ -35,6 +35,7 @@
 pub mod agent;
 pub mod backoff;
 pub mod config;
+pub mod control;
 pub mod frame;
 pub mod http;
 pub mod input;

@@ -16,6 +16,7 @@
 //! backlog, and whatever is left stays in the spool for the next start, behind a checkpoint.
 
 use crate::config::Config;
+use crate::control::remote::Remote;
 use crate::frame::BatchBuilder;
 use crate::input::Tailer;
 use crate::sink::AnySink;
@@ -51,17 +52,17 @@ pub fn now_ms() -> u64 {
 
 /// A wake-up that coalesces: many notifications before a wait count as one.
 #[derive(Clone)]
-struct Notify(Sender<()>, Receiver<()>);
+pub(crate) struct Notify(Sender<()>, Receiver<()>);
 
 impl Notify {
     fn new() -> Notify {
         let (s, r) = smol::channel::bounded(1);
         Notify(s, r)
     }
-    fn notify(&self) {
+    pub(crate) fn notify(&self) {
         let _ = self.0.try_send(());
     }
-    async fn wait_for(&self, d: Duration) {
+    pub(crate) async fn wait_for(&self, d: Duration) {
         let _ = self
             .1
             .recv()
@@ -73,26 +74,33 @@ impl Notify {
     }
 }
 
-struct State {
-    cfg: Config,
-    instance: String,
-    tailer: Tailer,
+/// Everything the tasks share. No task holds a borrow across an `.await`.
+pub(crate) struct State {
+    /// The running config: the local file with the fleet's configs laid over it.
+    pub(crate) cfg: Config,
+    /// The local file as last read.
+    pub(crate) local: Config,
+    /// Configs from the fleet.
+    pub(crate) remote: Remote,
+    pub(crate) instance: String,
+    pub(crate) started: Instant,
+    pub(crate) tailer: Tailer,
     batch: BatchBuilder,
-    spool: Spool,
-    c: Counters,
-    lat: Latency,
+    pub(crate) spool: Spool,
+    pub(crate) c: Counters,
+    pub(crate) lat: Latency,
     /// A frame built but not yet in the spool (the disk was full): appended before anything new.
     pending: Option<Built>,
     new_sink: Option<AnySink>,
     /// `--once`: stop when every file is read to its end and the sink has everything.
     once: bool,
-    shutdown: bool,
+    pub(crate) shutdown: bool,
     collecting: bool,
     last_checkpoint: Instant,
     changed: bool,
 }
 
-type Shared = Rc<RefCell<State>>;
+pub(crate) type Shared = Rc<RefCell<State>>;
 
 /// A finished frame, and for each file in it the offset it reaches: what to commit once the
 /// frame is in the spool.
@@ -159,13 +167,16 @@ pub struct RunOpts {
 }
 
 /// Runs the agent until SIGTERM or SIGINT (or, with `once`, until everything is delivered).
-pub fn run(cfg: Config, opts: RunOpts) -> Result<(), Error> {
+pub fn run(local: Config, opts: RunOpts) -> Result<(), Error> {
     let RunOpts { config_path, once } = opts;
-    std::fs::create_dir_all(&cfg.data_dir).map_err(|e| Error::Io {
+    std::fs::create_dir_all(&local.data_dir).map_err(|e| Error::Io {
         what: "create",
-        path: cfg.data_dir.clone(),
+        path: local.data_dir.clone(),
         source: e,
     })?;
+    let mut remote = Remote::load(&local.data_dir);
+    let cfg = effective_at_start(&local, &mut remote);
+    log::set_max_level(cfg.level());
     let instance = instance_id(&cfg)?;
     let mut c = Counters::default();
     let rec = Spool::open(
@@ -188,7 +199,10 @@ pub fn run(cfg: Config, opts: RunOpts) -> Result<(), Error> {
     let batch = BatchBuilder::new(cfg.batch.max_lines, cfg.batch.max_bytes.0 as usize);
     let st: Shared = Rc::new(RefCell::new(State {
         cfg,
+        local,
+        remote,
         instance,
+        started: Instant::now(),
         tailer,
         batch,
         spool: rec.spool,
@@ -232,11 +246,19 @@ pub fn run(cfg: Config, opts: RunOpts) -> Result<(), Error> {
             space.clone(),
             stop.clone(),
         ));
+        let control_wake = Notify::new();
+        let _control = ex.spawn(crate::control::run(st.clone(), control_wake.clone()));
         let _signals = ex.spawn(handle_signals(
             st.clone(),
             signals,
             config_path,
-            [spooled.clone(), space.clone(), wake.clone(), stop.clone()],
+            [
+                spooled.clone(),
+                space.clone(),
+                wake.clone(),
+                stop.clone(),
+                control_wake,
+            ],
         ));
         collector.await;
         // `--once` waits for the sink however long it takes; a signal still stops it.
@@ -291,7 +313,7 @@ async fn handle_signals(
     st: Shared,
     mut signals: async_signal::Signals,
     config_path: Option<PathBuf>,
-    wakers: [Notify; 4],
+    wakers: [Notify; 5],
 ) {
     use smol::stream::StreamExt;
     while let Some(sig) = signals.next().await {
@@ -312,6 +334,25 @@ async fn handle_signals(
     }
 }
 
+/// The config to start with: the local file and the saved remote configs. A remote config
+/// that no longer fits (the local file changed under it) is set aside and reported FAILED.
+fn effective_at_start(local: &Config, remote: &mut Remote) -> Config {
+    loop {
+        match remote.effective(local) {
+            Ok(cfg) => return cfg,
+            Err((k, name, why)) => {
+                log::error!(
+                    "fleet: saved {} config {name:?} no longer applies: {why}; starting without it",
+                    k.name()
+                );
+                if !remote.disable(k, &name, &why) {
+                    return local.clone();
+                }
+            }
+        }
+    }
+}
+
 /// Re-reads the config file and applies it in place, or keeps the running one and says why.
 fn reload(st: &Shared, path: &Path) {
     let new = match Config::load(path) {
@@ -323,17 +364,41 @@ fn reload(st: &Shared, path: &Path) {
     };
     let mut g = st.borrow_mut();
     let s = &mut *g;
+    let cfg = match s.remote.effective(&new) {
+        Ok(c) => c,
+        Err((k, name, why)) => {
+            log::error!(
+                "reload: {} does not fit the fleet's {} config {name:?}: {why}; keeping the running config",
+                path.display(),
+                k.name()
+            );
+            return;
+        }
+    };
+    match apply_config(s, cfg) {
+        Ok(()) => {
+            s.local = new;
+            log::info!(
+                "reloaded {}: {} input(s), sink {}",
+                path.display(),
+                s.cfg.inputs.len(),
+                sink_name(&s.cfg)
+            );
+        }
+        Err(why) => log::error!("reload: {why}; keeping the running config"),
+    }
+}
+
+/// Switches the running agent to `new` in place: inputs added and removed, limits changed,
+/// a new sink if it changed. Nothing changes when it returns `Err`.
+pub(crate) fn apply_config(s: &mut State, new: Config) -> Result<(), String> {
     if new.data_dir != s.cfg.data_dir || new.instance_id != s.cfg.instance_id {
-        log::error!("reload: data_dir and instance_id need a restart; keeping the running config");
-        return;
+        return Err("data_dir and instance_id need a restart".into());
     }
     if new.sink != s.cfg.sink {
         match AnySink::new(&new, &s.instance) {
             Ok(sink) => s.new_sink = Some(sink),
-            Err(e) => {
-                log::error!("reload: {e}; keeping the running config");
-                return;
-            }
+            Err(e) => return Err(e.to_string()),
         }
     }
     log::set_max_level(new.level());
@@ -343,13 +408,8 @@ fn reload(st: &Shared, path: &Path) {
     s.batch
         .set_limits(new.batch.max_lines, new.batch.max_bytes.0 as usize);
     s.spool.set_limits(limits(&new));
-    log::info!(
-        "reloaded {}: {} input(s), sink {}",
-        path.display(),
-        new.inputs.len(),
-        sink_name(&new)
-    );
     s.cfg = new;
+    Ok(())
 }
 
 fn checkpoint(s: &mut State) {

@@ -438,17 +438,7 @@ impl Config {
 
     /// Parses and validates config text.
     pub fn parse(text: &str) -> Result<Config, ConfigError> {
-        let cfg: Config = toml::from_str(text).map_err(|e| {
-            let line = e.span().map(|s| line_of(text, s.start));
-            let msg = e.message().trim().to_string();
-            let key = line.and_then(|l| key_at(text, l, &msg));
-            ConfigError {
-                path: None,
-                line,
-                key,
-                msg,
-            }
-        })?;
+        let cfg: Config = parse_toml(text)?;
         cfg.validate().map_err(|(key, msg)| ConfigError {
             path: None,
             line: find_key(text, &key),
@@ -626,6 +616,81 @@ impl Config {
     /// The log level filter this config asks for.
     pub fn level(&self) -> log::LevelFilter {
         log_level(&self.log_level).unwrap_or(log::LevelFilter::Info)
+    }
+}
+
+/// TOML text into `T`, errors with the line and key at fault.
+fn parse_toml<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, ConfigError> {
+    toml::from_str(text).map_err(|e| {
+        let line = e.span().map(|s| line_of(text, s.start));
+        let msg = e.message().trim().to_string();
+        let key = line.and_then(|l| key_at(text, l, &msg));
+        ConfigError {
+            path: None,
+            line,
+            key,
+            msg,
+        }
+    })
+}
+
+/// A pipeline config from the fleet: the keys of one `[[input]]` table, without `name`
+/// (the config's name is the input's name). Checked alone here; against the rest of the
+/// config by [`Config::validate`].
+pub fn parse_pipeline(name: &str, text: &str) -> Result<Input, ConfigError> {
+    if name.is_empty() || name.len() > 128 || name.chars().any(|c| c.is_control()) {
+        return Err(ConfigError {
+            path: None,
+            line: None,
+            key: Some("name".into()),
+            msg: "a pipeline name must be 1 to 128 characters, no control characters".into(),
+        });
+    }
+    let escaped = name.replace('\\', "\\\\").replace('"', "\\\"");
+    // The name goes on a line of its own in front, so the detail's own lines keep their
+    // numbers after the shift below.
+    let full = format!("name = \"{escaped}\"\n{text}");
+    let shift = |mut e: ConfigError| {
+        e.line = e.line.map(|l| l.saturating_sub(1)).filter(|&l| l > 0);
+        e
+    };
+    parse_toml(&full).map_err(shift)
+}
+
+/// An instance config from the fleet: agent-wide settings laid over the local file.
+#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InstanceConfig {
+    /// Replaces `fleet.heartbeat_interval`.
+    pub heartbeat_interval: Option<Secs>,
+    /// Replaces `log_level`.
+    pub log_level: Option<String>,
+    /// Replaces `stats_interval`.
+    pub stats_interval: Option<Secs>,
+    /// Replaces the whole `[spool]` table (keys left out take their defaults).
+    pub spool: Option<Spool>,
+}
+
+impl InstanceConfig {
+    /// Parses an instance config's detail.
+    pub fn parse(text: &str) -> Result<InstanceConfig, ConfigError> {
+        parse_toml(text)
+    }
+
+    /// Lays these settings over `cfg`.
+    pub fn apply_to(&self, cfg: &mut Config) {
+        if let (Some(h), Some(f)) = (self.heartbeat_interval, cfg.fleet.as_mut()) {
+            f.heartbeat_interval = h;
+        }
+        if let Some(l) = &self.log_level {
+            cfg.log_level = l.clone();
+        }
+        if let Some(s) = self.stats_interval {
+            cfg.stats_interval = s;
+        }
+        if let Some(s) = &self.spool {
+            cfg.spool = s.clone();
+        }
     }
 }
 

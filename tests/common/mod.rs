@@ -2,6 +2,7 @@
 //! directory, write and rotate logs, read back what the sink got.
 #![allow(dead_code)]
 
+pub mod configserver;
 pub mod http;
 
 use std::collections::HashMap;

@@ -1,0 +1,471 @@
+//! Configs from the fleet: what was received, what runs, what to report, and the copy on
+//! disk that a restart runs again.
+//!
+//! Two kinds, each a set of named, versioned configs:
+//! - a **pipeline** config is one input: the keys of an `[[input]]` table, without `name`
+//!   (the config's name is the input's); it adds to the local file's inputs, sharing its
+//!   batching, spool and sink;
+//! - an **instance** config holds agent-wide settings ([`InstanceConfig`]) laid over the
+//!   local file, in name order.
+//!
+//! The running config is always `local file + every config's last good version`, computed
+//! by [`Remote::effective`] and validated as a whole. An update is tried by computing that
+//! with the new version in place: if it parses and validates, it becomes the last good one;
+//! if not, nothing changes and the config is FAILED with the reason.
+//!
+//! Kept in `data_dir/fleet.state`: magic, format version, postcard body, CRC-32; written to
+//! a temporary file, fsynced and renamed over the old one, so a crash leaves either.
+
+use super::proto::{ConfigInfo, ConfigStatus};
+use crate::config::{parse_pipeline, Config, InstanceConfig};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+/// Which set a config belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// One input.
+    Pipeline = 0,
+    /// Agent-wide settings.
+    Instance = 1,
+}
+
+impl Kind {
+    /// Both kinds, in report order.
+    pub const ALL: [Kind; 2] = [Kind::Pipeline, Kind::Instance];
+    /// For logs and errors.
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Pipeline => "pipeline",
+            Kind::Instance => "instance",
+        }
+    }
+}
+
+/// One named config.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Entry {
+    /// The last version received (the one the status is about); −1 once deleted.
+    pub version: i64,
+    /// Its status.
+    pub status: u8,
+    /// Why it failed, or a note.
+    pub message: String,
+    /// The version that runs and its text, if any.
+    pub good: Option<(i64, String)>,
+}
+
+impl Entry {
+    /// The status as the protocol's enum.
+    pub fn status(&self) -> ConfigStatus {
+        match self.status {
+            1 => ConfigStatus::Applying,
+            2 => ConfigStatus::Applied,
+            3 => ConfigStatus::Failed,
+            _ => ConfigStatus::Unset,
+        }
+    }
+}
+
+/// Every config from the fleet.
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct Remote {
+    sets: [BTreeMap<String, Entry>; 2],
+    /// Statuses changed since the last report, per kind.
+    #[serde(skip)]
+    pub dirty: [bool; 2],
+    #[serde(skip)]
+    path: PathBuf,
+}
+
+const MAGIC: &[u8; 4] = b"TBFL";
+const FORMAT: u8 = 1;
+
+/// Why an update was refused: the text a person reads in the FAILED status.
+pub type Refusal = String;
+
+impl Remote {
+    /// Loads `data_dir/fleet.state`; a missing file is an empty set, a damaged one is logged
+    /// and treated as empty (the server sends its configs again).
+    pub fn load(data_dir: &Path) -> Remote {
+        let path = data_dir.join("fleet.state");
+        let mut r = match std::fs::read(&path) {
+            Ok(b) => match decode(&b) {
+                Some(r) => r,
+                None => {
+                    log::error!(
+                        "{}: damaged; starting without remote configs until the server sends them again",
+                        path.display()
+                    );
+                    Remote::default()
+                }
+            },
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Remote::default(),
+            Err(e) => {
+                log::error!("{}: {e}; starting without remote configs", path.display());
+                Remote::default()
+            }
+        };
+        r.path = path;
+        // Re-report everything after a restart: the server may have missed the last report.
+        r.dirty = [!r.sets[0].is_empty(), !r.sets[1].is_empty()];
+        for set in &mut r.sets {
+            for e in set.values_mut() {
+                // An update that was being applied when the agent died did not apply.
+                if e.status() == ConfigStatus::Applying {
+                    e.status = ConfigStatus::Failed as u8;
+                    e.message = "the agent stopped while applying it".into();
+                }
+            }
+        }
+        r
+    }
+
+    /// The configs of one kind.
+    pub fn entries(&self, k: Kind) -> &BTreeMap<String, Entry> {
+        &self.sets[k as usize]
+    }
+
+    /// The status of every config of `k`, as the protocol reports it.
+    pub fn infos(&self, k: Kind) -> Vec<ConfigInfo> {
+        self.sets[k as usize]
+            .iter()
+            .map(|(name, e)| ConfigInfo {
+                name: name.clone(),
+                version: e.version,
+                status: e.status(),
+                message: e.message.clone(),
+            })
+            .collect()
+    }
+
+    /// Whether `name` at `version` is already settled (applied or failed): a server that
+    /// sends it again gets the same status and nothing is re-applied.
+    pub fn settled(&self, k: Kind, name: &str, version: i64) -> bool {
+        self.sets[k as usize].get(name).is_some_and(|e| {
+            e.version == version
+                && matches!(e.status(), ConfigStatus::Applied | ConfigStatus::Failed)
+        })
+    }
+
+    /// Records a status, marking the kind for a report when it changes.
+    pub fn set_status(&mut self, k: Kind, name: &str, version: i64, s: ConfigStatus, msg: &str) {
+        let e = self.sets[k as usize]
+            .entry(name.to_string())
+            .or_insert_with(|| Entry {
+                version,
+                status: 0,
+                message: String::new(),
+                good: None,
+            });
+        if e.version != version || e.status != s as u8 || e.message != msg {
+            e.version = version;
+            e.status = s as u8;
+            e.message = msg.to_string();
+            self.dirty[k as usize] = true;
+        }
+    }
+
+    /// The running config: `local` with every last good remote config laid over it.
+    /// `Err` names the remote config at fault.
+    pub fn effective(&self, local: &Config) -> Result<Config, (Kind, String, Refusal)> {
+        let mut cfg = local.clone();
+        for (name, e) in self.entries(Kind::Instance) {
+            if let Some((_, text)) = &e.good {
+                let ic = InstanceConfig::parse(text)
+                    .map_err(|err| (Kind::Instance, name.clone(), err.to_string()))?;
+                ic.apply_to(&mut cfg);
+            }
+        }
+        let locals = cfg.inputs.len();
+        let mut names = Vec::new();
+        for (name, e) in self.entries(Kind::Pipeline) {
+            if let Some((_, text)) = &e.good {
+                if cfg.inputs.iter().any(|i| &i.name == name) {
+                    return Err((
+                        Kind::Pipeline,
+                        name.clone(),
+                        format!("the local config already has an input named {name:?}"),
+                    ));
+                }
+                let input = parse_pipeline(name, text)
+                    .map_err(|err| (Kind::Pipeline, name.clone(), err.to_string()))?;
+                cfg.inputs.push(input);
+                names.push(name.clone());
+            }
+        }
+        cfg.validate().map_err(|(key, msg)| {
+            // `input[i].field` of a remote pipeline: say which, by its own key.
+            let remote = key
+                .strip_prefix("input[")
+                .and_then(|r| r.split_once("]."))
+                .and_then(|(i, field)| Some((i.parse::<usize>().ok()?, field)))
+                .filter(|&(i, _)| i >= locals);
+            match remote {
+                Some((i, field)) => (
+                    Kind::Pipeline,
+                    names[i - locals].clone(),
+                    format!("{field}: {msg}"),
+                ),
+                None => {
+                    let blame = self
+                        .entries(Kind::Instance)
+                        .iter()
+                        .rev()
+                        .find(|(_, e)| e.good.is_some())
+                        .map(|(n, _)| n.clone())
+                        .unwrap_or_default();
+                    (Kind::Instance, blame, format!("{key}: {msg}"))
+                }
+            }
+        })?;
+        Ok(cfg)
+    }
+
+    /// Tries `name` at `version` with `text` (or deletion, for version −1) against `local`.
+    /// On success the new last good config is in place and the running config is returned;
+    /// on failure nothing changed but the status, which says why.
+    pub fn update(
+        &mut self,
+        local: &Config,
+        k: Kind,
+        name: &str,
+        version: i64,
+        text: &[u8],
+    ) -> Result<Config, Refusal> {
+        if version == 0 {
+            let why = "version 0 is reserved".to_string();
+            self.set_status(k, name, version, ConfigStatus::Failed, &why);
+            return Err(why);
+        }
+        let text = match std::str::from_utf8(text) {
+            Ok(t) => t.to_string(),
+            Err(_) => {
+                let why = "the detail is not UTF-8 text".to_string();
+                self.set_status(k, name, version, ConfigStatus::Failed, &why);
+                return Err(why);
+            }
+        };
+        let old = self.sets[k as usize].get(name).and_then(|e| e.good.clone());
+        let new = (version != -1).then_some((version, text));
+        self.sets[k as usize]
+            .entry(name.to_string())
+            .or_insert_with(|| Entry {
+                version,
+                status: 0,
+                message: String::new(),
+                good: None,
+            })
+            .good = new;
+        match self.effective(local) {
+            Ok(cfg) => {
+                self.set_status(k, name, version, ConfigStatus::Applied, "");
+                Ok(cfg)
+            }
+            Err((_, _, why)) => {
+                self.sets[k as usize]
+                    .get_mut(name)
+                    .expect("inserted above")
+                    .good = old;
+                self.set_status(k, name, version, ConfigStatus::Failed, &why);
+                Err(why)
+            }
+        }
+    }
+
+    /// Puts back the last good version of `name` (the running agent refused the config
+    /// that [`update`](Self::update) accepted), and marks it FAILED with `why`.
+    pub fn undo(
+        &mut self,
+        k: Kind,
+        name: &str,
+        version: i64,
+        old: Option<(i64, String)>,
+        why: &str,
+    ) {
+        if let Some(e) = self.sets[k as usize].get_mut(name) {
+            e.good = old;
+        }
+        self.set_status(k, name, version, ConfigStatus::Failed, why);
+    }
+
+    /// Sets aside the running version of `name` (it no longer fits the local config) and
+    /// marks it FAILED; false if there was nothing to set aside.
+    pub fn disable(&mut self, k: Kind, name: &str, why: &str) -> bool {
+        let Some(e) = self.sets[k as usize].get_mut(name) else {
+            return false;
+        };
+        let Some((v, _)) = e.good.take() else {
+            return false;
+        };
+        self.set_status(k, name, v, ConfigStatus::Failed, why);
+        true
+    }
+
+    /// Saves the configs, atomically.
+    pub fn save(&self) -> std::io::Result<()> {
+        let body = postcard::to_stdvec(self).map_err(std::io::Error::other)?;
+        let mut out = Vec::with_capacity(body.len() + 9);
+        out.extend_from_slice(MAGIC);
+        out.push(FORMAT);
+        out.extend_from_slice(&body);
+        out.extend_from_slice(&crc32fast::hash(&body).to_le_bytes());
+        let tmp = self.path.with_extension("state.tmp");
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(&out)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, &self.path)?;
+        if let Some(dir) = self.path.parent() {
+            std::fs::File::open(dir)?.sync_all()?;
+        }
+        Ok(())
+    }
+
+    /// Where [`save`](Self::save) writes.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+fn decode(b: &[u8]) -> Option<Remote> {
+    let body = b.strip_prefix(MAGIC)?.strip_prefix(&[FORMAT])?;
+    let (body, crc) = body.split_at(body.len().checked_sub(4)?);
+    if crc32fast::hash(body).to_le_bytes() != crc {
+        return None;
+    }
+    postcard::from_bytes(body).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn local(dir: &Path) -> Config {
+        Config::parse(&format!(
+            "data_dir = \"{}\"\n[[input]]\nname = \"local\"\npaths = [\"/var/log/a.log\"]\n[sink]\ntype = \"stdout\"\n",
+            dir.display()
+        ))
+        .unwrap()
+    }
+
+    fn scratch(name: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("tailbeat-remote-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    #[test]
+    fn good_bad_and_deleted_pipelines() {
+        let d = scratch("pipelines");
+        let local = local(&d);
+        let mut r = Remote::load(&d);
+        r.dirty = [false; 2];
+        let cfg = r
+            .update(
+                &local,
+                Kind::Pipeline,
+                "app",
+                1,
+                b"paths = [\"/x/*.log\"]\n",
+            )
+            .unwrap();
+        assert_eq!(cfg.inputs.len(), 2);
+        assert_eq!(cfg.inputs[1].name, "app");
+        assert!(r.dirty[0] && !r.dirty[1]);
+        assert!(r.settled(Kind::Pipeline, "app", 1));
+        // A bad version names the problem and leaves version 1 running.
+        let why = r
+            .update(
+                &local,
+                Kind::Pipeline,
+                "app",
+                2,
+                b"paths = [\"/x\"]\nbogus = 1\n",
+            )
+            .unwrap_err();
+        assert!(why.contains("line 2") && why.contains("bogus"), "{why}");
+        assert_eq!(r.infos(Kind::Pipeline)[0].status, ConfigStatus::Failed);
+        assert_eq!(r.effective(&local).unwrap().inputs[1].paths, ["/x/*.log"]);
+        // Checked against the whole config: the line limit must fit the local batch size.
+        let why = r
+            .update(
+                &local,
+                Kind::Pipeline,
+                "app",
+                3,
+                b"paths = [\"/x\"]\nmax_line_bytes = \"1GiB\"\n",
+            )
+            .unwrap_err();
+        assert!(why.starts_with("max_line_bytes:"), "{why}");
+        let why = r
+            .update(&local, Kind::Pipeline, "local", 1, b"paths = [\"/y\"]\n")
+            .unwrap_err();
+        assert!(why.contains("already has an input"), "{why}");
+        let cfg = r.update(&local, Kind::Pipeline, "app", -1, b"").unwrap();
+        assert_eq!(cfg.inputs.len(), 1);
+        assert_eq!(r.infos(Kind::Pipeline)[0].version, -1);
+        assert_eq!(r.infos(Kind::Pipeline)[0].status, ConfigStatus::Applied);
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn saved_state_survives_and_damage_is_survivable() {
+        let d = scratch("save");
+        let local = local(&d);
+        let mut r = Remote::load(&d);
+        r.update(&local, Kind::Pipeline, "app", 7, b"paths = [\"/x\"]\n")
+            .unwrap();
+        r.update(
+            &local,
+            Kind::Instance,
+            "agent",
+            2,
+            b"log_level = \"debug\"\n",
+        )
+        .unwrap();
+        r.save().unwrap();
+        let back = Remote::load(&d);
+        assert_eq!(back.sets, r.sets);
+        assert_eq!(back.dirty, [true, true]);
+        let cfg = back.effective(&local).unwrap();
+        assert_eq!(cfg.log_level, "debug");
+        let mut b = std::fs::read(back.path()).unwrap();
+        let n = b.len();
+        b[n / 2] ^= 0x40;
+        std::fs::write(back.path(), b).unwrap();
+        assert!(Remote::load(&d).entries(Kind::Pipeline).is_empty());
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn instance_configs_are_checked_too() {
+        let d = scratch("instance");
+        let local = local(&d);
+        let mut r = Remote::load(&d);
+        let why = r
+            .update(
+                &local,
+                Kind::Instance,
+                "agent",
+                1,
+                b"log_level = \"loud\"\n",
+            )
+            .unwrap_err();
+        assert!(why.starts_with("log_level:"), "{why}");
+        let why = r
+            .update(
+                &local,
+                Kind::Instance,
+                "agent",
+                2,
+                b"[spool]\nmax_byte = 1\n",
+            )
+            .unwrap_err();
+        assert!(why.contains("max_byte"), "{why}");
+        assert!(r.update(&local, Kind::Instance, "agent", 0, b"").is_err());
+        let _ = std::fs::remove_dir_all(&d);
+    }
+}
