@@ -207,3 +207,56 @@ fn server_down_for_15s_mid_stream_loses_nothing() {
     let log = agent.stop();
     assert!(log.contains("retrying"), "{log}");
 }
+
+#[test]
+fn a_dead_server_fails_over_to_the_next_url_and_back_when_it_returns() {
+    let s = Scratch::new("http-failover");
+    let acc_a = Accepted::default();
+    let acc_b = Accepted::default();
+    let mut a = server(&acc_a, |_, _| Reply::status(200));
+    let b = server(&acc_b, |_, _| Reply::status(200));
+    let log = s.path("logs/app.log");
+    let cfg = s.config(
+        "",
+        &input("app", log.to_str().unwrap(), ""),
+        &sink(
+            &a.url("/in"),
+            &format!(
+                "failover = [\"{}\"]\nfailback_after = \"2s\"\n[batch]\nlinger = \"50ms\"",
+                b.url("/in")
+            ),
+        ),
+    );
+    let agent = Agent::start(&s, &cfg);
+    let write = |from: u64, to: u64| {
+        for n in from..to {
+            append(&log, &line("f", n));
+        }
+    };
+    write(0, 100);
+    acc_a.wait_lines(&s, 100, 10);
+    a.stop();
+    write(100, 200);
+    agent.wait_log("moving to http://127.0.0.1", 20);
+    assert!(acc_b.wait_lines(&s, 100, 20).len() >= 100);
+    a.restart();
+    std::thread::sleep(Duration::from_secs(3));
+    write(200, 300);
+    agent.wait_log("is back; leaving the failover URL", 10);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while numbers(&acc_a.lines(&s), "f")
+        .iter()
+        .filter(|&&x| x >= 200)
+        .count()
+        < 100
+    {
+        assert!(Instant::now() < deadline, "nothing new on the first URL");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    agent.stop();
+    let mut all = numbers(&acc_a.lines(&s), "f");
+    all.extend(numbers(&acc_b.lines(&s), "f"));
+    all.sort();
+    all.dedup();
+    assert_exactly_once(&all, 300);
+}

@@ -487,3 +487,67 @@ fn online_when_connected_offline_by_last_will_and_on_a_clean_stop() {
     a.stop();
     wait_state(&got, 4, "offline");
 }
+
+#[test]
+fn a_dead_broker_fails_over_to_the_next_and_back_when_it_returns() {
+    let (s, port_a, got_a, broker_a) = with_broker("mqtt-failover");
+    let port_b = free_port();
+    let got_b = Received(s.path("received-b"));
+    let _broker_b = Broker::start(port_b, &got_b);
+    let f = s.path("logs/app.log");
+    let cfg = s.config(
+        "",
+        &input("app", &f.display().to_string(), ""),
+        &format!(
+            "[batch]\nlinger = \"50ms\"\n{}",
+            mqtt_sink(
+                port_a,
+                &format!(
+                    "failover = [\"mqtt://127.0.0.1:{port_b}\"]\nfailback_after = \"2s\"\ntimeout = \"1s\""
+                )
+            )
+        ),
+    );
+    let a = Agent::start(&s, &cfg);
+    let mut n = 0;
+    let mut write = |count: u64| {
+        for _ in 0..count {
+            append(&f, &line("f", n));
+            n += 1;
+        }
+    };
+    write(100);
+    assert_eq!(wait_for(&got_a, "f", 100, 10).len(), 100);
+    // A dies: after three failed connects the agent moves to B.
+    drop(broker_a);
+    write(100);
+    a.wait_log("moving to mqtt://127.0.0.1", 20);
+    assert!(wait_for(&got_b, "f", 100, 20).len() >= 100);
+    // A returns: within failback_after the agent goes back to it.
+    let _broker_a = Broker::start(port_a, &got_a);
+    std::thread::sleep(Duration::from_secs(3));
+    write(100);
+    a.wait_log("is back; leaving the failover broker", 10);
+    let (on_a, _, _) = lines_of(&got_a, "f");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while lines_of(&got_a, "f")
+        .0
+        .iter()
+        .filter(|&&x| x >= 200)
+        .count()
+        < 100
+    {
+        assert!(
+            Instant::now() < deadline,
+            "nothing new on the first broker: {on_a:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    a.stop();
+    // Everything arrived somewhere, once a consumer drops repeated seqs.
+    let mut all = lines_of(&got_a, "f").0;
+    all.extend(lines_of(&got_b, "f").0);
+    all.sort();
+    all.dedup();
+    assert_exactly_once(&all, 300);
+}

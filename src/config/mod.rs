@@ -4,7 +4,10 @@
 //! spool. Always true: a [`Config`] that [`Config::parse`] returns has passed [`Config::validate`],
 //! and unknown keys are errors, never ignored.
 
+pub mod endpoint;
 mod units;
+
+pub use endpoint::Endpoint;
 
 pub use units::{parse_duration, parse_size, Secs, Size};
 
@@ -210,6 +213,12 @@ pub enum Sink {
 pub struct HttpSink {
     /// `http://host:port/path` that takes one frame per POST.
     pub url: String,
+    /// More URLs, tried in turn after repeated failures.
+    #[serde(default)]
+    pub failover: Vec<String>,
+    /// While on a failover URL, how often to try the first one again.
+    #[serde(default = "default_failback")]
+    pub failback_after: Secs,
     /// Bearer token (never logged).
     #[serde(default)]
     pub token: Option<String>,
@@ -228,6 +237,7 @@ impl fmt::Debug for HttpSink {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("HttpSink")
             .field("url", &self.url)
+            .field("failover", &self.failover)
             .field("token", &self.token.as_ref().map(|_| "***"))
             .field("username", &self.username)
             .field("password", &self.password.as_ref().map(|_| "***"))
@@ -236,37 +246,18 @@ impl fmt::Debug for HttpSink {
     }
 }
 
-/// Checks an `http://host[:port]/...` URL; `Err` says what is wrong.
-pub fn check_http_url(url: &str) -> Result<(), String> {
-    if url.starts_with("https://") {
-        return Err("https:// (TLS) is not in this build yet: use http://".into());
-    }
-    let Some(rest) = url.strip_prefix("http://") else {
-        return Err(format!("expected http://host:port/path, got {url:?}"));
-    };
-    let host = rest.split('/').next().unwrap_or("");
-    let host = host.rsplit('@').next().unwrap_or(host);
-    let (name, port) = match host.rsplit_once(':') {
-        Some((h, p)) if !h.ends_with(']') || h.starts_with('[') => (h, Some(p)),
-        _ => (host, None),
-    };
-    if name.is_empty() {
-        return Err(format!("no host in {url:?}"));
-    }
-    if let Some(p) = port {
-        if p.parse::<u16>().is_err() {
-            return Err(format!("bad port {p:?} in {url:?}"));
-        }
-    }
-    Ok(())
-}
-
 /// `[sink]` with `type = "mqtt"`.
 #[derive(Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MqttSink {
     /// `mqtt://host:port` (port 1883 by default).
     pub url: String,
+    /// More brokers, tried in turn after repeated failures.
+    #[serde(default)]
+    pub failover: Vec<String>,
+    /// While on a failover broker, how often to try the first one again.
+    #[serde(default = "default_failback")]
+    pub failback_after: Secs,
     /// Topic for frames; `{instance}` becomes the instance id.
     #[serde(default = "default_frames_topic")]
     pub topic: String,
@@ -302,6 +293,7 @@ impl std::fmt::Debug for MqttSink {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("MqttSink")
             .field("url", &self.url)
+            .field("failover", &self.failover)
             .field("topic", &self.topic)
             .field("state_topic", &self.state_topic)
             .field("client_id", &self.client_id)
@@ -314,28 +306,12 @@ impl std::fmt::Debug for MqttSink {
 }
 
 impl MqttSink {
-    /// Host and port text of `url`: `mqtt://host:port`, `mqtt://[v6]:port`, port optional.
-    fn split_url(&self) -> Option<(&str, Option<&str>)> {
-        let rest = self.url.strip_prefix("mqtt://")?.trim_end_matches('/');
-        if let Some(r) = rest.strip_prefix('[') {
-            let (host, after) = r.split_once(']')?;
-            return match after {
-                "" => Some((host, None)),
-                a => Some((host, Some(a.strip_prefix(':')?))),
-            };
-        }
-        Some(match rest.rsplit_once(':') {
-            Some((h, p)) => (h, Some(p)),
-            None => (rest, None),
-        })
-    }
-
-    /// Host and port of `url` (validated by [`Config::validate`]; 1883 by default).
-    pub fn host_port(&self) -> (&str, u16) {
-        match self.split_url() {
-            Some((h, p)) => (h, p.and_then(|p| p.parse().ok()).unwrap_or(1883)),
-            None => (&self.url, 1883),
-        }
+    /// The brokers: `url`, then `failover` (all validated by [`Config::validate`]).
+    pub fn endpoints(&self) -> Vec<Endpoint> {
+        std::iter::once(&self.url)
+            .chain(&self.failover)
+            .filter_map(|u| endpoint::mqtt(u).ok())
+            .collect()
     }
 }
 
@@ -356,6 +332,9 @@ fn default_max_packet() -> Size {
 }
 fn default_net_timeout() -> Secs {
     Secs(Duration::from_secs(10))
+}
+fn default_failback() -> Secs {
+    Secs(Duration::from_secs(60))
 }
 fn default_heartbeat() -> Secs {
     Secs(Duration::from_secs(10))
@@ -551,27 +530,18 @@ impl Config {
                 return err("sink.path", "must not be empty".into());
             }
             Sink::Mqtt(m) => {
-                if m.url.starts_with("mqtts://") {
-                    return err(
-                        "sink.url",
-                        "mqtts:// (TLS) is not in this build yet: use mqtt://".into(),
-                    );
-                }
-                let Some((host, port)) = m.split_url() else {
-                    return err(
-                        "sink.url",
-                        format!("expected mqtt://host:port, got {:?}", m.url),
-                    );
-                };
-                if host.is_empty() || host.contains('/') {
-                    return err(
-                        "sink.url",
-                        format!("expected mqtt://host:port, got {:?}", m.url),
-                    );
-                }
-                if let Some(p) = port {
-                    if p.parse::<u16>().is_err() {
-                        return err("sink.url", format!("bad port {p:?} in {:?}", m.url));
+                for (key, url) in std::iter::once(("sink.url", &m.url))
+                    .chain(m.failover.iter().map(|u| ("sink.failover", u)))
+                {
+                    match endpoint::mqtt(url) {
+                        Ok(e) if e.tls => {
+                            return err(
+                                key,
+                                "mqtts:// (TLS) is not in this build yet: use mqtt://".into(),
+                            )
+                        }
+                        Ok(_) => {}
+                        Err(m) => return err(key, m),
                     }
                 }
                 for (key, t) in [
@@ -598,8 +568,12 @@ impl Config {
                 }
             }
             Sink::Http(h) => {
-                if let Err(m) = check_http_url(&h.url) {
-                    return err("sink.url", m);
+                for (key, url) in std::iter::once(("sink.url", &h.url))
+                    .chain(h.failover.iter().map(|u| ("sink.failover", u)))
+                {
+                    if let Err(m) = check_http_url(url) {
+                        return err(key, m);
+                    }
                 }
                 if h.token.is_some() && h.username.is_some() {
                     return err("sink.token", "give a token or a username, not both".into());
@@ -617,6 +591,14 @@ impl Config {
     pub fn level(&self) -> log::LevelFilter {
         log_level(&self.log_level).unwrap_or(log::LevelFilter::Info)
     }
+}
+
+/// An `http://` URL this build can use.
+fn check_http_url(url: &str) -> Result<(), String> {
+    if url.starts_with("https://") {
+        return Err("https:// (TLS) is not in this build yet: use http://".into());
+    }
+    endpoint::http(url)
 }
 
 /// TOML text into `T`, errors with the line and key at fault.

@@ -148,18 +148,16 @@ fn mqtt(extra: &str) -> String {
 fn mqtt_sink_defaults_and_url_forms() {
     let c = Config::parse(&mqtt("url = \"mqtt://127.0.0.1:1884\"")).unwrap();
     let Sink::Mqtt(m) = &c.sink else { panic!() };
-    assert_eq!(m.host_port(), ("127.0.0.1", 1884));
+    assert_eq!(m.endpoints()[0].port, 1884);
     assert_eq!(m.topic, "tailbeat/{instance}/frames");
     assert_eq!(m.window, 16);
-    for (url, hp) in [
-        ("mqtt://broker.local", ("broker.local", 1883)),
-        ("mqtt://[::1]:1885", ("::1", 1885)),
-        ("mqtt://[::1]", ("::1", 1883)),
-    ] {
-        let c = Config::parse(&mqtt(&format!("url = \"{url}\""))).unwrap();
-        let Sink::Mqtt(m) = &c.sink else { panic!() };
-        assert_eq!(m.host_port(), hp, "{url}");
-    }
+    let c = Config::parse(&mqtt(
+        "url = \"mqtt://a:1\"\nfailover = [\"mqtt://b:2\", \"mqtt://[::1]\"]",
+    ))
+    .unwrap();
+    let Sink::Mqtt(m) = &c.sink else { panic!() };
+    let e: Vec<String> = m.endpoints().iter().map(|e| e.to_string()).collect();
+    assert_eq!(e, ["mqtt://a:1", "mqtt://b:2", "mqtt://[::1]:1883"]);
 }
 
 #[test]

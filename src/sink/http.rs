@@ -16,12 +16,14 @@
 //! One frame in flight: requests run on the sink's own worker thread (see [`crate::http`]),
 //! one at a time.
 
+use super::failover::{Failover, SWITCH_AFTER};
 use super::{Sink, SinkError};
 use crate::config::HttpSink as Cfg;
-use crate::http::{Client, Request};
+use crate::http::{Client, HttpError, Request, Response};
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::time::Instant;
 
 /// The content type of a frame body.
 pub const FRAME_CONTENT_TYPE: &str = "application/vnd.tailbeat.frame";
@@ -30,7 +32,8 @@ pub const FRAME_CONTENT_TYPE: &str = "application/vnd.tailbeat.frame";
 #[derive(Debug)]
 pub struct HttpSink {
     client: Client,
-    url: String,
+    urls: Vec<String>,
+    failover: Failover,
     authorization: Option<String>,
     instance: String,
     frame: Option<(u64, Vec<u8>)>,
@@ -54,7 +57,11 @@ impl HttpSink {
             })?;
         Ok(HttpSink {
             client,
-            url: cfg.url.clone(),
+            urls: std::iter::once(&cfg.url)
+                .chain(&cfg.failover)
+                .cloned()
+                .collect(),
+            failover: Failover::new(1 + cfg.failover.len(), cfg.failback_after.0, Instant::now()),
             authorization: crate::http::authorization(
                 cfg.token.as_deref(),
                 cfg.username.as_deref(),
@@ -68,6 +75,56 @@ impl HttpSink {
             },
             dead_lettered: 0,
         })
+    }
+}
+
+/// Worth trying again: the server may take the same frame later.
+fn retryable(status: u16) -> bool {
+    matches!(status, 408 | 429 | 500..=599)
+}
+
+impl HttpSink {
+    async fn post(&self, i: usize, seq: u64, frame: &[u8]) -> Result<Response, HttpError> {
+        self.client
+            .post(Request {
+                url: self.urls[i].clone(),
+                content_type: FRAME_CONTENT_TYPE,
+                authorization: self.authorization.clone(),
+                headers: vec![
+                    ("X-Tailbeat-Instance", self.instance.clone()),
+                    ("X-Tailbeat-Seq", seq.to_string()),
+                ],
+                body: frame.to_vec(),
+            })
+            .await
+    }
+
+    /// A final answer from `urls[i]`: 2xx delivered, anything else a dead letter.
+    fn settle(
+        &mut self,
+        i: usize,
+        seq: u64,
+        frame: &[u8],
+        resp: Response,
+    ) -> Result<u64, SinkError> {
+        if (200..300).contains(&resp.status) {
+            return Ok(seq);
+        }
+        let detail = String::from_utf8_lossy(&resp.body[..resp.body.len().min(200)])
+            .trim()
+            .to_string();
+        self.dead_letters.write(frame).map_err(|e| SinkError::Io {
+            path: self.dead_letters.path.clone(),
+            source: e,
+        })?;
+        self.dead_lettered += 1;
+        log::error!(
+            "{} answered {} to frame {seq} ({detail:?}): not retried, kept in {}",
+            self.urls[i],
+            resp.status,
+            self.dead_letters.path.display()
+        );
+        Ok(seq)
     }
 }
 
@@ -85,43 +142,40 @@ impl Sink for HttpSink {
         let Some((seq, frame)) = self.frame.take() else {
             return Ok(0);
         };
-        let req = Request {
-            url: self.url.clone(),
-            content_type: FRAME_CONTENT_TYPE,
-            authorization: self.authorization.clone(),
-            headers: vec![
-                ("X-Tailbeat-Instance", self.instance.clone()),
-                ("X-Tailbeat-Seq", seq.to_string()),
-            ],
-            body: frame.clone(),
-        };
-        let resp = self.client.post(req).await.map_err(|e| SinkError::Http {
-            msg: e.0,
-            retry_after: None,
-        })?;
-        match resp.status {
-            200..=299 => Ok(seq),
-            408 | 429 | 500..=599 => Err(SinkError::Http {
-                msg: format!("{} answered {}", self.url, resp.status),
-                retry_after: resp.retry_after,
-            }),
-            status => {
-                let detail = String::from_utf8_lossy(&resp.body[..resp.body.len().min(200)])
-                    .trim()
-                    .to_string();
-                self.dead_letters.write(&frame).map_err(|e| SinkError::Io {
-                    path: self.dead_letters.path.clone(),
-                    source: e,
-                })?;
-                self.dead_lettered += 1;
-                log::error!(
-                    "{} answered {status} to frame {seq} ({detail:?}): not retried, kept in {}",
-                    self.url,
-                    self.dead_letters.path.display()
-                );
-                Ok(seq)
+        let now = Instant::now();
+        if self.failover.failback_due(now) {
+            match self.post(0, seq, &frame).await {
+                Ok(resp) if !retryable(resp.status) => {
+                    log::info!("http: {} is back; leaving the failover URL", self.urls[0]);
+                    self.failover.failed_back();
+                    return self.settle(0, seq, &frame, resp);
+                }
+                _ => self.failover.failback_failed(now),
             }
         }
+        let i = self.failover.current();
+        let failure = match self.post(i, seq, &frame).await {
+            Ok(resp) if !retryable(resp.status) => {
+                self.failover.succeeded();
+                return self.settle(i, seq, &frame, resp);
+            }
+            Ok(resp) => SinkError::Http {
+                msg: format!("{} answered {}", self.urls[i], resp.status),
+                retry_after: resp.retry_after,
+            },
+            Err(e) => SinkError::Http {
+                msg: e.0,
+                retry_after: None,
+            },
+        };
+        if let Some(next) = self.failover.failed(now) {
+            log::warn!(
+                "http: {} failed {SWITCH_AFTER} times in a row; moving to {}",
+                self.urls[i],
+                self.urls[next]
+            );
+        }
+        Err(failure)
     }
 
     fn take_dead_letters(&mut self) -> u64 {

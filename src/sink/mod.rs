@@ -14,6 +14,7 @@
 //! Sinks are an enum, not trait objects: async trait methods are not object-safe, and an
 //! enum costs no allocation and lets the compiler drop sinks a build leaves out.
 
+pub mod failover;
 mod file;
 mod http;
 pub mod mqtt;

@@ -12,8 +12,9 @@
 
 pub mod session;
 
+use super::failover::{Failover, SWITCH_AFTER};
 use super::{Sink, SinkError};
-use crate::config::MqttSink as Cfg;
+use crate::config::{Endpoint, MqttSink as Cfg};
 use bytes::BytesMut;
 use rumqttc::mqttbytes::v4::{Connect, ConnectReturnCode, LastWill, Login, Packet, Publish};
 use rumqttc::mqttbytes::QoS;
@@ -36,6 +37,8 @@ pub struct MqttSink {
     offline: Vec<u8>,
     client_id: String,
     conn: Option<Async<TcpStream>>,
+    endpoints: Vec<Endpoint>,
+    failover: Failover,
     session: Session,
     rx: BytesMut,
     tx: BytesMut,
@@ -88,6 +91,8 @@ impl MqttSink {
                 .clone()
                 .unwrap_or_else(|| instance.to_string()),
             session: Session::new(cfg.window, cfg.keep_alive.0, Instant::now()),
+            endpoints: cfg.endpoints(),
+            failover: Failover::new(cfg.endpoints().len(), cfg.failback_after.0, Instant::now()),
             cfg: cfg.clone(),
             conn: None,
             rx: BytesMut::with_capacity(4096),
@@ -101,17 +106,81 @@ impl MqttSink {
         &self.topic
     }
 
-    fn addr(&self) -> Result<SocketAddr, SinkError> {
-        let (host, port) = self.cfg.host_port();
-        (host, port)
+    fn addr(&self, i: usize) -> Result<SocketAddr, SinkError> {
+        let e = &self.endpoints[i];
+        (e.host.as_str(), e.port)
             .to_socket_addrs()
-            .map_err(|e| err(format!("resolve {host}: {e}")))?
+            .map_err(|err_| err(format!("resolve {}: {err_}", e.host)))?
             .next()
-            .ok_or_else(|| err(format!("resolve {host}: no address")))
+            .ok_or_else(|| err(format!("resolve {}: no address", e.host)))
     }
 
+    /// Connects to the broker failover says, and moves on after repeated failures.
     async fn connect(&mut self) -> Result<(), SinkError> {
-        let addr = self.addr()?;
+        let i = self.failover.current();
+        match self.connect_to(i).await {
+            Ok(()) => {
+                self.failover.succeeded();
+                Ok(())
+            }
+            Err(e) => {
+                if let Some(next) = self.failover.failed(Instant::now()) {
+                    log::warn!(
+                        "mqtt: {} failed {SWITCH_AFTER} times in a row; moving to {}",
+                        self.endpoints[i],
+                        self.endpoints[next]
+                    );
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// While on a failover broker with nothing in flight: try the first broker again, and
+    /// leave the current one (saying offline there) only once the first has answered.
+    async fn try_failback(&mut self) {
+        let old = self.conn.take();
+        match self.connect_to(0).await {
+            Ok(()) => {
+                log::info!(
+                    "mqtt: {} is back; leaving the failover broker",
+                    self.endpoints[0]
+                );
+                self.failover.failed_back();
+                if let Some(mut old) = old {
+                    let mut buf = BytesMut::new();
+                    let mut p = Publish::new(
+                        self.state_topic.clone(),
+                        QoS::AtMostOnce,
+                        self.offline.clone(),
+                    );
+                    p.retain = true;
+                    if Packet::Publish(p).write(&mut buf, usize::MAX).is_ok()
+                        && Packet::Disconnect.write(&mut buf, usize::MAX).is_ok()
+                    {
+                        let _ =
+                            timeout(self.cfg.timeout.0, "say goodbye", old.write_all(&buf)).await;
+                    }
+                }
+            }
+            Err(e) => {
+                log::debug!("mqtt: {} still fails: {e}", self.endpoints[0]);
+                self.conn = old;
+                self.failover.failback_failed(Instant::now());
+            }
+        }
+    }
+
+    async fn connect_to(&mut self, i: usize) -> Result<(), SinkError> {
+        let r = self.connect_inner(i).await;
+        if r.is_err() {
+            self.conn = None;
+        }
+        r
+    }
+
+    async fn connect_inner(&mut self, i: usize) -> Result<(), SinkError> {
+        let addr = self.addr(i)?;
         let t = self.cfg.timeout.0;
         // async-io's connect, not async-net's: that one is generic over name resolution and
         // links the blocking thread pool in, which a resolved address does not need.
@@ -235,6 +304,12 @@ impl Sink for MqttSink {
     }
 
     async fn send(&mut self, seq: u64, frame: &[u8]) -> Result<(), SinkError> {
+        if self.conn.is_some()
+            && self.session.in_flight() == 0
+            && self.failover.failback_due(Instant::now())
+        {
+            self.try_failback().await;
+        }
         if self.conn.is_none() {
             self.connect().await?;
         }
