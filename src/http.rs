@@ -69,11 +69,25 @@ pub struct Client {
 
 impl Client {
     /// Starts a worker named `name` whose every phase (connect, send, receive) times out after
-    /// `timeout`.
-    pub fn new(name: &str, timeout: Duration) -> std::io::Result<Client> {
+    /// `timeout`, with TLS settings `tls` for `https://` URLs (`None`: no https URL).
+    pub fn new(
+        name: &str,
+        timeout: Duration,
+        tls: Option<&crate::config::Tls>,
+    ) -> Result<Client, String> {
         let (tx, jobs) = smol::channel::bounded::<Request>(1);
         let (done, rx) = smol::channel::bounded::<Reply>(1);
-        let agent: ureq::Agent = ureq::Agent::config_builder()
+        #[allow(unused_mut)]
+        let mut b = ureq::Agent::config_builder();
+        #[cfg(feature = "tls")]
+        if let Some(t) = tls {
+            b = b.tls_config(crate::tls::ureq_config(t)?);
+        }
+        #[cfg(not(feature = "tls"))]
+        if tls.is_some() {
+            return Err("https:// needs the tls feature".into());
+        }
+        let agent: ureq::Agent = b
             .http_status_as_error(false)
             .timeout_connect(Some(timeout))
             .timeout_send_request(Some(timeout))
@@ -94,7 +108,8 @@ impl Client {
                         break;
                     }
                 }
-            })?;
+            })
+            .map_err(|e| format!("cannot start the HTTP worker thread: {e}"))?;
         Ok(Client { tx, rx, timeout })
     }
 

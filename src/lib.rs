@@ -37,12 +37,15 @@ pub mod backoff;
 pub mod config;
 pub mod control;
 pub mod frame;
+#[cfg(feature = "http")]
 pub mod http;
 pub mod input;
 pub mod logger;
 pub mod sink;
 pub mod spool;
 pub mod stats;
+#[cfg(feature = "tls")]
+pub mod tls;
 
 pub use agent::{run, RunOpts};
 pub use config::Config;

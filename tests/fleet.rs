@@ -302,3 +302,23 @@ fn configs_announced_by_name_are_fetched_and_instance_configs_apply() {
         "log_level not applied"
     );
 }
+
+#[test]
+fn the_config_server_can_be_https() {
+    let s = Scratch::new("fleet-tls");
+    let cs = ConfigServer::start();
+    let pki = tls::Pki::new(&s.path("pki"));
+    let front = tls::TlsFront::start(&pki, cs.http.addr.port(), false);
+    cs.serve_pipeline("remote", 1, &pipeline(&s, "remote.log"));
+    let cfg = fleet_config(
+        &s,
+        &format!("https://localhost:{}", front.port),
+        &format!("[fleet.tls]\nca_file = \"{}\"", pki.ca.display()),
+        "",
+    );
+    let agent = Agent::start(&s, &cfg);
+    cs.wait_report("remote", 1, APPLIED, 10)
+        .expect("applied over https");
+    assert_eq!(cs.heartbeats()[0].seq, 1);
+    agent.stop();
+}

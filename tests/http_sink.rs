@@ -260,3 +260,49 @@ fn a_dead_server_fails_over_to_the_next_url_and_back_when_it_returns() {
     all.dedup();
     assert_exactly_once(&all, 300);
 }
+
+#[test]
+fn https_checks_the_server_and_presents_a_client_certificate() {
+    let s = Scratch::new("http-tls");
+    let acc = Accepted::default();
+    let srv = server(&acc, |_, _| Reply::status(200));
+    let pki = common::tls::Pki::new(&s.path("pki"));
+    let front = common::tls::TlsFront::start(&pki, srv.addr.port(), true);
+    let log = app_log(&s, "h", 1000);
+    let p = |p: &std::path::Path| p.display().to_string();
+    let cfg = s.config(
+        "",
+        &input("app", log.to_str().unwrap(), ""),
+        &sink(
+            &format!("https://127.0.0.1:{}/in", front.port),
+            &format!(
+                "[sink.tls]\nca_file = \"{}\"\nclient_cert = \"{}\"\nclient_key = \"{}\"",
+                p(&pki.ca),
+                p(&pki.client_cert),
+                p(&pki.client_key)
+            ),
+        ),
+    );
+    let agent = Agent::start(&s, &cfg);
+    let got = acc.wait_lines(&s, 1000, 30);
+    assert_exactly_once(&numbers(&got, "h"), 1000);
+    agent.stop();
+    // Trusting the wrong CA: nothing goes through.
+    std::fs::write(
+        &cfg,
+        std::fs::read_to_string(&cfg)
+            .unwrap()
+            .replace(&p(&pki.ca), &p(&pki.other_ca)),
+    )
+    .unwrap();
+    let before = srv.requests().len();
+    append(&log, &line("h", 1000));
+    let agent = Agent::start(&s, &cfg);
+    agent.wait_log("retrying in", 10);
+    let out = agent.stop();
+    assert_eq!(srv.requests().len(), before, "sent to an unverified server");
+    assert!(
+        out.to_lowercase().contains("certificate") || out.contains("UnknownIssuer"),
+        "{out}"
+    );
+}

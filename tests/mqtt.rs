@@ -551,3 +551,72 @@ fn a_dead_broker_fails_over_to_the_next_and_back_when_it_returns() {
     all.dedup();
     assert_exactly_once(&all, 300);
 }
+
+#[test]
+fn mqtts_checks_the_broker_and_presents_a_client_certificate() {
+    let (s, port, got, _broker) = with_broker("mqtt-tls");
+    let pki = tls::Pki::new(&s.path("pki"));
+    let front = tls::TlsFront::start(&pki, port, true);
+    let f = s.path("logs/app.log");
+    let run = |name: &str, tls: String| {
+        // Something new to send each time.
+        append(&f, &line(name, 0));
+        let cfg = s.config(
+            "",
+            &input(name, &f.display().to_string(), ""),
+            &format!(
+                "[sink]\ntype = \"mqtt\"\nurl = \"mqtts://127.0.0.1:{}\"\ntimeout = \"2s\"\nclient_id = \"{name}\"\n[sink.tls]\n{tls}\n",
+                front.port
+            ),
+        );
+        Agent::start(&s, &cfg)
+    };
+    let p = |p: &std::path::Path| p.display().to_string();
+    // Verified both ways: delivered.
+    for i in 0..500 {
+        append(&f, &line("t", i));
+    }
+    let a = run(
+        "good",
+        format!(
+            "ca_file = \"{}\"\nclient_cert = \"{}\"\nclient_key = \"{}\"",
+            p(&pki.ca),
+            p(&pki.client_cert),
+            p(&pki.client_key)
+        ),
+    );
+    assert_eq!(wait_for(&got, "t", 500, 20).len(), 500);
+    a.stop();
+    // A broker certificate from a CA we do not trust: refused, and said so.
+    let a = run(
+        "untrusted",
+        format!(
+            "ca_file = \"{}\"\nclient_cert = \"{}\"\nclient_key = \"{}\"",
+            p(&pki.other_ca),
+            p(&pki.client_cert),
+            p(&pki.client_key)
+        ),
+    );
+    a.wait_log("retrying in", 10);
+    let log = a.stop();
+    assert!(
+        log.contains("UnknownIssuer") || log.contains("certificate"),
+        "{log}"
+    );
+    // No client certificate for a broker that wants one: refused.
+    let a = run("anonymous", format!("ca_file = \"{}\"", p(&pki.ca)));
+    a.wait_log("retrying in", 10);
+    a.stop();
+    // The explicit, warned switch: accepted without checking.
+    let a = run(
+        "insecure",
+        format!(
+            "insecure = true\nclient_cert = \"{}\"\nclient_key = \"{}\"",
+            p(&pki.client_cert),
+            p(&pki.client_key)
+        ),
+    );
+    a.wait_log("mqtt: connected", 10);
+    let log = a.stop();
+    assert!(log.contains("NOT checked"), "{log}");
+}

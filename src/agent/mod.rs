@@ -83,6 +83,7 @@ pub(crate) struct State {
     /// Configs from the fleet.
     pub(crate) remote: Remote,
     pub(crate) instance: String,
+    #[cfg_attr(not(feature = "http"), allow(dead_code))]
     pub(crate) started: Instant,
     pub(crate) tailer: Tailer,
     batch: BatchBuilder,

@@ -79,6 +79,9 @@ pub struct Fleet {
     /// Bearer token for the server (never logged).
     #[serde(default)]
     pub token: Option<String>,
+    /// TLS settings for an `https://` server.
+    #[serde(default)]
+    pub tls: Tls,
 }
 
 impl fmt::Debug for Fleet {
@@ -90,6 +93,7 @@ impl fmt::Debug for Fleet {
             .field("agent_type", &self.agent_type)
             .field("tags", &self.tags)
             .field("token", &self.token.as_ref().map(|_| "***"))
+            .field("tls", &self.tls)
             .finish()
     }
 }
@@ -207,6 +211,37 @@ pub enum Sink {
     Http(HttpSink),
 }
 
+/// `tls`: how a `mqtts://` or `https://` peer is checked, and who we are to it.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Tls {
+    /// PEM file of the CAs to trust; by default the system bundle
+    /// (`/etc/ssl/certs/ca-certificates.crt` and the usual other places).
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    /// PEM certificate chain to present (mutual TLS); needs `client_key`.
+    #[serde(default)]
+    pub client_cert: Option<PathBuf>,
+    /// PEM private key of `client_cert`.
+    #[serde(default)]
+    pub client_key: Option<PathBuf>,
+    /// Accept any server certificate. For a test bench only: logged as a warning at start.
+    #[serde(default)]
+    pub insecure: bool,
+}
+
+impl Tls {
+    fn validate(&self, table: &str) -> Result<(), (String, String)> {
+        if self.client_cert.is_some() != self.client_key.is_some() {
+            return Err((
+                format!("{table}.tls.client_cert"),
+                "client_cert and client_key go together".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// `[sink]` with `type = "http"`.
 #[derive(Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -231,6 +266,9 @@ pub struct HttpSink {
     /// How long each phase of a request (connect, send, receive) may take.
     #[serde(default = "default_net_timeout")]
     pub timeout: Secs,
+    /// TLS settings for `https://` URLs.
+    #[serde(default)]
+    pub tls: Tls,
 }
 
 impl fmt::Debug for HttpSink {
@@ -242,6 +280,7 @@ impl fmt::Debug for HttpSink {
             .field("username", &self.username)
             .field("password", &self.password.as_ref().map(|_| "***"))
             .field("timeout", &self.timeout)
+            .field("tls", &self.tls)
             .finish()
     }
 }
@@ -286,6 +325,9 @@ pub struct MqttSink {
     /// How long to wait for the broker to connect, take a write, or answer.
     #[serde(default = "default_net_timeout")]
     pub timeout: Secs,
+    /// TLS settings for `mqtts://` brokers.
+    #[serde(default)]
+    pub tls: Tls,
 }
 
 impl std::fmt::Debug for MqttSink {
@@ -301,6 +343,7 @@ impl std::fmt::Debug for MqttSink {
             .field("password", &self.password.as_ref().map(|_| "<redacted>"))
             .field("keep_alive", &self.keep_alive)
             .field("window", &self.window)
+            .field("tls", &self.tls)
             .finish()
     }
 }
@@ -461,6 +504,7 @@ impl Config {
             if let Err(m) = check_http_url(&f.server) {
                 return err("fleet.server", m);
             }
+            f.tls.validate("fleet")?;
             if f.heartbeat_interval.0 < Duration::from_secs(1) {
                 return err("fleet.heartbeat_interval", "must be at least 1s".into());
             }
@@ -529,21 +573,27 @@ impl Config {
             Sink::File { path, .. } if path.as_os_str().is_empty() => {
                 return err("sink.path", "must not be empty".into());
             }
+            Sink::Mqtt(_) if !cfg!(feature = "mqtt") => {
+                return err(
+                    "sink.type",
+                    "the MQTT sink is left out of this build (cargo feature mqtt)".into(),
+                );
+            }
             Sink::Mqtt(m) => {
                 for (key, url) in std::iter::once(("sink.url", &m.url))
                     .chain(m.failover.iter().map(|u| ("sink.failover", u)))
                 {
                     match endpoint::mqtt(url) {
-                        Ok(e) if e.tls => {
-                            return err(
-                                key,
-                                "mqtts:// (TLS) is not in this build yet: use mqtt://".into(),
-                            )
-                        }
+                        Ok(e) if e.tls && !cfg!(feature = "tls") => return err(
+                            key,
+                            "mqtts:// needs TLS, which this build leaves out (cargo feature tls)"
+                                .into(),
+                        ),
                         Ok(_) => {}
                         Err(m) => return err(key, m),
                     }
                 }
+                m.tls.validate("sink")?;
                 for (key, t) in [
                     ("sink.topic", &m.topic),
                     ("sink.state_topic", &m.state_topic),
@@ -575,6 +625,7 @@ impl Config {
                         return err(key, m);
                     }
                 }
+                h.tls.validate("sink")?;
                 if h.token.is_some() && h.username.is_some() {
                     return err("sink.token", "give a token or a username, not both".into());
                 }
@@ -595,8 +646,11 @@ impl Config {
 
 /// An `http://` URL this build can use.
 fn check_http_url(url: &str) -> Result<(), String> {
-    if url.starts_with("https://") {
-        return Err("https:// (TLS) is not in this build yet: use http://".into());
+    if !cfg!(feature = "http") {
+        return Err("HTTP is left out of this build (cargo feature http)".into());
+    }
+    if url.starts_with("https://") && !cfg!(feature = "tls") {
+        return Err("https:// needs TLS, which this build leaves out (cargo feature tls)".into());
     }
     endpoint::http(url)
 }

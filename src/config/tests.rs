@@ -164,7 +164,11 @@ fn mqtt_sink_defaults_and_url_forms() {
 fn mqtt_sink_errors_name_the_key() {
     for (extra, key, what) in [
         ("url = \"tcp://x\"", "sink.url", "expected mqtt://host:port"),
-        ("url = \"mqtts://x\"", "sink.url", "TLS"),
+        (
+            "url = \"mqtts://x\"\n[sink.tls]\nclient_cert = \"/c.pem\"",
+            "sink.tls.client_cert",
+            "go together",
+        ),
         ("url = \"mqtt://x:port\"", "sink.url", "bad port"),
         (
             "url = \"mqtt://x\"\ntopic = \"a/#\"",

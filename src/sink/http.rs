@@ -50,11 +50,18 @@ impl HttpSink {
         data_dir: &Path,
         dead_letter_bytes: u64,
     ) -> Result<HttpSink, SinkError> {
-        let client =
-            Client::new("tailbeat-http-sink", cfg.timeout.0).map_err(|e| SinkError::Http {
-                msg: format!("cannot start the HTTP worker thread: {e}"),
-                retry_after: None,
-            })?;
+        let https = std::iter::once(&cfg.url)
+            .chain(&cfg.failover)
+            .any(|u| u.starts_with("https://"));
+        let client = Client::new(
+            "tailbeat-http-sink",
+            cfg.timeout.0,
+            https.then_some(&cfg.tls),
+        )
+        .map_err(|msg| SinkError::Http {
+            msg,
+            retry_after: None,
+        })?;
         Ok(HttpSink {
             client,
             urls: std::iter::once(&cfg.url)

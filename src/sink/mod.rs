@@ -16,12 +16,16 @@
 
 pub mod failover;
 mod file;
+#[cfg(feature = "http")]
 mod http;
+#[cfg(feature = "mqtt")]
 pub mod mqtt;
 mod stdout;
 
 pub use file::FileSink;
+#[cfg(feature = "http")]
 pub use http::{HttpSink, FRAME_CONTENT_TYPE};
+#[cfg(feature = "mqtt")]
 pub use mqtt::MqttSink;
 pub use stdout::StdoutSink;
 
@@ -43,6 +47,8 @@ pub enum SinkError {
     },
     /// Standard output is closed (e.g. `tailbeat run | head`).
     Closed,
+    /// The sink type is left out of this build (cargo features).
+    Unsupported,
     /// The MQTT broker could not be reached, refused, or broke the protocol.
     Mqtt(String),
     /// The HTTP server could not be reached or answered with a status worth retrying.
@@ -69,6 +75,7 @@ impl fmt::Display for SinkError {
         match self {
             SinkError::Io { path, source } => write!(f, "sink {}: {source}", path.display()),
             SinkError::Closed => f.write_str("sink: standard output is closed"),
+            SinkError::Unsupported => f.write_str("sink: this type is left out of this build"),
             SinkError::Mqtt(m) => write!(f, "sink mqtt: {m}"),
             SinkError::Http { msg, retry_after } => {
                 write!(f, "sink http: {msg}")?;
@@ -122,24 +129,31 @@ pub enum AnySink {
     /// `type = "stdout"`.
     Stdout(StdoutSink),
     /// `type = "mqtt"` (boxed: its buffers and session are several times the others' size).
+    #[cfg(feature = "mqtt")]
     Mqtt(Box<MqttSink>),
     /// `type = "http"`.
+    #[cfg(feature = "http")]
     Http(Box<HttpSink>),
 }
 
 impl AnySink {
     /// Builds the sink a config describes (opening files, not yet connecting anywhere).
+    #[cfg_attr(not(any(feature = "mqtt", feature = "http")), allow(unused_variables))]
     pub fn new(cfg: &config::Config, instance: &str) -> Result<AnySink, SinkError> {
         Ok(match &cfg.sink {
             config::Sink::File { path, fsync } => AnySink::File(FileSink::open(path, *fsync)?),
             config::Sink::Stdout {} => AnySink::Stdout(StdoutSink::default()),
+            #[cfg(feature = "mqtt")]
             config::Sink::Mqtt(m) => AnySink::Mqtt(Box::new(MqttSink::new(m, instance))),
+            #[cfg(feature = "http")]
             config::Sink::Http(h) => AnySink::Http(Box::new(HttpSink::new(
                 h,
                 instance,
                 &cfg.data_dir,
                 cfg.spool.max_bytes.0,
             )?)),
+            #[allow(unreachable_patterns)]
+            _ => return Err(SinkError::Unsupported),
         })
     }
 }
@@ -149,7 +163,9 @@ impl Sink for AnySink {
         match self {
             AnySink::File(s) => s.holds(instance),
             AnySink::Stdout(s) => s.holds(instance),
+            #[cfg(feature = "mqtt")]
             AnySink::Mqtt(s) => s.holds(instance),
+            #[cfg(feature = "http")]
             AnySink::Http(s) => s.holds(instance),
         }
     }
@@ -157,7 +173,9 @@ impl Sink for AnySink {
         match self {
             AnySink::File(s) => s.window(),
             AnySink::Stdout(s) => s.window(),
+            #[cfg(feature = "mqtt")]
             AnySink::Mqtt(s) => s.window(),
+            #[cfg(feature = "http")]
             AnySink::Http(s) => s.window(),
         }
     }
@@ -165,7 +183,9 @@ impl Sink for AnySink {
         match self {
             AnySink::File(s) => s.send(seq, frame).await,
             AnySink::Stdout(s) => s.send(seq, frame).await,
+            #[cfg(feature = "mqtt")]
             AnySink::Mqtt(s) => s.send(seq, frame).await,
+            #[cfg(feature = "http")]
             AnySink::Http(s) => s.send(seq, frame).await,
         }
     }
@@ -173,29 +193,35 @@ impl Sink for AnySink {
         match self {
             AnySink::File(s) => s.flush().await,
             AnySink::Stdout(s) => s.flush().await,
+            #[cfg(feature = "mqtt")]
             AnySink::Mqtt(s) => s.flush().await,
+            #[cfg(feature = "http")]
             AnySink::Http(s) => s.flush().await,
         }
     }
     fn idle_until(&self) -> Option<std::time::Instant> {
         match self {
+            #[cfg(feature = "mqtt")]
             AnySink::Mqtt(s) => s.idle_until(),
             _ => None,
         }
     }
     async fn idle(&mut self) -> Result<(), SinkError> {
         match self {
+            #[cfg(feature = "mqtt")]
             AnySink::Mqtt(s) => s.idle().await,
             _ => Ok(()),
         }
     }
     async fn close(&mut self) {
+        #[cfg(feature = "mqtt")]
         if let AnySink::Mqtt(s) = self {
             s.close().await;
         }
     }
     fn take_dead_letters(&mut self) -> u64 {
         match self {
+            #[cfg(feature = "http")]
             AnySink::Http(s) => s.take_dead_letters(),
             _ => 0,
         }

@@ -4,6 +4,7 @@
 
 pub mod configserver;
 pub mod http;
+pub mod tls;
 
 use std::collections::HashMap;
 use std::fs;

@@ -10,19 +10,19 @@
 //! frame, with the same sequence numbers. Broker names are resolved with the system
 //! resolver on the agent's thread: give an address (or an /etc/hosts name) where DNS is slow.
 
+mod conn;
 pub mod session;
 
 use super::failover::{Failover, SWITCH_AFTER};
 use super::{Sink, SinkError};
 use crate::config::{Endpoint, MqttSink as Cfg};
 use bytes::BytesMut;
+use conn::Conn;
 use rumqttc::mqttbytes::v4::{Connect, ConnectReturnCode, LastWill, Login, Packet, Publish};
 use rumqttc::mqttbytes::QoS;
 use session::Session;
 use smol::future::FutureExt;
 use smol::io::{AsyncReadExt, AsyncWriteExt};
-use smol::Async;
-use std::net::TcpStream;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::time::{Duration, Instant};
 
@@ -36,7 +36,7 @@ pub struct MqttSink {
     online: Vec<u8>,
     offline: Vec<u8>,
     client_id: String,
-    conn: Option<Async<TcpStream>>,
+    conn: Option<Conn>,
     endpoints: Vec<Endpoint>,
     failover: Failover,
     session: Session,
@@ -158,8 +158,11 @@ impl MqttSink {
                     if Packet::Publish(p).write(&mut buf, usize::MAX).is_ok()
                         && Packet::Disconnect.write(&mut buf, usize::MAX).is_ok()
                     {
-                        let _ =
-                            timeout(self.cfg.timeout.0, "say goodbye", old.write_all(&buf)).await;
+                        let _ = timeout(self.cfg.timeout.0, "say goodbye", async {
+                            old.write_all(&buf).await?;
+                            old.flush().await
+                        })
+                        .await;
                     }
                 }
             }
@@ -182,15 +185,12 @@ impl MqttSink {
     async fn connect_inner(&mut self, i: usize) -> Result<(), SinkError> {
         let addr = self.addr(i)?;
         let t = self.cfg.timeout.0;
-        // async-io's connect, not async-net's: that one is generic over name resolution and
-        // links the blocking thread pool in, which a resolved address does not need.
         let mut stream = timeout(
             t,
-            &format!("connect to {addr}"),
-            Async::<TcpStream>::connect(addr),
+            &format!("connect to {}", self.endpoints[i]),
+            Conn::open(addr, &self.endpoints[i], &self.cfg.tls),
         )
         .await?;
-        stream.get_ref().set_nodelay(true).ok();
         let mut c = Connect::new(self.client_id.clone());
         c.keep_alive = self.cfg.keep_alive.0.as_secs().min(u16::MAX as u64) as u16;
         // Every unacknowledged frame is in the spool: a clean session loses nothing.
@@ -212,7 +212,11 @@ impl MqttSink {
         Packet::Connect(c)
             .write(&mut self.tx, usize::MAX)
             .map_err(|e| err(format!("encode CONNECT: {e}")))?;
-        let sent = timeout(t, "send CONNECT", stream.write_all(&self.tx)).await;
+        let sent = timeout(t, "send CONNECT", async {
+            stream.write_all(&self.tx).await?;
+            stream.flush().await
+        })
+        .await;
         // Cleared whatever happened: CONNECT must not go out again before the next PUBLISH
         // (Mosquitto drops a client that sends two; rumqttd lets it pass).
         self.tx.clear();
@@ -292,7 +296,12 @@ impl MqttSink {
             .conn
             .as_mut()
             .ok_or_else(|| err("not connected".into()))?;
-        let r = timeout(t, "write", conn.write_all(&self.tx)).await;
+        let r = timeout(t, "write", async {
+            conn.write_all(&self.tx).await?;
+            // TLS holds records back until flushed; plain TCP has nothing to flush.
+            conn.flush().await
+        })
+        .await;
         self.tx.clear();
         r
     }
