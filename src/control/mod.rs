@@ -11,13 +11,13 @@
 //!    heartbeat, and a change triggers a heartbeat at once;
 //! 2. **fetches** — configs that a heartbeat announced by name and version only (the
 //!    response's Fetch*ConfigDetail flags) are fetched with `/Agent/Fetch*Config`;
-//! 3. **heartbeats** — every `heartbeat_interval`; see [`heartbeat`]. The sequence number
+//! 3. **heartbeats** — every `heartbeat_interval`; see `heartbeat.rs`. The sequence number
 //!    grows by one per heartbeat the server answered, so a retry reuses it and the server
 //!    sees no gap. A non-zero CommonResponse status, an HTTP error or no answer is retried
 //!    with backoff, never sooner than the backoff says.
 //!
 //! Applying a config is [`remote::Remote::update`] (parse and validate against the whole
-//! config), then [`crate::agent::apply_config`] (inputs added and removed in place), then a
+//! config), then `agent::apply_config` (inputs added and removed in place), then a
 //! save of the last good configs, then the status.
 
 #[cfg(feature = "http")]
