@@ -43,6 +43,8 @@ pub struct Counters {
     pub send_errors: u64,
     /// Frames the HTTP sink set aside in `dead-letter.frames` (refused with a 4xx).
     pub dead_letters: u64,
+    /// Control messages (remote configs) that were not valid protobuf, ignored.
+    pub bad_control_messages: u64,
     /// Frames deleted unsent by `on_full = "drop_oldest"`.
     pub dropped_frames: u64,
     /// Lines in those frames.

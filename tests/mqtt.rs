@@ -1,6 +1,7 @@
 //! The MQTT sink against a real broker: rumqttd, running inside this test process.
 
 mod common;
+use common::configserver;
 use common::*;
 use std::time::{Duration, Instant};
 
@@ -619,4 +620,206 @@ fn mqtts_checks_the_broker_and_presents_a_client_certificate() {
     a.wait_log("mqtt: connected", 10);
     let log = a.stop();
     assert!(log.contains("NOT checked"), "{log}");
+}
+
+/// Publishes one message at QoS 1 (retained or not) with a client of its own, and waits for
+/// the broker's PUBACK.
+fn publish(port: u16, topic: &str, payload: &[u8], retain: bool) {
+    use rumqttc::mqttbytes::v4::{Connect, Packet, Publish};
+    use rumqttc::mqttbytes::QoS;
+    use std::io::{Read, Write};
+    let mut c = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let mut out = bytes::BytesMut::new();
+    Packet::Connect(Connect::new(format!("test-pub-{}", std::process::id())))
+        .write(&mut out, 1 << 20)
+        .unwrap();
+    let mut p = Publish::new(topic, QoS::AtLeastOnce, payload.to_vec());
+    p.pkid = 1;
+    p.retain = retain;
+    Packet::Publish(p).write(&mut out, 1 << 20).unwrap();
+    c.write_all(&out).unwrap();
+    let mut rx = bytes::BytesMut::new();
+    c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    loop {
+        match Packet::read(&mut rx, 1 << 20) {
+            Ok(Packet::PubAck(_)) => break,
+            Ok(_) => continue,
+            Err(_) => {
+                let mut buf = [0u8; 1024];
+                let n = c.read(&mut buf).unwrap();
+                assert!(n > 0, "the broker closed the publisher's connection");
+                rx.extend_from_slice(&buf[..n]);
+            }
+        }
+    }
+    let mut out = bytes::BytesMut::new();
+    Packet::Disconnect.write(&mut out, 16).unwrap();
+    let _ = c.write_all(&out);
+}
+
+/// A HeartbeatResponse carrying pipeline configs (name, version, detail).
+fn configs_message(pipelines: &[(&str, i64, &str)]) -> Vec<u8> {
+    let mut w = configserver::W::default();
+    for (name, version, detail) in pipelines {
+        let d = configserver::W::default()
+            .bytes(1, name.as_bytes())
+            .int(2, *version as u64)
+            .bytes(3, detail.as_bytes());
+        w = w.bytes(4, &d.0);
+    }
+    w.0
+}
+
+/// Every status a `status/pipeline` message on the broker reported, in arrival order.
+fn statuses(got: &Received) -> Vec<configserver::Info> {
+    got.messages()
+        .iter()
+        .filter(|(t, _)| t == "tailbeat/it/status/pipeline")
+        .flat_map(|(_, b)| {
+            configserver::all(&configserver::fields(b), 3)
+                .iter()
+                .map(|i| configserver::info(i))
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+fn wait_status(
+    got: &Received,
+    name: &str,
+    version: i64,
+    status: u64,
+    secs: u64,
+) -> configserver::Info {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        if let Some(i) = statuses(got)
+            .into_iter()
+            .find(|i| i.name == name && i.version == version && i.status == status)
+        {
+            return i;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no status {name} v{version} {status}; got {:?}",
+            statuses(got)
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn the_fleet_over_mqtt_heartbeats_reports_status_and_takes_retained_configs() {
+    use configserver::{APPLIED, FAILED};
+    let (s, port, got, broker) = with_broker("mqtt-fleet");
+    let remote_log = s.path("logs/remote.log");
+    for i in 0..50 {
+        append(&remote_log, &line("r", i));
+    }
+    let detail = format!(
+        "paths = [\"{}\"]\nstart_at = \"head\"\n",
+        remote_log.display()
+    );
+    // Retained before the agent exists: it gets it when it subscribes.
+    publish(
+        port,
+        "tailbeat/it/config",
+        &configs_message(&[("remote", 1, &detail)]),
+        true,
+    );
+    let app = s.path("logs/app.log");
+    let cfg = s.config(
+        "",
+        &input("app", &app.display().to_string(), ""),
+        &format!(
+            "[batch]\nlinger = \"50ms\"\n[fleet]\nserver = \"mqtt://127.0.0.1:{port}\"\nheartbeat_interval = \"1s\"\ntags = {{ group = \"plant-7\" }}\n"
+        ),
+    );
+    let a = Agent::start(&s, &cfg);
+    wait_status(&got, "remote", 1, APPLIED, 10);
+    let sink = wait_until(&s.path("out.tbf"), 10, |g| numbers(g, "r").len() >= 50);
+    assert_exactly_once(&numbers(&sink, "r"), 50);
+
+    // Garbage on the config topic: logged, counted, nothing changes.
+    publish(
+        port,
+        "tailbeat/it/config",
+        b"\xff\xff\xff not protobuf",
+        false,
+    );
+    a.wait_log("malformed protobuf", 10);
+    // A group's config, and a bad version of the agent's own.
+    let grp_log = s.path("logs/grp.log");
+    append(&grp_log, &line("g", 0));
+    let grp = format!("paths = [\"{}\"]\nstart_at = \"head\"\n", grp_log.display());
+    publish(
+        port,
+        "tailbeat/group/plant-7/config",
+        &configs_message(&[("grp", 1, &grp)]),
+        true,
+    );
+    wait_status(&got, "grp", 1, APPLIED, 10);
+    publish(
+        port,
+        "tailbeat/it/config",
+        &configs_message(&[("remote", 2, "paths = [\"/x\"]\nstart_at = \"middle\"\n")]),
+        true,
+    );
+    let failed = wait_status(&got, "remote", 2, FAILED, 10);
+    assert!(failed.message.contains("start_at"), "{failed:?}");
+    // v1 keeps running.
+    append(&remote_log, &line("r", 50));
+    wait_until(&s.path("out.tbf"), 10, |g| numbers(g, "r").len() >= 51);
+
+    // Heartbeats: one a second, numbered 1, 2, 3, ..., the first one full, health in each.
+    let heartbeats = || -> Vec<configserver::Heartbeat> {
+        got.messages()
+            .iter()
+            .filter(|(t, _)| t == "tailbeat/it/heartbeat")
+            .map(|(_, b)| configserver::Heartbeat::decode(b))
+            .collect()
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while heartbeats().len() < 4 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let hbs = heartbeats();
+    assert!(hbs.len() >= 3, "{} heartbeats", hbs.len());
+    for (i, h) in hbs.iter().enumerate() {
+        assert_eq!(h.seq, i as u64 + 1);
+        assert_eq!(h.flags == 1, i == 0, "heartbeat {}", h.seq);
+        assert_eq!(h.instance_id, "it");
+    }
+    assert_eq!(hbs.last().unwrap().health("bad_control_messages"), 1);
+
+    // The broker goes away and comes back: heartbeats resume, numbers without a gap.
+    drop(broker);
+    a.wait_log("fleet: ", 5);
+    std::thread::sleep(Duration::from_secs(3));
+    let before = heartbeats().len();
+    let _broker = Broker::start(port, &got);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while heartbeats().len() < before + 2 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let seqs: Vec<u64> = heartbeats().iter().map(|h| h.seq).collect();
+    assert!(
+        seqs.len() >= before + 2,
+        "no heartbeats after the broker came back: {seqs:?}"
+    );
+    for w in seqs.windows(2) {
+        assert!(
+            w[1] == w[0] + 1 || w[1] == w[0],
+            "gap or step back: {seqs:?}"
+        );
+    }
+    let log = a.stop();
+    assert!(
+        log.contains("reconnecting") || log.contains("retrying in"),
+        "{log}"
+    );
+    assert!(
+        log.contains("fleet: connected to mqtt://127.0.0.1"),
+        "{log}"
+    );
 }

@@ -61,9 +61,22 @@ pub struct Config {
 #[derive(Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Fleet {
-    /// Base URL of the ConfigServer: `http://host:port[/prefix]`; requests go to
-    /// `{server}/Agent/Heartbeat` and its siblings.
+    /// The ConfigServer: `http(s)://host:port[/prefix]`, requests going to
+    /// `{server}/Agent/Heartbeat` and its siblings; or an MQTT broker,
+    /// `mqtt(s)://host:port`, the same messages travelling on topics under `topic_prefix`.
     pub server: String,
+    /// MQTT: the topics' prefix (README, "MQTT topics").
+    #[serde(default = "default_fleet_prefix")]
+    pub topic_prefix: String,
+    /// MQTT: client id; by default `{instance}-fleet`.
+    #[serde(default)]
+    pub client_id: Option<String>,
+    /// MQTT: user name.
+    #[serde(default)]
+    pub username: Option<String>,
+    /// MQTT: password (never logged).
+    #[serde(default)]
+    pub password: Option<String>,
     /// Time between heartbeats.
     #[serde(default = "default_heartbeat")]
     pub heartbeat_interval: Secs,
@@ -88,6 +101,10 @@ impl fmt::Debug for Fleet {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Fleet")
             .field("server", &self.server)
+            .field("topic_prefix", &self.topic_prefix)
+            .field("client_id", &self.client_id)
+            .field("username", &self.username)
+            .field("password", &self.password.as_ref().map(|_| "***"))
             .field("heartbeat_interval", &self.heartbeat_interval)
             .field("timeout", &self.timeout)
             .field("agent_type", &self.agent_type)
@@ -379,6 +396,9 @@ fn default_net_timeout() -> Secs {
 fn default_failback() -> Secs {
     Secs(Duration::from_secs(60))
 }
+fn default_fleet_prefix() -> String {
+    "tailbeat".into()
+}
 fn default_heartbeat() -> Secs {
     Secs(Duration::from_secs(10))
 }
@@ -501,8 +521,37 @@ impl Config {
             );
         }
         if let Some(f) = &self.fleet {
-            if let Err(m) = check_http_url(&f.server) {
+            let checked = if f.server.starts_with("mqtt") {
+                if !cfg!(feature = "mqtt") {
+                    Err("MQTT is left out of this build (cargo feature mqtt)".to_string())
+                } else {
+                    endpoint::mqtt(&f.server).and_then(|e| {
+                        if e.tls && !cfg!(feature = "tls") {
+                            Err("mqtts:// needs TLS, which this build leaves out (cargo feature tls)".into())
+                        } else {
+                            Ok(())
+                        }
+                    })
+                }
+            } else {
+                check_http_url(&f.server)
+            };
+            if let Err(m) = checked {
                 return err("fleet.server", m);
+            }
+            if f.topic_prefix.is_empty() || f.topic_prefix.contains(['+', '#']) {
+                return err(
+                    "fleet.topic_prefix",
+                    "must be a topic name, without wildcards".into(),
+                );
+            }
+            for (k, v) in &f.tags {
+                if v.is_empty() || v.contains(['+', '#', '/']) {
+                    return err(
+                        "fleet.tags",
+                        format!("{k} = {v:?}: a tag value names an MQTT group topic: no '/', '+' or '#'"),
+                    );
+                }
             }
             f.tls.validate("fleet")?;
             if f.heartbeat_interval.0 < Duration::from_secs(1) {

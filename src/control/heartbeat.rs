@@ -79,7 +79,7 @@ pub(crate) fn request(
 }
 
 /// The health figures, by key (without the `health.` prefix). Fixed in number.
-pub(crate) fn health(s: &State) -> [(&'static str, u64); 24] {
+pub(crate) fn health(s: &State) -> [(&'static str, u64); 25] {
     let c = &s.c;
     let [p50, p90, p99] = s.lat.percentiles().unwrap_or([0; 3]);
     let oldest = s
@@ -105,6 +105,7 @@ pub(crate) fn health(s: &State) -> [(&'static str, u64); 24] {
         ("vanished_lost_bytes", c.vanished_lost_bytes),
         ("corrupt_records", c.corrupt_records),
         ("dead_letters", c.dead_letters),
+        ("bad_control_messages", c.bad_control_messages),
         ("latency_p50_ms", p50.into()),
         ("latency_p90_ms", p90.into()),
         ("latency_p99_ms", p99.into()),
@@ -141,13 +142,14 @@ fn disk_free(dir: &Path) -> u64 {
 fn local_ip(server: &str) -> String {
     use std::net::{ToSocketAddrs, UdpSocket};
     let hostport = server
-        .strip_prefix("http://")
-        .unwrap_or(server)
+        .split_once("://")
+        .map_or(server, |(_, rest)| rest)
         .split('/')
         .next()
         .unwrap_or("");
     let hostport = hostport.rsplit('@').next().unwrap_or(hostport);
     let with_port = if hostport.ends_with(']') || !hostport.contains(':') {
+        // The port does not matter: nothing is sent.
         format!("{hostport}:80")
     } else {
         hostport.to_string()

@@ -20,16 +20,68 @@
 //! config), then `agent::apply_config` (inputs added and removed in place), then a
 //! save of the last good configs, then the status.
 
-#[cfg(feature = "http")]
+#[cfg(any(feature = "http", feature = "mqtt"))]
 mod heartbeat;
+#[cfg(feature = "http")]
+mod over_http;
+#[cfg(feature = "mqtt")]
+mod over_mqtt;
 pub mod proto;
 pub mod remote;
-#[cfg(feature = "http")]
-mod task;
 
-#[cfg(feature = "http")]
-pub(crate) use task::run;
+use crate::agent::{Notify, Shared};
+use std::time::Duration;
+#[cfg(any(feature = "http", feature = "mqtt"))]
+use {crate::agent::apply_config, proto::ConfigDetail, proto::ConfigStatus, remote::Kind};
 
-/// Without HTTP there is no ConfigServer client: the config cannot name one.
-#[cfg(not(feature = "http"))]
-pub(crate) async fn run(_: crate::agent::Shared, _: crate::agent::Notify) {}
+/// Runs the control plane over the transport `fleet.server` names, until the agent stops;
+/// idles while there is no `[fleet]`, and follows a reload that changes it.
+pub(crate) async fn run(st: Shared, wake: Notify) {
+    loop {
+        let server = {
+            let s = st.borrow();
+            if s.shutdown {
+                return;
+            }
+            s.cfg.fleet.as_ref().map(|f| f.server.clone())
+        };
+        match server {
+            #[cfg(feature = "http")]
+            Some(s) if s.starts_with("http") => over_http::run(st.clone(), wake.clone()).await,
+            #[cfg(feature = "mqtt")]
+            Some(s) if s.starts_with("mqtt") => over_mqtt::run(st.clone(), wake.clone()).await,
+            _ => wake.wait_for(Duration::from_secs(3600)).await,
+        }
+    }
+}
+
+/// Validates and applies one config, saves the result, and records its status.
+#[cfg(any(feature = "http", feature = "mqtt"))]
+fn apply(st: &Shared, k: Kind, d: &ConfigDetail) {
+    let mut g = st.borrow_mut();
+    let s = &mut *g;
+    s.remote
+        .set_status(k, &d.name, d.version, ConfigStatus::Applying, "");
+    let old = s
+        .remote
+        .entries(k)
+        .get(&d.name)
+        .and_then(|e| e.good.clone());
+    let what = format!("{} config {:?} version {}", k.name(), d.name, d.version);
+    match s.remote.update(&s.local, k, &d.name, d.version, &d.detail) {
+        Ok(cfg) => match apply_config(s, cfg) {
+            Ok(()) => log::info!("fleet: {what} applied"),
+            Err(why) => {
+                log::error!("fleet: {what} FAILED: {why}; keeping the running config");
+                s.remote.undo(k, &d.name, d.version, old, &why);
+            }
+        },
+        Err(why) => log::error!("fleet: {what} FAILED: {why}; keeping the running config"),
+    }
+    if let Err(e) = s.remote.save() {
+        log::error!(
+            "fleet: cannot save {}: {e}; a restart would run the configs saved before",
+            s.remote.path().display()
+        );
+    }
+}

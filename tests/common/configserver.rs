@@ -74,7 +74,7 @@ fn bytes(fs: &[(u32, Val)], n: u32) -> Vec<u8> {
         .unwrap_or_default()
 }
 
-fn all(fs: &[(u32, Val)], n: u32) -> Vec<Vec<u8>> {
+pub fn all(fs: &[(u32, Val)], n: u32) -> Vec<Vec<u8>> {
     fs.iter()
         .filter_map(|(f, v)| match v {
             Val::Bytes(x) if *f == n => Some(x.clone()),
@@ -126,7 +126,7 @@ pub const APPLYING: u64 = 1;
 pub const APPLIED: u64 = 2;
 pub const FAILED: u64 = 3;
 
-fn info(b: &[u8]) -> Info {
+pub fn info(b: &[u8]) -> Info {
     let fs = fields(b);
     Info {
         name: string(&fs, 1),
@@ -155,7 +155,7 @@ pub struct Heartbeat {
 }
 
 impl Heartbeat {
-    fn decode(b: &[u8]) -> Heartbeat {
+    pub fn decode(b: &[u8]) -> Heartbeat {
         let fs = fields(b);
         let mut attrs = HashMap::new();
         let a = fields(&bytes(&fs, 6));

@@ -10,7 +10,7 @@
 //! frame, with the same sequence numbers. Broker names are resolved with the system
 //! resolver on the agent's thread: give an address (or an /etc/hosts name) where DNS is slow.
 
-mod conn;
+pub(crate) mod conn;
 pub mod session;
 
 use super::failover::{Failover, SWITCH_AFTER};

@@ -1,12 +1,13 @@
-//! The control plane's task: see the module docs of [`crate::control`].
+//! The control plane over HTTP: see the module docs of [`crate::control`].
 
+use super::apply;
 use super::heartbeat;
 use super::proto::{
     self, response_flags as rf, ConfigDetail, ConfigInfo, ConfigStatus, ResponseKind,
     ServerResponse,
 };
 use super::remote::Kind;
-use crate::agent::{apply_config, Notify, Shared};
+use crate::agent::{Notify, Shared};
 use crate::backoff::Backoff;
 use crate::http::{Client, HttpError, Request, Response};
 use std::time::{Duration, Instant};
@@ -44,7 +45,7 @@ fn backoff() -> Backoff {
     Backoff::new(Duration::from_millis(500), Duration::from_secs(60))
 }
 
-/// Runs the control plane until the agent stops; idles while the config has no `[fleet]`.
+/// Runs the control plane while the config names an `http(s)://` ConfigServer.
 pub(crate) async fn run(st: Shared, wake: Notify) {
     let now = Instant::now();
     let mut c = Control {
@@ -71,8 +72,7 @@ pub(crate) async fn run(st: Shared, wake: Notify) {
             return;
         }
         let Some(interval) = c.connect(&st) else {
-            wake.wait_for(Duration::from_secs(3600)).await;
-            continue;
+            return;
         };
         let now = Instant::now();
         if interval != c.interval {
@@ -118,13 +118,15 @@ pub(crate) async fn run(st: Shared, wake: Notify) {
 
 impl Control {
     /// The worker for the configured server (a new one when the server or timeout changed);
-    /// `None` without `[fleet]`. Returns the heartbeat interval.
+    /// `None` when the fleet is not (or no longer) an HTTP server. Returns the heartbeat
+    /// interval.
     fn connect(&mut self, st: &Shared) -> Option<Duration> {
         let s = st.borrow();
-        let Some(f) = &s.cfg.fleet else {
-            self.client = None;
-            return None;
-        };
+        let f = s
+            .cfg
+            .fleet
+            .as_ref()
+            .filter(|f| f.server.starts_with("http"))?;
         let same = self
             .client
             .as_ref()
@@ -383,35 +385,5 @@ impl Control {
                 apply(st, k, d);
             }
         }
-    }
-}
-
-/// Validates and applies one config, saves the result, and records its status.
-fn apply(st: &Shared, k: Kind, d: &ConfigDetail) {
-    let mut g = st.borrow_mut();
-    let s = &mut *g;
-    s.remote
-        .set_status(k, &d.name, d.version, ConfigStatus::Applying, "");
-    let old = s
-        .remote
-        .entries(k)
-        .get(&d.name)
-        .and_then(|e| e.good.clone());
-    let what = format!("{} config {:?} version {}", k.name(), d.name, d.version);
-    match s.remote.update(&s.local, k, &d.name, d.version, &d.detail) {
-        Ok(cfg) => match apply_config(s, cfg) {
-            Ok(()) => log::info!("fleet: {what} applied"),
-            Err(why) => {
-                log::error!("fleet: {what} FAILED: {why}; keeping the running config");
-                s.remote.undo(k, &d.name, d.version, old, &why);
-            }
-        },
-        Err(why) => log::error!("fleet: {what} FAILED: {why}; keeping the running config"),
-    }
-    if let Err(e) = s.remote.save() {
-        log::error!(
-            "fleet: cannot save {}: {e}; a restart would run the configs saved before",
-            s.remote.path().display()
-        );
     }
 }

@@ -1,0 +1,416 @@
+//! The control plane over MQTT: the same protobuf messages as over HTTP, on topics.
+//!
+//! With `fleet.server = "mqtt(s)://..."` and `P` = `fleet.topic_prefix`, `I` = instance id:
+//! - `P/I/heartbeat` ← HeartbeatRequest, QoS 1; the sequence number grows by one per
+//!   heartbeat the broker acknowledged (PUBACK), and a heartbeat not acknowledged is sent
+//!   again with the same number;
+//! - `P/I/status/pipeline`, `P/I/status/instance` ← ReportConfigRequest, QoS 1, retained:
+//!   sent as soon as a status changes, the same bytes again until the broker acknowledges
+//!   them; retained, so the fleet reads the current status whenever it subscribes;
+//! - `P/I/config` and `P/group/{tag value}/config` → HeartbeatResponse carrying config
+//!   updates with their detail; retained by whoever publishes them, so a device that comes
+//!   online gets its configs at once;
+//! - `P/I/heartbeat/response` → HeartbeatResponse, optional: ReportFullState makes the next
+//!   heartbeat full; updates in it are applied as from the config topics.
+//!
+//! A message that is not a valid HeartbeatResponse is logged, counted
+//! (`health.bad_control_messages`) and ignored: it changes nothing.
+//!
+//! Its own connection (client id `{instance}-fleet`), on the pipeline thread like the sink's;
+//! the sink's connection carries the birth and death messages.
+
+use super::apply;
+use super::heartbeat;
+use super::proto::{self, response_flags as rf, ConfigStatus, ResponseKind, ServerResponse};
+use super::remote::Kind;
+use crate::agent::{Notify, Shared};
+use crate::backoff::Backoff;
+use crate::config::{endpoint, Fleet};
+use crate::sink::mqtt::conn::Conn;
+use bytes::BytesMut;
+use rumqttc::mqttbytes::v4::{
+    Connect, ConnectReturnCode, Login, Packet, PubAck, Publish, Subscribe, SubscribeFilter,
+};
+use rumqttc::mqttbytes::QoS;
+use smol::future::FutureExt;
+use smol::io::{AsyncReadExt, AsyncWriteExt};
+use std::collections::VecDeque;
+use std::net::ToSocketAddrs;
+use std::time::{Duration, Instant};
+
+/// Largest control message accepted (configs are text; a few MiB is plenty).
+const MAX_PACKET: usize = 4 << 20;
+
+/// The topics of one agent.
+struct Topics {
+    heartbeat: String,
+    status: [String; 2],
+    subscribe: Vec<String>,
+}
+
+impl Topics {
+    fn new(f: &Fleet, instance: &str) -> Topics {
+        let p = f.topic_prefix.trim_end_matches('/');
+        let mut subscribe = vec![
+            format!("{p}/{instance}/config"),
+            format!("{p}/{instance}/heartbeat/response"),
+        ];
+        for v in f.tags.values() {
+            subscribe.push(format!("{p}/group/{v}/config"));
+        }
+        Topics {
+            heartbeat: format!("{p}/{instance}/heartbeat"),
+            status: [
+                format!("{p}/{instance}/status/pipeline"),
+                format!("{p}/{instance}/status/instance"),
+            ],
+            subscribe,
+        }
+    }
+}
+
+/// One connection to the broker: a small MQTT 3.1.1 client over rumqttc's codec.
+struct Link {
+    conn: Conn,
+    rx: BytesMut,
+    tx: BytesMut,
+    pkid: u16,
+    timeout: Duration,
+    keep_alive: Duration,
+    last_write: Instant,
+    /// PUBLISHes that arrived while waiting for something else.
+    incoming: VecDeque<Publish>,
+}
+
+fn err(what: &str, e: impl std::fmt::Display) -> String {
+    format!("{what}: {e}")
+}
+
+async fn within<T>(
+    d: Duration,
+    what: &str,
+    f: impl std::future::Future<Output = std::io::Result<T>>,
+) -> Result<T, String> {
+    f.or(async {
+        smol::Timer::after(d).await;
+        Err(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            format!("no answer in {} ms", d.as_millis()),
+        ))
+    })
+    .await
+    .map_err(|e| err(what, e))
+}
+
+impl Link {
+    async fn open(f: &Fleet, client_id: &str, topics: &Topics) -> Result<Link, String> {
+        let e = endpoint::mqtt(&f.server)?;
+        let addr = (e.host.as_str(), e.port)
+            .to_socket_addrs()
+            .map_err(|x| err(&format!("resolve {}", e.host), x))?
+            .next()
+            .ok_or_else(|| format!("resolve {}: no address", e.host))?;
+        let conn = within(
+            f.timeout.0,
+            &format!("connect to {e}"),
+            Conn::open(addr, &e, &f.tls),
+        )
+        .await?;
+        let keep_alive = Duration::from_secs(30);
+        let mut link = Link {
+            conn,
+            rx: BytesMut::with_capacity(4096),
+            tx: BytesMut::new(),
+            pkid: 0,
+            timeout: f.timeout.0,
+            keep_alive,
+            last_write: Instant::now(),
+            incoming: VecDeque::new(),
+        };
+        let mut c = Connect::new(client_id.to_string());
+        c.keep_alive = keep_alive.as_secs() as u16;
+        c.clean_session = true;
+        if let Some(u) = &f.username {
+            c.login = Some(Login::new(
+                u.clone(),
+                f.password.clone().unwrap_or_default(),
+            ));
+        }
+        link.write(Packet::Connect(c)).await?;
+        match link.read(link.timeout).await? {
+            Packet::ConnAck(a) if a.code == ConnectReturnCode::Success => {}
+            Packet::ConnAck(a) => {
+                return Err(format!("broker {e} refused the connection: {:?}", a.code))
+            }
+            p => return Err(format!("broker {e} answered CONNECT with {p:?}")),
+        }
+        let filters = topics
+            .subscribe
+            .iter()
+            .map(|t| SubscribeFilter::new(t.clone(), QoS::AtLeastOnce))
+            .collect::<Vec<_>>();
+        let pkid = link.next_pkid();
+        let mut s = Subscribe::new_many(filters);
+        s.pkid = pkid;
+        link.write(Packet::Subscribe(s)).await?;
+        loop {
+            match link.read(link.timeout).await? {
+                Packet::SubAck(a) if a.pkid == pkid => break,
+                p => link.take(p).await?,
+            }
+        }
+        log::info!(
+            "fleet: connected to {e} as {client_id:?}, subscribed to {}",
+            topics.subscribe.join(", ")
+        );
+        Ok(link)
+    }
+
+    fn next_pkid(&mut self) -> u16 {
+        self.pkid = self.pkid % u16::MAX + 1;
+        self.pkid
+    }
+
+    async fn write(&mut self, p: Packet) -> Result<(), String> {
+        self.tx.clear();
+        p.write(&mut self.tx, MAX_PACKET)
+            .map_err(|e| err("encode", e))?;
+        let (conn, tx) = (&mut self.conn, &self.tx);
+        within(self.timeout, "write", async {
+            conn.write_all(tx).await?;
+            conn.flush().await
+        })
+        .await?;
+        self.last_write = Instant::now();
+        Ok(())
+    }
+
+    async fn read(&mut self, t: Duration) -> Result<Packet, String> {
+        loop {
+            match Packet::read(&mut self.rx, MAX_PACKET) {
+                Ok(p) => return Ok(p),
+                Err(rumqttc::mqttbytes::Error::InsufficientBytes(_)) => {}
+                Err(e) => return Err(err("bad packet from the broker", e)),
+            }
+            let mut chunk = [0u8; 4096];
+            let n = within(t, "read", self.conn.read(&mut chunk)).await?;
+            if n == 0 {
+                return Err("the broker closed the connection".into());
+            }
+            self.rx.extend_from_slice(&chunk[..n]);
+        }
+    }
+
+    /// Takes a packet that is not the answer being waited for: PUBLISHes are acknowledged
+    /// and queued, the rest ignored.
+    async fn take(&mut self, p: Packet) -> Result<(), String> {
+        if let Packet::Publish(p) = p {
+            if p.qos == QoS::AtLeastOnce {
+                self.write(Packet::PubAck(PubAck::new(p.pkid))).await?;
+            }
+            self.incoming.push_back(p);
+        }
+        Ok(())
+    }
+
+    /// Publishes at QoS 1 and waits for the PUBACK.
+    async fn publish(&mut self, topic: &str, payload: Vec<u8>, retain: bool) -> Result<(), String> {
+        let pkid = self.next_pkid();
+        let mut p = Publish::new(topic.to_string(), QoS::AtLeastOnce, payload);
+        p.pkid = pkid;
+        p.retain = retain;
+        self.write(Packet::Publish(p)).await?;
+        loop {
+            match self.read(self.timeout).await? {
+                Packet::PubAck(a) if a.pkid == pkid => return Ok(()),
+                p => self.take(p).await?,
+            }
+        }
+    }
+
+    fn ping_at(&self) -> Instant {
+        self.last_write + self.keep_alive / 2
+    }
+}
+
+/// Runs the control plane while the config names an `mqtt(s)://` broker.
+pub(crate) async fn run(st: Shared, wake: Notify) {
+    let Some(f) = st.borrow().cfg.fleet.clone() else {
+        return;
+    };
+    let instance = st.borrow().instance.clone();
+    let topics = Topics::new(&f, &instance);
+    let client_id = f
+        .client_id
+        .clone()
+        .unwrap_or_else(|| format!("{instance}-fleet"));
+    let startup_s = (crate::agent::now_ms() / 1000) as i64;
+    let mut backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(60));
+    let mut link: Option<Link> = None;
+    let mut seq = 1u64;
+    let mut full = true;
+    let mut next_heartbeat = Instant::now();
+    let mut reports: [Option<Vec<u8>>; 2] = [None, None];
+    let mut requests = 0u64;
+    loop {
+        let interval = {
+            let s = st.borrow();
+            match &s.cfg.fleet {
+                _ if s.shutdown => None,
+                Some(g)
+                    if g.server == f.server
+                        && g.topic_prefix == f.topic_prefix
+                        && g.tags == f.tags =>
+                {
+                    Some(g.heartbeat_interval.0)
+                }
+                _ => None,
+            }
+        };
+        let Some(interval) = interval else {
+            if let Some(mut l) = link.take() {
+                let _ = l.write(Packet::Disconnect).await;
+            }
+            return;
+        };
+        let now = Instant::now();
+        next_heartbeat = next_heartbeat.min(now + interval);
+        let l = match &mut link {
+            Some(l) => l,
+            None => match Link::open(&f, &client_id, &topics).await {
+                Ok(l) => {
+                    backoff.reset();
+                    full = true;
+                    link.insert(l)
+                }
+                Err(e) => {
+                    let d = backoff.next_delay();
+                    log::warn!("fleet: {e}; retrying in {} ms", d.as_millis());
+                    wake.wait_for(d).await;
+                    continue;
+                }
+            },
+        };
+        while let Some(p) = l.incoming.pop_front() {
+            on_message(&st, &p, &mut full);
+        }
+        // Status first: it must not wait for anything.
+        let mut failed = None;
+        for k in Kind::ALL {
+            let i = k as usize;
+            if reports[i].is_none() {
+                let mut s = st.borrow_mut();
+                if s.remote.dirty[i] {
+                    s.remote.dirty[i] = false;
+                    requests += 1;
+                    let rid = format!("{instance}-{startup_s:x}-{requests}");
+                    reports[i] = Some(proto::report_config_request(
+                        rid.as_bytes(),
+                        &instance,
+                        &s.remote.infos(k),
+                    ));
+                }
+            }
+            if let Some(body) = &reports[i] {
+                match l.publish(&topics.status[i], body.clone(), true).await {
+                    Ok(()) => {
+                        log::info!(
+                            "fleet: {} config status published on {}",
+                            k.name(),
+                            topics.status[i]
+                        );
+                        reports[i] = None;
+                    }
+                    Err(e) => {
+                        failed = Some(e);
+                        break;
+                    }
+                }
+            }
+        }
+        if failed.is_none() && Instant::now() >= next_heartbeat {
+            requests += 1;
+            let rid = format!("{instance}-{startup_s:x}-{requests}");
+            let body = {
+                let s = st.borrow();
+                heartbeat::request(&s, seq, rid.into_bytes(), full, false, startup_s).encode()
+            };
+            match l.publish(&topics.heartbeat, body, false).await {
+                Ok(()) => {
+                    log::debug!("fleet: heartbeat {seq} acknowledged");
+                    seq += 1;
+                    full = false;
+                    next_heartbeat = Instant::now() + interval;
+                }
+                Err(e) => failed = Some(e),
+            }
+        }
+        if failed.is_none() && !l.incoming.is_empty() {
+            continue;
+        }
+        if failed.is_none() {
+            // Wait for a message, the next heartbeat, a keep-alive, or a change of status.
+            let until = next_heartbeat.min(l.ping_at());
+            let d = until.saturating_duration_since(Instant::now());
+            let got = async { Some(l.read(Duration::from_secs(86_400)).await) }
+                .or(async {
+                    wake.wait_for(d).await;
+                    None
+                })
+                .await;
+            match got {
+                Some(Ok(p)) => {
+                    if let Err(e) = l.take(p).await {
+                        failed = Some(e);
+                    }
+                }
+                Some(Err(e)) => failed = Some(e),
+                None => {}
+            }
+            if failed.is_none() && Instant::now() >= l.ping_at() {
+                if let Err(e) = l.write(Packet::PingReq).await {
+                    failed = Some(e);
+                }
+            }
+        }
+        if let Some(e) = failed {
+            log::warn!("fleet: {e}; reconnecting");
+            link = None;
+        }
+    }
+}
+
+fn on_message(st: &Shared, p: &Publish, full: &mut bool) {
+    let r = match ServerResponse::decode(ResponseKind::Heartbeat, &p.payload) {
+        Ok(r) => r,
+        Err(e) => {
+            log::warn!("fleet: {}: {e}; ignored", p.topic);
+            st.borrow_mut().c.bad_control_messages += 1;
+            return;
+        }
+    };
+    if r.flags & rf::REPORT_FULL_STATE != 0 {
+        *full = true;
+    }
+    for (k, updates) in [
+        (Kind::Pipeline, &r.pipeline_updates),
+        (Kind::Instance, &r.instance_updates),
+    ] {
+        for d in updates {
+            if st.borrow().remote.settled(k, &d.name, d.version) {
+                continue;
+            }
+            if d.detail.is_empty() && d.version != -1 {
+                st.borrow_mut().remote.set_status(
+                    k,
+                    &d.name,
+                    d.version,
+                    ConfigStatus::Failed,
+                    "no detail: over MQTT a config carries its detail",
+                );
+                continue;
+            }
+            apply(st, k, d);
+        }
+    }
+}
