@@ -737,6 +737,8 @@ fn the_fleet_over_mqtt_heartbeats_reports_status_and_takes_retained_configs() {
     );
     let a = Agent::start(&s, &cfg);
     wait_status(&got, "remote", 1, APPLIED, 10);
+    // The control connection runs on the pipeline thread: still main and async-io.
+    assert_eq!(a.threads(), 2);
     let sink = wait_until(&s.path("out.tbf"), 10, |g| numbers(g, "r").len() >= 50);
     assert_exactly_once(&numbers(&sink, "r"), 50);
 

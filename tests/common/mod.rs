@@ -89,6 +89,18 @@ impl Agent {
     pub fn pid(&self) -> u32 {
         self.child.id()
     }
+    /// The agent's OS thread count.
+    pub fn threads(&self) -> u32 {
+        let status = fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("Threads:"))
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap()
+    }
+
     pub fn signal(&self, sig: &str) {
         let ok = Command::new("kill")
             .args([&format!("-{sig}"), &self.pid().to_string()])
