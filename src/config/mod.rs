@@ -5,14 +5,20 @@
 //! and unknown keys are errors, never ignored.
 
 pub mod endpoint;
+mod error;
+mod fleet;
+mod sink;
 mod units;
 
 pub use endpoint::Endpoint;
+pub use error::ConfigError;
+use error::{find_key, parse_toml};
+pub use fleet::{parse_pipeline, Fleet, InstanceConfig};
+pub use sink::{HttpSink, MqttSink, Sink, Tls};
 
 pub use units::{parse_duration, parse_size, Secs, Size};
 
 use serde::Deserialize;
-use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -55,64 +61,6 @@ pub struct Config {
     /// The ConfigServer that manages this agent, if any.
     #[serde(default)]
     pub fleet: Option<Fleet>,
-}
-
-/// `[fleet]`: heartbeats, config status and remote config, over ConfigServer protocol v2.
-#[derive(Clone, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Fleet {
-    /// The ConfigServer: `http(s)://host:port[/prefix]`, requests going to
-    /// `{server}/Agent/Heartbeat` and its siblings; or an MQTT broker,
-    /// `mqtt(s)://host:port`, the same messages travelling on topics under `topic_prefix`.
-    pub server: String,
-    /// MQTT: the topics' prefix (README, "MQTT topics").
-    #[serde(default = "default_fleet_prefix")]
-    pub topic_prefix: String,
-    /// MQTT: client id; by default `{instance}-fleet`.
-    #[serde(default)]
-    pub client_id: Option<String>,
-    /// MQTT: user name.
-    #[serde(default)]
-    pub username: Option<String>,
-    /// MQTT: password (never logged).
-    #[serde(default)]
-    pub password: Option<String>,
-    /// Time between heartbeats.
-    #[serde(default = "default_heartbeat")]
-    pub heartbeat_interval: Secs,
-    /// How long each phase of a request (connect, send, receive) may take.
-    #[serde(default = "default_fleet_timeout")]
-    pub timeout: Secs,
-    /// `agent_type` in the heartbeat.
-    #[serde(default = "default_agent_type")]
-    pub agent_type: String,
-    /// Group tags (name = value) in the heartbeat; the server picks configs by them.
-    #[serde(default)]
-    pub tags: std::collections::BTreeMap<String, String>,
-    /// Bearer token for the server (never logged).
-    #[serde(default)]
-    pub token: Option<String>,
-    /// TLS settings for an `https://` server.
-    #[serde(default)]
-    pub tls: Tls,
-}
-
-impl fmt::Debug for Fleet {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Fleet")
-            .field("server", &self.server)
-            .field("topic_prefix", &self.topic_prefix)
-            .field("client_id", &self.client_id)
-            .field("username", &self.username)
-            .field("password", &self.password.as_ref().map(|_| "***"))
-            .field("heartbeat_interval", &self.heartbeat_interval)
-            .field("timeout", &self.timeout)
-            .field("agent_type", &self.agent_type)
-            .field("tags", &self.tags)
-            .field("token", &self.token.as_ref().map(|_| "***"))
-            .field("tls", &self.tls)
-            .finish()
-    }
 }
 
 /// One `[[input]]`: a set of files.
@@ -208,209 +156,6 @@ pub enum OnFull {
     DropOldest,
 }
 
-/// `[sink]`: where frames go.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
-pub enum Sink {
-    /// Append frames to a file; acknowledged once written (and fsynced, if `fsync`).
-    File {
-        /// The file to append to.
-        path: PathBuf,
-        /// fsync before acknowledging.
-        #[serde(default = "yes")]
-        fsync: bool,
-    },
-    /// Print lines as JSON to standard output; acknowledged once written.
-    Stdout {},
-    /// Publish frames to an MQTT broker at QoS 1; acknowledged by PUBACK.
-    Mqtt(MqttSink),
-    /// POST frames to a URL; acknowledged by a 2xx.
-    Http(HttpSink),
-}
-
-/// `tls`: how a `mqtts://` or `https://` peer is checked, and who we are to it.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Tls {
-    /// PEM file of the CAs to trust; by default the system bundle
-    /// (`/etc/ssl/certs/ca-certificates.crt` and the usual other places).
-    #[serde(default)]
-    pub ca_file: Option<PathBuf>,
-    /// PEM certificate chain to present (mutual TLS); needs `client_key`.
-    #[serde(default)]
-    pub client_cert: Option<PathBuf>,
-    /// PEM private key of `client_cert`.
-    #[serde(default)]
-    pub client_key: Option<PathBuf>,
-    /// Accept any server certificate. For a test bench only: logged as a warning at start.
-    #[serde(default)]
-    pub insecure: bool,
-}
-
-impl Tls {
-    fn validate(&self, table: &str) -> Result<(), (String, String)> {
-        if self.client_cert.is_some() != self.client_key.is_some() {
-            return Err((
-                format!("{table}.tls.client_cert"),
-                "client_cert and client_key go together".into(),
-            ));
-        }
-        Ok(())
-    }
-}
-
-/// `[sink]` with `type = "http"`.
-#[derive(Clone, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct HttpSink {
-    /// `http://host:port/path` that takes one frame per POST.
-    pub url: String,
-    /// More URLs, tried in turn after repeated failures.
-    #[serde(default)]
-    pub failover: Vec<String>,
-    /// While on a failover URL, how often to try the first one again.
-    #[serde(default = "default_failback")]
-    pub failback_after: Secs,
-    /// Bearer token (never logged).
-    #[serde(default)]
-    pub token: Option<String>,
-    /// Basic auth user name.
-    #[serde(default)]
-    pub username: Option<String>,
-    /// Basic auth password (never logged).
-    #[serde(default)]
-    pub password: Option<String>,
-    /// How long each phase of a request (connect, send, receive) may take.
-    #[serde(default = "default_net_timeout")]
-    pub timeout: Secs,
-    /// TLS settings for `https://` URLs.
-    #[serde(default)]
-    pub tls: Tls,
-}
-
-impl fmt::Debug for HttpSink {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("HttpSink")
-            .field("url", &self.url)
-            .field("failover", &self.failover)
-            .field("token", &self.token.as_ref().map(|_| "***"))
-            .field("username", &self.username)
-            .field("password", &self.password.as_ref().map(|_| "***"))
-            .field("timeout", &self.timeout)
-            .field("tls", &self.tls)
-            .finish()
-    }
-}
-
-/// `[sink]` with `type = "mqtt"`.
-#[derive(Clone, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct MqttSink {
-    /// `mqtt://host:port` (port 1883 by default).
-    pub url: String,
-    /// More brokers, tried in turn after repeated failures.
-    #[serde(default)]
-    pub failover: Vec<String>,
-    /// While on a failover broker, how often to try the first one again.
-    #[serde(default = "default_failback")]
-    pub failback_after: Secs,
-    /// Topic for frames; `{instance}` becomes the instance id.
-    #[serde(default = "default_frames_topic")]
-    pub topic: String,
-    /// Retained birth/death topic: `online` after each connect, `offline` as the Last Will
-    /// and on a clean stop.
-    #[serde(default = "default_state_topic")]
-    pub state_topic: String,
-    /// Client id; by default the instance id.
-    #[serde(default)]
-    pub client_id: Option<String>,
-    /// User name, if the broker wants one.
-    #[serde(default)]
-    pub username: Option<String>,
-    /// Password (never logged).
-    #[serde(default)]
-    pub password: Option<String>,
-    /// MQTT keep-alive: a PINGREQ after this long without writing.
-    #[serde(default = "default_keep_alive")]
-    pub keep_alive: Secs,
-    /// Frames published and not yet acknowledged, at most.
-    #[serde(default = "default_window")]
-    pub window: usize,
-    /// The largest packet the broker accepts (mosquitto: `max_packet_size`).
-    #[serde(default = "default_max_packet")]
-    pub max_packet_bytes: Size,
-    /// How long to wait for the broker to connect, take a write, or answer.
-    #[serde(default = "default_net_timeout")]
-    pub timeout: Secs,
-    /// TLS settings for `mqtts://` brokers.
-    #[serde(default)]
-    pub tls: Tls,
-}
-
-impl std::fmt::Debug for MqttSink {
-    // By hand, so that the password never reaches a log line.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("MqttSink")
-            .field("url", &self.url)
-            .field("failover", &self.failover)
-            .field("topic", &self.topic)
-            .field("state_topic", &self.state_topic)
-            .field("client_id", &self.client_id)
-            .field("username", &self.username)
-            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
-            .field("keep_alive", &self.keep_alive)
-            .field("window", &self.window)
-            .field("tls", &self.tls)
-            .finish()
-    }
-}
-
-impl MqttSink {
-    /// The brokers: `url`, then `failover` (all validated by [`Config::validate`]).
-    pub fn endpoints(&self) -> Vec<Endpoint> {
-        std::iter::once(&self.url)
-            .chain(&self.failover)
-            .filter_map(|u| endpoint::mqtt(u).ok())
-            .collect()
-    }
-}
-
-fn default_frames_topic() -> String {
-    "tailbeat/{instance}/frames".into()
-}
-fn default_state_topic() -> String {
-    "tailbeat/{instance}/state".into()
-}
-fn default_keep_alive() -> Secs {
-    Secs(Duration::from_secs(30))
-}
-fn default_window() -> usize {
-    16
-}
-fn default_max_packet() -> Size {
-    Size(256 << 10)
-}
-fn default_net_timeout() -> Secs {
-    Secs(Duration::from_secs(10))
-}
-fn default_failback() -> Secs {
-    Secs(Duration::from_secs(60))
-}
-fn default_fleet_prefix() -> String {
-    "tailbeat".into()
-}
-fn default_heartbeat() -> Secs {
-    Secs(Duration::from_secs(10))
-}
-fn default_fleet_timeout() -> Secs {
-    Secs(Duration::from_secs(5))
-}
-fn default_agent_type() -> String {
-    "tailbeat".into()
-}
-fn yes() -> bool {
-    true
-}
 fn default_log_level() -> String {
     "info".into()
 }
@@ -432,36 +177,6 @@ fn default_partial_flush() -> Secs {
 fn default_rotate_wait() -> Secs {
     Secs(Duration::from_secs(5))
 }
-
-/// A config that could not be read: the file, line and key at fault, and what is wrong.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConfigError {
-    /// The file, when there is one.
-    pub path: Option<PathBuf>,
-    /// 1-based line, when known.
-    pub line: Option<usize>,
-    /// Dotted key, e.g. `spool.max_bytes` or `input[1].paths`.
-    pub key: Option<String>,
-    /// What is wrong.
-    pub msg: String,
-}
-
-impl fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match (&self.path, self.line) {
-            (Some(p), Some(l)) => write!(f, "{}:{}: ", p.display(), l)?,
-            (Some(p), None) => write!(f, "{}: ", p.display())?,
-            (None, Some(l)) => write!(f, "line {l}: ")?,
-            (None, None) => {}
-        }
-        if let Some(k) = &self.key {
-            write!(f, "{k}: ")?;
-        }
-        f.write_str(&self.msg)
-    }
-}
-
-impl std::error::Error for ConfigError {}
 
 impl Config {
     /// Reads and validates a config file.
@@ -704,81 +419,6 @@ fn check_http_url(url: &str) -> Result<(), String> {
     endpoint::http(url)
 }
 
-/// TOML text into `T`, errors with the line and key at fault.
-fn parse_toml<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, ConfigError> {
-    toml::from_str(text).map_err(|e| {
-        let line = e.span().map(|s| line_of(text, s.start));
-        let msg = e.message().trim().to_string();
-        let key = line.and_then(|l| key_at(text, l, &msg));
-        ConfigError {
-            path: None,
-            line,
-            key,
-            msg,
-        }
-    })
-}
-
-/// A pipeline config from the fleet: the keys of one `[[input]]` table, without `name`
-/// (the config's name is the input's name). Checked alone here; against the rest of the
-/// config by [`Config::validate`].
-pub fn parse_pipeline(name: &str, text: &str) -> Result<Input, ConfigError> {
-    if name.is_empty() || name.len() > 128 || name.chars().any(|c| c.is_control()) {
-        return Err(ConfigError {
-            path: None,
-            line: None,
-            key: Some("name".into()),
-            msg: "a pipeline name must be 1 to 128 characters, no control characters".into(),
-        });
-    }
-    let escaped = name.replace('\\', "\\\\").replace('"', "\\\"");
-    // The name goes on a line of its own in front, so the detail's own lines keep their
-    // numbers after the shift below.
-    let full = format!("name = \"{escaped}\"\n{text}");
-    let shift = |mut e: ConfigError| {
-        e.line = e.line.map(|l| l.saturating_sub(1)).filter(|&l| l > 0);
-        e
-    };
-    parse_toml(&full).map_err(shift)
-}
-
-/// An instance config from the fleet: agent-wide settings laid over the local file.
-#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct InstanceConfig {
-    /// Replaces `fleet.heartbeat_interval`.
-    pub heartbeat_interval: Option<Secs>,
-    /// Replaces `log_level`.
-    pub log_level: Option<String>,
-    /// Replaces `stats_interval`.
-    pub stats_interval: Option<Secs>,
-    /// Replaces the whole `[spool]` table (keys left out take their defaults).
-    pub spool: Option<Spool>,
-}
-
-impl InstanceConfig {
-    /// Parses an instance config's detail.
-    pub fn parse(text: &str) -> Result<InstanceConfig, ConfigError> {
-        parse_toml(text)
-    }
-
-    /// Lays these settings over `cfg`.
-    pub fn apply_to(&self, cfg: &mut Config) {
-        if let (Some(h), Some(f)) = (self.heartbeat_interval, cfg.fleet.as_mut()) {
-            f.heartbeat_interval = h;
-        }
-        if let Some(l) = &self.log_level {
-            cfg.log_level = l.clone();
-        }
-        if let Some(s) = self.stats_interval {
-            cfg.stats_interval = s;
-        }
-        if let Some(s) = &self.spool {
-            cfg.spool = s.clone();
-        }
-    }
-}
-
 /// Parses a log level name.
 pub fn log_level(s: &str) -> Option<log::LevelFilter> {
     Some(match s {
@@ -789,90 +429,6 @@ pub fn log_level(s: &str) -> Option<log::LevelFilter> {
         "debug" => log::LevelFilter::Debug,
         "trace" => log::LevelFilter::Trace,
         _ => return None,
-    })
-}
-
-fn line_of(text: &str, byte: usize) -> usize {
-    text.as_bytes()[..byte.min(text.len())]
-        .iter()
-        .filter(|&&b| b == b'\n')
-        .count()
-        + 1
-}
-
-/// The table a line belongs to (`spool`, `input[1]`), from the headers above it.
-fn table_at(text: &str, line: usize) -> String {
-    let mut table = String::new();
-    let mut arrays: Vec<(String, usize)> = Vec::new();
-    for l in text.lines().take(line) {
-        let t = l.trim();
-        if let Some(name) = t.strip_prefix("[[").and_then(|r| r.split("]]").next()) {
-            let name = name.trim().to_string();
-            let n = match arrays.iter_mut().find(|(a, _)| *a == name) {
-                Some((_, n)) => {
-                    *n += 1;
-                    *n
-                }
-                None => {
-                    arrays.push((name.clone(), 0));
-                    0
-                }
-            };
-            table = format!("{name}[{n}]");
-        } else if let Some(name) = t.strip_prefix('[').and_then(|r| r.split(']').next()) {
-            table = name.trim().to_string();
-        }
-    }
-    table
-}
-
-/// The dotted key an error on `line` is about.
-fn key_at(text: &str, line: usize, msg: &str) -> Option<String> {
-    let table = table_at(text, line);
-    let l = text.lines().nth(line - 1)?.trim();
-    let key = if l.starts_with('[') {
-        // An error on a table header is about a key inside it (e.g. a missing field):
-        // name the field if the message quotes one.
-        msg.split('`').nth(1).map(str::to_string)
-    } else {
-        l.split('=')
-            .next()
-            .map(|k| k.trim().trim_matches('"').to_string())
-    };
-    match (table.is_empty(), key) {
-        (true, k) => k,
-        (false, Some(k)) if !k.is_empty() => Some(format!("{table}.{k}")),
-        (false, _) => Some(table),
-    }
-}
-
-/// The line where a dotted key (as `validate` names it) is set, if it is.
-fn find_key(text: &str, key: &str) -> Option<usize> {
-    let (table, field) = match key.rsplit_once('.') {
-        Some((t, f)) => (t.to_string(), f),
-        None => (String::new(), key),
-    };
-    for (i, l) in text.lines().enumerate() {
-        let t = l.trim();
-        if t.starts_with('[') {
-            continue;
-        }
-        if table_at(text, i + 1) == table
-            && t.split('=').next().map(|k| k.trim()) == Some(field)
-            && t.contains('=')
-        {
-            return Some(i + 1);
-        }
-    }
-    // Not set on a line of its own: point at the table's header.
-    if table.is_empty() {
-        return None;
-    }
-    (1..=text.lines().count()).find(|&i| {
-        text.lines()
-            .nth(i - 1)
-            .is_some_and(|l| l.trim().starts_with('['))
-            && table_at(text, i) == table
     })
 }
 

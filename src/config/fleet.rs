@@ -1,0 +1,139 @@
+//! `[fleet]`, and the configs a fleet sends: pipeline configs (one input each) and
+//! instance configs (agent-wide settings).
+
+use super::error::parse_toml;
+use super::{Config, ConfigError, Input, Secs, Spool, Tls};
+use serde::Deserialize;
+use std::fmt;
+use std::time::Duration;
+
+/// `[fleet]`: heartbeats, config status and remote config, over ConfigServer protocol v2.
+#[derive(Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Fleet {
+    /// The ConfigServer: `http(s)://host:port[/prefix]`, requests going to
+    /// `{server}/Agent/Heartbeat` and its siblings; or an MQTT broker,
+    /// `mqtt(s)://host:port`, the same messages travelling on topics under `topic_prefix`.
+    pub server: String,
+    /// MQTT: the topics' prefix (README, "MQTT topics").
+    #[serde(default = "default_fleet_prefix")]
+    pub topic_prefix: String,
+    /// MQTT: client id; by default `{instance}-fleet`.
+    #[serde(default)]
+    pub client_id: Option<String>,
+    /// MQTT: user name.
+    #[serde(default)]
+    pub username: Option<String>,
+    /// MQTT: password (never logged).
+    #[serde(default)]
+    pub password: Option<String>,
+    /// Time between heartbeats.
+    #[serde(default = "default_heartbeat")]
+    pub heartbeat_interval: Secs,
+    /// How long each phase of a request (connect, send, receive) may take.
+    #[serde(default = "default_fleet_timeout")]
+    pub timeout: Secs,
+    /// `agent_type` in the heartbeat.
+    #[serde(default = "default_agent_type")]
+    pub agent_type: String,
+    /// Group tags (name = value) in the heartbeat; the server picks configs by them.
+    #[serde(default)]
+    pub tags: std::collections::BTreeMap<String, String>,
+    /// Bearer token for the server (never logged).
+    #[serde(default)]
+    pub token: Option<String>,
+    /// TLS settings for an `https://` server.
+    #[serde(default)]
+    pub tls: Tls,
+}
+
+impl fmt::Debug for Fleet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Fleet")
+            .field("server", &self.server)
+            .field("topic_prefix", &self.topic_prefix)
+            .field("client_id", &self.client_id)
+            .field("username", &self.username)
+            .field("password", &self.password.as_ref().map(|_| "***"))
+            .field("heartbeat_interval", &self.heartbeat_interval)
+            .field("timeout", &self.timeout)
+            .field("agent_type", &self.agent_type)
+            .field("tags", &self.tags)
+            .field("token", &self.token.as_ref().map(|_| "***"))
+            .field("tls", &self.tls)
+            .finish()
+    }
+}
+
+/// A pipeline config from the fleet: the keys of one `[[input]]` table, without `name`
+/// (the config's name is the input's name). Checked alone here; against the rest of the
+/// config by [`Config::validate`].
+pub fn parse_pipeline(name: &str, text: &str) -> Result<Input, ConfigError> {
+    if name.is_empty() || name.len() > 128 || name.chars().any(|c| c.is_control()) {
+        return Err(ConfigError {
+            path: None,
+            line: None,
+            key: Some("name".into()),
+            msg: "a pipeline name must be 1 to 128 characters, no control characters".into(),
+        });
+    }
+    let escaped = name.replace('\\', "\\\\").replace('"', "\\\"");
+    // The name goes on a line of its own in front, so the detail's own lines keep their
+    // numbers after the shift below.
+    let full = format!("name = \"{escaped}\"\n{text}");
+    let shift = |mut e: ConfigError| {
+        e.line = e.line.map(|l| l.saturating_sub(1)).filter(|&l| l > 0);
+        e
+    };
+    parse_toml(&full).map_err(shift)
+}
+
+/// An instance config from the fleet: agent-wide settings laid over the local file.
+#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InstanceConfig {
+    /// Replaces `fleet.heartbeat_interval`.
+    pub heartbeat_interval: Option<Secs>,
+    /// Replaces `log_level`.
+    pub log_level: Option<String>,
+    /// Replaces `stats_interval`.
+    pub stats_interval: Option<Secs>,
+    /// Replaces the whole `[spool]` table (keys left out take their defaults).
+    pub spool: Option<Spool>,
+}
+
+impl InstanceConfig {
+    /// Parses an instance config's detail.
+    pub fn parse(text: &str) -> Result<InstanceConfig, ConfigError> {
+        parse_toml(text)
+    }
+
+    /// Lays these settings over `cfg`.
+    pub fn apply_to(&self, cfg: &mut Config) {
+        if let (Some(h), Some(f)) = (self.heartbeat_interval, cfg.fleet.as_mut()) {
+            f.heartbeat_interval = h;
+        }
+        if let Some(l) = &self.log_level {
+            cfg.log_level = l.clone();
+        }
+        if let Some(s) = self.stats_interval {
+            cfg.stats_interval = s;
+        }
+        if let Some(s) = &self.spool {
+            cfg.spool = s.clone();
+        }
+    }
+}
+
+fn default_fleet_prefix() -> String {
+    "tailbeat".into()
+}
+fn default_heartbeat() -> Secs {
+    Secs(Duration::from_secs(10))
+}
+fn default_fleet_timeout() -> Secs {
+    Secs(Duration::from_secs(5))
+}
+fn default_agent_type() -> String {
+    "tailbeat".into()
+}
