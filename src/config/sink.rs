@@ -165,7 +165,7 @@ impl std::fmt::Debug for MqttSink {
 }
 
 impl MqttSink {
-    /// The brokers: `url`, then `failover` (all validated by [`Config::validate`]).
+    /// The brokers: `url`, then `failover` (all validated by [`Config::validate`](super::Config::validate)).
     pub fn endpoints(&self) -> Vec<Endpoint> {
         std::iter::once(&self.url)
             .chain(&self.failover)
