@@ -16,14 +16,16 @@
 //! positions with it, and its lines are read again.
 
 use crate::config::OnFull;
-use crate::frame::{self, Checkpoint, FileMark, FrameReader, Item, HEADER_LEN};
+use crate::frame::{self, Checkpoint, FileMark, FrameReader, Item};
 use crate::stats::{Counters, Latency};
 use std::collections::VecDeque;
 use std::fmt;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+
+mod read;
+use read::{read_frame_at, resync, scan_segment};
 
 /// The spool's limits, from `[spool]`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -563,157 +565,6 @@ impl Spool {
             }
         }
         Ok(())
-    }
-}
-
-/// Reads the frame at `pos` into `buf`; `Ok(Err(..))` when the bytes there are not one.
-fn read_frame_at(
-    f: &File,
-    pos: u64,
-    end: u64,
-    max_payload: usize,
-    buf: &mut Vec<u8>,
-) -> io::Result<Result<(), frame::FrameError>> {
-    buf.clear();
-    if end - pos < HEADER_LEN as u64 {
-        return Ok(Err(frame::FrameError::Short {
-            need: HEADER_LEN,
-            have: (end - pos) as usize,
-        }));
-    }
-    buf.resize(HEADER_LEN, 0);
-    f.read_exact_at(buf, pos)?;
-    let h = match frame::Header::parse(buf, max_payload) {
-        Ok(h) => h,
-        Err(e) => return Ok(Err(e)),
-    };
-    let total = HEADER_LEN + h.len;
-    if pos + total as u64 > end {
-        return Ok(Err(frame::FrameError::Short {
-            need: total,
-            have: (end - pos) as usize,
-        }));
-    }
-    buf.resize(total, 0);
-    f.read_exact_at(&mut buf[HEADER_LEN..], pos + HEADER_LEN as u64)?;
-    Ok(frame::check(buf).map(|_| ()))
-}
-
-/// Offset of the next valid frame at or after `from`, or `end`.
-fn resync(f: &File, from: u64, end: u64, max_payload: usize) -> u64 {
-    use std::io::{Read, Seek, SeekFrom};
-    let Ok(mut f) = f.try_clone() else { return end };
-    if f.seek(SeekFrom::Start(from)).is_err() {
-        return end;
-    }
-    let mut r = FrameReader::new((&mut f).take(end - from), max_payload);
-    loop {
-        match r.next_item() {
-            Ok(Some(Item::Frame { pos, .. })) => return from + pos,
-            Ok(Some(Item::Skipped { .. })) => continue,
-            _ => return end,
-        }
-    }
-}
-
-/// What a start-up scan learnt about a segment.
-struct Scanned {
-    len: u64,
-    last_seq: u64,
-    holes: Vec<(u64, u64)>,
-}
-
-/// Scans one segment at start-up: counts damage, cuts a torn tail, moves `ck`'s file
-/// positions forward by every frame newer than the checkpoint. Returns the length, the last
-/// seq, and the damaged ranges.
-fn scan_segment(
-    path: &Path,
-    max_payload: usize,
-    ck: &mut Checkpoint,
-    max_seq: &mut u64,
-    c: &mut Counters,
-) -> Result<Scanned, SpoolError> {
-    let f = ctx(File::open(path), "open", path)?;
-    let mut r = FrameReader::new(&f, max_payload);
-    let mut last_seq = 0;
-    let mut cut = None;
-    let mut holes = Vec::new();
-    while let Some(item) = ctx(r.next_item(), "read", path)? {
-        match item {
-            Item::Frame { pos, bytes } => {
-                let head = match frame::decode_head(bytes) {
-                    Ok(h) => h,
-                    Err(e) => {
-                        log::error!("{}: byte {pos}: {e}; record skipped", path.display());
-                        c.corrupt_records += 1;
-                        c.corrupt_bytes += bytes.len() as u64;
-                        if holes.len() < MAX_HOLES {
-                            holes.push((pos, pos + bytes.len() as u64));
-                        }
-                        continue;
-                    }
-                };
-                last_seq = last_seq.max(head.seq);
-                *max_seq = (*max_seq).max(head.seq);
-                if head.seq >= ck.next_seq {
-                    for s in &head.sources {
-                        advance(&mut ck.files, s);
-                    }
-                }
-            }
-            Item::Skipped { pos, len, why } => {
-                log::error!(
-                    "{}: byte {pos}: {why}; skipped {len} bytes to the next good record",
-                    path.display()
-                );
-                c.corrupt_records += 1;
-                c.corrupt_bytes += len;
-                if holes.len() < MAX_HOLES {
-                    holes.push((pos, pos + len));
-                }
-            }
-            Item::Torn { pos, len, why } => {
-                log::warn!(
-                    "{}: byte {pos}: torn record at the end ({why}); cut off {len} bytes",
-                    path.display()
-                );
-                c.corrupt_records += 1;
-                c.corrupt_bytes += len;
-                cut = Some(pos);
-            }
-        }
-    }
-    drop(r);
-    if let Some(pos) = cut {
-        let w = ctx(OpenOptions::new().write(true).open(path), "open", path)?;
-        ctx(w.set_len(pos), "truncate", path)?;
-        ctx(w.sync_all(), "fsync", path)?;
-    }
-    let len = ctx(f.metadata(), "stat", path)?.len();
-    Ok(Scanned {
-        len,
-        last_seq,
-        holes,
-    })
-}
-
-fn advance(files: &mut Vec<FileMark>, s: &frame::Source<'_>) {
-    let m = FileMark {
-        path: s.path.as_bytes().to_vec(),
-        dev: s.dev,
-        ino: s.ino,
-        fp_len: s.fp_len,
-        fp: s.fp,
-        offset: s.end,
-        size: s.end,
-    };
-    match files.iter_mut().find(|f| (f.dev, f.ino) == (s.dev, s.ino)) {
-        Some(f) => {
-            let size = f.size.max(s.end);
-            *f = m;
-            f.size = size;
-        }
-        None => files.push(m),
     }
 }
 

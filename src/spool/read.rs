@@ -1,0 +1,162 @@
+//! Reading the spool's segments back: one frame at a position, the next good frame after
+//! damage, and the start-up scan that counts damage, cuts a torn tail and replays file
+//! positions written after the last checkpoint.
+
+use super::{ctx, SpoolError, MAX_HOLES};
+use crate::frame::{self, Checkpoint, FileMark, FrameReader, Item, HEADER_LEN};
+use crate::stats::Counters;
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::os::unix::fs::FileExt;
+use std::path::Path;
+
+/// Reads the frame at `pos` into `buf`; `Ok(Err(..))` when the bytes there are not one.
+pub(super) fn read_frame_at(
+    f: &File,
+    pos: u64,
+    end: u64,
+    max_payload: usize,
+    buf: &mut Vec<u8>,
+) -> io::Result<Result<(), frame::FrameError>> {
+    buf.clear();
+    if end - pos < HEADER_LEN as u64 {
+        return Ok(Err(frame::FrameError::Short {
+            need: HEADER_LEN,
+            have: (end - pos) as usize,
+        }));
+    }
+    buf.resize(HEADER_LEN, 0);
+    f.read_exact_at(buf, pos)?;
+    let h = match frame::Header::parse(buf, max_payload) {
+        Ok(h) => h,
+        Err(e) => return Ok(Err(e)),
+    };
+    let total = HEADER_LEN + h.len;
+    if pos + total as u64 > end {
+        return Ok(Err(frame::FrameError::Short {
+            need: total,
+            have: (end - pos) as usize,
+        }));
+    }
+    buf.resize(total, 0);
+    f.read_exact_at(&mut buf[HEADER_LEN..], pos + HEADER_LEN as u64)?;
+    Ok(frame::check(buf).map(|_| ()))
+}
+
+/// Offset of the next valid frame at or after `from`, or `end`.
+pub(super) fn resync(f: &File, from: u64, end: u64, max_payload: usize) -> u64 {
+    use std::io::{Read, Seek, SeekFrom};
+    let Ok(mut f) = f.try_clone() else { return end };
+    if f.seek(SeekFrom::Start(from)).is_err() {
+        return end;
+    }
+    let mut r = FrameReader::new((&mut f).take(end - from), max_payload);
+    loop {
+        match r.next_item() {
+            Ok(Some(Item::Frame { pos, .. })) => return from + pos,
+            Ok(Some(Item::Skipped { .. })) => continue,
+            _ => return end,
+        }
+    }
+}
+
+/// What a start-up scan learnt about a segment.
+pub(super) struct Scanned {
+    pub(super) len: u64,
+    pub(super) last_seq: u64,
+    pub(super) holes: Vec<(u64, u64)>,
+}
+
+/// Scans one segment at start-up: counts damage, cuts a torn tail, moves `ck`'s file
+/// positions forward by every frame newer than the checkpoint. Returns the length, the last
+/// seq, and the damaged ranges.
+pub(super) fn scan_segment(
+    path: &Path,
+    max_payload: usize,
+    ck: &mut Checkpoint,
+    max_seq: &mut u64,
+    c: &mut Counters,
+) -> Result<Scanned, SpoolError> {
+    let f = ctx(File::open(path), "open", path)?;
+    let mut r = FrameReader::new(&f, max_payload);
+    let mut last_seq = 0;
+    let mut cut = None;
+    let mut holes = Vec::new();
+    while let Some(item) = ctx(r.next_item(), "read", path)? {
+        match item {
+            Item::Frame { pos, bytes } => {
+                let head = match frame::decode_head(bytes) {
+                    Ok(h) => h,
+                    Err(e) => {
+                        log::error!("{}: byte {pos}: {e}; record skipped", path.display());
+                        c.corrupt_records += 1;
+                        c.corrupt_bytes += bytes.len() as u64;
+                        if holes.len() < MAX_HOLES {
+                            holes.push((pos, pos + bytes.len() as u64));
+                        }
+                        continue;
+                    }
+                };
+                last_seq = last_seq.max(head.seq);
+                *max_seq = (*max_seq).max(head.seq);
+                if head.seq >= ck.next_seq {
+                    for s in &head.sources {
+                        advance(&mut ck.files, s);
+                    }
+                }
+            }
+            Item::Skipped { pos, len, why } => {
+                log::error!(
+                    "{}: byte {pos}: {why}; skipped {len} bytes to the next good record",
+                    path.display()
+                );
+                c.corrupt_records += 1;
+                c.corrupt_bytes += len;
+                if holes.len() < MAX_HOLES {
+                    holes.push((pos, pos + len));
+                }
+            }
+            Item::Torn { pos, len, why } => {
+                log::warn!(
+                    "{}: byte {pos}: torn record at the end ({why}); cut off {len} bytes",
+                    path.display()
+                );
+                c.corrupt_records += 1;
+                c.corrupt_bytes += len;
+                cut = Some(pos);
+            }
+        }
+    }
+    drop(r);
+    if let Some(pos) = cut {
+        let w = ctx(OpenOptions::new().write(true).open(path), "open", path)?;
+        ctx(w.set_len(pos), "truncate", path)?;
+        ctx(w.sync_all(), "fsync", path)?;
+    }
+    let len = ctx(f.metadata(), "stat", path)?.len();
+    Ok(Scanned {
+        len,
+        last_seq,
+        holes,
+    })
+}
+
+fn advance(files: &mut Vec<FileMark>, s: &frame::Source<'_>) {
+    let m = FileMark {
+        path: s.path.as_bytes().to_vec(),
+        dev: s.dev,
+        ino: s.ino,
+        fp_len: s.fp_len,
+        fp: s.fp,
+        offset: s.end,
+        size: s.end,
+    };
+    match files.iter_mut().find(|f| (f.dev, f.ino) == (s.dev, s.ino)) {
+        Some(f) => {
+            let size = f.size.max(s.end);
+            *f = m;
+            f.size = size;
+        }
+        None => files.push(m),
+    }
+}
