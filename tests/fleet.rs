@@ -324,3 +324,22 @@ fn the_config_server_can_be_https() {
     assert_eq!(cs.heartbeats()[0].seq, 1);
     agent.stop();
 }
+
+#[test]
+fn a_fleet_that_cannot_start_leaves_the_data_alone_and_does_not_spin() {
+    let s = Scratch::new("fleet-no-ca");
+    let cfg = fleet_config(
+        &s,
+        "https://127.0.0.1:9",
+        "[fleet.tls]\nca_file = \"/nonexistent/ca.pem\"",
+        "",
+    );
+    let agent = Agent::start(&s, &cfg);
+    write_lines(&s.path("logs/app.log"), "a", 0, 100);
+    let got = wait_until(&s.path("out.tbf"), 10, |g| numbers(g, "a").len() >= 100);
+    assert_exactly_once(&numbers(&got, "a"), 100);
+    std::thread::sleep(Duration::from_secs(2));
+    let log = agent.stop();
+    let errors = log.matches("/nonexistent/ca.pem").count();
+    assert!((1..=2).contains(&errors), "{errors} errors:\n{log}");
+}

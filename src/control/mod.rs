@@ -45,12 +45,20 @@ pub(crate) async fn run(st: Shared, wake: Notify) {
             }
             s.cfg.fleet.as_ref().map(|f| f.server.clone())
         };
-        match server {
+        match &server {
             #[cfg(feature = "http")]
             Some(s) if s.starts_with("http") => over_http::run(st.clone(), wake.clone()).await,
             #[cfg(feature = "mqtt")]
             Some(s) if s.starts_with("mqtt") => over_mqtt::run(st.clone(), wake.clone()).await,
-            _ => wake.wait_for(Duration::from_secs(3600)).await,
+            _ => {
+                wake.wait_for(Duration::from_secs(3600)).await;
+                continue;
+            }
+        }
+        // A transport returns when the config no longer names its server, or when it could
+        // not start at all (e.g. an unreadable CA file): then wait before trying again.
+        if st.borrow().cfg.fleet.as_ref().map(|f| &f.server) == server.as_ref() {
+            wake.wait_for(Duration::from_secs(30)).await;
         }
     }
 }
