@@ -71,6 +71,49 @@ fn the_example_config_is_valid() {
     );
 }
 
+/// The commented-out alternatives in the example (MQTT sink, HTTP sink, fleet) are valid too,
+/// once uncommented in place of the file sink (or beside it, for `[fleet]`).
+#[test]
+fn the_example_configs_alternatives_are_valid() {
+    let s = Scratch::new("example-alts");
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/examples/tailbeat.toml"
+    ))
+    .unwrap();
+    let sink_at = text.find("\n[sink]").unwrap() + 1;
+    let sink_end = sink_at + text[sink_at..].find("\n\n").unwrap();
+    let mut checked = 0;
+    for block in text[sink_end..].split("\n\n") {
+        let mut lines = block.trim().lines();
+        let Some(title) = lines.next().filter(|l| l.starts_with("# ")) else {
+            continue;
+        };
+        let body: String = lines
+            .map(|l| format!("{}\n", l.strip_prefix("# ").unwrap_or(l)))
+            .collect();
+        let cfg = if body.starts_with("[fleet]") {
+            format!("{}\n{body}", &text[..sink_end])
+        } else {
+            format!("{}{body}", &text[..sink_at])
+        };
+        let p = s.path("alt.toml");
+        std::fs::write(&p, &cfg).unwrap();
+        let out = Command::new(BIN)
+            .args(["check", "--config"])
+            .arg(&p)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{title}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        checked += 1;
+    }
+    assert_eq!(checked, 3, "the MQTT sink, the HTTP sink and the fleet");
+}
+
 #[test]
 fn decode_reports_damage_with_its_position_and_carries_on() {
     let s = Scratch::new("decode");
