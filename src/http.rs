@@ -61,8 +61,10 @@ type Reply = Result<Response, HttpError>;
 /// The pipeline's handle on one worker thread.
 #[derive(Debug)]
 pub struct Client {
-    tx: Sender<Request>,
-    rx: Receiver<Reply>,
+    tx: Sender<(u64, Request)>,
+    rx: Receiver<(u64, Reply)>,
+    /// Numbers requests, so that an answer to an abandoned one is never taken for another's.
+    next: std::cell::Cell<u64>,
     /// How long one request may take in all, worker side; the pipeline waits a little more.
     timeout: Duration,
 }
@@ -75,8 +77,8 @@ impl Client {
         timeout: Duration,
         tls: Option<&crate::config::Tls>,
     ) -> Result<Client, String> {
-        let (tx, jobs) = smol::channel::bounded::<Request>(1);
-        let (done, rx) = smol::channel::bounded::<Reply>(1);
+        let (tx, jobs) = smol::channel::bounded::<(u64, Request)>(1);
+        let (done, rx) = smol::channel::bounded::<(u64, Reply)>(1);
         #[allow(unused_mut)]
         let mut b = ureq::Agent::config_builder();
         #[cfg(feature = "tls")]
@@ -103,35 +105,42 @@ impl Client {
             .name(name.into())
             .stack_size(256 << 10)
             .spawn(move || {
-                while let Ok(req) = jobs.recv_blocking() {
-                    if done.send_blocking(call(&agent, req)).is_err() {
+                while let Ok((id, req)) = jobs.recv_blocking() {
+                    if done.send_blocking((id, call(&agent, req))).is_err() {
                         break;
                     }
                 }
             })
             .map_err(|e| format!("cannot start the HTTP worker thread: {e}"))?;
-        Ok(Client { tx, rx, timeout })
+        Ok(Client {
+            tx,
+            rx,
+            next: std::cell::Cell::new(0),
+            timeout,
+        })
     }
 
     /// Sends `req` and waits for the answer.
     ///
-    /// A request abandoned by dropping this future still runs to its end on the worker; its
-    /// answer is discarded by the next call.
+    /// A request abandoned (this future dropped, or given up on after the limit below) still
+    /// runs to its end on the worker; its answer is recognised by its number and dropped.
     pub async fn post(&self, req: Request) -> Reply {
-        // An answer left over from an abandoned call is stale.
-        while self.rx.try_recv().is_ok() {}
-        self.tx
-            .send(req)
-            .await
-            .map_err(|_| HttpError("HTTP worker thread is gone".into()))?;
-        // Five phases each bounded by `timeout`: the worker always answers well within this.
+        let id = self.next.get() + 1;
+        self.next.set(id);
+        let gone = || HttpError("HTTP worker thread is gone".into());
+        self.tx.send((id, req)).await.map_err(|_| gone())?;
+        // Five phases each bounded by `timeout`: the worker answers well within this, unless
+        // name resolution (which has no timeout of its own) hangs.
         let limit = self.timeout * 6;
         smol::future::or(
             async {
-                self.rx
-                    .recv()
-                    .await
-                    .unwrap_or_else(|_| Err(HttpError("HTTP worker thread is gone".into())))
+                loop {
+                    match self.rx.recv().await {
+                        Ok((n, reply)) if n == id => return reply,
+                        Ok(_) => continue,
+                        Err(_) => return Err(gone()),
+                    }
+                }
             },
             async {
                 smol::Timer::after(limit).await;
