@@ -729,10 +729,10 @@ fn the_fleet_over_mqtt_heartbeats_reports_status_and_takes_retained_configs() {
     );
     let app = s.path("logs/app.log");
     let cfg = s.config(
-        "",
+        "log_level = \"trace\"",
         &input("app", &app.display().to_string(), ""),
         &format!(
-            "[batch]\nlinger = \"50ms\"\n[fleet]\nserver = \"mqtt://127.0.0.1:{port}\"\nheartbeat_interval = \"1s\"\ntags = {{ group = \"plant-7\" }}\n"
+            "[batch]\nlinger = \"50ms\"\n[fleet]\nserver = \"mqtt://127.0.0.1:{port}\"\nheartbeat_interval = \"1s\"\ntags = {{ group = \"plant-7\" }}\nusername = \"fleet\"\npassword = \"fl33t-Pa55\"\n"
         ),
     );
     let a = Agent::start(&s, &cfg);
