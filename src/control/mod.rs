@@ -45,15 +45,22 @@ pub(crate) async fn run(st: Shared, wake: Notify) {
             }
             s.cfg.fleet.as_ref().map(|f| f.server.clone())
         };
-        match &server {
+        let ran = match &server {
             #[cfg(feature = "http")]
-            Some(s) if s.starts_with("http") => over_http::run(st.clone(), wake.clone()).await,
-            #[cfg(feature = "mqtt")]
-            Some(s) if s.starts_with("mqtt") => over_mqtt::run(st.clone(), wake.clone()).await,
-            _ => {
-                wake.wait_for(Duration::from_secs(3600)).await;
-                continue;
+            Some(s) if s.starts_with("http") => {
+                over_http::run(st.clone(), wake.clone()).await;
+                true
             }
+            #[cfg(feature = "mqtt")]
+            Some(s) if s.starts_with("mqtt") => {
+                over_mqtt::run(st.clone(), wake.clone()).await;
+                true
+            }
+            _ => false,
+        };
+        if !ran {
+            wake.wait_for(Duration::from_secs(3600)).await;
+            continue;
         }
         // A transport returns when the config no longer names its server, or when it could
         // not start at all (e.g. an unreadable CA file): then wait before trying again.
