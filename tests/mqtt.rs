@@ -799,6 +799,13 @@ fn the_fleet_over_mqtt_heartbeats_reports_status_and_takes_retained_configs() {
     a.wait_log("fleet: ", 5);
     std::thread::sleep(Duration::from_secs(3));
     let before = heartbeats().len();
+    let status_messages = || {
+        got.messages()
+            .iter()
+            .filter(|(t, _)| t == "tailbeat/it/status/pipeline")
+            .count()
+    };
+    let status_before = status_messages();
     let _broker = Broker::start(port, &got);
     let deadline = Instant::now() + Duration::from_secs(20);
     while heartbeats().len() < before + 2 && Instant::now() < deadline {
@@ -816,6 +823,15 @@ fn the_fleet_over_mqtt_heartbeats_reports_status_and_takes_retained_configs() {
             w[1] == w[0] + 1,
             "gap or step back after the restart: {seqs:?}"
         );
+    }
+    // The new broker lost the retained statuses with the old one: the agent says them again.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while status_messages() <= status_before {
+        assert!(
+            Instant::now() < deadline,
+            "statuses not published again after a reconnect"
+        );
+        std::thread::sleep(Duration::from_millis(50));
     }
     let log = a.stop();
     // The agent's own account: every acknowledged heartbeat is the previous one plus one.

@@ -5,8 +5,9 @@
 //!   heartbeat the broker acknowledged (PUBACK), and a heartbeat not acknowledged is sent
 //!   again with the same number;
 //! - `P/I/status/pipeline`, `P/I/status/instance` ← ReportConfigRequest, QoS 1, retained:
-//!   sent as soon as a status changes, the same bytes again until the broker acknowledges
-//!   them; retained, so the fleet reads the current status whenever it subscribes;
+//!   sent as soon as a status changes (and on every new connection, in case the broker lost
+//!   its retained messages), the same bytes again until the broker acknowledges them;
+//!   retained, so the fleet reads the current status whenever it subscribes;
 //! - `P/I/config` and `P/group/{tag value}/config` → HeartbeatResponse carrying config
 //!   updates with their detail; retained by whoever publishes them, so a device that comes
 //!   online gets its configs at once;
@@ -281,6 +282,15 @@ pub(crate) async fn run(st: Shared, wake: Notify) {
                 Ok(l) => {
                     backoff.reset();
                     full = true;
+                    // The broker may have restarted without its retained messages: say the
+                    // statuses again on every new connection.
+                    let mut s = st.borrow_mut();
+                    for k in Kind::ALL {
+                        if !s.remote.entries(k).is_empty() {
+                            s.remote.dirty[k as usize] = true;
+                        }
+                    }
+                    drop(s);
                     link.insert(l)
                 }
                 Err(e) => {
