@@ -4,29 +4,35 @@
 //! The data path, top to bottom:
 //!
 //! ```text
-//! input (tail files) → frame (batch lines) → spool (bounded, crash-safe) → sink (file | stdout | mqtt)
+//! input (tail files) → frame (batch lines) → spool (bounded, crash-safe) → sink (file | stdout | mqtt | http)
 //!                ▲                                                          │
 //!                └────── file offsets are checkpointed with the frames ─────┘
+//!
+//! control (heartbeats, config status, remote configs) ⇄ fleet (ConfigServer v2, HTTP or MQTT)
 //! ```
 //!
 //! - [`input`] finds files by glob, follows rotation by rename and copytruncate, and reads
 //!   lines; [`frame`] defines the wire format (see `src/frame/FORMAT.md`); [`spool`] keeps
-//!   frames on disk until the [`sink`] acknowledges them; [`agent`] runs it all.
+//!   frames on disk until the [`sink`] acknowledges them; [`agent`] runs it all;
+//!   [`control`] talks to the fleet and applies the configs it sends.
 //! - Invariants: a line is never forgotten before its frame is acknowledged; every frame has
 //!   a sequence number that never goes backwards, so duplicates are detectable; memory is
 //!   bounded by the config, not by the input; every loss is counted.
 //!
 //! # Threads
 //!
-//! The process has two OS threads, and the test `tests/process.rs` checks it:
+//! The process has two OS threads, plus one per HTTP peer; the tests count them:
 //! 1. **main**, which runs every task on smol's `LocalExecutor`: tailing, batching,
-//!    spooling, sending (the MQTT sink too: rumqttc's packet codec over an async-io
-//!    `TcpStream`, not its tokio event loop), signals, stats. File reads and fsyncs run on it
+//!    spooling, sending (the MQTT sink too, TLS included: rumqttc's packet codec over an
+//!    async-io `TcpStream`, not its tokio event loop), the fleet client, signals, stats. File reads and fsyncs run on it
 //!    directly: page-cache reads bounded by a 1 MiB budget per turn, and fsyncs batched to one
 //!    per window of frames. Going through `smol::fs` instead would add a blocking pool. It
 //!    parks on a futex between turns, not in the reactor (see `agent`).
 //! 2. **async-io**, started by `async-io` on first use of the reactor: it runs the reactor
 //!    (timers, sockets, the signal pipe) and wakes main.
+//! 3. one **HTTP worker** per HTTP peer (the HTTP sink, an HTTP ConfigServer), only when the
+//!    config names one: ureq is blocking, so it runs there, one request at a time, and the
+//!    pipeline awaits the answer (see [`http`]).
 //!
 //! Signals arrive through `async-signal`'s self-pipe on the reactor: no signal thread.
 #![forbid(unsafe_code)]
