@@ -58,6 +58,16 @@ pub struct Entry {
 }
 
 impl Entry {
+    /// A config seen for the first time, at `version`, with no status yet.
+    fn unset(version: i64) -> Entry {
+        Entry {
+            version,
+            status: ConfigStatus::Unset as u8,
+            message: String::new(),
+            good: None,
+        }
+    }
+
     /// The status as the protocol's enum.
     pub fn status(&self) -> ConfigStatus {
         match self.status {
@@ -154,12 +164,7 @@ impl Remote {
     pub fn set_status(&mut self, k: Kind, name: &str, version: i64, s: ConfigStatus, msg: &str) {
         let e = self.sets[k as usize]
             .entry(name.to_string())
-            .or_insert_with(|| Entry {
-                version,
-                status: 0,
-                message: String::new(),
-                good: None,
-            });
+            .or_insert_with(|| Entry::unset(version));
         if e.version != version || e.status != s as u8 || e.message != msg {
             e.version = version;
             e.status = s as u8;
@@ -252,12 +257,7 @@ impl Remote {
         let new = (version != -1).then_some((version, text));
         self.sets[k as usize]
             .entry(name.to_string())
-            .or_insert_with(|| Entry {
-                version,
-                status: 0,
-                message: String::new(),
-                good: None,
-            })
+            .or_insert_with(|| Entry::unset(version))
             .good = new;
         match self.effective(local) {
             Ok(cfg) => {
