@@ -1,56 +1,73 @@
 //! Files → batch → spool: the task that reads, and what it does when the spool is full.
 
-use super::{
-    checkpoint, log_stats, now_ms, Built, Notify, Shared, State, CHECKPOINT_EVERY, MIN_POLL,
-};
+use super::pipe::{Pipe, PipeRef};
+use super::{log_stats, now_ms, Built, Shared, CHECKPOINT_EVERY, MIN_POLL};
 use crate::config::OnFull;
 use crate::input::Outcome;
+use crate::stats::Counters;
 use std::time::{Duration, Instant};
 
-/// Files → batch → spool.
-pub(super) async fn collect(st: Shared, spooled: Notify, space: Notify, wake: Notify) {
+/// Files → batch → spool, for one pipeline.
+pub(super) async fn collect(st: Shared, pipe: PipeRef) {
     let mut sleep = MIN_POLL;
     let mut last_scan: Option<Instant> = None;
-    // Progress is logged from this loop rather than from a timer of its own: an idle agent
-    // then has exactly one periodic wake-up, the poll.
+    // Progress is logged from the local pipeline's loop rather than from a timer of its own:
+    // an idle agent then has one periodic wake-up per pipeline, the poll.
     let mut last_stats = (Instant::now(), u64::MAX, u64::MAX);
+    let local = pipe.borrow().name.is_empty();
     loop {
-        let now = Instant::now();
-        let (outcome, linger_left, poll) = {
-            let mut g = st.borrow_mut();
-            let s = &mut *g;
-            if s.shutdown {
+        let removed = {
+            let p = pipe.borrow();
+            if st.borrow().shutdown || p.ended {
                 break;
             }
+            p.removed
+        };
+        if removed {
+            if park(&st, &pipe).await {
+                break;
+            }
+            last_scan = None;
+            continue;
+        }
+        let now = Instant::now();
+        let (outcome, linger_left, poll, stats) = {
+            let mut g = st.borrow_mut();
+            let s = &mut *g;
+            let mut p = pipe.borrow_mut();
+            let p = &mut *p;
             let poll = s.cfg.poll_interval.0;
             if last_scan.is_none_or(|t| now.duration_since(t) >= poll.min(Duration::from_secs(1))) {
-                s.tailer.scan(now, &s.batch, &mut s.c);
+                p.tailer.scan(now, &p.batch, &mut s.c);
                 last_scan = Some(now);
             }
-            let outcome = if s.pending.is_some() {
+            let outcome = if p.pending.is_some() {
                 Outcome::BatchFull
             } else {
-                s.tailer.read(&mut s.batch, now, now_ms(), &mut s.c)
+                p.tailer.read(&mut p.batch, now, now_ms(), &mut s.c)
             };
-            let linger = s.cfg.batch.linger.0;
-            let age = Duration::from_millis(now_ms().saturating_sub(s.batch.base_ts_ms()));
-            let linger_left = (!s.batch.is_empty()).then(|| linger.saturating_sub(age));
-            if s.last_checkpoint.elapsed() >= CHECKPOINT_EVERY && s.changed {
-                checkpoint(s);
+            let linger = p.cfg.batch.linger.0;
+            let age = Duration::from_millis(now_ms().saturating_sub(p.batch.base_ts_ms()));
+            let linger_left = (!p.batch.is_empty()).then(|| linger.saturating_sub(age));
+            if p.last_checkpoint.elapsed() >= CHECKPOINT_EVERY && p.changed {
+                p.checkpoint();
             }
-            if now.duration_since(last_stats.0) >= s.cfg.stats_interval.0 {
+            let mut stats = false;
+            if local && now.duration_since(last_stats.0) >= s.cfg.stats_interval.0 {
                 let progress = (s.c.bytes_read, s.c.frames_acked);
-                if progress != (last_stats.1, last_stats.2) {
-                    log_stats(s);
-                }
+                stats = progress != (last_stats.1, last_stats.2);
                 last_stats = (now, progress.0, progress.1);
             }
-            (outcome, linger_left, poll)
+            (outcome, linger_left, poll, stats)
         };
+        if stats {
+            // Not under the pipe's borrow: the figures add up every pipeline.
+            log_stats(&st.borrow());
+        }
         let close = outcome == Outcome::BatchFull
-            || st.borrow().batch.is_full()
+            || pipe.borrow().batch.is_full()
             || linger_left == Some(Duration::ZERO);
-        if close && !close_frame(&st, &spooled, &space).await {
+        if close && !close_frame(&st, &pipe).await {
             continue;
         }
         match outcome {
@@ -59,7 +76,10 @@ pub(super) async fn collect(st: Shared, spooled: Notify, space: Notify, wake: No
                 smol::future::yield_now().await;
             }
             Outcome::Idle if st.borrow().once => {
-                log::info!("--once: every file is read to its end");
+                log::info!(
+                    "--once: {} read every file to its end",
+                    pipe.borrow().label()
+                );
                 break;
             }
             Outcome::Idle => {
@@ -67,96 +87,145 @@ pub(super) async fn collect(st: Shared, spooled: Notify, space: Notify, wake: No
                 if let Some(l) = linger_left.filter(|l| !l.is_zero()) {
                     d = d.min(l);
                 }
+                let wake = pipe.borrow().wake.clone();
                 wake.wait_for(d).await;
                 sleep = (sleep * 2).min(poll);
             }
         }
     }
-    // Shutting down: what is read goes to the spool, if it fits.
+    // Stopping: what is read goes to the spool, if it fits.
     let mut g = st.borrow_mut();
-    let s = &mut *g;
-    if let Some(b) = s.pending.take() {
-        append(s, b, &spooled);
+    let mut p = pipe.borrow_mut();
+    put_away(&mut p, &mut g.c);
+    p.collecting = false;
+    p.spooled.notify();
+    g.starter.notify();
+}
+
+/// A removed pipeline: its open batch goes to the spool, then it waits to be put back in
+/// the config (false) or for its tasks to end (true).
+async fn park(st: &Shared, pipe: &PipeRef) -> bool {
+    // The batch first, waiting for room like any frame: what was read is delivered.
+    if !close_frame(st, pipe).await {
+        if st.borrow().shutdown {
+            return true;
+        }
+        // The disk refused the frame: try again in a while, as the loop above would.
+        smol::Timer::after(Duration::from_secs(1)).await;
+        return false;
     }
-    if !s.batch.is_empty() && s.spool.fits(s.batch.encoded_len()) {
-        let b = finish(s);
-        append(s, b, &spooled);
+    {
+        let mut g = st.borrow_mut();
+        let mut p = pipe.borrow_mut();
+        put_away(&mut p, &mut g.c);
+        p.checkpoint();
+        p.collecting = false;
+        p.spooled.notify();
     }
-    let _ = s.spool.sync();
-    s.collecting = false;
+    loop {
+        let wake = {
+            let p = pipe.borrow();
+            if p.ended || st.borrow().shutdown {
+                return true;
+            }
+            if !p.removed {
+                drop(p);
+                pipe.borrow_mut().collecting = true;
+                return false;
+            }
+            p.wake.clone()
+        };
+        wake.wait_for(Duration::from_secs(60)).await;
+    }
+}
+
+/// What is read but not in the spool goes there, if it fits.
+fn put_away(p: &mut Pipe, c: &mut Counters) {
+    if let Some(b) = p.pending.take() {
+        append(p, c, b);
+    }
+    if !p.batch.is_empty() && p.spool.fits(p.batch.encoded_len()) {
+        let b = finish(p);
+        append(p, c, b);
+    }
+    let _ = p.spool.sync();
 }
 
 /// Moves the open batch (or a frame the disk refused earlier) into the spool, waiting or
 /// dropping per `on_full`. Returns false when it could not (full, disk error, shutdown).
-async fn close_frame(st: &Shared, spooled: &Notify, space: &Notify) -> bool {
+async fn close_frame(st: &Shared, pipe: &PipeRef) -> bool {
     let mut waited = false;
     loop {
-        {
+        let space = {
             let mut g = st.borrow_mut();
             let s = &mut *g;
             if s.shutdown {
                 return false;
             }
-            let len = match &s.pending {
+            let mut p = pipe.borrow_mut();
+            let p = &mut *p;
+            let len = match &p.pending {
                 Some(b) => b.frame.len(),
-                None if s.batch.is_empty() => return true,
-                None => s.batch.encoded_len(),
+                None if p.batch.is_empty() => return true,
+                None => p.batch.encoded_len(),
             };
-            if !s.spool.fits(len) && s.spool.on_full() == OnFull::DropOldest {
+            if !p.spool.fits(len) && p.spool.on_full() == OnFull::DropOldest {
                 // Positions first: the frames about to go must not be read again at restart.
-                checkpoint(s);
-                if let Err(e) = s.spool.drop_oldest(len, &mut s.c) {
-                    log::error!("{e}");
+                p.checkpoint();
+                if let Err(e) = p.spool.drop_oldest(len, &mut s.c) {
+                    log::error!("{}: {e}", p.label());
                 }
             }
-            if s.spool.fits(len) {
-                let b = match s.pending.take() {
+            if p.spool.fits(len) {
+                let b = match p.pending.take() {
                     Some(b) => b,
-                    None => finish(s),
+                    None => finish(p),
                 };
-                return append(s, b, spooled);
+                return append(p, &mut s.c, b);
             }
             if !waited {
                 waited = true;
                 s.c.spool_full_waits += 1;
                 log::warn!(
-                    "spool full ({} bytes, {} frames waiting): reading paused until the sink catches up",
-                    s.spool.bytes(),
-                    s.spool.backlog()
+                    "{}: spool full ({} bytes, {} frames waiting): reading paused until the sink catches up",
+                    p.label(),
+                    p.spool.bytes(),
+                    p.spool.backlog()
                 );
-                if s.spool.reclaimable() {
-                    checkpoint(s);
+                if p.spool.reclaimable() {
+                    p.checkpoint();
                     continue;
                 }
             }
-        }
+            p.space.clone()
+        };
         space.wait_for(Duration::from_secs(1)).await;
     }
 }
 
-fn finish(s: &mut State) -> Built {
-    let ends = s.batch.ends().collect();
-    let frame = s.batch.finish(&s.instance, s.spool.next_seq());
+fn finish(p: &mut Pipe) -> Built {
+    let ends = p.batch.ends().collect();
+    let frame = p.batch.finish(&p.stream, p.spool.next_seq());
     Built { frame, ends }
 }
 
-fn append(s: &mut State, b: Built, spooled: &Notify) -> bool {
-    match s.spool.append(&b.frame) {
+fn append(p: &mut Pipe, c: &mut Counters, b: Built) -> bool {
+    match p.spool.append(&b.frame) {
         Ok(_) => {
             for &(dev, ino, end) in &b.ends {
-                s.tailer.commit(dev, ino, end);
+                p.tailer.commit(dev, ino, end);
             }
-            s.c.frames_spooled += 1;
-            s.changed = true;
-            spooled.notify();
+            c.frames_spooled += 1;
+            p.changed = true;
+            p.spooled.notify();
             true
         }
         Err(e) => {
-            if s.c.spool_write_errors == 0 || s.pending.is_none() {
-                log::error!("{e}; reading paused, retrying");
+            if c.spool_write_errors == 0 || p.pending.is_none() {
+                log::error!("{}: {e}; reading paused, retrying", p.label());
             }
-            s.c.spool_write_errors += 1;
-            s.pending = Some(b);
+            c.spool_write_errors += 1;
+            p.pending = Some(b);
             false
         }
     }

@@ -1,51 +1,45 @@
 //! Spool → sink → acknowledgement → release: the task that sends, and how it backs off.
 
-use super::{checkpoint, now_ms, Notify, Shared};
+use super::pipe::PipeRef;
+use super::{now_ms, Shared};
 use crate::backoff::Backoff;
 use crate::sink::{AnySink, Sink};
+use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-/// Spool → sink → acknowledgement → release.
-pub(super) async fn deliver(
-    st: Shared,
-    mut sink: AnySink,
-    spooled: Notify,
-    space: Notify,
-    stop: Notify,
-) {
+/// Spool → sink → acknowledgement → release, for one pipeline.
+pub(super) async fn deliver(st: Shared, pipe: PipeRef, mut sink: AnySink) {
     let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(30));
     let mut buf = Vec::new();
     {
-        let mut g = st.borrow_mut();
-        let held = sink.holds(&g.instance);
-        g.spool.skip_delivered(held);
+        let mut p = pipe.borrow_mut();
+        let held = sink.holds(&p.stream);
+        p.spool.skip_delivered(held);
     }
     loop {
         let failure = {
-            let new_sink = st.borrow_mut().new_sink.take();
+            let new_sink = pipe.borrow_mut().new_sink.take();
             if let Some(new) = new_sink {
-                let mut g = st.borrow_mut();
-                let s = &mut *g;
-                s.spool.rewind(&mut s.c);
+                pipe.borrow_mut().spool.rewind(&mut st.borrow_mut().c);
                 sink = new;
             }
             let mut failure = None;
             loop {
                 let seq = {
                     let mut g = st.borrow_mut();
-                    let s = &mut *g;
-                    if let Err(e) = s.spool.sync() {
-                        log::error!("{e}");
+                    let mut p = pipe.borrow_mut();
+                    if let Err(e) = p.spool.sync() {
+                        log::error!("{}: {e}", p.label());
                         break;
                     }
-                    if s.spool.in_flight() >= sink.window() {
+                    if p.spool.in_flight() >= sink.window() {
                         break;
                     }
-                    match s.spool.next_unsent(&mut buf, &mut s.c) {
+                    match p.spool.next_unsent(&mut buf, &mut g.c) {
                         Ok(Some(seq)) => seq,
                         Ok(None) => break,
                         Err(e) => {
-                            log::error!("{e}");
+                            log::error!("{}: {e}", p.label());
                             break;
                         }
                     }
@@ -56,19 +50,20 @@ pub(super) async fn deliver(
                 }
                 st.borrow_mut().c.frames_sent += 1;
             }
-            if failure.is_none() && st.borrow().spool.in_flight() > 0 {
+            if failure.is_none() && pipe.borrow().spool.in_flight() > 0 {
                 match sink.flush().await {
                     Ok(seq) => {
                         let mut g = st.borrow_mut();
                         let s = &mut *g;
+                        let mut p = pipe.borrow_mut();
                         s.c.dead_letters += sink.take_dead_letters();
-                        s.spool.ack(seq, now_ms(), &mut s.c, &mut s.lat);
-                        s.changed = true;
-                        if s.spool.reclaimable() {
-                            checkpoint(s);
+                        p.spool.ack(seq, now_ms(), &mut s.c, &mut s.lat);
+                        p.changed = true;
+                        if p.spool.reclaimable() {
+                            p.checkpoint();
                         }
                         backoff.reset();
-                        space.notify();
+                        p.space.notify();
                         continue;
                     }
                     Err(e) => failure = Some(e),
@@ -82,28 +77,30 @@ pub(super) async fn deliver(
                 if let Some(ra) = e.retry_after() {
                     d = d.max(ra.min(Duration::from_secs(3600)));
                 }
-                {
+                let stop = {
                     let mut g = st.borrow_mut();
                     let s = &mut *g;
+                    let mut p = pipe.borrow_mut();
                     s.c.send_errors += 1;
-                    s.spool.rewind(&mut s.c);
-                    log::warn!("{e}; retrying in {} ms", d.as_millis());
+                    p.spool.rewind(&mut s.c);
+                    log::warn!("{}: {e}; retrying in {} ms", p.label(), d.as_millis());
                     // Shutting down: what is left stays in the spool. `--once` keeps trying
-                    // until everything is delivered, or a signal says stop.
-                    if !s.collecting && (!s.once || s.shutdown) {
+                    // until everything is delivered, or a signal says stop. A removed
+                    // pipeline keeps trying too: its backlog has nowhere else to go.
+                    if !p.collecting && (s.shutdown || !(s.once || p.removed)) {
                         break;
                     }
-                }
+                    p.stop.clone()
+                };
                 stop.wait_for(d).await;
-                let s = st.borrow();
-                if s.shutdown && !s.collecting {
+                if st.borrow().shutdown && !pipe.borrow().collecting {
                     break;
                 }
             }
             None => {
                 {
-                    let s = st.borrow();
-                    if !s.collecting && s.spool.backlog() == 0 {
+                    let p = pipe.borrow();
+                    if !p.collecting && p.spool.backlog() == 0 {
                         break;
                     }
                 }
@@ -115,6 +112,7 @@ pub(super) async fn deliver(
                         t.saturating_duration_since(now)
                     })
                     .min(Duration::from_secs(60));
+                let spooled = pipe.borrow().spooled.clone();
                 spooled.wait_for(wait).await;
                 if sink.idle_until().is_some_and(|t| t <= Instant::now()) {
                     if let Err(e) = sink.idle().await {
@@ -122,6 +120,19 @@ pub(super) async fn deliver(
                     }
                 }
             }
+        }
+    }
+    {
+        let mut g = st.borrow_mut();
+        let mut p = pipe.borrow_mut();
+        if p.removed && !g.shutdown {
+            // Delivered, and out of the config: the pipeline ends here (pipe.rs), before the
+            // `.await` below, so that a config adding it again meanwhile opens it afresh.
+            p.checkpoint();
+            p.ended = true;
+            p.wake.notify();
+            g.pipes.retain(|x| !Rc::ptr_eq(x, &pipe));
+            log::info!("{}: backlog delivered, stopped", p.label());
         }
     }
     // A clean stop: the sink says goodbye (MQTT: the retained offline state).

@@ -1,10 +1,13 @@
-//! The running agent: the tasks that move lines from files to the sink, on one thread.
+//! The running agent: the tasks that move lines from files to sinks, on one thread.
 //!
-//! Owns the pipeline's state (tailer, open batch, spool, counters) behind one `RefCell` that
-//! no task holds across an `.await`. Tasks:
-//! - **collect**: scan and read files → batch → spool, sleeping when the files are quiet;
-//! - **deliver**: spool → sink → acknowledgement → release, backing off when the sink fails;
-//! - **signals**: SIGHUP reloads the config file, SIGTERM/SIGINT shut down.
+//! Owns the agent's state (config, counters) and its pipelines (pipe.rs: tailer, open
+//! batch, spool), each behind a `RefCell` that no task holds across an `.await`. Tasks:
+//! - per pipeline, **collect**: scan and read files → batch → spool, sleeping when the files
+//!   are quiet; and **deliver**: spool → sink → acknowledgement → release, backing off when
+//!   the sink fails;
+//! - **control**: the fleet (src/control), which may add, change and remove pipelines;
+//! - **signals**: SIGHUP reloads the config file, SIGTERM/SIGINT shut down;
+//! - the run loop itself starts the tasks of pipelines added at run time.
 //!
 //! The main thread parks on a futex (`future::block_on`), not in the reactor: the reactor is
 //! left to async-io's own thread, which blocks in epoll until the next timer or signal.
@@ -17,21 +20,20 @@
 
 use crate::config::Config;
 use crate::control::remote::Remote;
-use crate::frame::BatchBuilder;
-use crate::input::Tailer;
 use crate::sink::AnySink;
-use crate::spool::{Limits, Spool};
 use crate::stats::{Counters, Latency};
 use crate::Error;
 
 mod collect;
 mod deliver;
+mod pipe;
 
 use collect::collect;
 use deliver::deliver;
+use pipe::{pipelines, Pipe, PipeRef};
 use smol::channel::{Receiver, Sender};
 use smol::future::FutureExt;
-use smol::{LocalExecutor, Timer};
+use smol::{LocalExecutor, Task, Timer};
 use std::cell::RefCell;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
@@ -85,20 +87,44 @@ pub(crate) struct State {
     pub(crate) instance: String,
     #[cfg_attr(not(feature = "http"), allow(dead_code))]
     pub(crate) started: Instant,
-    pub(crate) tailer: Tailer,
-    batch: BatchBuilder,
-    pub(crate) spool: Spool,
+    /// The local file's pipeline first, then the fleet's; one that was taken out of the
+    /// config stays here until its backlog is delivered.
+    pub(crate) pipes: Vec<PipeRef>,
+    /// Pipelines added at run time, for the run loop to start.
+    to_start: Vec<(PipeRef, AnySink)>,
+    /// Rung when `to_start` has something, a collect task ended, or at shutdown.
+    starter: Notify,
     pub(crate) c: Counters,
     pub(crate) lat: Latency,
-    /// A frame built but not yet in the spool (the disk was full): appended before anything new.
-    pending: Option<Built>,
-    new_sink: Option<AnySink>,
-    /// `--once`: stop when every file is read to its end and the sink has everything.
+    /// `--once`: stop when every file is read to its end and the sinks have everything.
     once: bool,
     pub(crate) shutdown: bool,
-    collecting: bool,
-    last_checkpoint: Instant,
-    changed: bool,
+}
+
+impl State {
+    /// Files open for reading, all pipelines together.
+    pub(crate) fn files_open(&self) -> usize {
+        self.pipes
+            .iter()
+            .map(|p| p.borrow().tailer.open_files())
+            .sum()
+    }
+    /// Bytes in the spools.
+    pub(crate) fn spool_bytes(&self) -> u64 {
+        self.pipes.iter().map(|p| p.borrow().spool.bytes()).sum()
+    }
+    /// Frames waiting in the spools.
+    pub(crate) fn backlog(&self) -> u64 {
+        self.pipes.iter().map(|p| p.borrow().spool.backlog()).sum()
+    }
+    /// When the oldest frame not yet acknowledged was read, in any pipeline.
+    #[cfg_attr(not(any(feature = "http", feature = "mqtt")), allow(dead_code))]
+    pub(crate) fn oldest_unacked_ms(&self) -> Option<u64> {
+        self.pipes
+            .iter()
+            .filter_map(|p| p.borrow().spool.oldest_unacked_ms())
+            .min()
+    }
 }
 
 pub(crate) type Shared = Rc<RefCell<State>>;
@@ -108,21 +134,6 @@ pub(crate) type Shared = Rc<RefCell<State>>;
 struct Built {
     frame: Vec<u8>,
     ends: Vec<(u64, u64, u64)>,
-}
-
-fn limits(cfg: &Config) -> Limits {
-    Limits {
-        max_bytes: cfg.spool.max_bytes.0,
-        segment_bytes: cfg.spool.segment_bytes.0,
-        on_full: cfg.spool.on_full,
-        fsync: cfg.spool.fsync,
-    }
-}
-
-fn max_payload(cfg: &Config) -> usize {
-    // A frame holds at most batch.max_bytes, or one line of max_line_bytes plus overhead;
-    // accept anything written under a larger past config, up to the format's hard limit.
-    (cfg.batch.max_bytes.0 as usize * 4).max(1 << 20)
 }
 
 /// The instance id: from the config, else the one kept in `data_dir`, else a new one.
@@ -180,49 +191,42 @@ pub fn run(local: Config, opts: RunOpts) -> Result<(), Error> {
     log::set_max_level(cfg.level());
     let instance = instance_id(&cfg)?;
     let mut c = Counters::default();
-    let rec = Spool::open(
-        &cfg.data_dir.join("spool"),
-        limits(&cfg),
-        max_payload(&cfg),
-        &mut c,
-    )
-    .map_err(Error::Spool)?;
-    let sink = AnySink::new(&cfg, &instance).map_err(Error::Sink)?;
+    let mut pipes = Vec::new();
+    let mut sinks = Vec::new();
+    for p in pipelines(&cfg) {
+        let (pipe, sink) = Pipe::open(p, &cfg.data_dir, &instance, &mut c)?;
+        log::info!(
+            "{}: {} input(s), spool {} frames waiting, sink {}",
+            pipe.label(),
+            pipe.cfg.inputs.len(),
+            pipe.spool.backlog(),
+            sink_name(&pipe.cfg.sink),
+        );
+        pipes.push(Rc::new(RefCell::new(pipe)));
+        sinks.push(sink);
+    }
     log::info!(
-        "tailbeat {} starting as {instance:?}: {} input(s), spool {} ({} frames waiting), sink {}",
+        "tailbeat {} starting as {instance:?}: {} pipeline(s), data in {}",
         env!("CARGO_PKG_VERSION"),
-        cfg.inputs.len(),
-        cfg.data_dir.join("spool").display(),
-        rec.spool.backlog(),
-        sink_name(&cfg),
+        pipes.len(),
+        cfg.data_dir.display(),
     );
-    let tailer = Tailer::new(cfg.inputs.clone(), rec.marks, rec.first_run);
-    let batch = BatchBuilder::new(cfg.batch.max_lines, cfg.batch.max_bytes.0 as usize);
+    let starter = Notify::new();
     let st: Shared = Rc::new(RefCell::new(State {
         cfg,
         local,
         remote,
         instance,
         started: Instant::now(),
-        tailer,
-        batch,
-        spool: rec.spool,
+        to_start: pipes.iter().cloned().zip(sinks).collect(),
+        pipes,
+        starter: starter.clone(),
         c,
         lat: Latency::default(),
-        pending: None,
-        new_sink: None,
         once,
         shutdown: false,
-        collecting: true,
-        last_checkpoint: Instant::now(),
-        changed: false,
     }));
     let ex = LocalExecutor::new();
-    let spooled = Notify::new();
-    let space = Notify::new();
-    let wake = Notify::new();
-    // Only shutdown rings this one: it cuts a retry backoff short, new frames must not.
-    let stop = Notify::new();
     let signals = async_signal::Signals::new([
         async_signal::Signal::Hup,
         async_signal::Signal::Term,
@@ -234,43 +238,49 @@ pub fn run(local: Config, opts: RunOpts) -> Result<(), Error> {
         source: e,
     })?;
     smol::future::block_on(ex.run(async {
-        let collector = ex.spawn(collect(
-            st.clone(),
-            spooled.clone(),
-            space.clone(),
-            wake.clone(),
-        ));
-        let deliverer = ex.spawn(deliver(
-            st.clone(),
-            sink,
-            spooled.clone(),
-            space.clone(),
-            stop.clone(),
-        ));
         let control_wake = Notify::new();
         let _control = ex.spawn(crate::control::run(st.clone(), control_wake.clone()));
         let _signals = ex.spawn(handle_signals(
             st.clone(),
             signals,
             config_path,
-            [
-                spooled.clone(),
-                space.clone(),
-                wake.clone(),
-                stop.clone(),
-                control_wake,
-            ],
+            control_wake,
         ));
-        collector.await;
-        // `--once` waits for the sink however long it takes; a signal still stops it.
+        // Starts the tasks of every pipeline, at start and when the config adds one, until
+        // shutdown (or, with `--once`, until every pipeline has read its files).
+        let mut running: Vec<(Task<()>, Task<()>)> = Vec::new();
+        loop {
+            let (start, shutdown) = {
+                let mut s = st.borrow_mut();
+                (std::mem::take(&mut s.to_start), s.shutdown)
+            };
+            for (p, sink) in start {
+                running.push((
+                    ex.spawn(collect(st.clone(), p.clone())),
+                    ex.spawn(deliver(st.clone(), p, sink)),
+                ));
+            }
+            running.retain(|(c, d)| !(c.is_finished() && d.is_finished()));
+            if shutdown || (once && running.iter().all(|(c, _)| c.is_finished())) {
+                break;
+            }
+            starter.wait_for(Duration::from_secs(3600)).await;
+        }
+        let mut deliverers = Vec::new();
+        for (c, d) in running {
+            c.await;
+            deliverers.push(d);
+        }
+        // `--once` waits for the sinks however long it takes; a signal still stops it.
         let timeout = if once {
             Duration::MAX
         } else {
             st.borrow().cfg.shutdown_timeout.0
         };
-        spooled.notify();
         let drained = async {
-            deliverer.await;
+            for d in deliverers {
+                d.await;
+            }
             true
         }
         .or(async {
@@ -278,31 +288,29 @@ pub fn run(local: Config, opts: RunOpts) -> Result<(), Error> {
             false
         })
         .await;
-        let mut s = st.borrow_mut();
-        let s = &mut *s;
-        let marks = s.tailer.marks(&s.batch);
-        if let Err(e) = s.spool.checkpoint(marks) {
-            log::error!("final checkpoint: {e}");
+        let s = st.borrow();
+        for p in &s.pipes {
+            p.borrow_mut().checkpoint();
         }
-        log_stats(s);
+        log_stats(&s);
+        let left = s.backlog();
         log::info!(
-            "stopped{}; {} frames left in the spool for the next start",
+            "stopped{}; {left} frames left in the spool for the next start",
             if drained {
                 ""
             } else {
                 " (shutdown_timeout reached)"
             },
-            s.spool.backlog()
         );
-        if once && s.spool.backlog() > 0 {
-            return Err(Error::Undelivered(s.spool.backlog()));
+        if once && left > 0 {
+            return Err(Error::Undelivered(left));
         }
         Ok(())
     }))
 }
 
-fn sink_name(cfg: &Config) -> String {
-    match &cfg.sink {
+fn sink_name(sink: &crate::config::Sink) -> String {
+    match sink {
         crate::config::Sink::File { path, .. } => format!("file {}", path.display()),
         crate::config::Sink::Stdout {} => "stdout".into(),
         crate::config::Sink::Mqtt(m) => format!("mqtt {} topic {}", m.url, m.topic),
@@ -314,7 +322,7 @@ async fn handle_signals(
     st: Shared,
     mut signals: async_signal::Signals,
     config_path: Option<PathBuf>,
-    wakers: [Notify; 5],
+    control_wake: Notify,
 ) {
     use smol::stream::StreamExt;
     while let Some(sig) = signals.next().await {
@@ -325,10 +333,13 @@ async fn handle_signals(
             },
             Ok(sig) => {
                 log::info!("{sig:?}: shutting down");
-                st.borrow_mut().shutdown = true;
-                for w in &wakers {
-                    w.notify();
+                let mut s = st.borrow_mut();
+                s.shutdown = true;
+                for p in &s.pipes {
+                    p.borrow().wake_all();
                 }
+                s.starter.notify();
+                control_wake.notify();
             }
             Err(e) => log::error!("signal: {e}"),
         }
@@ -380,46 +391,70 @@ fn reload(st: &Shared, path: &Path) {
         Ok(()) => {
             s.local = new;
             log::info!(
-                "reloaded {}: {} input(s), sink {}",
+                "reloaded {}: {} input(s), sink {}; {} pipeline(s) in all",
                 path.display(),
                 s.cfg.inputs.len(),
-                sink_name(&s.cfg)
+                sink_name(&s.cfg.sink),
+                s.pipes.len(),
             );
         }
         Err(why) => log::error!("reload: {why}; keeping the running config"),
     }
 }
 
-/// Switches the running agent to `new` in place: inputs added and removed, limits changed,
-/// a new sink if it changed. Nothing changes when it returns `Err`.
+/// Switches the running agent to `new` in place: pipelines added, changed and removed,
+/// inputs added and removed, limits changed, new sinks where they changed. Nothing changes
+/// when it returns `Err`.
 pub(crate) fn apply_config(s: &mut State, new: Config) -> Result<(), String> {
     if new.data_dir != s.cfg.data_dir || new.instance_id != s.cfg.instance_id {
         return Err("data_dir and instance_id need a restart".into());
     }
-    if new.sink != s.cfg.sink {
-        match AnySink::new(&new, &s.instance) {
-            Ok(sink) => s.new_sink = Some(sink),
-            Err(e) => return Err(e.to_string()),
+    // Everything that can fail first (new sinks, new spools), then the changes.
+    let mut updates = Vec::new();
+    let mut starts = Vec::new();
+    for p in pipelines(&new) {
+        let label = if p.name.is_empty() {
+            "sink".to_string()
+        } else {
+            format!("pipeline {:?}", p.name)
+        };
+        match s.pipes.iter().find(|x| x.borrow().name == p.name) {
+            Some(x) => {
+                let sink = x
+                    .borrow()
+                    .sink_for(&p)
+                    .map_err(|e| format!("{label}: {e}"))?;
+                updates.push((x.clone(), p, sink));
+            }
+            None => {
+                let (pipe, sink) = Pipe::open(p, &new.data_dir, &s.instance, &mut s.c)
+                    .map_err(|e| format!("{label}: {e}"))?;
+                starts.push((Rc::new(RefCell::new(pipe)), sink));
+            }
         }
     }
     log::set_max_level(new.level());
-    if new.inputs != s.cfg.inputs {
-        s.tailer.set_inputs(new.inputs.clone());
+    for x in &s.pipes {
+        let mut x = x.borrow_mut();
+        if !x.name.is_empty() && !new.pipelines.iter().any(|p| p.name == x.name) {
+            x.remove();
+        }
     }
-    s.batch
-        .set_limits(new.batch.max_lines, new.batch.max_bytes.0 as usize);
-    s.spool.set_limits(limits(&new));
+    for (x, p, sink) in updates {
+        x.borrow_mut().update(p, sink);
+    }
+    for (p, sink) in starts {
+        log::info!(
+            "{}: started, sink {}",
+            p.borrow().label(),
+            sink_name(&p.borrow().cfg.sink)
+        );
+        s.pipes.push(p.clone());
+        s.to_start.push((p, sink));
+        s.starter.notify();
+    }
     s.cfg = new;
     Ok(())
-}
-
-fn checkpoint(s: &mut State) {
-    let marks = s.tailer.marks(&s.batch);
-    if let Err(e) = s.spool.checkpoint(marks) {
-        log::error!("checkpoint: {e}");
-    }
-    s.last_checkpoint = Instant::now();
-    s.changed = false;
 }
 
 fn log_stats(s: &State) {
@@ -430,14 +465,19 @@ fn log_stats(s: &State) {
         .map(|[a, b, c]| format!(", read→ack p50/p90/p99 {a}/{b}/{c} ms"))
         .unwrap_or_default();
     log::info!(
-        "read {} lines ({} bytes) from {} files; frames spooled {} acked {}; spool {} bytes, {} frames waiting; lost: cut {} lines, truncated {} B, vanished {} B, dropped {} frames ({} lines), corrupt {} records, dead letters {}; send errors {}{lat}",
+        "read {} lines ({} bytes) from {} files; frames spooled {} acked {}; spool {} bytes, {} frames waiting{}; lost: cut {} lines, truncated {} B, vanished {} B, dropped {} frames ({} lines), corrupt {} records, dead letters {}; send errors {}{lat}",
         c.lines_read,
         c.bytes_read,
-        s.tailer.open_files(),
+        s.files_open(),
         c.frames_spooled,
         c.frames_acked,
-        s.spool.bytes(),
-        s.spool.backlog(),
+        s.spool_bytes(),
+        s.backlog(),
+        if s.pipes.len() > 1 {
+            format!(" ({} pipelines)", s.pipes.len())
+        } else {
+            String::new()
+        },
         c.lines_cut,
         c.truncated_lost_bytes,
         c.vanished_lost_bytes,

@@ -1,8 +1,8 @@
-//! `[fleet]`, and the configs a fleet sends: pipeline configs (one input each) and
-//! instance configs (agent-wide settings).
+//! `[fleet]`, and the instance configs a fleet sends (agent-wide settings; pipeline configs
+//! are in `pipeline.rs`).
 
 use super::error::parse_toml;
-use super::{Config, ConfigError, Input, Secs, Spool, Tls};
+use super::{Config, ConfigError, Secs, Spool, Tls};
 use serde::Deserialize;
 use std::fmt;
 use std::time::Duration;
@@ -63,29 +63,6 @@ impl fmt::Debug for Fleet {
             .field("tls", &self.tls)
             .finish()
     }
-}
-
-/// A pipeline config from the fleet: the keys of one `[[input]]` table, without `name`
-/// (the config's name is the input's name). Checked alone here; against the rest of the
-/// config by [`Config::validate`].
-pub fn parse_pipeline(name: &str, text: &str) -> Result<Input, ConfigError> {
-    if name.is_empty() || name.len() > 128 || name.chars().any(|c| c.is_control()) {
-        return Err(ConfigError {
-            path: None,
-            line: None,
-            key: Some("name".into()),
-            msg: "a pipeline name must be 1 to 128 characters, no control characters".into(),
-        });
-    }
-    let escaped = name.replace('\\', "\\\\").replace('"', "\\\"");
-    // The name goes on a line of its own in front, so the detail's own lines keep their
-    // numbers after the shift below.
-    let full = format!("name = \"{escaped}\"\n{text}");
-    let shift = |mut e: ConfigError| {
-        e.line = e.line.map(|l| l.saturating_sub(1)).filter(|&l| l > 0);
-        e
-    };
-    parse_toml(&full).map_err(shift)
 }
 
 /// An instance config from the fleet: agent-wide settings laid over the local file.

@@ -7,13 +7,15 @@
 pub mod endpoint;
 mod error;
 mod fleet;
+mod pipeline;
 mod sink;
 mod units;
 
 pub use endpoint::Endpoint;
 pub use error::ConfigError;
 use error::{find_key, parse_toml};
-pub use fleet::{parse_pipeline, Fleet, InstanceConfig};
+pub use fleet::{Fleet, InstanceConfig};
+pub use pipeline::{parse_pipeline, FleetPipeline, Pipeline};
 pub use sink::{HttpSink, MqttSink, Sink, Tls};
 
 pub use units::{parse_duration, parse_size, Secs, Size};
@@ -61,6 +63,9 @@ pub struct Config {
     /// The ConfigServer that manages this agent, if any.
     #[serde(default)]
     pub fleet: Option<Fleet>,
+    /// Pipelines of their own, from the fleet (never in the file).
+    #[serde(skip)]
+    pub pipelines: Vec<Pipeline>,
 }
 
 /// One `[[input]]`: a set of files.
@@ -276,128 +281,57 @@ impl Config {
                 return err("fleet.timeout", "must be more than 0".into());
             }
         }
-        let batch_max = self.batch.max_bytes.0;
-        if !(1024..=(8 << 20)).contains(&batch_max) {
-            return err("batch.max_bytes", "must be between 1KiB and 8MiB".into());
-        }
-        if self.batch.max_lines == 0 {
-            return err("batch.max_lines", "must be at least 1".into());
-        }
-        for (i, inp) in self.inputs.iter().enumerate() {
-            let k = |f: &str| format!("input[{i}].{f}");
-            if inp.name.is_empty() {
-                return err(&k("name"), "must not be empty".into());
+        check_flow(
+            "",
+            false,
+            &self.inputs,
+            &self.batch,
+            &self.spool,
+            &self.sink,
+        )?;
+        let mut sinks = vec![(String::new(), &self.sink)];
+        for (j, p) in self.pipelines.iter().enumerate() {
+            let prefix = format!("pipeline[{j}].");
+            if let Err(m) = pipeline::check_own_name(&p.name) {
+                return err(&format!("{prefix}name"), m);
             }
-            if self.inputs[..i].iter().any(|o| o.name == inp.name) {
+            if self.pipelines[..j].iter().any(|o| o.name == p.name) {
                 return err(
-                    &k("name"),
-                    format!("{:?} is used by another input", inp.name),
+                    &format!("{prefix}name"),
+                    format!("{:?} is used twice", p.name),
                 );
             }
-            if inp.paths.is_empty() {
-                return err(&k("paths"), "needs at least one pattern".into());
+            if p.inputs.len() != 1 {
+                return err(&format!("{prefix}paths"), "a pipeline has one input".into());
             }
-            for p in inp.paths.iter().chain(&inp.exclude) {
-                if p.is_empty() {
-                    return err(&k("paths"), "empty pattern".into());
-                }
-            }
-            let m = inp.max_line_bytes.0;
-            if m < 16 || m + 512 > batch_max {
-                return err(
-                    &k("max_line_bytes"),
-                    format!(
-                        "must be at least 16 and leave 512 bytes of batch.max_bytes ({batch_max}), got {m}"
-                    ),
-                );
-            }
+            check_flow(&prefix, true, &p.inputs, &p.batch, &p.spool, &p.sink)?;
+            sinks.push((prefix, &p.sink));
         }
-        let s = &self.spool;
-        if s.segment_bytes.0 < batch_max + 1024 {
-            return err(
-                "spool.segment_bytes",
-                format!(
-                    "must hold a whole frame: at least batch.max_bytes + 1KiB ({}), got {}",
-                    batch_max + 1024,
-                    s.segment_bytes.0
-                ),
-            );
-        }
-        if s.max_bytes.0 < 2 * s.segment_bytes.0 {
-            return err(
-                "spool.max_bytes",
-                format!(
-                    "must hold at least two segments (2 x spool.segment_bytes = {}), got {}",
-                    2 * s.segment_bytes.0,
-                    s.max_bytes.0
-                ),
-            );
-        }
-        match &self.sink {
-            Sink::File { path, .. } if path.as_os_str().is_empty() => {
-                return err("sink.path", "must not be empty".into());
-            }
-            Sink::Mqtt(_) if !cfg!(feature = "mqtt") => {
-                return err(
-                    "sink.type",
-                    "the MQTT sink is left out of this build (cargo feature mqtt)".into(),
-                );
-            }
-            Sink::Mqtt(m) => {
-                for (key, url) in std::iter::once(("sink.url", &m.url))
-                    .chain(m.failover.iter().map(|u| ("sink.failover", u)))
-                {
-                    match endpoint::mqtt(url) {
-                        Ok(e) if e.tls && !cfg!(feature = "tls") => return err(
-                            key,
-                            "mqtts:// needs TLS, which this build leaves out (cargo feature tls)"
-                                .into(),
-                        ),
-                        Ok(_) => {}
-                        Err(m) => return err(key, m),
+        // Two sinks on one file would interleave their frames; two MQTT connections with one
+        // client id would throw each other off the broker.
+        for (i, (prefix, sink)) in sinks.iter().enumerate() {
+            for (_, other) in &sinks[..i] {
+                match (sink, other) {
+                    (Sink::File { path: a, .. }, Sink::File { path: b, .. }) if a == b => {
+                        return err(
+                            &format!("{prefix}sink.path"),
+                            format!(
+                                "{} is written by another pipeline's sink; give each a [sink] of its own",
+                                a.display()
+                            ),
+                        )
                     }
-                }
-                m.tls.validate("sink")?;
-                for (key, t) in [
-                    ("sink.topic", &m.topic),
-                    ("sink.state_topic", &m.state_topic),
-                ] {
-                    if t.is_empty() || t.contains(['+', '#']) {
-                        return err(key, "must be a topic name, without wildcards".into());
+                    (Sink::Mqtt(a), Sink::Mqtt(b))
+                        if a.client_id.is_some() && a.client_id == b.client_id =>
+                    {
+                        return err(
+                            &format!("{prefix}sink.client_id"),
+                            "another pipeline's MQTT sink uses this client id".into(),
+                        )
                     }
-                }
-                if !(1..=1024).contains(&m.window) {
-                    return err("sink.window", "must be between 1 and 1024".into());
-                }
-                // A frame that the broker would refuse must be refused here, not lost later.
-                let need = batch_max + 1024 + m.topic.len() as u64 + 128;
-                if m.max_packet_bytes.0 < need {
-                    return err(
-                        "sink.max_packet_bytes",
-                        format!(
-                            "{} is too small for frames of batch.max_bytes = {batch_max}: at least {need}",
-                            m.max_packet_bytes.0
-                        ),
-                    );
+                    _ => {}
                 }
             }
-            Sink::Http(h) => {
-                for (key, url) in std::iter::once(("sink.url", &h.url))
-                    .chain(h.failover.iter().map(|u| ("sink.failover", u)))
-                {
-                    if let Err(m) = check_http_url(url) {
-                        return err(key, m);
-                    }
-                }
-                h.tls.validate("sink")?;
-                if h.token.is_some() && h.username.is_some() {
-                    return err("sink.token", "give a token or a username, not both".into());
-                }
-                if h.timeout.0.is_zero() {
-                    return err("sink.timeout", "must be more than 0".into());
-                }
-            }
-            _ => {}
         }
         Ok(())
     }
@@ -406,6 +340,163 @@ impl Config {
     pub fn level(&self) -> log::LevelFilter {
         log_level(&self.log_level).unwrap_or(log::LevelFilter::Info)
     }
+}
+
+/// Checks one pipeline's inputs, batching, spool and sink, and how they fit together. Keys
+/// are prefixed with `prefix`; with `one_input`, input keys are bare (`paths`, as a fleet
+/// pipeline config writes them), else `input[i].paths`.
+fn check_flow(
+    prefix: &str,
+    one_input: bool,
+    inputs: &[Input],
+    batch: &Batch,
+    spool: &Spool,
+    sink: &Sink,
+) -> Result<(), (String, String)> {
+    check_flow_keys(one_input, inputs, batch, spool, sink)
+        .map_err(|(k, m)| (format!("{prefix}{k}"), m))
+}
+
+fn check_flow_keys(
+    one_input: bool,
+    inputs: &[Input],
+    batch: &Batch,
+    spool: &Spool,
+    sink: &Sink,
+) -> Result<(), (String, String)> {
+    let err = |k: &str, m: String| Err((k.to_string(), m));
+    let batch_max = batch.max_bytes.0;
+    if !(1024..=(8 << 20)).contains(&batch_max) {
+        return err("batch.max_bytes", "must be between 1KiB and 8MiB".into());
+    }
+    if batch.max_lines == 0 {
+        return err("batch.max_lines", "must be at least 1".into());
+    }
+    for (i, inp) in inputs.iter().enumerate() {
+        let k = |f: &str| {
+            if one_input {
+                f.to_string()
+            } else {
+                format!("input[{i}].{f}")
+            }
+        };
+        if inp.name.is_empty() {
+            return err(&k("name"), "must not be empty".into());
+        }
+        if inputs[..i].iter().any(|o| o.name == inp.name) {
+            return err(
+                &k("name"),
+                format!("{:?} is used by another input", inp.name),
+            );
+        }
+        if inp.paths.is_empty() {
+            return err(&k("paths"), "needs at least one pattern".into());
+        }
+        for p in inp.paths.iter().chain(&inp.exclude) {
+            if p.is_empty() {
+                return err(&k("paths"), "empty pattern".into());
+            }
+        }
+        let m = inp.max_line_bytes.0;
+        if m < 16 || m + 512 > batch_max {
+            return err(
+                &k("max_line_bytes"),
+                format!(
+                    "must be at least 16 and leave 512 bytes of batch.max_bytes ({batch_max}), got {m}"
+                ),
+            );
+        }
+    }
+    let s = spool;
+    if s.segment_bytes.0 < batch_max + 1024 {
+        return err(
+            "spool.segment_bytes",
+            format!(
+                "must hold a whole frame: at least batch.max_bytes + 1KiB ({}), got {}",
+                batch_max + 1024,
+                s.segment_bytes.0
+            ),
+        );
+    }
+    if s.max_bytes.0 < 2 * s.segment_bytes.0 {
+        return err(
+            "spool.max_bytes",
+            format!(
+                "must hold at least two segments (2 x spool.segment_bytes = {}), got {}",
+                2 * s.segment_bytes.0,
+                s.max_bytes.0
+            ),
+        );
+    }
+    match sink {
+        Sink::File { path, .. } if path.as_os_str().is_empty() => {
+            return err("sink.path", "must not be empty".into());
+        }
+        Sink::Mqtt(_) if !cfg!(feature = "mqtt") => {
+            return err(
+                "sink.type",
+                "the MQTT sink is left out of this build (cargo feature mqtt)".into(),
+            );
+        }
+        Sink::Mqtt(m) => {
+            for (key, url) in std::iter::once(("sink.url", &m.url))
+                .chain(m.failover.iter().map(|u| ("sink.failover", u)))
+            {
+                match endpoint::mqtt(url) {
+                    Ok(e) if e.tls && !cfg!(feature = "tls") => {
+                        return err(
+                            key,
+                            "mqtts:// needs TLS, which this build leaves out (cargo feature tls)"
+                                .into(),
+                        )
+                    }
+                    Ok(_) => {}
+                    Err(m) => return err(key, m),
+                }
+            }
+            m.tls.validate("sink")?;
+            for (key, t) in [
+                ("sink.topic", &m.topic),
+                ("sink.state_topic", &m.state_topic),
+            ] {
+                if t.is_empty() || t.contains(['+', '#']) {
+                    return err(key, "must be a topic name, without wildcards".into());
+                }
+            }
+            if !(1..=1024).contains(&m.window) {
+                return err("sink.window", "must be between 1 and 1024".into());
+            }
+            // A frame that the broker would refuse must be refused here, not lost later.
+            let need = batch_max + 1024 + m.topic.len() as u64 + 128;
+            if m.max_packet_bytes.0 < need {
+                return err(
+                    "sink.max_packet_bytes",
+                    format!(
+                        "{} is too small for frames of batch.max_bytes = {batch_max}: at least {need}",
+                        m.max_packet_bytes.0
+                    ),
+                );
+            }
+        }
+        Sink::Http(h) => {
+            for (key, url) in std::iter::once(("sink.url", &h.url))
+                .chain(h.failover.iter().map(|u| ("sink.failover", u)))
+            {
+                if let Err(m) = check_http_url(url) {
+                    return err(key, m);
+                }
+            }
+            h.tls.validate("sink")?;
+            if h.token.is_some() && h.username.is_some() {
+                return err("sink.token", "give a token or a username, not both".into());
+            }
+            if h.timeout.0.is_zero() {
+                return err("sink.timeout", "must be more than 0".into());
+            }
+        }
+        _ => {}
+    }
+    Ok(())
 }
 
 /// An `http://` URL this build can use.

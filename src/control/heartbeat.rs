@@ -79,24 +79,24 @@ pub(crate) fn request(
 }
 
 /// The health figures, by key (without the `health.` prefix). Fixed in number.
-pub(crate) fn health(s: &State) -> [(&'static str, u64); 25] {
+pub(crate) fn health(s: &State) -> [(&'static str, u64); 26] {
     let c = &s.c;
     let [p50, p90, p99] = s.lat.percentiles().unwrap_or([0; 3]);
     let oldest = s
-        .spool
         .oldest_unacked_ms()
         .map_or(0, |t| crate::agent::now_ms().saturating_sub(t));
     [
         ("lines_read", c.lines_read),
         ("bytes_read", c.bytes_read),
-        ("files_open", s.tailer.open_files() as u64),
+        ("files_open", s.files_open() as u64),
         ("frames_spooled", c.frames_spooled),
         ("frames_sent", c.frames_sent),
         ("frames_acked", c.frames_acked),
         ("lines_acked", c.lines_acked),
         ("retries", c.send_errors),
-        ("spool_bytes", s.spool.bytes()),
-        ("spool_frames", s.spool.backlog()),
+        ("pipelines", s.pipes.len() as u64),
+        ("spool_bytes", s.spool_bytes()),
+        ("spool_frames", s.backlog()),
         ("oldest_unacked_age_ms", oldest),
         ("dropped_frames", c.dropped_frames),
         ("dropped_lines", c.dropped_lines),

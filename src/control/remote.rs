@@ -2,9 +2,9 @@
 //! disk that a restart runs again.
 //!
 //! Two kinds, each a set of named, versioned configs:
-//! - a **pipeline** config is one input: the keys of an `[[input]]` table, without `name`
-//!   (the config's name is the input's); it adds to the local file's inputs, sharing its
-//!   batching, spool and sink;
+//! - a **pipeline** config is one input (the keys of an `[[input]]` table, without `name`:
+//!   the config's name is the input's), joining the local file's pipeline; or, with its own
+//!   `[batch]`, `[spool]` or `[sink]`, a pipeline of its own ([`parse_pipeline`]);
 //! - an **instance** config holds agent-wide settings ([`InstanceConfig`]) laid over the
 //!   local file, in name order.
 //!
@@ -188,27 +188,39 @@ impl Remote {
         let mut names = Vec::new();
         for (name, e) in self.entries(Kind::Pipeline) {
             if let Some((_, text)) = &e.good {
-                if cfg.inputs.iter().any(|i| &i.name == name) {
-                    return Err((
-                        Kind::Pipeline,
-                        name.clone(),
-                        format!("the local config already has an input named {name:?}"),
-                    ));
-                }
-                let input = parse_pipeline(name, text)
+                let p = parse_pipeline(name, text)
                     .map_err(|err| (Kind::Pipeline, name.clone(), err.to_string()))?;
-                cfg.inputs.push(input);
-                names.push(name.clone());
+                match p.own(&cfg.batch, &cfg.spool, &cfg.sink) {
+                    Ok(own) => cfg.pipelines.push(own),
+                    Err(input) => {
+                        if cfg.inputs.iter().any(|i| &i.name == name) {
+                            return Err((
+                                Kind::Pipeline,
+                                name.clone(),
+                                format!("the local config already has an input named {name:?}"),
+                            ));
+                        }
+                        cfg.inputs.push(input);
+                        names.push(name.clone());
+                    }
+                }
             }
         }
         cfg.validate().map_err(|(key, msg)| {
-            // `input[i].field` of a remote pipeline: say which, by its own key.
-            let remote = key
-                .strip_prefix("input[")
-                .and_then(|r| r.split_once("]."))
-                .and_then(|(i, field)| Some((i.parse::<usize>().ok()?, field)))
-                .filter(|&(i, _)| i >= locals);
-            match remote {
+            // `input[i].field` of a joined pipeline, `pipeline[j].key` of one of its own:
+            // say which, by its own key.
+            let index = |prefix: &str, sep: &str| {
+                let (i, field) = key.strip_prefix(prefix)?.split_once(sep)?;
+                Some((i.parse::<usize>().ok()?, field.to_string()))
+            };
+            if let Some((j, field)) = index("pipeline[", "].") {
+                return (
+                    Kind::Pipeline,
+                    cfg.pipelines[j].name.clone(),
+                    format!("{field}: {msg}"),
+                );
+            }
+            match index("input[", "].").filter(|&(i, _)| i >= locals) {
                 Some((i, field)) => (
                     Kind::Pipeline,
                     names[i - locals].clone(),

@@ -137,21 +137,25 @@ pub enum AnySink {
 }
 
 impl AnySink {
-    /// Builds the sink a config describes (opening files, not yet connecting anywhere).
-    #[cfg_attr(not(any(feature = "mqtt", feature = "http")), allow(unused_variables))]
-    pub fn new(cfg: &config::Config, instance: &str) -> Result<AnySink, SinkError> {
-        Ok(match &cfg.sink {
+    /// Builds the sink a config describes (opening files, not yet connecting anywhere),
+    /// identifying as `stream` (the id in the frames; `{instance}` in MQTT topics), keeping
+    /// HTTP dead letters in `dir` (at most `dead_letter_bytes`).
+    #[cfg_attr(not(feature = "http"), allow(unused_variables))]
+    pub fn new(
+        sink: &config::Sink,
+        stream: &str,
+        dir: &std::path::Path,
+        dead_letter_bytes: u64,
+    ) -> Result<AnySink, SinkError> {
+        Ok(match sink {
             config::Sink::File { path, fsync } => AnySink::File(FileSink::open(path, *fsync)?),
             config::Sink::Stdout {} => AnySink::Stdout(StdoutSink::default()),
             #[cfg(feature = "mqtt")]
-            config::Sink::Mqtt(m) => AnySink::Mqtt(Box::new(MqttSink::new(m, instance))),
+            config::Sink::Mqtt(m) => AnySink::Mqtt(Box::new(MqttSink::new(m, stream))),
             #[cfg(feature = "http")]
-            config::Sink::Http(h) => AnySink::Http(Box::new(HttpSink::new(
-                h,
-                instance,
-                &cfg.data_dir,
-                cfg.spool.max_bytes.0,
-            )?)),
+            config::Sink::Http(h) => {
+                AnySink::Http(Box::new(HttpSink::new(h, stream, dir, dead_letter_bytes)?))
+            }
             #[allow(unreachable_patterns)]
             _ => return Err(SinkError::Unsupported),
         })

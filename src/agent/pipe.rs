@@ -1,0 +1,206 @@
+//! One pipeline: its tailer, open batch, spool and sink settings, and the wake-ups of its
+//! two tasks (collect, deliver).
+//!
+//! The local file's inputs, `[batch]`, `[spool]` and `[sink]` are the pipeline named `""`,
+//! its spool in `data_dir/spool` and its frames carrying the instance id. A fleet pipeline
+//! of its own (config::Pipeline) has `data_dir/pipelines/{name}/` for its spool and dead
+//! letters, and its frames carry `{instance}/{name}`: each numbers its frames from 1, so a
+//! consumer still drops repeats by `(instance, seq)`.
+//!
+//! Taken out of the config, a pipeline stops reading, puts its open batch in its spool,
+//! delivers its backlog and ends; its spool directory stays, with the files' positions, so
+//! adding it again goes on where it left off. Restarted before the backlog is delivered,
+//! the agent leaves the directory alone until the pipeline comes back (a fleet that removed
+//! it also took the sink its frames were for).
+
+use super::{Built, Notify};
+use crate::config::{Config, Pipeline};
+use crate::frame::BatchBuilder;
+use crate::input::Tailer;
+use crate::sink::AnySink;
+use crate::spool::{Limits, Spool};
+use crate::stats::Counters;
+use crate::Error;
+use std::cell::RefCell;
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+use std::time::Instant;
+
+pub(crate) type PipeRef = Rc<RefCell<Pipe>>;
+
+pub(crate) struct Pipe {
+    /// `""` for the local file's pipeline, else the fleet config's name.
+    pub(crate) name: String,
+    /// The id in its frames (module doc).
+    pub(crate) stream: String,
+    /// `data_dir` for the local pipeline, `data_dir/pipelines/{name}` for the others.
+    dir: PathBuf,
+    pub(crate) cfg: Pipeline,
+    pub(crate) tailer: Tailer,
+    pub(super) batch: BatchBuilder,
+    pub(crate) spool: Spool,
+    /// A frame built but not yet in the spool (the disk was full): appended before anything new.
+    pub(super) pending: Option<Built>,
+    pub(super) new_sink: Option<AnySink>,
+    /// The collect task is reading (false once it stopped and put its batch in the spool).
+    pub(super) collecting: bool,
+    /// Taken out of the config: reading stops, the backlog is delivered, the tasks end.
+    pub(super) removed: bool,
+    /// The tasks have ended (set by deliver, which also takes the pipe out of the state).
+    pub(super) ended: bool,
+    pub(super) last_checkpoint: Instant,
+    pub(super) changed: bool,
+    /// Rung when a frame is in the spool.
+    pub(super) spooled: Notify,
+    /// Rung when the sink acknowledged frames (room in the spool).
+    pub(super) space: Notify,
+    /// Rung to make collect look again (shutdown, removal, new settings).
+    pub(super) wake: Notify,
+    /// Rung only at shutdown: cuts a retry backoff short, new frames must not.
+    pub(super) stop: Notify,
+}
+
+/// The local file's pipeline, then the fleet's pipelines of their own.
+pub(super) fn pipelines(cfg: &Config) -> impl Iterator<Item = Pipeline> + '_ {
+    std::iter::once(Pipeline {
+        name: String::new(),
+        inputs: cfg.inputs.clone(),
+        batch: cfg.batch.clone(),
+        spool: cfg.spool.clone(),
+        sink: cfg.sink.clone(),
+    })
+    .chain(cfg.pipelines.iter().cloned())
+}
+
+fn limits(p: &Pipeline) -> Limits {
+    Limits {
+        max_bytes: p.spool.max_bytes.0,
+        segment_bytes: p.spool.segment_bytes.0,
+        on_full: p.spool.on_full,
+        fsync: p.spool.fsync,
+    }
+}
+
+fn max_payload(p: &Pipeline) -> usize {
+    // A frame holds at most batch.max_bytes, or one line of max_line_bytes plus overhead;
+    // accept anything written under a larger past config, up to the format's hard limit.
+    (p.batch.max_bytes.0 as usize * 4).max(1 << 20)
+}
+
+impl Pipe {
+    /// Opens the pipeline's spool (recovering what a crash left) and builds its sink.
+    pub(super) fn open(
+        cfg: Pipeline,
+        data_dir: &Path,
+        instance: &str,
+        c: &mut Counters,
+    ) -> Result<(Pipe, AnySink), Error> {
+        let (dir, stream) = if cfg.name.is_empty() {
+            (data_dir.to_path_buf(), instance.to_string())
+        } else {
+            (
+                data_dir.join("pipelines").join(&cfg.name),
+                format!("{instance}/{}", cfg.name),
+            )
+        };
+        let rec = Spool::open(&dir.join("spool"), limits(&cfg), max_payload(&cfg), c)
+            .map_err(Error::Spool)?;
+        let sink =
+            AnySink::new(&cfg.sink, &stream, &dir, cfg.spool.max_bytes.0).map_err(Error::Sink)?;
+        let tailer = Tailer::new(cfg.inputs.clone(), rec.marks, rec.first_run);
+        let batch = BatchBuilder::new(cfg.batch.max_lines, cfg.batch.max_bytes.0 as usize);
+        Ok((
+            Pipe {
+                name: cfg.name.clone(),
+                stream,
+                dir,
+                cfg,
+                tailer,
+                batch,
+                spool: rec.spool,
+                pending: None,
+                new_sink: None,
+                collecting: true,
+                removed: false,
+                ended: false,
+                last_checkpoint: Instant::now(),
+                changed: false,
+                spooled: Notify::new(),
+                space: Notify::new(),
+                wake: Notify::new(),
+                stop: Notify::new(),
+            },
+            sink,
+        ))
+    }
+
+    /// The sink `cfg` asks for, if it differs from the running one.
+    pub(super) fn sink_for(&self, cfg: &Pipeline) -> Result<Option<AnySink>, String> {
+        if cfg.sink == self.cfg.sink {
+            return Ok(None);
+        }
+        AnySink::new(&cfg.sink, &self.stream, &self.dir, cfg.spool.max_bytes.0)
+            .map(Some)
+            .map_err(|e| e.to_string())
+    }
+
+    /// Switches to `cfg` in place (and to `sink`, built by [`sink_for`](Self::sink_for)).
+    pub(super) fn update(&mut self, cfg: Pipeline, sink: Option<AnySink>) {
+        if cfg.inputs != self.cfg.inputs {
+            self.tailer.set_inputs(cfg.inputs.clone());
+        }
+        self.batch
+            .set_limits(cfg.batch.max_lines, cfg.batch.max_bytes.0 as usize);
+        self.spool.set_limits(limits(&cfg));
+        if sink.is_some() {
+            self.new_sink = sink;
+        }
+        if self.removed {
+            log::info!("{}: back in the config, reading again", self.label());
+            self.removed = false;
+        }
+        self.cfg = cfg;
+        self.wake.notify();
+        self.spooled.notify();
+    }
+
+    /// Stops reading; the backlog is still delivered.
+    pub(super) fn remove(&mut self) {
+        if !self.removed {
+            log::info!(
+                "{}: taken out of the config; reading stops, {} frames left to deliver",
+                self.label(),
+                self.spool.backlog()
+            );
+            self.removed = true;
+            self.wake.notify();
+            self.spooled.notify();
+        }
+    }
+
+    /// Files' positions and the spool's state to disk.
+    pub(super) fn checkpoint(&mut self) {
+        let marks = self.tailer.marks(&self.batch);
+        if let Err(e) = self.spool.checkpoint(marks) {
+            log::error!("{}: checkpoint: {e}", self.label());
+        }
+        self.last_checkpoint = Instant::now();
+        self.changed = false;
+    }
+
+    /// Rings every wake-up (shutdown).
+    pub(super) fn wake_all(&self) {
+        for n in [&self.spooled, &self.space, &self.wake, &self.stop] {
+            n.notify();
+        }
+    }
+
+    /// For logs: `pipeline "app"`, or `local pipeline`.
+    pub(crate) fn label(&self) -> String {
+        if self.name.is_empty() {
+            "local pipeline".into()
+        } else {
+            format!("pipeline {:?}", self.name)
+        }
+    }
+}
