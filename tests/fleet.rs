@@ -7,31 +7,6 @@ use common::configserver::*;
 use common::*;
 use std::time::Duration;
 
-/// A config with one local input (`app.log`), a file sink, and `[fleet]` at `server`.
-fn fleet_config(s: &Scratch, server: &str, fleet_extra: &str, top: &str) -> std::path::PathBuf {
-    let app = s.path("logs/app.log");
-    s.config(
-        top,
-        &input("app", app.to_str().unwrap(), ""),
-        &format!(
-            "[batch]\nlinger = \"50ms\"\n[fleet]\nserver = \"{server}\"\ntimeout = \"1s\"\n{fleet_extra}\n"
-        ),
-    )
-}
-
-/// A pipeline config that tails `logs/{file}` from its head.
-fn pipeline(s: &Scratch, file: &str) -> String {
-    format!(
-        "paths = [\"{}\"]\nstart_at = \"head\"\n",
-        s.path(&format!("logs/{file}")).display()
-    )
-}
-
-fn write_lines(p: &std::path::Path, tag: &str, from: u64, to: u64) {
-    let text: String = (from..to).map(|n| line(tag, n)).collect();
-    append(p, &text);
-}
-
 #[test]
 fn a_config_from_the_server_is_reported_applied_within_1s_and_runs() {
     let s = Scratch::new("fleet-latency");

@@ -854,3 +854,104 @@ fn the_fleet_over_mqtt_heartbeats_reports_status_and_takes_retained_configs() {
         "{log}"
     );
 }
+
+/// Frames on `topic`: (stream id, seq, lines of `tag`), repeats (same seq) dropped.
+fn frames_on(got: &Received, topic: &str, tag: &str) -> Vec<(String, u64, Vec<u64>)> {
+    let mut seen = std::collections::HashSet::new();
+    let mut out = Vec::new();
+    for (_, payload) in got.messages().iter().filter(|(t, _)| t == topic) {
+        let b = tailbeat::frame::decode_batch(payload).expect("one whole frame");
+        if seen.insert(b.seq) {
+            out.push((b.instance.to_string(), b.seq, numbers_in(&b, tag)));
+        }
+    }
+    out
+}
+
+fn numbers_in(b: &tailbeat::frame::Batch, tag: &str) -> Vec<u64> {
+    b.lines
+        .iter()
+        .filter_map(|l| {
+            let t = std::str::from_utf8(l.text).ok()?;
+            t.strip_prefix(&format!("{tag} "))?.get(..8)?.parse().ok()
+        })
+        .collect()
+}
+
+#[test]
+fn a_fleet_pipeline_with_its_own_batching_gets_a_connection_and_topics_of_its_own() {
+    let (s, port, got, _broker) = with_broker("mqtt-pipeline");
+    let m_log = s.path("logs/m.log");
+    for i in 0..300 {
+        append(&m_log, &line("m", i));
+    }
+    let app = s.path("logs/app.log");
+    for i in 0..300 {
+        append(&app, &line("a", i));
+    }
+    // Its own [batch], the local [sink]: a second MQTT connection, under its own client id.
+    let detail = format!(
+        "paths = [\"{}\"]\nstart_at = \"head\"\n[batch]\nmax_lines = 10\nlinger = \"50ms\"\n",
+        m_log.display()
+    );
+    publish(
+        port,
+        "tailbeat/it/config",
+        &configs_message(&[("metrics", 1, &detail)]),
+        true,
+    );
+    let cfg = s.config(
+        "",
+        &input("app", &app.display().to_string(), ""),
+        &format!(
+            "{}[batch]\nlinger = \"50ms\"\n[fleet]\nserver = \"mqtt://127.0.0.1:{port}\"\nheartbeat_interval = \"1s\"\n",
+            mqtt_sink(port, "")
+        ),
+    );
+    let a = Agent::start(&s, &cfg);
+    wait_status(&got, "metrics", 1, configserver::APPLIED, 10);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let (mine, local) = loop {
+        let mine = frames_on(&got, "tailbeat/it/metrics/frames", "m");
+        let local = frames_on(&got, "tailbeat/it/frames", "a");
+        let n = |f: &[(String, u64, Vec<u64>)]| f.iter().map(|x| x.2.len()).sum::<usize>();
+        if (n(&mine) >= 300 && n(&local) >= 300) || Instant::now() > deadline {
+            break (mine, local);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let nums =
+        |f: &[(String, u64, Vec<u64>)]| f.iter().flat_map(|x| x.2.clone()).collect::<Vec<_>>();
+    assert_exactly_once(&nums(&mine), 300);
+    assert_exactly_once(&nums(&local), 300);
+    assert!(mine
+        .iter()
+        .all(|(id, _, l)| id == "it/metrics" && l.len() <= 10));
+    assert!(local.iter().all(|(id, _, _)| id == "it"));
+    // Three connections (frames, the pipeline's frames, the fleet) and still two threads.
+    assert_eq!(a.threads(), 2);
+    let log = a.stop();
+    // Two connections under one client id would have thrown each other off the broker.
+    assert!(!log.contains("retrying in"), "{log}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let st = loop {
+        let st: Vec<String> = got
+            .messages()
+            .into_iter()
+            .filter(|(t, _)| t == "tailbeat/it/metrics/state")
+            .map(|(_, p)| String::from_utf8(p).unwrap())
+            .collect();
+        if st.len() >= 2 || Instant::now() > deadline {
+            break st;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(
+        st.first()
+            .is_some_and(|m| m.contains("\"state\":\"online\"") && m.contains("it/metrics"))
+            && st
+                .last()
+                .is_some_and(|m| m.contains("\"state\":\"offline\"")),
+        "{st:?}"
+    );
+}

@@ -353,6 +353,7 @@ fn decode(b: &[u8]) -> Option<Remote> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::Sink;
 
     fn local(dir: &Path) -> Config {
         Config::parse(&format!(
@@ -367,6 +368,65 @@ mod tests {
         let _ = std::fs::remove_dir_all(&d);
         std::fs::create_dir_all(&d).unwrap();
         d
+    }
+
+    #[test]
+    fn pipelines_of_their_own_take_what_they_leave_out_from_the_local_file() {
+        let d = scratch("own");
+        let local = Config::parse(&format!(
+            "data_dir = \"{}\"\n[[input]]\nname = \"local\"\npaths = [\"/a\"]\n\
+             [sink]\ntype = \"mqtt\"\nurl = \"mqtt://127.0.0.1:1883\"\nclient_id = \"gw\"\n",
+            d.display()
+        ))
+        .unwrap();
+        let mut r = Remote::load(&d);
+        let mut try_ =
+            |name: &str, text: &str| r.update(&local, Kind::Pipeline, name, 1, text.as_bytes());
+        // [batch] only: its own pipeline, the local sink without the local client id.
+        let cfg = try_("m", "paths = [\"/m\"]\n[batch]\nmax_lines = 5\n").unwrap();
+        assert_eq!((cfg.inputs.len(), cfg.pipelines.len()), (1, 1));
+        let p = &cfg.pipelines[0];
+        assert_eq!((p.name.as_str(), p.batch.max_lines), ("m", 5));
+        assert_eq!(p.inputs[0].paths, ["/m"]);
+        assert_eq!(p.spool, local.spool);
+        match (&p.sink, &local.sink) {
+            (Sink::Mqtt(a), Sink::Mqtt(b)) => {
+                assert_eq!(
+                    (a.client_id.as_deref(), a.url.as_str()),
+                    (None, b.url.as_str())
+                )
+            }
+            other => panic!("{other:?}"),
+        }
+        // Errors name the key and the line of the pipeline's own text.
+        let why = try_(
+            "n",
+            "paths = [\"/n\"]\n[sink]\ntype = \"file\"\npathh = \"x\"\n",
+        )
+        .unwrap_err();
+        // (an internally tagged table: the error points at its header, as in the local file)
+        assert!(why.starts_with("line 2: sink.pathh:"), "{why}");
+        let why = try_("n", "pathz = [\"/n\"]\n[batch]\nmax_lines = 5\n").unwrap_err();
+        assert!(why.starts_with("line 1: pathz:"), "{why}");
+        let why = try_("n", "paths = [\"/n\"]\n[batch]\nmax_bytes = \"100\"\n").unwrap_err();
+        assert!(why.starts_with("batch.max_bytes:"), "{why}");
+        // Its name becomes a directory and topics.
+        let why = try_("../n", "paths = [\"/n\"]\n[batch]\nmax_lines = 5\n").unwrap_err();
+        assert!(
+            why.starts_with("name:") && why.contains("directory"),
+            "{why}"
+        );
+        // Two sinks on one file, two connections under one client id: refused.
+        let file = "[sink]\ntype = \"file\"\npath = \"/tmp/p.tbf\"\n";
+        try_("f1", &format!("paths = [\"/f\"]\n{file}")).unwrap();
+        let why = try_("f2", &format!("paths = [\"/g\"]\n{file}")).unwrap_err();
+        assert!(why.starts_with("sink.path:"), "{why}");
+        let mqtt = "[sink]\ntype = \"mqtt\"\nurl = \"mqtt://127.0.0.1:1\"\nclient_id = \"gw\"\n";
+        let why = try_("c", &format!("paths = [\"/c\"]\n{mqtt}")).unwrap_err();
+        assert!(why.starts_with("sink.client_id:"), "{why}");
+        // Without any of the three tables an input joins the local pipeline.
+        let cfg = try_("j", "paths = [\"/j\"]\n").unwrap();
+        assert_eq!((cfg.inputs.len(), cfg.pipelines.len()), (2, 2));
     }
 
     #[test]

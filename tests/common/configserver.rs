@@ -7,6 +7,7 @@
 //! status endpoints).
 
 use super::http::{HttpServer, Reply, Req};
+use super::{append, input, line, Scratch};
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -425,4 +426,31 @@ impl ConfigServer {
             std::thread::sleep(Duration::from_millis(20));
         }
     }
+}
+
+// ---- agent configs for fleet tests ----
+
+/// A config with one local input (`app.log`), a file sink, and `[fleet]` at `server`.
+pub fn fleet_config(s: &Scratch, server: &str, fleet_extra: &str, top: &str) -> std::path::PathBuf {
+    let app = s.path("logs/app.log");
+    s.config(
+        top,
+        &input("app", app.to_str().unwrap(), ""),
+        &format!(
+            "[batch]\nlinger = \"50ms\"\n[fleet]\nserver = \"{server}\"\ntimeout = \"1s\"\n{fleet_extra}\n"
+        ),
+    )
+}
+
+/// A pipeline config that tails `logs/{file}` from its head.
+pub fn pipeline(s: &Scratch, file: &str) -> String {
+    format!(
+        "paths = [\"{}\"]\nstart_at = \"head\"\n",
+        s.path(&format!("logs/{file}")).display()
+    )
+}
+
+pub fn write_lines(p: &std::path::Path, tag: &str, from: u64, to: u64) {
+    let text: String = (from..to).map(|n| line(tag, n)).collect();
+    append(p, &text);
 }

@@ -159,6 +159,8 @@ impl Drop for Agent {
 pub struct Got {
     /// Which frame of the sink file it came in.
     pub frame: usize,
+    /// The frame's stream: the instance id, `/pipeline` after it for a fleet pipeline.
+    pub instance: String,
     pub seq: u64,
     pub path: String,
     pub ino: u64,
@@ -184,6 +186,7 @@ pub fn read_sink(p: &Path) -> Vec<Got> {
                     let s = &b.sources[l.source as usize];
                     out.push(Got {
                         frame: n,
+                        instance: b.instance.to_string(),
                         seq: b.seq,
                         path: s.path.to_string(),
                         ino: s.ino,

@@ -67,7 +67,8 @@ async fn timeout<T>(
 }
 
 impl MqttSink {
-    /// A sink for `cfg`, identifying as `instance`; connects on first use.
+    /// A sink for `cfg`, identifying as `instance` (the stream id, see `agent::pipe`); connects
+    /// on first use.
     pub fn new(cfg: &Cfg, instance: &str) -> MqttSink {
         let state = |s: &str| {
             let mut j = String::from("{\"state\":\"");
@@ -86,10 +87,12 @@ impl MqttSink {
             state_topic: cfg.state_topic.replace("{instance}", instance),
             online: state("online"),
             offline: state("offline"),
+            // A fleet pipeline's stream id is `instance/name`; some brokers (rumqttd) refuse
+            // a '/' in a client id, so its default client id is `instance.name`.
             client_id: cfg
                 .client_id
                 .clone()
-                .unwrap_or_else(|| instance.to_string()),
+                .unwrap_or_else(|| instance.replace('/', ".")),
             session: Session::new(cfg.window, cfg.keep_alive.0, Instant::now()),
             endpoints: cfg.endpoints(),
             failover: Failover::new(cfg.endpoints().len(), cfg.failback_after.0, Instant::now()),
