@@ -13,8 +13,9 @@
 //!
 //! - [`input`] finds files by glob, follows rotation by rename and copytruncate, and reads
 //!   lines; [`frame`] defines the wire format (see `src/frame/FORMAT.md`); [`spool`] keeps
-//!   frames on disk until the [`sink`] acknowledges them; [`agent`] runs it all;
-//!   [`control`] talks to the fleet and applies the configs it sends.
+//!   frames on disk until the [`sink`] acknowledges them; [`agent`] runs it all, once per
+//!   pipeline (the local file's, and each fleet pipeline with its own batching, spool and
+//!   sink); [`control`] talks to the fleet and applies the configs it sends.
 //! - Invariants: a line is never forgotten before its frame is acknowledged; every frame has
 //!   a sequence number that never goes backwards, so duplicates are detectable; memory is
 //!   bounded by the config, not by the input; every loss is counted.

@@ -17,7 +17,8 @@
 //!    with backoff, never sooner than the backoff says.
 //!
 //! Applying a config is [`remote::Remote::update`] (parse and validate against the whole
-//! config), then `agent::apply_config` (inputs added and removed in place), then a
+//! config), then `agent::apply_config` (inputs and pipelines added, changed and removed in
+//! place), then a
 //! save of the last good configs, then the status.
 
 #[cfg(any(feature = "http", feature = "mqtt"))]

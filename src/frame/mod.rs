@@ -210,7 +210,7 @@ fn header_bytes(kind: Kind, len: usize) -> [u8; HEADER_LEN] {
 /// A batch of log lines: the payload of a [`Kind::Batch`] frame, borrowed from its bytes.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Batch<'a> {
-    /// The agent's instance id.
+    /// The stream: the instance id, or `INSTANCE/NAME` for a fleet pipeline of its own.
     pub instance: &'a str,
     /// Sequence number: never reused, never goes backwards, survives restarts.
     pub seq: u64,
