@@ -192,3 +192,43 @@ fn a_removed_pipeline_still_delivers_its_backlog() {
     assert_exactly_once(&numbers(&got, "w"), 200);
     agent.stop();
 }
+
+#[test]
+fn a_pipeline_that_cannot_open_at_start_is_reported_failed_and_the_agent_runs_without_it() {
+    let s = Scratch::new("pipe-broken");
+    let cs = ConfigServer::start();
+    let out_dir = s.path("pipe-out");
+    let sink = file_sink(&out_dir.join("m.tbf"));
+    cs.serve_pipeline(
+        "metrics",
+        1,
+        &own(&s, "m.log", &format!("[batch]\nlinger = \"50ms\"\n{sink}")),
+    );
+    write_lines(&s.path("logs/m.log"), "m", 0, 10);
+    let cfg = fleet_config(&s, &cs.url(), "heartbeat_interval = \"1s\"", "");
+    let agent = Agent::start(&s, &cfg);
+    cs.wait_report("metrics", 1, APPLIED, 10).expect("applied");
+    wait_until(&out_dir.join("m.tbf"), 10, |g| numbers(g, "m").len() >= 10);
+    agent.stop();
+
+    // While the agent is down its sink's directory becomes a file: the saved pipeline can
+    // no longer open. The agent starts anyway, says why, and runs the rest.
+    std::fs::remove_dir_all(&out_dir).unwrap();
+    std::fs::write(&out_dir, "not a directory").unwrap();
+    write_lines(&s.path("logs/app.log"), "a", 0, 10);
+    let agent = Agent::start(&s, &cfg);
+    let r = cs
+        .wait_report("metrics", 1, FAILED, 10)
+        .expect("reported FAILED after the restart");
+    let msg = &r
+        .infos
+        .iter()
+        .find(|i| i.name == "metrics")
+        .unwrap()
+        .message;
+    assert!(msg.contains("pipe-out"), "FAILED message: {msg}");
+    let local = wait_until(&s.path("out.tbf"), 10, |g| numbers(g, "a").len() >= 10);
+    assert_exactly_once(&numbers(&local, "a"), 10);
+    let log = agent.stop();
+    assert!(log.contains("pipeline \"metrics\" cannot start"), "{log}");
+}

@@ -19,7 +19,7 @@
 //! backlog, and whatever is left stays in the spool for the next start, behind a checkpoint.
 
 use crate::config::Config;
-use crate::control::remote::Remote;
+use crate::control::remote::{Kind, Remote};
 use crate::sink::AnySink;
 use crate::stats::{Counters, Latency};
 use crate::Error;
@@ -187,24 +187,26 @@ pub fn run(local: Config, opts: RunOpts) -> Result<(), Error> {
         source: e,
     })?;
     let mut remote = Remote::load(&local.data_dir);
-    let cfg = effective_at_start(&local, &mut remote);
-    log::set_max_level(cfg.level());
-    let instance = instance_id(&cfg)?;
+    log::set_max_level(local.level());
+    let instance = instance_id(&local)?;
     let mut c = Counters::default();
-    let mut pipes = Vec::new();
-    let mut sinks = Vec::new();
-    for p in pipelines(&cfg) {
-        let (pipe, sink) = Pipe::open(p, &cfg.data_dir, &instance, &mut c)?;
-        log::info!(
-            "{}: {} input(s), spool {} frames waiting, sink {}",
-            pipe.label(),
-            pipe.cfg.inputs.len(),
-            pipe.spool.backlog(),
-            sink_name(&pipe.cfg.sink),
-        );
-        pipes.push(Rc::new(RefCell::new(pipe)));
-        sinks.push(sink);
-    }
+    // A fleet pipeline that cannot open (its sink's CA file went away, its sink file's
+    // directory is a file now) is set aside and reported FAILED, like one that no longer
+    // validates: a remote config never keeps the agent from starting.
+    let (cfg, pipes, sinks) = loop {
+        let cfg = effective_at_start(&local, &mut remote);
+        match open_pipes(&cfg, &instance, &mut c) {
+            Ok((pipes, sinks)) => break (cfg, pipes, sinks),
+            Err((name, e)) if !name.is_empty() => {
+                log::error!("fleet: pipeline {name:?} cannot start: {e}; starting without it");
+                if !remote.disable(Kind::Pipeline, &name, &e.to_string()) {
+                    return Err(e);
+                }
+            }
+            Err((_, e)) => return Err(e),
+        }
+    };
+    log::set_max_level(cfg.level());
     log::info!(
         "tailbeat {} starting as {instance:?}: {} pipeline(s), data in {}",
         env!("CARGO_PKG_VERSION"),
@@ -344,6 +346,30 @@ async fn handle_signals(
             Err(e) => log::error!("signal: {e}"),
         }
     }
+}
+
+/// Opens every pipeline of `cfg`; `Err` names the one that failed.
+fn open_pipes(
+    cfg: &Config,
+    instance: &str,
+    c: &mut Counters,
+) -> Result<(Vec<PipeRef>, Vec<AnySink>), (String, Error)> {
+    let mut pipes = Vec::new();
+    let mut sinks = Vec::new();
+    for p in pipelines(cfg) {
+        let name = p.name.clone();
+        let (pipe, sink) = Pipe::open(p, &cfg.data_dir, instance, c).map_err(|e| (name, e))?;
+        log::info!(
+            "{}: {} input(s), spool {} frames waiting, sink {}",
+            pipe.label(),
+            pipe.cfg.inputs.len(),
+            pipe.spool.backlog(),
+            sink_name(&pipe.cfg.sink),
+        );
+        pipes.push(Rc::new(RefCell::new(pipe)));
+        sinks.push(sink);
+    }
+    Ok((pipes, sinks))
 }
 
 /// The config to start with: the local file and the saved remote configs. A remote config
