@@ -64,6 +64,36 @@ fn start_at_tail_skips_what_was_there_on_the_first_run_only() {
     assert_eq!(numbers(&got, "new"), vec![1, 2]);
 }
 
+#[test]
+fn a_file_rotated_while_the_agent_was_down_keeps_its_inputs_settings() {
+    let s = Scratch::new("rotated-down");
+    let (a_log, b_log) = (s.path("logs/a.log"), s.path("logs/b.log"));
+    append(&a_log, "a0\n");
+    append(&b_log, "b0\n");
+    // Only the live names match: the rotated file is found from its mark alone.
+    let inputs = format!(
+        "{}{}",
+        input("a", &a_log.display().to_string(), ""),
+        input("b", &b_log.display().to_string(), "max_line_bytes = 64")
+    );
+    let cfg = s.config("", &inputs, "");
+    let agent = Agent::start(&s, &cfg);
+    wait_lines(&s.path("out.tbf"), 2, 10);
+    agent.stop();
+    append(&b_log, &format!("{}\n", "B".repeat(200)));
+    fs::rename(&b_log, s.path("logs/b.log.1")).unwrap();
+    let agent = Agent::start(&s, &cfg);
+    agent.wait_log("while tailbeat was down", 10);
+    let got = wait_lines(&s.path("out.tbf"), 3, 10);
+    agent.stop();
+    let long = got
+        .iter()
+        .find(|g| g.text.starts_with(b"BBB"))
+        .expect("the long line");
+    // Input "b"'s limit (64), not the first input's (16 KiB).
+    assert_eq!((long.text.len(), long.flags), (64, LINE_CUT));
+}
+
 /// Writes `total` numbered lines to `path`, calling `rotate` every `every` lines, at about
 /// `rate` lines per second.
 fn writer(

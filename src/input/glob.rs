@@ -114,9 +114,9 @@ fn wild(p: &[u8], s: &[u8]) -> bool {
     p[pi..].iter().all(|&c| c == b'*')
 }
 
-/// Whether `path` matches an exclude pattern: against the file name when the pattern has no
-/// `/`, else against the whole path, component by component.
-pub fn excluded(pattern: &str, path: &Path) -> bool {
+/// Whether `path` matches a pattern: against the file name when the pattern has no `/`
+/// (as exclude patterns may be written), else against the whole path, component by component.
+pub fn matches(pattern: &str, path: &Path) -> bool {
     let Some(s) = path.to_str() else { return false };
     if !pattern.contains('/') {
         let name = s.rsplit('/').next().unwrap_or(s);
@@ -165,17 +165,17 @@ mod tests {
 
     #[test]
     fn excludes() {
-        assert!(excluded("*.gz", Path::new("/var/log/app.log.1.gz")));
-        assert!(!excluded("*.gz", Path::new("/var/log/app.log")));
-        assert!(excluded(
+        assert!(matches("*.gz", Path::new("/var/log/app.log.1.gz")));
+        assert!(!matches("*.gz", Path::new("/var/log/app.log")));
+        assert!(matches(
             "/var/log/**/debug/*",
             Path::new("/var/log/a/b/debug/x.log")
         ));
-        assert!(excluded(
+        assert!(matches(
             "/var/log/**/debug/*",
             Path::new("/var/log/debug/x.log")
         ));
-        assert!(!excluded(
+        assert!(!matches(
             "/var/log/**/debug/*",
             Path::new("/var/log/a/x.log")
         ));

@@ -123,7 +123,7 @@ impl Tailer {
             for p in &input.paths {
                 glob::expand(p, &mut mine);
             }
-            mine.retain(|p| !input.exclude.iter().any(|x| glob::excluded(x, p)));
+            mine.retain(|p| !input.exclude.iter().any(|x| glob::matches(x, p)));
             mine.sort();
             mine.dedup();
             paths.extend(mine.into_iter().map(|p| (idx, p)));
@@ -377,7 +377,16 @@ impl Tailer {
                         .is_ok_and(|md| md.is_file() && (md.dev(), md.ino()) == (m.dev, m.ino))
                 });
             let wire: Rc<str> = String::from_utf8_lossy(&m.path).into();
-            let input = 0;
+            // The input that found it under its old name: its line limit, partial flush and
+            // rotate wait apply to the rest of it. None (the input went while the agent was
+            // down): the file is not ours to read any more; its mark stays, as above.
+            let Some(input) = self.inputs.iter().position(|i| {
+                i.paths.iter().any(|p| glob::matches(p, &path))
+                    && !i.exclude.iter().any(|x| glob::matches(x, &path))
+            }) else {
+                self.marks.insert((m.dev, m.ino), m);
+                continue;
+            };
             match renamed.map(|e| e.path()) {
                 Some(p) => match Tailed::open(input, p.clone(), wire.clone(), m.offset) {
                     Ok(mut t) if t.same_head().unwrap_or(false) && t.size >= m.offset => {
