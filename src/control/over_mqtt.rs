@@ -27,14 +27,12 @@ use super::remote::Kind;
 use crate::agent::{Notify, Shared};
 use crate::backoff::Backoff;
 use crate::config::{endpoint, Fleet};
-use crate::sink::mqtt::conn::Conn;
-use bytes::BytesMut;
+use crate::sink::mqtt::wire::Wire;
 use rumqttc::mqttbytes::v4::{
     Connect, ConnectReturnCode, Login, Packet, PubAck, Publish, Subscribe, SubscribeFilter,
 };
 use rumqttc::mqttbytes::QoS;
 use smol::future::FutureExt;
-use smol::io::{AsyncReadExt, AsyncWriteExt};
 use std::collections::VecDeque;
 use std::net::ToSocketAddrs;
 use std::time::{Duration, Instant};
@@ -72,9 +70,7 @@ impl Topics {
 
 /// One connection to the broker: a small MQTT 3.1.1 client over rumqttc's codec.
 struct Link {
-    conn: Conn,
-    rx: BytesMut,
-    tx: BytesMut,
+    wire: Wire,
     pkid: u16,
     timeout: Duration,
     keep_alive: Duration,
@@ -87,22 +83,6 @@ fn err(what: &str, e: impl std::fmt::Display) -> String {
     format!("{what}: {e}")
 }
 
-async fn within<T>(
-    d: Duration,
-    what: &str,
-    f: impl std::future::Future<Output = std::io::Result<T>>,
-) -> Result<T, String> {
-    f.or(async {
-        smol::Timer::after(d).await;
-        Err(std::io::Error::new(
-            std::io::ErrorKind::TimedOut,
-            format!("no answer in {} ms", d.as_millis()),
-        ))
-    })
-    .await
-    .map_err(|e| err(what, e))
-}
-
 impl Link {
     async fn open(f: &Fleet, client_id: &str, topics: &Topics) -> Result<Link, String> {
         let e = endpoint::mqtt(&f.server)?;
@@ -111,17 +91,10 @@ impl Link {
             .map_err(|x| err(&format!("resolve {}", e.host), x))?
             .next()
             .ok_or_else(|| format!("resolve {}: no address", e.host))?;
-        let conn = within(
-            f.timeout.0,
-            &format!("connect to {e}"),
-            Conn::open(addr, &e, &f.tls),
-        )
-        .await?;
+        let wire = Wire::open(addr, &e, &f.tls, f.timeout.0, MAX_PACKET).await?;
         let keep_alive = Duration::from_secs(30);
         let mut link = Link {
-            conn,
-            rx: BytesMut::with_capacity(4096),
-            tx: BytesMut::new(),
+            wire,
             pkid: 0,
             timeout: f.timeout.0,
             keep_alive,
@@ -173,33 +146,13 @@ impl Link {
     }
 
     async fn write(&mut self, p: Packet) -> Result<(), String> {
-        self.tx.clear();
-        p.write(&mut self.tx, MAX_PACKET)
-            .map_err(|e| err("encode", e))?;
-        let (conn, tx) = (&mut self.conn, &self.tx);
-        within(self.timeout, "write", async {
-            conn.write_all(tx).await?;
-            conn.flush().await
-        })
-        .await?;
+        self.wire.write(p, self.timeout).await?;
         self.last_write = Instant::now();
         Ok(())
     }
 
     async fn read(&mut self, t: Duration) -> Result<Packet, String> {
-        loop {
-            match Packet::read(&mut self.rx, MAX_PACKET) {
-                Ok(p) => return Ok(p),
-                Err(rumqttc::mqttbytes::Error::InsufficientBytes(_)) => {}
-                Err(e) => return Err(err("bad packet from the broker", e)),
-            }
-            let mut chunk = [0u8; 4096];
-            let n = within(t, "read", self.conn.read(&mut chunk)).await?;
-            if n == 0 {
-                return Err("the broker closed the connection".into());
-            }
-            self.rx.extend_from_slice(&chunk[..n]);
-        }
+        self.wire.read(t).await
     }
 
     /// Takes a packet that is not the answer being waited for: PUBLISHes are acknowledged

@@ -12,19 +12,17 @@
 
 pub(crate) mod conn;
 pub mod session;
+pub(crate) mod wire;
 
 use super::failover::{Failover, SWITCH_AFTER};
 use super::{Sink, SinkError};
 use crate::config::{Endpoint, MqttSink as Cfg};
-use bytes::BytesMut;
-use conn::Conn;
 use rumqttc::mqttbytes::v4::{Connect, ConnectReturnCode, LastWill, Login, Packet, Publish};
 use rumqttc::mqttbytes::QoS;
 use session::Session;
-use smol::future::FutureExt;
-use smol::io::{AsyncReadExt, AsyncWriteExt};
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::time::{Duration, Instant};
+use wire::Wire;
 
 /// Frames to the broker.
 #[derive(Debug)]
@@ -36,34 +34,15 @@ pub struct MqttSink {
     online: Vec<u8>,
     offline: Vec<u8>,
     client_id: String,
-    conn: Option<Conn>,
+    conn: Option<Wire>,
     endpoints: Vec<Endpoint>,
     failover: Failover,
     session: Session,
-    rx: BytesMut,
-    tx: BytesMut,
     acked: u64,
 }
 
 fn err(msg: String) -> SinkError {
     SinkError::Mqtt(msg)
-}
-
-async fn timeout<T>(
-    d: Duration,
-    what: &str,
-    f: impl std::future::Future<Output = std::io::Result<T>>,
-) -> Result<T, SinkError> {
-    let r = f
-        .or(async {
-            smol::Timer::after(d).await;
-            Err(std::io::Error::new(
-                std::io::ErrorKind::TimedOut,
-                format!("no answer in {} ms", d.as_millis()),
-            ))
-        })
-        .await;
-    r.map_err(|e| err(format!("{what}: {e}")))
 }
 
 impl MqttSink {
@@ -98,8 +77,6 @@ impl MqttSink {
             failover: Failover::new(cfg.endpoints().len(), cfg.failback_after.0, Instant::now()),
             cfg: cfg.clone(),
             conn: None,
-            rx: BytesMut::with_capacity(4096),
-            tx: BytesMut::new(),
             acked: 0,
         }
     }
@@ -151,21 +128,16 @@ impl MqttSink {
                 );
                 self.failover.failed_back();
                 if let Some(mut old) = old {
-                    let mut buf = BytesMut::new();
                     let mut p = Publish::new(
                         self.state_topic.clone(),
                         QoS::AtMostOnce,
                         self.offline.clone(),
                     );
                     p.retain = true;
-                    if Packet::Publish(p).write(&mut buf, usize::MAX).is_ok()
-                        && Packet::Disconnect.write(&mut buf, usize::MAX).is_ok()
+                    if old.queue(Packet::Publish(p)).is_ok()
+                        && old.queue(Packet::Disconnect).is_ok()
                     {
-                        let _ = timeout(self.cfg.timeout.0, "say goodbye", async {
-                            old.write_all(&buf).await?;
-                            old.flush().await
-                        })
-                        .await;
+                        let _ = old.flush(self.cfg.timeout.0).await;
                     }
                 }
             }
@@ -188,12 +160,10 @@ impl MqttSink {
     async fn connect_inner(&mut self, i: usize) -> Result<(), SinkError> {
         let addr = self.addr(i)?;
         let t = self.cfg.timeout.0;
-        let mut stream = timeout(
-            t,
-            &format!("connect to {}", self.endpoints[i]),
-            Conn::open(addr, &self.endpoints[i], &self.cfg.tls),
-        )
-        .await?;
+        let max = self.cfg.max_packet_bytes.0 as usize;
+        let mut wire = Wire::open(addr, &self.endpoints[i], &self.cfg.tls, t, max)
+            .await
+            .map_err(err)?;
         let mut c = Connect::new(self.client_id.clone());
         c.keep_alive = self.cfg.keep_alive.0.as_secs().min(u16::MAX as u64) as u16;
         // Every unacknowledged frame is in the spool: a clean session loses nothing.
@@ -211,21 +181,10 @@ impl MqttSink {
                 self.cfg.password.clone().unwrap_or_default(),
             ));
         }
-        self.tx.clear();
-        Packet::Connect(c)
-            .write(&mut self.tx, usize::MAX)
-            .map_err(|e| err(format!("encode CONNECT: {e}")))?;
-        let sent = timeout(t, "send CONNECT", async {
-            stream.write_all(&self.tx).await?;
-            stream.flush().await
-        })
-        .await;
-        // Cleared whatever happened: CONNECT must not go out again before the next PUBLISH
-        // (Mosquitto drops a client that sends two; rumqttd lets it pass).
-        self.tx.clear();
-        sent?;
-        self.rx.clear();
-        self.conn = Some(stream);
+        wire.write(Packet::Connect(c), t)
+            .await
+            .map_err(|e| err(format!("send CONNECT: {e}")))?;
+        self.conn = Some(wire);
         match self.read_packet(t).await? {
             Packet::ConnAck(a) if a.code == ConnectReturnCode::Success => {
                 log::info!("mqtt: connected to {addr} as {:?}", self.client_id);
@@ -257,24 +216,11 @@ impl MqttSink {
 
     /// Reads one packet, waiting at most `t`.
     async fn read_packet(&mut self, t: Duration) -> Result<Packet, SinkError> {
-        let max = self.cfg.max_packet_bytes.0 as usize;
-        loop {
-            match Packet::read(&mut self.rx, max) {
-                Ok(p) => return Ok(p),
-                Err(rumqttc::mqttbytes::Error::InsufficientBytes(_)) => {}
-                Err(e) => return Err(err(format!("bad packet from the broker: {e}"))),
-            }
-            let conn = self
-                .conn
-                .as_mut()
-                .ok_or_else(|| err("not connected".into()))?;
-            let mut chunk = [0u8; 4096];
-            let n = timeout(t, "read", conn.read(&mut chunk)).await?;
-            if n == 0 {
-                return Err(err("the broker closed the connection".into()));
-            }
-            self.rx.extend_from_slice(&chunk[..n]);
-        }
+        let wire = self
+            .conn
+            .as_mut()
+            .ok_or_else(|| err("not connected".into()))?;
+        wire.read(t).await.map_err(err)
     }
 
     fn drop_conn(&mut self) {
@@ -282,30 +228,17 @@ impl MqttSink {
         self.session.reset(Instant::now());
     }
 
+    /// Writes one packet; the connection goes on failure.
     async fn write_packet(&mut self, p: Packet) -> Result<(), SinkError> {
-        self.tx.clear();
-        p.write(&mut self.tx, self.cfg.max_packet_bytes.0 as usize)
-            .map_err(|e| err(format!("encode: {e}")))?;
-        let r = self.write_tx().await;
-        if r.is_err() {
-            self.drop_conn();
-        }
-        r
-    }
-
-    async fn write_tx(&mut self) -> Result<(), SinkError> {
         let t = self.cfg.timeout.0;
-        let conn = self
+        let wire = self
             .conn
             .as_mut()
             .ok_or_else(|| err("not connected".into()))?;
-        let r = timeout(t, "write", async {
-            conn.write_all(&self.tx).await?;
-            // TLS holds records back until flushed; plain TCP has nothing to flush.
-            conn.flush().await
-        })
-        .await;
-        self.tx.clear();
+        let r = wire.write(p, t).await.map_err(err);
+        if r.is_err() {
+            self.drop_conn();
+        }
         r
     }
 }
@@ -331,14 +264,12 @@ impl Sink for MqttSink {
             .map_err(|e| err(format!("{e:?}")))?;
         let mut p = Publish::new(self.topic.clone(), QoS::AtLeastOnce, frame.to_vec());
         p.pkid = pkid;
-        Packet::Publish(p)
-            .write(&mut self.tx, self.cfg.max_packet_bytes.0 as usize)
-            .map_err(|e| err(format!("frame {seq}: {e}")))?;
-        let r = self.write_tx().await;
-        if r.is_err() {
-            self.drop_conn();
-        }
-        r
+        self.write_packet(Packet::Publish(p))
+            .await
+            .map_err(|e| match e {
+                SinkError::Mqtt(m) => err(format!("frame {seq}: {m}")),
+                e => e,
+            })
     }
 
     async fn flush(&mut self) -> Result<u64, SinkError> {
@@ -392,13 +323,9 @@ impl Sink for MqttSink {
         if self.conn.is_none() || Instant::now() < self.session.ping_at() {
             return Ok(());
         }
-        self.tx.clear();
-        Packet::PingReq
-            .write(&mut self.tx, usize::MAX)
-            .map_err(|e| err(format!("encode PINGREQ: {e}")))?;
         self.session.wrote(Instant::now());
         let r = async {
-            self.write_tx().await?;
+            self.write_packet(Packet::PingReq).await?;
             loop {
                 match self.read_packet(self.cfg.timeout.0).await? {
                     Packet::PingResp => return Ok(()),
