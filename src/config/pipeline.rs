@@ -8,7 +8,7 @@
 //! tables left out are the local file's, and its frames are numbered on their own under the
 //! stream id `{instance}/{name}`.
 
-use super::error::{find_key, parse_toml};
+use super::error::parse_toml;
 use super::{Batch, ConfigError, Input, Sink, Spool};
 use serde::Deserialize;
 
@@ -77,17 +77,35 @@ impl FleetPipeline {
     }
 }
 
+/// The detail's `[batch]`, `[spool]` and `[sink]` tables.
 #[derive(Deserialize)]
-struct Doc {
+#[serde(deny_unknown_fields)]
+struct Tables {
     #[serde(default)]
     batch: Option<Batch>,
     #[serde(default)]
     spool: Option<Spool>,
     #[serde(default)]
     sink: Option<Sink>,
-    /// The input's keys, checked by `Input` itself (which refuses unknown ones).
-    #[serde(flatten)]
-    input: toml::Table,
+}
+
+/// Where the first table header (`[batch]`, `[sink.tls]`, ...) starts, or the end.
+fn tables_start(text: &str) -> usize {
+    let mut at = 0;
+    for line in text.split_inclusive('\n') {
+        let t = line.split('#').next().unwrap_or_default().trim();
+        let header = t.len() > 2
+            && t.starts_with('[')
+            && t.ends_with(']')
+            && t.trim_matches(['[', ']'])
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.' | b' '));
+        if header {
+            return at;
+        }
+        at += line.len();
+    }
+    text.len()
 }
 
 /// Parses a pipeline config's detail (module doc). Checked alone here; against the rest of
@@ -101,34 +119,32 @@ pub fn parse_pipeline(name: &str, text: &str) -> Result<FleetPipeline, ConfigErr
             msg: "a pipeline name must be 1 to 128 characters, no control characters".into(),
         });
     }
-    let doc: Doc = parse_toml(text)?;
-    let mut table = doc.input;
-    table.insert("name".into(), toml::Value::String(name.into()));
-    let input: Input = toml::Value::Table(table).try_into().map_err(|e| {
-        // Through a `Value` the error has no position: find the key it names.
-        let msg = e.to_string();
-        let key = msg
-            .split("in `")
-            .nth(1)
-            .or_else(|| msg.split('`').nth(1))
-            .and_then(|k| k.split('`').next())
-            .map(str::to_string);
-        ConfigError {
-            path: None,
-            line: key.as_deref().and_then(|k| find_key(text, k)),
-            msg: msg.lines().next().unwrap_or_default().to_string(),
-            key,
-        }
+    // TOML puts top-level keys before the first table header, so the detail splits there:
+    // the input's keys above it, read as an `[[input]]`, and the tables below. Each part is
+    // read as it is, so errors keep their lines, and no generic TOML value is built (going
+    // through `toml::Table` cost ~35 KB of binary).
+    let (head, tail) = text.split_at(tables_start(text));
+    let escaped = name.replace('\\', "\\\\").replace('"', "\\\"");
+    // The name goes on a line of its own in front, so the detail's own lines keep their
+    // numbers after the shift below.
+    let input: Input = parse_toml(&format!("name = \"{escaped}\"\n{head}")).map_err(|mut e| {
+        e.line = e.line.map(|l| l.saturating_sub(1)).filter(|&l| l > 0);
+        e
+    })?;
+    let above = head.matches('\n').count();
+    let t: Tables = parse_toml(tail).map_err(|mut e| {
+        e.line = e.line.map(|l| l + above);
+        e
     })?;
     Ok(
-        if doc.batch.is_none() && doc.spool.is_none() && doc.sink.is_none() {
+        if t.batch.is_none() && t.spool.is_none() && t.sink.is_none() {
             FleetPipeline::Joined(input)
         } else {
             FleetPipeline::Own {
                 input,
-                batch: doc.batch,
-                spool: doc.spool,
-                sink: doc.sink,
+                batch: t.batch,
+                spool: t.spool,
+                sink: t.sink,
             }
         },
     )

@@ -207,3 +207,27 @@ fn the_password_is_redacted_from_debug_output() {
     assert!(!dbg.contains("hunter2"), "{dbg}");
     assert!(dbg.contains("<redacted>"));
 }
+
+#[test]
+fn a_pipeline_detail_splits_at_its_first_table_and_keeps_its_lines() {
+    // A multi-line array above the tables, a comment after a header, a sub-table.
+    let text = "paths = [\n  \"/a/*.log\",\n  \"/b/*.log\",\n]\n[batch] # its own\nmax_lines = 5\n\
+                [sink]\ntype = \"mqtt\"\nurl = \"mqtts://127.0.0.1\"\n[sink.tls]\ninsecure = true\n";
+    match parse_pipeline("p", text).unwrap() {
+        FleetPipeline::Own {
+            input, batch, sink, ..
+        } => {
+            assert_eq!((input.name.as_str(), input.paths.len()), ("p", 2));
+            assert_eq!(batch.unwrap().max_lines, 5);
+            assert!(matches!(sink, Some(Sink::Mqtt(m)) if m.tls.insecure));
+        }
+        other => panic!("{other:?}"),
+    }
+    let e = parse_pipeline("p", "paths = [\"/a\"]\n\n[bacth]\nmax_lines = 5\n").unwrap_err();
+    assert_eq!(e.line, Some(3), "{e}");
+    assert!(e.msg.contains("bacth"), "{e}");
+    let e = parse_pipeline("p", "paths = [\"/a\"]\n[batch]\nmax_lines = \"x\"\n").unwrap_err();
+    assert_eq!((e.line, e.key.as_deref()), (Some(3), Some("batch.max_lines")), "{e}");
+    let e = parse_pipeline("p", "# about\npaths = 3\n").unwrap_err();
+    assert_eq!((e.line, e.key.as_deref()), (Some(2), Some("paths")), "{e}");
+}
