@@ -227,7 +227,11 @@ fn a_pipeline_detail_splits_at_its_first_table_and_keeps_its_lines() {
     assert_eq!(e.line, Some(3), "{e}");
     assert!(e.msg.contains("bacth"), "{e}");
     let e = parse_pipeline("p", "paths = [\"/a\"]\n[batch]\nmax_lines = \"x\"\n").unwrap_err();
-    assert_eq!((e.line, e.key.as_deref()), (Some(3), Some("batch.max_lines")), "{e}");
+    assert_eq!(
+        (e.line, e.key.as_deref()),
+        (Some(3), Some("batch.max_lines")),
+        "{e}"
+    );
     let e = parse_pipeline("p", "# about\npaths = 3\n").unwrap_err();
     assert_eq!((e.line, e.key.as_deref()), (Some(2), Some("paths")), "{e}");
 }
