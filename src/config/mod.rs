@@ -353,18 +353,8 @@ fn check_flow(
     spool: &Spool,
     sink: &Sink,
 ) -> Result<(), (String, String)> {
-    check_flow_keys(one_input, inputs, batch, spool, sink)
-        .map_err(|(k, m)| (format!("{prefix}{k}"), m))
-}
-
-fn check_flow_keys(
-    one_input: bool,
-    inputs: &[Input],
-    batch: &Batch,
-    spool: &Spool,
-    sink: &Sink,
-) -> Result<(), (String, String)> {
-    let err = |k: &str, m: String| Err((k.to_string(), m));
+    let err = |k: &str, m: String| Err((format!("{prefix}{k}"), m));
+    let tls = |r: Result<(), (String, String)>| r.map_err(|(k, m)| (format!("{prefix}{k}"), m));
     let batch_max = batch.max_bytes.0;
     if !(1024..=(8 << 20)).contains(&batch_max) {
         return err("batch.max_bytes", "must be between 1KiB and 8MiB".into());
@@ -454,7 +444,7 @@ fn check_flow_keys(
                     Err(m) => return err(key, m),
                 }
             }
-            m.tls.validate("sink")?;
+            tls(m.tls.validate("sink"))?;
             for (key, t) in [
                 ("sink.topic", &m.topic),
                 ("sink.state_topic", &m.state_topic),
@@ -486,7 +476,7 @@ fn check_flow_keys(
                     return err(key, m);
                 }
             }
-            h.tls.validate("sink")?;
+            tls(h.tls.validate("sink"))?;
             if h.token.is_some() && h.username.is_some() {
                 return err("sink.token", "give a token or a username, not both".into());
             }
