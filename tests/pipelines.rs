@@ -36,18 +36,12 @@ fn a_pipeline_with_its_own_sink_runs_beside_the_local_one_and_changes_in_place()
     let cs = ConfigServer::start();
     let (m1, m2) = (s.path("m1.tbf"), s.path("m2.tbf"));
     let m_log = s.path("logs/m.log");
-    cs.serve_pipeline(
-        "metrics",
-        1,
-        &own(
-            &s,
-            "m.log",
-            &format!(
-                "[batch]\nmax_lines = 5\nlinger = \"50ms\"\n{}",
-                file_sink(&m1)
-            ),
-        ),
-    );
+    // Version `v` of pipeline "metrics": m.log, frames of at most `max_lines`, into `out`.
+    let metrics = |v: i64, max_lines: u32, out: &std::path::Path| {
+        let batch = format!("[batch]\nmax_lines = {max_lines}\nlinger = \"50ms\"\n");
+        cs.serve_pipeline("metrics", v, &own(&s, "m.log", &(batch + &file_sink(out))));
+    };
+    metrics(1, 5, &m1);
     write_lines(&m_log, "m", 0, 50);
     write_lines(&s.path("logs/app.log"), "a", 0, 20);
     let cfg = fleet_config(&s, &cs.url(), "heartbeat_interval = \"1s\"", "");
@@ -85,18 +79,7 @@ fn a_pipeline_with_its_own_sink_runs_beside_the_local_one_and_changes_in_place()
 
     // Version 2 moves it to another file and larger frames, without a restart: new lines
     // go there, numbered on from where version 1 stopped.
-    cs.serve_pipeline(
-        "metrics",
-        2,
-        &own(
-            &s,
-            "m.log",
-            &format!(
-                "[batch]\nmax_lines = 100\nlinger = \"50ms\"\n{}",
-                file_sink(&m2)
-            ),
-        ),
-    );
+    metrics(2, 100, &m2);
     cs.wait_report("metrics", 2, APPLIED, 10)
         .expect("v2 applied");
     write_lines(&m_log, "m", 50, 100);
