@@ -41,6 +41,10 @@ pub enum Stop {
     BatchFull,
     /// Read `budget` bytes; more may be there.
     Budget,
+    /// The file no longer starts with the bytes it was fingerprinted by: it was truncated
+    /// (and perhaps written again) under the open descriptor. What was just read belongs to
+    /// the new content and was not taken; the caller handles the truncation.
+    Replaced,
 }
 
 /// A file being tailed.
@@ -123,6 +127,32 @@ impl Tailed {
         Ok(self.fp_len == 0 || fingerprint(&self.file, self.fp_len)? == Some(self.fp))
     }
 
+    /// Checks that the file still starts with the bytes it was fingerprinted by, and grows
+    /// the fingerprint over what is there now (up to [`FP_MAX`]) when it is still short.
+    ///
+    /// Called after every read: bytes read at `pos` belong to the content this identity
+    /// names only if the head is unchanged afterwards. A truncation followed by new writes
+    /// past `pos` would otherwise be read as the rest of the old content.
+    pub fn verify_head(&mut self) -> io::Result<bool> {
+        let mut head = [0u8; FP_MAX as usize];
+        let mut got = 0;
+        while got < head.len() {
+            match self.file.read_at(&mut head[got..], got as u64)? {
+                0 => break,
+                n => got += n,
+            }
+        }
+        let fp_len = self.fp_len as usize;
+        if got < fp_len || crc32fast::hash(&head[..fp_len]) != self.fp {
+            return Ok(false);
+        }
+        if got > fp_len {
+            self.fp_len = got as u32;
+            self.fp = crc32fast::hash(&head[..got]);
+        }
+        Ok(true)
+    }
+
     /// The file's current size, through the open descriptor (it may have been renamed).
     pub fn stat(&mut self) -> io::Result<u64> {
         self.size = self.file.metadata()?.len();
@@ -135,6 +165,9 @@ impl Tailed {
     }
 
     /// Reads lines into `batch` until the end of the file, a full batch, or `budget` bytes.
+    ///
+    /// Every byte consumed is charged to `budget`, skipped tails of cut lines included, so a
+    /// call consumes at most `budget` bytes plus one line (at most `buf.len()`).
     #[allow(clippy::too_many_arguments)]
     pub fn read(
         &mut self,
@@ -147,13 +180,6 @@ impl Tailed {
         budget: &mut usize,
         c: &mut Counters,
     ) -> io::Result<Stop> {
-        let src = SourceRef {
-            path: &self.wire_path,
-            dev: self.dev,
-            ino: self.ino,
-            fp_len: self.fp_len,
-            fp: self.fp,
-        };
         loop {
             if *budget == 0 {
                 return Ok(Stop::Budget);
@@ -162,6 +188,18 @@ impl Tailed {
             if n == 0 {
                 return Ok(Stop::Eof);
             }
+            if !self.verify_head()? {
+                return Ok(Stop::Replaced);
+            }
+            // After verify_head: frames name the fingerprint as it is now.
+            let wire = self.wire_path.clone();
+            let src = SourceRef {
+                path: &wire,
+                dev: self.dev,
+                ino: self.ino,
+                fp_len: self.fp_len,
+                fp: self.fp,
+            };
             self.last_data = now;
             let chunk = &buf[..n];
             let mut s = 0;
@@ -173,10 +211,8 @@ impl Tailed {
                     self.skipping = false;
                     c.cut_bytes += consumed;
                 } else {
+                    // The line's exact bytes, without its newline (a CR before it stays).
                     let mut text = &chunk[s..e];
-                    if text.last() == Some(&b'\r') {
-                        text = &text[..text.len() - 1];
-                    }
                     let flags = if text.len() > max_line {
                         text = &text[..max_line];
                         c.lines_cut += 1;
@@ -190,18 +226,14 @@ impl Tailed {
                     }
                     c.lines_read += 1;
                 }
-                c.bytes_read += consumed;
-                self.pos += consumed;
-                self.partial_since = None;
+                self.consume(consumed, budget, c);
                 s = e + 1;
-                *budget = budget.saturating_sub(consumed as usize);
             }
             // What is left has no newline yet.
             let rest = n - s;
             if self.skipping && rest > 0 {
                 c.cut_bytes += rest as u64;
-                c.bytes_read += rest as u64;
-                self.pos += rest as u64;
+                self.consume(rest as u64, budget, c);
                 continue;
             }
             if rest > max_line {
@@ -214,8 +246,7 @@ impl Tailed {
                 c.lines_read += 1;
                 c.lines_cut += 1;
                 c.cut_bytes += (rest - max_line) as u64;
-                c.bytes_read += rest as u64;
-                self.pos += rest as u64;
+                self.consume(rest as u64, budget, c);
                 self.skipping = true;
                 continue;
             }
@@ -237,9 +268,7 @@ impl Tailed {
                     }
                     c.lines_read += 1;
                     c.partial_lines += 1;
-                    c.bytes_read += rest as u64;
-                    self.pos += rest as u64;
-                    self.partial_since = None;
+                    self.consume(rest as u64, budget, c);
                 }
                 return Ok(Stop::Eof);
             }
@@ -247,5 +276,13 @@ impl Tailed {
                 return Ok(Stop::Eof);
             }
         }
+    }
+
+    /// Moves past `n` bytes that are in the batch or deliberately skipped.
+    fn consume(&mut self, n: u64, budget: &mut usize, c: &mut Counters) {
+        c.bytes_read += n;
+        self.pos += n;
+        self.partial_since = None;
+        *budget = budget.saturating_sub(n as usize);
     }
 }

@@ -15,6 +15,8 @@
 
 pub mod file;
 pub mod glob;
+#[cfg(test)]
+mod tests;
 
 use crate::config::{Input, StartAt};
 use crate::frame::{BatchBuilder, FileMark};
@@ -32,6 +34,10 @@ pub const MAX_OPEN_FILES: usize = 512;
 
 /// The bytes read per [`Tailer::read`] call before it yields to other work.
 pub const READ_BUDGET: usize = 1 << 20;
+
+/// The least a file may read in one pass of [`Tailer::read`], however many files there are:
+/// smaller shares would cost more system calls than they save in fairness.
+pub const MIN_SHARE: usize = 64 << 10;
 
 /// What a [`Tailer::read`] call ended on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,6 +64,8 @@ pub struct Tailer {
     first_run: bool,
     started: bool,
     warned_full: bool,
+    /// Where the next [`read`](Self::read) starts, so every file gets its turn.
+    next: usize,
 }
 
 impl Tailer {
@@ -72,6 +80,7 @@ impl Tailer {
             first_run,
             started: false,
             warned_full: false,
+            next: 0,
         };
         t.set_inputs(inputs);
         t
@@ -266,13 +275,20 @@ impl Tailer {
                 return;
             }
         };
-        let same = f.same_head().unwrap_or(true);
+        // verify_head also takes the fingerprint further while the file is short.
+        let same = f.verify_head().unwrap_or(true);
         if size >= f.pos && same {
-            let _ = f.refresh_fp();
             return;
         }
-        // Truncated (or truncated and written again): find the copy of what we had not read.
+        self.truncated(i, before, now, c);
+    }
+
+    /// File `i`, last seen `before` bytes long, was truncated (and perhaps written again)
+    /// since its bytes before `pos` were read. Its unread rest, if any, is in a copy (copytruncate) or lost; either way the
+    /// file itself is read again from its head.
+    fn truncated(&mut self, i: usize, before: u64, now: Instant, c: &mut Counters) {
         c.files_truncated += 1;
+        let f = &mut self.files[i];
         let (fp_len, fp, pos) = (f.fp_len, f.fp, f.pos);
         let dir = f.path.parent().unwrap_or(Path::new(".")).to_path_buf();
         let (key, wire, input, path) =
@@ -280,13 +296,17 @@ impl Tailer {
         f.pos = 0;
         f.committed = 0;
         f.fp_len = 0;
+        f.fp = 0;
         f.skipping = false;
         f.partial_since = None;
-        let _ = f.refresh_fp();
+        let _ = f.stat();
+        let _ = f.verify_head();
         log::info!("{} truncated at byte {pos}", path.display());
-        // The copy's length, not the size we last saw, tells whether lines were unread: the
-        // writer may have appended between our last read and the copy.
-        match find_copy(&dir, fp_len, fp, pos + 1, key) {
+        // The copy is claimed even when nothing of it is unread: a glob that also matches
+        // rotated names would otherwise take it for a new file and read it again. Its
+        // length, not the size last seen, tells what is unread: the writer may have
+        // appended between our last read and the copy.
+        match find_copy(&dir, fp_len, fp, u64::from(fp_len), key) {
             Some(copy) => {
                 let before_len = self.files.len();
                 self.attach_copy(copy, &wire, input, pos, now, c);
@@ -451,7 +471,13 @@ impl Tailer {
         }
     }
 
-    /// Reads lines from every file into `batch`, up to [`READ_BUDGET`] bytes.
+    /// Reads lines from the files into `batch`.
+    ///
+    /// A call consumes at most [`READ_BUDGET`] bytes plus one line (one read buffer), shared
+    /// between the files: each pass gives every file at most an equal share (at least
+    /// [`MIN_SHARE`]), and a call that stops early (full batch, spent budget) is continued by
+    /// the next call from the file after the one it stopped at. So a busy file delays the
+    /// others by at most one share, and one frame, per turn.
     pub fn read(
         &mut self,
         batch: &mut BatchBuilder,
@@ -459,49 +485,76 @@ impl Tailer {
         ts_ms: u64,
         c: &mut Counters,
     ) -> Outcome {
+        let n = self.files.len();
+        if n == 0 {
+            return Outcome::Idle;
+        }
         let mut budget = READ_BUDGET;
-        let mut more = false;
-        for i in 0..self.files.len() {
-            if let Some(k) = self.files[i].wait_for {
-                if self
-                    .files
-                    .iter()
-                    .any(|p| (p.dev, p.ino) == k && !p.at_eof())
-                {
+        let share = (READ_BUDGET / n).max(MIN_SHARE);
+        let start = self.next % n;
+        loop {
+            let mut hungry = false;
+            for k in 0..n {
+                let i = (start + k) % n;
+                if self.held_back(i) {
                     continue;
                 }
-                self.files[i].wait_for = None;
-            }
-            let f = &mut self.files[i];
-            let input = &self.inputs[f.input];
-            let r = f.read(
-                &mut self.buf,
-                batch,
-                input.max_line_bytes.0 as usize,
-                input.partial_flush.0,
-                now,
-                ts_ms,
-                &mut budget,
-                c,
-            );
-            match r {
-                Ok(Stop::Eof) => {
-                    f.size = f.size.max(f.pos);
+                let f = &mut self.files[i];
+                let input = &self.inputs[f.input];
+                let given = share.min(budget);
+                let mut left = given;
+                let r = f.read(
+                    &mut self.buf,
+                    batch,
+                    input.max_line_bytes.0 as usize,
+                    input.partial_flush.0,
+                    now,
+                    ts_ms,
+                    &mut left,
+                    c,
+                );
+                budget -= given - left;
+                match r {
+                    Ok(Stop::Eof) => f.size = f.size.max(f.pos),
+                    Ok(Stop::BatchFull) => {
+                        self.next = i + 1;
+                        return Outcome::BatchFull;
+                    }
+                    Ok(Stop::Budget) => hungry = true,
+                    Ok(Stop::Replaced) => {
+                        let before = f.size.max(f.pos);
+                        self.truncated(i, before, now, c);
+                        // The copy, if found, now stands at `i`: it goes first.
+                        self.next = i;
+                        return Outcome::More;
+                    }
+                    Err(e) => log::warn!("reading {}: {e}", f.path.display()),
                 }
-                Ok(Stop::BatchFull) => return Outcome::BatchFull,
-                Ok(Stop::Budget) => more = true,
-                Err(e) => log::warn!("reading {}: {e}", f.path.display()),
+                if budget == 0 {
+                    self.next = i + 1;
+                    return Outcome::More;
+                }
             }
-            if budget == 0 {
-                more = true;
-                break;
+            if !hungry {
+                return Outcome::Idle;
             }
         }
-        if more {
-            Outcome::More
-        } else {
-            Outcome::Idle
+    }
+
+    /// Whether file `i` waits for its predecessor under the same name to be drained.
+    fn held_back(&mut self, i: usize) -> bool {
+        let Some(k) = self.files[i].wait_for else {
+            return false;
+        };
+        if self
+            .files
+            .iter()
+            .any(|p| (p.dev, p.ino) == k && !p.at_eof())
+        {
+            return true;
         }
+        self.files[i].wait_for = None;
+        false
     }
 
     /// Records that a frame holding lines up to `end` of file `(dev, ino)` is in the spool.
