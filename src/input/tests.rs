@@ -213,3 +213,38 @@ fn copytruncate_of_a_file_that_was_empty_at_the_last_scan_keeps_its_tail() {
     assert_eq!(r.numbers("b"), [0, 1, 2]);
     assert_eq!(r.c.truncated_lost_bytes, 0);
 }
+
+#[test]
+fn a_read_call_stays_within_its_budget_whatever_the_lines() {
+    // 5 MiB without a newline, cut at 100 bytes: the skipped tail is charged too.
+    let mut r = Rig::new("budget", "*.log", "max_line_bytes = 100");
+    r.write("long.log", &"y".repeat(5 << 20));
+    r.now += Duration::from_millis(1);
+    r.t.scan(r.now, &r.b, &mut r.c);
+    let out = r.t.read(&mut r.b, r.now, 0, &mut r.c);
+    assert_eq!(out, Outcome::More);
+    assert!(
+        r.c.bytes_read <= (READ_BUDGET + r.t.buf.len()) as u64,
+        "{} bytes in one call",
+        r.c.bytes_read
+    );
+    r.read();
+    assert_eq!(r.c.bytes_read, 5 << 20);
+}
+
+#[test]
+fn a_busy_file_does_not_keep_the_others_waiting() {
+    let mut r = Rig::new("fair", "*.log", "");
+    r.lines("a.log", "a", 0..9000);
+    r.lines("a.log", "a", 0..9000);
+    r.lines("b.log", "b", 0..10);
+    r.poll(Duration::ZERO);
+    assert_eq!(r.numbers("b"), (0..10).collect::<Vec<_>>());
+    let last_b = r.got.iter().rposition(|(f, _)| f == "b.log").unwrap();
+    // Frames of 1000 lines: b's lines come in the first two, not after all of a's.
+    assert!(
+        last_b < 2000,
+        "b's last line came {last_b}th of {}",
+        r.got.len()
+    );
+}
