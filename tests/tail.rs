@@ -84,7 +84,7 @@ fn a_file_rotated_while_the_agent_was_down_keeps_its_inputs_settings() {
     append(&b_log, &format!("{}\n", "B".repeat(200)));
     fs::rename(&b_log, s.path("logs/b.log.1")).unwrap();
     let agent = Agent::start(&s, &cfg);
-    agent.wait_log("while tailbeat was down", 10);
+    agent.wait_log("while not open", 10);
     let got = wait_lines(&s.path("out.tbf"), 3, 10);
     agent.stop();
     let long = got
@@ -291,4 +291,25 @@ fn truncation_with_nothing_to_recover_from_is_counted_exactly() {
         .sum();
     assert!(delivered < size);
     assert_eq!(stat(&log, "truncated", "B"), size - delivered, "{log}");
+}
+
+#[test]
+fn a_watched_directory_that_cannot_be_listed_is_named_in_the_log() {
+    let s = Scratch::new("unlistable");
+    // Root may list any directory whatever its mode; a symlink loop cannot be listed by anyone.
+    std::os::unix::fs::symlink("loop", s.path("logs/loop")).unwrap();
+    append(&s.path("logs/ok.log"), "fine\n");
+    let inputs = format!(
+        "{}{}",
+        input("loop", &format!("{}/logs/loop/*.log", s.0.display()), ""),
+        input("ok", &format!("{}/logs/ok.log", s.0.display()), "")
+    );
+    let cfg = s.config("", &inputs, "");
+    let a = Agent::start(&s, &cfg);
+    a.wait_log("cannot list", 5);
+    wait_lines(&s.path("out.tbf"), 1, 10);
+    let log = a.stop();
+    let warned = log.lines().filter(|l| l.contains("cannot list")).count();
+    assert_eq!(warned, 1, "warned once, not at every scan:\n{log}");
+    assert!(log.contains("logs/loop"), "{log}");
 }

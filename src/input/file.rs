@@ -81,6 +81,8 @@ pub struct Tailed {
     pub wait_for: Option<(u64, u64)>,
     /// When bytes were last read from it.
     pub last_data: Instant,
+    /// When it was opened.
+    pub opened: Instant,
 }
 
 impl Tailed {
@@ -105,6 +107,7 @@ impl Tailed {
             partial_since: None,
             wait_for: None,
             last_data: Instant::now(),
+            opened: Instant::now(),
         };
         t.refresh_fp()?;
         Ok(t)

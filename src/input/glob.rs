@@ -35,32 +35,52 @@ fn parts(pattern: &str) -> (PathBuf, Vec<Part>) {
     (root, parts)
 }
 
-/// Appends the regular files that `pattern` matches to `out`.
-pub fn expand(pattern: &str, out: &mut Vec<PathBuf>) {
+/// What an expansion found: the regular files, and the directories it could not read
+/// (other than missing ones, which are simply not there yet).
+#[derive(Debug, Default)]
+pub struct Expansion {
+    /// Matching regular files.
+    pub files: Vec<PathBuf>,
+    /// Directories that exist but could not be listed, and why.
+    pub unreadable: Vec<(PathBuf, std::io::Error)>,
+}
+
+/// Adds the regular files that `pattern` matches to `out.files`.
+pub fn expand(pattern: &str, out: &mut Expansion) {
     let (root, parts) = parts(pattern);
     walk(&root, &parts, 0, out);
 }
 
-fn read_dir(dir: &Path) -> impl Iterator<Item = std::fs::DirEntry> {
+fn read_dir(dir: &Path, out: &mut Expansion) -> impl Iterator<Item = std::fs::DirEntry> {
     let d = if dir.as_os_str().is_empty() {
         Path::new(".")
     } else {
         dir
     };
-    std::fs::read_dir(d).into_iter().flatten().flatten()
+    let r = std::fs::read_dir(d);
+    if let Err(e) = &r {
+        if e.kind() != std::io::ErrorKind::NotFound && e.kind() != std::io::ErrorKind::NotADirectory
+        {
+            out.unreadable.push((
+                d.to_path_buf(),
+                std::io::Error::new(e.kind(), e.to_string()),
+            ));
+        }
+    }
+    r.into_iter().flatten().flatten()
 }
 
-fn walk(dir: &Path, parts: &[Part], depth: usize, out: &mut Vec<PathBuf>) {
+fn walk(dir: &Path, parts: &[Part], depth: usize, out: &mut Expansion) {
     let Some((first, rest)) = parts.split_first() else {
         if std::fs::metadata(dir).is_ok_and(|m| m.is_file()) {
-            out.push(dir.to_path_buf());
+            out.files.push(dir.to_path_buf());
         }
         return;
     };
     match first {
         Part::Lit(s) => walk(&dir.join(s), rest, depth, out),
         Part::Wild(p) => {
-            for e in read_dir(dir) {
+            for e in read_dir(dir, out).collect::<Vec<_>>() {
                 let name = e.file_name();
                 let Some(name) = name.to_str() else { continue };
                 if name.starts_with('.') && !p.starts_with('.') {
@@ -76,7 +96,7 @@ fn walk(dir: &Path, parts: &[Part], depth: usize, out: &mut Vec<PathBuf>) {
             if depth >= MAX_DEPTH {
                 return;
             }
-            for e in read_dir(dir) {
+            for e in read_dir(dir, out).collect::<Vec<_>>() {
                 let is_dir = e.file_type().is_ok_and(|t| t.is_dir());
                 let hidden = e.file_name().to_str().is_none_or(|n| n.starts_with('.'));
                 if is_dir && !hidden {
@@ -190,10 +210,11 @@ mod tests {
             std::fs::create_dir_all(p.parent().unwrap()).unwrap();
             std::fs::write(&p, b"").unwrap();
         }
-        let mut out = Vec::new();
+        let mut out = Expansion::default();
         expand(&format!("{}/**/*.log", d.display()), &mut out);
-        out.sort();
+        out.files.sort();
         let names: Vec<_> = out
+            .files
             .iter()
             .map(|p| p.strip_prefix(&d).unwrap().to_owned())
             .collect();
@@ -203,9 +224,18 @@ mod tests {
                 .map(PathBuf::from)
                 .to_vec()
         );
-        let mut out = Vec::new();
+        let mut out = Expansion::default();
         expand(&format!("{}/*.log", d.display()), &mut out);
-        assert_eq!(out, vec![d.join("a.log")]);
+        assert_eq!(out.files, vec![d.join("a.log")]);
+        assert!(out.unreadable.is_empty());
+        // A directory that cannot be listed (a symlink loop: root can read any mode) is
+        // reported; a missing one is not.
+        std::os::unix::fs::symlink("loop", d.join("loop")).unwrap();
+        let mut out = Expansion::default();
+        expand(&format!("{}/loop/*.log", d.display()), &mut out);
+        expand(&format!("{}/missing/*.log", d.display()), &mut out);
+        assert_eq!(out.unreadable.len(), 1, "{:?}", out.unreadable);
+        assert_eq!(out.unreadable[0].0, d.join("loop"));
         std::fs::remove_dir_all(&d).unwrap();
     }
 }

@@ -4,10 +4,19 @@
 //! spool. What always holds:
 //! - a file is read to its end before it is let go, whether it was renamed away, deleted, or
 //!   is the copy left by copytruncate, and a successor under the same name waits for it, so
-//!   each name's lines stay in order;
+//!   each name's lines stay in order; generations of one log found together are read oldest
+//!   first;
+//! - bytes are taken only while the file still starts with the bytes its identity was
+//!   fingerprinted by (checked after every read): content written after a truncation is
+//!   never read at the old content's offset;
+//! - the copy copytruncate leaves is claimed whenever it is found, so a glob that also
+//!   matches it never reads it again from its head;
 //! - a byte is skipped only when counted: cut line tails, truncations with no copy, files
 //!   that vanished unread;
-//! - `committed` moves only when the agent says a frame holding those lines is in the spool.
+//! - `committed` moves only when the agent says a frame holding those lines is in the spool;
+//! - a [`Tailer::read`] call consumes at most [`READ_BUDGET`] bytes plus one read buffer,
+//!   shared between the files; at most [`MAX_OPEN_FILES`] are open, the others wait for a
+//!   turn (counted) while files read to their end are let go and later reopened by identity.
 //!
 //! Polling, not inotify: one `stat` per watched path per poll costs nothing at the one-second
 //! idle interval, works the same on every filesystem (NFS, overlay, tmpfs on gateways), and
@@ -22,15 +31,21 @@ use crate::config::{Input, StartAt};
 use crate::frame::{BatchBuilder, FileMark};
 use crate::stats::Counters;
 use file::{fingerprint, Stop, Tailed};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::time::Instant;
 
-/// Most files open at once; more are left for later and warned about.
+/// Most files open at once. Files found beyond it wait for a turn: files read to their end
+/// are let go for them (their positions kept, so they are reopened by identity), and when
+/// none is, files open for a whole [`TURN`] are.
 pub const MAX_OPEN_FILES: usize = 512;
+
+/// How long a file keeps its descriptor while others wait for one, if it never reaches its
+/// end.
+pub const TURN: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// The bytes read per [`Tailer::read`] call before it yields to other work.
 pub const READ_BUDGET: usize = 1 << 20;
@@ -66,6 +81,24 @@ pub struct Tailer {
     warned_full: bool,
     /// Where the next [`read`](Self::read) starts, so every file gets its turn.
     next: usize,
+    /// Files found at the last scan that wait for a turn (more than [`MAX_OPEN_FILES`]).
+    waiting: usize,
+    /// Marks of live files let go to make room: if one is renamed while closed, it is
+    /// followed by identity like a file rotated while the agent was down.
+    let_go: HashSet<(u64, u64)>,
+    /// Directories a glob could not list at the last scan (warned about once).
+    unreadable: HashSet<PathBuf>,
+}
+
+/// A regular file a glob found.
+#[derive(Debug)]
+struct Found {
+    input: usize,
+    path: PathBuf,
+    dev: u64,
+    ino: u64,
+    size: u64,
+    mtime: Option<std::time::SystemTime>,
 }
 
 impl Tailer {
@@ -81,6 +114,9 @@ impl Tailer {
             started: false,
             warned_full: false,
             next: 0,
+            waiting: 0,
+            let_go: HashSet::new(),
+            unreadable: HashSet::new(),
         };
         t.set_inputs(inputs);
         t
@@ -125,28 +161,48 @@ impl Tailer {
         for i in (0..self.files.len()).rev() {
             self.check_truncation(i, now, c);
         }
-        let mut seen: Vec<(u64, u64)> = Vec::new();
+        let mut seen: HashSet<(u64, u64)> = HashSet::new();
         let mut paths: Vec<(usize, PathBuf)> = Vec::new();
+        let mut unreadable = HashSet::new();
         for (idx, input) in self.inputs.iter().enumerate() {
-            let mut mine = Vec::new();
+            let mut mine = glob::Expansion::default();
             for p in &input.paths {
                 glob::expand(p, &mut mine);
             }
+            for (dir, e) in mine.unreadable {
+                if !self.unreadable.contains(&dir) {
+                    log::warn!(
+                        "input {:?}: cannot list {}: {e} (its files are not read until it can be)",
+                        input.name,
+                        dir.display()
+                    );
+                }
+                unreadable.insert(dir);
+            }
+            let mut mine = mine.files;
             mine.retain(|p| !input.exclude.iter().any(|x| glob::matches(x, p)));
             mine.sort();
             mine.dedup();
             paths.extend(mine.into_iter().map(|p| (idx, p)));
         }
-        let mut found: Vec<(usize, PathBuf, u64, u64, u64)> = Vec::new();
-        for (idx, p) in paths {
-            let Ok(m) = std::fs::metadata(&p) else {
+        // Warned once per directory, and again if it becomes unreadable again later.
+        self.unreadable = unreadable;
+        let mut found: Vec<Found> = Vec::new();
+        for (input, path) in paths {
+            let Ok(m) = std::fs::metadata(&path) else {
                 continue;
             };
-            if !m.is_file() || seen.contains(&(m.dev(), m.ino())) {
+            if !m.is_file() || !seen.insert((m.dev(), m.ino())) {
                 continue;
             }
-            seen.push((m.dev(), m.ino()));
-            found.push((idx, p, m.dev(), m.ino(), m.len()));
+            found.push(Found {
+                input,
+                path,
+                dev: m.dev(),
+                ino: m.ino(),
+                size: m.len(),
+                mtime: m.modified().ok(),
+            });
         }
         for f in self.files.iter_mut() {
             if f.rotated.is_none() && !seen.contains(&(f.dev, f.ino)) {
@@ -155,20 +211,114 @@ impl Tailer {
                 f.rotated = Some(now);
             }
         }
-        for (idx, path, dev, ino, size) in found {
-            if let Some(f) = self.files.iter_mut().find(|f| (f.dev, f.ino) == (dev, ino)) {
+        let mut wanting = Vec::new();
+        for n in found {
+            let key = (n.dev, n.ino);
+            if let Some(f) = self.files.iter_mut().find(|f| (f.dev, f.ino) == key) {
                 if f.rotated.is_none() {
-                    f.path = path;
+                    f.path = n.path;
                 }
                 continue;
             }
-            self.open_new(idx, path, dev, ino, size, now, c);
+            if let Some(m) = self.marks.get_mut(&key) {
+                if m.offset == n.size {
+                    // Read to its end before it was let go (or retired): nothing to open it
+                    // for. The mark follows the name it is found under now.
+                    m.path = n.path.as_os_str().as_bytes().to_vec();
+                    continue;
+                }
+            }
+            wanting.push(n);
         }
+        let room = MAX_OPEN_FILES.saturating_sub(self.files.len());
+        if wanting.len() > room {
+            self.let_go(wanting.len() - room, now, batch);
+        }
+        let room = MAX_OPEN_FILES.saturating_sub(self.files.len());
+        let waiting = wanting.len().saturating_sub(room);
+        if waiting > 0 && self.waiting == 0 {
+            log::warn!(
+                "{MAX_OPEN_FILES} files open: {waiting} more wait for a turn (files read to their end are let go for them)"
+            );
+        }
+        self.waiting = waiting;
+        wanting.truncate(room);
+        self.open_in_order(wanting, now, c);
         if !self.started {
             self.started = true;
             self.resolve_marks(now, c);
         }
-        self.retire(now, batch);
+        self.retire(now, batch, c);
+    }
+
+    /// Number of files found that wait for a turn because [`MAX_OPEN_FILES`] are open.
+    pub fn waiting_files(&self) -> usize {
+        self.waiting
+    }
+
+    /// Closes up to `n` open files, keeping their positions as marks, so files that wait get
+    /// a turn: first those read to their end (the longest quiet first), then, when files
+    /// still wait, those open for a whole [`TURN`]. A file that is rotated, holds lines in the
+    /// batch or waits for a partial line's newline stays open.
+    fn let_go(&mut self, n: usize, now: Instant, batch: &BatchBuilder) {
+        let mut idle: Vec<(bool, Instant, usize)> = self
+            .files
+            .iter()
+            .enumerate()
+            .filter(|(_, f)| {
+                f.rotated.is_none()
+                    && f.partial_since.is_none()
+                    && !f.skipping
+                    && !batch.holds(f.dev, f.ino)
+                    && (f.at_eof() || now.saturating_duration_since(f.opened) >= TURN)
+            })
+            .map(|(i, f)| (!f.at_eof(), f.last_data, i))
+            .collect();
+        idle.sort();
+        let mut close: Vec<usize> = idle.into_iter().take(n).map(|(_, _, i)| i).collect();
+        close.sort_unstable_by(|a, b| b.cmp(a));
+        for i in close {
+            let f = self.files.remove(i);
+            log::debug!("letting go of {} at byte {}", f.path.display(), f.pos);
+            let mut m = mark(&f, f.pos);
+            m.path = f.path.as_os_str().as_bytes().to_vec();
+            self.let_go.insert((m.dev, m.ino));
+            self.marks.insert((m.dev, m.ino), m);
+        }
+    }
+
+    /// Opens newly found files. Generations of one log found together (`app.log.2`,
+    /// `app.log.1`, `app.log`: names that differ by a numeric or date suffix) are read one
+    /// after the other, oldest first by modification time, so the log's lines reach the sink
+    /// in the order they were written.
+    fn open_in_order(&mut self, mut new: Vec<Found>, now: Instant, c: &mut Counters) {
+        new.sort_by(|a, b| {
+            (a.input, family(&a.path), a.mtime, a.path.as_os_str().len()).cmp(&(
+                b.input,
+                family(&b.path),
+                b.mtime,
+                b.path.as_os_str().len(),
+            ))
+        });
+        let mut prev: Option<(usize, PathBuf, (u64, u64))> = None;
+        for n in new {
+            let fam = family(&n.path).to_path_buf();
+            let before = self.files.len();
+            self.open_new(n.input, n.path, n.dev, n.ino, n.size, now, c);
+            if self.files.len() == before {
+                continue;
+            }
+            let key = {
+                let t = self.files.last_mut().expect("just opened");
+                if let Some((input, pf, pk)) = &prev {
+                    if *input == t.input && *pf == fam && t.wait_for.is_none() {
+                        t.wait_for = Some(*pk);
+                    }
+                }
+                (t.dev, t.ino)
+            };
+            prev = Some((self.files[before].input, fam, key));
+        }
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -380,71 +530,82 @@ impl Tailer {
     fn resolve_marks(&mut self, now: Instant, c: &mut Counters) {
         let marks: Vec<FileMark> = self.marks.drain().map(|(_, m)| m).collect();
         for m in marks {
-            let path = PathBuf::from(std::ffi::OsStr::from_bytes(&m.path));
-            let still =
-                std::fs::metadata(&path).is_ok_and(|md| (md.dev(), md.ino()) == (m.dev, m.ino));
-            if still {
+            if still_there(&m) {
                 self.marks.insert((m.dev, m.ino), m);
                 continue;
             }
-            let dir = path.parent().unwrap_or(Path::new("."));
-            let renamed = std::fs::read_dir(dir)
-                .into_iter()
-                .flatten()
-                .flatten()
-                .find(|e| {
-                    e.metadata()
-                        .is_ok_and(|md| md.is_file() && (md.dev(), md.ino()) == (m.dev, m.ino))
-                });
-            let wire: Rc<str> = String::from_utf8_lossy(&m.path).into();
-            // The input that found it under its old name: its line limit, partial flush and
-            // rotate wait apply to the rest of it. None (the input went while the agent was
-            // down): the file is not ours to read any more; its mark stays, as above.
-            let Some(input) = self.inputs.iter().position(|i| {
-                i.paths.iter().any(|p| glob::matches(p, &path))
-                    && !i.exclude.iter().any(|x| glob::matches(x, &path))
-            }) else {
-                self.marks.insert((m.dev, m.ino), m);
-                continue;
-            };
-            match renamed.map(|e| e.path()) {
-                Some(p) => match Tailed::open(input, p.clone(), wire.clone(), m.offset) {
-                    Ok(mut t) if t.same_head().unwrap_or(false) && t.size >= m.offset => {
-                        log::info!(
-                            "{} was rotated to {} while tailbeat was down: reading it from byte {}",
-                            wire,
-                            p.display(),
-                            m.offset
-                        );
-                        t.rotated = Some(now);
-                        t.fp_len = m.fp_len;
-                        t.fp = m.fp;
-                        c.files_opened += 1;
-                        // Before the file that now has its name.
-                        let at = self
-                            .files
-                            .iter()
-                            .position(|f| *f.wire_path == *wire)
-                            .unwrap_or(self.files.len());
-                        let key = (t.dev, t.ino);
-                        self.files.insert(at, t);
-                        if let Some(n) = self.files.get_mut(at + 1) {
-                            if *n.wire_path == *wire {
-                                n.wait_for = Some(key);
-                            }
-                        }
+            self.follow(m, now, c);
+        }
+    }
+
+    /// The input that found a file under `path`, if one still would.
+    fn input_of(&self, path: &Path) -> Option<usize> {
+        self.inputs.iter().position(|i| {
+            i.paths.iter().any(|p| glob::matches(p, path))
+                && !i.exclude.iter().any(|x| glob::matches(x, path))
+        })
+    }
+
+    /// A file known only by its mark is no longer under the mark's path. Renamed in the same
+    /// directory? It is read from the mark's offset as a rotated file, before the file that
+    /// now has its name. Gone? What was unread is counted. The input that found it under its
+    /// old name gives its settings; if none would find it now, it is not ours any more and
+    /// its mark is kept.
+    fn follow(&mut self, m: FileMark, now: Instant, c: &mut Counters) {
+        let path = PathBuf::from(std::ffi::OsStr::from_bytes(&m.path));
+        let Some(input) = self.input_of(&path) else {
+            self.marks.insert((m.dev, m.ino), m);
+            return;
+        };
+        let dir = path.parent().unwrap_or(Path::new("."));
+        let renamed = std::fs::read_dir(dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .find(|e| {
+                e.metadata()
+                    .is_ok_and(|md| md.is_file() && (md.dev(), md.ino()) == (m.dev, m.ino))
+            });
+        let Some(p) = renamed.map(|e| e.path()) else {
+            self.vanished(&m, c);
+            return;
+        };
+        let wire: Rc<str> = String::from_utf8_lossy(&m.path).into();
+        match Tailed::open(input, p.clone(), wire.clone(), m.offset) {
+            Ok(mut t)
+                if t.size >= m.offset
+                    && (m.fp_len == 0
+                        || fingerprint(&t.file, m.fp_len).ok().flatten() == Some(m.fp)) =>
+            {
+                log::info!(
+                    "{wire} was rotated to {} while not open: reading it from byte {}",
+                    p.display(),
+                    m.offset
+                );
+                t.rotated = Some(now);
+                c.files_opened += 1;
+                // Before the file that now has its name.
+                let at = self
+                    .files
+                    .iter()
+                    .position(|f| *f.wire_path == *wire)
+                    .unwrap_or(self.files.len());
+                let key = (t.dev, t.ino);
+                self.files.insert(at, t);
+                if let Some(n) = self.files.get_mut(at + 1) {
+                    if *n.wire_path == *wire {
+                        n.wait_for = Some(key);
                     }
-                    _ => self.vanished(&m, c),
-                },
-                None => self.vanished(&m, c),
+                }
             }
+            _ => self.vanished(&m, c),
         }
     }
 
     /// Closes rotated files that are drained and quiet, and whose lines are all in the spool.
     /// Each leaves a mark, so a glob that also matches rotated names (`app.log*`) does not
     /// read it again; marks of files that no longer exist are pruned.
-    fn retire(&mut self, now: Instant, batch: &BatchBuilder) {
+    fn retire(&mut self, now: Instant, batch: &BatchBuilder, c: &mut Counters) {
         let inputs = &self.inputs;
         let mut done = Vec::new();
         self.files.retain(|f| {
@@ -462,10 +623,20 @@ impl Tailer {
             }
             !finished
         });
-        self.marks.retain(|_, m| {
-            let p = Path::new(std::ffi::OsStr::from_bytes(&m.path));
-            std::fs::metadata(p).is_ok_and(|md| (md.dev(), md.ino()) == (m.dev, m.ino))
-        });
+        let moved: Vec<(u64, u64)> = self
+            .marks
+            .iter()
+            .filter(|(_, m)| !still_there(m))
+            .map(|(k, _)| *k)
+            .collect();
+        for k in moved {
+            let m = self.marks.remove(&k).expect("listed above");
+            if self.let_go.remove(&k) {
+                // Let go while live: rotated since, perhaps with lines written before that.
+                self.follow(m, now, c);
+            }
+        }
+        self.let_go.retain(|k| self.marks.contains_key(k));
         for m in done {
             self.marks.insert((m.dev, m.ino), m);
         }
@@ -579,6 +750,37 @@ impl Tailer {
         }
         out
     }
+}
+
+/// The log a file is a generation of: its path without a rotation suffix, the trailing run
+/// of digits and `.`, `-`, `_` that starts with a separator and holds a digit
+/// (`app.log.1`, `app.log-20261130`, `app.log.2026-11-30` are generations of `app.log`).
+fn family(path: &Path) -> &Path {
+    let b = path.as_os_str().as_bytes();
+    let name_start = b.iter().rposition(|&c| c == b'/').map_or(0, |i| i + 1);
+    let mut cut = b.len();
+    let mut i = b.len();
+    let mut digit = false;
+    while i > name_start {
+        let c = b[i - 1];
+        if c.is_ascii_digit() {
+            digit = true;
+        } else if matches!(c, b'.' | b'-' | b'_') {
+            if digit && i - 1 > name_start {
+                cut = i - 1;
+            }
+        } else {
+            break;
+        }
+        i -= 1;
+    }
+    Path::new(std::ffi::OsStr::from_bytes(&b[..cut]))
+}
+
+/// Whether the file a mark names is still under the mark's path.
+fn still_there(m: &FileMark) -> bool {
+    let p = Path::new(std::ffi::OsStr::from_bytes(&m.path));
+    std::fs::metadata(p).is_ok_and(|md| (md.dev(), md.ino()) == (m.dev, m.ino))
 }
 
 fn mark(f: &Tailed, offset: u64) -> FileMark {

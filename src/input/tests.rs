@@ -248,3 +248,113 @@ fn a_busy_file_does_not_keep_the_others_waiting() {
         r.got.len()
     );
 }
+
+#[test]
+fn more_files_than_can_be_open_are_all_read_in_turn() {
+    let mut r = Rig::new("many", "*.log", "");
+    let n = MAX_OPEN_FILES as u32 + 88;
+    for i in 0..n {
+        r.lines(&format!("f{i:04}.log"), &format!("f{i:04}"), 0..2);
+    }
+    r.now += Duration::from_millis(1);
+    r.t.scan(r.now, &r.b, &mut r.c);
+    assert!(r.t.open_files() <= MAX_OPEN_FILES);
+    assert_eq!(
+        r.t.waiting_files(),
+        88,
+        "files that wait for a turn are counted"
+    );
+    r.read();
+    for _ in 0..3 {
+        r.poll(Duration::from_millis(100));
+    }
+    assert_eq!(r.t.waiting_files(), 0);
+    for i in 0..n {
+        assert_eq!(r.numbers(&format!("f{i:04}")), [0, 1], "f{i:04}.log");
+    }
+    // Files let go are taken up again where they were, by identity.
+    r.lines("f0000.log", "f0000", 2..3);
+    r.lines(
+        &format!("f{:04}.log", n - 1),
+        &format!("f{:04}", n - 1),
+        2..3,
+    );
+    r.poll(Duration::from_millis(100));
+    r.poll(Duration::from_millis(100));
+    assert_eq!(r.numbers("f0000"), [0, 1, 2]);
+    assert_eq!(r.numbers(&format!("f{:04}", n - 1)), [0, 1, 2]);
+    assert_eq!(r.got.len(), n as usize * 2 + 2, "no line read twice");
+}
+
+#[test]
+fn a_file_let_go_then_rotated_by_rename_is_followed() {
+    // Only the live name matches: the renamed file is found by its identity.
+    let mut r = Rig::new("let-go-renamed", "f*.log", "");
+    let n = MAX_OPEN_FILES as u32 + 1;
+    for i in 0..n {
+        r.lines(&format!("f{i:04}.log"), "x", 0..1);
+    }
+    r.lines("f0000.log", "a", 0..2);
+    for _ in 0..3 {
+        r.poll(Duration::from_millis(100));
+    }
+    assert!(r.t.open_files() < n as usize);
+    // Written while let go, then rotated away by rename before the next scan.
+    r.lines("f0000.log", "a", 2..4);
+    fs::rename(r.path("f0000.log"), r.path("old-f0000")).unwrap();
+    r.lines("f0000.log", "b", 0..2);
+    r.settle();
+    assert_eq!(r.numbers("a"), [0, 1, 2, 3]);
+    assert_eq!(r.numbers("b"), [0, 1]);
+}
+
+#[test]
+fn generations_of_one_log_are_read_oldest_first() {
+    let mut r = Rig::new("generations", "app*", "");
+    let t0 = std::time::SystemTime::now() - Duration::from_secs(3600);
+    for (k, name) in ["app.log.2", "app.log.1", "app.log"].iter().enumerate() {
+        r.lines(name, &format!("g{k}"), 0..3000);
+        fs::File::options()
+            .write(true)
+            .open(r.path(name))
+            .unwrap()
+            .set_modified(t0 + Duration::from_secs(60 * k as u64))
+            .unwrap();
+    }
+    // Another log beside them is not held back by them.
+    r.lines("app-other.txt", "o", 0..1);
+    r.settle();
+    let gens: Vec<&str> = r.got.iter().map(|(f, _)| f.as_str()).collect();
+    let firsts: Vec<usize> = ["app.log.2", "app.log.1", "app.log"]
+        .iter()
+        .map(|n| gens.iter().position(|g| g == n).unwrap())
+        .collect();
+    let lasts: Vec<usize> = ["app.log.2", "app.log.1", "app.log"]
+        .iter()
+        .map(|n| gens.iter().rposition(|g| g == n).unwrap())
+        .collect();
+    assert!(
+        lasts[0] < firsts[1] && lasts[1] < firsts[2],
+        "{firsts:?} {lasts:?}"
+    );
+    for k in 0..3 {
+        assert_eq!(r.numbers(&format!("g{k}")), (0..3000).collect::<Vec<_>>());
+    }
+}
+
+#[test]
+fn the_family_of_a_file_is_its_name_without_a_rotation_suffix() {
+    for (p, f) in [
+        ("/l/app.log", "/l/app.log"),
+        ("/l/app.log.1", "/l/app.log"),
+        ("/l/app.log.12", "/l/app.log"),
+        ("/l/app.log-20261130", "/l/app.log"),
+        ("/l/app.log.2026-11-30", "/l/app.log"),
+        ("/l/app_2.log", "/l/app_2.log"),
+        ("/l/2026.log", "/l/2026.log"),
+        ("/l/12345", "/l/12345"),
+        ("/l/a.1/app.log.3", "/l/a.1/app.log"),
+    ] {
+        assert_eq!(family(Path::new(p)), Path::new(f), "{p}");
+    }
+}
