@@ -313,3 +313,49 @@ fn a_watched_directory_that_cannot_be_listed_is_named_in_the_log() {
     assert_eq!(warned, 1, "warned once, not at every scan:\n{log}");
     assert!(log.contains("logs/loop"), "{log}");
 }
+
+fn rename_or_copytruncate(p: &std::path::Path, k: u64) {
+    if k % 2 == 0 {
+        rename_to_numbered(p, k)
+    } else {
+        copytruncate(p, k)
+    }
+}
+
+#[test]
+fn fast_rotation_by_rename_and_copytruncate_with_a_glob_matching_rotated_names() {
+    // 50,000 lines/s, a rotation every 0.1 s, rename and copytruncate alternating, app.log*:
+    // every line exactly once, each file's lines in order, nothing counted lost.
+    run_rotation(
+        "fast-mixed",
+        "*",
+        rename_or_copytruncate,
+        true,
+        5_000,
+        50_000,
+    );
+}
+
+#[test]
+fn the_copy_of_a_file_read_to_its_end_is_not_sent_again() {
+    let s = Scratch::new("ct-copy-once");
+    let f = s.path("logs/app.log");
+    let cfg = s.config("", &input("app", &format!("{}*", f.display()), ""), "");
+    let a = Agent::start(&s, &cfg);
+    for i in 0..3 {
+        append(&f, &line("a", i));
+    }
+    wait_lines(&s.path("out.tbf"), 3, 10);
+    copytruncate(&f, 1);
+    for i in 0..3 {
+        append(&f, &line("b", i));
+    }
+    let got = wait_lines(&s.path("out.tbf"), 6, 10);
+    // Past rotate_wait, when the copy has been let go: still nothing more.
+    a.wait_log("done with rotated", 10);
+    let log = a.stop();
+    let got_after = read_sink(&s.path("out.tbf"));
+    assert_eq!(numbers(&got, "a"), [0, 1, 2]);
+    assert_eq!(numbers(&got, "b"), [0, 1, 2]);
+    assert_eq!(got_after.len(), 6, "{log}");
+}

@@ -616,7 +616,7 @@ impl Tailer {
             let quiet = now.duration_since(since.max(f.last_data)) >= wait;
             let finished = f.at_eof() && quiet && !batch.holds(f.dev, f.ino);
             if finished {
-                log::debug!("done with rotated {} ({})", f.path.display(), f.wire_path);
+                log::info!("done with rotated {} ({})", f.path.display(), f.wire_path);
                 let mut m = mark(f, f.pos);
                 m.path = f.path.as_os_str().as_bytes().to_vec();
                 done.push(m);
