@@ -358,3 +358,28 @@ fn the_family_of_a_file_is_its_name_without_a_rotation_suffix() {
         assert_eq!(family(Path::new(p)), Path::new(f), "{p}");
     }
 }
+
+#[test]
+fn a_reused_inode_with_a_new_fingerprint_is_read_from_its_head() {
+    let mut r = Rig::new("reused", "app.log", "");
+    r.lines("app.log", "new", 0..5);
+    let md = fs::metadata(r.path("app.log")).unwrap();
+    // The checkpoint knew another file under this inode, read to byte 60 of 100.
+    let old = FileMark {
+        path: r.path("app.log").as_os_str().as_bytes().to_vec(),
+        dev: md.dev(),
+        ino: md.ino(),
+        fp_len: 32,
+        fp: 0x1234_5678,
+        offset: 60,
+        size: 100,
+    };
+    let input = r.t.inputs[0].clone();
+    r.t = Tailer::new(vec![input], vec![old], false);
+    r.poll(Duration::ZERO);
+    assert_eq!(r.numbers("new"), [0, 1, 2, 3, 4]);
+    assert_eq!(
+        r.c.vanished_lost_bytes, 40,
+        "the old file's unread rest is counted"
+    );
+}
