@@ -292,14 +292,20 @@ impl Tailer {
     /// after the other, oldest first by modification time, so the log's lines reach the sink
     /// in the order they were written.
     fn open_in_order(&mut self, mut new: Vec<Found>, now: Instant, c: &mut Counters) {
-        new.sort_by(|a, b| {
-            (a.input, family(&a.path), a.mtime, a.path.as_os_str().len()).cmp(&(
-                b.input,
-                family(&b.path),
-                b.mtime,
-                b.path.as_os_str().len(),
-            ))
-        });
+        // Same modification time (a coarse clock): the live name last, and `app.log.2`
+        // before `app.log.1`.
+        let key = |f: &Found| {
+            let fam = family(&f.path).to_path_buf();
+            let live = fam == f.path;
+            (
+                f.input,
+                fam,
+                f.mtime,
+                live,
+                std::cmp::Reverse(f.path.clone()),
+            )
+        };
+        new.sort_by(|a, b| key(a).cmp(&key(b)));
         let mut prev: Option<(usize, PathBuf, (u64, u64))> = None;
         for n in new {
             let fam = family(&n.path).to_path_buf();
