@@ -305,7 +305,7 @@ impl Tailer {
                 std::cmp::Reverse(f.path.clone()),
             )
         };
-        new.sort_by(|a, b| key(a).cmp(&key(b)));
+        new.sort_by_key(key);
         let mut prev: Option<(usize, PathBuf, (u64, u64))> = None;
         for n in new {
             let fam = family(&n.path).to_path_buf();
