@@ -146,22 +146,7 @@ impl BatchBuilder {
         }
         let idx = match idx {
             Some(i) => i,
-            None => {
-                let mut encoded = Vec::with_capacity(src.path.len() + 24);
-                put_bytes(&mut encoded, src.path.as_bytes());
-                put_varint(&mut encoded, src.dev);
-                put_varint(&mut encoded, src.ino);
-                put_varint(&mut encoded, src.fp_len as u64);
-                put_varint(&mut encoded, src.fp as u64);
-                self.sources_len += encoded.len() + 10;
-                self.sources.push(SourceSlot {
-                    dev: src.dev,
-                    ino: src.ino,
-                    encoded,
-                    end,
-                });
-                self.sources.len() - 1
-            }
+            None => self.add_source(src, end),
         };
         self.sources[idx].end = end;
         let body = &mut self.body;
@@ -176,6 +161,41 @@ impl BatchBuilder {
         put_bytes(body, text);
         self.lines += 1;
         true
+    }
+
+    /// Names a file and a position in it without a line: the frame then carries the file's
+    /// position like those of the files it has lines from. The tailer notes a copytruncate
+    /// copy it claims with nothing left to read, so that no frame with the truncated file's
+    /// new content can reach the spool without the claim (a restart would otherwise read the
+    /// copy again). A noted source rides with the next line; it closes no frame by itself.
+    pub fn note(&mut self, src: &SourceRef<'_>, end: u64) {
+        match self
+            .sources
+            .iter()
+            .rposition(|s| s.dev == src.dev && s.ino == src.ino)
+        {
+            Some(i) => self.sources[i].end = self.sources[i].end.max(end),
+            None => {
+                self.add_source(src, end);
+            }
+        }
+    }
+
+    fn add_source(&mut self, src: &SourceRef<'_>, end: u64) -> usize {
+        let mut encoded = Vec::with_capacity(src.path.len() + 24);
+        put_bytes(&mut encoded, src.path.as_bytes());
+        put_varint(&mut encoded, src.dev);
+        put_varint(&mut encoded, src.ino);
+        put_varint(&mut encoded, src.fp_len as u64);
+        put_varint(&mut encoded, src.fp as u64);
+        self.sources_len += encoded.len() + 10;
+        self.sources.push(SourceSlot {
+            dev: src.dev,
+            ino: src.ino,
+            encoded,
+            end,
+        });
+        self.sources.len() - 1
     }
 
     /// An upper bound of the frame's length if it were finished now.

@@ -83,6 +83,8 @@ pub struct Tailed {
     pub last_data: Instant,
     /// When it was opened.
     pub opened: Instant,
+    /// For the next read only: read no further than this offset (see `Tailer::held_back`).
+    pub limit: Option<u64>,
 }
 
 impl Tailed {
@@ -108,6 +110,7 @@ impl Tailed {
             wait_for: None,
             last_data: Instant::now(),
             opened: Instant::now(),
+            limit: None,
         };
         t.refresh_fp()?;
         Ok(t)
@@ -183,11 +186,18 @@ impl Tailed {
         budget: &mut usize,
         c: &mut Counters,
     ) -> io::Result<Stop> {
+        let limit = self.limit.take();
         loop {
             if *budget == 0 {
                 return Ok(Stop::Budget);
             }
-            let n = self.file.read_at(buf, self.pos)?;
+            let max = limit.map_or(buf.len(), |l| {
+                (l.saturating_sub(self.pos)).min(buf.len() as u64) as usize
+            });
+            let n = match max {
+                0 => 0,
+                _ => self.file.read_at(&mut buf[..max], self.pos)?,
+            };
             if n == 0 {
                 return Ok(Stop::Eof);
             }
@@ -253,7 +263,7 @@ impl Tailed {
                 self.skipping = true;
                 continue;
             }
-            if n < buf.len() && rest > 0 {
+            if n < max && rest > 0 {
                 // A last line still being written: wait for its newline, up to partial_flush.
                 let since = *self.partial_since.get_or_insert(now);
                 if now.duration_since(since) >= partial_flush {
@@ -275,7 +285,7 @@ impl Tailed {
                 }
                 return Ok(Stop::Eof);
             }
-            if n < buf.len() {
+            if n < max {
                 return Ok(Stop::Eof);
             }
         }

@@ -28,7 +28,7 @@ pub mod glob;
 mod tests;
 
 use crate::config::{Input, StartAt};
-use crate::frame::{BatchBuilder, FileMark};
+use crate::frame::{BatchBuilder, FileMark, SourceRef};
 use crate::stats::Counters;
 use file::{fingerprint, Stop, Tailed};
 use std::collections::{HashMap, HashSet};
@@ -78,7 +78,8 @@ pub struct Tailer {
     buf: Vec<u8>,
     first_run: bool,
     started: bool,
-    warned_full: bool,
+    /// Copies claimed since the last read: noted in the batch before any other line.
+    notes: Vec<(u64, u64)>,
     /// Where the next [`read`](Self::read) starts, so every file gets its turn.
     next: usize,
     /// Files found at the last scan that wait for a turn (more than [`MAX_OPEN_FILES`]).
@@ -112,7 +113,7 @@ impl Tailer {
             buf: Vec::new(),
             first_run,
             started: false,
-            warned_full: false,
+            notes: Vec::new(),
             next: 0,
             waiting: 0,
             let_go: HashSet::new(),
@@ -339,13 +340,7 @@ impl Tailer {
         c: &mut Counters,
     ) {
         if self.files.len() >= MAX_OPEN_FILES {
-            if !self.warned_full {
-                log::warn!(
-                    "{MAX_OPEN_FILES} files open: {} and others wait until some are let go",
-                    path.display()
-                );
-                self.warned_full = true;
-            }
+            // The scan opens no more than there is room for; this only guards the limit.
             return;
         }
         let wire: Rc<str> = path.to_string_lossy().into();
@@ -374,10 +369,12 @@ impl Tailer {
                     self.truncated_while_down(&m, &t, now, c);
                 }
             } else {
-                log::debug!("{}: inode reused by a new file", path.display());
-                if m.size > m.offset {
-                    self.vanished(&m, c);
-                }
+                // The inode no longer starts as it did: truncated while not open and written
+                // again (copytruncate while the agent was down), or reused by a new file.
+                // Either way it is read from its head; the rest of what the mark knew is in
+                // a copy, or lost.
+                log::debug!("{}: new content under a known inode", path.display());
+                self.truncated_while_down(&m, &t, now, c);
             }
         } else if !self.started && self.first_run && self.inputs[idx].start_at == StartAt::Tail {
             t.pos = size;
@@ -405,7 +402,10 @@ impl Tailer {
         })
     }
 
-    /// A checkpointed file found shorter than its committed offset at start-up.
+    /// A file known by its mark found shorter than the mark's offset, or with another head:
+    /// truncated while it was not open. The copy of what the mark knew is claimed, from the
+    /// mark's offset, even when nothing of it is unread (so a glob that matches it does not
+    /// read it again); with no copy, what was unread is counted.
     fn truncated_while_down(
         &mut self,
         m: &FileMark,
@@ -415,8 +415,15 @@ impl Tailer {
     ) {
         c.files_truncated += 1;
         let dir = live.path.parent().unwrap_or(Path::new("."));
-        match find_copy(dir, m.fp_len, m.fp, m.offset, (live.dev, live.ino)) {
-            Some(copy) => self.attach_copy(copy, &live.wire_path, live.input, m.offset, now, c),
+        let wire: Rc<str> = String::from_utf8_lossy(&m.path).into();
+        match find_copy(
+            dir,
+            m.fp_len,
+            m.fp,
+            u64::from(m.fp_len),
+            (live.dev, live.ino),
+        ) {
+            Some(copy) => self.attach_copy(copy, &wire, live.input, m.offset, now, c),
             None => self.truncation_loss(&live.path, m.size, m.offset, c),
         }
     }
@@ -478,6 +485,9 @@ impl Tailer {
         }
     }
 
+    /// Opens `copy`, the copy copytruncate left of what was read up to `pos` under `wire`, to
+    /// read the rest. A copy already open is left as it is; one that has a mark of its own
+    /// (claimed before) resumes where that mark is, if further.
     fn attach_copy(
         &mut self,
         copy: PathBuf,
@@ -487,13 +497,14 @@ impl Tailer {
         now: Instant,
         c: &mut Counters,
     ) {
+        let mut pos = pos;
         if let Ok(m) = std::fs::metadata(&copy) {
-            if self
-                .files
-                .iter()
-                .any(|f| (f.dev, f.ino) == (m.dev(), m.ino()))
-            {
+            let key = (m.dev(), m.ino());
+            if self.files.iter().any(|f| (f.dev, f.ino) == key) {
                 return;
+            }
+            if let Some(own) = self.marks.remove(&key) {
+                pos = pos.max(own.offset);
             }
         }
         match Tailed::open(input, copy.clone(), wire.clone(), pos) {
@@ -504,6 +515,9 @@ impl Tailer {
                 );
                 t.rotated = Some(now);
                 c.files_opened += 1;
+                // The claim reaches the spool with the next frame, before any line of the
+                // truncated file's new content can (see BatchBuilder::note).
+                self.notes.push((t.dev, t.ino));
                 self.files.push(t);
             }
             Err(e) => log::warn!("cannot open copy {}: {e}", copy.display()),
@@ -662,6 +676,18 @@ impl Tailer {
         ts_ms: u64,
         c: &mut Counters,
     ) -> Outcome {
+        for key in std::mem::take(&mut self.notes) {
+            if let Some(f) = self.files.iter().find(|f| (f.dev, f.ino) == key) {
+                let src = SourceRef {
+                    path: &f.wire_path,
+                    dev: f.dev,
+                    ino: f.ino,
+                    fp_len: f.fp_len,
+                    fp: f.fp,
+                };
+                batch.note(&src, f.pos);
+            }
+        }
         let n = self.files.len();
         if n == 0 {
             return Outcome::Idle;
@@ -719,18 +745,26 @@ impl Tailer {
     }
 
     /// Whether file `i` waits for its predecessor under the same name to be drained.
+    ///
+    /// The predecessor's size is looked at afresh (a writer may still have appended to a
+    /// renamed file after the last scan), and only after the successor's: the successor is
+    /// then released with that earlier size as the limit of its next read. A writer that
+    /// finished the old file before starting the new one wrote every byte of the old file
+    /// before any byte under that limit, so none of the old file's lines can come after them.
     fn held_back(&mut self, i: usize) -> bool {
         let Some(k) = self.files[i].wait_for else {
             return false;
         };
-        if self
-            .files
-            .iter()
-            .any(|p| (p.dev, p.ino) == k && !p.at_eof())
-        {
-            return true;
+        let own = self.files[i].file.metadata().map(|m| m.len()).ok();
+        if let Some(p) = self.files.iter_mut().find(|p| (p.dev, p.ino) == k) {
+            let _ = p.stat();
+            if !p.at_eof() {
+                return true;
+            }
         }
-        self.files[i].wait_for = None;
+        let f = &mut self.files[i];
+        f.wait_for = None;
+        f.limit = own;
         false
     }
 
