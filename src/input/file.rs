@@ -226,16 +226,20 @@ impl Tailed {
                 } else {
                     // The line's exact bytes, without its newline (a CR before it stays).
                     let mut text = &chunk[s..e];
-                    let flags = if text.len() > max_line {
+                    let cut = text.len().saturating_sub(max_line);
+                    let flags = if cut > 0 {
                         text = &text[..max_line];
-                        c.lines_cut += 1;
-                        c.cut_bytes += (e - s - max_line) as u64;
                         LINE_CUT
                     } else {
                         0
                     };
                     if !batch.push(&src, offset, offset + consumed, ts_ms, flags, text) {
+                        // Read again after the frame closes: counted then, not now.
                         return Ok(Stop::BatchFull);
+                    }
+                    if cut > 0 {
+                        c.lines_cut += 1;
+                        c.cut_bytes += cut as u64;
                     }
                     c.lines_read += 1;
                 }

@@ -463,3 +463,14 @@ fn a_renamed_file_written_after_the_scan_is_read_before_its_successor() {
     r.settle();
     assert_eq!(r.numbers("a"), (0..15).collect::<Vec<_>>());
 }
+
+#[test]
+fn a_cut_line_that_waits_for_the_next_frame_is_counted_once() {
+    let mut r = Rig::new("cut-once", "app.log", "max_line_bytes = 100");
+    r.b = BatchBuilder::new(2, 1 << 20);
+    let long = format!("{}\n", "L".repeat(300));
+    r.write("app.log", &long.repeat(9));
+    r.poll(Duration::ZERO);
+    assert_eq!(r.got.len(), 9);
+    assert_eq!((r.c.lines_cut, r.c.cut_bytes), (9, 9 * 200));
+}
