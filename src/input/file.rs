@@ -85,6 +85,9 @@ pub struct Tailed {
     pub opened: Instant,
     /// For the next read only: read no further than this offset (see `Tailer::held_back`).
     pub limit: Option<u64>,
+    /// Found starting like a live file (or empty): perhaps a copy in the making. Not read
+    /// until a scan sees it differ, or claimed as the copy when the original is truncated.
+    pub suspect: bool,
 }
 
 impl Tailed {
@@ -111,6 +114,7 @@ impl Tailed {
             last_data: Instant::now(),
             opened: Instant::now(),
             limit: None,
+            suspect: false,
         };
         t.refresh_fp()?;
         Ok(t)

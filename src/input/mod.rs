@@ -162,6 +162,15 @@ impl Tailer {
         for i in (0..self.files.len()).rev() {
             self.check_truncation(i, now, c);
         }
+        for i in 0..self.files.len() {
+            if self.files[i].suspect {
+                let _ = self.files[i].stat();
+                let _ = self.files[i].verify_head();
+                if !self.is_copy_of_live(&self.files[i]) {
+                    self.files[i].suspect = false;
+                }
+            }
+        }
         let mut seen: HashSet<(u64, u64)> = HashSet::new();
         let mut paths: Vec<(usize, PathBuf)> = Vec::new();
         let mut unreadable = HashSet::new();
@@ -351,10 +360,12 @@ impl Tailer {
                 return;
             }
         };
-        if t.fp_len >= 32 && self.is_copy_of_live(&t) {
-            // Identical head to a file we tail: a copy in the making (copytruncate's copy
-            // step). The truncation check claims it once the original is truncated.
-            return;
+        if !self.marks.contains_key(&(dev, ino)) && self.is_copy_of_live(&t) {
+            // It starts like a file we tail (or is empty): perhaps a copy in the making
+            // (copytruncate's copy step, only partly written yet). It is not read until a
+            // scan sees it differ; if the original is truncated meanwhile, it is claimed as
+            // the copy.
+            t.suspect = true;
         }
         if let Some(m) = self.marks.remove(&(dev, ino)) {
             if m.fp_len <= t.fp_len && fingerprint(&t.file, m.fp_len).ok().flatten() == Some(m.fp)
@@ -394,11 +405,18 @@ impl Tailer {
         self.files.push(t);
     }
 
+    /// Whether `t`'s first bytes (all of them, up to [`file::FP_MAX`]) are the first bytes of
+    /// a live file we tail. An empty file counts: it may be a copy whose first write has not
+    /// landed yet, and it has nothing to read anyway.
     fn is_copy_of_live(&self, t: &Tailed) -> bool {
+        if t.size == 0 {
+            return true;
+        }
         self.files.iter().any(|f| {
             f.rotated.is_none()
-                && f.fp_len >= t.fp_len.min(32)
-                && fingerprint(&t.file, f.fp_len).ok().flatten() == Some(f.fp)
+                && (f.dev, f.ino) != (t.dev, t.ino)
+                && f.size >= u64::from(t.fp_len)
+                && fingerprint(&f.file, t.fp_len).ok().flatten() == Some(t.fp)
         })
     }
 
@@ -423,7 +441,9 @@ impl Tailer {
             u64::from(m.fp_len),
             (live.dev, live.ino),
         ) {
-            Some(copy) => self.attach_copy(copy, &wire, live.input, m.offset, now, c),
+            Some(copy) => {
+                self.attach_copy(copy, &wire, live.input, m.offset, now, c);
+            }
             None => self.truncation_loss(&live.path, m.size, m.offset, c),
         }
     }
@@ -471,14 +491,16 @@ impl Tailer {
         // appended between our last read and the copy.
         match find_copy(&dir, fp_len, fp, u64::from(fp_len), key) {
             Some(copy) => {
-                let before_len = self.files.len();
-                self.attach_copy(copy, &wire, input, pos, now, c);
-                if self.files.len() > before_len {
+                if let Some(ck) = self.attach_copy(copy, &wire, input, pos, now, c) {
                     // Read the copy before what is written to the truncated file from now on.
-                    let copy = self.files.pop().expect("just pushed");
-                    let ck = (copy.dev, copy.ino);
-                    self.files.insert(i, copy);
-                    self.files[i + 1].wait_for = Some(ck);
+                    let copy = self.files.pop().expect("attached last");
+                    let at = self
+                        .files
+                        .iter()
+                        .position(|f| (f.dev, f.ino) == key)
+                        .expect("the truncated file is open");
+                    self.files.insert(at, copy);
+                    self.files[at + 1].wait_for = Some(ck);
                 }
             }
             None => self.truncation_loss(&path, before, pos, c),
@@ -487,7 +509,8 @@ impl Tailer {
 
     /// Opens `copy`, the copy copytruncate left of what was read up to `pos` under `wire`, to
     /// read the rest. A copy already open is left as it is; one that has a mark of its own
-    /// (claimed before) resumes where that mark is, if further.
+    /// (claimed before) resumes where that mark is, if further. Returns the copy's identity
+    /// when it is now the last of the open files (opened, or an unread suspect taken up).
     fn attach_copy(
         &mut self,
         copy: PathBuf,
@@ -496,12 +519,31 @@ impl Tailer {
         pos: u64,
         now: Instant,
         c: &mut Counters,
-    ) {
+    ) -> Option<(u64, u64)> {
         let mut pos = pos;
         if let Ok(m) = std::fs::metadata(&copy) {
             let key = (m.dev(), m.ino());
-            if self.files.iter().any(|f| (f.dev, f.ino) == key) {
-                return;
+            if let Some(j) = self.files.iter().position(|f| (f.dev, f.ino) == key) {
+                let f = &mut self.files[j];
+                if f.suspect {
+                    // Opened in the making and left unread: now known as the copy. It goes
+                    // last, so the caller puts it before the truncated file.
+                    log::info!(
+                        "reading the rest of {wire} from its copy {} at byte {pos}",
+                        copy.display()
+                    );
+                    f.suspect = false;
+                    f.pos = pos.max(f.pos);
+                    f.committed = f.pos;
+                    f.wire_path = wire.clone();
+                    f.input = input;
+                    f.rotated = Some(now);
+                    self.notes.push(key);
+                    let f = self.files.remove(j);
+                    self.files.push(f);
+                    return Some(key);
+                }
+                return None;
             }
             if let Some(own) = self.marks.remove(&key) {
                 pos = pos.max(own.offset);
@@ -517,10 +559,15 @@ impl Tailer {
                 c.files_opened += 1;
                 // The claim reaches the spool with the next frame, before any line of the
                 // truncated file's new content can (see BatchBuilder::note).
-                self.notes.push((t.dev, t.ino));
+                let key = (t.dev, t.ino);
+                self.notes.push(key);
                 self.files.push(t);
+                Some(key)
             }
-            Err(e) => log::warn!("cannot open copy {}: {e}", copy.display()),
+            Err(e) => {
+                log::warn!("cannot open copy {}: {e}", copy.display());
+                None
+            }
         }
     }
 
@@ -699,7 +746,7 @@ impl Tailer {
             let mut hungry = false;
             for k in 0..n {
                 let i = (start + k) % n;
-                if self.held_back(i) {
+                if self.files[i].suspect || self.held_back(i) {
                     continue;
                 }
                 let f = &mut self.files[i];

@@ -198,12 +198,15 @@ fn a_truncation_refilled_between_scans_is_not_read_as_the_old_content() {
 }
 
 #[test]
-fn copytruncate_of_a_file_that_was_empty_at_the_last_scan_keeps_its_tail() {
+fn copytruncate_of_a_file_opened_empty_keeps_its_tail() {
     let mut r = Rig::new("ct-empty", "app.log", "");
     r.write("app.log", "");
     r.poll(Duration::ZERO);
-    // Written and partly read between two scans: no scan ever saw the file's head.
-    r.lines("app.log", "a", 0..10);
+    // The scan that lets the file be read saw it with 1 line; 10 are read.
+    r.lines("app.log", "a", 0..1);
+    r.now += Duration::from_millis(100);
+    r.t.scan(r.now, &r.b, &mut r.c);
+    r.lines("app.log", "a", 1..10);
     r.read();
     r.lines("app.log", "a", 10..15);
     r.copytruncate("app.log", "app.log.1");
@@ -292,7 +295,7 @@ fn a_file_let_go_then_rotated_by_rename_is_followed() {
     let mut r = Rig::new("let-go-renamed", "f*.log", "");
     let n = MAX_OPEN_FILES as u32 + 1;
     for i in 0..n {
-        r.lines(&format!("f{i:04}.log"), "x", 0..1);
+        r.lines(&format!("f{i:04}.log"), &format!("x{i}"), 0..1);
     }
     r.lines("f0000.log", "a", 0..2);
     for _ in 0..3 {
@@ -473,4 +476,40 @@ fn a_cut_line_that_waits_for_the_next_frame_is_counted_once() {
     r.poll(Duration::ZERO);
     assert_eq!(r.got.len(), 9);
     assert_eq!((r.c.lines_cut, r.c.cut_bytes), (9, 9 * 200));
+}
+
+#[test]
+fn a_copy_caught_in_the_making_is_not_read_from_its_head() {
+    // logrotate's copy is seen by a scan while it is still empty or partly written.
+    for partial in [0usize, 10, 100] {
+        let mut r = Rig::new(&format!("ct-making-{partial}"), "app.log*", "");
+        r.lines("app.log", "a", 0..10);
+        r.poll(Duration::ZERO);
+        let whole = fs::read(r.path("app.log")).unwrap();
+        fs::write(r.path("app.log.1"), &whole[..partial]).unwrap();
+        r.poll(Duration::from_millis(100));
+        fs::write(r.path("app.log.1"), &whole).unwrap();
+        r.poll(Duration::from_millis(100));
+        r.truncate("app.log");
+        r.lines("app.log", "b", 0..3);
+        r.settle();
+        assert_eq!(
+            r.numbers("a"),
+            (0..10).collect::<Vec<_>>(),
+            "{partial} bytes"
+        );
+        assert_eq!(r.numbers("b"), [0, 1, 2], "{partial} bytes");
+    }
+}
+
+#[test]
+fn an_empty_new_file_is_read_once_it_is_written() {
+    let mut r = Rig::new("empty-new", "*.log", "");
+    r.lines("a.log", "a", 0..3);
+    r.write("b.log", "");
+    r.poll(Duration::ZERO);
+    r.lines("b.log", "b", 0..3);
+    r.poll(Duration::from_millis(100));
+    r.poll(Duration::from_millis(100));
+    assert_eq!(r.numbers("b"), [0, 1, 2]);
 }
