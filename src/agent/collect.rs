@@ -3,6 +3,7 @@
 use super::pipe::{Pipe, PipeRef};
 use super::{log_stats, now_ms, Built, Shared, CHECKPOINT_EVERY, MIN_POLL};
 use crate::config::OnFull;
+use crate::frame::BatchBuilder;
 use crate::input::Outcome;
 use crate::stats::Counters;
 use std::time::{Duration, Instant};
@@ -15,6 +16,7 @@ pub(super) async fn collect(st: Shared, pipe: PipeRef) {
     // an idle agent then has one periodic wake-up per pipeline, the poll.
     let mut last_stats = (Instant::now(), u64::MAX, u64::MAX);
     let local = pipe.borrow().name.is_empty();
+    let mut batch_age = Linger::default();
     loop {
         let removed = {
             let p = pipe.borrow();
@@ -46,9 +48,7 @@ pub(super) async fn collect(st: Shared, pipe: PipeRef) {
             } else {
                 p.tailer.read(&mut p.batch, now, now_ms(), &mut s.c)
             };
-            let linger = p.cfg.batch.linger.0;
-            let age = Duration::from_millis(now_ms().saturating_sub(p.batch.base_ts_ms()));
-            let linger_left = (!p.batch.is_empty()).then(|| linger.saturating_sub(age));
+            let linger_left = batch_age.left(&p.batch, now, p.cfg.batch.linger.0);
             if p.last_checkpoint.elapsed() >= CHECKPOINT_EVERY && p.changed {
                 p.checkpoint();
             }
@@ -67,8 +67,11 @@ pub(super) async fn collect(st: Shared, pipe: PipeRef) {
         let close = outcome == Outcome::BatchFull
             || pipe.borrow().batch.is_full()
             || linger_left == Some(Duration::ZERO);
-        if close && !close_frame(&st, &pipe).await {
-            continue;
+        if close {
+            if !close_frame(&st, &pipe).await {
+                continue;
+            }
+            batch_age.closed();
         }
         match outcome {
             Outcome::BatchFull | Outcome::More => {
@@ -228,5 +231,75 @@ fn append(p: &mut Pipe, c: &mut Counters, b: Built) -> bool {
             p.pending = Some(b);
             false
         }
+    }
+}
+
+/// How long the open batch has been waiting, for `batch.linger`: measured on the monotonic
+/// clock from the first look that found it holding lines. The frames' timestamps stay wall
+/// clock (they are for people and consumers); a wall clock stepped back must not hold a
+/// batch open for as long as the step, nor a step forward close it at once.
+#[derive(Debug, Default)]
+struct Linger {
+    /// When the open batch was first seen non-empty.
+    opened: Option<Instant>,
+}
+
+impl Linger {
+    /// How long the open batch may still wait before it is closed; `None` when it is empty.
+    /// Called once per turn of the collect loop, so a batch is seen non-empty at most one
+    /// read after its first line went in.
+    fn left(&mut self, batch: &BatchBuilder, now: Instant, linger: Duration) -> Option<Duration> {
+        if batch.is_empty() {
+            self.opened = None;
+            return None;
+        }
+        let opened = *self.opened.get_or_insert(now);
+        Some(linger.saturating_sub(now.saturating_duration_since(opened)))
+    }
+
+    /// The batch went to the spool: the next one counts from its own first line, even if the
+    /// loop refills it before looking again.
+    fn closed(&mut self) {
+        self.opened = None;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::frame::SourceRef;
+
+    /// A backward step of the wall clock must not hold a batch open: its first line was
+    /// stamped an hour ahead of what the wall clock says now, as after a step back.
+    #[test]
+    fn linger_is_measured_on_the_monotonic_clock() {
+        let src = SourceRef {
+            path: "/var/log/app.log",
+            dev: 1,
+            ino: 2,
+            fp_len: 0,
+            fp: 0,
+        };
+        let linger = Duration::from_millis(100);
+        let mut age = Linger::default();
+        let mut b = BatchBuilder::new(1000, 64 << 10);
+        let t0 = Instant::now();
+        assert_eq!(age.left(&b, t0, linger), None);
+        assert!(b.push(&src, 0, 4, now_ms() + 3_600_000, 0, b"abc"));
+        assert_eq!(age.left(&b, t0, linger), Some(linger));
+        let t1 = t0 + Duration::from_millis(60);
+        assert_eq!(age.left(&b, t1, linger), Some(Duration::from_millis(40)));
+        assert_eq!(age.left(&b, t0 + linger, linger), Some(Duration::ZERO));
+        // Closed and refilled before the next look: the next batch counts from its own
+        // first look, not from the closed one's.
+        b.finish("it", 1);
+        age.closed();
+        assert!(b.push(&src, 4, 8, now_ms(), 0, b"def"));
+        let t3 = t0 + Duration::from_secs(5);
+        assert_eq!(age.left(&b, t3, linger), Some(linger));
+        let t4 = t3 + Duration::from_millis(30);
+        assert_eq!(age.left(&b, t4, linger), Some(Duration::from_millis(70)));
+        b.finish("it", 2);
+        assert_eq!(age.left(&b, t4, linger), None);
     }
 }
