@@ -1,11 +1,20 @@
-//! Files → batch → spool: the task that reads, and what it does when the spool is full.
+//! Files → batch → spool: the task that reads, and what it does when the spool is full or
+//! the disk under it is.
+//!
+//! What always holds: reading pauses while a frame cannot go to the spool (spool full under
+//! `block`, disk full, a write refused), and the task then sleeps between looks, so the
+//! deliver task and the signal handler run; the frame is kept and appended before anything
+//! new, and no file position moves past a frame until it is in the spool. The spool never
+//! takes the last [`DISK_RESERVE`] bytes of `data_dir`'s file system.
 
 use super::pipe::{Pipe, PipeRef};
 use super::{log_stats, now_ms, Built, Shared, CHECKPOINT_EVERY, MIN_POLL};
 use crate::config::OnFull;
 use crate::frame::BatchBuilder;
 use crate::input::Outcome;
+use crate::spool::SpoolError;
 use crate::stats::Counters;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 /// Files → batch → spool, for one pipeline.
@@ -17,6 +26,7 @@ pub(super) async fn collect(st: Shared, pipe: PipeRef) {
     let mut last_stats = (Instant::now(), u64::MAX, u64::MAX);
     let local = pipe.borrow().name.is_empty();
     let mut batch_age = Linger::default();
+    let mut disk = DiskLog::default();
     loop {
         let removed = {
             let p = pipe.borrow();
@@ -26,7 +36,7 @@ pub(super) async fn collect(st: Shared, pipe: PipeRef) {
             p.removed
         };
         if removed {
-            if park(&st, &pipe).await {
+            if park(&st, &pipe, &mut disk).await {
                 break;
             }
             last_scan = None;
@@ -68,7 +78,7 @@ pub(super) async fn collect(st: Shared, pipe: PipeRef) {
             || pipe.borrow().batch.is_full()
             || linger_left == Some(Duration::ZERO);
         if close {
-            if !close_frame(&st, &pipe).await {
+            if !close_frame(&st, &pipe, &mut disk).await {
                 continue;
             }
             batch_age.closed();
@@ -107,9 +117,9 @@ pub(super) async fn collect(st: Shared, pipe: PipeRef) {
 
 /// A removed pipeline: its open batch goes to the spool, then it waits to be put back in
 /// the config (false) or for its tasks to end (true).
-async fn park(st: &Shared, pipe: &PipeRef) -> bool {
+async fn park(st: &Shared, pipe: &PipeRef, disk: &mut DiskLog) -> bool {
     // The batch first, waiting for room like any frame: what was read is delivered.
-    if !close_frame(st, pipe).await {
+    if !close_frame(st, pipe, disk).await {
         if st.borrow().shutdown {
             return true;
         }
@@ -142,34 +152,92 @@ async fn park(st: &Shared, pipe: &PipeRef) -> bool {
     }
 }
 
-/// What is read but not in the spool goes there, if it fits.
+/// What is read but not in the spool goes there, if it fits (shutdown, removal). A frame the
+/// disk refuses here is left out: its lines were not committed, so they are read again at
+/// the next start.
 fn put_away(p: &mut Pipe, c: &mut Counters) {
+    let mut written = true;
     if let Some(b) = p.pending.take() {
-        append(p, c, b);
+        written = append(p, c, b).map_err(|e| put_away_failed(p, e)).is_ok();
     }
-    if !p.batch.is_empty() && p.spool.fits(p.batch.encoded_len()) {
+    if written && !p.batch.is_empty() && p.spool.fits(p.batch.encoded_len()) {
         let b = finish(p);
-        append(p, c, b);
+        let _ = append(p, c, b).map_err(|e| put_away_failed(p, e));
     }
     let _ = p.spool.sync();
 }
 
+fn put_away_failed(p: &Pipe, e: SpoolError) {
+    log::error!(
+        "{}: {e}; the open batch is not in the spool, its lines are read again at the next start",
+        p.label()
+    );
+}
+
+/// Room to leave free on `data_dir`'s file system: the spool never fills the disk to the
+/// last byte, because freeing space needs a write first (the checkpoint that lets acked
+/// segments go), as do `fleet.state` and dead letters. A checkpoint of 512 files is
+/// well under 64 KiB; it is written beside the old one, so twice that, and some margin.
+pub(crate) const DISK_RESERVE: u64 = 256 << 10;
+/// While the disk is full, look again at least this often (sooner when the sink acks).
+const DISK_RETRY_MAX: Duration = Duration::from_secs(5);
+/// While the disk stays full, say so again this often.
+const DISK_LOG_EVERY: Duration = Duration::from_secs(60);
+
+/// Bytes free for the agent on the file system of `dir`, `None` if it cannot be told.
+fn disk_free(dir: &Path) -> Option<u64> {
+    let v = rustix::fs::statvfs(dir).ok()?;
+    Some(v.f_bavail.saturating_mul(v.f_frsize))
+}
+
+/// Whether a frame of `len` bytes may go to the spool now: it must leave [`DISK_RESERVE`]
+/// free. Returns the bytes free when it may not.
+fn disk_room(free: Option<u64>, len: usize) -> Result<(), u64> {
+    match free {
+        Some(f) if f < len as u64 + DISK_RESERVE => Err(f),
+        _ => Ok(()),
+    }
+}
+
+/// A pause for lack of disk (or a spool write that failed): when it began, when it was
+/// last logged (`None`: not at all, another pause was logged a moment ago), how long to
+/// wait before looking again.
+struct DiskWait {
+    since: Instant,
+    logged: Option<Instant>,
+    delay: Duration,
+}
+
+/// What the collect task remembers between pauses for lack of disk, so that a spool
+/// hovering at the reserve (each acked segment lets a few frames in, then it pauses again)
+/// is logged once a minute, not once a frame.
+#[derive(Debug, Default)]
+struct DiskLog {
+    /// When a pause was last logged.
+    last: Option<Instant>,
+    /// Pauses since then that were not logged.
+    unsaid: u64,
+}
+
 /// Moves the open batch (or a frame the disk refused earlier) into the spool, waiting or
-/// dropping per `on_full`. Returns false when it could not (full, disk error, shutdown).
-async fn close_frame(st: &Shared, pipe: &PipeRef) -> bool {
+/// dropping per `on_full`, and waiting while the disk is full or refuses the write: reading
+/// is paused meanwhile, the deliver task keeps sending (which frees the disk) and signals
+/// are handled, as the task sleeps between looks. Returns false only at shutdown.
+async fn close_frame(st: &Shared, pipe: &PipeRef, log: &mut DiskLog) -> bool {
     let mut waited = false;
-    loop {
-        let space = {
+    let mut disk: Option<DiskWait> = None;
+    let done = loop {
+        let (wake, delay) = {
             let mut g = st.borrow_mut();
             let s = &mut *g;
             if s.shutdown {
-                return false;
+                break false;
             }
             let mut p = pipe.borrow_mut();
             let p = &mut *p;
             let len = match &p.pending {
                 Some(b) => b.frame.len(),
-                None if p.batch.is_empty() => return true,
+                None if p.batch.is_empty() => break true,
                 None => p.batch.encoded_len(),
             };
             if !p.spool.fits(len) && p.spool.on_full() == OnFull::DropOldest {
@@ -180,30 +248,92 @@ async fn close_frame(st: &Shared, pipe: &PipeRef) -> bool {
                 }
             }
             if p.spool.fits(len) {
-                let b = match p.pending.take() {
-                    Some(b) => b,
-                    None => finish(p),
+                let why = match disk_room(disk_free(&s.cfg.data_dir), len) {
+                    Ok(()) => {
+                        let b = match p.pending.take() {
+                            Some(b) => b,
+                            None => finish(p),
+                        };
+                        match append(p, &mut s.c, b) {
+                            Ok(()) => break true,
+                            Err(e) => e.to_string(),
+                        }
+                    }
+                    Err(free) => format!(
+                        "{} has {free} bytes free, the spool leaves {DISK_RESERVE}",
+                        s.cfg.data_dir.display()
+                    ),
                 };
-                return append(p, &mut s.c, b);
-            }
-            if !waited {
-                waited = true;
-                s.c.spool_full_waits += 1;
-                log::warn!(
-                    "{}: spool full ({} bytes, {} frames waiting): reading paused until the sink catches up",
-                    p.label(),
-                    p.spool.bytes(),
-                    p.spool.backlog()
-                );
-                if p.spool.reclaimable() {
-                    p.checkpoint();
-                    continue;
+                let now = Instant::now();
+                let w = disk.get_or_insert_with(|| {
+                    s.disk_full += 1;
+                    s.c.disk_full_waits += 1;
+                    let say = log.last.is_none_or(|t| now.duration_since(t) >= DISK_LOG_EVERY);
+                    if say {
+                        let before = match std::mem::take(&mut log.unsaid) {
+                            0 => String::new(),
+                            n => format!(" ({n} short pauses since last said)"),
+                        };
+                        log::error!(
+                            "{}: no room on disk for the spool ({why}): reading paused, delivering goes on; retrying{before}",
+                            p.label()
+                        );
+                        log.last = Some(now);
+                    } else {
+                        log.unsaid += 1;
+                    }
+                    DiskWait {
+                        since: now,
+                        logged: say.then_some(now),
+                        delay: MIN_POLL * 5,
+                    }
+                });
+                if now.duration_since(w.logged.unwrap_or(w.since)) >= DISK_LOG_EVERY {
+                    w.logged = Some(now);
+                    log.last = Some(now);
+                    log::warn!(
+                        "{}: still no room on disk for the spool after {} s ({why}); {} frames waiting",
+                        p.label(),
+                        now.duration_since(w.since).as_secs(),
+                        p.spool.backlog()
+                    );
                 }
+                let d = w.delay;
+                w.delay = (w.delay * 2).min(DISK_RETRY_MAX);
+                (p.space.clone(), d)
+            } else {
+                if !waited {
+                    waited = true;
+                    s.c.spool_full_waits += 1;
+                    log::warn!(
+                        "{}: spool full ({} bytes, {} frames waiting): reading paused until the sink catches up",
+                        p.label(),
+                        p.spool.bytes(),
+                        p.spool.backlog()
+                    );
+                    if p.spool.reclaimable() {
+                        p.checkpoint();
+                        continue;
+                    }
+                }
+                (p.space.clone(), Duration::from_secs(1))
             }
-            p.space.clone()
         };
-        space.wait_for(Duration::from_secs(1)).await;
+        // Acks ring `space`: room on disk comes back first through the sink.
+        wake.wait_for(delay).await;
+    };
+    if let Some(w) = disk {
+        let mut s = st.borrow_mut();
+        s.disk_full -= 1;
+        if done && w.logged.is_some() {
+            log::info!(
+                "{}: room on disk again after {} s: reading resumed",
+                pipe.borrow().label(),
+                w.since.elapsed().as_secs()
+            );
+        }
     }
+    done
 }
 
 fn finish(p: &mut Pipe) -> Built {
@@ -212,7 +342,9 @@ fn finish(p: &mut Pipe) -> Built {
     Built { frame, ends }
 }
 
-fn append(p: &mut Pipe, c: &mut Counters, b: Built) -> bool {
+/// Appends a built frame and commits its files' positions; a frame the disk refused stays
+/// in `pending`, to be appended before anything new.
+fn append(p: &mut Pipe, c: &mut Counters, b: Built) -> Result<(), SpoolError> {
     match p.spool.append(&b.frame) {
         Ok(_) => {
             for &(dev, ino, end) in &b.ends {
@@ -221,15 +353,12 @@ fn append(p: &mut Pipe, c: &mut Counters, b: Built) -> bool {
             c.frames_spooled += 1;
             p.changed = true;
             p.spooled.notify();
-            true
+            Ok(())
         }
         Err(e) => {
-            if c.spool_write_errors == 0 || p.pending.is_none() {
-                log::error!("{}: {e}; reading paused, retrying", p.label());
-            }
             c.spool_write_errors += 1;
             p.pending = Some(b);
-            false
+            Err(e)
         }
     }
 }
