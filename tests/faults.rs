@@ -252,6 +252,74 @@ fn an_agent_started_on_a_full_disk_waits_quietly_and_resumes_when_space_returns(
     assert!(out.contains("reading resumed"), "{}", tail(&out));
 }
 
+/// Defect 1, the disk taken by someone else while frames wait: the sink acknowledges them,
+/// but the checkpoint that lets their segments go cannot be written. That is logged once,
+/// not once per acknowledged frame; when the space returns the segments are let go without
+/// waiting for new lines, and reading goes on.
+#[test]
+fn acked_segments_are_let_go_when_a_disk_filled_by_someone_else_has_room_again() {
+    let s = Scratch::new("fault-full-ack");
+    let data = s.path("data");
+    let _fs = Tmpfs::mount(&data, "1m");
+    let acc = Accepted::default();
+    let mut srv = acc.server();
+    srv.stop();
+    let app = app_log(&s, "h", 300);
+    let cfg = s.config(
+        "",
+        &input("app", app.to_str().unwrap(), "max_line_bytes = 200"),
+        &format!(
+            "[batch]\nmax_bytes = \"1KiB\"\nlinger = \"50ms\"\n[spool]\nsegment_bytes = \"3KiB\"\n{}",
+            http_sink(&srv.url("/ingest"), "1s")
+        ),
+    );
+    let a = Agent::start(&s, &cfg);
+    a.wait_log("read 300 lines", 15);
+    let segs = || {
+        fs::read_dir(data.join("spool"))
+            .unwrap()
+            .filter(|e| e.as_ref().unwrap().path().extension() == Some("seg".as_ref()))
+            .count()
+    };
+    assert!(segs() > 5, "{} segments", segs());
+    let filler = data.join("filler");
+    {
+        use std::io::Write;
+        let mut f = fs::File::create(&filler).unwrap();
+        let block = vec![0u8; 4096];
+        while f.write_all(&block).is_ok() {}
+    }
+    srv.restart();
+    let got = acc.wait_lines(&s, 300, 30);
+    assert_exactly_once(&numbers(&got, "h"), 300);
+    let errors = a
+        .log()
+        .lines()
+        .filter(|l| l.contains("ERROR") && l.contains("checkpoint"))
+        .count();
+    assert!(
+        errors <= 1,
+        "{errors} checkpoint errors: {}",
+        tail(&a.log())
+    );
+    // Room again: the acknowledged segments go, with no new line to trigger it.
+    fs::remove_file(&filler).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while segs() > 1 {
+        assert!(
+            Instant::now() < deadline,
+            "{} segments still on disk: {}",
+            segs(),
+            tail(&a.log())
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    write_lines(&app, "h", 300, 310);
+    let got = acc.wait_lines(&s, 310, 20);
+    assert_exactly_once(&numbers(&got, "h"), 310);
+    a.stop();
+}
+
 /// "Also": SIGTERM while the sink is down (a server that accepts and never answers) stops
 /// the agent with exit 0 after `shutdown_timeout`, keeping the backlog, which the next run
 /// delivers: every line exactly once.
