@@ -240,9 +240,13 @@ async fn close_frame(st: &Shared, pipe: &PipeRef, log: &mut DiskLog) -> bool {
                 None if p.batch.is_empty() => break true,
                 None => p.batch.encoded_len(),
             };
-            if !p.spool.fits(len) && p.spool.on_full() == OnFull::DropOldest {
-                // Positions first: the frames about to go must not be read again at restart.
-                p.checkpoint();
+            if !p.spool.fits(len)
+                && p.spool.on_full() == OnFull::DropOldest
+                // Positions first: the frames about to go must not be read again at
+                // restart. Without a checkpoint, nothing is dropped: reading waits.
+                && p.checkpoint_due()
+                && p.checkpoint()
+            {
                 if let Err(e) = p.spool.drop_oldest(len, &mut s.c) {
                     log::error!("{}: {e}", p.label());
                 }
@@ -264,6 +268,11 @@ async fn close_frame(st: &Shared, pipe: &PipeRef, log: &mut DiskLog) -> bool {
                         s.cfg.data_dir.display()
                     ),
                 };
+                // Acknowledged segments the disk kept because their checkpoint could not be
+                // written: try again now (at most once a second), they are room.
+                if p.spool.reclaimable() && p.checkpoint_due() && p.checkpoint() {
+                    continue;
+                }
                 let now = Instant::now();
                 let w = disk.get_or_insert_with(|| {
                     s.disk_full += 1;
