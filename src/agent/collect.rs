@@ -118,14 +118,10 @@ pub(super) async fn collect(st: Shared, pipe: PipeRef) {
 /// A removed pipeline: its open batch goes to the spool, then it waits to be put back in
 /// the config (false) or for its tasks to end (true).
 async fn park(st: &Shared, pipe: &PipeRef, disk: &mut DiskLog) -> bool {
-    // The batch first, waiting for room like any frame: what was read is delivered.
+    // The batch first, waiting for room (spool or disk) like any frame: what was read is
+    // delivered. Only a shutdown stops that wait.
     if !close_frame(st, pipe, disk).await {
-        if st.borrow().shutdown {
-            return true;
-        }
-        // The disk refused the frame: try again in a while, as the loop above would.
-        smol::Timer::after(Duration::from_secs(1)).await;
-        return false;
+        return true;
     }
     {
         let mut g = st.borrow_mut();
@@ -178,7 +174,7 @@ fn put_away_failed(p: &Pipe, e: SpoolError) {
 /// last byte, because freeing space needs a write first (the checkpoint that lets acked
 /// segments go), as do `fleet.state` and dead letters. A checkpoint of 512 files is
 /// well under 64 KiB; it is written beside the old one, so twice that, and some margin.
-pub(crate) const DISK_RESERVE: u64 = 256 << 10;
+const DISK_RESERVE: u64 = 256 << 10;
 /// While the disk is full, look again at least this often (sooner when the sink acks).
 const DISK_RETRY_MAX: Duration = Duration::from_secs(5);
 /// While the disk stays full, say so again this often.

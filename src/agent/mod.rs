@@ -17,6 +17,12 @@
 //!
 //! Shutdown: the open batch goes to the spool, the sink gets `shutdown_timeout` to take the
 //! backlog, and whatever is left stays in the spool for the next start, behind a checkpoint.
+//! A full disk does not change that: collect pauses reading and sleeps between looks
+//! (collect.rs), so signals and delivery go on.
+//!
+//! Files: everything the agent creates is private, whatever the umask it was started with
+//! (`run` sets umask 077; the files made here also ask for 0600, directories 0700): the
+//! spool holds every shipped line, `fleet.state` the fleet's sink tokens.
 
 use crate::config::Config;
 use crate::control::remote::{Kind, Remote};
