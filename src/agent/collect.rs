@@ -280,7 +280,7 @@ async fn close_frame(st: &Shared, pipe: &PipeRef, log: &mut DiskLog) -> bool {
                             n => format!(" ({n} short pauses since last said)"),
                         };
                         log::error!(
-                            "{}: no room on disk for the spool ({why}): reading paused, delivering goes on; retrying{before}",
+                            "{}: the spool cannot take a frame: disk full or failing ({why}); reading paused, delivering goes on; retrying{before}",
                             p.label()
                         );
                         log.last = Some(now);
@@ -297,7 +297,7 @@ async fn close_frame(st: &Shared, pipe: &PipeRef, log: &mut DiskLog) -> bool {
                     w.logged = Some(now);
                     log.last = Some(now);
                     log::warn!(
-                        "{}: still no room on disk for the spool after {} s ({why}); {} frames waiting",
+                        "{}: the spool still cannot take a frame after {} s ({why}); {} frames waiting",
                         p.label(),
                         now.duration_since(w.since).as_secs(),
                         p.spool.backlog()
@@ -402,6 +402,16 @@ impl Linger {
 mod tests {
     use super::*;
     use crate::frame::SourceRef;
+
+    #[test]
+    fn a_frame_goes_to_the_spool_only_if_it_leaves_the_reserve_free() {
+        let len = 8 << 10;
+        assert_eq!(disk_room(None, len), Ok(()));
+        assert_eq!(disk_room(Some(DISK_RESERVE + len as u64), len), Ok(()));
+        let short = DISK_RESERVE + len as u64 - 1;
+        assert_eq!(disk_room(Some(short), len), Err(short));
+        assert_eq!(disk_room(Some(0), len), Err(0));
+    }
 
     /// A backward step of the wall clock must not hold a batch open: its first line was
     /// stamped an hour ahead of what the wall clock says now, as after a step back.
