@@ -57,6 +57,9 @@ pub struct Counters {
     pub spool_write_errors: u64,
     /// Times reading stopped because the spool was full under `on_full = "block"`.
     pub spool_full_waits: u64,
+    /// Times reading stopped because the disk under `data_dir` was full (or refused a spool
+    /// write), until there was room again.
+    pub disk_full_waits: u64,
 }
 
 /// read→ack latencies in milliseconds, the last [`LATENCY_WINDOW`] of them.

@@ -1,10 +1,20 @@
-//! Files → batch → spool: the task that reads, and what it does when the spool is full.
+//! Files → batch → spool: the task that reads, and what it does when the spool is full or
+//! the disk under it is.
+//!
+//! What always holds: reading pauses while a frame cannot go to the spool (spool full under
+//! `block`, disk full, a write refused), and the task then sleeps between looks, so the
+//! deliver task and the signal handler run; the frame is kept and appended before anything
+//! new, and no file position moves past a frame until it is in the spool. The spool never
+//! takes the last [`DISK_RESERVE`] bytes of `data_dir`'s file system.
 
 use super::pipe::{Pipe, PipeRef};
 use super::{log_stats, now_ms, Built, Shared, CHECKPOINT_EVERY, MIN_POLL};
 use crate::config::OnFull;
+use crate::frame::BatchBuilder;
 use crate::input::Outcome;
+use crate::spool::SpoolError;
 use crate::stats::Counters;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 /// Files → batch → spool, for one pipeline.
@@ -15,6 +25,8 @@ pub(super) async fn collect(st: Shared, pipe: PipeRef) {
     // an idle agent then has one periodic wake-up per pipeline, the poll.
     let mut last_stats = (Instant::now(), u64::MAX, u64::MAX);
     let local = pipe.borrow().name.is_empty();
+    let mut batch_age = Linger::default();
+    let mut disk = DiskLog::default();
     loop {
         let removed = {
             let p = pipe.borrow();
@@ -24,7 +36,7 @@ pub(super) async fn collect(st: Shared, pipe: PipeRef) {
             p.removed
         };
         if removed {
-            if park(&st, &pipe).await {
+            if park(&st, &pipe, &mut disk).await {
                 break;
             }
             last_scan = None;
@@ -46,9 +58,7 @@ pub(super) async fn collect(st: Shared, pipe: PipeRef) {
             } else {
                 p.tailer.read(&mut p.batch, now, now_ms(), &mut s.c)
             };
-            let linger = p.cfg.batch.linger.0;
-            let age = Duration::from_millis(now_ms().saturating_sub(p.batch.base_ts_ms()));
-            let linger_left = (!p.batch.is_empty()).then(|| linger.saturating_sub(age));
+            let linger_left = batch_age.left(&p.batch, now, p.cfg.batch.linger.0);
             if p.last_checkpoint.elapsed() >= CHECKPOINT_EVERY && p.changed {
                 p.checkpoint();
             }
@@ -67,8 +77,11 @@ pub(super) async fn collect(st: Shared, pipe: PipeRef) {
         let close = outcome == Outcome::BatchFull
             || pipe.borrow().batch.is_full()
             || linger_left == Some(Duration::ZERO);
-        if close && !close_frame(&st, &pipe).await {
-            continue;
+        if close {
+            if !close_frame(&st, &pipe, &mut disk).await {
+                continue;
+            }
+            batch_age.closed();
         }
         match outcome {
             Outcome::BatchFull | Outcome::More => {
@@ -104,15 +117,11 @@ pub(super) async fn collect(st: Shared, pipe: PipeRef) {
 
 /// A removed pipeline: its open batch goes to the spool, then it waits to be put back in
 /// the config (false) or for its tasks to end (true).
-async fn park(st: &Shared, pipe: &PipeRef) -> bool {
-    // The batch first, waiting for room like any frame: what was read is delivered.
-    if !close_frame(st, pipe).await {
-        if st.borrow().shutdown {
-            return true;
-        }
-        // The disk refused the frame: try again in a while, as the loop above would.
-        smol::Timer::after(Duration::from_secs(1)).await;
-        return false;
+async fn park(st: &Shared, pipe: &PipeRef, disk: &mut DiskLog) -> bool {
+    // The batch first, waiting for room (spool or disk) like any frame: what was read is
+    // delivered. Only a shutdown stops that wait.
+    if !close_frame(st, pipe, disk).await {
+        return true;
     }
     {
         let mut g = st.borrow_mut();
@@ -139,68 +148,197 @@ async fn park(st: &Shared, pipe: &PipeRef) -> bool {
     }
 }
 
-/// What is read but not in the spool goes there, if it fits.
+/// What is read but not in the spool goes there, if it fits (shutdown, removal). A frame the
+/// disk refuses here is left out: its lines were not committed, so they are read again at
+/// the next start.
 fn put_away(p: &mut Pipe, c: &mut Counters) {
+    let mut written = true;
     if let Some(b) = p.pending.take() {
-        append(p, c, b);
+        written = append(p, c, b).map_err(|e| put_away_failed(p, e)).is_ok();
     }
-    if !p.batch.is_empty() && p.spool.fits(p.batch.encoded_len()) {
+    if written && !p.batch.is_empty() && p.spool.fits(p.batch.encoded_len()) {
         let b = finish(p);
-        append(p, c, b);
+        let _ = append(p, c, b).map_err(|e| put_away_failed(p, e));
     }
     let _ = p.spool.sync();
 }
 
+fn put_away_failed(p: &Pipe, e: SpoolError) {
+    log::error!(
+        "{}: {e}; the open batch is not in the spool, its lines are read again at the next start",
+        p.label()
+    );
+}
+
+/// Room to leave free on `data_dir`'s file system: the spool never fills the disk to the
+/// last byte, because freeing space needs a write first (the checkpoint that lets acked
+/// segments go), as do `fleet.state` and dead letters. A checkpoint of 512 files is
+/// well under 64 KiB; it is written beside the old one, so twice that, and some margin.
+const DISK_RESERVE: u64 = 256 << 10;
+/// While the disk is full, look again at least this often (sooner when the sink acks).
+const DISK_RETRY_MAX: Duration = Duration::from_secs(5);
+/// While the disk stays full, say so again this often.
+const DISK_LOG_EVERY: Duration = Duration::from_secs(60);
+
+/// Bytes free for the agent on the file system of `dir`, `None` if it cannot be told.
+fn disk_free(dir: &Path) -> Option<u64> {
+    let v = rustix::fs::statvfs(dir).ok()?;
+    Some(v.f_bavail.saturating_mul(v.f_frsize))
+}
+
+/// Whether a frame of `len` bytes may go to the spool now: it must leave [`DISK_RESERVE`]
+/// free. Returns the bytes free when it may not.
+fn disk_room(free: Option<u64>, len: usize) -> Result<(), u64> {
+    match free {
+        Some(f) if f < len as u64 + DISK_RESERVE => Err(f),
+        _ => Ok(()),
+    }
+}
+
+/// A pause for lack of disk (or a spool write that failed): when it began, when it was
+/// last logged (`None`: not at all, another pause was logged a moment ago), how long to
+/// wait before looking again.
+struct DiskWait {
+    since: Instant,
+    logged: Option<Instant>,
+    delay: Duration,
+}
+
+/// What the collect task remembers between pauses for lack of disk, so that a spool
+/// hovering at the reserve (each acked segment lets a few frames in, then it pauses again)
+/// is logged once a minute, not once a frame.
+#[derive(Debug, Default)]
+struct DiskLog {
+    /// When a pause was last logged.
+    last: Option<Instant>,
+    /// Pauses since then that were not logged.
+    unsaid: u64,
+}
+
 /// Moves the open batch (or a frame the disk refused earlier) into the spool, waiting or
-/// dropping per `on_full`. Returns false when it could not (full, disk error, shutdown).
-async fn close_frame(st: &Shared, pipe: &PipeRef) -> bool {
+/// dropping per `on_full`, and waiting while the disk is full or refuses the write: reading
+/// is paused meanwhile, the deliver task keeps sending (which frees the disk) and signals
+/// are handled, as the task sleeps between looks. Returns false only at shutdown.
+async fn close_frame(st: &Shared, pipe: &PipeRef, log: &mut DiskLog) -> bool {
     let mut waited = false;
-    loop {
-        let space = {
+    let mut disk: Option<DiskWait> = None;
+    let done = loop {
+        let (wake, delay) = {
             let mut g = st.borrow_mut();
             let s = &mut *g;
             if s.shutdown {
-                return false;
+                break false;
             }
             let mut p = pipe.borrow_mut();
             let p = &mut *p;
             let len = match &p.pending {
                 Some(b) => b.frame.len(),
-                None if p.batch.is_empty() => return true,
+                None if p.batch.is_empty() => break true,
                 None => p.batch.encoded_len(),
             };
-            if !p.spool.fits(len) && p.spool.on_full() == OnFull::DropOldest {
-                // Positions first: the frames about to go must not be read again at restart.
-                p.checkpoint();
+            if !p.spool.fits(len)
+                && p.spool.on_full() == OnFull::DropOldest
+                // Positions first: the frames about to go must not be read again at
+                // restart. Without a checkpoint, nothing is dropped: reading waits.
+                && p.checkpoint_due()
+                && p.checkpoint()
+            {
                 if let Err(e) = p.spool.drop_oldest(len, &mut s.c) {
                     log::error!("{}: {e}", p.label());
                 }
             }
             if p.spool.fits(len) {
-                let b = match p.pending.take() {
-                    Some(b) => b,
-                    None => finish(p),
+                let why = match disk_room(disk_free(&s.cfg.data_dir), len) {
+                    Ok(()) => {
+                        let b = match p.pending.take() {
+                            Some(b) => b,
+                            None => finish(p),
+                        };
+                        match append(p, &mut s.c, b) {
+                            Ok(()) => break true,
+                            Err(e) => e.to_string(),
+                        }
+                    }
+                    Err(free) => format!(
+                        "{} has {free} bytes free, the spool leaves {DISK_RESERVE}",
+                        s.cfg.data_dir.display()
+                    ),
                 };
-                return append(p, &mut s.c, b);
-            }
-            if !waited {
-                waited = true;
-                s.c.spool_full_waits += 1;
-                log::warn!(
-                    "{}: spool full ({} bytes, {} frames waiting): reading paused until the sink catches up",
-                    p.label(),
-                    p.spool.bytes(),
-                    p.spool.backlog()
-                );
-                if p.spool.reclaimable() {
-                    p.checkpoint();
+                // Acknowledged segments the disk kept because their checkpoint could not be
+                // written: try again now (at most once a second), they are room.
+                if p.spool.reclaimable() && p.checkpoint_due() && p.checkpoint() {
                     continue;
                 }
+                let now = Instant::now();
+                let w = disk.get_or_insert_with(|| {
+                    s.disk_full += 1;
+                    s.c.disk_full_waits += 1;
+                    let say = log.last.is_none_or(|t| now.duration_since(t) >= DISK_LOG_EVERY);
+                    if say {
+                        let before = match std::mem::take(&mut log.unsaid) {
+                            0 => String::new(),
+                            n => format!(" ({n} short pauses since last said)"),
+                        };
+                        log::error!(
+                            "{}: the spool cannot take a frame: disk full or failing ({why}); reading paused, delivering goes on; retrying{before}",
+                            p.label()
+                        );
+                        log.last = Some(now);
+                    } else {
+                        log.unsaid += 1;
+                    }
+                    DiskWait {
+                        since: now,
+                        logged: say.then_some(now),
+                        delay: MIN_POLL * 5,
+                    }
+                });
+                if now.duration_since(w.logged.unwrap_or(w.since)) >= DISK_LOG_EVERY {
+                    w.logged = Some(now);
+                    log.last = Some(now);
+                    log::warn!(
+                        "{}: the spool still cannot take a frame after {} s ({why}); {} frames waiting",
+                        p.label(),
+                        now.duration_since(w.since).as_secs(),
+                        p.spool.backlog()
+                    );
+                }
+                let d = w.delay;
+                w.delay = (w.delay * 2).min(DISK_RETRY_MAX);
+                (p.space.clone(), d)
+            } else {
+                if !waited {
+                    waited = true;
+                    s.c.spool_full_waits += 1;
+                    log::warn!(
+                        "{}: spool full ({} bytes, {} frames waiting): reading paused until the sink catches up",
+                        p.label(),
+                        p.spool.bytes(),
+                        p.spool.backlog()
+                    );
+                    if p.spool.reclaimable() {
+                        p.checkpoint();
+                        continue;
+                    }
+                }
+                (p.space.clone(), Duration::from_secs(1))
             }
-            p.space.clone()
         };
-        space.wait_for(Duration::from_secs(1)).await;
+        // Acks ring `space`: room on disk comes back first through the sink.
+        wake.wait_for(delay).await;
+    };
+    if let Some(w) = disk {
+        let mut s = st.borrow_mut();
+        s.disk_full -= 1;
+        if done && w.logged.is_some() {
+            log::info!(
+                "{}: room on disk again after {} s: reading resumed",
+                pipe.borrow().label(),
+                w.since.elapsed().as_secs()
+            );
+        }
     }
+    done
 }
 
 fn finish(p: &mut Pipe) -> Built {
@@ -209,7 +347,9 @@ fn finish(p: &mut Pipe) -> Built {
     Built { frame, ends }
 }
 
-fn append(p: &mut Pipe, c: &mut Counters, b: Built) -> bool {
+/// Appends a built frame and commits its files' positions; a frame the disk refused stays
+/// in `pending`, to be appended before anything new.
+fn append(p: &mut Pipe, c: &mut Counters, b: Built) -> Result<(), SpoolError> {
     match p.spool.append(&b.frame) {
         Ok(_) => {
             for &(dev, ino, end) in &b.ends {
@@ -218,15 +358,92 @@ fn append(p: &mut Pipe, c: &mut Counters, b: Built) -> bool {
             c.frames_spooled += 1;
             p.changed = true;
             p.spooled.notify();
-            true
+            Ok(())
         }
         Err(e) => {
-            if c.spool_write_errors == 0 || p.pending.is_none() {
-                log::error!("{}: {e}; reading paused, retrying", p.label());
-            }
             c.spool_write_errors += 1;
             p.pending = Some(b);
-            false
+            Err(e)
         }
+    }
+}
+
+/// How long the open batch has been waiting, for `batch.linger`: measured on the monotonic
+/// clock from the first look that found it holding lines. The frames' timestamps stay wall
+/// clock (they are for people and consumers); a wall clock stepped back must not hold a
+/// batch open for as long as the step, nor a step forward close it at once.
+#[derive(Debug, Default)]
+struct Linger {
+    /// When the open batch was first seen non-empty.
+    opened: Option<Instant>,
+}
+
+impl Linger {
+    /// How long the open batch may still wait before it is closed; `None` when it is empty.
+    /// Called once per turn of the collect loop, so a batch is seen non-empty at most one
+    /// read after its first line went in.
+    fn left(&mut self, batch: &BatchBuilder, now: Instant, linger: Duration) -> Option<Duration> {
+        if batch.is_empty() {
+            self.opened = None;
+            return None;
+        }
+        let opened = *self.opened.get_or_insert(now);
+        Some(linger.saturating_sub(now.saturating_duration_since(opened)))
+    }
+
+    /// The batch went to the spool: the next one counts from its own first line, even if the
+    /// loop refills it before looking again.
+    fn closed(&mut self) {
+        self.opened = None;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::frame::SourceRef;
+
+    #[test]
+    fn a_frame_goes_to_the_spool_only_if_it_leaves_the_reserve_free() {
+        let len = 8 << 10;
+        assert_eq!(disk_room(None, len), Ok(()));
+        assert_eq!(disk_room(Some(DISK_RESERVE + len as u64), len), Ok(()));
+        let short = DISK_RESERVE + len as u64 - 1;
+        assert_eq!(disk_room(Some(short), len), Err(short));
+        assert_eq!(disk_room(Some(0), len), Err(0));
+    }
+
+    /// A backward step of the wall clock must not hold a batch open: its first line was
+    /// stamped an hour ahead of what the wall clock says now, as after a step back.
+    #[test]
+    fn linger_is_measured_on_the_monotonic_clock() {
+        let src = SourceRef {
+            path: "/var/log/app.log",
+            dev: 1,
+            ino: 2,
+            fp_len: 0,
+            fp: 0,
+        };
+        let linger = Duration::from_millis(100);
+        let mut age = Linger::default();
+        let mut b = BatchBuilder::new(1000, 64 << 10);
+        let t0 = Instant::now();
+        assert_eq!(age.left(&b, t0, linger), None);
+        assert!(b.push(&src, 0, 4, now_ms() + 3_600_000, 0, b"abc"));
+        assert_eq!(age.left(&b, t0, linger), Some(linger));
+        let t1 = t0 + Duration::from_millis(60);
+        assert_eq!(age.left(&b, t1, linger), Some(Duration::from_millis(40)));
+        assert_eq!(age.left(&b, t0 + linger, linger), Some(Duration::ZERO));
+        // Closed and refilled before the next look: the next batch counts from its own
+        // first look, not from the closed one's.
+        b.finish("it", 1);
+        age.closed();
+        assert!(b.push(&src, 4, 8, now_ms(), 0, b"def"));
+        let t3 = t0 + Duration::from_secs(5);
+        assert_eq!(age.left(&b, t3, linger), Some(linger));
+        let t4 = t3 + Duration::from_millis(30);
+        assert_eq!(age.left(&b, t4, linger), Some(Duration::from_millis(70)));
+        b.finish("it", 2);
+        assert_eq!(age.left(&b, t4, linger), None);
     }
 }

@@ -59,7 +59,7 @@ pub(super) async fn deliver(st: Shared, pipe: PipeRef, mut sink: AnySink) {
                         s.c.dead_letters += sink.take_dead_letters();
                         p.spool.ack(seq, now_ms(), &mut s.c, &mut s.lat);
                         p.changed = true;
-                        if p.spool.reclaimable() {
+                        if p.spool.reclaimable() && p.checkpoint_due() {
                             p.checkpoint();
                         }
                         backoff.reset();

@@ -17,6 +17,12 @@
 //!
 //! Shutdown: the open batch goes to the spool, the sink gets `shutdown_timeout` to take the
 //! backlog, and whatever is left stays in the spool for the next start, behind a checkpoint.
+//! A full disk does not change that: collect pauses reading and sleeps between looks
+//! (collect.rs), so signals and delivery go on.
+//!
+//! Files: everything the agent creates is private, whatever the umask it was started with
+//! (`run` sets umask 077; the files made here also ask for 0600, directories 0700): the
+//! spool holds every shipped line, `fleet.state` the fleet's sink tokens.
 
 use crate::config::Config;
 use crate::control::remote::{Kind, Remote};
@@ -95,6 +101,9 @@ pub(crate) struct State {
     /// Rung when `to_start` has something, a collect task ended, or at shutdown.
     starter: Notify,
     pub(crate) c: Counters,
+    /// Pipelines whose reading is paused now because the disk under `data_dir` is full (or
+    /// refuses spool writes): the heartbeat's `disk_full`.
+    pub(crate) disk_full: u32,
     pub(crate) lat: Latency,
     /// `--once`: stop when every file is read to its end and the sinks have everything.
     once: bool,
@@ -161,12 +170,44 @@ fn instance_id(cfg: &Config) -> Result<String, Error> {
         if host.is_empty() { "tailbeat" } else { &host },
         &raw.trim()[..8.min(raw.trim().len())]
     );
-    std::fs::write(&path, format!("{id}\n")).map_err(|e| Error::Io {
+    write_private(&path, format!("{id}\n").as_bytes()).map_err(|e| Error::Io {
         what: "write",
         path: path.clone(),
         source: e,
     })?;
     Ok(id)
+}
+
+/// Creates `dir` and its missing parents with mode 0700. An existing directory keeps its
+/// mode (it may be shared on purpose), but one that others can read is logged.
+pub(crate) fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)?;
+    let mode = std::fs::metadata(dir)?.permissions().mode();
+    if mode & 0o077 != 0 {
+        log::warn!(
+            "{}: mode {:o}, others can read the spool (every shipped line); chmod 700 it",
+            dir.display(),
+            mode & 0o777
+        );
+    }
+    Ok(())
+}
+
+/// Creates (or truncates) `path` with mode 0600 and writes `bytes`.
+pub(crate) fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?
+        .write_all(bytes)
 }
 
 /// How [`run`] runs.
@@ -181,7 +222,13 @@ pub struct RunOpts {
 /// Runs the agent until SIGTERM or SIGINT (or, with `once`, until everything is delivered).
 pub fn run(local: Config, opts: RunOpts) -> Result<(), Error> {
     let RunOpts { config_path, once } = opts;
-    std::fs::create_dir_all(&local.data_dir).map_err(|e| Error::Io {
+    // Everything the agent writes is private, whatever umask it was started with: segments
+    // hold every shipped line (which may come from a 0640 auth.log), `fleet.state` holds the
+    // fleet's sink tokens. The umask covers files made anywhere in the agent (spool, dead
+    // letters, the file sink's output); the places that create files here also ask for
+    // 0600/0700 themselves.
+    rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
+    create_private_dir(&local.data_dir).map_err(|e| Error::Io {
         what: "create",
         path: local.data_dir.clone(),
         source: e,
@@ -224,6 +271,7 @@ pub fn run(local: Config, opts: RunOpts) -> Result<(), Error> {
         pipes,
         starter: starter.clone(),
         c,
+        disk_full: 0,
         lat: Latency::default(),
         once,
         shutdown: false,
@@ -483,6 +531,9 @@ pub(crate) fn apply_config(s: &mut State, new: Config) -> Result<(), String> {
     Ok(())
 }
 
+/// The progress line: every counter, in groups (what was read, what went out, what was
+/// lost, what went wrong, why reading paused). Tests read it with `stat()`: keep each
+/// counter's words unique in the line.
 fn log_stats(s: &State) {
     let c = &s.c;
     let lat = s
@@ -491,10 +542,14 @@ fn log_stats(s: &State) {
         .map(|[a, b, c]| format!(", read→ack p50/p90/p99 {a}/{b}/{c} ms"))
         .unwrap_or_default();
     log::info!(
-        "read {} lines ({} bytes) from {} files; frames spooled {} acked {}; spool {} bytes, {} frames waiting{}; lost: cut {} lines, truncated {} B, vanished {} B, dropped {} frames ({} lines), corrupt {} records, dead letters {}; send errors {}{lat}",
+        "read {} lines ({} bytes; {} partial) from {} files ({} opened, {} rotated, {} truncations); frames spooled {} acked {}; spool {} bytes, {} frames waiting{}; lost: cut {} lines, {} B, truncated {} B, vanished {} B, dropped {} frames ({} lines), corrupt {} records, {} B, dead letters {}; send errors {}; spool write errors {}; paused: spool full {} times, disk full {} times{}{lat}",
         c.lines_read,
         c.bytes_read,
+        c.partial_lines,
         s.files_open(),
+        c.files_opened,
+        c.files_rotated,
+        c.files_truncated,
         c.frames_spooled,
         c.frames_acked,
         s.spool_bytes(),
@@ -505,12 +560,18 @@ fn log_stats(s: &State) {
             String::new()
         },
         c.lines_cut,
+        c.cut_bytes,
         c.truncated_lost_bytes,
         c.vanished_lost_bytes,
         c.dropped_frames,
         c.dropped_lines,
         c.corrupt_records,
+        c.corrupt_bytes,
         c.dead_letters,
         c.send_errors,
+        c.spool_write_errors,
+        c.spool_full_waits,
+        c.disk_full_waits,
+        if s.disk_full > 0 { " (disk full now)" } else { "" },
     );
 }

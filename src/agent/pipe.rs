@@ -24,9 +24,22 @@ use crate::Error;
 use std::cell::RefCell;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 pub(crate) type PipeRef = Rc<RefCell<Pipe>>;
+
+/// A checkpoint failure is said again at most this often while it lasts.
+const CK_LOG_EVERY: Duration = Duration::from_secs(60);
+/// After a failed checkpoint, the next one is not tried sooner than this (the deliver task
+/// would otherwise try after every acknowledgement).
+const CK_RETRY: Duration = Duration::from_secs(1);
+
+#[derive(Debug)]
+struct CkFailing {
+    since: Instant,
+    failed: u64,
+    logged: Instant,
+}
 
 pub(crate) struct Pipe {
     /// `""` for the local file's pipeline, else the fleet config's name.
@@ -48,8 +61,12 @@ pub(crate) struct Pipe {
     pub(super) removed: bool,
     /// The tasks have ended (set by deliver, which also takes the pipe out of the state).
     pub(super) ended: bool,
+    /// When the last checkpoint was tried.
     pub(super) last_checkpoint: Instant,
+    /// Positions or sequence numbers moved since the last checkpoint that was written.
     pub(super) changed: bool,
+    /// Checkpoints are failing (a full disk): since when, how many, when last logged.
+    ck_failing: Option<CkFailing>,
     /// Rung when a frame is in the spool.
     pub(super) spooled: Notify,
     /// Rung when the sink acknowledged frames (room in the spool).
@@ -125,6 +142,7 @@ impl Pipe {
                 ended: false,
                 last_checkpoint: Instant::now(),
                 changed: false,
+                ck_failing: None,
                 spooled: Notify::new(),
                 space: Notify::new(),
                 wake: Notify::new(),
@@ -178,14 +196,59 @@ impl Pipe {
         }
     }
 
-    /// Files' positions and the spool's state to disk.
-    pub(super) fn checkpoint(&mut self) {
+    /// Files' positions and the spool's state to disk, then the segments that makes
+    /// redundant go. False if it could not be written (a full disk): `changed` stays set so
+    /// that it is tried again, and the failure is logged once, then once a minute.
+    pub(super) fn checkpoint(&mut self) -> bool {
         let marks = self.tailer.marks(&self.batch);
-        if let Err(e) = self.spool.checkpoint(marks) {
-            log::error!("{}: checkpoint: {e}", self.label());
+        let now = Instant::now();
+        self.last_checkpoint = now;
+        match self.spool.checkpoint(marks) {
+            Ok(()) => {
+                if let Some(f) = self.ck_failing.take() {
+                    log::info!(
+                        "{}: checkpoint written again, after {} s and {} failed attempts",
+                        self.label(),
+                        now.duration_since(f.since).as_secs(),
+                        f.failed
+                    );
+                }
+                self.changed = false;
+                true
+            }
+            Err(e) => {
+                let label = self.label();
+                match &mut self.ck_failing {
+                    None => {
+                        log::error!("{label}: checkpoint: {e}; acknowledged segments stay on disk until it can be written");
+                        self.ck_failing = Some(CkFailing {
+                            since: now,
+                            failed: 1,
+                            logged: now,
+                        });
+                    }
+                    Some(f) => {
+                        f.failed += 1;
+                        if now.duration_since(f.logged) >= CK_LOG_EVERY {
+                            f.logged = now;
+                            log::error!(
+                                "{label}: checkpoint: {e}; still failing after {} s ({} attempts)",
+                                now.duration_since(f.since).as_secs(),
+                                f.failed
+                            );
+                        }
+                    }
+                }
+                self.changed = true;
+                false
+            }
         }
-        self.last_checkpoint = Instant::now();
-        self.changed = false;
+    }
+
+    /// Whether to try a checkpoint now: unless the last one failed less than [`CK_RETRY`]
+    /// ago.
+    pub(super) fn checkpoint_due(&self) -> bool {
+        self.ck_failing.is_none() || self.last_checkpoint.elapsed() >= CK_RETRY
     }
 
     /// Rings every wake-up (shutdown).

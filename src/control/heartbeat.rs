@@ -79,7 +79,7 @@ pub(crate) fn request(
 }
 
 /// The health figures, by key (without the `health.` prefix). Fixed in number.
-pub(crate) fn health(s: &State) -> [(&'static str, u64); 26] {
+pub(crate) fn health(s: &State) -> [(&'static str, u64); 36] {
     let c = &s.c;
     let [p50, p90, p99] = s.lat.percentiles().unwrap_or([0; 3]);
     let oldest = s
@@ -101,11 +101,21 @@ pub(crate) fn health(s: &State) -> [(&'static str, u64); 26] {
         ("dropped_frames", c.dropped_frames),
         ("dropped_lines", c.dropped_lines),
         ("lines_cut", c.lines_cut),
+        ("cut_bytes", c.cut_bytes),
+        ("partial_lines", c.partial_lines),
+        ("files_opened", c.files_opened),
+        ("files_rotated", c.files_rotated),
+        ("files_truncated", c.files_truncated),
         ("truncated_lost_bytes", c.truncated_lost_bytes),
         ("vanished_lost_bytes", c.vanished_lost_bytes),
         ("corrupt_records", c.corrupt_records),
+        ("corrupt_bytes", c.corrupt_bytes),
         ("dead_letters", c.dead_letters),
         ("bad_control_messages", c.bad_control_messages),
+        ("spool_write_errors", c.spool_write_errors),
+        ("spool_full_waits", c.spool_full_waits),
+        ("disk_full_waits", c.disk_full_waits),
+        ("disk_full", s.disk_full.into()),
         ("latency_p50_ms", p50.into()),
         ("latency_p90_ms", p90.into()),
         ("latency_p99_ms", p99.into()),

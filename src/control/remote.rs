@@ -21,6 +21,7 @@ use crate::config::{parse_pipeline, Config, InstanceConfig};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 /// Which set a config belongs to.
@@ -325,7 +326,13 @@ impl Remote {
         out.extend_from_slice(&body);
         out.extend_from_slice(&crc32fast::hash(&body).to_le_bytes());
         let tmp = self.path.with_extension("state.tmp");
-        let mut f = std::fs::File::create(&tmp)?;
+        // 0600: it holds the fleet's sink tokens (the umask set in agent::run says so too).
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)?;
         f.write_all(&out)?;
         f.sync_all()?;
         std::fs::rename(&tmp, &self.path)?;

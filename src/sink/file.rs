@@ -8,6 +8,7 @@ use super::{Sink, SinkError};
 use crate::frame::{self, FrameReader, Item};
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 /// How far back from its end the file is searched for its last frame at open.
@@ -49,12 +50,19 @@ impl FileSink {
     }
 
     fn reopen(&mut self) -> Result<(), SinkError> {
+        // Made by the agent, the output is private like the spool (it holds every shipped
+        // line); a file or directory the user made keeps the mode the user gave it.
         if let Some(dir) = self.path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|e| self.err(e))?;
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(dir)
+                .map_err(|e| self.err(e))?;
         }
         let f = OpenOptions::new()
             .append(true)
             .create(true)
+            .mode(0o600)
             .open(&self.path)
             .map_err(|e| self.err(e))?;
         let meta = f.metadata().map_err(|e| self.err(e))?;
