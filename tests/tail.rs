@@ -359,3 +359,39 @@ fn the_copy_of_a_file_read_to_its_end_is_not_sent_again() {
     assert_eq!(numbers(&got, "b"), [0, 1, 2]);
     assert_eq!(got_after.len(), 6, "{log}");
 }
+
+#[test]
+fn more_files_than_can_be_open_are_all_read_and_the_wait_is_reported() {
+    let s = Scratch::new("many-files");
+    let n = tailbeat::input::MAX_OPEN_FILES as u64 + 100;
+    for i in 0..n {
+        append(
+            &s.path(&format!("logs/f{i:04}.log")),
+            &line(&format!("f{i:04}"), 0),
+        );
+    }
+    let cfg = s.config(
+        "",
+        &input("app", &format!("{}/logs/*.log", s.0.display()), ""),
+        "",
+    );
+    let a = Agent::start(&s, &cfg);
+    a.wait_log("wait for a turn", 10);
+    let got = wait_lines(&s.path("out.tbf"), n as usize, 30);
+    // Files let go are reopened where they were: a second line in the first and the last.
+    append(&s.path("logs/f0000.log"), &line("f0000", 1));
+    append(
+        &s.path(&format!("logs/f{:04}.log", n - 1)),
+        &line(&format!("f{:04}", n - 1), 1),
+    );
+    let more = wait_lines(&s.path("out.tbf"), n as usize + 2, 10);
+    let log = a.stop();
+    assert_eq!(got.len(), n as usize);
+    assert_eq!(more.len(), n as usize + 2, "no line twice, none lost");
+    assert!(log.contains("files open: 100 more wait"), "{log}");
+    assert_eq!(
+        stat(&log, "truncations,", "waiting"),
+        0,
+        "nothing waits at the end"
+    );
+}

@@ -118,6 +118,13 @@ impl State {
             .map(|p| p.borrow().tailer.open_files())
             .sum()
     }
+    /// Files found that wait for a turn (more than `MAX_OPEN_FILES` in a pipeline).
+    pub(crate) fn files_waiting(&self) -> usize {
+        self.pipes
+            .iter()
+            .map(|p| p.borrow().tailer.waiting_files())
+            .sum()
+    }
     /// Bytes in the spools.
     pub(crate) fn spool_bytes(&self) -> u64 {
         self.pipes.iter().map(|p| p.borrow().spool.bytes()).sum()
@@ -542,7 +549,7 @@ fn log_stats(s: &State) {
         .map(|[a, b, c]| format!(", read→ack p50/p90/p99 {a}/{b}/{c} ms"))
         .unwrap_or_default();
     log::info!(
-        "read {} lines ({} bytes; {} partial) from {} files ({} opened, {} rotated, {} truncations); frames spooled {} acked {}; spool {} bytes, {} frames waiting{}; lost: cut {} lines, {} B, truncated {} B, vanished {} B, dropped {} frames ({} lines), corrupt {} records, {} B, dead letters {}; send errors {}; spool write errors {}; paused: spool full {} times, disk full {} times{}{lat}",
+        "read {} lines ({} bytes; {} partial) from {} files ({} opened, {} rotated, {} truncations, {} waiting for a turn); frames spooled {} acked {}; spool {} bytes, {} frames waiting{}; lost: cut {} lines, {} B, truncated {} B, vanished {} B, dropped {} frames ({} lines), corrupt {} records, {} B, dead letters {}; send errors {}; spool write errors {}; paused: spool full {} times, disk full {} times{}{lat}",
         c.lines_read,
         c.bytes_read,
         c.partial_lines,
@@ -550,6 +557,7 @@ fn log_stats(s: &State) {
         c.files_opened,
         c.files_rotated,
         c.files_truncated,
+        s.files_waiting(),
         c.frames_spooled,
         c.frames_acked,
         s.spool_bytes(),

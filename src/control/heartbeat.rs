@@ -79,7 +79,7 @@ pub(crate) fn request(
 }
 
 /// The health figures, by key (without the `health.` prefix). Fixed in number.
-pub(crate) fn health(s: &State) -> [(&'static str, u64); 36] {
+pub(crate) fn health(s: &State) -> [(&'static str, u64); 37] {
     let c = &s.c;
     let [p50, p90, p99] = s.lat.percentiles().unwrap_or([0; 3]);
     let oldest = s
@@ -89,6 +89,7 @@ pub(crate) fn health(s: &State) -> [(&'static str, u64); 36] {
         ("lines_read", c.lines_read),
         ("bytes_read", c.bytes_read),
         ("files_open", s.files_open() as u64),
+        ("files_waiting", s.files_waiting() as u64),
         ("frames_spooled", c.frames_spooled),
         ("frames_sent", c.frames_sent),
         ("frames_acked", c.frames_acked),
