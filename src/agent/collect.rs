@@ -362,6 +362,8 @@ fn append(p: &mut Pipe, c: &mut Counters, b: Built) -> Result<(), SpoolError> {
         }
         Err(e) => {
             c.spool_write_errors += 1;
+            // Its lines are in memory only: no checkpoint may claim them.
+            p.tailer.hold(&b.ends);
             p.pending = Some(b);
             Err(e)
         }

@@ -80,6 +80,9 @@ pub struct Tailer {
     started: bool,
     /// Copies claimed since the last read: noted in the batch before any other line.
     notes: Vec<(u64, u64)>,
+    /// Files with lines in a finished frame the spool has not taken yet (the disk refused
+    /// it): like the open batch's, their positions must not be checkpointed past those lines.
+    unspooled: Vec<(u64, u64)>,
     /// Where the next [`read`](Self::read) starts, so every file gets its turn.
     next: usize,
     /// Files found at the last scan that wait for a turn (more than [`MAX_OPEN_FILES`]).
@@ -114,6 +117,7 @@ impl Tailer {
             first_run,
             started: false,
             notes: Vec::new(),
+            unspooled: Vec::new(),
             next: 0,
             waiting: 0,
             let_go: HashSet::new(),
@@ -279,7 +283,7 @@ impl Tailer {
                 f.rotated.is_none()
                     && f.partial_since.is_none()
                     && !f.skipping
-                    && !batch.holds(f.dev, f.ino)
+                    && !held(batch, &self.unspooled, f)
                     && (f.at_eof() || now.saturating_duration_since(f.opened) >= TURN)
             })
             .map(|(i, f)| (!f.at_eof(), f.last_data, i))
@@ -674,6 +678,7 @@ impl Tailer {
     /// read it again; marks of files that no longer exist are pruned.
     fn retire(&mut self, now: Instant, batch: &BatchBuilder, c: &mut Counters) {
         let inputs = &self.inputs;
+        let unspooled = &self.unspooled;
         let mut done = Vec::new();
         self.files.retain(|f| {
             let Some(since) = f.rotated else { return true };
@@ -681,7 +686,7 @@ impl Tailer {
                 .get(f.input)
                 .map_or(std::time::Duration::ZERO, |i| i.rotate_wait.0);
             let quiet = now.duration_since(since.max(f.last_data)) >= wait;
-            let finished = f.at_eof() && quiet && !batch.holds(f.dev, f.ino);
+            let finished = f.at_eof() && quiet && !held(batch, unspooled, f);
             if finished {
                 log::info!("done with rotated {} ({})", f.path.display(), f.wire_path);
                 let mut m = mark(f, f.pos);
@@ -815,8 +820,16 @@ impl Tailer {
         false
     }
 
+    /// Records that a finished frame with lines up to these ends could not go to the spool
+    /// yet: until [`commit`](Self::commit) says it did, those files are treated as holding
+    /// lines in the batch (not checkpointed past them, not let go).
+    pub fn hold(&mut self, ends: &[(u64, u64, u64)]) {
+        self.unspooled = ends.iter().map(|&(d, i, _)| (d, i)).collect();
+    }
+
     /// Records that a frame holding lines up to `end` of file `(dev, ino)` is in the spool.
     pub fn commit(&mut self, dev: u64, ino: u64, end: u64) {
+        self.unspooled.retain(|&k| k != (dev, ino));
         if let Some(f) = self.files.iter_mut().find(|f| (f.dev, f.ino) == (dev, ino)) {
             // A frame built before a truncation names the old content's offsets: ignore them.
             if end <= f.pos {
@@ -829,7 +842,7 @@ impl Tailer {
     pub fn marks(&mut self, batch: &BatchBuilder) -> Vec<FileMark> {
         let mut out: Vec<FileMark> = self.marks.values().cloned().collect();
         for f in &mut self.files {
-            if !batch.holds(f.dev, f.ino) {
+            if !held(batch, &self.unspooled, f) {
                 // Nothing of it waits in the batch: all it read is spooled or skipped.
                 f.committed = f.pos;
             }
@@ -862,6 +875,12 @@ fn family(path: &Path) -> &Path {
         i -= 1;
     }
     Path::new(std::ffi::OsStr::from_bytes(&b[..cut]))
+}
+
+/// Whether `f` has lines that are not in the spool yet: in the open batch, or in a frame the
+/// disk refused.
+fn held(batch: &BatchBuilder, unspooled: &[(u64, u64)], f: &Tailed) -> bool {
+    batch.holds(f.dev, f.ino) || unspooled.contains(&(f.dev, f.ino))
 }
 
 /// Whether the file a mark names is still under the mark's path.

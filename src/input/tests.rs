@@ -513,3 +513,25 @@ fn an_empty_new_file_is_read_once_it_is_written() {
     r.poll(Duration::from_millis(100));
     assert_eq!(r.numbers("b"), [0, 1, 2]);
 }
+
+#[test]
+fn a_frame_the_spool_refused_holds_its_files_positions_back() {
+    let mut r = Rig::new("unspooled", "app.log", "");
+    r.lines("app.log", "a", 0..5);
+    r.now += Duration::from_millis(1);
+    r.t.scan(r.now, &r.b, &mut r.c);
+    r.t.read(&mut r.b, r.now, 0, &mut r.c);
+    // The frame is finished, the disk refuses it: its lines are in memory only.
+    let ends: Vec<_> = r.b.ends().collect();
+    let _frame = r.b.finish("t", 1);
+    r.t.hold(&ends);
+    let offset = |r: &mut Rig| r.t.marks(&r.b)[0].offset;
+    assert_eq!(
+        offset(&mut r),
+        0,
+        "not checkpointed past lines the spool lacks"
+    );
+    let (dev, ino, end) = ends[0];
+    r.t.commit(dev, ino, end);
+    assert_eq!(offset(&mut r), end);
+}
