@@ -747,7 +747,10 @@ impl Episode {
             .append(true)
             .open(&log)
             .unwrap();
-        let child = Command::new(BIN)
+        // TAILBEAT_SOAK_BIN: a copy of the binary, so a long soak can run while the tree is
+        // rebuilt.
+        let bin = std::env::var("TAILBEAT_SOAK_BIN").unwrap_or_else(|_| BIN.to_string());
+        let child = Command::new(bin)
             .args(["run", "--config"])
             .arg(&self.config)
             .stdout(Stdio::null())
