@@ -10,7 +10,8 @@
 //! - on failure the report names the seed and the exact command that replays it, and the
 //!   scratch directory is kept;
 //! - the wall time is bounded: `TAILBEAT_SOAK_SECS` of faults (default 50, split into
-//!   episodes of at most 30 s), plus at most 45 s of drain and 15 s of shutdown per episode.
+//!   episodes of at most 30 s), plus at most 90 s of drain (40 s without progress: longer than the sink's 30 s retry
+//!   backoff) and 15 s of shutdown per episode.
 //!
 //! Episodes alternate the file sink and the HTTP sink (a server in this process on
 //! 127.0.0.1 that can refuse, stall or answer 503). `data_dir` is a small tmpfs (so the disk
@@ -1307,10 +1308,11 @@ impl Episode {
                 last_change = Instant::now();
             }
             // Done when everything arrived and the counters had time to reach a progress
-            // line, or when nothing moved for 10 s (what is missing then is missing).
+            // line, or when nothing moved for longer than the sink's retry backoff can wait
+            // (30 s, README) plus a margin: what is missing then is missing.
             if (n + windows >= total && last_change.elapsed() > Duration::from_millis(2500))
-                || last_change.elapsed() > Duration::from_secs(10)
-                || start.elapsed() > Duration::from_secs(45)
+                || last_change.elapsed() > Duration::from_secs(40)
+                || start.elapsed() > Duration::from_secs(90)
             {
                 break;
             }

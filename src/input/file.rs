@@ -65,6 +65,9 @@ pub struct Tailed {
     pub fp_len: u32,
     /// Fingerprint of the first `fp_len` bytes.
     pub fp: u32,
+    /// The last few (length, fingerprint) it grew from, oldest first; unused slots are
+    /// `(0, 0)`. A copy taken while the file was shorter is found by these.
+    pub fp_hist: [(u32, u32); 4],
     /// Next byte to read.
     pub pos: u64,
     /// Everything before this is in a spooled frame (or skipped).
@@ -104,6 +107,7 @@ impl Tailed {
             ino: m.ino(),
             fp_len: 0,
             fp: 0,
+            fp_hist: Default::default(),
             pos,
             committed: pos,
             size: m.len(),
@@ -157,6 +161,10 @@ impl Tailed {
             return Ok(false);
         }
         if got > fp_len {
+            if self.fp_len > 0 {
+                self.fp_hist.rotate_left(1);
+                self.fp_hist[3] = (self.fp_len, self.fp);
+            }
             self.fp_len = got as u32;
             self.fp = crc32fast::hash(&head[..got]);
         }

@@ -265,6 +265,16 @@ impl Tailer {
         self.retire(now, batch, c);
     }
 
+    /// Whether a file is open, other than as an unread suspect, or has a mark: it is no
+    /// unclaimed copy.
+    fn is_known(&self, key: (u64, u64)) -> bool {
+        self.marks.contains_key(&key)
+            || self
+                .files
+                .iter()
+                .any(|f| (f.dev, f.ino) == key && !f.suspect)
+    }
+
     /// Number of files found that wait for a turn because [`MAX_OPEN_FILES`] are open.
     pub fn waiting_files(&self) -> usize {
         self.waiting
@@ -438,13 +448,10 @@ impl Tailer {
         c.files_truncated += 1;
         let dir = live.path.parent().unwrap_or(Path::new("."));
         let wire: Rc<str> = String::from_utf8_lossy(&m.path).into();
-        match find_copy(
-            dir,
-            m.fp_len,
-            m.fp,
-            u64::from(m.fp_len),
-            (live.dev, live.ino),
-        ) {
+        // A copy claimed before the restart has a mark of its own: attach_copy resumes it
+        // there. Only files open (and not suspect) are someone else's.
+        let open = |k: (u64, u64)| self.files.iter().any(|f| (f.dev, f.ino) == k && !f.suspect);
+        match find_copy(dir, &[(m.fp_len, m.fp)], (live.dev, live.ino), open) {
             Some(copy) => {
                 self.attach_copy(copy, &wire, live.input, m.offset, now, c);
             }
@@ -476,7 +483,11 @@ impl Tailer {
     fn truncated(&mut self, i: usize, before: u64, now: Instant, c: &mut Counters) {
         c.files_truncated += 1;
         let f = &mut self.files[i];
-        let (fp_len, fp, pos) = (f.fp_len, f.fp, f.pos);
+        let pos = f.pos;
+        // The fingerprint, then the shorter ones it grew from: a copy taken while the file
+        // was shorter than its fingerprint is found by those.
+        let mut fps = vec![(f.fp_len, f.fp)];
+        fps.extend(f.fp_hist.iter().rev().filter(|h| h.0 >= MIN_PREFIX));
         let dir = f.path.parent().unwrap_or(Path::new(".")).to_path_buf();
         let (key, wire, input, path) =
             ((f.dev, f.ino), f.wire_path.clone(), f.input, f.path.clone());
@@ -484,6 +495,7 @@ impl Tailer {
         f.committed = 0;
         f.fp_len = 0;
         f.fp = 0;
+        f.fp_hist = Default::default();
         f.skipping = false;
         f.partial_since = None;
         let _ = f.stat();
@@ -493,7 +505,8 @@ impl Tailer {
         // rotated names would otherwise take it for a new file and read it again. Its
         // length, not the size last seen, tells what is unread: the writer may have
         // appended between our last read and the copy.
-        match find_copy(&dir, fp_len, fp, u64::from(fp_len), key) {
+        let known = |k: (u64, u64)| self.is_known(k);
+        match find_copy(&dir, &fps, key, known) {
             Some(copy) => {
                 if let Some(ck) = self.attach_copy(copy, &wire, input, pos, now, c) {
                     // Read the copy before what is written to the truncated file from now on.
@@ -901,22 +914,32 @@ fn mark(f: &Tailed, offset: u64) -> FileMark {
     }
 }
 
-/// A file in `dir`, other than `not`, at least `min_len` long, whose first `fp_len` bytes
-/// have fingerprint `fp`: the copy copytruncate left.
-fn find_copy(dir: &Path, fp_len: u32, fp: u32, min_len: u64, not: (u64, u64)) -> Option<PathBuf> {
-    if fp_len == 0 {
-        return None;
-    }
-    for e in std::fs::read_dir(dir).ok()?.flatten() {
-        let Ok(m) = e.metadata() else { continue };
-        if !m.is_file() || (m.dev(), m.ino()) == not || m.len() < min_len {
-            continue;
-        }
-        let Ok(f) = std::fs::File::open(e.path()) else {
-            continue;
-        };
-        if fingerprint(&f, fp_len).ok().flatten() == Some(fp) {
-            return Some(e.path());
+/// The shortest earlier fingerprint a copy may be found by: shorter heads are too often
+/// shared by unrelated files (a timestamp's first bytes).
+const MIN_PREFIX: u32 = 16;
+
+/// A file in `dir`, other than `not` and not `known` (open or marked: another file's copy
+/// or a file of its own), whose first bytes have one of the fingerprints `fps` (length, CRC;
+/// the first is the current one, then shorter ones): the copy copytruncate left.
+fn find_copy(
+    dir: &Path,
+    fps: &[(u32, u32)],
+    not: (u64, u64),
+    known: impl Fn((u64, u64)) -> bool,
+) -> Option<PathBuf> {
+    for &(fp_len, fp) in fps.iter().filter(|f| f.0 > 0) {
+        for e in std::fs::read_dir(dir).ok()?.flatten() {
+            let Ok(m) = e.metadata() else { continue };
+            let key = (m.dev(), m.ino());
+            if !m.is_file() || key == not || m.len() < u64::from(fp_len) {
+                continue;
+            }
+            let Ok(f) = std::fs::File::open(e.path()) else {
+                continue;
+            };
+            if fingerprint(&f, fp_len).ok().flatten() == Some(fp) && !known(key) {
+                return Some(e.path());
+            }
         }
     }
     None

@@ -535,3 +535,21 @@ fn a_frame_the_spool_refused_holds_its_files_positions_back() {
     r.t.commit(dev, ino, end);
     assert_eq!(offset(&mut r), end);
 }
+
+#[test]
+fn a_copy_shorter_than_the_fingerprint_is_found_by_an_earlier_one() {
+    // logrotate copies a short file, the writer adds to it (the fingerprint grows past the
+    // copy's length), then it is truncated.
+    let mut r = Rig::new("ct-short", "app.log*", "");
+    r.lines("app.log", "a", 0..2);
+    r.poll(Duration::ZERO);
+    fs::copy(r.path("app.log"), r.path("app.log.1")).unwrap();
+    r.lines("app.log", "w", 0..8);
+    r.poll(Duration::from_millis(100));
+    r.truncate("app.log");
+    r.lines("app.log", "b", 0..3);
+    r.settle();
+    assert_eq!(r.numbers("a"), [0, 1]);
+    assert_eq!(r.numbers("w").len(), 8);
+    assert_eq!(r.numbers("b"), [0, 1, 2]);
+}
