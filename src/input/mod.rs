@@ -539,6 +539,9 @@ impl Tailer {
     ) -> Option<(u64, u64)> {
         let mut pos = pos;
         if let Ok(m) = std::fs::metadata(&copy) {
+            // A copy shorter than what was read: the rest was written after the copy and
+            // read from the original. Past its end the copy would look truncated.
+            pos = pos.min(m.len());
             let key = (m.dev(), m.ino());
             if let Some(j) = self.files.iter().position(|f| (f.dev, f.ino) == key) {
                 let f = &mut self.files[j];
