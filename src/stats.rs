@@ -57,6 +57,10 @@ pub struct Counters {
     pub spool_write_errors: u64,
     /// Times reading stopped because the spool was full under `on_full = "block"`.
     pub spool_full_waits: u64,
+    /// Frames found missing from the spool at start-up (damaged, cut off or deleted while stopped); lines unknown.
+    pub spool_lost_frames: u64,
+    /// Bytes of files skipped because their position was lost with the checkpoint (`start_at = "tail"`).
+    pub positions_lost_bytes: u64,
 }
 
 /// read→ack latencies in milliseconds, the last [`LATENCY_WINDOW`] of them.

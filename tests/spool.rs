@@ -63,8 +63,18 @@ fn write_lines(f: &std::path::Path, tag: &str, range: std::ops::Range<u64>) -> u
     text.len() as u64
 }
 
-/// Run, deliver everything, stop; damage `state`; write lines while stopped; run again.
-fn lost_state(name: &str, start_at: &str, damage: impl Fn(&std::path::Path)) {
+/// What a damage did to the agent's knowledge of its files.
+#[derive(PartialEq)]
+enum Expect {
+    /// `state.1` (the checkpoint before) and the frames after it give the same positions:
+    /// nothing lost, nothing read twice.
+    Resumed,
+    /// No checkpoint left: positions are lost, `start_at` applies and is counted.
+    PositionsLost,
+}
+
+/// Run, deliver everything, stop; damage the spool; write lines while stopped; run again.
+fn lost_state(name: &str, start_at: &str, damage: impl Fn(&std::path::Path), expect: Expect) {
     let s = Scratch::new(name);
     let f = s.path("logs/app.log");
     let inp = format!(
@@ -79,24 +89,25 @@ fn lost_state(name: &str, start_at: &str, damage: impl Fn(&std::path::Path)) {
     a.wait_log("tailing", 10);
     write_lines(&f, "a", 0..100);
     assert_exactly_once(&numbers(&wait_lines(&out, 100, 20), "a"), 100);
-    // Everything acknowledged: the spool lets its segments go.
     a.stop();
-    assert!(
-        segments(&s).iter().all(|(_, _, len)| *len == 0),
-        "the spool still holds frames: {:?}",
-        segments(&s)
-    );
     let before = seqs(&read_sink(&out));
-    damage(&s.path("data/spool/state"));
-    let skipped = write_lines(&f, "b", 0..50);
+    damage(&s.path("data/spool"));
+    write_lines(&f, "b", 0..50);
+    let size = fs::metadata(&f).unwrap().len();
 
     let a = Agent::start(&s, &cfg);
     a.wait_log("tailing", 10);
     write_lines(&f, "c", 0..100);
-    let want_b = if start_at == "tail" { 0 } else { 50 };
-    let want_a = if start_at == "tail" { 100 } else { 200 };
+    let skip_b = expect == Expect::PositionsLost && start_at == "tail";
+    let want_a = if expect == Expect::PositionsLost && start_at == "head" {
+        200
+    } else {
+        100
+    };
     wait_until(&out, 20, |g| {
-        numbers(g, "c").len() == 100 && numbers(g, "b").len() == want_b
+        numbers(g, "c").len() == 100
+            && numbers(g, "b").len() == if skip_b { 0 } else { 50 }
+            && numbers(g, "a").len() == want_a
     });
     let log = a.stop();
     let raw = read_sink(&out);
@@ -111,44 +122,98 @@ fn lost_state(name: &str, start_at: &str, damage: impl Fn(&std::path::Path)) {
     let (got, dups) = dedup(raw);
     assert_eq!(dups, 0);
     assert_exactly_once(&numbers(&got, "c"), 100);
-    if start_at == "tail" {
-        // The lines written while stopped were skipped, and that is counted to the byte.
-        assert!(numbers(&got, "b").is_empty());
-        assert_eq!(numbers(&got, "a").len(), 100);
-        assert_eq!(
-            logged(&log, "position lost: skipped ", " bytes"),
-            vec![skipped],
-            "{log}"
-        );
-    } else {
-        // Read again from the head: nothing lost, the repeat is logged with its size.
-        assert_exactly_once(&numbers(&got, "b"), 50);
-        assert_eq!(numbers(&got, "a").len(), want_a);
-        let size = fs::metadata(&f).unwrap().len();
-        let again = logged(&log, "position lost: reading again ", " bytes");
-        assert_eq!(again.len(), 1, "{log}");
-        assert!(again[0] >= size - 100 * line("c", 99).len() as u64, "{log}");
+    assert_eq!(numbers(&got, "a").len(), want_a, "{log}");
+    let skipped = logged(&log, "position lost: skipped ", " bytes");
+    let again = logged(&log, "position lost: reading again ", " bytes");
+    match (expect, start_at) {
+        (Expect::Resumed, _) => {
+            assert_exactly_once(&numbers(&got, "b"), 50);
+            assert!(skipped.is_empty() && again.is_empty(), "{log}");
+        }
+        (Expect::PositionsLost, "tail") => {
+            // Skipped to the end, counted: the lines written while stopped are among them
+            // (and the lines delivered before: no record says which).
+            assert!(numbers(&got, "b").is_empty());
+            assert_eq!(skipped, vec![size], "{log}");
+        }
+        (Expect::PositionsLost, _) => {
+            // Read again from the head: nothing lost, the repeat is logged with its size.
+            assert_exactly_once(&numbers(&got, "b"), 50);
+            assert_eq!(again, vec![size], "{log}");
+        }
     }
 }
 
 #[test]
-fn a_deleted_state_never_restarts_sequence_numbers_and_counts_what_it_skips() {
-    lost_state("state-deleted", "tail", |p| fs::remove_file(p).unwrap());
+fn a_deleted_state_never_restarts_sequence_numbers_nor_loses_positions() {
+    lost_state(
+        "state-deleted",
+        "tail",
+        |d| fs::remove_file(d.join("state")).unwrap(),
+        Expect::Resumed,
+    );
 }
 
 #[test]
-fn a_corrupt_state_never_restarts_sequence_numbers_and_counts_what_it_skips() {
-    lost_state("state-corrupt", "tail", |p| {
-        let mut b = fs::read(p).unwrap();
-        let n = b.len();
-        b[n - 1] ^= 0x55;
-        fs::write(p, b).unwrap();
-    });
+fn a_corrupt_state_never_restarts_sequence_numbers_nor_loses_positions() {
+    lost_state(
+        "state-corrupt",
+        "tail",
+        |d| {
+            let p = d.join("state");
+            let mut b = fs::read(&p).unwrap();
+            let n = b.len();
+            b[n - 1] ^= 0x55;
+            fs::write(&p, b).unwrap();
+        },
+        Expect::Resumed,
+    );
 }
 
 #[test]
-fn a_lost_state_with_start_at_head_reads_the_files_again_under_new_numbers() {
-    lost_state("state-head", "head", |p| fs::remove_file(p).unwrap());
+fn a_removed_spool_continues_the_sinks_numbers_and_counts_what_it_skips() {
+    lost_state(
+        "spool-removed-tail",
+        "tail",
+        |d| fs::remove_dir_all(d).unwrap(),
+        Expect::PositionsLost,
+    );
+}
+
+#[test]
+fn a_removed_spool_with_start_at_head_reads_the_files_again_under_new_numbers() {
+    lost_state(
+        "spool-removed-head",
+        "head",
+        |d| fs::remove_dir_all(d).unwrap(),
+        Expect::PositionsLost,
+    );
+}
+
+#[test]
+fn both_checkpoints_damaged_and_the_spool_emptied_count_what_is_skipped() {
+    lost_state(
+        "state-both",
+        "tail",
+        |d| {
+            for e in fs::read_dir(d).unwrap().flatten() {
+                let p = e.path();
+                let name = e.file_name().to_str().unwrap().to_string();
+                if name.starts_with("state") {
+                    fs::write(&p, b"garbage").unwrap();
+                } else if name.ends_with(".seg") {
+                    // The frames are gone with it, but not the segment's name.
+                    fs::File::options()
+                        .write(true)
+                        .open(&p)
+                        .unwrap()
+                        .set_len(0)
+                        .unwrap();
+                }
+            }
+        },
+        Expect::PositionsLost,
+    );
 }
 
 #[test]
@@ -338,4 +403,74 @@ fn drop_oldest_with_a_frame_in_flight_counts_exactly_what_never_arrives() {
         "{} lines arrived, {dropped_lines} counted dropped\n{log}",
         distinct.len()
     );
+}
+
+#[test]
+fn drop_oldest_with_a_frame_in_flight_at_a_stop_counts_it_at_the_next_start() {
+    let s = Scratch::new("drop-inflight-stop");
+    let f = s.path("logs/app.log");
+    let n = 600u64;
+    // The first request is never answered; the lines of every 2xx are the ground truth.
+    let answered: Arc<Mutex<Vec<u64>>> = Arc::default();
+    let first = Arc::new(AtomicUsize::new(0));
+    let srv = {
+        let (answered, first) = (answered.clone(), first.clone());
+        HttpServer::start(Box::new(move |r| {
+            if first.fetch_add(1, Ordering::SeqCst) == 0 {
+                let mut rep = Reply::status(200);
+                rep.stall = Some(Duration::from_secs(120));
+                return rep;
+            }
+            let b = tailbeat::frame::decode_batch(&r.body).unwrap();
+            answered.lock().unwrap().extend(b.lines.iter().map(|l| {
+                std::str::from_utf8(l.text).unwrap()[2..10]
+                    .parse::<u64>()
+                    .unwrap()
+            }));
+            Reply::status(200)
+        }))
+    };
+    let inp = input("app", &f.display().to_string(), "max_line_bytes = 500");
+    let cfg = s.config(
+        "shutdown_timeout = \"1s\"",
+        &inp,
+        &format!(
+            "[batch]\nmax_bytes = \"2KiB\"\nmax_lines = 10\nlinger = \"50ms\"\n[spool]\nmax_bytes = \"16KiB\"\nsegment_bytes = \"4KiB\"\non_full = \"drop_oldest\"\n[sink]\ntype = \"http\"\nurl = \"{}\"\ntimeout = \"60s\"\n",
+            srv.url("/ingest")
+        ),
+    );
+    fs::write(&f, "").unwrap();
+    let a = Agent::start(&s, &cfg);
+    a.wait_log("tailing", 10);
+    write_lines(&f, "f", 0..n);
+    a.wait_log(&format!("read {n} lines"), 20);
+    let log1 = a.stop();
+    assert_eq!(
+        first.load(Ordering::SeqCst),
+        1,
+        "one frame in flight, unanswered"
+    );
+    let dropped_lines = stat(&log1, "frames (", "lines)");
+    assert!(dropped_lines > 0, "{log1}");
+    // Run again against a server that answers: the rest arrives, and the frame that was in
+    // flight when its segment was dropped is counted, once.
+    let a = Agent::start(&s, &cfg);
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while answered.lock().unwrap().last() != Some(&(n - 1)) {
+        assert!(std::time::Instant::now() < deadline, "{}", a.log());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let log2 = a.stop();
+    let mut got = answered.lock().unwrap().clone();
+    got.sort_unstable();
+    got.dedup();
+    // Every frame holds 10 lines (the file was written at once, 10 lines fit a batch).
+    let lost_frames: u64 = logged(&log2, "lost ", " frames").iter().sum();
+    assert_eq!(
+        got.len() as u64 + dropped_lines + 10 * lost_frames,
+        n,
+        "{} arrived, {dropped_lines} lines dropped, {lost_frames} frames lost\n{log1}\n{log2}",
+        got.len()
+    );
+    assert_eq!(lost_frames, 1, "{log2}");
 }
