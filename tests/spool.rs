@@ -474,3 +474,36 @@ fn drop_oldest_with_a_frame_in_flight_at_a_stop_counts_it_at_the_next_start() {
     );
     assert_eq!(lost_frames, 1, "{log2}");
 }
+
+#[test]
+fn run_once_ends_when_the_newest_segment_was_cut() {
+    let n = 200;
+    let (s, inp) = backlog("seg-cut-once", n);
+    let segs = segments(&s);
+    let last = segs.last().unwrap();
+    fs::File::options()
+        .write(true)
+        .open(&last.1)
+        .unwrap()
+        .set_len(last.2 / 2)
+        .unwrap();
+    let cfg = s.config("", &inp, SMALL);
+    let mut child = std::process::Command::new(BIN)
+        .args(["run", "--once", "--config"])
+        .arg(&cfg)
+        .stderr(fs::File::create(s.path("once.log")).unwrap())
+        .spawn()
+        .unwrap();
+    let st = wait_exit(&mut child, 20);
+    let _ = child.kill();
+    let log = fs::read_to_string(s.path("once.log")).unwrap();
+    assert!(st.is_some_and(|st| st.success()), "{st:?}\n{log}");
+    let got = read_sink(&s.path("out.tbf"));
+    let all = seqs(&got);
+    let lost: u64 = logged(&log, "lost ", " frames").iter().sum();
+    let missing = (1..=*all.last().unwrap() + lost)
+        .filter(|q| !all.contains(q))
+        .count() as u64;
+    assert!(lost > 0, "{log}");
+    assert_eq!(lost, missing, "{all:?}\n{log}");
+}

@@ -409,7 +409,20 @@ impl Spool {
 
     /// Frames written and not yet acknowledged.
     pub fn backlog(&self) -> u64 {
-        self.next_seq - 1 - self.acked
+        // Numbers dropped, counted lost or never given out are not waiting for anything.
+        let gone: u64 = self
+            .gone
+            .iter()
+            .map(|&(a, b)| {
+                let (a, b) = (a.max(self.acked + 1), b.min(self.next_seq - 1));
+                if a <= b {
+                    b - a + 1
+                } else {
+                    0
+                }
+            })
+            .sum();
+        self.next_seq - 1 - self.acked - gone
     }
 
     /// Frames handed to the sink and not yet acknowledged.
@@ -638,6 +651,15 @@ impl Spool {
             files,
         };
         self.write_state()?;
+        if self.segs.len() > 1
+            && self.released_segment(0, self.acked)
+            && !self.released_segment(0, self.older_acked)
+        {
+            // A segment goes only once both copies cover it: the same checkpoint again makes
+            // the older copy cover it too, so the room is there now, not at the next
+            // checkpoint (a full spool under `block` may have no next one to wait for).
+            self.write_state()?;
+        }
         if self.all_acked_in_active() {
             self.new_segment()?;
         }
