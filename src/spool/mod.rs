@@ -1,14 +1,22 @@
 //! The spool: frames on disk between the batcher and the sink.
 //!
-//! Owns the files under `data_dir/spool/` and nothing else: segment files named by the first
-//! sequence number they were opened for (`00000000000000000042.seg`), and `state`, the
-//! checkpoint. What always holds:
+//! Owns the files under `data_dir/spool/`: segment files named by the first sequence number
+//! they were opened for (`00000000000000000042.seg`), and the checkpoint in two copies,
+//! `state` (the newest) and `state.1` (the one before). What always holds:
 //! - a frame is handed to the sink only once it is durable (fsynced, unless `fsync = false`);
-//! - a segment is deleted only after a checkpoint that covers every line in it is durable,
-//!   so the file offsets of a restart never point before what the spool already released;
+//! - a segment is deleted only after both copies of the checkpoint cover every line in it
+//!   (or `drop_oldest` recorded and counted its frames), so the file offsets of a restart
+//!   never point before what the spool already released, even from the older copy;
+//! - the sequence number never goes back, whatever happened to `state`: at start-up it is at
+//!   least every segment's name (the spool always keeps one segment, an empty one if all is
+//!   delivered), the newest frame + 1, and every number recorded as gone;
+//! - every segment holds consecutive numbers from its name on, so a number that is neither
+//!   acknowledged, nor in a segment, nor recorded as gone is a loss, counted at start-up in
+//!   frames (`spool_lost_frames`) and recorded so it is counted once;
 //! - the spool is never read whole: one frame at a time, through a buffer of one frame;
 //! - a torn or corrupt record never stops the agent: it is skipped, counted, and (at the end
-//!   of a segment) cut off, so appends continue on a clean boundary.
+//!   of a segment) cut off, so appends continue on a clean boundary; anything under a
+//!   segment's name that is not a regular file is set aside as `NAME.corrupt`.
 //!
 //! The checkpoint needs no fsync ordering against the frames: every batch frame names the
 //! files it read and where it stopped, so at start-up the positions are the `state` file's,
