@@ -60,6 +60,12 @@ pub struct Counters {
     /// Times reading stopped because the disk under `data_dir` was full (or refused a spool
     /// write), until there was room again.
     pub disk_full_waits: u64,
+    /// Frames found missing from the spool at start-up (damaged, cut off or deleted while
+    /// stopped); their lines cannot be known.
+    pub spool_lost_frames: u64,
+    /// Bytes of files skipped because their position was lost with the checkpoint
+    /// (`start_at = "tail"`): an upper bound.
+    pub positions_lost_bytes: u64,
 }
 
 /// read→ack latencies in milliseconds, the last [`LATENCY_WINDOW`] of them.

@@ -549,7 +549,7 @@ fn log_stats(s: &State) {
         .map(|[a, b, c]| format!(", read→ack p50/p90/p99 {a}/{b}/{c} ms"))
         .unwrap_or_default();
     log::info!(
-        "read {} lines ({} bytes; {} partial) from {} files ({} opened, {} rotated, {} truncations, {} waiting for a turn); frames spooled {} acked {}; spool {} bytes, {} frames waiting{}; lost: cut {} lines, {} B, truncated {} B, vanished {} B, dropped {} frames ({} lines), corrupt {} records, {} B, dead letters {}; send errors {}; spool write errors {}; paused: spool full {} times, disk full {} times{}{lat}",
+        "read {} lines ({} bytes; {} partial) from {} files ({} opened, {} rotated, {} truncations, {} waiting for a turn); frames spooled {} acked {}; spool {} bytes, {} frames waiting{}; lost: cut {} lines, {} B, truncated {} B, vanished {} B, dropped {} frames ({} lines), corrupt {} records, {} B, spool frames lost {}, positions lost {} B, dead letters {}; send errors {}; spool write errors {}; paused: spool full {} times, disk full {} times{}{lat}",
         c.lines_read,
         c.bytes_read,
         c.partial_lines,
@@ -575,6 +575,8 @@ fn log_stats(s: &State) {
         c.dropped_lines,
         c.corrupt_records,
         c.corrupt_bytes,
+        c.spool_lost_frames,
+        c.positions_lost_bytes,
         c.dead_letters,
         c.send_errors,
         c.spool_write_errors,

@@ -14,14 +14,16 @@
 //! it also took the sink its frames were for).
 
 use super::{Built, Notify};
-use crate::config::{Config, Pipeline};
-use crate::frame::BatchBuilder;
-use crate::input::Tailer;
-use crate::sink::AnySink;
+use crate::config::{Config, Input, Pipeline, StartAt};
+use crate::frame::{BatchBuilder, FileMark};
+use crate::input::{glob, Tailer};
+use crate::sink::{AnySink, Sink};
 use crate::spool::{Limits, Spool};
 use crate::stats::Counters;
 use crate::Error;
 use std::cell::RefCell;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
@@ -77,6 +79,59 @@ pub(crate) struct Pipe {
     pub(super) stop: Notify,
 }
 
+/// The checkpoint is lost (the agent ran before, `state` is gone or unreadable): files whose
+/// position no frame in the spool carries get the one `start_at` gives a file at the first
+/// start, because that is the setting by which the user said what to do with a file whose
+/// position the agent does not know. `"tail"`: skipped to their end, counted
+/// (`positions_lost_bytes`; lines written while the agent was stopped are among them, and
+/// lines already sent too: no record says which); `"head"`: read again from their head, so
+/// nothing is lost but lines already delivered arrive again under new sequence numbers.
+/// Either way each file is logged with its byte count.
+fn lost_positions(inputs: &[Input], marks: &mut Vec<FileMark>, c: &mut Counters) {
+    for input in inputs {
+        let mut found = glob::Expansion::default();
+        for p in &input.paths {
+            glob::expand(p, &mut found);
+        }
+        let mut paths = found.files;
+        paths.retain(|p| !input.exclude.iter().any(|x| glob::matches(x, p)));
+        paths.sort();
+        paths.dedup();
+        for p in paths {
+            let Ok(m) = std::fs::metadata(&p) else {
+                continue;
+            };
+            if !m.is_file() || marks.iter().any(|k| (k.dev, k.ino) == (m.dev(), m.ino())) {
+                continue;
+            }
+            match input.start_at {
+                StartAt::Tail => {
+                    log::warn!(
+                        "{}: position lost: skipped {} bytes to its end (start_at = \"tail\"); lines written while the agent was stopped are among them",
+                        p.display(),
+                        m.len()
+                    );
+                    c.positions_lost_bytes += m.len();
+                    marks.push(FileMark {
+                        path: p.as_os_str().as_bytes().to_vec(),
+                        dev: m.dev(),
+                        ino: m.ino(),
+                        fp_len: 0,
+                        fp: 0,
+                        offset: m.len(),
+                        size: m.len(),
+                    });
+                }
+                StartAt::Head => log::warn!(
+                    "{}: position lost: reading again {} bytes from its head (start_at = \"head\"); lines delivered before arrive again under new sequence numbers",
+                    p.display(),
+                    m.len()
+                ),
+            }
+        }
+    }
+}
+
 /// The local file's pipeline, then the fleet's pipelines of their own.
 pub(super) fn pipelines(cfg: &Config) -> impl Iterator<Item = Pipeline> + '_ {
     std::iter::once(Pipeline {
@@ -120,11 +175,36 @@ impl Pipe {
                 format!("{instance}/{}", cfg.name),
             )
         };
-        let rec = Spool::open(&dir.join("spool"), limits(&cfg), max_payload(&cfg), c)
+        let mut rec = Spool::open(&dir.join("spool"), limits(&cfg), max_payload(&cfg), c)
             .map_err(Error::Spool)?;
         let sink =
             AnySink::new(&cfg.sink, &stream, &dir, cfg.spool.max_bytes.0).map_err(Error::Sink)?;
-        let tailer = Tailer::new(cfg.inputs.clone(), rec.marks, rec.first_run);
+        // The sink's own record of the last frame it holds: the sequence never goes back
+        // even when the spool lost every trace of it.
+        let held = sink.holds(&stream);
+        let raised = rec.spool.sink_holds(held);
+        let (mut first_run, mut positions_lost) = (rec.first_run, rec.positions_lost);
+        if first_run && held > 0 {
+            // No spool at all, but the sink has this stream's frames: not a first start.
+            log::warn!(
+                "{}: the spool is empty but the sink holds frames up to {held}: the files' positions are lost",
+                dir.display()
+            );
+            (first_run, positions_lost) = (false, true);
+        }
+        let mut marks = rec.marks;
+        if positions_lost {
+            lost_positions(&cfg.inputs, &mut marks, c);
+        }
+        if rec.needs_checkpoint || raised || positions_lost {
+            // What start-up found (losses counted, numbers skipped, positions chosen) is
+            // recorded at once: a crash before the first checkpoint must not count or skip
+            // it again, nor read again what was just declared skipped.
+            if let Err(e) = rec.spool.checkpoint(marks.clone()) {
+                log::error!("{e}");
+            }
+        }
+        let tailer = Tailer::new(cfg.inputs.clone(), marks, first_run);
         let batch = BatchBuilder::new(cfg.batch.max_lines, cfg.batch.max_bytes.0 as usize);
         Ok((
             Pipe {

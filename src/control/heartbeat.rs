@@ -79,7 +79,7 @@ pub(crate) fn request(
 }
 
 /// The health figures, by key (without the `health.` prefix). Fixed in number.
-pub(crate) fn health(s: &State) -> [(&'static str, u64); 37] {
+pub(crate) fn health(s: &State) -> [(&'static str, u64); 39] {
     let c = &s.c;
     let [p50, p90, p99] = s.lat.percentiles().unwrap_or([0; 3]);
     let oldest = s
@@ -111,6 +111,8 @@ pub(crate) fn health(s: &State) -> [(&'static str, u64); 37] {
         ("vanished_lost_bytes", c.vanished_lost_bytes),
         ("corrupt_records", c.corrupt_records),
         ("corrupt_bytes", c.corrupt_bytes),
+        ("spool_lost_frames", c.spool_lost_frames),
+        ("positions_lost_bytes", c.positions_lost_bytes),
         ("dead_letters", c.dead_letters),
         ("bad_control_messages", c.bad_control_messages),
         ("spool_write_errors", c.spool_write_errors),

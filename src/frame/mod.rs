@@ -335,5 +335,33 @@ pub fn decode_checkpoint(frame: &[u8]) -> Result<Checkpoint, FrameError> {
     postcard::from_bytes(payload).map_err(FrameError::BadPayload)
 }
 
+/// Encodes the spool's `state` file: `c`, then (only when there are any) the ranges of
+/// sequence numbers that will never be in the spool and are already accounted for, as a
+/// varint count and varint pairs. A reader that knows only the checkpoint stops where the
+/// checkpoint ends (postcard ignores what follows), and with no ranges the bytes are exactly
+/// [`encode_checkpoint`]'s, so old and new `state` files read both ways.
+pub fn encode_state(c: &Checkpoint, gone: &[(u64, u64)]) -> Vec<u8> {
+    let mut payload = postcard::to_allocvec(c).expect("a Vec sink cannot fail");
+    if !gone.is_empty() {
+        payload.extend(postcard::to_allocvec(gone).expect("a Vec sink cannot fail"));
+    }
+    seal(Kind::Checkpoint, &payload)
+}
+
+/// Decodes a `state` file written by [`encode_state`] or [`encode_checkpoint`].
+pub fn decode_state(frame: &[u8]) -> Result<(Checkpoint, Vec<(u64, u64)>), FrameError> {
+    let (h, payload) = check(frame)?;
+    if h.kind != Kind::Checkpoint {
+        return Err(FrameError::BadKind(h.kind as u8));
+    }
+    let (c, rest) = postcard::take_from_bytes(payload).map_err(FrameError::BadPayload)?;
+    let gone = if rest.is_empty() {
+        Vec::new()
+    } else {
+        postcard::from_bytes(rest).map_err(FrameError::BadPayload)?
+    };
+    Ok((c, gone))
+}
+
 #[cfg(test)]
 mod tests;

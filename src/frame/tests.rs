@@ -338,3 +338,17 @@ fn print_vectors() {
         hex(&encode_checkpoint(&vector_checkpoint()))
     );
 }
+
+#[test]
+fn a_state_without_gone_ranges_is_a_plain_checkpoint_and_old_readers_skip_them() {
+    let c = vector_checkpoint();
+    assert_eq!(encode_state(&c, &[]), encode_checkpoint(&c));
+    assert_eq!(
+        decode_state(&encode_checkpoint(&c)).unwrap(),
+        (c.clone(), vec![])
+    );
+    let gone = vec![(3, 9), (12, 12)];
+    let b = encode_state(&c, &gone);
+    assert_eq!(decode_state(&b).unwrap(), (c.clone(), gone));
+    assert_eq!(decode_checkpoint(&b).unwrap(), c);
+}

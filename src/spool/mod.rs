@@ -1,14 +1,22 @@
 //! The spool: frames on disk between the batcher and the sink.
 //!
-//! Owns the files under `data_dir/spool/` and nothing else: segment files named by the first
-//! sequence number they were opened for (`00000000000000000042.seg`), and `state`, the
-//! checkpoint. What always holds:
+//! Owns the files under `data_dir/spool/`: segment files named by the first sequence number
+//! they were opened for (`00000000000000000042.seg`), and the checkpoint in two copies,
+//! `state` (the newest) and `state.1` (the one before). What always holds:
 //! - a frame is handed to the sink only once it is durable (fsynced, unless `fsync = false`);
-//! - a segment is deleted only after a checkpoint that covers every line in it is durable,
-//!   so the file offsets of a restart never point before what the spool already released;
+//! - a segment is deleted only after both copies of the checkpoint cover every line in it
+//!   (or `drop_oldest` recorded and counted its frames), so the file offsets of a restart
+//!   never point before what the spool already released, even from the older copy;
+//! - the sequence number never goes back, whatever happened to `state`: at start-up it is at
+//!   least every segment's name (the spool always keeps one segment, an empty one if all is
+//!   delivered), the newest frame + 1, and every number recorded as gone;
+//! - every segment holds consecutive numbers from its name on, so a number that is neither
+//!   acknowledged, nor in a segment, nor recorded as gone is a loss, counted at start-up in
+//!   frames (`spool_lost_frames`) and recorded so it is counted once;
 //! - the spool is never read whole: one frame at a time, through a buffer of one frame;
 //! - a torn or corrupt record never stops the agent: it is skipped, counted, and (at the end
-//!   of a segment) cut off, so appends continue on a clean boundary.
+//!   of a segment) cut off, so appends continue on a clean boundary; anything under a
+//!   segment's name that is not a regular file is set aside as `NAME.corrupt`.
 //!
 //! The checkpoint needs no fsync ordering against the frames: every batch frame names the
 //! files it read and where it stopped, so at start-up the positions are the `state` file's,
@@ -24,6 +32,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
+mod ranges;
 mod read;
 use read::{read_frame_at, resync, scan_segment};
 
@@ -111,8 +120,15 @@ pub struct Recovered {
     pub spool: Spool,
     /// File positions to resume from.
     pub marks: Vec<FileMark>,
-    /// No state existed: `start_at` applies.
+    /// No state existed, nor any segment: `start_at` applies.
     pub first_run: bool,
+    /// The agent ran before (segments exist, or a `state` that could not be read) but its
+    /// checkpoint is lost: the files' positions are only those the spool's frames carry.
+    pub positions_lost: bool,
+    /// Start-up found something to record (a loss counted, numbers skipped, positions lost):
+    /// write a checkpoint as soon as the positions are known, so a crash does not count it
+    /// again.
+    pub needs_checkpoint: bool,
 }
 
 /// The bounded, crash-safe frame buffer.
@@ -136,7 +152,22 @@ pub struct Spool {
     /// Timestamp of the oldest unacknowledged frame, kept when a rewind empties the window,
     /// so the fleet sees how old the backlog is while the link is down.
     rewound_head_ts: Option<u64>,
+    /// `acked` as written in `state`, and in `state.1`: segments are deleted only up to the
+    /// older, so that either copy with the frames after it gives the positions.
+    state_acked: u64,
+    older_acked: u64,
+    /// The last checkpoint written (or read): `drop_oldest` writes it again with the numbers
+    /// it dropped, before it deletes them.
+    last: Checkpoint,
+    /// Numbers that will never be in the spool again and are already accounted for: dropped
+    /// by `drop_oldest`, counted lost at start-up, or never given out. Kept in `state` so a
+    /// restart neither counts them again nor sends what is left of them; at most
+    /// [`MAX_GONE`] ranges, those above `acked` only.
+    gone: ranges::Ranges,
 }
+
+/// Most ranges kept in [`Spool::gone`].
+const MAX_GONE: usize = 64;
 
 fn seg_name(id: u64) -> String {
     format!("{id:020}.seg")
@@ -145,7 +176,13 @@ fn seg_name(id: u64) -> String {
 impl Spool {
     /// Opens (or creates) the spool in `dir`, scanning every segment: corrupt and torn records
     /// are skipped and counted in `c`, a torn tail is cut off, fully acknowledged segments are
-    /// deleted.
+    /// deleted, anything under a segment's name that is not a regular file is set aside
+    /// (`NAME.corrupt`), and frames missing from the spool are counted in frames.
+    ///
+    /// The next sequence number is the highest of: the checkpoint's, the newest frame's + 1,
+    /// every segment's name (a segment is created under the number the next frame gets, so
+    /// an emptied spool still knows it), and the numbers already accounted for. It never goes
+    /// back whatever happened to `state`.
     ///
     /// # Errors
     /// Only when the directory or a segment cannot be read or written at all; a damaged
@@ -157,38 +194,68 @@ impl Spool {
         c: &mut Counters,
     ) -> Result<Recovered, SpoolError> {
         ctx(fs::create_dir_all(dir), "create", dir)?;
-        let state_path = dir.join("state");
-        let (mut ck, first_run) = match fs::read(&state_path) {
-            Ok(b) => match frame::decode_checkpoint(&b) {
-                Ok(ck) => (ck, false),
-                Err(e) => {
-                    log::error!(
-                        "{}: unreadable checkpoint ({e}); kept as state.corrupt, positions restart from the spool and start_at",
-                        state_path.display()
-                    );
-                    c.corrupt_records += 1;
-                    c.corrupt_bytes += b.len() as u64;
-                    let _ = fs::rename(&state_path, dir.join("state.corrupt"));
-                    (Checkpoint::default(), true)
-                }
-            },
-            Err(e) if e.kind() == io::ErrorKind::NotFound => (Checkpoint::default(), true),
-            Err(e) => return Err(ctx::<()>(Err(e), "read", &state_path).unwrap_err()),
+        // Two copies of the checkpoint, the newest in `state`, the one before in `state.1`:
+        // segments are deleted only once both cover them (checkpoint), so the older copy plus
+        // the frames still in the spool gives the same positions as the newer one.
+        let mut existed = false;
+        let newest = load_state(&dir.join("state"), &mut existed, c);
+        let older = load_state(&dir.join("state.1"), &mut existed, c);
+        let older_acked = older.as_ref().map_or(0, |o| o.0.acked_seq);
+        let (mut ck, mut gone, state_ok, mut needs_checkpoint) = match (newest, older) {
+            (Some((ck, gone)), _) => (ck, gone, true, false),
+            (None, Some((ck, gone))) => {
+                log::warn!(
+                    "{}: no usable checkpoint; resuming from the previous one, state.1, and the frames after it",
+                    dir.display()
+                );
+                (ck, gone, true, true)
+            }
+            (None, None) => (Checkpoint::default(), Vec::new(), false, false),
         };
-        let mut ids: Vec<u64> = ctx(fs::read_dir(dir), "list", dir)?
-            .flatten()
-            .filter_map(|e| {
-                let n = e.file_name();
-                let n = n.to_str()?;
-                n.strip_suffix(".seg")?.parse().ok()
-            })
-            .collect();
+        // Every name that claims to be a segment; what is not a regular file is set aside,
+        // its name still counting for the sequence numbers.
+        let mut ids = Vec::new();
+        let mut aside_max = 0;
+        for e in ctx(fs::read_dir(dir), "list", dir)?.flatten() {
+            let name = e.file_name();
+            let Some(id) = name
+                .to_str()
+                .and_then(|n| n.strip_suffix(".seg"))
+                .and_then(|n| n.parse::<u64>().ok())
+            else {
+                continue;
+            };
+            let path = e.path();
+            match fs::metadata(&path) {
+                Ok(m) if m.is_file() => ids.push(id),
+                m => {
+                    set_aside(&path, m.map(|m| m.file_type()), c);
+                    aside_max = aside_max.max(id);
+                }
+            }
+        }
         ids.sort_unstable();
+        let positions_lost = !state_ok && (existed || !ids.is_empty() || aside_max > 0);
+        if !state_ok {
+            // Without a checkpoint, what came before the oldest segment is taken as released
+            // (the spool deletes only what is acknowledged or counted): what is in the
+            // segments is sent again (same numbers), gaps between them are counted.
+            ck.acked_seq = ids.first().map_or(0, |id| id.saturating_sub(1));
+        }
         let mut segs = VecDeque::new();
         let mut max_seq = 0;
+        let mut present = ranges::Ranges::new();
+        // The next number as the files on disk tell it, trusted to count losses against.
+        let mut next = ck.next_seq.max(1);
         for id in ids {
             let path = dir.join(seg_name(id));
             let sc = scan_segment(&path, max_payload, &mut ck, &mut max_seq, c)?;
+            for &(a, b) in &sc.seqs {
+                ranges::add(&mut present, a, b);
+            }
+            // A segment is opened for the number the next frame gets: with bytes in it,
+            // that number was given out.
+            next = next.max(if sc.len > 0 { id + 1 } else { id });
             segs.push_back(Segment {
                 id,
                 path,
@@ -198,8 +265,40 @@ impl Spool {
                 holes: sc.holes,
             });
         }
-        ck.next_seq = ck.next_seq.max(max_seq + 1).max(1);
-        ck.acked_seq = ck.acked_seq.min(ck.next_seq - 1);
+        next = next
+            .max(max_seq + 1)
+            .max(gone.last().map_or(0, |g| g.1 + 1));
+        let acked = ck.acked_seq.min(next - 1);
+        // Frames that were written, are not acknowledged, not accounted for, and not here.
+        let lost = ranges::missing(acked + 1, next - 1, &[&present, &gone]);
+        needs_checkpoint |= positions_lost;
+        for &(a, b) in &lost {
+            let n = b - a + 1;
+            let within = segs.iter().rev().find(|s| s.id <= a).map_or_else(
+                || "before the oldest segment".into(),
+                |s| format!("in or after {}", s.path.display()),
+            );
+            log::error!(
+                "spool: lost {n} frames (seq {a} to {b}, {within}; their lines cannot be known): damaged, cut off or deleted while the agent was stopped"
+            );
+            c.spool_lost_frames += n;
+            ranges::add(&mut gone, a, b);
+            needs_checkpoint = true;
+        }
+        // A name that was not a segment (set aside above) still reserves its number: frames
+        // under it may have been sent. The numbers skipped are never looked for again.
+        if aside_max >= next {
+            log::warn!(
+                "spool: numbering resumes at {}, after the name of what was set aside (was {next})",
+                aside_max + 1
+            );
+            ranges::add(&mut gone, next, aside_max);
+            next = aside_max + 1;
+            needs_checkpoint = true;
+        }
+        ck.next_seq = next;
+        ck.acked_seq = acked;
+        ranges::prune(&mut gone, acked, MAX_GONE);
         let mut s = Spool {
             dir: dir.to_path_buf(),
             limits,
@@ -213,26 +312,68 @@ impl Spool {
             in_flight: VecDeque::new(),
             unsynced: false,
             rewound_head_ts: None,
+            state_acked: ck.acked_seq,
+            older_acked: older_acked.min(ck.acked_seq),
+            last: Checkpoint {
+                next_seq: ck.next_seq,
+                acked_seq: ck.acked_seq,
+                files: Vec::new(),
+            },
+            gone,
         };
-        // Fully acknowledged or empty segments: the checkpoint just read covers them.
-        while s.segs.len() > 1 && s.segs[0].last_seq <= s.acked {
+        // Fully acknowledged or empty segments: both checkpoints cover them.
+        while s.segs.len() > 1 && s.released_segment(0, s.older_acked) {
             let seg = s.segs.pop_front().expect("len > 1");
             ctx(fs::remove_file(&seg.path), "delete", &seg.path)?;
         }
-        match s.segs.back() {
-            Some(b) => {
-                let w = OpenOptions::new().append(true).open(&b.path);
-                s.writer = Some(ctx(w, "open", &b.path)?);
-            }
-            None => s.new_segment()?,
+        // Appends go on in the newest segment only if the next frame follows its last one
+        // there; otherwise (numbers skipped) in a new one, so that every segment holds
+        // consecutive numbers from its name on and a gap found later is a real loss.
+        let follows = s.segs.back().is_some_and(|b| {
+            let end = if b.len > 0 {
+                b.last_seq
+            } else {
+                b.id.saturating_sub(1)
+            };
+            end.saturating_add(1) == s.next_seq
+        });
+        if follows {
+            let b = s.segs.back().expect("checked");
+            let w = OpenOptions::new().append(true).open(&b.path);
+            s.writer = Some(ctx(w, "open", &b.path)?);
+        } else {
+            s.new_segment()?;
         }
         s.cursor = (s.segs[0].id, 0);
         let marks = ck.files;
         Ok(Recovered {
             spool: s,
             marks,
-            first_run,
+            first_run: !state_ok && !positions_lost,
+            positions_lost,
+            needs_checkpoint,
         })
+    }
+
+    /// The sink already holds frames up to `held` (the file sink reads its last frame back at
+    /// start-up). If that is past every number this spool knows, the spool lost its record
+    /// (`state` and segments gone): numbering resumes after `held`, and what the spool holds
+    /// is not sent again (a consumer would drop it as a repeat anyway).
+    pub fn sink_holds(&mut self, held: u64) -> bool {
+        if held < self.next_seq {
+            return false;
+        }
+        log::warn!(
+            "spool: the sink already holds frames up to {held}, past this spool's {}: numbering resumes at {}",
+            self.next_seq - 1,
+            held + 1
+        );
+        self.next_seq = held + 1;
+        self.acked = held;
+        if let Err(e) = self.new_segment() {
+            log::error!("{e}");
+        }
+        true
     }
 
     fn new_segment(&mut self) -> Result<(), SpoolError> {
@@ -276,7 +417,20 @@ impl Spool {
 
     /// Frames written and not yet acknowledged.
     pub fn backlog(&self) -> u64 {
-        self.next_seq - 1 - self.acked
+        // Numbers dropped, counted lost or never given out are not waiting for anything.
+        let gone: u64 = self
+            .gone
+            .iter()
+            .map(|&(a, b)| {
+                let (a, b) = (a.max(self.acked + 1), b.min(self.next_seq - 1));
+                if a <= b {
+                    b - a + 1
+                } else {
+                    0
+                }
+            })
+            .sum();
+        self.next_seq - 1 - self.acked - gone
     }
 
     /// Frames handed to the sink and not yet acknowledged.
@@ -403,7 +557,7 @@ impl Spool {
                     continue;
                 }
             };
-            if head.seq <= self.acked {
+            if self.released(head.seq) {
                 continue;
             }
             self.in_flight.push_back(InFlight {
@@ -448,8 +602,10 @@ impl Spool {
         let mut first = None;
         for f in self.in_flight.drain(..) {
             if f.orphan {
+                // Its segment is gone: it is not sent again, and the sink never confirmed it.
                 c.dropped_frames += 1;
                 c.dropped_lines += f.lines;
+                ranges::add(&mut self.gone, f.seq, f.seq);
             } else if first.is_none() {
                 first = Some((f.seg, f.pos));
                 self.rewound_head_ts = Some(f.base_ts_ms);
@@ -472,7 +628,20 @@ impl Spool {
 
     /// Whether segments could be deleted after a checkpoint.
     pub fn reclaimable(&self) -> bool {
-        self.segs.len() > 1 && self.segs[0].last_seq <= self.acked || self.all_acked_in_active()
+        self.segs.len() > 1 && self.released_segment(0, self.acked) || self.all_acked_in_active()
+    }
+
+    /// Whether frame `seq` needs nothing more: acknowledged, or dropped and counted.
+    fn released(&self, seq: u64) -> bool {
+        seq <= self.acked || ranges::contains(&self.gone, seq)
+    }
+
+    /// Whether every frame in segment `i` is acknowledged up to `acked` or dropped and
+    /// counted (an empty one has none).
+    fn released_segment(&self, i: usize, acked: u64) -> bool {
+        let seg = &self.segs[i];
+        seg.last_seq <= acked
+            || ranges::missing(seg.id.max(acked + 1), seg.last_seq, &[&self.gone]).is_empty()
     }
 
     fn all_acked_in_active(&self) -> bool {
@@ -484,28 +653,55 @@ impl Spool {
     /// segments it makes redundant.
     pub fn checkpoint(&mut self, files: Vec<FileMark>) -> Result<(), SpoolError> {
         self.sync()?;
-        let ck = Checkpoint {
+        self.last = Checkpoint {
             next_seq: self.next_seq,
             acked_seq: self.acked,
             files,
         };
+        self.write_state()?;
+        if self.segs.len() > 1
+            && self.released_segment(0, self.acked)
+            && !self.released_segment(0, self.older_acked)
+        {
+            // A segment goes only once both copies cover it: the same checkpoint again makes
+            // the older copy cover it too, so the room is there now, not at the next
+            // checkpoint (a full spool under `block` may have no next one to wait for).
+            self.write_state()?;
+        }
+        if self.all_acked_in_active() {
+            self.new_segment()?;
+        }
+        // Only what both copies of the checkpoint cover (see `open`).
+        while self.segs.len() > 1 && self.released_segment(0, self.older_acked) {
+            self.delete_front();
+        }
+        Ok(())
+    }
+
+    /// Writes `state`: the last checkpoint's positions (with the next sequence number they
+    /// go with, so a restart replays every frame after them), the current `acked`, and
+    /// `gone`.
+    fn write_state(&mut self) -> Result<(), SpoolError> {
+        self.last.acked_seq = self.acked;
+        ranges::prune(&mut self.gone, self.acked, MAX_GONE);
         let path = self.dir.join("state");
         let tmp = self.dir.join("state.tmp");
-        let bytes = frame::encode_checkpoint(&ck);
+        let bytes = frame::encode_state(&self.last, &self.gone);
         ctx(
             write_durably(&tmp, &bytes, self.limits.fsync),
             "write",
             &tmp,
         )?;
+        let older = self.dir.join("state.1");
+        match fs::rename(&path, &older) {
+            Ok(()) => self.older_acked = self.state_acked,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => self.older_acked = 0,
+            Err(e) => return Err(ctx::<()>(Err(e), "rename", &path).unwrap_err()),
+        }
         ctx(fs::rename(&tmp, &path), "rename", &path)?;
+        self.state_acked = self.acked;
         if self.limits.fsync {
             ctx(sync_dir(&self.dir), "fsync", &self.dir)?;
-        }
-        if self.all_acked_in_active() {
-            self.new_segment()?;
-        }
-        while self.segs.len() > 1 && self.segs[0].last_seq <= self.acked {
-            self.delete_front();
         }
         Ok(())
     }
@@ -538,12 +734,16 @@ impl Spool {
             while let Some(item) = ctx(r.next_item(), "read", &seg.path)? {
                 if let Item::Frame { bytes, .. } = item {
                     if let Ok(h) = frame::decode_head(bytes) {
+                        let released = h.seq <= self.acked || ranges::contains(&self.gone, h.seq);
                         let flying = self.in_flight.iter_mut().find(|f| f.seq == h.seq);
                         match flying {
+                            // The sink has it: counted when it answers (acked, or dropped
+                            // at the rewind of a failure).
                             Some(f) => f.orphan = true,
-                            None if h.seq > self.acked => {
+                            None if !released => {
                                 frames += 1;
                                 lines += h.line_count;
+                                ranges::add(&mut self.gone, h.seq, h.seq);
                             }
                             None => {}
                         }
@@ -559,6 +759,14 @@ impl Spool {
             c.dropped_frames += frames;
             c.dropped_lines += lines;
             let id = seg.id;
+            if frames > 0 {
+                // The numbers dropped are recorded before the frames go, so a restart
+                // neither counts them again as lost nor sends them. A full disk may refuse
+                // the write; the segment goes anyway, as room is what is needed then.
+                if let Err(e) = self.write_state() {
+                    log::error!("{e}");
+                }
+            }
             self.delete_front();
             if self.cursor.0 <= id {
                 self.cursor = (self.segs[0].id, 0);
@@ -566,6 +774,72 @@ impl Spool {
         }
         Ok(())
     }
+}
+
+/// Reads one copy of the checkpoint; `None` when it is missing or unreadable (then set aside
+/// as `NAME.corrupt` and counted). `existed`: set when there was a file.
+fn load_state(
+    path: &Path,
+    existed: &mut bool,
+    c: &mut Counters,
+) -> Option<(Checkpoint, ranges::Ranges)> {
+    let why = match fs::read(path) {
+        Ok(b) => match frame::decode_state(&b) {
+            Ok(v) => {
+                *existed = true;
+                return Some(v);
+            }
+            Err(e) => {
+                c.corrupt_bytes += b.len() as u64;
+                e.to_string()
+            }
+        },
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return None,
+        Err(e) => e.to_string(),
+    };
+    *existed = true;
+    let mut to = path.as_os_str().to_owned();
+    to.push(".corrupt");
+    log::error!(
+        "{}: unreadable checkpoint ({why}); kept as {}",
+        path.display(),
+        Path::new(&to).display()
+    );
+    c.corrupt_records += 1;
+    let _ = fs::rename(path, &to);
+    None
+}
+
+/// Renames what sits under a segment's name but is not a regular file (a directory, a FIFO, a
+/// dangling link) to `NAME.corrupt`, so it stops nothing and stays for a person to look at.
+fn set_aside(path: &Path, kind: io::Result<fs::FileType>, c: &mut Counters) {
+    let what = match &kind {
+        Ok(t) if t.is_dir() => "a directory".to_string(),
+        Ok(_) => "a special file".to_string(),
+        Err(e) => format!("unreadable ({e})"),
+    };
+    let mut to = path.as_os_str().to_owned();
+    to.push(".corrupt");
+    let mut to = PathBuf::from(to);
+    let mut n = 1;
+    while to.symlink_metadata().is_ok() {
+        let mut t = path.as_os_str().to_owned();
+        t.push(format!(".corrupt.{n}"));
+        to = PathBuf::from(t);
+        n += 1;
+    }
+    match fs::rename(path, &to) {
+        Ok(()) => log::error!(
+            "spool: {} is not a regular file but {what}: set aside as {}",
+            path.display(),
+            to.display()
+        ),
+        Err(e) => log::error!(
+            "spool: {} is not a regular file but {what}, and cannot be set aside ({e}): ignored",
+            path.display()
+        ),
+    }
+    c.corrupt_records += 1;
 }
 
 fn write_durably(path: &Path, bytes: &[u8], fsync: bool) -> io::Result<()> {

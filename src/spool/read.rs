@@ -2,6 +2,7 @@
 //! damage, and the start-up scan that counts damage, cuts a torn tail and replays file
 //! positions written after the last checkpoint.
 
+use super::ranges::{self, Ranges};
 use super::{ctx, SpoolError, MAX_HOLES};
 use crate::frame::{self, Checkpoint, FileMark, FrameReader, Item, HEADER_LEN};
 use crate::stats::Counters;
@@ -65,6 +66,8 @@ pub(super) struct Scanned {
     pub(super) len: u64,
     pub(super) last_seq: u64,
     pub(super) holes: Vec<(u64, u64)>,
+    /// The sequence numbers of its good frames (one range unless frames are missing).
+    pub(super) seqs: Ranges,
 }
 
 /// Scans one segment at start-up: counts damage, cuts a torn tail, moves `ck`'s file
@@ -82,6 +85,7 @@ pub(super) fn scan_segment(
     let mut last_seq = 0;
     let mut cut = None;
     let mut holes = Vec::new();
+    let mut seqs = Ranges::new();
     while let Some(item) = ctx(r.next_item(), "read", path)? {
         match item {
             Item::Frame { pos, bytes } => {
@@ -98,6 +102,7 @@ pub(super) fn scan_segment(
                     }
                 };
                 last_seq = last_seq.max(head.seq);
+                ranges::add(&mut seqs, head.seq, head.seq);
                 *max_seq = (*max_seq).max(head.seq);
                 if head.seq >= ck.next_seq {
                     for s in &head.sources {
@@ -138,6 +143,7 @@ pub(super) fn scan_segment(
         len,
         last_seq,
         holes,
+        seqs,
     })
 }
 

@@ -152,7 +152,9 @@ fn a_corrupt_checkpoint_is_set_aside_not_fatal() {
     fs::create_dir_all(&d).unwrap();
     fs::write(d.join("state"), b"tbFR\x01\x02\0\0garbage").unwrap();
     let (r, c) = open(&d, limits(OnFull::Block));
-    assert!(r.first_run);
+    // A state existed: not a first start, but the positions are lost.
+    assert!(!r.first_run);
+    assert!(r.positions_lost);
     assert_eq!(c.corrupt_records, 1);
     assert!(d.join("state.corrupt").exists());
     fs::remove_dir_all(&d).unwrap();
@@ -201,6 +203,8 @@ fn acknowledged_segments_are_deleted_at_checkpoint() {
     let sent = drain(&mut s, &mut c);
     s.ack(*sent.last().unwrap(), 0, &mut c, &mut Latency::default());
     assert!(s.reclaimable());
+    // One checkpoint frees the room (it writes both copies when a segment can go): a full
+    // spool under `block` may see no other.
     s.checkpoint(vec![]).unwrap();
     assert!(
         s.bytes() < before / 4,
@@ -210,4 +214,240 @@ fn acknowledged_segments_are_deleted_at_checkpoint() {
     assert_eq!(c.frames_acked, 40);
     assert_eq!(c.lines_acked, 160);
     fs::remove_dir_all(&d).unwrap();
+}
+
+fn mark(offset: u64) -> FileMark {
+    FileMark {
+        path: b"/log/a".to_vec(),
+        dev: 1,
+        ino: 7,
+        fp_len: 0,
+        fp: 0,
+        offset,
+        size: offset,
+    }
+}
+
+/// Appends `n` frames of 2 lines each; returns the last seq.
+fn fill(s: &mut Spool, n: usize) -> u64 {
+    let mut last = 0;
+    for _ in 0..n {
+        let end = s.next_seq() * 200;
+        last = s.append(&frame(s.next_seq(), 2, end)).unwrap();
+    }
+    s.sync().unwrap();
+    last
+}
+
+#[test]
+fn an_emptied_spool_keeps_its_next_number_in_the_segment_name() {
+    let d = dir("names");
+    fs::create_dir_all(&d).unwrap();
+    // No state, one empty segment: it was opened for the next frame's number.
+    fs::write(d.join(seg_name(42)), b"").unwrap();
+    let (r, c) = open(&d, limits(OnFull::Block));
+    assert_eq!(r.spool.next_seq(), 42);
+    assert!(r.positions_lost && !r.first_run);
+    assert_eq!(
+        c.spool_lost_frames, 0,
+        "nothing before the oldest segment is looked for"
+    );
+    fs::remove_dir_all(&d).unwrap();
+}
+
+#[test]
+fn a_lost_state_falls_back_to_the_older_copy_with_the_same_positions() {
+    let d = dir("older");
+    let (r, mut c) = open(&d, limits(OnFull::Block));
+    let mut s = r.spool;
+    let last = fill(&mut s, 30);
+    drain(&mut s, &mut c);
+    s.ack(last, 0, &mut c, &mut Latency::default());
+    s.checkpoint(vec![mark(last * 200)]).unwrap();
+    let last = fill(&mut s, 5);
+    s.checkpoint(vec![mark(last * 200)]).unwrap();
+    drop(s);
+    fs::remove_file(d.join("state")).unwrap();
+    let (r, c) = open(&d, limits(OnFull::Block));
+    assert!(!r.first_run && !r.positions_lost && r.needs_checkpoint);
+    assert_eq!(r.spool.next_seq(), last + 1);
+    assert_eq!(r.marks, vec![mark(last * 200)]);
+    assert_eq!(c.spool_lost_frames, 0);
+    fs::remove_dir_all(&d).unwrap();
+}
+
+#[test]
+fn frames_missing_between_segments_are_counted_once() {
+    let d = dir("gaps");
+    let (r, _) = open(&d, limits(OnFull::Block));
+    let mut s = r.spool;
+    fill(&mut s, 150);
+    s.checkpoint(vec![mark(0)]).unwrap();
+    drop(s);
+    let segs: Vec<u64> = {
+        let mut v: Vec<u64> = fs::read_dir(&d)
+            .unwrap()
+            .flatten()
+            .filter_map(|e| e.file_name().to_str()?.strip_suffix(".seg")?.parse().ok())
+            .collect();
+        v.sort();
+        v
+    };
+    assert!(segs.len() >= 4, "{segs:?}");
+    // The second segment emptied, the fourth removed.
+    fs::write(d.join(seg_name(segs[1])), b"").unwrap();
+    fs::remove_file(d.join(seg_name(segs[3]))).unwrap();
+    let want = segs[2] - segs[1] + segs.get(4).map_or(151, |x| *x) - segs[3];
+    let (r, mut c2) = open(&d, limits(OnFull::Block));
+    assert_eq!(c2.spool_lost_frames, want);
+    assert!(r.needs_checkpoint);
+    let mut s = r.spool;
+    assert_eq!(s.next_seq(), 151);
+    let sent = drain(&mut s, &mut c2);
+    assert_eq!(sent.len() as u64 + want, 150);
+    s.checkpoint(r.marks).unwrap();
+    drop(s);
+    let (_, c3) = open(&d, limits(OnFull::Block));
+    assert_eq!(c3.spool_lost_frames, 0, "counted again");
+    fs::remove_dir_all(&d).unwrap();
+}
+
+#[test]
+fn a_segment_cut_in_half_counts_its_lost_frames_and_appends_after_a_gap_start_a_segment() {
+    let d = dir("cut");
+    let (r, _) = open(&d, limits(OnFull::Block));
+    let mut s = r.spool;
+    fill(&mut s, 6);
+    s.checkpoint(vec![mark(0)]).unwrap();
+    drop(s);
+    let seg = d.join(seg_name(1));
+    let len = fs::metadata(&seg).unwrap().len();
+    fs::File::options()
+        .write(true)
+        .open(&seg)
+        .unwrap()
+        .set_len(len / 2 + 5)
+        .unwrap();
+    let (r, c) = open(&d, limits(OnFull::Block));
+    assert_eq!(c.spool_lost_frames, 3, "frames 4, 5 and 6 (the torn one)");
+    assert_eq!(c.corrupt_records, 1, "the torn tail");
+    let mut s = r.spool;
+    assert_eq!(s.next_seq(), 7);
+    // Nothing waits for the lost frames: a `--once` run ends.
+    assert_eq!(s.backlog(), 3);
+    let mut c = Counters::default();
+    assert_eq!(drain(&mut s, &mut c), vec![1, 2, 3]);
+    s.ack(3, 0, &mut c, &mut Latency::default());
+    assert_eq!(s.backlog(), 0);
+    s.append(&frame(7, 2, 1400)).unwrap();
+    s.checkpoint(r.marks).unwrap();
+    drop(s);
+    // Frame 7 went to a segment of its own, named 7: the gap is not found again.
+    assert!(d.join(seg_name(7)).exists());
+    let (_, c) = open(&d, limits(OnFull::Block));
+    assert_eq!(c.spool_lost_frames, 0);
+    fs::remove_dir_all(&d).unwrap();
+}
+
+#[test]
+fn a_directory_under_a_segment_name_is_set_aside_and_reserves_its_number() {
+    let d = dir("segdir");
+    fs::create_dir_all(d.join(seg_name(99))).unwrap();
+    let (r, c) = open(&d, limits(OnFull::Block));
+    assert!(d.join(format!("{}.corrupt", seg_name(99))).is_dir());
+    assert!(!d.join(seg_name(99)).exists());
+    assert_eq!(c.corrupt_records, 1);
+    assert_eq!(r.spool.next_seq(), 100);
+    assert_eq!(c.spool_lost_frames, 0);
+    let mut s = r.spool;
+    s.checkpoint(r.marks).unwrap();
+    drop(s);
+    let (r, c) = open(&d, limits(OnFull::Block));
+    assert_eq!((r.spool.next_seq(), c.spool_lost_frames), (100, 0));
+    fs::remove_dir_all(&d).unwrap();
+}
+
+#[test]
+fn dropped_frames_are_not_counted_again_nor_sent_after_a_restart() {
+    let d = dir("dropped-restart");
+    let l = limits(OnFull::DropOldest);
+    let (r, mut c) = open(&d, l);
+    let mut s = r.spool;
+    // One frame in flight when its segment is dropped.
+    s.append(&frame(1, 4, 400)).unwrap();
+    s.sync().unwrap();
+    let mut buf = Vec::new();
+    assert_eq!(s.next_unsent(&mut buf, &mut c).unwrap(), Some(1));
+    for _ in 0..199 {
+        let f = frame(s.next_seq(), 4, 400);
+        if !s.fits(f.len()) {
+            s.checkpoint(vec![mark(0)]).unwrap();
+            s.drop_oldest(f.len(), &mut c).unwrap();
+        }
+        s.append(&f).unwrap();
+    }
+    s.sync().unwrap();
+    let dropped = c.dropped_frames;
+    assert!(dropped > 0);
+    // The sink never answers for frame 1: the agent stops. Restarted, the spool counts frame
+    // 1 (gone with its segment, never confirmed) and nothing else.
+    drop(s);
+    let (r, mut c2) = open(&d, l);
+    assert_eq!(c2.spool_lost_frames, 1);
+    let mut s = r.spool;
+    let left = drain(&mut s, &mut c2);
+    assert_eq!(dropped + 1 + left.len() as u64, 200);
+    fs::remove_dir_all(&d).unwrap();
+}
+
+#[test]
+fn an_orphan_rewound_is_counted_dropped_once() {
+    let d = dir("orphan");
+    let l = limits(OnFull::DropOldest);
+    let (r, mut c) = open(&d, l);
+    let mut s = r.spool;
+    s.append(&frame(1, 4, 400)).unwrap();
+    s.sync().unwrap();
+    let mut buf = Vec::new();
+    assert_eq!(s.next_unsent(&mut buf, &mut c).unwrap(), Some(1));
+    for _ in 0..199 {
+        let f = frame(s.next_seq(), 4, 400);
+        if !s.fits(f.len()) {
+            s.checkpoint(vec![mark(0)]).unwrap();
+            s.drop_oldest(f.len(), &mut c).unwrap();
+        }
+        s.append(&f).unwrap();
+    }
+    let before = c.dropped_frames;
+    s.rewind(&mut c);
+    assert_eq!(c.dropped_frames, before + 1, "the orphan");
+    assert_eq!(c.dropped_lines, 4 * (before + 1));
+    let left = drain(&mut s, &mut c);
+    assert_eq!(c.dropped_frames + left.len() as u64, 200);
+    s.checkpoint(vec![mark(0)]).unwrap();
+    drop(s);
+    let (_, c2) = open(&d, l);
+    assert_eq!(c2.spool_lost_frames, 0);
+    fs::remove_dir_all(&d).unwrap();
+}
+
+#[test]
+fn ranges_add_merge_and_subtract() {
+    let mut r = ranges::Ranges::new();
+    ranges::add(&mut r, 5, 7);
+    ranges::add(&mut r, 1, 2);
+    ranges::add(&mut r, 3, 4);
+    assert_eq!(r, vec![(1, 7)]);
+    ranges::add(&mut r, 10, 12);
+    assert_eq!(r, vec![(1, 7), (10, 12)]);
+    assert!(ranges::contains(&r, 11) && !ranges::contains(&r, 8));
+    let have = vec![(3, 4), (9, 9)];
+    assert_eq!(
+        ranges::missing(1, 12, &[&have, &[(11, 20)]]),
+        vec![(1, 2), (5, 8), (10, 10)]
+    );
+    assert_eq!(ranges::missing(5, 4, &[]), vec![]);
+    let mut r: ranges::Ranges = (0..10).map(|i| (i * 10, i * 10 + 1)).collect();
+    ranges::prune(&mut r, 15, 3);
+    assert_eq!(r, vec![(20, 71), (80, 81), (90, 91)]);
 }
