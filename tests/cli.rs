@@ -317,3 +317,86 @@ fn a_file_sink_on_a_device_is_written_without_fsync() {
         "delivery to /dev/null stalled: {st:?}"
     );
 }
+
+/// `tailbeat check` on `text` (bytes): exit code 2 and the whole of stderr.
+fn check_fails(s: &Scratch, text: &[u8]) -> (std::path::PathBuf, String) {
+    let p = s.path("bad.toml");
+    fs::write(&p, text).unwrap();
+    let out = Command::new(BIN)
+        .args(["check", "--config"])
+        .arg(&p)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    (p, String::from_utf8(out.stderr).unwrap())
+}
+
+const MINIMAL: &str = "data_dir = \"/tmp/x\"\n[[input]]\nname = \"a\"\npaths = [\"/x\"]\n";
+
+#[test]
+fn a_config_that_is_not_utf8_is_named_with_the_line_and_column_of_the_bad_byte() {
+    let s = Scratch::new("not-utf8");
+    let mut text = MINIMAL.as_bytes().to_vec();
+    // Line 5, after "# é " (é is one character, two bytes).
+    text.extend_from_slice("# é ".as_bytes());
+    text.extend_from_slice(b"\xff bad\n[sink]\ntype = \"stdout\"\n");
+    let (p, err) = check_fails(&s, &text);
+    assert_eq!(
+        err,
+        format!(
+            "tailbeat: {}:5:5: not UTF-8 (byte 0xff): a config file must be UTF-8 text\n",
+            p.display()
+        )
+    );
+}
+
+#[test]
+fn a_missing_sink_table_is_named_sink_never_a_comment() {
+    let s = Scratch::new("no-sink");
+    for text in [
+        format!("# my agent's config\n{MINIMAL}"),
+        MINIMAL.to_string(),
+    ] {
+        let (p, err) = check_fails(&s, text.as_bytes());
+        assert_eq!(
+            err,
+            format!("tailbeat: {}: sink: missing field `sink`\n", p.display())
+        );
+    }
+}
+
+#[test]
+fn a_huge_bad_value_is_echoed_in_a_few_dozen_bytes() {
+    let s = Scratch::new("huge-value");
+    let big = "x".repeat(8 << 20);
+    let head: String = big.chars().take(64).collect();
+    let sink = "[sink]\ntype = \"stdout\"\n";
+    for (text, line, want) in [
+        (
+            format!("log_level = \"{big}\"\n{MINIMAL}{sink}"),
+            1,
+            format!("log_level: expected one of error, warn, info, debug, trace, got \"{head}\"… (8388608 bytes)"),
+        ),
+        (
+            format!("{MINIMAL}[spool]\nmax_bytes = \"{big}\"\n{sink}"),
+            6,
+            format!("spool.max_bytes: expected a size like 8MiB, got \"{head}\"… (8388608 bytes)"),
+        ),
+        (
+            format!("{MINIMAL}[sink]\ntype = \"{big}\"\n"),
+            6,
+            format!("sink.type: unknown variant `{head}`… (8388608 bytes), expected one of `file`, `stdout`, `mqtt`, `http`"),
+        ),
+        (
+            format!("{big} = 1\n{MINIMAL}{sink}"),
+            1,
+            format!("{head}… (8388608 bytes): unknown field `{head}`… (8388608 bytes), expected one of"),
+        ),
+    ] {
+        let (p, err) = check_fails(&s, text.as_bytes());
+        let prefix = format!("tailbeat: {}:{line}: {want}", p.display());
+        assert!(err.starts_with(&prefix), "{}", &err[..err.len().min(600)]);
+        assert_eq!(err.lines().count(), 1, "{}", &err[..err.len().min(600)]);
+        assert!(err.len() < prefix.len() + 300, "{} bytes: {}", err.len(), &err[..err.len().min(600)]);
+    }
+}

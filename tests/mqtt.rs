@@ -3,6 +3,11 @@
 mod common;
 use common::configserver;
 use common::*;
+use std::io::{Read, Write};
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::os::unix::net::UnixStream;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// Every PUBLISH a broker routed to the test's subscription, as `topic hexpayload` lines in
@@ -13,7 +18,10 @@ struct Received(std::path::PathBuf);
 impl Received {
     fn messages(&self) -> Vec<(String, Vec<u8>)> {
         let text = std::fs::read_to_string(&self.0).unwrap_or_default();
-        text.lines()
+        // Complete lines only: the broker may be halfway through appending the last one (a
+        // 64 KiB frame is a 128 KiB line), and half a frame does not decode.
+        text.split_inclusive('\n')
+            .filter_map(|l| l.strip_suffix('\n'))
             .filter_map(|l| {
                 let (topic, hex) = l.split_once(' ')?;
                 let bytes = (0..hex.len())
@@ -26,43 +34,183 @@ impl Received {
     }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+/// The broker's port as the agent sees it: bound to port 0 by the test and held for the
+/// test's whole life. A port found free, let go and bound again later is a race: between
+/// the two, another test's broker, or the source port of any outgoing connection, can take
+/// it (and between a broker's kill and its restart, for as long as the broker is down). A
+/// thread accepts on it and forwards each connection to the broker that is up, if any;
+/// with none, it closes the connection at once, and the agent's connect fails as against a
+/// closed port. Brokers themselves listen where nothing can race: rumqttd on a port the
+/// kernel picks (found in /proc), Mosquitto on a Unix socket in the scratch directory.
+struct BrokerPort {
+    port: u16,
+    backend: Arc<Mutex<Option<Backend>>>,
+    stop: Arc<AtomicBool>,
 }
 
-/// A broker in a process of its own, subscribed to `tailbeat/#`: rumqttd by default, or
-/// Mosquitto with `TAILBEAT_TEST_BROKER=mosquitto` (CI runs both). Dropping it kills it.
+/// Where the broker that is up listens.
+#[derive(Clone)]
+enum Backend {
+    Tcp(std::net::SocketAddr),
+    Unix(std::path::PathBuf),
+}
+
+impl BrokerPort {
+    fn new() -> BrokerPort {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        let backend: Arc<Mutex<Option<Backend>>> = Arc::default();
+        let stop = Arc::new(AtomicBool::new(false));
+        let (b, st) = (backend.clone(), stop.clone());
+        std::thread::spawn(move || {
+            for c in l.incoming() {
+                if st.load(Ordering::SeqCst) {
+                    return;
+                }
+                let Ok(c) = c else { continue };
+                // Taken out first: a broker that dies meanwhile fails the connect below.
+                let up = b.lock().unwrap().clone();
+                match up {
+                    Some(Backend::Tcp(a)) => {
+                        if let Ok(to) = TcpStream::connect(a) {
+                            splice(c, to);
+                        }
+                    }
+                    Some(Backend::Unix(p)) => {
+                        if let Ok(to) = UnixStream::connect(p) {
+                            splice(c, to);
+                        }
+                    }
+                    None => {}
+                }
+            }
+        });
+        BrokerPort {
+            port,
+            backend,
+            stop,
+        }
+    }
+}
+
+impl std::fmt::Display for BrokerPort {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.port.fmt(f)
+    }
+}
+
+impl Drop for BrokerPort {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        // Wakes the accept loop, which then lets the port go.
+        let _ = TcpStream::connect(("127.0.0.1", self.port));
+    }
+}
+
+/// A socket the forwarder can copy both ways and close.
+trait Duplex: Read + Write + Send + Sized + 'static {
+    fn dup(&self) -> Self;
+    fn close(&self);
+}
+impl Duplex for TcpStream {
+    fn dup(&self) -> Self {
+        self.try_clone().unwrap()
+    }
+    fn close(&self) {
+        let _ = self.shutdown(Shutdown::Both);
+    }
+}
+impl Duplex for UnixStream {
+    fn dup(&self) -> Self {
+        self.try_clone().unwrap()
+    }
+    fn close(&self) {
+        let _ = self.shutdown(Shutdown::Both);
+    }
+}
+
+/// Copies `a` and `b` into each other until either side ends, then closes both: a broker
+/// killed closes the agent's connection, an agent killed closes the broker's (which then
+/// publishes its Will).
+fn splice<B: Duplex>(a: TcpStream, b: B) {
+    fn one_way<R: Duplex, W: Duplex>(mut r: R, mut w: W) {
+        let _ = std::io::copy(&mut r, &mut w);
+        r.close();
+        w.close();
+    }
+    let (a2, b2) = (a.dup(), b.dup());
+    std::thread::spawn(move || one_way(a, b2));
+    std::thread::spawn(move || one_way(b, a2));
+}
+
+/// The TCP port that process `pid` listens on (its first listening socket), from /proc.
+fn listening_port(pid: u32) -> Option<u16> {
+    let inodes: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .ok()?
+        .flatten()
+        .filter_map(|e| {
+            let l = std::fs::read_link(e.path()).ok()?;
+            let l = l.to_str()?;
+            Some(l.strip_prefix("socket:[")?.strip_suffix(']')?.to_string())
+        })
+        .collect();
+    let table = std::fs::read_to_string(format!("/proc/{pid}/net/tcp")).ok()?;
+    table.lines().skip(1).find_map(|l| {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        // local_address (hex ip:port), st (0A: LISTEN), inode.
+        let (local, state, inode) = (f.get(1)?, f.get(3)?, f.get(9)?);
+        if *state != "0A" || !inodes.iter().any(|i| i == inode) {
+            return None;
+        }
+        u16::from_str_radix(local.split(':').nth(1)?, 16).ok()
+    })
+}
+
+/// A broker in a process of its own, subscribed to `tailbeat/#`, behind a [`BrokerPort`]:
+/// rumqttd by default, or Mosquitto with `TAILBEAT_TEST_BROKER=mosquitto` (CI runs both).
+/// Dropping it kills it.
 struct Broker {
     procs: Vec<std::process::Child>,
+    port: Arc<Mutex<Option<Backend>>>,
 }
 
 impl Broker {
-    fn start(port: u16, out: &Received) -> Broker {
+    fn start(port: &BrokerPort, out: &Received) -> Broker {
+        static STARTS: AtomicUsize = AtomicUsize::new(0);
+        let n = STARTS.fetch_add(1, Ordering::SeqCst);
+        let deadline = Instant::now() + Duration::from_secs(10);
         let kind = std::env::var("TAILBEAT_TEST_BROKER").unwrap_or_else(|_| "rumqttd".into());
-        let procs = match kind.as_str() {
+        let (procs, backend) = match kind.as_str() {
             "rumqttd" => {
                 // This test binary again, running only `broker_process`.
                 let child = std::process::Command::new(std::env::current_exe().unwrap())
                     .args(["--exact", "broker_process", "--ignored", "--nocapture"])
-                    .env(
-                        "TAILBEAT_BROKER_CHILD",
-                        format!("{port} {}", out.0.display()),
-                    )
+                    .env("TAILBEAT_BROKER_CHILD", &out.0)
                     .stdout(std::process::Stdio::null())
                     .stderr(std::process::Stdio::null())
                     .spawn()
                     .unwrap();
-                vec![child]
+                let p = loop {
+                    if let Some(p) = listening_port(child.id()) {
+                        break p;
+                    }
+                    assert!(Instant::now() < deadline, "rumqttd does not listen");
+                    std::thread::sleep(Duration::from_millis(20));
+                };
+                (vec![child], Backend::Tcp(([127, 0, 0, 1], p).into()))
             }
             "mosquitto" => {
-                let conf = out.0.with_extension(format!("{port}.conf"));
+                let sock = out.0.with_extension(format!("{n}.sock"));
+                let conf = out.0.with_extension(format!("{n}.conf"));
+                // `user root`: started as root, mosquitto would become user `mosquitto`,
+                // who cannot create the socket in the scratch directory (not started as
+                // root, it ignores this).
                 std::fs::write(
                     &conf,
-                    format!("listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n"),
+                    format!(
+                        "user root\nlistener 0 {}\nallow_anonymous true\npersistence false\n",
+                        sock.display()
+                    ),
                 )
                 .unwrap();
                 let broker = std::process::Command::new("mosquitto")
@@ -71,20 +219,14 @@ impl Broker {
                     .stderr(std::process::Stdio::null())
                     .spawn()
                     .expect("TAILBEAT_TEST_BROKER=mosquitto, but mosquitto does not run (Debian package mosquitto)");
-                wait_listening(port);
+                while UnixStream::connect(&sock).is_err() {
+                    assert!(Instant::now() < deadline, "mosquitto does not listen");
+                    std::thread::sleep(Duration::from_millis(20));
+                }
                 let sub = std::process::Command::new("mosquitto_sub")
-                    .args([
-                        "-h",
-                        "127.0.0.1",
-                        "-p",
-                        &port.to_string(),
-                        "-t",
-                        "tailbeat/#",
-                        "-q",
-                        "1",
-                        "-F",
-                        "%t %x",
-                    ])
+                    .arg("--unix")
+                    .arg(&sock)
+                    .args(["-t", "tailbeat/#", "-q", "1", "-F", "%t %x"])
                     .stdout(
                         std::fs::OpenOptions::new()
                             .create(true)
@@ -96,29 +238,25 @@ impl Broker {
                     .expect("mosquitto_sub does not run (Debian package mosquitto-clients)");
                 // Let the subscription settle before anything is published.
                 std::thread::sleep(Duration::from_millis(300));
-                vec![broker, sub]
+                (vec![broker, sub], Backend::Unix(sock))
             }
             other => panic!("TAILBEAT_TEST_BROKER={other}: expected rumqttd or mosquitto"),
         };
-        wait_listening(port);
-        Broker { procs }
+        *port.backend.lock().unwrap() = Some(backend);
+        Broker {
+            procs,
+            port: port.backend.clone(),
+        }
     }
 }
 
 impl Drop for Broker {
     fn drop(&mut self) {
+        *self.port.lock().unwrap() = None;
         for p in &mut self.procs {
             let _ = p.kill();
             let _ = p.wait();
         }
-    }
-}
-
-fn wait_listening(port: u16) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "no broker listening on {port}");
-        std::thread::sleep(Duration::from_millis(20));
     }
 }
 
@@ -127,11 +265,11 @@ fn wait_listening(port: u16) {
 #[test]
 #[ignore = "the broker process of the other tests: they start it themselves"]
 fn broker_process() {
-    let Ok(arg) = std::env::var("TAILBEAT_BROKER_CHILD") else {
+    let Ok(out) = std::env::var("TAILBEAT_BROKER_CHILD") else {
         return;
     };
-    let (port, out) = arg.split_once(' ').unwrap();
-    let cfg: rumqttd::Config = toml::from_str(&format!(
+    // Port 0: the kernel picks a port no one else has; `Broker::start` finds it in /proc.
+    let cfg: rumqttd::Config = toml::from_str(
         r#"
 id = 0
 [router]
@@ -142,15 +280,15 @@ max_segment_size = 104857600
 max_segment_count = 10
 [v4.1]
 name = "v4-1"
-listen = "127.0.0.1:{port}"
+listen = "127.0.0.1:0"
 next_connection_delay_ms = 1
 [v4.1.connections]
 connection_timeout_ms = 60000
 max_payload_size = 1048576
 max_inflight_count = 100
 dynamic_filters = true
-"#
-    ))
+"#,
+    )
     .unwrap();
     let mut b = rumqttd::Broker::new(cfg);
     let (mut tx, mut rx) = b.link("test").unwrap();
@@ -163,7 +301,6 @@ dynamic_filters = true
         .unwrap();
     loop {
         if let Ok(Some(rumqttd::Notification::Forward(fw))) = rx.recv() {
-            use std::io::Write;
             let hex: String = fw
                 .publish
                 .payload
@@ -177,11 +314,11 @@ dynamic_filters = true
 }
 
 /// A scratch directory, a free port, and a broker on it recording into `received`.
-fn with_broker(name: &str) -> (Scratch, u16, Received, Broker) {
-    let port = free_port();
+fn with_broker(name: &str) -> (Scratch, BrokerPort, Received, Broker) {
+    let port = BrokerPort::new();
     let s = Scratch::new(name);
     let got = Received(s.path("received"));
-    let broker = Broker::start(port, &got);
+    let broker = Broker::start(&port, &got);
     (s, port, got, broker)
 }
 
@@ -231,7 +368,7 @@ fn frames_reach_the_broker_exactly_once_on_the_instance_topic() {
     let cfg = s.config(
         "",
         &input("app", &f.display().to_string(), ""),
-        &mqtt_sink(port, ""),
+        &mqtt_sink(port.port, ""),
     );
     let a = Agent::start(&s, &cfg);
     let nums = wait_for(&got, "m", 20_000, 30);
@@ -252,13 +389,13 @@ fn frames_reach_the_broker_exactly_once_on_the_instance_topic() {
 
 #[test]
 fn a_broker_that_is_down_gets_everything_once_it_is_up() {
-    let port = free_port();
+    let port = BrokerPort::new();
     let s = Scratch::new("mqtt-down");
     let f = app_log(&s, "d", 3_000);
     let cfg = s.config(
         "",
         &input("app", &f.display().to_string(), ""),
-        &mqtt_sink(port, "timeout = \"1s\""),
+        &mqtt_sink(port.port, "timeout = \"1s\""),
     );
     let a = Agent::start(&s, &cfg);
     // Nobody listens: the agent spools, fails, backs off, and tries again.
@@ -268,7 +405,7 @@ fn a_broker_that_is_down_gets_everything_once_it_is_up() {
         append(&f, &line("d", i));
     }
     let got = Received(s.path("received"));
-    let _broker = Broker::start(port, &got);
+    let _broker = Broker::start(&port, &got);
     let nums = wait_for(&got, "d", 6_000, 40);
     let log = a.stop();
     assert_exactly_once(&nums, 6_000);
@@ -284,7 +421,10 @@ fn credentials_never_reach_the_log() {
     let cfg = s.config(
         "log_level = \"trace\"",
         &input("app", &f.display().to_string(), ""),
-        &mqtt_sink(port, &format!("username = \"gw\"\npassword = \"{secret}\"")),
+        &mqtt_sink(
+            port.port,
+            &format!("username = \"gw\"\npassword = \"{secret}\""),
+        ),
     );
     let a = Agent::start(&s, &cfg);
     wait_for(&got, "c", 1, 10);
@@ -330,16 +470,16 @@ fn frames_too_big_for_the_broker_are_refused_at_config_time() {
 
 #[test]
 fn a_broker_killed_for_15_s_mid_stream_loses_nothing() {
-    let port = free_port();
+    let port = BrokerPort::new();
     let s = Scratch::new("mqtt-outage");
     let got = Received(s.path("received"));
     let f = s.path("logs/app.log");
     let cfg = s.config(
         "",
         &input("app", &f.display().to_string(), ""),
-        &mqtt_sink(port, "timeout = \"2s\""),
+        &mqtt_sink(port.port, "timeout = \"2s\""),
     );
-    let broker = Broker::start(port, &got);
+    let broker = Broker::start(&port, &got);
     std::fs::write(&f, "").unwrap();
     let a = Agent::start(&s, &cfg);
     // A writer at ~2,000 lines/s for the whole test.
@@ -361,7 +501,7 @@ fn a_broker_killed_for_15_s_mid_stream_loses_nothing() {
     std::thread::sleep(Duration::from_secs(3));
     drop(broker); // kill -9
     std::thread::sleep(Duration::from_secs(15));
-    let _broker = Broker::start(port, &got);
+    let _broker = Broker::start(&port, &got);
     std::thread::sleep(Duration::from_secs(2));
     running.store(false, std::sync::atomic::Ordering::Relaxed);
     w.join().unwrap();
@@ -376,14 +516,14 @@ fn a_broker_killed_for_15_s_mid_stream_loses_nothing() {
 
 #[test]
 fn run_once_waits_for_a_broker_that_comes_up_late_and_delivers_everything() {
-    let port = free_port();
+    let port = BrokerPort::new();
     let s = Scratch::new("mqtt-once");
     let got = Received(s.path("received"));
     let f = app_log(&s, "q", 2_000);
     let cfg = s.config(
         "",
         &input("app", &f.display().to_string(), ""),
-        &mqtt_sink(port, "timeout = \"1s\""),
+        &mqtt_sink(port.port, "timeout = \"1s\""),
     );
     let mut once = std::process::Command::new(BIN)
         .args(["run", "--once", "--config"])
@@ -396,7 +536,7 @@ fn run_once_waits_for_a_broker_that_comes_up_late_and_delivers_everything() {
         once.try_wait().unwrap().is_none(),
         "--once gave up while the broker was down"
     );
-    let _broker = Broker::start(port, &got);
+    let _broker = Broker::start(&port, &got);
     let status = wait_exit(&mut once, 60).expect("--once did not finish");
     assert!(
         status.success(),
@@ -409,14 +549,14 @@ fn run_once_waits_for_a_broker_that_comes_up_late_and_delivers_everything() {
 
 #[test]
 fn sigterm_stops_run_once_promptly_while_the_broker_is_down() {
-    let port = free_port();
+    let port = BrokerPort::new();
     let s = Scratch::new("mqtt-once-term");
     let f = s.path("logs/app.log");
     append(&f, &line("t", 0));
     let cfg = s.config(
         "",
         &input("app", &f.display().to_string(), ""),
-        &mqtt_sink(port, "timeout = \"1s\""),
+        &mqtt_sink(port.port, "timeout = \"1s\""),
     );
     let mut once = std::process::Command::new(BIN)
         .args(["run", "--once", "--config"])
@@ -469,7 +609,7 @@ fn online_when_connected_offline_by_last_will_and_on_a_clean_stop() {
     let cfg = s.config(
         "",
         &input("app", &f.display().to_string(), ""),
-        &mqtt_sink(port, ""),
+        &mqtt_sink(port.port, ""),
     );
     let a = Agent::start(&s, &cfg);
     let st = wait_state(&got, 1, "online");
@@ -492,9 +632,9 @@ fn online_when_connected_offline_by_last_will_and_on_a_clean_stop() {
 #[test]
 fn a_dead_broker_fails_over_to_the_next_and_back_when_it_returns() {
     let (s, port_a, got_a, broker_a) = with_broker("mqtt-failover");
-    let port_b = free_port();
+    let port_b = BrokerPort::new();
     let got_b = Received(s.path("received-b"));
-    let _broker_b = Broker::start(port_b, &got_b);
+    let _broker_b = Broker::start(&port_b, &got_b);
     let f = s.path("logs/app.log");
     let cfg = s.config(
         "",
@@ -502,7 +642,7 @@ fn a_dead_broker_fails_over_to_the_next_and_back_when_it_returns() {
         &format!(
             "[batch]\nlinger = \"50ms\"\n{}",
             mqtt_sink(
-                port_a,
+                port_a.port,
                 &format!(
                     "failover = [\"mqtt://127.0.0.1:{port_b}\"]\nfailback_after = \"2s\"\ntimeout = \"1s\""
                 )
@@ -525,7 +665,7 @@ fn a_dead_broker_fails_over_to_the_next_and_back_when_it_returns() {
     a.wait_log("moving to mqtt://127.0.0.1", 20);
     assert!(wait_for(&got_b, "f", 100, 20).len() >= 100);
     // A returns: within failback_after the agent goes back to it.
-    let _broker_a = Broker::start(port_a, &got_a);
+    let _broker_a = Broker::start(&port_a, &got_a);
     std::thread::sleep(Duration::from_secs(3));
     write(100);
     a.wait_log("is back; leaving the failover broker", 10);
@@ -557,7 +697,7 @@ fn a_dead_broker_fails_over_to_the_next_and_back_when_it_returns() {
 fn mqtts_checks_the_broker_and_presents_a_client_certificate() {
     let (s, port, got, _broker) = with_broker("mqtt-tls");
     let pki = tls::Pki::new(&s.path("pki"));
-    let front = tls::TlsFront::start(&pki, port, true);
+    let front = tls::TlsFront::start(&pki, port.port, true);
     let f = s.path("logs/app.log");
     let run = |name: &str, tls: String| {
         // Something new to send each time.
@@ -722,7 +862,7 @@ fn the_fleet_over_mqtt_heartbeats_reports_status_and_takes_retained_configs() {
     );
     // Retained before the agent exists: it gets it when it subscribes.
     publish(
-        port,
+        port.port,
         "tailbeat/it/config",
         &configs_message(&[("remote", 1, &detail)]),
         true,
@@ -744,7 +884,7 @@ fn the_fleet_over_mqtt_heartbeats_reports_status_and_takes_retained_configs() {
 
     // Garbage on the config topic: logged, counted, nothing changes.
     publish(
-        port,
+        port.port,
         "tailbeat/it/config",
         b"\xff\xff\xff not protobuf",
         false,
@@ -755,14 +895,14 @@ fn the_fleet_over_mqtt_heartbeats_reports_status_and_takes_retained_configs() {
     append(&grp_log, &line("g", 0));
     let grp = format!("paths = [\"{}\"]\nstart_at = \"head\"\n", grp_log.display());
     publish(
-        port,
+        port.port,
         "tailbeat/group/plant-7/config",
         &configs_message(&[("grp", 1, &grp)]),
         true,
     );
     wait_status(&got, "grp", 1, APPLIED, 10);
     publish(
-        port,
+        port.port,
         "tailbeat/it/config",
         &configs_message(&[("remote", 2, "paths = [\"/x\"]\nstart_at = \"middle\"\n")]),
         true,
@@ -806,7 +946,7 @@ fn the_fleet_over_mqtt_heartbeats_reports_status_and_takes_retained_configs() {
             .count()
     };
     let status_before = status_messages();
-    let _broker = Broker::start(port, &got);
+    let _broker = Broker::start(&port, &got);
     let deadline = Instant::now() + Duration::from_secs(20);
     while heartbeats().len() < before + 2 && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(50));
@@ -895,7 +1035,7 @@ fn a_fleet_pipeline_with_its_own_batching_gets_a_connection_and_topics_of_its_ow
         m_log.display()
     );
     publish(
-        port,
+        port.port,
         "tailbeat/it/config",
         &configs_message(&[("metrics", 1, &detail)]),
         true,
@@ -905,7 +1045,7 @@ fn a_fleet_pipeline_with_its_own_batching_gets_a_connection_and_topics_of_its_ow
         &input("app", &app.display().to_string(), ""),
         &format!(
             "{}[batch]\nlinger = \"50ms\"\n[fleet]\nserver = \"mqtt://127.0.0.1:{port}\"\nheartbeat_interval = \"1s\"\n",
-            mqtt_sink(port, "")
+            mqtt_sink(port.port, "")
         ),
     );
     let a = Agent::start(&s, &cfg);
@@ -953,5 +1093,22 @@ fn a_fleet_pipeline_with_its_own_batching_gets_a_connection_and_topics_of_its_ow
                 .last()
                 .is_some_and(|m| m.contains("\"state\":\"offline\"")),
         "{st:?}"
+    );
+}
+
+/// The broker's port is the test's for its whole life: between a broker's kill and its
+/// restart on the same port, no other test's broker (nor any outgoing connection's source
+/// port) can take it, so the agent can only ever reach this test's broker.
+#[test]
+fn nothing_else_can_take_the_broker_port_while_the_test_runs() {
+    let port = BrokerPort::new();
+    let s = Scratch::new("mqtt-port");
+    let got = Received(s.path("received"));
+    let broker = Broker::start(&port, &got);
+    drop(broker);
+    let squatter = TcpListener::bind(("127.0.0.1", port.port));
+    assert!(
+        squatter.is_err(),
+        "port {port} was free for anyone between a broker's kill and its restart"
     );
 }

@@ -1,5 +1,7 @@
 //! Broker and server addresses: `mqtt://`, `mqtts://` and `http://` URLs.
 
+use super::clip;
+
 /// Where an MQTT broker listens.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Endpoint {
@@ -24,7 +26,12 @@ impl std::fmt::Display for Endpoint {
 
 /// Parses `mqtt://host[:port]`, `mqtts://host[:port]`, `mqtt://[v6][:port]`.
 pub fn mqtt(url: &str) -> Result<Endpoint, String> {
-    let bad = || format!("expected mqtt://host:port or mqtts://host:port, got {url:?}");
+    let bad = || {
+        format!(
+            "expected mqtt://host:port or mqtts://host:port, got {}",
+            clip(url)
+        )
+    };
     let (tls, rest) = match (url.strip_prefix("mqtt://"), url.strip_prefix("mqtts://")) {
         (Some(r), _) => (false, r),
         (_, Some(r)) => (true, r),
@@ -49,7 +56,7 @@ pub fn mqtt(url: &str) -> Result<Endpoint, String> {
     let port = match port {
         Some(p) => p
             .parse::<u16>()
-            .map_err(|_| format!("bad port {p:?} in {url:?}"))?,
+            .map_err(|_| format!("bad port {} in {}", clip(p), clip(url)))?,
         None if tls => 8883,
         None => 1883,
     };
@@ -66,7 +73,7 @@ pub fn http(url: &str) -> Result<(), String> {
         .strip_prefix("http://")
         .or_else(|| url.strip_prefix("https://"))
     else {
-        return Err(format!("expected http://host:port/path, got {url:?}"));
+        return Err(format!("expected http://host:port/path, got {}", clip(url)));
     };
     let host = rest.split(['/', '?']).next().unwrap_or("");
     let host = host.rsplit('@').next().unwrap_or(host);
@@ -81,11 +88,11 @@ pub fn http(url: &str) -> Result<(), String> {
         },
     };
     if name.is_empty() {
-        return Err(format!("no host in {url:?}"));
+        return Err(format!("no host in {}", clip(url)));
     }
     if let Some(p) = port {
         if p.parse::<u16>().is_err() {
-            return Err(format!("bad port {p:?} in {url:?}"));
+            return Err(format!("bad port {} in {}", clip(p), clip(url)));
         }
     }
     Ok(())

@@ -1,7 +1,18 @@
-//! Config errors that name the file, line and key at fault.
+//! Config errors that name the file, line and key at fault, and repeat no more of the input
+//! than a person needs to find it.
+//!
+//! Always true: a [`ConfigError`] displays as one line, and however long the value, key or
+//! line at fault, it echoes at most [`ECHO_CHARS`] characters of each quoted value or key
+//! (then `… (N bytes)`), and at most [`MAX_MSG`] bytes of message in all.
 
 use std::fmt;
 use std::path::PathBuf;
+
+/// How many characters of a value (or key) an error message repeats; the rest is counted.
+pub const ECHO_CHARS: usize = 64;
+
+/// The most bytes of message a [`ConfigError`] shows, whatever quoting it failed to cut.
+pub const MAX_MSG: usize = 1024;
 
 /// A config that could not be read: the file, line and key at fault, and what is wrong.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -10,6 +21,9 @@ pub struct ConfigError {
     pub path: Option<PathBuf>,
     /// 1-based line, when known.
     pub line: Option<usize>,
+    /// 1-based column (in characters) on `line`, when known. (u32: keeps the error, and
+    /// every `Result` that carries it, small.)
+    pub column: Option<u32>,
     /// Dotted key, e.g. `spool.max_bytes` or `input[1].paths`.
     pub key: Option<String>,
     /// What is wrong.
@@ -18,34 +32,151 @@ pub struct ConfigError {
 
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match (&self.path, self.line) {
-            (Some(p), Some(l)) => write!(f, "{}:{}: ", p.display(), l)?,
-            (Some(p), None) => write!(f, "{}: ", p.display())?,
-            (None, Some(l)) => write!(f, "line {l}: ")?,
-            (None, None) => {}
+        let at = match (self.line, self.column) {
+            (Some(l), Some(c)) => format!("{l}:{c}"),
+            (Some(l), None) => l.to_string(),
+            _ => String::new(),
+        };
+        match (&self.path, at.is_empty()) {
+            (Some(p), false) => write!(f, "{}:{at}: ", p.display())?,
+            (Some(p), true) => write!(f, "{}: ", p.display())?,
+            (None, false) => write!(f, "line {at}: ")?,
+            (None, true) => {}
         }
         if let Some(k) = &self.key {
-            write!(f, "{k}: ")?;
+            write!(f, "{}: ", clip_key(k))?;
         }
-        f.write_str(&self.msg)
+        // Messages come from serde and toml too, which quote the input whole: bounded here,
+        // where every config error is shown (CLI, logs, FAILED statuses to the fleet).
+        f.write_str(&bound_msg(&self.msg))
     }
 }
 
 impl std::error::Error for ConfigError {}
 
+/// `value` quoted for an error message: whole if short, else its first [`ECHO_CHARS`]
+/// characters and its length, `"abc…"… (8388608 bytes)`.
+pub fn clip(value: &str) -> String {
+    match value.char_indices().nth(ECHO_CHARS) {
+        None => format!("{value:?}"),
+        Some((cut, _)) => format!("{:?}… ({} bytes)", &value[..cut], value.len()),
+    }
+}
+
+/// A key (not quoted) cut like [`clip`].
+fn clip_key(key: &str) -> String {
+    match key.char_indices().nth(ECHO_CHARS) {
+        None => key.to_string(),
+        Some((cut, _)) => format!("{}… ({} bytes)", &key[..cut], key.len()),
+    }
+}
+
+/// `msg` with every quoted stretch (`"..."` as `{:?}` writes it, or `` `...` `` as serde
+/// does) longer than [`ECHO_CHARS`] characters cut like [`clip`] (stretches already cut are
+/// left alone), then cut at [`MAX_MSG`] bytes if it is still longer.
+fn bound_msg(msg: &str) -> std::borrow::Cow<'_, str> {
+    if msg.len() <= ECHO_CHARS {
+        return msg.into();
+    }
+    let mut out = String::new();
+    let mut rest = msg;
+    while let Some(open) = rest.find(['"', '`']) {
+        let q = rest.as_bytes()[open];
+        let body = &rest[open + 1..];
+        // The closing quote; a `"` preceded by a backslash is escaped.
+        let mut close = None;
+        let mut escaped = false;
+        for (i, b) in body.bytes().enumerate() {
+            match b {
+                b'\\' if q == b'"' => escaped = !escaped,
+                b if b == q && !escaped => {
+                    close = Some(i);
+                    break;
+                }
+                _ => escaped = false,
+            }
+        }
+        let Some(close) = close else { break };
+        let inner = &body[..close];
+        let after = &body[close + 1..];
+        out.push_str(&rest[..=open]);
+        match inner.char_indices().nth(ECHO_CHARS) {
+            Some((cut, _)) if !after.starts_with("… (") => {
+                out.push_str(&inner[..cut]);
+                out.push(q as char);
+                out.push_str(&format!("… ({} bytes)", inner.len()));
+            }
+            _ => {
+                out.push_str(inner);
+                out.push(q as char);
+            }
+        }
+        rest = after;
+    }
+    out.push_str(rest);
+    if out.len() > MAX_MSG {
+        let cut = (0..=MAX_MSG)
+            .rev()
+            .find(|&i| out.is_char_boundary(i))
+            .unwrap_or(0);
+        let n = out.len();
+        out.truncate(cut);
+        out.push_str(&format!("… ({n} bytes)"));
+    }
+    out.into()
+}
+
+/// `bytes` as text, or an error naming the line and column of the first byte that is not
+/// UTF-8 (a config file, or a config from the fleet, must be UTF-8).
+pub fn from_utf8(bytes: &[u8]) -> Result<&str, ConfigError> {
+    std::str::from_utf8(bytes).map_err(|e| {
+        let good = &bytes[..e.valid_up_to()];
+        let line_start = good.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+        // The bytes before the bad one on its line are valid UTF-8: count characters.
+        let column = std::str::from_utf8(&good[line_start..]).map_or(0, |s| s.chars().count()) + 1;
+        ConfigError {
+            path: None,
+            line: Some(good.iter().filter(|&&b| b == b'\n').count() + 1),
+            column: u32::try_from(column).ok(),
+            key: None,
+            msg: format!(
+                "not UTF-8 (byte {:#04x}): a config file must be UTF-8 text",
+                bytes[e.valid_up_to()]
+            ),
+        }
+    })
+}
+
 /// TOML text into `T`, errors with the line and key at fault.
 pub(super) fn parse_toml<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, ConfigError> {
     toml::from_str(text).map_err(|e| {
-        let line = e.span().map(|s| line_of(text, s.start));
         let msg = e.message().trim().to_string();
-        let key = line.and_then(|l| key_at(text, l, &msg));
+        let line = e.span().map(|s| line_of(text, s.start));
+        let (line, key) = match (line, missing_field(&msg)) {
+            // A missing key is reported on the table that lacks it: name the table's header
+            // and the key; for the top level, the file as a whole (its first line may be
+            // anything, a comment or another key).
+            (Some(l), Some(field)) => match header_at(text, l) {
+                Some(table) => (Some(l), Some(format!("{table}.{field}"))),
+                None => (None, Some(field.to_string())),
+            },
+            (None, Some(field)) => (None, Some(field.to_string())),
+            (Some(l), None) => (Some(l), key_at(text, l, &msg)),
+            (None, None) => (None, None),
+        };
         ConfigError {
             path: None,
             line,
+            column: None,
             key,
             msg,
         }
     })
+}
+
+/// The field serde's "missing field `x`" names.
+fn missing_field(msg: &str) -> Option<&str> {
+    msg.strip_prefix("missing field `")?.split('`').next()
 }
 
 fn line_of(text: &str, byte: usize) -> usize {
@@ -56,30 +187,57 @@ fn line_of(text: &str, byte: usize) -> usize {
         + 1
 }
 
-/// The table a line belongs to (`spool`, `input[1]`), from the headers above it.
-fn table_at(text: &str, line: usize) -> String {
-    let mut table = String::new();
-    let mut arrays: Vec<(String, usize)> = Vec::new();
-    for l in text.lines().take(line) {
-        let t = l.trim();
+/// Follows table headers line by line: which table (`spool`, `input[1]`) a line is in.
+#[derive(Default)]
+struct Tables {
+    table: String,
+    arrays: Vec<(String, usize)>,
+}
+
+impl Tables {
+    /// Takes the next line; true if it is a table header (then `self.table` is its table).
+    fn feed(&mut self, line: &str) -> bool {
+        let t = line.trim();
         if let Some(name) = t.strip_prefix("[[").and_then(|r| r.split("]]").next()) {
             let name = name.trim().to_string();
-            let n = match arrays.iter_mut().find(|(a, _)| *a == name) {
+            let n = match self.arrays.iter_mut().find(|(a, _)| *a == name) {
                 Some((_, n)) => {
                     *n += 1;
                     *n
                 }
                 None => {
-                    arrays.push((name.clone(), 0));
+                    self.arrays.push((name.clone(), 0));
                     0
                 }
             };
-            table = format!("{name}[{n}]");
+            self.table = format!("{name}[{n}]");
+            true
         } else if let Some(name) = t.strip_prefix('[').and_then(|r| r.split(']').next()) {
-            table = name.trim().to_string();
+            self.table = name.trim().to_string();
+            true
+        } else {
+            false
         }
     }
-    table
+}
+
+/// The table a line belongs to (`spool`, `input[1]`), from the headers above it.
+fn table_at(text: &str, line: usize) -> String {
+    let mut t = Tables::default();
+    for l in text.lines().take(line) {
+        t.feed(l);
+    }
+    t.table
+}
+
+/// The table whose header is on `line`, if that line is a header.
+fn header_at(text: &str, line: usize) -> Option<String> {
+    let mut t = Tables::default();
+    let mut header = false;
+    for l in text.lines().take(line) {
+        header = t.feed(l);
+    }
+    header.then_some(t.table)
 }
 
 /// The dotted key an error on `line` is about.
@@ -90,44 +248,46 @@ fn key_at(text: &str, line: usize, msg: &str) -> Option<String> {
         // An error on a table header is about a key inside it (e.g. a missing field):
         // name the field if the message quotes one.
         msg.split('`').nth(1).map(str::to_string)
+    } else if l.is_empty() || l.starts_with('#') || !l.contains('=') {
+        // Not a `key = value` line (a comment, or the inside of a multi-line value): only
+        // the table is known.
+        None
     } else {
         l.split('=')
             .next()
             .map(|k| k.trim().trim_matches('"').to_string())
     };
     match (table.is_empty(), key) {
-        (true, k) => k,
+        (true, k) => k.filter(|k| !k.is_empty()),
         (false, Some(k)) if !k.is_empty() => Some(format!("{table}.{k}")),
         (false, _) => Some(table),
     }
 }
 
-/// The line where a dotted key (as `validate` names it) is set, if it is.
+/// The line where a dotted key (as `validate` names it) is set, if it is; else the line of
+/// its table's header. One pass over the text.
 pub(super) fn find_key(text: &str, key: &str) -> Option<usize> {
     let (table, field) = match key.rsplit_once('.') {
-        Some((t, f)) => (t.to_string(), f),
-        None => (String::new(), key),
+        Some((t, f)) => (t, f),
+        None => ("", key),
     };
+    let mut tables = Tables::default();
+    let mut header = None;
     for (i, l) in text.lines().enumerate() {
-        let t = l.trim();
-        if t.starts_with('[') {
+        if tables.feed(l) {
+            if header.is_none() && tables.table == table {
+                header = Some(i + 1);
+            }
             continue;
         }
-        if table_at(text, i + 1) == table
-            && t.split('=').next().map(|k| k.trim()) == Some(field)
+        let t = l.trim();
+        if tables.table == table
             && t.contains('=')
+            && t.split('=').next().map(|k| k.trim()) == Some(field)
         {
             return Some(i + 1);
         }
     }
     // Not set on a line of its own: point at the table's header.
-    if table.is_empty() {
-        return None;
-    }
-    (1..=text.lines().count()).find(|&i| {
-        text.lines()
-            .nth(i - 1)
-            .is_some_and(|l| l.trim().starts_with('['))
-            && table_at(text, i) == table
-    })
+    header.filter(|_| !table.is_empty())
 }

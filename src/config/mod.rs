@@ -12,7 +12,7 @@ mod sink;
 mod units;
 
 pub use endpoint::Endpoint;
-pub use error::ConfigError;
+pub use error::{clip, from_utf8, ConfigError};
 use error::{find_key, parse_toml};
 pub use fleet::{Fleet, InstanceConfig};
 pub use pipeline::{parse_pipeline, FleetPipeline, Pipeline};
@@ -186,16 +186,19 @@ fn default_rotate_wait() -> Secs {
 impl Config {
     /// Reads and validates a config file.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+        let with_path = |mut e: ConfigError| {
+            e.path = Some(path.into());
+            e
+        };
+        let bytes = std::fs::read(path).map_err(|e| ConfigError {
             path: Some(path.into()),
             line: None,
+            column: None,
             key: None,
             msg: format!("cannot read: {e}"),
         })?;
-        Config::parse(&text).map_err(|mut e| {
-            e.path = Some(path.into());
-            e
-        })
+        let text = from_utf8(&bytes).map_err(with_path)?;
+        Config::parse(text).map_err(with_path)
     }
 
     /// Parses and validates config text.
@@ -204,6 +207,7 @@ impl Config {
         cfg.validate().map_err(|(key, msg)| ConfigError {
             path: None,
             line: find_key(text, &key),
+            column: None,
             key: Some(key),
             msg,
         })?;
@@ -218,8 +222,8 @@ impl Config {
             return err(
                 "log_level",
                 format!(
-                    "expected one of error, warn, info, debug, trace, got {:?}",
-                    self.log_level
+                    "expected one of error, warn, info, debug, trace, got {}",
+                    clip(&self.log_level)
                 ),
             );
         }
@@ -269,7 +273,11 @@ impl Config {
                 if v.is_empty() || v.contains(['+', '#', '/']) {
                     return err(
                         "fleet.tags",
-                        format!("{k} = {v:?}: a tag value names an MQTT group topic: no '/', '+' or '#'"),
+                        format!(
+                            "{} = {}: a tag value names an MQTT group topic: no '/', '+' or '#'",
+                            clip(k),
+                            clip(v)
+                        ),
                     );
                 }
             }
@@ -298,7 +306,7 @@ impl Config {
             if self.pipelines[..j].iter().any(|o| o.name == p.name) {
                 return err(
                     &format!("{prefix}name"),
-                    format!("{:?} is used twice", p.name),
+                    format!("{} is used twice", clip(&p.name)),
                 );
             }
             if p.inputs.len() != 1 {
@@ -376,7 +384,7 @@ fn check_flow(
         if inputs[..i].iter().any(|o| o.name == inp.name) {
             return err(
                 &k("name"),
-                format!("{:?} is used by another input", inp.name),
+                format!("{} is used by another input", clip(&inp.name)),
             );
         }
         if inp.paths.is_empty() {

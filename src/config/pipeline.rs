@@ -8,7 +8,7 @@
 //! tables left out are the local file's, and its frames are numbered on their own under the
 //! stream id `{instance}/{name}`.
 
-use super::error::parse_toml;
+use super::error::{clip, parse_toml};
 use super::{Batch, ConfigError, Input, Sink, Spool};
 use serde::Deserialize;
 
@@ -115,6 +115,7 @@ pub fn parse_pipeline(name: &str, text: &str) -> Result<FleetPipeline, ConfigErr
         return Err(ConfigError {
             path: None,
             line: None,
+            column: None,
             key: Some("name".into()),
             msg: "a pipeline name must be 1 to 128 characters, no control characters".into(),
         });
@@ -162,9 +163,10 @@ pub(super) fn check_own_name(name: &str) -> Result<(), String> {
         Ok(())
     } else {
         Err(format!(
-            "{name:?}: a pipeline with its own [batch], [spool] or [sink] needs a name of 1 to 64 \
+            "{}: a pipeline with its own [batch], [spool] or [sink] needs a name of 1 to 64 \
              letters, digits, '-', '_' or '.', not starting with '.' (it names a directory and \
-             MQTT topics)"
+             MQTT topics)",
+            clip(name)
         ))
     }
 }

@@ -235,3 +235,104 @@ fn a_pipeline_detail_splits_at_its_first_table_and_keeps_its_lines() {
     let e = parse_pipeline("p", "# about\npaths = 3\n").unwrap_err();
     assert_eq!((e.line, e.key.as_deref()), (Some(2), Some("paths")), "{e}");
 }
+
+#[test]
+fn a_missing_table_is_named_by_its_key_not_by_a_comment() {
+    let no_sink = &GOOD[..GOOD.find("[sink]").unwrap()];
+    for text in [format!("# about this file\n{no_sink}"), no_sink.to_string()] {
+        let e = err(&text);
+        assert_eq!((e.line, e.key.as_deref()), (None, Some("sink")), "{e}");
+        assert_eq!(e.to_string(), "sink: missing field `sink`");
+    }
+    // A key missing from a table: the table's header, and the key inside it.
+    let e = err(&GOOD.replace("paths = [\"/var/log/app/*.log\"]", "# no paths"));
+    assert_eq!(
+        (e.line, e.key.as_deref()),
+        (Some(4), Some("input[0].paths")),
+        "{e}"
+    );
+    // An error on a comment line never takes the comment for a key.
+    let e = err(&format!(
+        "{GOOD}\n[spool]\n# the size\nmax_bytes = \"lots\"\n"
+    ));
+    assert_eq!(e.key.as_deref(), Some("spool.max_bytes"), "{e}");
+}
+
+#[test]
+fn text_that_is_not_utf8_is_named_by_line_and_column() {
+    let e = from_utf8(b"a = 1\nb = \"\xc3\xa9\xff\"\n").unwrap_err();
+    assert_eq!((e.line, e.column), (Some(2), Some(7)), "{e}");
+    assert_eq!(
+        e.to_string(),
+        "line 2:7: not UTF-8 (byte 0xff): a config file must be UTF-8 text"
+    );
+    assert_eq!(from_utf8(b"a = 1\n").unwrap(), "a = 1\n");
+}
+
+#[test]
+fn echoed_values_are_bounded_everywhere() {
+    let big = "y".repeat(100_000);
+    let head = &big[..64];
+    let clipped = format!("\"{head}\"… (100000 bytes)");
+    // Validation (the local file and, through `validate`, the fleet's configs).
+    let e = err(&format!("log_level = \"{big}\"\n{GOOD}"));
+    assert!(e.msg.ends_with(&format!("got {clipped}")), "{e}");
+    let (key, msg) = Config {
+        log_level: big.clone(),
+        ..Config::parse(GOOD).unwrap()
+    }
+    .validate()
+    .unwrap_err();
+    assert_eq!(key, "log_level");
+    assert!(msg.len() < 200, "{msg}");
+    let e = err(&mqtt(&format!("url = \"mqtt://{big}:x\"")));
+    assert!(e.to_string().len() < 300, "{e}");
+    // A fleet pipeline detail: serde's own message, and a name used twice.
+    let e = parse_pipeline("p", &format!("paths = [\"/a\"]\nstart_at = \"{big}\"\n")).unwrap_err();
+    let shown = e.to_string();
+    assert!(
+        shown.starts_with(&format!(
+            "line 2: start_at: unknown variant `{head}`… (100000 bytes), expected"
+        )),
+        "{shown}"
+    );
+    assert!(shown.len() < 200, "{shown}");
+    let e = parse_pipeline(
+        "p",
+        &format!("paths = [\"/a\"]\n[sink]\ntype = \"mqtt\"\nurl = \"{big}\"\n"),
+    )
+    .unwrap();
+    let FleetPipeline::Own { input, sink, .. } = e else {
+        panic!()
+    };
+    let cfg = Config {
+        pipelines: vec![Pipeline {
+            name: "p".into(),
+            inputs: vec![input],
+            batch: Batch::default(),
+            spool: Spool::default(),
+            sink: sink.unwrap(),
+        }],
+        ..Config::parse(GOOD).unwrap()
+    };
+    let (key, msg) = cfg.validate().unwrap_err();
+    assert_eq!(key, "pipeline[0].sink.url");
+    assert!(msg.len() < 200, "{msg}");
+    // An instance config.
+    let e = InstanceConfig::parse(&format!("stats_interval = \"{big}\"\n")).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        format!("line 1: stats_interval: expected a duration like 5s or 250ms, got {clipped}")
+    );
+    // A huge key, and a message with no quotes to cut at.
+    let e = InstanceConfig::parse(&format!("{big} = 1\n")).unwrap_err();
+    assert!(e.to_string().len() < 400, "{e}");
+    let e = ConfigError {
+        path: None,
+        line: None,
+        column: None,
+        key: None,
+        msg: big.clone(),
+    };
+    assert!(e.to_string().len() < 1100, "{}", e.to_string().len());
+}

@@ -59,9 +59,9 @@ impl<'de> Deserialize<'de> for Size {
                     .map_err(|_| E::custom(format!("expected a size like 8MiB, got {v}")))
             }
             fn visit_str<E: de::Error>(self, v: &str) -> Result<Size, E> {
-                parse_size(v)
-                    .map(Size)
-                    .ok_or_else(|| E::custom(format!("expected a size like 8MiB, got {v:?}")))
+                parse_size(v).map(Size).ok_or_else(|| {
+                    E::custom(format!("expected a size like 8MiB, got {}", super::clip(v)))
+                })
             }
         }
         d.deserialize_any(V)
@@ -83,7 +83,10 @@ impl<'de> Deserialize<'de> for Secs {
             }
             fn visit_str<E: de::Error>(self, v: &str) -> Result<Secs, E> {
                 parse_duration(v).map(Secs).ok_or_else(|| {
-                    E::custom(format!("expected a duration like 5s or 250ms, got {v:?}"))
+                    E::custom(format!(
+                        "expected a duration like 5s or 250ms, got {}",
+                        super::clip(v)
+                    ))
                 })
             }
         }
