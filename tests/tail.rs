@@ -395,3 +395,35 @@ fn more_files_than_can_be_open_are_all_read_and_the_wait_is_reported() {
         "nothing waits at the end"
     );
 }
+
+#[test]
+fn a_file_that_appears_and_is_renamed_away_while_the_spool_is_full_is_still_read() {
+    let s = Scratch::new("blocked-rename");
+    // The sink cannot write, the spool is tiny: reading is paused (on_full = "block").
+    let (a, f, _size, inp) = stuck_behind(&s, "old");
+    let b = s.path("logs/b.log");
+    for i in 0..20 {
+        append(&b, &line("b", i));
+    }
+    // The glob is the live name only: once renamed, only its identity finds it.
+    let inputs = format!(
+        "{inp}{}",
+        input(
+            "b",
+            &format!("{}/logs/b.log", s.0.display()),
+            "max_line_bytes = 200"
+        )
+    );
+    s.config("", &inputs, &format!("{TINY_SPOOL}{FULL_DISK_SINK}"));
+    a.signal("HUP");
+    a.wait_log("reloaded", 5);
+    a.wait_log("logs/b.log from byte 0", 10);
+    fs::rename(&b, s.path("logs/b.log.1")).unwrap();
+    // A working sink: the backlog drains, reading resumes.
+    s.config("", &inputs, TINY_SPOOL);
+    a.signal("HUP");
+    let got = wait_until(&s.path("out.tbf"), 20, |g| numbers(g, "b").len() == 20);
+    let log = a.stop();
+    assert_eq!(numbers(&got, "b"), (0..20).collect::<Vec<_>>(), "{log}");
+    let _ = f;
+}

@@ -20,7 +20,6 @@ use std::time::{Duration, Instant};
 /// Files → batch → spool, for one pipeline.
 pub(super) async fn collect(st: Shared, pipe: PipeRef) {
     let mut sleep = MIN_POLL;
-    let mut last_scan: Option<Instant> = None;
     // Progress is logged from the local pipeline's loop rather than from a timer of its own:
     // an idle agent then has one periodic wake-up per pipeline, the poll.
     let mut last_stats = (Instant::now(), u64::MAX, u64::MAX);
@@ -39,7 +38,7 @@ pub(super) async fn collect(st: Shared, pipe: PipeRef) {
             if park(&st, &pipe, &mut disk).await {
                 break;
             }
-            last_scan = None;
+            pipe.borrow_mut().last_scan = None;
             continue;
         }
         let now = Instant::now();
@@ -49,9 +48,11 @@ pub(super) async fn collect(st: Shared, pipe: PipeRef) {
             let mut p = pipe.borrow_mut();
             let p = &mut *p;
             let poll = s.cfg.poll_interval.0;
-            if last_scan.is_none_or(|t| now.duration_since(t) >= poll.min(Duration::from_secs(1))) {
+            if p.last_scan
+                .is_none_or(|t| now.duration_since(t) >= poll.min(Duration::from_secs(1)))
+            {
                 p.tailer.scan(now, &p.batch, &mut s.c);
-                last_scan = Some(now);
+                p.last_scan = Some(now);
             }
             let outcome = if p.pending.is_some() {
                 Outcome::BatchFull
@@ -326,6 +327,19 @@ async fn close_frame(st: &Shared, pipe: &PipeRef, log: &mut DiskLog) -> bool {
         };
         // Acks ring `space`: room on disk comes back first through the sink.
         wake.wait_for(delay).await;
+        // Reading is paused, looking is not: files that appear, are rotated or truncated
+        // meanwhile are opened and followed by identity (a generation renamed away while
+        // the spool is full is still read when there is room, whatever the glob).
+        let mut g = st.borrow_mut();
+        let s = &mut *g;
+        let every = s.cfg.poll_interval.0.min(Duration::from_secs(1));
+        let mut p = pipe.borrow_mut();
+        let p = &mut *p;
+        let now = Instant::now();
+        if p.last_scan.is_none_or(|t| now.duration_since(t) >= every) {
+            p.tailer.scan(now, &p.batch, &mut s.c);
+            p.last_scan = Some(now);
+        }
     };
     if let Some(w) = disk {
         let mut s = st.borrow_mut();

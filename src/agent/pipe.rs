@@ -65,6 +65,8 @@ pub(crate) struct Pipe {
     pub(super) ended: bool,
     /// When the last checkpoint was tried.
     pub(super) last_checkpoint: Instant,
+    /// When the tailer last looked for new, rotated and truncated files.
+    pub(super) last_scan: Option<Instant>,
     /// Positions or sequence numbers moved since the last checkpoint that was written.
     pub(super) changed: bool,
     /// Checkpoints are failing (a full disk): since when, how many, when last logged.
@@ -221,6 +223,7 @@ impl Pipe {
                 removed: false,
                 ended: false,
                 last_checkpoint: Instant::now(),
+                last_scan: None,
                 changed: false,
                 ck_failing: None,
                 spooled: Notify::new(),

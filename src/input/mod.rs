@@ -405,12 +405,14 @@ impl Tailer {
             t.pos = size;
             t.committed = size;
         }
-        // The same name still draining a rotated predecessor: wait for it.
+        // The same name still draining a predecessor: wait for it. A predecessor renamed to
+        // a name the glob also matches (`app.log.1` under `app.log*`) is not marked rotated,
+        // but it is no longer under the name it was found by.
         if let Some(p) = self
             .files
             .iter()
             .rev()
-            .find(|f| f.rotated.is_some() && *f.wire_path == *wire)
+            .find(|f| *f.wire_path == *wire && (f.rotated.is_some() || f.path != path))
         {
             t.wait_for = Some((p.dev, p.ino));
         }

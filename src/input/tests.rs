@@ -553,3 +553,16 @@ fn a_copy_shorter_than_the_fingerprint_is_found_by_an_earlier_one() {
     assert_eq!(r.numbers("w").len(), 8);
     assert_eq!(r.numbers("b"), [0, 1, 2]);
 }
+
+#[test]
+fn a_file_renamed_to_a_name_the_glob_matches_is_read_before_its_successor() {
+    let mut r = Rig::new("rename-wide", "app.log*", "");
+    r.lines("app.log", "a", 0..10);
+    r.poll(Duration::ZERO);
+    // Written, then renamed before the agent read it; the new file fills faster.
+    r.lines("app.log", "a", 10..3000);
+    fs::rename(r.path("app.log"), r.path("app.log.1")).unwrap();
+    r.lines("app.log", "a", 3000..6000);
+    r.settle();
+    assert_eq!(r.numbers("a"), (0..6000).collect::<Vec<_>>());
+}
