@@ -235,7 +235,10 @@ impl Tailer {
                 continue;
             }
             if let Some(m) = self.marks.get_mut(&key) {
-                if m.offset == n.size {
+                // Not at the first scan: then every known file is opened, so that the
+                // generations of a log are chained in order (one read to its end may still
+                // be written to by a writer that has not reopened yet).
+                if self.started && m.offset == n.size {
                     // Read to its end before it was let go (or retired): nothing to open it
                     // for. The mark follows the name it is found under now.
                     m.path = n.path.as_os_str().as_bytes().to_vec();

@@ -566,3 +566,22 @@ fn a_file_renamed_to_a_name_the_glob_matches_is_read_before_its_successor() {
     r.settle();
     assert_eq!(r.numbers("a"), (0..6000).collect::<Vec<_>>());
 }
+
+#[test]
+fn after_a_restart_a_generation_read_to_its_end_still_comes_before_its_successor() {
+    let mut r = Rig::new("restart-order", "app.log*", "");
+    r.lines("app.log", "a", 0..10);
+    r.poll(Duration::ZERO);
+    let marks = r.t.marks(&r.b);
+    // While the agent is down: renamed, a new file started, and the old one written to
+    // once more by a writer that has not reopened yet... before the new one gets lines.
+    fs::rename(r.path("app.log"), r.path("app.log.1")).unwrap();
+    r.write("app.log", "");
+    let input = r.t.inputs[0].clone();
+    r.t = Tailer::new(vec![input], marks, false);
+    r.poll(Duration::from_millis(100));
+    r.lines("app.log.1", "a", 10..12);
+    r.lines("app.log", "a", 12..20);
+    r.settle();
+    assert_eq!(r.numbers("a"), (0..20).collect::<Vec<_>>());
+}
