@@ -458,7 +458,20 @@ impl Tailer {
         let open = |k: (u64, u64)| self.files.iter().any(|f| (f.dev, f.ino) == k && !f.suspect);
         match find_copy(dir, &[(m.fp_len, m.fp)], (live.dev, live.ino), open) {
             Some(copy) => {
-                self.attach_copy(copy, &wire, live.input, m.offset, now, c);
+                self.attach_copy(copy.clone(), &wire, live.input, m.offset, now, c);
+                // Then the generations copied away after it while the agent was down; the
+                // file that now has the name waits for the last (see open_new).
+                let live_path = PathBuf::from(std::ffi::OsStr::from_bytes(&m.path));
+                let later = self.later_generations(&copy, &live_path, &wire, live.input, now, c);
+                for mut g in later {
+                    g.wait_for = self
+                        .files
+                        .iter()
+                        .rev()
+                        .find(|f| *f.wire_path == *wire && f.rotated.is_some())
+                        .map(|f| (f.dev, f.ino));
+                    self.files.push(g);
+                }
             }
             None => self.truncation_loss(&live.path, m.size, m.offset, c),
         }
@@ -513,20 +526,95 @@ impl Tailer {
         let known = |k: (u64, u64)| self.is_known(k);
         match find_copy(&dir, &fps, key, known) {
             Some(copy) => {
-                if let Some(ck) = self.attach_copy(copy, &wire, input, pos, now, c) {
-                    // Read the copy before what is written to the truncated file from now on.
-                    let copy = self.files.pop().expect("attached last");
-                    let at = self
+                // The copy, then the generations copied away after it unseen, then what is
+                // written to the truncated file from now on: in that order.
+                let mut chain = Vec::new();
+                if self
+                    .attach_copy(copy.clone(), &wire, input, pos, now, c)
+                    .is_some()
+                {
+                    chain.push(self.files.pop().expect("attached last"));
+                }
+                chain.extend(self.later_generations(&copy, &path, &wire, input, now, c));
+                let at = self
+                    .files
+                    .iter()
+                    .position(|f| (f.dev, f.ino) == key)
+                    .expect("the truncated file is open");
+                // A copy that was open already: the later generations wait for it.
+                let mut prev = match chain.first() {
+                    Some(g) if g.path == copy => None,
+                    _ => std::fs::metadata(&copy).ok().map(|m| (m.dev(), m.ino())),
+                };
+                for (k, mut g) in chain.into_iter().enumerate() {
+                    if g.wait_for.is_none() {
+                        g.wait_for = prev;
+                    }
+                    prev = Some((g.dev, g.ino));
+                    self.files.insert(at + k, g);
+                }
+                if let Some(p) = prev {
+                    let live = self
                         .files
-                        .iter()
-                        .position(|f| (f.dev, f.ino) == key)
+                        .iter_mut()
+                        .find(|f| (f.dev, f.ino) == key)
                         .expect("the truncated file is open");
-                    self.files.insert(at, copy);
-                    self.files[at + 1].wait_for = Some(ck);
+                    live.wait_for = Some(p);
                 }
             }
             None => self.truncation_loss(&path, before, pos, c),
         }
+    }
+
+    /// Generations of the log at `live` that were copied away after `copy` (newer, by
+    /// modification time) and that no one knows: copytruncate ran more than once between two
+    /// looks (the agent stopped, down, or paused with a full disk), so their heads were never
+    /// seen. They are read whole, oldest first, whatever the glob: they hold the log's lines.
+    fn later_generations(
+        &mut self,
+        copy: &Path,
+        live: &Path,
+        wire: &Rc<str>,
+        input: usize,
+        now: Instant,
+        c: &mut Counters,
+    ) -> Vec<Tailed> {
+        let Some(since) = std::fs::metadata(copy).ok().and_then(|m| m.modified().ok()) else {
+            return Vec::new();
+        };
+        let dir = live.parent().unwrap_or(Path::new("."));
+        let mut later: Vec<(std::time::SystemTime, PathBuf)> = std::fs::read_dir(dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|e| {
+                let p = e.path();
+                let m = e.metadata().ok()?;
+                let key = (m.dev(), m.ino());
+                let mtime = m.modified().ok()?;
+                let unknown = !self.marks.contains_key(&key)
+                    && !self.files.iter().any(|f| (f.dev, f.ino) == key);
+                (m.is_file() && p != live && family(&p) == live && mtime > since && unknown)
+                    .then_some((mtime, p))
+            })
+            .collect();
+        later.sort_by(|a, b| a.0.cmp(&b.0).then_with(|| b.1.cmp(&a.1)));
+        let mut out = Vec::new();
+        for (_, p) in later {
+            match Tailed::open(input, p.clone(), wire.clone(), 0) {
+                Ok(mut t) => {
+                    log::info!(
+                        "reading {}, a generation of {wire} copied away unseen",
+                        p.display()
+                    );
+                    t.rotated = Some(now);
+                    c.files_opened += 1;
+                    out.push(t);
+                }
+                Err(e) => log::warn!("cannot open {}: {e}", p.display()),
+            }
+        }
+        out
     }
 
     /// Opens `copy`, the copy copytruncate left of what was read up to `pos` under `wire`, to

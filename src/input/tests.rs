@@ -585,3 +585,40 @@ fn after_a_restart_a_generation_read_to_its_end_still_comes_before_its_successor
     r.settle();
     assert_eq!(r.numbers("a"), (0..20).collect::<Vec<_>>());
 }
+
+#[test]
+fn generations_copied_away_unseen_are_read_in_order_whatever_the_glob() {
+    // Only the live name matches. Between two looks (the agent stopped), logrotate's
+    // copytruncate ran three times: the agent knew the first generation only.
+    for down in [false, true] {
+        let mut r = Rig::new(&format!("ct-unseen-{down}"), "app.log", "");
+        r.lines("app.log", "g0", 0..5);
+        r.poll(Duration::ZERO);
+        let marks = r.t.marks(&r.b);
+        r.lines("app.log", "g0", 5..8);
+        for g in 1..4u32 {
+            std::thread::sleep(Duration::from_millis(5));
+            r.copytruncate("app.log", &format!("app.log.{g}"));
+            r.lines("app.log", &format!("g{g}"), 0..6);
+        }
+        if down {
+            let input = r.t.inputs[0].clone();
+            r.t = Tailer::new(vec![input], marks, false);
+        }
+        r.settle();
+        let order: Vec<&str> = r.got.iter().map(|(_, l)| &l[..2]).collect();
+        assert_eq!(r.numbers("g0"), (0..8).collect::<Vec<_>>(), "down: {down}");
+        for g in 1..4 {
+            assert_eq!(
+                r.numbers(&format!("g{g}")),
+                (0..6).collect::<Vec<_>>(),
+                "down: {down}"
+            );
+        }
+        assert!(
+            order.windows(2).all(|w| w[0] <= w[1]),
+            "down: {down}: {order:?}"
+        );
+        assert_eq!(r.c.truncated_lost_bytes, 0);
+    }
+}
