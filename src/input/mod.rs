@@ -334,6 +334,7 @@ impl Tailer {
         };
         new.sort_by_key(key);
         let mut prev: Option<(usize, PathBuf, (u64, u64))> = None;
+        let open_before = self.files.len();
         for n in new {
             let fam = family(&n.path).to_path_buf();
             let before = self.files.len();
@@ -341,16 +342,27 @@ impl Tailer {
             if self.files.len() == before {
                 continue;
             }
-            let key = {
-                let t = self.files.last_mut().expect("just opened");
-                if let Some((input, pf, pk)) = &prev {
-                    if *input == t.input && *pf == fam && t.wait_for.is_none() {
-                        t.wait_for = Some(*pk);
-                    }
-                }
-                (t.dev, t.ino)
+            // What this generation comes after: the one opened just before it in this scan,
+            // or else the newest generation of the same log that was already open and renamed
+            // away (still being drained: several renames while the agent was stopped).
+            let chained = match &prev {
+                Some((input, pf, pk)) if *input == n.input && *pf == fam => Some(*pk),
+                _ => None,
             };
-            prev = Some((self.files[before].input, fam, key));
+            let older = self.files[..open_before]
+                .iter()
+                .rev()
+                .find(|f| f.path != fam && !f.suspect && family(Path::new(&*f.wire_path)) == fam)
+                .map(|f| (f.dev, f.ino));
+            let t = self.files.last_mut().expect("just opened");
+            match (chained, older) {
+                (Some(k), _) => t.wait_for = Some(k),
+                (None, Some(k)) if t.wait_for.is_none() && k != (t.dev, t.ino) => {
+                    t.wait_for = Some(k)
+                }
+                _ => {}
+            }
+            prev = Some((t.input, fam, (t.dev, t.ino)));
         }
     }
 

@@ -622,3 +622,43 @@ fn generations_copied_away_unseen_are_read_in_order_whatever_the_glob() {
         assert_eq!(r.c.truncated_lost_bytes, 0);
     }
 }
+
+#[test]
+fn back_to_back_copytruncates_under_a_wide_glob_read_each_line_once() {
+    let mut r = Rig::new("ct-b2b", "b.log*", "");
+    r.lines("b.log", "g48", 0..4);
+    r.poll(Duration::ZERO);
+    fs::copy(r.path("b.log"), r.path("b.log.49")).unwrap();
+    r.truncate("b.log");
+    r.lines("b.log", "g49", 0..4);
+    r.poll(Duration::from_millis(50));
+    fs::copy(r.path("b.log"), r.path("b.log.50")).unwrap();
+    r.poll(Duration::from_millis(50));
+    r.lines("b.log", "w", 0..2);
+    r.truncate("b.log");
+    r.lines("b.log", "g50", 0..4);
+    r.settle();
+    assert_eq!(r.numbers("g48"), [0, 1, 2, 3]);
+    assert_eq!(r.numbers("g49"), [0, 1, 2, 3]);
+    assert_eq!(r.numbers("g50"), [0, 1, 2, 3]);
+    // Written inside logrotate's copy->truncate window, never seen: no agent can have them.
+    assert_eq!(r.numbers("w"), Vec::<u32>::new());
+}
+
+#[test]
+fn renames_while_stopped_under_a_wide_glob_are_read_generation_by_generation() {
+    let mut r = Rig::new("renames-stopped", "app.log*", "");
+    r.lines("app.log", "a", 0..10);
+    r.poll(Duration::ZERO);
+    // Stopped: the open file gets more lines and is renamed; a whole generation is
+    // written and renamed; then the live one starts.
+    r.lines("app.log", "a", 10..3000);
+    fs::rename(r.path("app.log"), r.path("app.log.1")).unwrap();
+    std::thread::sleep(Duration::from_millis(5));
+    r.lines("app.log", "a", 3000..6000);
+    fs::rename(r.path("app.log"), r.path("app.log.2")).unwrap();
+    std::thread::sleep(Duration::from_millis(5));
+    r.lines("app.log", "a", 6000..9000);
+    r.settle();
+    assert_eq!(r.numbers("a"), (0..9000).collect::<Vec<_>>());
+}
