@@ -54,7 +54,7 @@ impl fmt::Display for ConfigError {
 
 impl std::error::Error for ConfigError {}
 
-/// `value` quoted for an error message: whole if short, else its first [`ECHO_CHARS`]
+/// `value` quoted for an error message: whole if short, else its first 64 (`ECHO_CHARS`)
 /// characters and its length, `"abc…"… (8388608 bytes)`.
 pub fn clip(value: &str) -> String {
     match value.char_indices().nth(ECHO_CHARS) {
