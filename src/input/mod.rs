@@ -436,10 +436,15 @@ impl Tailer {
         self.files.push(t);
     }
 
-    /// Whether `t`'s first bytes (all of them, up to [`file::FP_MAX`]) are the first bytes of
-    /// a live file we tail. An empty file counts: it may be a copy whose first write has not
-    /// landed yet, and it has nothing to read anyway.
+    /// Whether `t`, a file with a rotation suffix, starts with the first bytes (all of its
+    /// own, up to [`file::FP_MAX`]) of a live file we tail. An empty one counts: it may be a
+    /// copy whose first write has not landed yet, and it has nothing to read anyway.
     fn is_copy_of_live(&self, t: &Tailed) -> bool {
+        // A copy has a rotation suffix: a file under a log's own name (`app.log`) is the live
+        // one, read from its first byte even when it starts empty.
+        if family(&t.path) == t.path.as_path() {
+            return false;
+        }
         if t.size == 0 {
             return true;
         }
