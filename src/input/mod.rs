@@ -319,14 +319,18 @@ impl Tailer {
     /// after the other, oldest first by modification time, so the log's lines reach the sink
     /// in the order they were written.
     fn open_in_order(&mut self, mut new: Vec<Found>, now: Instant, c: &mut Counters) {
-        // Same modification time (a coarse clock): the live name last, and `app.log.2`
-        // before `app.log.1`.
+        // Files the agent knows first (a mark: it read them before), so that one truncated
+        // while the agent was down claims its copy before the copy could be taken for a new
+        // file; then by modification time; at the same time (a coarse clock) the live name
+        // last, and `app.log.2` before `app.log.1`.
+        let marks = &self.marks;
         let key = |f: &Found| {
             let fam = family(&f.path).to_path_buf();
             let live = fam == f.path;
             (
                 f.input,
                 fam,
+                !marks.contains_key(&(f.dev, f.ino)),
                 f.mtime,
                 live,
                 std::cmp::Reverse(f.path.clone()),
@@ -336,6 +340,10 @@ impl Tailer {
         let mut prev: Option<(usize, PathBuf, (u64, u64))> = None;
         let open_before = self.files.len();
         for n in new {
+            // Opened meanwhile: claimed as the copy of a file opened before it.
+            if self.files.iter().any(|f| (f.dev, f.ino) == (n.dev, n.ino)) {
+                continue;
+            }
             let fam = family(&n.path).to_path_buf();
             let before = self.files.len();
             self.open_new(n.input, n.path, n.dev, n.ino, n.size, now, c);

@@ -679,3 +679,20 @@ fn a_live_file_that_starts_empty_is_read_from_its_first_write() {
     assert_eq!(r.numbers("c"), (0..12).collect::<Vec<_>>());
     assert_eq!(r.numbers("d"), [0, 1, 2]);
 }
+
+#[test]
+fn a_copy_made_while_down_is_not_read_from_its_head_under_a_wide_glob() {
+    let mut r = Rig::new("ct-down-wide", "a.log*", "");
+    r.lines("a.log", "g0", 0..10);
+    r.poll(Duration::ZERO);
+    let marks = r.t.marks(&r.b);
+    // While the agent is down: copied, truncated, written again.
+    r.lines("a.log", "g0", 10..12);
+    r.copytruncate("a.log", "a.log.1");
+    r.lines("a.log", "g1", 0..5);
+    let input = r.t.inputs[0].clone();
+    r.t = Tailer::new(vec![input], marks, false);
+    r.settle();
+    assert_eq!(r.numbers("g0"), (0..12).collect::<Vec<_>>());
+    assert_eq!(r.numbers("g1"), (0..5).collect::<Vec<_>>());
+}
