@@ -370,7 +370,10 @@ impl Tailer {
                 }
                 _ => {}
             }
-            prev = Some((t.input, fam, (t.dev, t.ino)));
+            // A suspect is not read until it differs: nothing waits for it.
+            prev = (!t.suspect)
+                .then_some((t.input, fam, (t.dev, t.ino)))
+                .or(prev);
         }
     }
 
@@ -942,9 +945,27 @@ impl Tailer {
             return false;
         };
         let own = self.files[i].file.metadata().map(|m| m.len()).ok();
+        // A chain of waits that comes back to this file would wait for ever: let it go.
+        let me = (self.files[i].dev, self.files[i].ino);
+        let mut next = Some(k);
+        let mut looped = false;
+        for _ in 0..self.files.len() {
+            let Some(n) = next else { break };
+            if n == me {
+                looped = true;
+                break;
+            }
+            next = self
+                .files
+                .iter()
+                .find(|p| (p.dev, p.ino) == n)
+                .and_then(|p| p.wait_for);
+        }
         if let Some(p) = self.files.iter_mut().find(|p| (p.dev, p.ino) == k) {
             let _ = p.stat();
-            if !p.at_eof() {
+            // A suspect (perhaps a copy in the making) is not read until it differs: it holds
+            // no one back meanwhile.
+            if !p.at_eof() && !p.suspect && !looped {
                 return true;
             }
         }

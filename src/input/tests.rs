@@ -696,3 +696,19 @@ fn a_copy_made_while_down_is_not_read_from_its_head_under_a_wide_glob() {
     assert_eq!(r.numbers("g0"), (0..12).collect::<Vec<_>>());
     assert_eq!(r.numbers("g1"), (0..5).collect::<Vec<_>>());
 }
+
+#[test]
+fn a_copy_in_the_making_holds_no_one_back() {
+    // A file that looks like a copy of the live one (not read until it differs) is found
+    // together with a new generation of the same log: the new one is read all the same.
+    let mut r = Rig::new("suspect-chain", "c.log*", "");
+    r.lines("c.log", "c", 0..5);
+    r.poll(Duration::ZERO);
+    let whole = fs::read(r.path("c.log")).unwrap();
+    fs::write(r.path("c.log.1"), &whole[..40]).unwrap();
+    std::thread::sleep(Duration::from_millis(5));
+    r.lines("c.log.2", "n", 0..3);
+    r.poll(Duration::from_millis(100));
+    r.poll(Duration::from_millis(100));
+    assert_eq!(r.numbers("n"), [0, 1, 2]);
+}
