@@ -26,8 +26,19 @@ pub struct SourceRef<'a> {
 struct SourceSlot {
     dev: u64,
     ino: u64,
+    fp_len: u32,
+    fp: u32,
     encoded: Vec<u8>,
     end: u64,
+}
+
+impl SourceSlot {
+    /// The same file as `src` knows it: same inode and same fingerprint. A file truncated
+    /// and written again (or whose fingerprint grew) gets a slot of its own, after the old
+    /// one, so a frame never names new content's offsets with the old content's identity.
+    fn is(&self, src: &SourceRef<'_>) -> bool {
+        (self.dev, self.ino, self.fp_len, self.fp) == (src.dev, src.ino, src.fp_len, src.fp)
+    }
 }
 
 /// Accumulates lines into one batch frame.
@@ -127,10 +138,7 @@ impl BatchBuilder {
         if self.lines >= self.max_lines {
             return false;
         }
-        let idx = self
-            .sources
-            .iter()
-            .rposition(|s| s.dev == src.dev && s.ino == src.ino);
+        let idx = self.sources.iter().rposition(|s| s.is(src));
         let new_src = if idx.is_none() {
             src.path.len() + 45
         } else {
@@ -169,11 +177,7 @@ impl BatchBuilder {
     /// new content can reach the spool without the claim (a restart would otherwise read the
     /// copy again). A noted source rides with the next line; it closes no frame by itself.
     pub fn note(&mut self, src: &SourceRef<'_>, end: u64) {
-        match self
-            .sources
-            .iter()
-            .rposition(|s| s.dev == src.dev && s.ino == src.ino)
-        {
+        match self.sources.iter().rposition(|s| s.is(src)) {
             Some(i) => self.sources[i].end = self.sources[i].end.max(end),
             None => {
                 self.add_source(src, end);
@@ -192,6 +196,8 @@ impl BatchBuilder {
         self.sources.push(SourceSlot {
             dev: src.dev,
             ino: src.ino,
+            fp_len: src.fp_len,
+            fp: src.fp,
             encoded,
             end,
         });

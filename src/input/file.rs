@@ -91,6 +91,10 @@ pub struct Tailed {
     /// Found starting like a live file (or empty): perhaps a copy in the making. Not read
     /// until a scan sees it differ, or claimed as the copy when the original is truncated.
     pub suspect: bool,
+    /// The copytruncate copy of this file (dev, ino), attached while lines read from that
+    /// file before its truncation were still in the batch: those lines are the copy's too,
+    /// so its position is not checkpointed past them until they are in the spool.
+    pub origin: Option<(u64, u64)>,
 }
 
 impl Tailed {
@@ -119,6 +123,7 @@ impl Tailed {
             opened: Instant::now(),
             limit: None,
             suspect: false,
+            origin: None,
         };
         t.refresh_fp()?;
         Ok(t)

@@ -530,6 +530,7 @@ impl Tailer {
         c.files_truncated += 1;
         let f = &mut self.files[i];
         let pos = f.pos;
+        let committed = f.committed;
         // The fingerprint, then the shorter ones it grew from: a copy taken while the file
         // was shorter than its fingerprint is found by those.
         let mut fps = vec![(f.fp_len, f.fp)];
@@ -561,7 +562,12 @@ impl Tailer {
                     .attach_copy(copy.clone(), &wire, input, pos, now, c)
                     .is_some()
                 {
-                    chain.push(self.files.pop().expect("attached last"));
+                    let mut t = self.files.pop().expect("attached last");
+                    // What the batch (or a refused frame) still holds of the old content is
+                    // the copy's too: not committed until those lines are spooled.
+                    t.origin = Some(key);
+                    t.committed = committed.min(t.pos);
+                    chain.push(t);
                 }
                 chain.extend(self.later_generations(&copy, &path, &wire, input, now, c));
                 let at = self
@@ -985,6 +991,16 @@ impl Tailer {
     /// Records that a frame holding lines up to `end` of file `(dev, ino)` is in the spool.
     pub fn commit(&mut self, dev: u64, ino: u64, end: u64) {
         self.unspooled.retain(|&k| k != (dev, ino));
+        // The copy of a truncated file shares the old content's offsets.
+        for f in self
+            .files
+            .iter_mut()
+            .filter(|f| f.origin == Some((dev, ino)))
+        {
+            if end <= f.pos {
+                f.committed = f.committed.max(end);
+            }
+        }
         if let Some(f) = self.files.iter_mut().find(|f| (f.dev, f.ino) == (dev, ino)) {
             // A frame built before a truncation names the old content's offsets: ignore them.
             if end <= f.pos {
@@ -1035,7 +1051,8 @@ fn family(path: &Path) -> &Path {
 /// Whether `f` has lines that are not in the spool yet: in the open batch, or in a frame the
 /// disk refused.
 fn held(batch: &BatchBuilder, unspooled: &[(u64, u64)], f: &Tailed) -> bool {
-    batch.holds(f.dev, f.ino) || unspooled.contains(&(f.dev, f.ino))
+    let by = |k: (u64, u64)| batch.holds(k.0, k.1) || unspooled.contains(&k);
+    by((f.dev, f.ino)) || f.origin.is_some_and(by)
 }
 
 /// Whether the file a mark names is still under the mark's path.

@@ -712,3 +712,76 @@ fn a_copy_in_the_making_holds_no_one_back() {
     r.poll(Duration::from_millis(100));
     assert_eq!(r.numbers("n"), [0, 1, 2]);
 }
+
+/// What the spool does at start-up with a frame: positions moved by its sources.
+fn replay(marks: &mut Vec<FileMark>, frame: &[u8]) {
+    let batch = decode_batch(frame).unwrap();
+    for s in &batch.sources {
+        let m = FileMark {
+            path: s.path.as_bytes().to_vec(),
+            dev: s.dev,
+            ino: s.ino,
+            fp_len: s.fp_len,
+            fp: s.fp,
+            offset: s.end,
+            size: s.end,
+        };
+        match marks.iter_mut().find(|f| (f.dev, f.ino) == (s.dev, s.ino)) {
+            Some(f) => *f = m,
+            None => marks.push(m),
+        }
+    }
+}
+
+#[test]
+fn a_checkpoint_while_the_batch_holds_the_old_content_does_not_skip_it_in_the_copy() {
+    let mut r = Rig::new("ck-batch-ct", "app.log", "");
+    r.lines("app.log", "a", 0..10);
+    r.poll(Duration::ZERO);
+    r.lines("app.log", "a", 10..12);
+    r.now += Duration::from_millis(100);
+    r.t.scan(r.now, &r.b, &mut r.c);
+    assert_eq!(r.t.read(&mut r.b, r.now, 0, &mut r.c), Outcome::Idle);
+    // a10, a11 are in the open batch; copytruncate; a checkpoint; kill -9.
+    r.copytruncate("app.log", "app.log.1");
+    r.now += Duration::from_millis(100);
+    r.t.scan(r.now, &r.b, &mut r.c);
+    while r.t.read(&mut r.b, r.now, 0, &mut r.c) != Outcome::Idle {}
+    let marks = r.t.marks(&r.b);
+    let input = r.t.inputs[0].clone();
+    r.t = Tailer::new(vec![input], marks, false);
+    r.b = BatchBuilder::new(1000, 1 << 20);
+    r.got.clear();
+    r.settle();
+    assert_eq!(r.numbers("a"), [10, 11], "a10, a11 were never spooled");
+}
+
+#[test]
+fn a_frame_spanning_a_truncation_names_the_new_content_by_its_own_fingerprint() {
+    let mut r = Rig::new("frame-span-ct", "app.log", "");
+    r.lines("app.log", "a", 0..10);
+    r.poll(Duration::ZERO);
+    let mut marks = r.t.marks(&r.b);
+    r.lines("app.log", "a", 10..12);
+    r.now += Duration::from_millis(100);
+    r.t.scan(r.now, &r.b, &mut r.c);
+    assert_eq!(r.t.read(&mut r.b, r.now, 0, &mut r.c), Outcome::Idle);
+    r.copytruncate("app.log", "app.log.1");
+    r.lines("app.log", "b", 0..5);
+    r.now += Duration::from_millis(100);
+    r.t.scan(r.now, &r.b, &mut r.c);
+    while r.t.read(&mut r.b, r.now, 0, &mut r.c) != Outcome::Idle {}
+    // The frame reaches the spool; kill -9 before the next checkpoint.
+    let frame = r.b.finish("t", 1);
+    replay(&mut marks, &frame);
+    let input = r.t.inputs[0].clone();
+    r.t = Tailer::new(vec![input], marks, false);
+    r.got.clear();
+    r.settle();
+    assert_eq!(
+        r.numbers("b"),
+        Vec::<u32>::new(),
+        "b0..b4 are in the spooled frame"
+    );
+    assert_eq!(r.numbers("a"), Vec::<u32>::new(), "a10, a11 too");
+}
