@@ -112,6 +112,12 @@ impl Rig {
         self.read();
     }
 
+    /// A new tailer from `marks`, as after a restart.
+    fn restart(&mut self, marks: Vec<FileMark>) {
+        let input = self.t.inputs[0].clone();
+        self.t = Tailer::new(vec![input], marks, false);
+    }
+
     /// Polls until rotated files are let go.
     fn settle(&mut self) {
         for _ in 0..4 {
@@ -377,8 +383,7 @@ fn a_known_inode_with_a_new_head_is_read_from_its_head() {
         offset: 60,
         size: 100,
     };
-    let input = r.t.inputs[0].clone();
-    r.t = Tailer::new(vec![input], vec![old], false);
+    r.restart(vec![old]);
     r.poll(Duration::ZERO);
     assert_eq!(r.numbers("new"), [0, 1, 2, 3, 4]);
     // A truncation while not open, or a reused inode: the old content's unread rest is
@@ -397,8 +402,7 @@ fn copytruncate_while_not_open_finds_the_copy_even_when_the_file_was_written_aga
     r.lines("app.log", "a", 10..12);
     r.copytruncate("app.log", "app.log.1");
     r.lines("app.log", "b", 0..40);
-    let input = r.t.inputs[0].clone();
-    r.t = Tailer::new(vec![input], marks, false);
+    r.restart(marks);
     r.settle();
     assert_eq!(r.numbers("a"), (0..12).collect::<Vec<_>>());
     assert_eq!(r.numbers("b"), (0..40).collect::<Vec<_>>());
@@ -440,8 +444,7 @@ fn a_claimed_copy_reaches_the_frame_before_the_new_content() {
             size: s.end,
         })
         .collect();
-    let input = r.t.inputs[0].clone();
-    r.t = Tailer::new(vec![input], marks, false);
+    r.restart(marks);
     r.got.clear();
     r.settle();
     assert_eq!(r.numbers("a"), Vec::<u32>::new());
@@ -577,8 +580,7 @@ fn after_a_restart_a_generation_read_to_its_end_still_comes_before_its_successor
     // once more by a writer that has not reopened yet... before the new one gets lines.
     fs::rename(r.path("app.log"), r.path("app.log.1")).unwrap();
     r.write("app.log", "");
-    let input = r.t.inputs[0].clone();
-    r.t = Tailer::new(vec![input], marks, false);
+    r.restart(marks);
     r.poll(Duration::from_millis(100));
     r.lines("app.log.1", "a", 10..12);
     r.lines("app.log", "a", 12..20);
@@ -602,8 +604,7 @@ fn generations_copied_away_unseen_are_read_in_order_whatever_the_glob() {
             r.lines("app.log", &format!("g{g}"), 0..6);
         }
         if down {
-            let input = r.t.inputs[0].clone();
-            r.t = Tailer::new(vec![input], marks, false);
+            r.restart(marks);
         }
         r.settle();
         let order: Vec<&str> = r.got.iter().map(|(_, l)| &l[..2]).collect();
@@ -690,8 +691,7 @@ fn a_copy_made_while_down_is_not_read_from_its_head_under_a_wide_glob() {
     r.lines("a.log", "g0", 10..12);
     r.copytruncate("a.log", "a.log.1");
     r.lines("a.log", "g1", 0..5);
-    let input = r.t.inputs[0].clone();
-    r.t = Tailer::new(vec![input], marks, false);
+    r.restart(marks);
     r.settle();
     assert_eq!(r.numbers("g0"), (0..12).collect::<Vec<_>>());
     assert_eq!(r.numbers("g1"), (0..5).collect::<Vec<_>>());
@@ -748,8 +748,7 @@ fn a_checkpoint_while_the_batch_holds_the_old_content_does_not_skip_it_in_the_co
     r.t.scan(r.now, &r.b, &mut r.c);
     while r.t.read(&mut r.b, r.now, 0, &mut r.c) != Outcome::Idle {}
     let marks = r.t.marks(&r.b);
-    let input = r.t.inputs[0].clone();
-    r.t = Tailer::new(vec![input], marks, false);
+    r.restart(marks);
     r.b = BatchBuilder::new(1000, 1 << 20);
     r.got.clear();
     r.settle();
@@ -774,8 +773,7 @@ fn a_frame_spanning_a_truncation_names_the_new_content_by_its_own_fingerprint() 
     // The frame reaches the spool; kill -9 before the next checkpoint.
     let frame = r.b.finish("t", 1);
     replay(&mut marks, &frame);
-    let input = r.t.inputs[0].clone();
-    r.t = Tailer::new(vec![input], marks, false);
+    r.restart(marks);
     r.got.clear();
     r.settle();
     assert_eq!(
