@@ -538,3 +538,48 @@ fn files_under_data_dir_are_private_whatever_the_umask() {
     let mode = fs::metadata(&m_out).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o600, "the file sink's output");
 }
+
+/// While reading waits for room on disk, the agent still looks for files every poll: a log
+/// that appears and is renamed away meanwhile (the glob matches the live name only) is held
+/// by identity and read once there is room. Before, it looked only when it tried the disk
+/// again (up to 5 s apart), and such a generation was never seen nor counted.
+#[test]
+fn a_file_renamed_away_while_the_disk_is_full_is_still_read() {
+    let s = Scratch::new("fault-full-rename");
+    let data = s.path("data");
+    let _fs = Tmpfs::mount(&data, "1m");
+    let filler = data.join("filler");
+    {
+        use std::io::Write;
+        let mut f = fs::File::create(&filler).unwrap();
+        let block = vec![0u8; 64 << 10];
+        while f.write_all(&block).is_ok() {}
+        let _ = f.sync_all();
+    }
+    let log = app_log(&s, "g", 200);
+    let b = s.path("logs/b.log");
+    let inputs = format!(
+        "{}{}",
+        input("app", log.to_str().unwrap(), ""),
+        input("b", b.to_str().unwrap(), "")
+    );
+    let a = Agent::start(&s, &s.config("", &inputs, ""));
+    a.wait_log("reading paused", 30);
+    // Let the retries back off to their longest wait.
+    std::thread::sleep(Duration::from_secs(8));
+    for i in 0..20 {
+        append(&b, &line("b", i));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    fs::rename(&b, s.path("logs/b.log.1")).unwrap();
+    fs::remove_file(&filler).unwrap();
+    let got = wait_until(&s.path("out.tbf"), 30, |g| numbers(g, "b").len() == 20);
+    let out = a.stop();
+    assert_eq!(
+        numbers(&got, "b"),
+        (0..20).collect::<Vec<_>>(),
+        "{}",
+        tail(&out)
+    );
+    assert_exactly_once(&numbers(&got, "g"), 200);
+}

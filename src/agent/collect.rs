@@ -325,20 +325,33 @@ async fn close_frame(st: &Shared, pipe: &PipeRef, log: &mut DiskLog) -> bool {
                 (p.space.clone(), Duration::from_secs(1))
             }
         };
-        // Acks ring `space`: room on disk comes back first through the sink.
-        wake.wait_for(delay).await;
-        // Reading is paused, looking is not: files that appear, are rotated or truncated
-        // meanwhile are opened and followed by identity (a generation renamed away while
-        // the spool is full is still read when there is room, whatever the glob).
-        let mut g = st.borrow_mut();
-        let s = &mut *g;
-        let every = s.cfg.poll_interval.0.min(Duration::from_secs(1));
-        let mut p = pipe.borrow_mut();
-        let p = &mut *p;
-        let now = Instant::now();
-        if p.last_scan.is_none_or(|t| now.duration_since(t) >= every) {
-            p.tailer.scan(now, &p.batch, &mut s.c);
-            p.last_scan = Some(now);
+        // Acks ring `space`: room on disk comes back first through the sink. Reading is
+        // paused, looking is not: the wait is cut in slices of the scan interval, and files
+        // that appear, are rotated or truncated meanwhile are opened and followed by identity
+        // (a generation renamed away while reading waits is still read when there is room,
+        // whatever the glob). The next try at the spool still waits the whole `delay`.
+        let until = Instant::now() + delay;
+        loop {
+            let every = st.borrow().cfg.poll_interval.0.min(Duration::from_secs(1));
+            let now = Instant::now();
+            let slice = until.saturating_duration_since(now).min(every);
+            wake.wait_for(slice).await;
+            let woke_early = now.elapsed() < slice;
+            let mut g = st.borrow_mut();
+            let s = &mut *g;
+            if s.shutdown {
+                break;
+            }
+            let mut p = pipe.borrow_mut();
+            let p = &mut *p;
+            let now = Instant::now();
+            if p.last_scan.is_none_or(|t| now.duration_since(t) >= every) {
+                p.tailer.scan(now, &p.batch, &mut s.c);
+                p.last_scan = Some(now);
+            }
+            if woke_early || now >= until {
+                break;
+            }
         }
     };
     if let Some(w) = disk {
