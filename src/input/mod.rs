@@ -575,9 +575,11 @@ impl Tailer {
                     .iter()
                     .position(|f| (f.dev, f.ino) == key)
                     .expect("the truncated file is open");
-                // A copy that was open already: the later generations wait for it.
+                // The copy takes the truncated file's place in the order: it waits for what
+                // that file waited for (a generation renamed away, not yet drained). A copy
+                // that was open already: the later generations wait for it.
                 let mut prev = match chain.first() {
-                    Some(g) if g.path == copy => None,
+                    Some(g) if g.path == copy => self.files[at].wait_for,
                     _ => std::fs::metadata(&copy).ok().map(|m| (m.dev(), m.ino())),
                 };
                 for (k, mut g) in chain.into_iter().enumerate() {

@@ -783,3 +783,31 @@ fn a_frame_spanning_a_truncation_names_the_new_content_by_its_own_fingerprint() 
     );
     assert_eq!(r.numbers("a"), Vec::<u32>::new(), "a10, a11 too");
 }
+
+#[test]
+fn a_copy_takes_its_place_after_a_generation_renamed_before_it() {
+    // Only the live name matches. Reading waits (a full disk: the scans go on): the file is
+    // renamed with lines unread, a new one fills, and that one is copytruncated.
+    let mut r = Rig::new("rename-then-ct", "b.log", "");
+    r.lines("b.log", "g0", 0..3);
+    r.poll(Duration::ZERO);
+    r.lines("b.log", "g0", 3..2000);
+    fs::rename(r.path("b.log"), r.path("b.log.1")).unwrap();
+    r.lines("b.log", "g1", 0..5);
+    r.now += Duration::from_millis(100);
+    r.t.scan(r.now, &r.b, &mut r.c);
+    r.copytruncate("b.log", "b.log.2");
+    r.lines("b.log", "g2", 0..5);
+    r.now += Duration::from_millis(100);
+    r.t.scan(r.now, &r.b, &mut r.c);
+    r.settle();
+    let order: Vec<&str> = r.got.iter().map(|(_, l)| &l[..2]).collect();
+    assert!(order.windows(2).all(|w| w[0] <= w[1]), "{:?}", {
+        let mut o = order.clone();
+        o.dedup();
+        o
+    });
+    assert_eq!(r.numbers("g0").len(), 2000);
+    assert_eq!(r.numbers("g1").len(), 5);
+    assert_eq!(r.numbers("g2").len(), 5);
+}
