@@ -973,7 +973,9 @@ impl Tailer {
             let _ = p.stat();
             // A suspect (perhaps a copy in the making) is not read until it differs: it holds
             // no one back meanwhile.
-            if !p.at_eof() && !p.suspect && !looped {
+            // A predecessor still waiting for its own holds this one back too, even if it is
+            // empty: the order is the whole chain's.
+            if (!p.at_eof() || p.wait_for.is_some()) && !p.suspect && !looped {
                 return true;
             }
         }

@@ -811,3 +811,28 @@ fn a_copy_takes_its_place_after_a_generation_renamed_before_it() {
     assert_eq!(r.numbers("g1").len(), 5);
     assert_eq!(r.numbers("g2").len(), 5);
 }
+
+#[test]
+fn waiting_is_transitive_through_an_empty_generation() {
+    // While the agent is down, logrotate copytruncates twice, the second time an empty
+    // file; then the live one fills. The rest of the first copy comes first: the empty copy
+    // in between is "at its end" but must not let the live file go ahead of it.
+    let mut r = Rig::new("wait-chain", "app.log", "");
+    r.lines("app.log", "g0", 0..10);
+    r.poll(Duration::ZERO);
+    let marks = r.t.marks(&r.b);
+    r.lines("app.log", "g0", 10..3000);
+    r.copytruncate("app.log", "app.log.1");
+    std::thread::sleep(Duration::from_millis(5));
+    r.copytruncate("app.log", "app.log.2");
+    r.lines("app.log", "g2", 0..10);
+    r.restart(marks);
+    r.settle();
+    let order: Vec<&str> = r.got.iter().map(|(_, l)| &l[..2]).collect();
+    assert!(
+        order.windows(2).all(|w| w[0] <= w[1]),
+        "g2 before the end of g0"
+    );
+    assert_eq!(r.numbers("g0"), (0..3000).collect::<Vec<_>>());
+    assert_eq!(r.numbers("g2").len(), 10);
+}
