@@ -56,6 +56,18 @@ impl Drop for Tmpfs {
 }
 
 /// CPU time the process has used (user + system), in clock ticks (1/100 s on Linux).
+/// Fills the file system under `dir` with a file written in `block`-byte writes until the
+/// disk refuses one; returns the file (remove it to give the room back).
+fn fill(dir: &Path, block: usize) -> PathBuf {
+    use std::io::Write;
+    let filler = dir.join("filler");
+    let mut f = fs::File::create(&filler).unwrap();
+    let block = vec![0u8; block];
+    while f.write_all(&block).is_ok() {}
+    let _ = f.sync_all();
+    filler
+}
+
 fn cpu_ticks(pid: u32) -> u64 {
     let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
     // Fields after the command name (which may hold spaces): state is field 3, utime 14.
@@ -232,14 +244,7 @@ fn an_agent_started_on_a_full_disk_waits_quietly_and_resumes_when_space_returns(
     let s = Scratch::new("fault-full-start");
     let data = s.path("data");
     let _fs = Tmpfs::mount(&data, "1m");
-    let filler = data.join("filler");
-    {
-        use std::io::Write;
-        let mut f = fs::File::create(&filler).unwrap();
-        let block = vec![0u8; 64 << 10];
-        while f.write_all(&block).is_ok() {}
-        let _ = f.sync_all();
-    }
+    let filler = fill(&data, 64 << 10);
     let log = app_log(&s, "g", 500);
     let cfg = s.config("", &input("app", log.to_str().unwrap(), ""), "");
     let a = Agent::start(&s, &cfg);
@@ -282,13 +287,7 @@ fn acked_segments_are_let_go_when_a_disk_filled_by_someone_else_has_room_again()
             .count()
     };
     assert!(segs() > 5, "{} segments", segs());
-    let filler = data.join("filler");
-    {
-        use std::io::Write;
-        let mut f = fs::File::create(&filler).unwrap();
-        let block = vec![0u8; 4096];
-        while f.write_all(&block).is_ok() {}
-    }
+    let filler = fill(&data, 4096);
     srv.restart();
     let got = acc.wait_lines(&s, 300, 30);
     assert_exactly_once(&numbers(&got, "h"), 300);
@@ -548,14 +547,7 @@ fn a_file_renamed_away_while_the_disk_is_full_is_still_read() {
     let s = Scratch::new("fault-full-rename");
     let data = s.path("data");
     let _fs = Tmpfs::mount(&data, "1m");
-    let filler = data.join("filler");
-    {
-        use std::io::Write;
-        let mut f = fs::File::create(&filler).unwrap();
-        let block = vec![0u8; 64 << 10];
-        while f.write_all(&block).is_ok() {}
-        let _ = f.sync_all();
-    }
+    let filler = fill(&data, 64 << 10);
     let log = app_log(&s, "g", 200);
     let b = s.path("logs/b.log");
     let inputs = format!(
