@@ -319,19 +319,31 @@ impl Tailer {
     /// after the other, oldest first by modification time, so the log's lines reach the sink
     /// in the order they were written.
     fn open_in_order(&mut self, mut new: Vec<Found>, now: Instant, c: &mut Counters) {
-        // Files the agent knows first (a mark: it read them before), so that one truncated
-        // while the agent was down claims its copy before the copy could be taken for a new
-        // file; then by modification time; at the same time (a coarse clock) the live name
-        // last, and `app.log.2` before `app.log.1`.
-        let marks = &self.marks;
+        // By modification time, so generations are opened in the order they were written;
+        // at the same time (a coarse clock) the live name last, and `app.log.2` before
+        // `app.log.1`. A file the agent knows that was truncated while it was down takes
+        // the place of its copy, just before it: it claims the copy there (so the copy is not
+        // taken for a new file), and generations older than the copy still come first.
+        let claims: HashMap<(u64, u64), Option<std::time::SystemTime>> = new
+            .iter()
+            .filter_map(|f| {
+                let key = (f.dev, f.ino);
+                let copy = self.copy_left_while_down(&f.path, key, f.size)?;
+                Some((key, std::fs::metadata(copy).ok()?.modified().ok()))
+            })
+            .collect();
         let key = |f: &Found| {
             let fam = family(&f.path).to_path_buf();
             let live = fam == f.path;
+            let (mtime, rank) = match claims.get(&(f.dev, f.ino)) {
+                Some(copy) => (*copy, 0),
+                None => (f.mtime, 1),
+            };
             (
                 f.input,
                 fam,
-                !marks.contains_key(&(f.dev, f.ino)),
-                f.mtime,
+                mtime,
+                rank,
                 live,
                 std::cmp::Reverse(f.path.clone()),
             )
@@ -346,6 +358,14 @@ impl Tailer {
             }
             let fam = family(&n.path).to_path_buf();
             let before = self.files.len();
+            // Files open before this one, other than suspects: a suspect taken up as this
+            // file's copy joins the chain that open_new builds.
+            let existing: HashSet<(u64, u64)> = self
+                .files
+                .iter()
+                .filter(|f| !f.suspect)
+                .map(|f| (f.dev, f.ino))
+                .collect();
             self.open_new(n.input, n.path, n.dev, n.ino, n.size, now, c);
             if self.files.len() == before {
                 continue;
@@ -362,18 +382,36 @@ impl Tailer {
                 .rev()
                 .find(|f| f.path != fam && !f.suspect && family(Path::new(&*f.wire_path)) == fam)
                 .map(|f| (f.dev, f.ino));
-            let t = self.files.last_mut().expect("just opened");
-            match (chained, older) {
-                (Some(k), _) => t.wait_for = Some(k),
-                (None, Some(k)) if t.wait_for.is_none() && k != (t.dev, t.ino) => {
-                    t.wait_for = Some(k)
+            // open_new may have put a chain before this file (the copy of what it held
+            // when it was truncated while the agent was down, then the generations copied
+            // away after that): the chain's first file is what waits for the generation
+            // before, so the chain keeps its own order.
+            let last = self.files.last().expect("just opened");
+            let tail = (last.input, (last.dev, last.ino), last.suspect);
+            let mut head = tail.1;
+            for _ in 0..self.files.len() {
+                let up = self
+                    .files
+                    .iter()
+                    .find(|f| (f.dev, f.ino) == head)
+                    .and_then(|f| f.wait_for);
+                match up {
+                    Some(k) if !existing.contains(&k) && k != tail.1 => head = k,
+                    _ => break,
                 }
+            }
+            let h = self
+                .files
+                .iter_mut()
+                .find(|f| (f.dev, f.ino) == head)
+                .expect("in the chain");
+            match (chained, older) {
+                (Some(k), _) if h.wait_for.is_none() || head == tail.1 => h.wait_for = Some(k),
+                (None, Some(k)) if h.wait_for.is_none() && k != head => h.wait_for = Some(k),
                 _ => {}
             }
             // A suspect is not read until it differs: nothing waits for it.
-            prev = (!t.suspect)
-                .then_some((t.input, fam, (t.dev, t.ino)))
-                .or(prev);
+            prev = (!tail.2).then_some((tail.0, fam, tail.1)).or(prev);
         }
     }
 
@@ -445,6 +483,23 @@ impl Tailer {
         log::info!("tailing {} from byte {}", path.display(), t.pos);
         c.files_opened += 1;
         self.files.push(t);
+    }
+
+    /// The copy of a file the agent has a mark for, if the file was truncated while it was
+    /// not open (shorter than the mark's offset, or another head) and copytruncate left a
+    /// copy of what the mark knew.
+    fn copy_left_while_down(&self, path: &Path, key: (u64, u64), size: u64) -> Option<PathBuf> {
+        let m = self.marks.get(&key)?;
+        if m.fp_len == 0 {
+            return None;
+        }
+        let file = std::fs::File::open(path).ok()?;
+        if size >= m.offset && fingerprint(&file, m.fp_len).ok().flatten() == Some(m.fp) {
+            return None;
+        }
+        let dir = path.parent().unwrap_or(Path::new("."));
+        let open = |k: (u64, u64)| self.files.iter().any(|f| (f.dev, f.ino) == k && !f.suspect);
+        find_copy(dir, &[(m.fp_len, m.fp)], key, open)
     }
 
     /// Whether `t`, a file with a rotation suffix, starts with the first bytes (all of its

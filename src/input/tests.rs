@@ -836,3 +836,45 @@ fn waiting_is_transitive_through_an_empty_generation() {
     assert_eq!(r.numbers("g0"), (0..3000).collect::<Vec<_>>());
     assert_eq!(r.numbers("g2").len(), 10);
 }
+
+#[test]
+fn a_copy_made_while_down_comes_before_the_new_content_after_an_older_generation() {
+    // app.log.1 was read to its end before the stop; app.log was not. While the agent is
+    // down, copytruncate copies app.log to app.log.2 (more than a batch left unread) and the
+    // writer goes on in app.log. At the restart the two marked files are chained in order
+    // (app.log.1, then app.log), and app.log's copy must stay between them.
+    let mut r = Rig::new("ct-down-chain", "app.log*", "");
+    r.lines("app.log", "a", 0..10);
+    r.poll(Duration::ZERO);
+    r.copytruncate("app.log", "app.log.1");
+    r.lines("app.log", "a", 10..20);
+    r.settle();
+    let marks = r.t.marks(&r.b);
+    r.lines("app.log", "a", 20..2500);
+    r.copytruncate("app.log", "app.log.2");
+    r.lines("app.log", "a", 2500..2510);
+    r.restart(marks);
+    r.settle();
+    assert_eq!(r.numbers("a"), (0..2510).collect::<Vec<_>>());
+}
+
+#[test]
+fn generations_copied_away_while_down_from_a_file_left_empty_come_before_it() {
+    // The agent stops with app.log empty (its last generation copied and read): its mark
+    // has no head to know it by. While it is down, copytruncate runs twice more. At the
+    // restart app.log is known, the copies are not: the copies' lines come first all the same.
+    let mut r = Rig::new("ct-down-empty", "app.log*", "");
+    r.lines("app.log", "a", 0..5);
+    r.poll(Duration::ZERO);
+    r.copytruncate("app.log", "app.log.1");
+    r.settle();
+    let marks = r.t.marks(&r.b);
+    r.lines("app.log", "a", 5..10);
+    r.copytruncate("app.log", "app.log.2");
+    r.lines("app.log", "a", 10..15);
+    r.copytruncate("app.log", "app.log.3");
+    r.lines("app.log", "a", 15..20);
+    r.restart(marks);
+    r.settle();
+    assert_eq!(r.numbers("a"), (0..20).collect::<Vec<_>>());
+}
