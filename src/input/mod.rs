@@ -445,6 +445,7 @@ impl Tailer {
             // the copy.
             t.suspect = true;
         }
+        let mut after = Vec::new();
         if let Some(m) = self.marks.remove(&(dev, ino)) {
             if m.fp_len <= t.fp_len && fingerprint(&t.file, m.fp_len).ok().flatten() == Some(m.fp)
                 || m.fp_len == 0
@@ -455,7 +456,7 @@ impl Tailer {
                     t.wire_path = String::from_utf8_lossy(&m.path).into();
                     log::debug!("{}: resuming at byte {}", path.display(), m.offset);
                 } else {
-                    self.truncated_while_down(&m, &t, now, c);
+                    after = self.truncated_while_down(&m, &t, now, c);
                 }
             } else {
                 // The inode no longer starts as it did: truncated while not open and written
@@ -463,7 +464,7 @@ impl Tailer {
                 // Either way it is read from its head; the rest of what the mark knew is in
                 // a copy, or lost.
                 log::debug!("{}: new content under a known inode", path.display());
-                self.truncated_while_down(&m, &t, now, c);
+                after = self.truncated_while_down(&m, &t, now, c);
             }
         } else if !self.started && self.first_run && self.inputs[idx].start_at == StartAt::Tail {
             t.pos = size;
@@ -482,7 +483,13 @@ impl Tailer {
         }
         log::info!("tailing {} from byte {}", path.display(), t.pos);
         c.files_opened += 1;
+        let mut prev = (t.dev, t.ino);
         self.files.push(t);
+        for mut g in after {
+            g.wait_for = Some(prev);
+            prev = (g.dev, g.ino);
+            self.files.push(g);
+        }
     }
 
     /// The copy of a file the agent has a mark for, if the file was truncated while it was
@@ -526,13 +533,16 @@ impl Tailer {
     /// truncated while it was not open. The copy of what the mark knew is claimed, from the
     /// mark's offset, even when nothing of it is unread (so a glob that matches it does not
     /// read it again); with no copy, what was unread is counted.
+    ///
+    /// Returns the generations that come after `live` itself: copies newer than it when it
+    /// was renamed away (see [`split_after_renamed`]); the caller opens them after it.
     fn truncated_while_down(
         &mut self,
         m: &FileMark,
         live: &Tailed,
         now: Instant,
         c: &mut Counters,
-    ) {
+    ) -> Vec<Tailed> {
         c.files_truncated += 1;
         let dir = live.path.parent().unwrap_or(Path::new("."));
         let wire: Rc<str> = String::from_utf8_lossy(&m.path).into();
@@ -545,7 +555,10 @@ impl Tailer {
                 // Then the generations copied away after it while the agent was down; the
                 // file that now has the name waits for the last (see open_new).
                 let live_path = PathBuf::from(std::ffi::OsStr::from_bytes(&m.path));
-                let later = self.later_generations(&copy, &live_path, &wire, live.input, now, c);
+                let key = (live.dev, live.ino);
+                let mut later =
+                    self.later_generations(&copy, &live_path, key, &wire, live.input, now, c);
+                let after = split_after_renamed(&mut later, &copy, &live_path, key, &live.file);
                 for mut g in later {
                     g.wait_for = self
                         .files
@@ -555,8 +568,12 @@ impl Tailer {
                         .map(|f| (f.dev, f.ino));
                     self.files.push(g);
                 }
+                after
             }
-            None => self.truncation_loss(&live.path, m.size, m.offset, c),
+            None => {
+                self.truncation_loss(&live.path, m.size, m.offset, c);
+                Vec::new()
+            }
         }
     }
 
@@ -624,12 +641,14 @@ impl Tailer {
                     t.committed = committed.min(t.pos);
                     chain.push(t);
                 }
-                chain.extend(self.later_generations(&copy, &path, &wire, input, now, c));
+                chain.extend(self.later_generations(&copy, &path, key, &wire, input, now, c));
                 let at = self
                     .files
                     .iter()
                     .position(|f| (f.dev, f.ino) == key)
                     .expect("the truncated file is open");
+                let after =
+                    split_after_renamed(&mut chain, &copy, &path, key, &self.files[at].file);
                 // The copy takes the truncated file's place in the order: it waits for what
                 // that file waited for (a generation renamed away, not yet drained). A copy
                 // that was open already: the later generations wait for it.
@@ -644,13 +663,20 @@ impl Tailer {
                     prev = Some((g.dev, g.ino));
                     self.files.insert(at + k, g);
                 }
+                let at = self
+                    .files
+                    .iter()
+                    .position(|f| (f.dev, f.ino) == key)
+                    .expect("the truncated file is open");
                 if let Some(p) = prev {
-                    let live = self
-                        .files
-                        .iter_mut()
-                        .find(|f| (f.dev, f.ino) == key)
-                        .expect("the truncated file is open");
-                    live.wait_for = Some(p);
+                    self.files[at].wait_for = Some(p);
+                }
+                // The generations newer than the renamed file come after it, in order.
+                let mut prev = key;
+                for (k, mut g) in after.into_iter().enumerate() {
+                    g.wait_for = Some(prev);
+                    prev = (g.dev, g.ino);
+                    self.files.insert(at + 1 + k, g);
                 }
             }
             None => self.truncation_loss(&path, before, pos, c),
@@ -661,10 +687,12 @@ impl Tailer {
     /// modification time) and that no one knows: copytruncate ran more than once between two
     /// looks (the agent stopped, down, or paused with a full disk), so their heads were never
     /// seen. They are read whole, oldest first, whatever the glob: they hold the log's lines.
+    #[allow(clippy::too_many_arguments)]
     fn later_generations(
         &mut self,
         copy: &Path,
         live: &Path,
+        not: (u64, u64),
         wire: &Rc<str>,
         input: usize,
         now: Instant,
@@ -683,7 +711,8 @@ impl Tailer {
                 let m = e.metadata().ok()?;
                 let key = (m.dev(), m.ino());
                 let mtime = m.modified().ok()?;
-                let unknown = !self.marks.contains_key(&key)
+                let unknown = key != not
+                    && !self.marks.contains_key(&key)
                     && !self.files.iter().any(|f| (f.dev, f.ino) == key);
                 (m.is_file() && p != live && family(&p) == live && mtime > since && unknown)
                     .then_some((mtime, p))
@@ -869,7 +898,61 @@ impl Tailer {
                     }
                 }
             }
-            _ => self.vanished(&m, c),
+            // Another head: truncated while not open (copytruncate), then written again and
+            // renamed. Its copy (from the mark's offset), the copies made after it, its new
+            // content, then the copies newer than it: all before the file that now has its
+            // name.
+            Ok(_) => {
+                let Ok(mut t) = Tailed::open(input, p.clone(), wire.clone(), 0) else {
+                    return self.vanished(&m, c);
+                };
+                log::info!(
+                    "{wire} was truncated and rotated to {} while not open: reading it from its head",
+                    p.display()
+                );
+                t.rotated = Some(now);
+                c.files_opened += 1;
+                let had: HashSet<(u64, u64)> = self
+                    .files
+                    .iter()
+                    .filter(|f| !f.suspect)
+                    .map(|f| (f.dev, f.ino))
+                    .collect();
+                let after = self.truncated_while_down(&m, &t, now, c);
+                let mut chain = Vec::new();
+                let mut i = 0;
+                while i < self.files.len() {
+                    if had.contains(&(self.files[i].dev, self.files[i].ino)) {
+                        i += 1;
+                    } else {
+                        chain.push(self.files.remove(i));
+                    }
+                }
+                t.wait_for = chain.last().map(|g| (g.dev, g.ino));
+                chain.push(t);
+                for mut g in after {
+                    g.wait_for = chain.last().map(|g| (g.dev, g.ino));
+                    chain.push(g);
+                }
+                let last = chain.last().map(|g| (g.dev, g.ino));
+                let at = self
+                    .files
+                    .iter()
+                    .position(|f| *f.wire_path == *wire)
+                    .unwrap_or(self.files.len());
+                for (k, g) in chain.into_iter().enumerate() {
+                    self.files.insert(at + k, g);
+                }
+                if let Some(n) = self
+                    .files
+                    .iter_mut()
+                    .skip(at)
+                    .find(|f| *f.wire_path == *wire && f.rotated.is_none())
+                {
+                    n.wait_for = last;
+                }
+            }
+            Err(_) => self.vanished(&m, c),
         }
     }
 
@@ -1129,6 +1212,29 @@ fn mark(f: &Tailed, offset: u64) -> FileMark {
         fp: f.fp,
         offset,
         size: f.size,
+    }
+}
+
+/// Splits off the generations of `chain` (the copy of a truncated file, then the copies
+/// made after it, oldest first) that come after the truncated file itself, `file`, known as
+/// `key`. Still under its name `path`, it is the newest: none. Renamed away since, the later
+/// copies are copies of it made before the rename, then copies of the file that took its
+/// name: its modification time (its last write, before the rename) says where it stands.
+fn split_after_renamed(
+    chain: &mut Vec<Tailed>,
+    copy: &Path,
+    path: &Path,
+    key: (u64, u64),
+    file: &std::fs::File,
+) -> Vec<Tailed> {
+    let moved = std::fs::metadata(path).map_or(true, |m| (m.dev(), m.ino()) != key);
+    let mtime = |f: &std::fs::File| f.metadata().and_then(|m| m.modified()).ok();
+    match mtime(file) {
+        Some(own) if moved => chain
+            .iter()
+            .position(|g| g.path != copy && mtime(&g.file).is_some_and(|t| t > own))
+            .map_or(Vec::new(), |i| chain.split_off(i)),
+        _ => Vec::new(),
     }
 }
 

@@ -878,3 +878,51 @@ fn generations_copied_away_while_down_from_a_file_left_empty_come_before_it() {
     r.settle();
     assert_eq!(r.numbers("a"), (0..20).collect::<Vec<_>>());
 }
+
+#[test]
+fn a_truncated_file_renamed_away_keeps_its_place_among_the_copies() {
+    // Between two looks: copytruncate (app.log.1), the writer goes on in the same file, which
+    // is then renamed (app.log.2); a new app.log is written and copytruncated (app.log.3).
+    // The renamed file's new content comes after app.log.1 and before app.log.3.
+    let mut r = Rig::new("ct-then-rename", "app.log*", "");
+    let tick = || std::thread::sleep(Duration::from_millis(15));
+    r.lines("app.log", "a", 0..10);
+    r.poll(Duration::ZERO);
+    r.lines("app.log", "a", 10..12);
+    r.copytruncate("app.log", "app.log.1");
+    tick();
+    r.lines("app.log", "a", 12..20);
+    fs::rename(r.path("app.log"), r.path("app.log.2")).unwrap();
+    tick();
+    r.lines("app.log", "a", 20..30);
+    r.copytruncate("app.log", "app.log.3");
+    tick();
+    r.lines("app.log", "a", 30..35);
+    r.settle();
+    assert_eq!(r.numbers("a"), (0..35).collect::<Vec<_>>());
+}
+
+#[test]
+fn a_file_truncated_and_renamed_while_down_keeps_its_place_among_the_copies() {
+    // The same as above with the agent down meanwhile, under either glob.
+    for glob in ["app.log*", "app.log"] {
+        let mut r = Rig::new(&format!("ct-rename-down-{}", glob.len()), glob, "");
+        let tick = || std::thread::sleep(Duration::from_millis(15));
+        r.lines("app.log", "a", 0..10);
+        r.poll(Duration::ZERO);
+        let marks = r.t.marks(&r.b);
+        r.lines("app.log", "a", 10..12);
+        r.copytruncate("app.log", "app.log.1");
+        tick();
+        r.lines("app.log", "a", 12..20);
+        fs::rename(r.path("app.log"), r.path("app.log.2")).unwrap();
+        tick();
+        r.lines("app.log", "a", 20..30);
+        r.copytruncate("app.log", "app.log.3");
+        tick();
+        r.lines("app.log", "a", 30..35);
+        r.restart(marks);
+        r.settle();
+        assert_eq!(r.numbers("a"), (0..35).collect::<Vec<_>>(), "{glob}");
+    }
+}
