@@ -958,7 +958,18 @@ impl Episode {
             }
             Damage::PowerLoss => {
                 let mut out = String::new();
-                let sent = self.sink_max_seq();
+                // A frame the agent wrote to the HTTP server just before the kill may still
+                // be on its way in: once it arrives it was sent, and a power loss cannot take
+                // back what was durable before it was sent. Wait until nothing more arrives.
+                let mut sent = self.sink_max_seq();
+                for _ in 0..10 {
+                    std::thread::sleep(Duration::from_millis(100));
+                    let now = self.sink_max_seq();
+                    if now == sent {
+                        break;
+                    }
+                    sent = now;
+                }
                 if let Some(seg) = segs.last() {
                     let recs = records(seg);
                     if let Some(first) = recs.iter().find(|r| r.2 > sent) {

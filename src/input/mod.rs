@@ -828,12 +828,35 @@ impl Tailer {
     /// Then drain them. Still there but unmatched (an input was removed)? Keep the mark.
     /// Gone? Count what was unread.
     fn resolve_marks(&mut self, now: Instant, c: &mut Counters) {
-        let marks: Vec<FileMark> = self.marks.drain().map(|(_, m)| m).collect();
-        for m in marks {
+        let mut gone = Vec::new();
+        for (_, m) in std::mem::take(&mut self.marks) {
             if still_there(&m) {
                 self.marks.insert((m.dev, m.ino), m);
-                continue;
+            } else {
+                gone.push(m);
             }
+        }
+        // Followed oldest first (by the modification time of the name each is found under
+        // now), so that generations renamed while the agent was down are read in order.
+        let mut when: HashMap<(u64, u64), std::time::SystemTime> = HashMap::new();
+        let dirs: HashSet<PathBuf> = gone
+            .iter()
+            .filter_map(|m| {
+                let p = Path::new(std::ffi::OsStr::from_bytes(&m.path));
+                p.parent().map(Path::to_path_buf)
+            })
+            .collect();
+        for d in dirs {
+            for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+                if let Ok(md) = e.metadata() {
+                    if let Ok(t) = md.modified() {
+                        when.insert((md.dev(), md.ino()), t);
+                    }
+                }
+            }
+        }
+        gone.sort_by_key(|m| (when.get(&(m.dev, m.ino)).copied(), m.path.clone()));
+        for m in gone {
             self.follow(m, now, c);
         }
     }
@@ -884,19 +907,13 @@ impl Tailer {
                 );
                 t.rotated = Some(now);
                 c.files_opened += 1;
-                // Before the file that now has its name.
-                let at = self
-                    .files
-                    .iter()
-                    .position(|f| *f.wire_path == *wire)
-                    .unwrap_or(self.files.len());
+                // Then the generations renamed or copied away after it that no one knows
+                // (with a glob on the live name only, nothing else finds them).
                 let key = (t.dev, t.ino);
-                self.files.insert(at, t);
-                if let Some(n) = self.files.get_mut(at + 1) {
-                    if *n.wire_path == *wire {
-                        n.wait_for = Some(key);
-                    }
-                }
+                let later = self.later_generations(&p, &path, key, &wire, input, now, c);
+                let mut chain = vec![t];
+                chain.extend(later);
+                self.insert_before_live(chain, &wire);
             }
             // Another head: truncated while not open (copytruncate), then written again and
             // renamed. Its copy (from the mark's offset), the copies made after it, its new
@@ -928,31 +945,41 @@ impl Tailer {
                         chain.push(self.files.remove(i));
                     }
                 }
-                t.wait_for = chain.last().map(|g| (g.dev, g.ino));
                 chain.push(t);
-                for mut g in after {
-                    g.wait_for = chain.last().map(|g| (g.dev, g.ino));
-                    chain.push(g);
-                }
-                let last = chain.last().map(|g| (g.dev, g.ino));
-                let at = self
-                    .files
-                    .iter()
-                    .position(|f| *f.wire_path == *wire)
-                    .unwrap_or(self.files.len());
-                for (k, g) in chain.into_iter().enumerate() {
-                    self.files.insert(at + k, g);
-                }
-                if let Some(n) = self
-                    .files
-                    .iter_mut()
-                    .skip(at)
-                    .find(|f| *f.wire_path == *wire && f.rotated.is_none())
-                {
-                    n.wait_for = last;
-                }
+                chain.extend(after);
+                self.insert_before_live(chain, &wire);
             }
             Err(_) => self.vanished(&m, c),
+        }
+    }
+
+    /// Puts `chain`, generations of the log `wire` in the order they are to be read, before
+    /// the file that has the log's name now (or last): each waits for the one before it,
+    /// the first for the generation already before it, and the live file for the last.
+    fn insert_before_live(&mut self, chain: Vec<Tailed>, wire: &Rc<str>) {
+        let at = self
+            .files
+            .iter()
+            .position(|f| *f.wire_path == **wire && f.rotated.is_none())
+            .unwrap_or(self.files.len());
+        let mut prev = self.files[..at]
+            .iter()
+            .rev()
+            .find(|f| *f.wire_path == **wire)
+            .map(|f| (f.dev, f.ino));
+        for (k, mut g) in chain.into_iter().enumerate() {
+            if g.wait_for.is_none() || k > 0 {
+                g.wait_for = prev;
+            }
+            prev = Some((g.dev, g.ino));
+            self.files.insert(at + k, g);
+        }
+        if let Some(n) = self
+            .files
+            .iter_mut()
+            .find(|f| *f.wire_path == **wire && f.rotated.is_none())
+        {
+            n.wait_for = prev;
         }
     }
 

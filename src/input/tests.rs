@@ -926,3 +926,24 @@ fn a_file_truncated_and_renamed_while_down_keeps_its_place_among_the_copies() {
         assert_eq!(r.numbers("a"), (0..35).collect::<Vec<_>>(), "{glob}");
     }
 }
+
+#[test]
+fn generations_renamed_away_unseen_after_a_known_one_are_read_under_a_live_name_glob() {
+    // Only the live name matches. While the agent is down: the file it knows is renamed,
+    // a new one is written and renamed too, then a third. None of the second is lost.
+    let mut r = Rig::new("rename-unseen", "app.log", "");
+    let tick = || std::thread::sleep(Duration::from_millis(15));
+    r.lines("app.log", "a", 0..10);
+    r.poll(Duration::ZERO);
+    let marks = r.t.marks(&r.b);
+    r.lines("app.log", "a", 10..12);
+    fs::rename(r.path("app.log"), r.path("app.log.1")).unwrap();
+    tick();
+    r.lines("app.log", "a", 12..20);
+    fs::rename(r.path("app.log"), r.path("app.log.2")).unwrap();
+    tick();
+    r.lines("app.log", "a", 20..25);
+    r.restart(marks);
+    r.settle();
+    assert_eq!(r.numbers("a"), (0..25).collect::<Vec<_>>());
+}
