@@ -29,6 +29,8 @@ mod over_http;
 mod over_mqtt;
 pub mod proto;
 pub mod remote;
+#[cfg(feature = "http")]
+pub mod session;
 
 use crate::agent::{Notify, Shared};
 use std::time::Duration;
@@ -86,7 +88,11 @@ fn apply(st: &Shared, k: Kind, d: &ConfigDetail) {
     let what = format!("{} config {:?} version {}", k.name(), d.name, d.version);
     match s.remote.update(&s.local, k, &d.name, d.version, &d.detail) {
         Ok(cfg) => match apply_config(s, cfg) {
-            Ok(()) => log::info!("fleet: {what} applied"),
+            Ok(()) => {
+                // APPLIED only now: APPLYING → apply → APPLIED or FAILED.
+                s.remote.applied(k, &d.name, d.version);
+                log::info!("fleet: {what} applied");
+            }
             Err(why) => {
                 log::error!("fleet: {what} FAILED: {why}; keeping the running config");
                 s.remote.undo(k, &d.name, d.version, old, &why);
