@@ -543,7 +543,12 @@ mod tests {
             status: ConfigStatus::Failed,
             message: "m".into(),
         };
-        let b = report_status_request(b"r", "id", &[p.clone()], &[i.clone()]);
+        let b = report_status_request(
+            b"r",
+            "id",
+            std::slice::from_ref(&p),
+            std::slice::from_ref(&i),
+        );
         let fields: Vec<_> = Fields(&b).map(|f| f.unwrap()).collect();
         assert_eq!(fields[0], (1, Value::Bytes(b"r")));
         assert_eq!(fields[1], (2, Value::Bytes(b"id")));

@@ -402,9 +402,7 @@ impl Session {
 
     /// The pending report answered. Returns the delay before the retry when it failed.
     pub fn report_answered(&mut self, now: Instant, a: Answer) -> Option<Duration> {
-        let Some(to) = self.pending else {
-            return None;
-        };
+        let to = self.pending?;
         match a {
             Answer::Ok => {
                 self.pending = None;

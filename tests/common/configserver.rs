@@ -438,10 +438,10 @@ impl Cs {
                 if self.ask_full_state_at == Some(hb.seq) {
                     flags |= 1;
                 }
-                if self.mode == Mode::Real {
-                    if self.stored.seq.is_some_and(|s| hb.seq != s + 1) {
-                        flags |= 1;
-                    }
+                // The real server asks for full state when the number is not the stored
+                // one plus one (JudgeSequenceNumRationality).
+                if self.mode == Mode::Real && self.stored.seq.is_some_and(|s| hb.seq != s + 1) {
+                    flags |= 1;
                 }
                 // Stored as sent, whatever it says (the real server's CreateOrUpdate).
                 let st = &mut self.stored;
