@@ -1,25 +1,39 @@
 //! The control plane: heartbeats, config status, and remote config, over ConfigServer
-//! protocol v2 (protobuf over HTTP POST).
+//! protocol v2 (protobuf over HTTP POST), or over MQTT topics.
 //!
-//! One task, one request at a time, on the fleet's own HTTP worker thread (see
-//! [`crate::http`]). Each turn it does the most urgent thing that is due:
-//! 1. **status reports** — `/Agent/ReportPipelineConfig` and `/Agent/ReportInstanceConfig`
-//!    as soon as a status changes, retried with backoff until acknowledged. A report is
-//!    built once and retried byte for byte (same request id, same statuses), so a report
-//!    that arrives twice does no harm; changes made while one is pending go in the next. A
-//!    server that answers 404 has no such endpoints: from then on statuses ride in every
-//!    heartbeat, and a change triggers a heartbeat at once;
+//! Owns the conversation with the fleet server and the remote configs (`remote.rs`,
+//! `data_dir/fleet.state`); reaches the pipelines only through `agent::apply_config`.
+//!
+//! Over HTTP, [`session::Session`] is the protocol as plain state (time passed in, no I/O):
+//! it decides what to send next and when, and `over_http.rs` only builds bodies, POSTs
+//! them and feeds the answers back. One request at a time, on the fleet's own HTTP worker
+//! thread (see [`crate::http`]); each turn the most urgent thing that is due:
+//! 1. **status reports** — as soon as a status changes, on the best channel the server has:
+//!    the seed's `/Agent/ReportPipelineConfig` and `/Agent/ReportInstanceConfig`; after a
+//!    404, upstream's `/Agent/ReportStatus`; after a 404 there too, in every heartbeat
+//!    (and a change sends one at once). Remembered per server, found again after a restart
+//!    or a change of server, and probed again every [`session::REPROBE`]. A report is built
+//!    once and retried byte for byte (same request id, same statuses), so a report that
+//!    arrives twice does no harm; changes made while one is pending go in the next;
 //! 2. **fetches** — configs that a heartbeat announced by name and version only (the
-//!    response's Fetch*ConfigDetail flags) are fetched with `/Agent/Fetch*Config`;
+//!    response's Fetch*ConfigDetail flags) are fetched with `/Agent/Fetch*Config`, or
+//!    upstream's `/Agent/FetchConfig` after a 404; after a 404 there too they are FAILED
+//!    with what the server lacks. Nothing is reported about them before their detail is
+//!    here;
 //! 3. **heartbeats** — every `heartbeat_interval`; see `heartbeat.rs`. The sequence number
 //!    grows by one per heartbeat the server answered, so a retry reuses it and the server
-//!    sees no gap. A non-zero CommonResponse status, an HTTP error or no answer is retried
-//!    with backoff, never sooner than the backoff says.
+//!    sees no gap.
+//!
+//! What always holds: every kind of request backs off on its own after a failure (no
+//! answer, an HTTP error, a non-zero CommonResponse status), and nothing — a status change,
+//! a re-announced config — sends one sooner than its backoff says (`session.rs` states and
+//! tests the bound for a 60 s outage).
 //!
 //! Applying a config is [`remote::Remote::update`] (parse and validate against the whole
-//! config), then `agent::apply_config` (inputs and pipelines added, changed and removed in
-//! place), then a
-//! save of the last good configs, then the status.
+//! config; APPLYING), then `agent::apply_config` (inputs and pipelines added, changed and
+//! removed in place), then APPLIED ([`remote::Remote::applied`]) or FAILED, then a save of
+//! the last good configs. A deletion (−1) leaves the status list once the server
+//! acknowledged it.
 
 #[cfg(any(feature = "http", feature = "mqtt"))]
 mod heartbeat;
@@ -29,6 +43,8 @@ mod over_http;
 mod over_mqtt;
 pub mod proto;
 pub mod remote;
+#[cfg(feature = "http")]
+pub mod session;
 
 use crate::agent::{Notify, Shared};
 use std::time::Duration;
@@ -86,7 +102,11 @@ fn apply(st: &Shared, k: Kind, d: &ConfigDetail) {
     let what = format!("{} config {:?} version {}", k.name(), d.name, d.version);
     match s.remote.update(&s.local, k, &d.name, d.version, &d.detail) {
         Ok(cfg) => match apply_config(s, cfg) {
-            Ok(()) => log::info!("fleet: {what} applied"),
+            Ok(()) => {
+                // APPLIED only now: APPLYING → apply → APPLIED or FAILED.
+                s.remote.applied(k, &d.name, d.version);
+                log::info!("fleet: {what} applied");
+            }
             Err(why) => {
                 log::error!("fleet: {what} FAILED: {why}; keeping the running config");
                 s.remote.undo(k, &d.name, d.version, old, &why);

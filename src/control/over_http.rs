@@ -1,4 +1,6 @@
-//! The control plane over HTTP: see the module docs of [`crate::control`].
+//! The control plane over HTTP: the transport around [`super::session::Session`], which
+//! decides what to send and when. This file builds the bodies, POSTs them, classifies the
+//! answers and applies the configs they carry; see the module docs of [`crate::control`].
 
 use super::apply;
 use super::heartbeat;
@@ -7,8 +9,8 @@ use super::proto::{
     ServerResponse,
 };
 use super::remote::Kind;
+use super::session::{Answer, Fetched, Next, ReportTo, Session};
 use crate::agent::{Notify, Shared};
-use crate::backoff::Backoff;
 use crate::http::{Client, HttpError, Request, Response};
 use std::time::{Duration, Instant};
 
@@ -17,7 +19,8 @@ const CONTENT_TYPE: &str = "application/x-protobuf";
 /// A status report being delivered: the same bytes until the server takes them.
 struct Pending {
     body: Vec<u8>,
-    summary: String,
+    /// What it says, per kind: deletions leave the list once it is acknowledged.
+    sent: [Vec<ConfigInfo>; 2],
 }
 
 struct Control {
@@ -26,46 +29,20 @@ struct Control {
     instance: String,
     startup_s: i64,
     requests: u64,
-    seq: u64,
-    full: bool,
-    interval: Duration,
-    next_heartbeat: Instant,
-    heartbeat_backoff: Backoff,
-    reports: [Option<Pending>; 2],
-    report_at: Instant,
-    report_backoff: Backoff,
-    /// The server has no status endpoints: statuses go in the heartbeat.
-    fallback: bool,
-    fetch: [Vec<ConfigInfo>; 2],
-    fetch_at: Instant,
-    fetch_backoff: Backoff,
-}
-
-fn backoff() -> Backoff {
-    Backoff::new(Duration::from_millis(500), Duration::from_secs(60))
+    session: Session,
+    report: Option<Pending>,
 }
 
 /// Runs the control plane while the config names an `http(s)://` ConfigServer.
 pub(crate) async fn run(st: Shared, wake: Notify) {
-    let now = Instant::now();
     let mut c = Control {
         client: None,
         authorization: None,
         instance: st.borrow().instance.clone(),
         startup_s: (crate::agent::now_ms() / 1000) as i64,
         requests: 0,
-        seq: 1,
-        full: true,
-        interval: Duration::MAX,
-        next_heartbeat: now,
-        heartbeat_backoff: backoff(),
-        reports: [None, None],
-        report_at: now,
-        report_backoff: backoff(),
-        fallback: false,
-        fetch: [Vec::new(), Vec::new()],
-        fetch_at: now,
-        fetch_backoff: backoff(),
+        session: Session::new(Instant::now(), Duration::MAX),
+        report: None,
     };
     loop {
         if st.borrow().shutdown {
@@ -75,51 +52,68 @@ pub(crate) async fn run(st: Shared, wake: Notify) {
             return;
         };
         let now = Instant::now();
-        if interval != c.interval {
-            // A shorter interval from a reload or an instance config counts from now.
-            c.next_heartbeat = c.next_heartbeat.min(now + interval);
-            c.interval = interval;
-        }
-        if !c.fallback && now >= c.report_at {
-            if let Some(k) = c.report_due(&st) {
-                c.report(&st, k).await;
-                continue;
-            }
-        }
-        if c.fallback && st.borrow().remote.dirty.iter().any(|&d| d) {
-            c.next_heartbeat = c.next_heartbeat.min(now);
-        }
-        if now >= c.fetch_at {
-            if let Some(k) = Kind::ALL
-                .into_iter()
-                .find(|&k| !c.fetch[k as usize].is_empty())
-            {
-                c.fetch(&st, k).await;
-                continue;
-            }
-        }
-        if now >= c.next_heartbeat {
-            c.heartbeat(&st, interval).await;
-            continue;
-        }
-        let mut until = c.next_heartbeat;
-        if c.fetch.iter().any(|f| !f.is_empty()) {
-            until = until.min(c.fetch_at);
-        }
-        if !c.fallback
-            && (c.reports.iter().any(Option::is_some)
-                || st.borrow().remote.dirty.iter().any(|&d| d))
+        c.session.set_interval(now, interval);
         {
-            until = until.min(c.report_at);
+            let mut s = st.borrow_mut();
+            for k in Kind::ALL {
+                if std::mem::take(&mut s.remote.dirty[k as usize]) {
+                    c.session.changed(k);
+                }
+            }
         }
-        wake.wait_for(until.saturating_duration_since(now)).await;
+        match c.session.next(now) {
+            Next::Wait(until) => wake.wait_for(until.saturating_duration_since(now)).await,
+            Next::Report { to, fresh } => c.report(&st, to, fresh).await,
+            Next::Fetch { kind, path } => c.fetch(&st, kind, path).await,
+            Next::Heartbeat {
+                seq,
+                full,
+                statuses,
+            } => c.heartbeat(&st, seq, full, statuses).await,
+        }
     }
 }
 
+/// 2xx with CommonResponse status 0 → the decoded answer; 404 → [`Answer::NotFound`] (the
+/// real server answers `text/plain`, so the body is not read); anything else → why.
+fn classify(
+    path: &str,
+    kind: ResponseKind,
+    r: Result<Response, HttpError>,
+) -> Result<ServerResponse, (Answer, String)> {
+    let r = r.map_err(|e| (Answer::Failed, format!("{path}: {e}")))?;
+    if r.status == 404 {
+        return Err((Answer::NotFound, format!("{path}: HTTP 404")));
+    }
+    let decoded = ServerResponse::decode(kind, &r.body);
+    if !(200..300).contains(&r.status) {
+        let why = decoded
+            .ok()
+            .map(|d| d.error_message)
+            .filter(|m| !m.is_empty());
+        return Err((
+            Answer::Failed,
+            format!(
+                "{path}: HTTP {}{}",
+                r.status,
+                why.map(|m| format!(": {m}")).unwrap_or_default()
+            ),
+        ));
+    }
+    let d = decoded.map_err(|e| (Answer::Failed, format!("{path}: {e}")))?;
+    if d.status != 0 {
+        return Err((
+            Answer::Failed,
+            format!("{path}: server status {}: {}", d.status, d.error_message),
+        ));
+    }
+    Ok(d)
+}
+
 impl Control {
-    /// The worker for the configured server (a new one when the server or timeout changed);
-    /// `None` when the fleet is not (or no longer) an HTTP server. Returns the heartbeat
-    /// interval.
+    /// The worker for the configured server (a new one, and a new start of the session's
+    /// discovery, when the server or timeout changed); `None` when the fleet is not (or no
+    /// longer) an HTTP server. Returns the heartbeat interval.
     fn connect(&mut self, st: &Shared) -> Option<Duration> {
         let s = st.borrow();
         let f = s
@@ -141,7 +135,8 @@ impl Control {
                         f.heartbeat_interval.0.as_secs()
                     );
                     self.client = Some((f.server.clone(), f.timeout.0, client));
-                    self.full = true;
+                    self.session.restart(Instant::now());
+                    self.report = None;
                 }
                 Err(e) => {
                     log::error!("fleet: {e}");
@@ -171,126 +166,82 @@ impl Control {
             .await
     }
 
-    /// A call that must answer 2xx with a zero CommonResponse status.
-    async fn exchange(
-        &self,
-        path: &str,
-        kind: ResponseKind,
-        body: Vec<u8>,
-    ) -> Result<ServerResponse, String> {
-        let r = self.call(path, body).await.map_err(|e| e.to_string())?;
-        let decoded = ServerResponse::decode(kind, &r.body);
-        if !(200..300).contains(&r.status) {
-            let why = decoded
-                .ok()
-                .map(|d| d.error_message)
-                .filter(|m| !m.is_empty());
-            return Err(format!(
-                "{path}: HTTP {}{}",
-                r.status,
-                why.map(|m| format!(": {m}")).unwrap_or_default()
-            ));
-        }
-        let d = decoded.map_err(|e| format!("{path}: {e}"))?;
-        if d.status != 0 {
-            return Err(format!(
-                "{path}: server status {}: {}",
-                d.status, d.error_message
-            ));
-        }
-        Ok(d)
-    }
-
-    /// The kind whose report should go now: one pending, or one with changes.
-    fn report_due(&mut self, st: &Shared) -> Option<Kind> {
-        for k in Kind::ALL {
-            let i = k as usize;
-            if self.reports[i].is_none() {
-                let mut s = st.borrow_mut();
-                if !s.remote.dirty[i] {
-                    continue;
-                }
-                s.remote.dirty[i] = false;
-                let infos = s.remote.infos(k);
-                drop(s);
-                let summary = infos
-                    .iter()
-                    .map(|c| format!("{} v{} {}", c.name, c.version, c.status.name()))
-                    .collect::<Vec<_>>()
-                    .join(", ");
-                let rid = self.request_id();
-                self.reports[i] = Some(Pending {
-                    body: proto::report_config_request(&rid, &self.instance, &infos),
-                    summary,
-                });
+    async fn report(&mut self, st: &Shared, to: ReportTo, fresh: bool) {
+        if fresh || self.report.is_none() {
+            let rid = self.request_id();
+            let s = st.borrow();
+            let mut sent = [Vec::new(), Vec::new()];
+            for &k in to.kinds() {
+                sent[k as usize] = s.remote.infos(k);
             }
-            return Some(k);
+            let body = match to {
+                ReportTo::Split(_) => {
+                    let k = to.kinds()[0];
+                    proto::report_config_request(&rid, &self.instance, &sent[k as usize])
+                }
+                ReportTo::Combined => {
+                    proto::report_status_request(&rid, &self.instance, &sent[0], &sent[1])
+                }
+            };
+            self.report = Some(Pending { body, sent });
         }
-        None
-    }
-
-    async fn report(&mut self, st: &Shared, k: Kind) {
-        let path = match k {
-            Kind::Pipeline => "/Agent/ReportPipelineConfig",
-            Kind::Instance => "/Agent/ReportInstanceConfig",
-        };
-        let p = self.reports[k as usize].as_ref().expect("due");
-        let body = p.body.clone();
+        let path = to.path();
+        let body = self.report.as_ref().expect("built").body.clone();
         let r = self.call(path, body).await;
-        match r {
-            Ok(r) if r.status == 404 => {
-                log::warn!("fleet: the server has no {path}: config status goes in the heartbeat from now on");
-                self.fallback = true;
-                self.reports = [None, None];
+        let now = Instant::now();
+        match classify(path, ResponseKind::Report, r) {
+            Ok(_) => {
+                let p = self.report.take().expect("built");
+                self.session.report_answered(now, Answer::Ok);
                 let mut s = st.borrow_mut();
-                s.remote.dirty = [true, true];
+                for &k in to.kinds() {
+                    let summary = p.sent[k as usize]
+                        .iter()
+                        .map(|c| format!("{} v{} {}", c.name, c.version, c.status.name()))
+                        .collect::<Vec<_>>()
+                        .join(", ");
+                    log::info!("fleet: reported {} config status: {summary}", k.name());
+                    s.remote.forget_deleted(k, &p.sent[k as usize]);
+                }
             }
-            r => {
-                let ok = match r {
-                    Ok(r) if (200..300).contains(&r.status) => {
-                        match ServerResponse::decode(ResponseKind::Report, &r.body) {
-                            Ok(d) if d.status == 0 => Ok(()),
-                            Ok(d) => {
-                                Err(format!("server status {}: {}", d.status, d.error_message))
-                            }
-                            Err(e) => Err(e.to_string()),
-                        }
-                    }
-                    Ok(r) => Err(format!("HTTP {}", r.status)),
-                    Err(e) => Err(e.to_string()),
-                };
-                match ok {
-                    Ok(()) => {
-                        let p = self.reports[k as usize].take().expect("due");
-                        log::info!("fleet: reported {} config status: {}", k.name(), p.summary);
-                        self.report_backoff.reset();
-                    }
-                    Err(e) => {
-                        let d = self.report_backoff.next_delay();
-                        log::warn!("fleet: {path}: {e}; retrying in {} ms", d.as_millis());
-                        self.report_at = Instant::now() + d;
-                    }
+            Err((a, e)) => {
+                if a == Answer::NotFound {
+                    self.report = None;
+                }
+                if let Some(d) = self.session.report_answered(now, a) {
+                    log::warn!("fleet: {e}; retrying in {} ms", d.as_millis());
                 }
             }
         }
     }
 
-    async fn fetch(&mut self, st: &Shared, k: Kind) {
-        let (path, instance) = match k {
-            Kind::Pipeline => ("/Agent/FetchPipelineConfig", false),
-            Kind::Instance => ("/Agent/FetchInstanceConfig", true),
-        };
+    async fn fetch(&mut self, st: &Shared, k: Kind, path: &'static str) {
         let rid = self.request_id();
-        let body =
-            proto::fetch_config_request(&rid, &self.instance, instance, &self.fetch[k as usize]);
-        match self.exchange(path, ResponseKind::Fetch, body).await {
-            Ok(r) => {
-                self.fetch_backoff.reset();
-                let wanted = std::mem::take(&mut self.fetch[k as usize]);
-                let got = match k {
+        let body = proto::fetch_config_request(
+            &rid,
+            &self.instance,
+            k == Kind::Instance,
+            self.session.wanted(k),
+        );
+        let r = self.call(path, body).await;
+        let now = Instant::now();
+        let (answer, got) = match classify(path, ResponseKind::Fetch, r) {
+            Ok(r) => (
+                Answer::Ok,
+                match k {
                     Kind::Pipeline => r.pipeline_updates,
                     Kind::Instance => r.instance_updates,
-                };
+                },
+            ),
+            Err((a, e)) => {
+                if a == Answer::Failed {
+                    log::warn!("fleet: {e}; retrying with backoff");
+                }
+                (a, Vec::new())
+            }
+        };
+        match self.session.fetch_answered(now, k, answer) {
+            Fetched::Apply(wanted) => {
                 for w in &wanted {
                     match got.iter().find(|d| d.name == w.name) {
                         Some(d) => apply(st, k, d),
@@ -304,34 +255,54 @@ impl Control {
                     }
                 }
             }
-            Err(e) => {
-                let d = self.fetch_backoff.next_delay();
-                log::warn!("fleet: {e}; retrying in {} ms", d.as_millis());
-                self.fetch_at = Instant::now() + d;
+            Fetched::Fail(wanted, why) => {
+                let mut s = st.borrow_mut();
+                for w in &wanted {
+                    log::error!(
+                        "fleet: {} config {:?} version {} FAILED: {why}",
+                        k.name(),
+                        w.name,
+                        w.version
+                    );
+                    s.remote
+                        .set_status(k, &w.name, w.version, ConfigStatus::Failed, &why);
+                }
             }
+            Fetched::Later => {}
         }
     }
 
-    async fn heartbeat(&mut self, st: &Shared, interval: Duration) {
+    async fn heartbeat(&mut self, st: &Shared, seq: u64, full: bool, statuses: bool) {
         let rid = self.request_id();
-        let body = {
+        let (body, sent) = {
             let s = st.borrow();
-            heartbeat::request(&s, self.seq, rid, self.full, self.fallback, self.startup_s).encode()
+            let body = heartbeat::request(&s, seq, rid, full, statuses, self.startup_s).encode();
+            let sent = if statuses || full {
+                [
+                    s.remote.infos(Kind::Pipeline),
+                    s.remote.infos(Kind::Instance),
+                ]
+            } else {
+                [Vec::new(), Vec::new()]
+            };
+            (body, sent)
         };
-        let sent_statuses = self.fallback;
-        if sent_statuses {
-            st.borrow_mut().remote.dirty = [false, false];
-        }
-        match self
-            .exchange("/Agent/Heartbeat", ResponseKind::Heartbeat, body)
-            .await
-        {
+        let r = self.call("/Agent/Heartbeat", body).await;
+        let now = Instant::now();
+        match classify("/Agent/Heartbeat", ResponseKind::Heartbeat, r) {
             Ok(r) => {
-                log::debug!("fleet: heartbeat {} answered", self.seq);
-                self.seq += 1;
-                self.full = r.flags & rf::REPORT_FULL_STATE != 0;
-                self.heartbeat_backoff.reset();
-                self.next_heartbeat = Instant::now() + interval;
+                log::debug!("fleet: heartbeat {seq} answered");
+                self.session.heartbeat_answered(
+                    now,
+                    Answer::Ok,
+                    r.flags & rf::REPORT_FULL_STATE != 0,
+                );
+                if statuses {
+                    let mut s = st.borrow_mut();
+                    for k in Kind::ALL {
+                        s.remote.forget_deleted(k, &sent[k as usize]);
+                    }
+                }
                 self.updates(
                     st,
                     Kind::Pipeline,
@@ -345,42 +316,54 @@ impl Control {
                     r.flags & rf::FETCH_INSTANCE_DETAIL != 0,
                 );
             }
-            Err(e) => {
-                if sent_statuses {
-                    st.borrow_mut().remote.dirty = [true, true];
+            Err((a, e)) => {
+                // A 404 on the heartbeat is no answer either: backoff like any failure.
+                let a = if a == Answer::NotFound {
+                    Answer::Failed
+                } else {
+                    a
+                };
+                if let Some(d) = self.session.heartbeat_answered(now, a, false) {
+                    log::warn!(
+                        "fleet: heartbeat {seq}: {e}; retrying in {} ms",
+                        d.as_millis()
+                    );
                 }
-                let d = self.heartbeat_backoff.next_delay().min(interval);
-                log::warn!(
-                    "fleet: heartbeat {}: {e}; retrying in {} ms",
-                    self.seq,
-                    d.as_millis()
-                );
-                self.next_heartbeat = Instant::now() + d;
             }
         }
     }
 
     fn updates(&mut self, st: &Shared, k: Kind, updates: &[ConfigDetail], fetch: bool) {
         for d in updates {
-            if st.borrow().remote.settled(k, &d.name, d.version) {
-                continue;
+            {
+                let s = st.borrow();
+                if s.remote.settled(k, &d.name, d.version) {
+                    continue;
+                }
+                // Deleting what the agent does not have is nothing to do (and nothing to
+                // report: a deletion leaves the status list once the server knows).
+                if d.version == -1 && !s.remote.entries(k).contains_key(&d.name) {
+                    continue;
+                }
             }
             if fetch && d.version != -1 && d.detail.is_empty() {
-                st.borrow_mut().remote.set_status(
-                    k,
-                    &d.name,
-                    d.version,
-                    ConfigStatus::Applying,
-                    "",
-                );
-                let list = &mut self.fetch[k as usize];
-                list.retain(|w| w.name != d.name);
-                list.push(ConfigInfo {
-                    name: d.name.clone(),
-                    version: d.version,
-                    ..Default::default()
-                });
-                self.fetch_at = Instant::now();
+                // Nothing is reported until the detail is here: a status names a version
+                // the agent holds, else the server stops offering what the agent lacks.
+                if let Err(why) = self.session.announce(Instant::now(), k, &d.name, d.version) {
+                    log::error!(
+                        "fleet: {} config {:?} version {} FAILED: {why}",
+                        k.name(),
+                        d.name,
+                        d.version
+                    );
+                    st.borrow_mut().remote.set_status(
+                        k,
+                        &d.name,
+                        d.version,
+                        ConfigStatus::Failed,
+                        &why,
+                    );
+                }
             } else {
                 apply(st, k, d);
             }

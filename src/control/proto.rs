@@ -156,7 +156,7 @@ pub enum ResponseKind {
     Heartbeat,
     /// `FetchConfigResponse`.
     Fetch,
-    /// `ReportConfigResponse`.
+    /// `ReportConfigResponse` or `ReportStatusResponse` (the same two fields).
     Report,
 }
 
@@ -282,7 +282,27 @@ pub fn report_config_request(
     w.0
 }
 
-/// `FetchConfigRequest` for pipeline configs (field 3) or instance configs (field 4).
+/// Upstream's `ReportStatusRequest` (`/Agent/ReportStatus`): request_id 1, instance_id 2,
+/// continuous_pipeline_configs 3, instance_configs 4 (onetime_pipeline_configs 5 unused).
+/// Its answer, `ReportStatusResponse` (request_id 1, common_response 2), decodes as
+/// [`ResponseKind::Report`].
+pub fn report_status_request(
+    request_id: &[u8],
+    instance_id: &str,
+    pipelines: &[ConfigInfo],
+    instances: &[ConfigInfo],
+) -> Vec<u8> {
+    let mut w = Writer::default();
+    w.bytes(1, request_id);
+    w.bytes(2, instance_id.as_bytes());
+    config_infos(&mut w, 3, pipelines);
+    config_infos(&mut w, 4, instances);
+    w.0
+}
+
+/// `FetchConfigRequest` for pipeline configs (field 3) or instance configs (field 4): the
+/// same message on `/Agent/Fetch{Pipeline,Instance}Config` and on upstream's
+/// `/Agent/FetchConfig`, whose `FetchConfigResponse` numbers its lists the same way.
 pub fn fetch_config_request(
     request_id: &[u8],
     instance_id: &str,
@@ -507,6 +527,38 @@ mod tests {
         let (n, v) = it.next().unwrap().unwrap();
         assert_eq!(n, 3);
         assert_eq!(decode_config_info(bytes(v).unwrap()).unwrap(), info);
+    }
+
+    #[test]
+    fn a_report_status_request_numbers_its_lists_as_upstream() {
+        let p = ConfigInfo {
+            name: "p".into(),
+            version: 2,
+            status: ConfigStatus::Applied,
+            message: String::new(),
+        };
+        let i = ConfigInfo {
+            name: "i".into(),
+            version: -1,
+            status: ConfigStatus::Failed,
+            message: "m".into(),
+        };
+        let b = report_status_request(
+            b"r",
+            "id",
+            std::slice::from_ref(&p),
+            std::slice::from_ref(&i),
+        );
+        let fields: Vec<_> = Fields(&b).map(|f| f.unwrap()).collect();
+        assert_eq!(fields[0], (1, Value::Bytes(b"r")));
+        assert_eq!(fields[1], (2, Value::Bytes(b"id")));
+        match (fields[2], fields[3]) {
+            ((3, Value::Bytes(a)), (4, Value::Bytes(b))) => {
+                assert_eq!(decode_config_info(a).unwrap(), p);
+                assert_eq!(decode_config_info(b).unwrap(), i);
+            }
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

@@ -243,8 +243,9 @@ impl Remote {
     }
 
     /// Tries `name` at `version` with `text` (or deletion, for version −1) against `local`.
-    /// On success the new last good config is in place and the running config is returned;
-    /// on failure nothing changed but the status, which says why.
+    /// On success the new last good config is in place, the status is APPLYING, and the
+    /// running config is returned for the agent to apply; on failure nothing changed but
+    /// the status, FAILED, which says why.
     pub fn update(
         &mut self,
         local: &Config,
@@ -273,8 +274,10 @@ impl Remote {
             .or_insert_with(|| Entry::unset(version))
             .good = new;
         match self.effective(local) {
+            // APPLYING until the agent has applied it: [`applied`](Self::applied) or
+            // [`undo`](Self::undo) says how that went.
             Ok(cfg) => {
-                self.set_status(k, name, version, ConfigStatus::Applied, "");
+                self.set_status(k, name, version, ConfigStatus::Applying, "");
                 Ok(cfg)
             }
             Err((_, _, why)) => {
@@ -286,6 +289,31 @@ impl Remote {
                 Err(why)
             }
         }
+    }
+
+    /// The agent applied `name` at `version`: APPLIED. A deletion (−1) stays in the list
+    /// only until the server has been told ([`forget_deleted`](Self::forget_deleted)).
+    pub fn applied(&mut self, k: Kind, name: &str, version: i64) {
+        self.set_status(k, name, version, ConfigStatus::Applied, "");
+    }
+
+    /// The server acknowledged `sent` (statuses of `k`): deletions it now knows about leave
+    /// the list, as LoongCollector's agent erases them, so that they are not reported for
+    /// ever. Returns whether anything left.
+    pub fn forget_deleted(&mut self, k: Kind, sent: &[ConfigInfo]) -> bool {
+        let set = &mut self.sets[k as usize];
+        let mut gone = false;
+        for c in sent {
+            if c.version == -1 && c.status == ConfigStatus::Applied {
+                if let Some(e) = set.get(&c.name) {
+                    if e.version == -1 && e.status() == ConfigStatus::Applied {
+                        set.remove(&c.name);
+                        gone = true;
+                    }
+                }
+            }
+        }
+        gone
     }
 
     /// Puts back the last good version of `name` (the running agent refused the config
@@ -454,6 +482,10 @@ mod tests {
         assert_eq!(cfg.inputs.len(), 2);
         assert_eq!(cfg.inputs[1].name, "app");
         assert!(r.dirty[0] && !r.dirty[1]);
+        // APPLYING until the agent applied it (issue 10, defect 7).
+        assert_eq!(r.infos(Kind::Pipeline)[0].status, ConfigStatus::Applying);
+        assert!(!r.settled(Kind::Pipeline, "app", 1));
+        r.applied(Kind::Pipeline, "app", 1);
         assert!(r.settled(Kind::Pipeline, "app", 1));
         // A bad version names the problem and leaves version 1 running.
         let why = r
@@ -485,8 +517,15 @@ mod tests {
         assert!(why.contains("already has an input"), "{why}");
         let cfg = r.update(&local, Kind::Pipeline, "app", -1, b"").unwrap();
         assert_eq!(cfg.inputs.len(), 1);
-        assert_eq!(r.infos(Kind::Pipeline)[0].version, -1);
-        assert_eq!(r.infos(Kind::Pipeline)[0].status, ConfigStatus::Applied);
+        r.applied(Kind::Pipeline, "app", -1);
+        let told = r.infos(Kind::Pipeline);
+        let app = told.iter().find(|c| c.name == "app").unwrap();
+        assert_eq!((app.version, app.status), (-1, ConfigStatus::Applied));
+        // Once the server acknowledged the deletion, it leaves the list (defect 6).
+        assert!(r.forget_deleted(Kind::Pipeline, &told));
+        assert!(r.infos(Kind::Pipeline).iter().all(|c| c.name != "app"));
+        assert!(r.save().is_ok());
+        assert!(!Remote::load(&d).entries(Kind::Pipeline).contains_key("app"));
         let _ = std::fs::remove_dir_all(&d);
     }
 
@@ -505,6 +544,8 @@ mod tests {
             b"log_level = \"debug\"\n",
         )
         .unwrap();
+        r.applied(Kind::Pipeline, "app", 7);
+        r.applied(Kind::Instance, "agent", 2);
         r.save().unwrap();
         let back = Remote::load(&d);
         assert_eq!(back.sets, r.sets);

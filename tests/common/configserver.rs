@@ -4,11 +4,13 @@
 //! messages' shape, records them, and answers as a server would: config updates for every
 //! served config whose version differs from what the agent last reported, full state when
 //! asked to, and scripted failures (CommonResponse status, HTTP status, stalls, 404 on the
-//! status endpoints).
+//! status endpoints, an outage answered 503). Two [`Mode`]s: the seed's design, and the
+//! real Go server as it behaves (see [`Mode::Real`]). [`ConfigServer::stored`] shows what
+//! the server stored about the agent.
 
 use super::http::{HttpServer, Reply, Req};
 use super::{append, input, line, Scratch};
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -206,6 +208,17 @@ pub struct Report {
     pub infos: Vec<Info>,
 }
 
+/// A list of config statuses the server received, on whichever channel: a status report
+/// (`/Agent/Report*`) or a heartbeat (`/Agent/Heartbeat`).
+#[derive(Debug, Clone)]
+pub struct Listing {
+    pub at: Instant,
+    pub path: String,
+    /// 0 pipeline, 1 instance.
+    pub kind: u8,
+    pub infos: Vec<Info>,
+}
+
 /// A scripted answer to the next heartbeat.
 #[derive(Debug, Clone)]
 pub enum Fault {
@@ -217,15 +230,60 @@ pub enum Fault {
     Stall(Duration),
 }
 
-#[derive(Default)]
+/// Which server the double plays.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// The project's design: every endpoint (the seed's split status endpoints, upstream's
+    /// `/Agent/ReportStatus` and `/Agent/FetchConfig`), updates for every config whose
+    /// version differs from the last the agent reported.
+    Seed,
+    /// As LoongCollector's Go server (branch `ospp_dev`, `config_server/v2/service`) behaves:
+    /// only `/Agent/Heartbeat` and `/Agent/FetchPipelineConfig` exist (everything else is
+    /// `404 page not found`, `text/plain`); what every heartbeat says about the agent is
+    /// stored as sent; a sequence number other than the stored one plus one is answered
+    /// with ReportFullState; updates are computed against the statuses in *that* heartbeat,
+    /// pipeline configs by name only (FetchPipelineConfigDetail), instance configs with
+    /// their detail; an updated config is stored as the version sent plus one; −1 is never
+    /// sent unless a test serves it.
+    Real,
+}
+
+/// What the server stored about the agent, from the heartbeats, as they said it.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Stored {
+    pub instance_id: String,
+    pub agent_type: String,
+    pub startup_time: i64,
+    pub tags: Vec<(String, String)>,
+    /// version, ip, hostname, hostid and every extra (empty ones left out), as the last
+    /// heartbeat that carried attributes said.
+    pub attrs: HashMap<String, String>,
+    pub capabilities: u64,
+    pub running_status: String,
+    pub seq: Option<u64>,
+}
+
+const REAL_MISSING: [&str; 5] = [
+    "/Agent/ReportPipelineConfig",
+    "/Agent/ReportInstanceConfig",
+    "/Agent/ReportStatus",
+    "/Agent/FetchInstanceConfig",
+    "/Agent/FetchConfig",
+];
+
 pub struct Cs {
+    pub mode: Mode,
     /// Served configs: name → (version, detail).
     pub pipelines: BTreeMap<String, (i64, Vec<u8>)>,
     pub instances: BTreeMap<String, (i64, Vec<u8>)>,
     /// Announce updates by name and version only; the agent must fetch the detail.
     pub fetch_mode: bool,
-    /// Answer 404 on the status endpoints, as servers that predate them do.
+    /// Answer 404 on the seed's status endpoints, as servers that predate them do.
     pub report_404: bool,
+    /// Endpoints answered `404 page not found` (text/plain).
+    pub missing: BTreeSet<String>,
+    /// Every request is answered 503 until then (an outage behind a proxy).
+    pub outage_until: Option<Instant>,
     /// Answers for the next heartbeats.
     pub faults: VecDeque<Fault>,
     /// Answer the heartbeat with this sequence number with ReportFullState.
@@ -233,58 +291,126 @@ pub struct Cs {
     pub heartbeats: Vec<Heartbeat>,
     pub reports: Vec<Report>,
     pub fetches: Vec<(String, Vec<Info>)>,
+    /// Every status list received, on any channel.
+    pub listings: Vec<Listing>,
+    /// What the server stored about the agent.
+    pub stored: Stored,
     /// Versions the agent reported, by (kind, name): it gets an update when they differ.
     known: HashMap<(u8, String), i64>,
 }
 
 impl Cs {
+    fn new(mode: Mode) -> Cs {
+        Cs {
+            mode,
+            pipelines: BTreeMap::new(),
+            instances: BTreeMap::new(),
+            fetch_mode: mode == Mode::Real,
+            report_404: false,
+            missing: match mode {
+                Mode::Seed => BTreeSet::new(),
+                Mode::Real => REAL_MISSING.iter().map(|p| p.to_string()).collect(),
+            },
+            outage_until: None,
+            faults: VecDeque::new(),
+            ask_full_state_at: None,
+            heartbeats: Vec::new(),
+            reports: Vec::new(),
+            fetches: Vec::new(),
+            listings: Vec::new(),
+            stored: Stored::default(),
+            known: HashMap::new(),
+        }
+    }
+
     fn learn(&mut self, kind: u8, infos: &[Info]) {
         for i in infos {
             self.known.insert((kind, i.name.clone()), i.version);
         }
     }
 
-    /// The update list of a heartbeat response.
-    fn updates(&self, kind: u8) -> Vec<u8> {
+    fn listing(&mut self, path: &str, kind: u8, infos: &[Info]) {
+        self.listings.push(Listing {
+            at: Instant::now(),
+            path: path.to_string(),
+            kind,
+            infos: infos.to_vec(),
+        });
+    }
+
+    /// The update list of a heartbeat response; `reported` = the statuses the heartbeat
+    /// carried (the real server compares with those only).
+    fn updates(&self, kind: u8, reported: &[Info]) -> (Vec<u8>, bool) {
         let set = if kind == 0 {
             &self.pipelines
         } else {
             &self.instances
         };
         let field = 4 + kind as u32;
+        let by_name = match self.mode {
+            Mode::Seed => self.fetch_mode,
+            Mode::Real => kind == 0,
+        };
         let mut out = W::default();
+        let mut any = false;
         for (name, (version, text)) in set {
-            if self.known.get(&(kind, name.clone())) == Some(version) {
+            let has = match self.mode {
+                Mode::Seed => self.known.get(&(kind, name.clone())).copied(),
+                Mode::Real => reported.iter().find(|i| &i.name == name).map(|i| i.version),
+            };
+            let offer = if *version == -1 {
+                has.is_some_and(|v| v != -1)
+            } else {
+                has != Some(*version)
+            };
+            if !offer {
                 continue;
             }
             let mut d = W::default()
                 .bytes(1, name.as_bytes())
                 .int(2, *version as u64);
-            if !self.fetch_mode || *version == -1 {
+            if !by_name || *version == -1 {
                 d = d.bytes(3, text);
             }
             out = out.bytes(field, &d.0);
+            any = true;
         }
-        out.0
+        (out.0, any && by_name)
+    }
+
+    fn not_found() -> Reply {
+        Reply {
+            body: b"404 page not found".to_vec(),
+            ..Reply::status(404)
+        }
+        .header("content-type", "text/plain")
     }
 
     fn handle(&mut self, r: &Req) -> Reply {
         assert_eq!(r.headers["content-type"], "application/x-protobuf");
+        if self.outage_until.is_some_and(|t| Instant::now() < t) {
+            return Reply::status(503);
+        }
+        let split_report = matches!(
+            r.path.as_str(),
+            "/Agent/ReportPipelineConfig" | "/Agent/ReportInstanceConfig"
+        );
+        if self.missing.contains(&r.path) || (self.report_404 && split_report) {
+            return Cs::not_found();
+        }
         let fs = fields(&r.body);
         let rid = bytes(&fs, 1);
         match r.path.as_str() {
             "/Agent/Heartbeat" => {
                 let hb = Heartbeat::decode(&r.body);
-                self.learn(0, &hb.pipelines);
-                self.learn(1, &hb.instances);
-                let seq = hb.seq;
-                self.heartbeats.push(hb);
                 match self.faults.pop_front() {
                     Some(Fault::Status(s)) => {
+                        self.heartbeats.push(hb);
                         let common = W::default().int(1, s as u64).bytes(2, b"try later");
                         return Reply::ok(W::default().bytes(1, &rid).bytes(2, &common.0).0);
                     }
                     Some(Fault::Http(code)) => {
+                        self.heartbeats.push(hb);
                         let common = W::default().int(1, 1).bytes(2, b"unavailable");
                         return Reply {
                             body: W::default().bytes(1, &rid).bytes(2, &common.0).0,
@@ -292,33 +418,57 @@ impl Cs {
                         };
                     }
                     Some(Fault::Stall(d)) => {
+                        self.heartbeats.push(hb);
                         return Reply {
                             stall: Some(d),
                             ..Reply::ok(W::default().bytes(1, &rid).0)
-                        }
+                        };
                     }
                     None => {}
                 }
+                self.learn(0, &hb.pipelines);
+                self.learn(1, &hb.instances);
+                if !hb.pipelines.is_empty() {
+                    self.listing(&r.path, 0, &hb.pipelines);
+                }
+                if !hb.instances.is_empty() {
+                    self.listing(&r.path, 1, &hb.instances);
+                }
                 let mut flags = 0;
-                if self.ask_full_state_at == Some(seq) {
+                if self.ask_full_state_at == Some(hb.seq) {
                     flags |= 1;
                 }
+                // The real server asks for full state when the number is not the stored
+                // one plus one (JudgeSequenceNumRationality).
+                if self.mode == Mode::Real && self.stored.seq.is_some_and(|s| hb.seq != s + 1) {
+                    flags |= 1;
+                }
+                // Stored as sent, whatever it says (the real server's CreateOrUpdate).
+                let st = &mut self.stored;
+                st.instance_id = hb.instance_id.clone();
+                st.agent_type = hb.agent_type.clone();
+                st.startup_time = hb.startup_time;
+                st.tags = hb.tags.clone();
+                st.attrs = hb.attrs.clone();
+                st.capabilities = hb.capabilities;
+                st.running_status = hb.running_status.clone();
+                st.seq = Some(hb.seq);
                 let mut body = W::default().bytes(1, &rid).bytes(2, &[]).int(3, 7).0;
-                for kind in [0u8, 1] {
-                    let u = self.updates(kind);
-                    if self.fetch_mode && !u.is_empty() {
+                for (kind, reported) in [(0u8, &hb.pipelines), (1, &hb.instances)] {
+                    let (u, by_name) = self.updates(kind, reported);
+                    if by_name {
                         flags |= 2 << kind;
                     }
                     body.extend_from_slice(&u);
                 }
+                self.heartbeats.push(hb);
                 Reply::ok(W(body).int(7, flags).0)
             }
             p @ ("/Agent/ReportPipelineConfig" | "/Agent/ReportInstanceConfig") => {
-                if self.report_404 {
-                    return Reply::status(404);
-                }
                 let infos: Vec<Info> = all(&fs, 3).iter().map(|b| info(b)).collect();
-                self.learn((p == "/Agent/ReportInstanceConfig") as u8, &infos);
+                let kind = (p == "/Agent/ReportInstanceConfig") as u8;
+                self.learn(kind, &infos);
+                self.listing(p, kind, &infos);
                 self.reports.push(Report {
                     at: Instant::now(),
                     path: p.to_string(),
@@ -328,25 +478,54 @@ impl Cs {
                 });
                 Reply::ok(W::default().bytes(1, &rid).bytes(2, &[]).0)
             }
-            p @ ("/Agent/FetchPipelineConfig" | "/Agent/FetchInstanceConfig") => {
-                let kind = (p == "/Agent/FetchInstanceConfig") as u8;
-                let infos: Vec<Info> = all(&fs, 3 + kind as u32).iter().map(|b| info(b)).collect();
-                let set = if kind == 0 {
-                    &self.pipelines
-                } else {
-                    &self.instances
+            "/Agent/ReportStatus" => {
+                let mut every = Vec::new();
+                for kind in [0u8, 1] {
+                    let infos: Vec<Info> =
+                        all(&fs, 3 + kind as u32).iter().map(|b| info(b)).collect();
+                    self.learn(kind, &infos);
+                    self.listing(&r.path, kind, &infos);
+                    every.extend(infos);
+                }
+                self.reports.push(Report {
+                    at: Instant::now(),
+                    path: r.path.clone(),
+                    request_id: rid.clone(),
+                    instance_id: string(&fs, 2),
+                    infos: every,
+                });
+                Reply::ok(W::default().bytes(1, &rid).bytes(2, &[]).0)
+            }
+            p @ ("/Agent/FetchPipelineConfig"
+            | "/Agent/FetchInstanceConfig"
+            | "/Agent/FetchConfig") => {
+                let kinds: &[u8] = match p {
+                    "/Agent/FetchPipelineConfig" => &[0],
+                    "/Agent/FetchInstanceConfig" => &[1],
+                    _ => &[0, 1],
                 };
                 let mut body = W::default().bytes(1, &rid).bytes(2, &[]);
-                for i in &infos {
-                    if let Some((version, text)) = set.get(&i.name) {
-                        let d = W::default()
-                            .bytes(1, i.name.as_bytes())
-                            .int(2, *version as u64)
-                            .bytes(3, text);
-                        body = body.bytes(3 + kind as u32, &d.0);
+                let mut asked = Vec::new();
+                for &kind in kinds {
+                    let infos: Vec<Info> =
+                        all(&fs, 3 + kind as u32).iter().map(|b| info(b)).collect();
+                    let set = if kind == 0 {
+                        &self.pipelines
+                    } else {
+                        &self.instances
+                    };
+                    for i in &infos {
+                        if let Some((version, text)) = set.get(&i.name) {
+                            let d = W::default()
+                                .bytes(1, i.name.as_bytes())
+                                .int(2, *version as u64)
+                                .bytes(3, text);
+                            body = body.bytes(3 + kind as u32, &d.0);
+                        }
                     }
+                    asked.extend(infos);
                 }
-                self.fetches.push((p.to_string(), infos));
+                self.fetches.push((p.to_string(), asked));
                 Reply::ok(body.0)
             }
             other => panic!("unexpected request to {other}"),
@@ -360,11 +539,20 @@ pub struct ConfigServer {
 }
 
 impl ConfigServer {
+    /// The seed's design ([`Mode::Seed`]).
     pub fn start() -> ConfigServer {
-        let cs = Arc::new(Mutex::new(Cs::default()));
+        ConfigServer::start_as(Mode::Seed)
+    }
+
+    pub fn start_as(mode: Mode) -> ConfigServer {
+        let cs = Arc::new(Mutex::new(Cs::new(mode)));
         let c = cs.clone();
         let http = HttpServer::start(Box::new(move |r: &Req| c.lock().unwrap().handle(r)));
         ConfigServer { http, cs }
+    }
+
+    pub fn mode(&self) -> Mode {
+        self.with(|c| c.mode)
     }
 
     pub fn url(&self) -> String {
@@ -375,18 +563,25 @@ impl ConfigServer {
         f(&mut self.cs.lock().unwrap())
     }
 
-    pub fn serve_pipeline(&self, name: &str, version: i64, detail: &str) {
+    /// Serves `name`; returns the version the agent will be offered: `version` (the seed),
+    /// or `version + 1` (the real server stores an update as the version it was sent plus
+    /// one). −1 is served as is: the test tells the server to send a deletion.
+    pub fn serve_pipeline(&self, name: &str, version: i64, detail: &str) -> i64 {
         self.with(|c| {
+            let v = c.stored_version(version);
             c.pipelines
-                .insert(name.into(), (version, detail.as_bytes().to_vec()))
-        });
+                .insert(name.into(), (v, detail.as_bytes().to_vec()));
+            v
+        })
     }
 
-    pub fn serve_instance(&self, name: &str, version: i64, detail: &str) {
+    pub fn serve_instance(&self, name: &str, version: i64, detail: &str) -> i64 {
         self.with(|c| {
+            let v = c.stored_version(version);
             c.instances
-                .insert(name.into(), (version, detail.as_bytes().to_vec()))
-        });
+                .insert(name.into(), (v, detail.as_bytes().to_vec()));
+            v
+        })
     }
 
     pub fn heartbeats(&self) -> Vec<Heartbeat> {
@@ -395,6 +590,16 @@ impl ConfigServer {
 
     pub fn reports(&self) -> Vec<Report> {
         self.with(|c| c.reports.clone())
+    }
+
+    /// What the server stored about the agent (identity, tags, attributes), from the
+    /// heartbeats as they said it.
+    pub fn stored(&self) -> Stored {
+        self.with(|c| c.stored.clone())
+    }
+
+    pub fn listings(&self) -> Vec<Listing> {
+        self.with(|c| c.listings.clone())
     }
 
     /// Waits until a status report (on the status endpoints) says `name` is at `version`
@@ -415,6 +620,24 @@ impl ConfigServer {
         None
     }
 
+    /// Waits until the server heard, on any channel (a report or a heartbeat), that `name`
+    /// is at `version` with `status`; returns the first list that said so.
+    pub fn wait_status(&self, name: &str, version: i64, status: u64, secs: u64) -> Option<Listing> {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        while Instant::now() < deadline {
+            let found = self.listings().into_iter().find(|l| {
+                l.infos
+                    .iter()
+                    .any(|i| i.name == name && i.version == version && i.status == status)
+            });
+            if found.is_some() {
+                return found;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        None
+    }
+
     /// Waits until `n` heartbeats have arrived.
     pub fn wait_heartbeats(&self, n: usize, secs: u64) -> Vec<Heartbeat> {
         let deadline = Instant::now() + Duration::from_secs(secs);
@@ -424,6 +647,15 @@ impl ConfigServer {
                 return h;
             }
             std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Cs {
+    fn stored_version(&self, version: i64) -> i64 {
+        match self.mode {
+            Mode::Real if version != -1 => version + 1,
+            _ => version,
         }
     }
 }
