@@ -21,6 +21,8 @@
 //! place), then a
 //! save of the last good configs, then the status.
 
+#[cfg(test)]
+mod fleet_state_tests;
 #[cfg(any(feature = "http", feature = "mqtt"))]
 mod heartbeat;
 #[cfg(feature = "http")]
