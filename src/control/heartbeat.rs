@@ -18,10 +18,11 @@
 //!
 //! What a **full** heartbeat adds is the part the server keeps between heartbeats and that
 //! does not change every time: the FullState flag and the status of every remote config.
-//! It is sent first, after ReportFullState, and on a new MQTT connection; the identity's
+//! It is sent first, after ReportFullState, and on a new MQTT connection. The identity's
 //! file and network look-ups (hostname, machine id, the address that reaches the server)
-//! are made then and repeated unchanged in the short ones, so a short heartbeat costs no
-//! I/O beyond the health figures. Config statuses ride in short heartbeats only when the server has no
+//! are made then, and again in a short heartbeat once [`IDENTITY_MAX_AGE`] has passed (an
+//! address handed out again by DHCP reaches the server within that); other short ones
+//! repeat the last, so they cost no I/O beyond the health figures. Config statuses ride in short heartbeats only when the server has no
 //! status endpoints (the 404 fallback): otherwise they travel on their own channel as soon
 //! as they change.
 
@@ -31,6 +32,7 @@ use crate::agent::State;
 use crate::config::Fleet;
 use std::cell::RefCell;
 use std::path::Path;
+use std::time::{Duration, Instant};
 
 /// The attributes that say who the agent is, looked up at each full heartbeat.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -66,16 +68,19 @@ impl Identity {
     }
 }
 
+/// How long a short heartbeat repeats the identity looked up before.
+pub(crate) const IDENTITY_MAX_AGE: Duration = Duration::from_secs(600);
+
 thread_local! {
-    /// The identity of the last full heartbeat, by server. The transports call
+    /// The identity last looked up, for which server, and when. The transports call
     /// [`request`] with `&State` only, so the cache lives here; the control plane runs on
     /// the pipeline thread alone, so one per thread is one per agent.
-    static IDENTITY: RefCell<Option<(String, Identity)>> = const { RefCell::new(None) };
+    static IDENTITY: RefCell<Option<(String, Instant, Identity)>> = const { RefCell::new(None) };
 }
 
-/// Builds heartbeat `seq` from the agent's state: the identity (looked up again when `full`,
-/// else the one of the last full heartbeat), the health figures, and the statuses when
-/// `full` or `with_statuses`.
+/// Builds heartbeat `seq` from the agent's state: the identity (looked up again when `full`
+/// or older than [`IDENTITY_MAX_AGE`], else the last one), the health figures, and the
+/// statuses when `full` or `with_statuses`.
 pub(crate) fn request(
     s: &State,
     seq: u64,
@@ -86,13 +91,20 @@ pub(crate) fn request(
 ) -> HeartbeatRequest {
     let fleet = s.cfg.fleet.as_ref();
     let server = fleet.map(|f| f.server.clone()).unwrap_or_default();
+    let now = Instant::now();
     let id = IDENTITY.with(|c| {
         let mut c = c.borrow_mut();
         match &*c {
-            Some((for_server, id)) if !full && *for_server == server => id.clone(),
+            Some((for_server, at, id))
+                if !full
+                    && *for_server == server
+                    && now.saturating_duration_since(*at) < IDENTITY_MAX_AGE =>
+            {
+                id.clone()
+            }
             _ => {
                 let id = Identity::look_up(s);
-                *c = Some((server, id.clone()));
+                *c = Some((server, now, id.clone()));
                 id
             }
         }

@@ -205,21 +205,30 @@ impl Wire {
             .unwrap_or(3)
             + 1;
         let head = 1 + len_len;
+        if len < 2 {
+            return Err(format!(
+                "bad packet from the broker: a PUBLISH of {len} bytes"
+            ));
+        }
         while self.rx.len() < head + 2 {
             self.fill(t).await?;
         }
         let topic_len = u16::from_be_bytes([self.rx[head], self.rx[head + 1]]) as usize;
         let pkid_len = if qos == QoS::AtMostOnce { 0 } else { 2 };
-        let var = (2 + topic_len + pkid_len).min(len);
+        let var = 2 + topic_len + pkid_len;
+        if len < var {
+            // Its variable header says more than its length: the stream is out of step.
+            return Err(format!(
+                "bad packet from the broker: a PUBLISH of {len} bytes with a {topic_len}-byte topic"
+            ));
+        }
         while self.rx.len() < head + var {
             self.fill(t).await?;
         }
-        let topic = String::from_utf8_lossy(&self.rx[head + 2..head + 2 + topic_len.min(var - 2)])
-            .into_owned();
-        let pkid = if pkid_len == 2 && var == 2 + topic_len + 2 {
-            u16::from_be_bytes([self.rx[head + var - 2], self.rx[head + var - 1]])
-        } else {
-            0
+        let topic = String::from_utf8_lossy(&self.rx[head + 2..head + 2 + topic_len]).into_owned();
+        let pkid = match pkid_len {
+            2 => u16::from_be_bytes([self.rx[head + var - 2], self.rx[head + var - 1]]),
+            _ => 0,
         };
         let mut left = head + len;
         loop {
@@ -320,6 +329,16 @@ mod tests {
         assert!(smol::block_on(w.read(t))
             .unwrap_err()
             .contains("over the limit"));
+    }
+
+    #[test]
+    fn a_publish_over_the_limit_whose_topic_runs_past_its_length_is_an_error() {
+        // PUBLISH QoS 1, remaining length 200 (over the limit of 100), topic length 300.
+        let mut bytes = vec![0x32, 0xc8, 0x01, 0x01, 0x2c];
+        bytes.extend(vec![b't'; 198]);
+        let mut w = wire_fed(100, bytes);
+        let e = smol::block_on(w.read_or_skip(Duration::from_secs(5))).unwrap_err();
+        assert!(e.contains("300-byte topic"), "{e}");
     }
 
     #[test]
