@@ -1248,13 +1248,17 @@ fn a_fleet_link_lost_right_after_connecting_reconnects_with_backoff() {
 
 /// Resident memory of process `pid`, in bytes.
 fn rss(pid: u32) -> u64 {
+    proc_status_kb(pid, "VmRSS:") * 1024
+}
+
+/// A `kB` figure of /proc/`pid`/status.
+fn proc_status_kb(pid: u32, key: &str) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let kb: u64 = status
+    status
         .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .find_map(|l| l.strip_prefix(key))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap();
-    kb * 1024
+        .unwrap()
 }
 
 // Issue 10, defect 8: a valid 3 MiB control message left the agent at 9.7 MiB of RSS for good.
@@ -1297,10 +1301,17 @@ fn a_large_valid_control_message_is_applied_and_its_memory_given_back() {
         std::thread::sleep(Duration::from_millis(100));
         now = rss(a.pid());
     }
+    // The message was held (the peak shows it), then let go.
+    let peak = proc_status_kb(a.pid(), "VmHWM:") * 1024;
     eprintln!(
-        "RSS: {} KiB before, {} KiB after",
+        "RSS: {} KiB before, {} KiB after, {} KiB at the peak",
         baseline >> 10,
-        now >> 10
+        now >> 10,
+        peak >> 10
+    );
+    assert!(
+        peak >= baseline + (2 << 20),
+        "the 3 MiB message was never held"
     );
     assert!(
         now <= baseline + (1 << 20),
