@@ -24,7 +24,7 @@ pub(crate) struct Wire {
     tx: BytesMut,
     /// Largest packet encoded or accepted.
     max: usize,
-    /// `rx` grew past [`RX_START`] for a packet: let it go once it is empty.
+    /// `rx` grew past [`RX_START`] for a packet: let it go once that packet is out of it.
     rx_grown: bool,
 }
 
