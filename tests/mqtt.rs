@@ -284,7 +284,7 @@ listen = "127.0.0.1:0"
 next_connection_delay_ms = 1
 [v4.1.connections]
 connection_timeout_ms = 60000
-max_payload_size = 1048576
+max_payload_size = 8388608
 max_inflight_count = 100
 dynamic_filters = true
 "#,
@@ -776,7 +776,7 @@ fn publish(port: u16, topic: &str, payload: &[u8], retain: bool) {
     let mut p = Publish::new(topic, QoS::AtLeastOnce, payload.to_vec());
     p.pkid = 1;
     p.retain = retain;
-    Packet::Publish(p).write(&mut out, 1 << 20).unwrap();
+    Packet::Publish(p).write(&mut out, 16 << 20).unwrap();
     c.write_all(&out).unwrap();
     let mut rx = bytes::BytesMut::new();
     c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
@@ -1111,4 +1111,213 @@ fn nothing_else_can_take_the_broker_port_while_the_test_runs() {
         squatter.is_err(),
         "port {port} was free for anyone between a broker's kill and its restart"
     );
+}
+
+/// Connections the fleet link made, by its log.
+fn fleet_connects(log: &str) -> usize {
+    log.matches("fleet: connected to").count()
+}
+
+/// The heartbeats the broker got from instance `it`.
+fn heartbeats_of(got: &Received) -> Vec<configserver::Heartbeat> {
+    got.messages()
+        .iter()
+        .filter(|(t, _)| t == "tailbeat/it/heartbeat")
+        .map(|(_, b)| configserver::Heartbeat::decode(b))
+        .collect()
+}
+
+// Issue 10, defect 8: a retained control message over the limit made the fleet link
+// reconnect in a tight loop (28,491 reconnects in 15 s), heartbeats stalled, nothing counted.
+#[test]
+fn a_retained_control_message_over_the_limit_is_refused_once_and_heartbeats_go_on() {
+    use configserver::APPLIED;
+    let (s, port, got, _broker) = with_broker("mqtt-fleet-oversized");
+    // A valid message, over the default limit of 4 MiB: the size alone refuses it.
+    let big = configs_message(&[("big", 1, &"# padding\n".repeat(425_000))]);
+    assert!(big.len() > 4 << 20);
+    publish(port.port, "tailbeat/it/config", &big, true);
+    let cfg = s.config(
+        "",
+        &input("app", &s.path("logs/app.log").display().to_string(), ""),
+        &format!(
+            "[batch]\nlinger = \"50ms\"\n[fleet]\nserver = \"mqtt://127.0.0.1:{port}\"\nheartbeat_interval = \"1s\"\n"
+        ),
+    );
+    let a = Agent::start(&s, &cfg);
+    a.wait_log("over fleet.max_message_bytes = 4194304; refused", 10);
+    // Heartbeats go on, and the refusal is counted once per time the broker delivered it.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while heartbeats_of(&got).len() < 4 {
+        assert!(
+            Instant::now() < deadline,
+            "heartbeats stalled: {} in 15 s; log:\n{}",
+            heartbeats_of(&got).len(),
+            a.log()
+        );
+        // Each look parses the 8 MiB of hex the recorder wrote for the message.
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    let hbs = heartbeats_of(&got);
+    let connects = fleet_connects(&a.log());
+    assert_eq!(connects, 1, "the link was not kept:\n{}", a.log());
+    assert_eq!(hbs.last().unwrap().health("bad_control_messages"), 1);
+    // The link still takes configs within the limit.
+    let small_log = s.path("logs/small.log");
+    append(&small_log, &line("s", 0));
+    let small = format!(
+        "paths = [\"{}\"]\nstart_at = \"head\"\n",
+        small_log.display()
+    );
+    publish(
+        port.port,
+        "tailbeat/it/config",
+        &configs_message(&[("small", 1, &small)]),
+        false,
+    );
+    wait_status(&got, "small", 1, APPLIED, 10);
+    let log = a.stop();
+    assert_eq!(log.matches("; refused").count(), 1, "{log}");
+}
+
+/// A broker that accepts every connection, then sends a PUBLISH no MQTT client can read (its
+/// topic is not UTF-8): the link is lost right after it was made, each time. Returns the
+/// port and the times of the connections.
+fn broker_that_breaks_every_link() -> (u16, Arc<Mutex<Vec<Instant>>>) {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    let times: Arc<Mutex<Vec<Instant>>> = Arc::default();
+    let t = times.clone();
+    std::thread::spawn(move || {
+        for c in l.incoming() {
+            let Ok(mut c) = c else { continue };
+            t.lock().unwrap().push(Instant::now());
+            c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+            let mut buf = [0u8; 4096];
+            // CONNECT → CONNACK; SUBSCRIBE (0x82, length, packet id) → SUBACK for two
+            // filters; then the unreadable PUBLISH.
+            if c.read(&mut buf).unwrap_or(0) == 0 {
+                continue;
+            }
+            let _ = c.write_all(&[0x20, 0x02, 0x00, 0x00]);
+            let n = c.read(&mut buf).unwrap_or(0);
+            if n < 4 || buf[0] != 0x82 {
+                continue;
+            }
+            let _ = c.write_all(&[0x90, 0x04, buf[2], buf[3], 0x01, 0x01]);
+            let _ = c.write_all(&[0x30, 0x07, 0x00, 0x02, 0xff, 0xfe, b'h', b'i', b'!']);
+            // Held open: the agent is the one that lets go.
+            while c.read(&mut buf).unwrap_or(0) > 0 {}
+        }
+    });
+    (port, times)
+}
+
+// Issue 10, defect 8: the link reconnected at once after losing a connection it had just
+// made, and a connection the broker accepted reset the backoff: a tight loop.
+#[test]
+fn a_fleet_link_lost_right_after_connecting_reconnects_with_backoff() {
+    let (port, times) = broker_that_breaks_every_link();
+    let s = Scratch::new("mqtt-fleet-backoff");
+    let cfg = s.config(
+        "",
+        &input("app", &s.path("logs/app.log").display().to_string(), ""),
+        &format!(
+            "[batch]\nlinger = \"50ms\"\n[fleet]\nserver = \"mqtt://127.0.0.1:{port}\"\nheartbeat_interval = \"1s\"\ntimeout = \"1s\"\n"
+        ),
+    );
+    let a = Agent::start(&s, &cfg);
+    a.wait_log("fleet: connected to", 10);
+    let first = times.lock().unwrap()[0];
+    // Backoff from 0.5 s doubling, jittered to [d/2, d]: the first four waits add up to at
+    // least 3.75 s, so the first 4 s see at most 5 connections (the loop made thousands).
+    std::thread::sleep(Duration::from_secs(4).saturating_sub(first.elapsed()));
+    let within = |secs: u64| {
+        times
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|t| t.duration_since(first) < Duration::from_secs(secs))
+            .count()
+    };
+    let n = within(4);
+    let log = a.stop();
+    assert!((2..=5).contains(&n), "{n} connections in 4 s:\n{log}");
+    assert!(log.contains("bad packet from the broker"), "{log}");
+}
+
+/// Resident memory of process `pid`, in bytes.
+fn rss(pid: u32) -> u64 {
+    proc_status_kb(pid, "VmRSS:") * 1024
+}
+
+/// A `kB` figure of /proc/`pid`/status.
+fn proc_status_kb(pid: u32, key: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(key))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
+}
+
+// Issue 10, defect 8: a valid 3 MiB control message left the agent at 9.7 MiB of RSS for good.
+#[test]
+fn a_large_valid_control_message_is_applied_and_its_memory_given_back() {
+    let (s, port, _got, _broker) = with_broker("mqtt-fleet-large");
+    let cfg = s.config(
+        "",
+        &input("app", &s.path("logs/app.log").display().to_string(), ""),
+        &format!(
+            "[batch]\nlinger = \"50ms\"\n[fleet]\nserver = \"mqtt://127.0.0.1:{port}\"\nheartbeat_interval = \"1s\"\n"
+        ),
+    );
+    let a = Agent::start(&s, &cfg);
+    a.wait_log("fleet: connected to", 10);
+    let detail = format!(
+        "paths = [\"{}\"]\nstart_at = \"head\"\n",
+        s.path("logs/extra.log").display()
+    );
+    // The same config path warmed up by a small message, so that the baseline already
+    // holds what applying a config keeps.
+    publish(
+        port.port,
+        "tailbeat/it/config",
+        &configs_message(&[("extra", 1, &detail)]),
+        false,
+    );
+    a.wait_log("config \"extra\" version 1 applied", 10);
+    std::thread::sleep(Duration::from_millis(500));
+    let baseline = rss(a.pid());
+    // 3 MiB, valid: version 2 of the same config, and 3 MiB in the response's `opaque`
+    // (field 8), which tailbeat reads past. The config is kept; the 3 MiB must not be.
+    let mut big = configs_message(&[("extra", 2, &detail)]);
+    big.extend(configserver::W::default().bytes(8, &vec![b'x'; 3 << 20]).0);
+    publish(port.port, "tailbeat/it/config", &big, false);
+    a.wait_log("config \"extra\" version 2 applied", 20);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut now = rss(a.pid());
+    while now > baseline + (1 << 20) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+        now = rss(a.pid());
+    }
+    // The message was held (the peak shows it), then let go.
+    let peak = proc_status_kb(a.pid(), "VmHWM:") * 1024;
+    eprintln!(
+        "RSS: {} KiB before, {} KiB after, {} KiB at the peak",
+        baseline >> 10,
+        now >> 10,
+        peak >> 10
+    );
+    assert!(
+        peak >= baseline + (2 << 20),
+        "the 3 MiB message was never held"
+    );
+    assert!(
+        now <= baseline + (1 << 20),
+        "RSS {} KiB after a 3 MiB message, {} KiB before",
+        now >> 10,
+        baseline >> 10
+    );
+    a.stop();
 }

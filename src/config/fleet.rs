@@ -2,7 +2,7 @@
 //! are in `pipeline.rs`).
 
 use super::error::parse_toml;
-use super::{Config, ConfigError, Secs, Spool, Tls};
+use super::{Config, ConfigError, Secs, Size, Spool, Tls};
 use serde::Deserialize;
 use std::fmt;
 use std::time::Duration;
@@ -45,6 +45,11 @@ pub struct Fleet {
     /// TLS settings for an `https://` server.
     #[serde(default)]
     pub tls: Tls,
+    /// MQTT: the largest control message accepted; what bounds the control plane's memory
+    /// (a message is held once as received and once decoded). A larger one is skipped
+    /// without being held, counted and logged.
+    #[serde(default = "default_max_message")]
+    pub max_message_bytes: Size,
 }
 
 impl fmt::Debug for Fleet {
@@ -61,6 +66,7 @@ impl fmt::Debug for Fleet {
             .field("tags", &self.tags)
             .field("token", &self.token.as_ref().map(|_| "***"))
             .field("tls", &self.tls)
+            .field("max_message_bytes", &self.max_message_bytes)
             .finish()
     }
 }
@@ -110,6 +116,9 @@ fn default_heartbeat() -> Secs {
 }
 fn default_fleet_timeout() -> Secs {
     Secs(Duration::from_secs(5))
+}
+fn default_max_message() -> Size {
+    Size(4 << 20)
 }
 fn default_agent_type() -> String {
     "tailbeat".into()

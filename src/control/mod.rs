@@ -35,6 +35,8 @@
 //! the last good configs. A deletion (−1) leaves the status list once the server
 //! acknowledged it.
 
+#[cfg(test)]
+mod fleet_state_tests;
 #[cfg(any(feature = "http", feature = "mqtt"))]
 mod heartbeat;
 #[cfg(feature = "http")]

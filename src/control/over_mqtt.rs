@@ -14,8 +14,16 @@
 //! - `P/I/heartbeat/response` → HeartbeatResponse, optional: ReportFullState makes the next
 //!   heartbeat full; updates in it are applied as from the config topics.
 //!
-//! A message that is not a valid HeartbeatResponse is logged, counted
-//! (`health.bad_control_messages`) and ignored: it changes nothing.
+//! A message that is not a valid HeartbeatResponse, or is larger than
+//! `fleet.max_message_bytes`, is logged, counted (`health.bad_control_messages`) and
+//! ignored: it changes nothing, and costs neither the connection nor memory (a large one is
+//! read off the connection and dropped as it arrives, see [`Wire::read_or_skip`]). That
+//! setting bounds the control plane's memory: a message is held once as received, and its
+//! config details once more as decoded; the receive buffer shrinks back after it.
+//!
+//! Reconnects back off (0.5 s doubling to 60 s, jittered) and the backoff starts again only
+//! once a connection has carried a heartbeat: a connection the broker accepts and then
+//! loses at once (a broker that drops us, a message we cannot read) is not a success.
 //!
 //! Its own connection (client id `{instance}-fleet`), on the pipeline thread like the sink's;
 //! the sink's connection carries the birth and death messages.
@@ -27,7 +35,7 @@ use super::remote::Kind;
 use crate::agent::{Notify, Shared};
 use crate::backoff::Backoff;
 use crate::config::{endpoint, Fleet};
-use crate::sink::mqtt::wire::Wire;
+use crate::sink::mqtt::wire::{Incoming, Wire};
 use rumqttc::mqttbytes::v4::{
     Connect, ConnectReturnCode, Login, Packet, PubAck, Publish, Subscribe, SubscribeFilter,
 };
@@ -36,9 +44,6 @@ use smol::future::FutureExt;
 use std::collections::VecDeque;
 use std::net::ToSocketAddrs;
 use std::time::{Duration, Instant};
-
-/// Largest control message accepted (configs are text; a few MiB is plenty).
-const MAX_PACKET: usize = 4 << 20;
 
 /// The topics of one agent.
 struct Topics {
@@ -75,8 +80,16 @@ struct Link {
     timeout: Duration,
     keep_alive: Duration,
     last_write: Instant,
-    /// PUBLISHes that arrived while waiting for something else.
-    incoming: VecDeque<Publish>,
+    /// Messages that arrived while waiting for something else.
+    incoming: VecDeque<Msg>,
+}
+
+/// A message on a subscribed topic.
+enum Msg {
+    /// Within `fleet.max_message_bytes`.
+    Publish(Publish),
+    /// Over it: only its topic and size were kept.
+    TooLarge { topic: String, len: usize },
 }
 
 fn err(what: &str, e: impl std::fmt::Display) -> String {
@@ -91,7 +104,8 @@ impl Link {
             .map_err(|x| err(&format!("resolve {}", e.host), x))?
             .next()
             .ok_or_else(|| format!("resolve {}: no address", e.host))?;
-        let wire = Wire::open(addr, &e, &f.tls, f.timeout.0, MAX_PACKET).await?;
+        let max = usize::try_from(f.max_message_bytes.0).unwrap_or(usize::MAX);
+        let wire = Wire::open(addr, &e, &f.tls, f.timeout.0, max).await?;
         let keep_alive = Duration::from_secs(30);
         let mut link = Link {
             wire,
@@ -112,8 +126,8 @@ impl Link {
         }
         link.write(Packet::Connect(c)).await?;
         match link.read(link.timeout).await? {
-            Packet::ConnAck(a) if a.code == ConnectReturnCode::Success => {}
-            Packet::ConnAck(a) => {
+            Incoming::Packet(Packet::ConnAck(a)) if a.code == ConnectReturnCode::Success => {}
+            Incoming::Packet(Packet::ConnAck(a)) => {
                 return Err(format!("broker {e} refused the connection: {:?}", a.code))
             }
             p => return Err(format!("broker {e} answered CONNECT with {p:?}")),
@@ -129,7 +143,7 @@ impl Link {
         link.write(Packet::Subscribe(s)).await?;
         loop {
             match link.read(link.timeout).await? {
-                Packet::SubAck(a) if a.pkid == pkid => break,
+                Incoming::Packet(Packet::SubAck(a)) if a.pkid == pkid => break,
                 p => link.take(p).await?,
             }
         }
@@ -151,19 +165,28 @@ impl Link {
         Ok(())
     }
 
-    async fn read(&mut self, t: Duration) -> Result<Packet, String> {
-        self.wire.read(t).await
+    async fn read(&mut self, t: Duration) -> Result<Incoming, String> {
+        self.wire.read_or_skip(t).await
     }
 
-    /// Takes a packet that is not the answer being waited for: PUBLISHes are acknowledged
-    /// and queued, the rest ignored.
-    async fn take(&mut self, p: Packet) -> Result<(), String> {
-        if let Packet::Publish(p) = p {
-            if p.qos == QoS::AtLeastOnce {
-                self.write(Packet::PubAck(PubAck::new(p.pkid))).await?;
-            }
-            self.incoming.push_back(p);
+    /// Takes a packet that is not the answer being waited for: messages are acknowledged
+    /// and queued (one too large, as a refusal), the rest ignored.
+    async fn take(&mut self, p: Incoming) -> Result<(), String> {
+        let (pkid, qos, msg) = match p {
+            Incoming::Packet(Packet::Publish(p)) => (p.pkid, p.qos, Msg::Publish(p)),
+            Incoming::TooLarge {
+                topic,
+                pkid,
+                qos,
+                len,
+            } => (pkid, qos, Msg::TooLarge { topic, len }),
+            Incoming::Packet(_) => return Ok(()),
+        };
+        // Subscribed at QoS 1: nothing arrives at QoS 2.
+        if qos == QoS::AtLeastOnce {
+            self.write(Packet::PubAck(PubAck::new(pkid))).await?;
         }
+        self.incoming.push_back(msg);
         Ok(())
     }
 
@@ -176,7 +199,7 @@ impl Link {
         self.write(Packet::Publish(p)).await?;
         loop {
             match self.read(self.timeout).await? {
-                Packet::PubAck(a) if a.pkid == pkid => return Ok(()),
+                Incoming::Packet(Packet::PubAck(a)) if a.pkid == pkid => return Ok(()),
                 p => self.take(p).await?,
             }
         }
@@ -201,6 +224,8 @@ pub(crate) async fn run(st: Shared, wake: Notify) {
     let startup_s = (crate::agent::now_ms() / 1000) as i64;
     let mut backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(60));
     let mut link: Option<Link> = None;
+    // Whether the link has carried a heartbeat: only then does the backoff start again.
+    let mut proven = false;
     let mut seq = 1u64;
     let mut full = true;
     let mut next_heartbeat = Instant::now();
@@ -233,7 +258,7 @@ pub(crate) async fn run(st: Shared, wake: Notify) {
             Some(l) => l,
             None => match Link::open(&f, &client_id, &topics).await {
                 Ok(l) => {
-                    backoff.reset();
+                    proven = false;
                     full = true;
                     // The broker may have restarted without its retained messages: say the
                     // statuses again on every new connection.
@@ -254,8 +279,8 @@ pub(crate) async fn run(st: Shared, wake: Notify) {
                 }
             },
         };
-        while let Some(p) = l.incoming.pop_front() {
-            on_message(&st, &p, &mut full);
+        while let Some(m) = l.incoming.pop_front() {
+            on_message(&st, m, &mut full, f.max_message_bytes.0);
         }
         // Status first: it must not wait for anything.
         let mut failed = None;
@@ -301,6 +326,10 @@ pub(crate) async fn run(st: Shared, wake: Notify) {
             match l.publish(&topics.heartbeat, body, false).await {
                 Ok(()) => {
                     log::debug!("fleet: heartbeat {seq} acknowledged");
+                    if !proven {
+                        proven = true;
+                        backoff.reset();
+                    }
                     seq += 1;
                     full = false;
                     next_heartbeat = Instant::now() + interval;
@@ -337,13 +366,25 @@ pub(crate) async fn run(st: Shared, wake: Notify) {
             }
         }
         if let Some(e) = failed {
-            log::warn!("fleet: {e}; reconnecting");
             link = None;
+            let d = backoff.next_delay();
+            log::warn!("fleet: {e}; reconnecting in {} ms", d.as_millis());
+            wake.wait_for(d).await;
         }
     }
 }
 
-fn on_message(st: &Shared, p: &Publish, full: &mut bool) {
+fn on_message(st: &Shared, m: Msg, full: &mut bool, max: u64) {
+    let p = match m {
+        Msg::Publish(p) => p,
+        Msg::TooLarge { topic, len } => {
+            log::warn!(
+                "fleet: {topic}: a message of {len} bytes, over fleet.max_message_bytes = {max}; refused"
+            );
+            st.borrow_mut().c.bad_control_messages += 1;
+            return;
+        }
+    };
     let r = match ServerResponse::decode(ResponseKind::Heartbeat, &p.payload) {
         Ok(r) => r,
         Err(e) => {

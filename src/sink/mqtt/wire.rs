@@ -6,12 +6,17 @@ use super::conn::Conn;
 use crate::config::{Endpoint, Tls};
 use bytes::BytesMut;
 use rumqttc::mqttbytes::v4::Packet;
+use rumqttc::mqttbytes::QoS;
 use smol::future::FutureExt;
 use smol::io::{AsyncReadExt, AsyncWriteExt};
 use std::net::SocketAddr;
 use std::time::Duration;
 
 /// An open connection and its buffers.
+///
+/// The receive buffer grows to the packet being read (at most `max` and its header) and
+/// goes back to [`RX_START`] once a packet larger than that has been taken out of it, so a
+/// large message is not held for the rest of the connection.
 #[derive(Debug)]
 pub(crate) struct Wire {
     conn: Conn,
@@ -19,6 +24,31 @@ pub(crate) struct Wire {
     tx: BytesMut,
     /// Largest packet encoded or accepted.
     max: usize,
+    /// `rx` grew past [`RX_START`] for a packet: let it go once that packet is out of it.
+    rx_grown: bool,
+}
+
+/// The receive buffer's size between large packets: a read's chunk.
+const RX_START: usize = 4096;
+
+/// What [`Wire::read_or_skip`] got.
+#[derive(Debug)]
+pub(crate) enum Incoming {
+    /// A packet within the limit.
+    Packet(Packet),
+    /// A PUBLISH larger than the limit: read off the connection and thrown away as it
+    /// arrived, never held whole. Its packet id is to be acknowledged at QoS 1, or the
+    /// broker would hold it in flight.
+    TooLarge {
+        /// Its topic.
+        topic: String,
+        /// Its packet id (0 at QoS 0).
+        pkid: u16,
+        /// Its QoS.
+        qos: QoS,
+        /// Its size (the MQTT remaining length: topic, packet id and payload).
+        len: usize,
+    },
 }
 
 /// `f`, or a `TimedOut` error after `d`; the error says `what` was being done.
@@ -50,9 +80,10 @@ impl Wire {
         let conn = within(t, &format!("connect to {e}"), Conn::open(addr, e, tls)).await?;
         Ok(Wire {
             conn,
-            rx: BytesMut::with_capacity(4096),
+            rx: BytesMut::with_capacity(RX_START),
             tx: BytesMut::new(),
             max,
+            rx_grown: false,
         })
     }
 
@@ -84,20 +115,248 @@ impl Wire {
         self.flush(t).await
     }
 
-    /// Reads one packet, waiting at most `t` for each chunk of it.
+    /// Reads one packet, waiting at most `t` for each chunk of it. A packet larger than the
+    /// limit is an error (the MQTT sink's broker never sends one: it only acknowledges).
     pub(crate) async fn read(&mut self, t: Duration) -> Result<Packet, String> {
+        match self.read_or_skip(t).await? {
+            Incoming::Packet(p) => Ok(p),
+            Incoming::TooLarge { topic, len, .. } => Err(format!(
+                "bad packet from the broker: a PUBLISH on {topic} of {len} bytes, over the limit of {}",
+                self.max
+            )),
+        }
+    }
+
+    /// Reads one packet, waiting at most `t` for each chunk of it; a PUBLISH larger than the
+    /// limit is skipped (see [`Incoming::TooLarge`]), so a retained message too large for
+    /// this client costs one refusal instead of the connection.
+    pub(crate) async fn read_or_skip(&mut self, t: Duration) -> Result<Incoming, String> {
+        self.release_rx();
         loop {
             match Packet::read(&mut self.rx, self.max) {
-                Ok(p) => return Ok(p),
-                Err(rumqttc::mqttbytes::Error::InsufficientBytes(_)) => {}
+                Ok(p) => {
+                    self.release_rx();
+                    return Ok(Incoming::Packet(p));
+                }
+                Err(rumqttc::mqttbytes::Error::InsufficientBytes(n)) => {
+                    // Room for the rest of the packet at once, not by doubling (which
+                    // would hold up to twice the packet).
+                    if self.rx.capacity() - self.rx.len() < n {
+                        self.rx.reserve(n);
+                        self.rx_grown = self.rx.capacity() > RX_START;
+                    }
+                }
+                Err(rumqttc::mqttbytes::Error::PayloadSizeLimitExceeded(len)) => {
+                    if let Some(skipped) = self.skip(len, t).await? {
+                        return Ok(skipped);
+                    }
+                    return Err(format!(
+                        "bad packet from the broker: {len} bytes, over the limit of {}, and not a PUBLISH",
+                        self.max
+                    ));
+                }
                 Err(e) => return Err(format!("bad packet from the broker: {e}")),
             }
-            let mut chunk = [0u8; 4096];
-            let n = within(t, "read", self.conn.read(&mut chunk)).await?;
-            if n == 0 {
-                return Err("the broker closed the connection".into());
-            }
-            self.rx.extend_from_slice(&chunk[..n]);
+            self.fill(t).await?;
         }
+    }
+
+    /// Reads a chunk into `rx`.
+    async fn fill(&mut self, t: Duration) -> Result<(), String> {
+        let mut chunk = [0u8; RX_START];
+        let n = within(t, "read", self.conn.read(&mut chunk)).await?;
+        if n == 0 {
+            return Err("the broker closed the connection".into());
+        }
+        self.rx.extend_from_slice(&chunk[..n]);
+        Ok(())
+    }
+
+    /// Lets a receive buffer that grew for a large packet go once that packet has left it:
+    /// what is left (the start of the next packets, at most a read's chunk) moves to a
+    /// buffer of the usual size. (`split_to` leaves `rx` sharing the large allocation.)
+    fn release_rx(&mut self) {
+        if self.rx_grown && self.rx.len() <= RX_START {
+            let mut fresh = BytesMut::with_capacity(RX_START);
+            fresh.extend_from_slice(&self.rx);
+            self.rx = fresh;
+            self.rx_grown = false;
+        }
+    }
+
+    /// Skips the packet at the head of `rx`, whose remaining length `len` is over the limit,
+    /// if it is a PUBLISH: reads its variable header (topic, packet id; at most 64 KiB),
+    /// then reads and drops the rest chunk by chunk. `None` if it is not a PUBLISH.
+    async fn skip(&mut self, len: usize, t: Duration) -> Result<Option<Incoming>, String> {
+        let byte1 = self.rx[0];
+        if byte1 >> 4 != 3 {
+            return Ok(None);
+        }
+        let qos = match (byte1 >> 1) & 3 {
+            0 => QoS::AtMostOnce,
+            1 => QoS::AtLeastOnce,
+            _ => QoS::ExactlyOnce,
+        };
+        // The remaining length's own size: 1 to 4 bytes, each but the last with bit 7 set.
+        let len_len = self.rx[1..]
+            .iter()
+            .take(4)
+            .position(|b| b & 0x80 == 0)
+            .unwrap_or(3)
+            + 1;
+        let head = 1 + len_len;
+        if len < 2 {
+            return Err(format!(
+                "bad packet from the broker: a PUBLISH of {len} bytes"
+            ));
+        }
+        while self.rx.len() < head + 2 {
+            self.fill(t).await?;
+        }
+        let topic_len = u16::from_be_bytes([self.rx[head], self.rx[head + 1]]) as usize;
+        let pkid_len = if qos == QoS::AtMostOnce { 0 } else { 2 };
+        let var = 2 + topic_len + pkid_len;
+        if len < var {
+            // Its variable header says more than its length: the stream is out of step.
+            return Err(format!(
+                "bad packet from the broker: a PUBLISH of {len} bytes with a {topic_len}-byte topic"
+            ));
+        }
+        while self.rx.len() < head + var {
+            self.fill(t).await?;
+        }
+        let topic = String::from_utf8_lossy(&self.rx[head + 2..head + 2 + topic_len]).into_owned();
+        let pkid = match pkid_len {
+            2 => u16::from_be_bytes([self.rx[head + var - 2], self.rx[head + var - 1]]),
+            _ => 0,
+        };
+        let mut left = head + len;
+        loop {
+            let n = left.min(self.rx.len());
+            let _ = self.rx.split_to(n);
+            left -= n;
+            if left == 0 {
+                break;
+            }
+            self.fill(t).await?;
+        }
+        self.release_rx();
+        Ok(Some(Incoming::TooLarge {
+            topic,
+            pkid,
+            qos,
+            len,
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{endpoint, Tls};
+    use rumqttc::mqttbytes::v4::Publish;
+    use std::io::Write;
+
+    /// A wire with a limit of `max` to a loopback socket that sends `bytes`.
+    fn wire_fed(max: usize, bytes: Vec<u8>) -> Wire {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap();
+        std::thread::spawn(move || {
+            let (mut c, _) = l.accept().unwrap();
+            // In small pieces, as a network would: the skip must cope with any split.
+            for piece in bytes.chunks(1000) {
+                c.write_all(piece).unwrap();
+            }
+            std::thread::sleep(Duration::from_secs(2));
+        });
+        let e = endpoint::mqtt(&format!("mqtt://{addr}")).unwrap();
+        smol::block_on(Wire::open(
+            addr,
+            &e,
+            &Tls::default(),
+            Duration::from_secs(5),
+            max,
+        ))
+        .unwrap()
+    }
+
+    fn encode(p: Packet) -> Vec<u8> {
+        let mut b = BytesMut::new();
+        p.write(&mut b, usize::MAX).unwrap();
+        b.to_vec()
+    }
+
+    fn publish(topic: &str, pkid: u16, len: usize) -> Packet {
+        let mut p = Publish::new(topic, QoS::AtLeastOnce, vec![7u8; len]);
+        p.pkid = pkid;
+        Packet::Publish(p)
+    }
+
+    #[test]
+    fn a_publish_over_the_limit_is_skipped_with_its_topic_and_id_and_the_next_one_read() {
+        let mut bytes = encode(publish("t/it/config", 4242, 300_000));
+        bytes.extend(encode(publish("t/it/config", 7, 100)));
+        bytes.extend(encode(Packet::PingResp));
+        let mut w = wire_fed(64 << 10, bytes);
+        let t = Duration::from_secs(5);
+        match smol::block_on(w.read_or_skip(t)).unwrap() {
+            Incoming::TooLarge {
+                topic,
+                pkid,
+                qos,
+                len,
+            } => {
+                assert_eq!(
+                    (topic.as_str(), pkid, qos),
+                    ("t/it/config", 4242, QoS::AtLeastOnce)
+                );
+                assert_eq!(len, 2 + 11 + 2 + 300_000);
+            }
+            other => panic!("{other:?}"),
+        }
+        // Never held whole: the buffer did not grow past a read's chunk and a header.
+        assert!(w.rx.capacity() < 64 << 10, "{}", w.rx.capacity());
+        match smol::block_on(w.read_or_skip(t)).unwrap() {
+            Incoming::Packet(Packet::Publish(p)) => assert_eq!((p.pkid, p.payload.len()), (7, 100)),
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            smol::block_on(w.read_or_skip(t)).unwrap(),
+            Incoming::Packet(Packet::PingResp)
+        ));
+        // The sink's read() still calls it an error.
+        let mut w = wire_fed(64 << 10, encode(publish("t", 1, 100_000)));
+        assert!(smol::block_on(w.read(t))
+            .unwrap_err()
+            .contains("over the limit"));
+    }
+
+    #[test]
+    fn a_publish_over_the_limit_whose_topic_runs_past_its_length_is_an_error() {
+        // PUBLISH QoS 1, remaining length 200 (over the limit of 100), topic length 300.
+        let mut bytes = vec![0x32, 0xc8, 0x01, 0x01, 0x2c];
+        bytes.extend(vec![b't'; 198]);
+        let mut w = wire_fed(100, bytes);
+        let e = smol::block_on(w.read_or_skip(Duration::from_secs(5))).unwrap_err();
+        assert!(e.contains("300-byte topic"), "{e}");
+    }
+
+    #[test]
+    fn the_receive_buffer_shrinks_back_after_a_large_packet() {
+        let mut bytes = encode(publish("t", 1, 1 << 20));
+        bytes.extend(encode(Packet::PingResp));
+        let mut w = wire_fed(4 << 20, bytes);
+        let t = Duration::from_secs(5);
+        let Incoming::Packet(Packet::Publish(p)) = smol::block_on(w.read_or_skip(t)).unwrap()
+        else {
+            panic!("not a publish");
+        };
+        assert_eq!(p.payload.len(), 1 << 20);
+        drop(p);
+        assert!(w.rx.capacity() <= RX_START, "{}", w.rx.capacity());
+        assert!(matches!(
+            smol::block_on(w.read_or_skip(t)).unwrap(),
+            Incoming::Packet(Packet::PingResp)
+        ));
     }
 }
