@@ -1465,7 +1465,10 @@ impl Episode {
                 seqs.insert(g.seq);
                 if is_first {
                     if let Some(m) = max_n[fid] {
-                        if n < m {
+                        // A line of a spool record this soak damaged is read again from the
+                        // checkpoint's position: it arrives after the records that survived
+                        // the damage, by design (the alternative is to lose it).
+                        if n < m && !self.damaged_lines.contains(&(fid, n)) {
                             order_count[fid] += 1;
                             if order_bad[fid].len() < 3 {
                                 order_bad[fid].push((m, n));

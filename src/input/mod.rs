@@ -828,14 +828,14 @@ impl Tailer {
     /// Then drain them. Still there but unmatched (an input was removed)? Keep the mark.
     /// Gone? Count what was unread.
     fn resolve_marks(&mut self, now: Instant, c: &mut Counters) {
-        let mut gone = Vec::new();
-        for (_, m) in std::mem::take(&mut self.marks) {
-            if still_there(&m) {
-                self.marks.insert((m.dev, m.ino), m);
-            } else {
-                gone.push(m);
-            }
-        }
+        // Each stays a mark until its turn: a generation followed before it must not take it
+        // for one renamed away unseen.
+        let mut gone: Vec<FileMark> = self
+            .marks
+            .values()
+            .filter(|m| !still_there(m))
+            .cloned()
+            .collect();
         // Followed oldest first (by the modification time of the name each is found under
         // now), so that generations renamed while the agent was down are read in order.
         let mut when: HashMap<(u64, u64), std::time::SystemTime> = HashMap::new();
@@ -857,7 +857,9 @@ impl Tailer {
         }
         gone.sort_by_key(|m| (when.get(&(m.dev, m.ino)).copied(), m.path.clone()));
         for m in gone {
-            self.follow(m, now, c);
+            if let Some(m) = self.marks.remove(&(m.dev, m.ino)) {
+                self.follow(m, now, c);
+            }
         }
     }
 

@@ -947,3 +947,25 @@ fn generations_renamed_away_unseen_after_a_known_one_are_read_under_a_live_name_
     r.settle();
     assert_eq!(r.numbers("a"), (0..25).collect::<Vec<_>>());
 }
+
+#[test]
+fn two_known_generations_renamed_while_down_are_each_read_once() {
+    // Only the live name matches. Both generations were known (marks) before the stop, and
+    // both were renamed away since: neither is taken for one renamed away unseen.
+    let mut r = Rig::new("rename-known-two", "app.log", "");
+    let tick = || std::thread::sleep(Duration::from_millis(15));
+    r.lines("app.log", "a", 0..10);
+    r.poll(Duration::ZERO);
+    fs::rename(r.path("app.log"), r.path("app.log.1")).unwrap();
+    tick();
+    r.lines("app.log", "a", 10..20);
+    r.poll(Duration::from_millis(100));
+    let marks = r.t.marks(&r.b);
+    r.lines("app.log", "a", 20..22);
+    fs::rename(r.path("app.log"), r.path("app.log.2")).unwrap();
+    tick();
+    r.lines("app.log", "a", 22..25);
+    r.restart(marks);
+    r.settle();
+    assert_eq!(r.numbers("a"), (0..25).collect::<Vec<_>>());
+}
