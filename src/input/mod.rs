@@ -861,6 +861,28 @@ impl Tailer {
                 self.follow(m, now, c);
             }
         }
+        // Then, per log, the generations renamed or copied away after the newest one
+        // followed that no one knows: with a glob on the live name only, nothing else finds
+        // them. They come before the live file, oldest first.
+        let mut newest: HashMap<Rc<str>, (std::time::SystemTime, PathBuf, usize)> = HashMap::new();
+        for f in self.files.iter().filter(|f| f.rotated.is_some()) {
+            let Some(t) = f.file.metadata().and_then(|m| m.modified()).ok() else {
+                continue;
+            };
+            let e = newest
+                .entry(f.wire_path.clone())
+                .or_insert((t, f.path.clone(), f.input));
+            if t > e.0 {
+                *e = (t, f.path.clone(), f.input);
+            }
+        }
+        for (wire, (_, path, input)) in newest {
+            let live = PathBuf::from(&*wire);
+            let later = self.later_generations(&path, &live, (0, 0), &wire, input, now, c);
+            if !later.is_empty() {
+                self.insert_before_live(later, &wire);
+            }
+        }
     }
 
     /// The input that found a file under `path`, if one still would.
@@ -909,13 +931,7 @@ impl Tailer {
                 );
                 t.rotated = Some(now);
                 c.files_opened += 1;
-                // Then the generations renamed or copied away after it that no one knows
-                // (with a glob on the live name only, nothing else finds them).
-                let key = (t.dev, t.ino);
-                let later = self.later_generations(&p, &path, key, &wire, input, now, c);
-                let mut chain = vec![t];
-                chain.extend(later);
-                self.insert_before_live(chain, &wire);
+                self.insert_before_live(vec![t], &wire);
             }
             // Another head: truncated while not open (copytruncate), then written again and
             // renamed. Its copy (from the mark's offset), the copies made after it, its new

@@ -969,3 +969,32 @@ fn two_known_generations_renamed_while_down_are_each_read_once() {
     r.settle();
     assert_eq!(r.numbers("a"), (0..25).collect::<Vec<_>>());
 }
+
+#[test]
+fn generations_renamed_away_unseen_come_after_every_known_one() {
+    // Only the live name matches. Two known generations renamed while the agent is down,
+    // then one it never saw: read in the order they were written.
+    let mut r = Rig::new("rename-known-unseen", "app.log", "");
+    let tick = || std::thread::sleep(Duration::from_millis(15));
+    r.lines("app.log", "a", 0..10);
+    r.poll(Duration::ZERO);
+    r.lines("app.log", "a", 10..12);
+    fs::rename(r.path("app.log"), r.path("app.log.1")).unwrap();
+    tick();
+    r.lines("app.log", "a", 12..20);
+    r.now += Duration::from_millis(100);
+    r.t.scan(r.now, &r.b, &mut r.c);
+    // Both generations known and open, neither read to its end.
+    let marks = r.t.marks(&r.b);
+    tick();
+    r.lines("app.log", "a", 20..22);
+    fs::rename(r.path("app.log"), r.path("app.log.2")).unwrap();
+    tick();
+    r.lines("app.log", "a", 22..30);
+    fs::rename(r.path("app.log"), r.path("app.log.3")).unwrap();
+    tick();
+    r.lines("app.log", "a", 30..35);
+    r.restart(marks);
+    r.settle();
+    assert_eq!(r.numbers("a"), (0..35).collect::<Vec<_>>());
+}
