@@ -461,6 +461,9 @@ struct Counters {
     corrupt_records: u64,
     /// Lines in corrupt records, if the progress line gives them.
     corrupt_lines: Option<u64>,
+    /// Frames the spool found missing at start-up (`spool frames lost N`): records cut off
+    /// or deleted whole, whose lines it cannot know.
+    spool_lost_frames: u64,
     /// Any other `N lines` loss figure the line gives (e.g. lines skipped because positions
     /// were lost), by name.
     other: BTreeMap<String, u64>,
@@ -499,6 +502,13 @@ fn parse_counters(log: &str) -> Option<Counters> {
                 c.corrupt_lines = num_before(item, "lines");
             }
             "dead" => {}
+            "spool" if item.starts_with("spool frames lost") => {
+                c.spool_lost_frames = item
+                    .rsplit(' ')
+                    .next()
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(0);
+            }
             _ => {
                 if let Some(v) = num_before(item, "lines") {
                     c.other.insert(item.to_string(), v);
@@ -1561,6 +1571,7 @@ impl Episode {
                     sum.dropped_frames += c.dropped_frames;
                     sum.dropped_lines += c.dropped_lines;
                     sum.corrupt_records += c.corrupt_records;
+                    sum.spool_lost_frames += c.spool_lost_frames;
                     if let Some(l) = c.corrupt_lines {
                         *sum.corrupt_lines.get_or_insert(0) += l;
                     }
@@ -1668,19 +1679,22 @@ impl Episode {
                 .filter(|(_, ls)| ls.iter().any(|l| lost_damaged.contains(l)))
                 .map(|(s, _)| *s)
                 .collect();
-            let counted_ok = sum.corrupt_records >= frames.len() as u64
+            // A record cut off whole is counted by the spool as a frame lost (from the gap
+            // in sequence numbers), one damaged in place as a corrupt record.
+            let counted_ok = sum.corrupt_records + sum.spool_lost_frames >= frames.len() as u64
                 && sum
                     .corrupt_lines
                     .is_none_or(|l| l == lost_damaged.len() as u64);
             let msg = format!(
-                "spool damage lost {} lines in {} frames {:?}; counters: corrupt {} records{}",
+                "spool damage lost {} lines in {} frames {:?}; counters: corrupt {} records{}, spool frames lost {}",
                 lost_damaged.len(),
                 frames.len(),
                 frames.iter().take(8).collect::<Vec<_>>(),
                 sum.corrupt_records,
                 sum.corrupt_lines
                     .map(|l| format!(" ({l} lines)"))
-                    .unwrap_or_default()
+                    .unwrap_or_default(),
+                sum.spool_lost_frames
             );
             if counted_ok || self.flood_bytes > 0 {
                 notes.push(msg);
