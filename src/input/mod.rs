@@ -456,7 +456,7 @@ impl Tailer {
                     t.wire_path = String::from_utf8_lossy(&m.path).into();
                     log::debug!("{}: resuming at byte {}", path.display(), m.offset);
                 } else {
-                    after = self.truncated_while_down(&m, &t, now, c);
+                    after = self.truncated_while_down(&m, &mut t, now, c);
                 }
             } else {
                 // The inode no longer starts as it did: truncated while not open and written
@@ -464,7 +464,7 @@ impl Tailer {
                 // Either way it is read from its head; the rest of what the mark knew is in
                 // a copy, or lost.
                 log::debug!("{}: new content under a known inode", path.display());
-                after = self.truncated_while_down(&m, &t, now, c);
+                after = self.truncated_while_down(&m, &mut t, now, c);
             }
         } else if !self.started && self.first_run && self.inputs[idx].start_at == StartAt::Tail {
             t.pos = size;
@@ -477,7 +477,7 @@ impl Tailer {
             .files
             .iter()
             .rev()
-            .find(|f| *f.wire_path == *wire && (f.rotated.is_some() || f.path != path))
+            .find(|f| *f.wire_path == *t.wire_path && (f.rotated.is_some() || f.path != path))
         {
             t.wait_for = Some((p.dev, p.ino));
         }
@@ -536,10 +536,13 @@ impl Tailer {
     ///
     /// Returns the generations that come after `live` itself: copies newer than it when it
     /// was renamed away (see [`split_after_renamed`]); the caller opens them after it.
+    ///
+    /// With a copy found, `live` is the same log as the mark (renamed since, perhaps) and
+    /// takes the mark's name, so that it waits for the copy.
     fn truncated_while_down(
         &mut self,
         m: &FileMark,
-        live: &Tailed,
+        live: &mut Tailed,
         now: Instant,
         c: &mut Counters,
     ) -> Vec<Tailed> {
@@ -551,6 +554,7 @@ impl Tailer {
         let open = |k: (u64, u64)| self.files.iter().any(|f| (f.dev, f.ino) == k && !f.suspect);
         match find_copy(dir, &[(m.fp_len, m.fp)], (live.dev, live.ino), open) {
             Some(copy) => {
+                live.wire_path = wire.clone();
                 self.attach_copy(copy.clone(), &wire, live.input, m.offset, now, c);
                 // Then the generations copied away after it while the agent was down; the
                 // file that now has the name waits for the last (see open_new).
@@ -953,7 +957,7 @@ impl Tailer {
                     .filter(|f| !f.suspect)
                     .map(|f| (f.dev, f.ino))
                     .collect();
-                let after = self.truncated_while_down(&m, &t, now, c);
+                let after = self.truncated_while_down(&m, &mut t, now, c);
                 let mut chain = Vec::new();
                 let mut i = 0;
                 while i < self.files.len() {
