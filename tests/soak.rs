@@ -148,6 +148,9 @@ enum Fault {
 /// before that, under a glob on the live name only, was never seen.
 const STARTUP: Duration = Duration::from_millis(300);
 
+/// How long an agent continued after SIGSTOP may take to make its next scan, at most.
+const RESUME: Duration = Duration::from_millis(150);
+
 /// The name `TAILBEAT_SOAK_SKIP` knows a fault by.
 fn fault_class(f: &Fault) -> &'static str {
     match f {
@@ -1137,7 +1140,9 @@ impl Episode {
                 if self.state == AgentState::Stopped {
                     signal(self.pid(), "CONT");
                     if let Some(g) = self.gaps.last_mut() {
-                        g.1 = Some(Instant::now());
+                        // Its next scan comes up to a poll interval later (and later still
+                        // on a busy machine): until then it has seen nothing new.
+                        g.1 = Some(Instant::now() + RESUME);
                     }
                     self.state = AgentState::Running;
                     self.note("SIGCONT".into());
