@@ -22,9 +22,11 @@
 //! - a line arrives once, or again only in a frame with the same `(instance, seq)` and the
 //!   same content (and for the file sink, README promises exactly once: not even that);
 //! - lines written inside logrotate's copy→truncate window may be lost (README, Rotation);
-//! - with a glob matching only the live name, a generation renamed away while the agent was
-//!   not running may be lost (README: "a generation the agent never saw, and no agent could
-//!   count it");
+//! - with a glob matching only the live name, a generation renamed or copied away whole
+//!   while the agent was not running, stopped, or not yet scanning may be lost (README,
+//!   Rotation: a generation the agent never saw; nothing identifies it to count it);
+//! - lines of a spool record this soak damaged may arrive after later lines: they are read
+//!   again from the checkpoint's position (README, "The spool heals itself");
 //! - lines of a spool record this soak damaged may be lost, but must then be counted
 //!   (`corrupt ... records`, and lines if the progress line gives them); lines the agent
 //!   reads again because this soak damaged its spool record or checkpoint are reported as
@@ -1528,8 +1530,11 @@ impl Episode {
                 match arrived.get(&(fid, n)).map(|s| s.len()).unwrap_or(0) {
                     0 => {
                         let gen = &self.gens[fid][w.gen as usize];
+                        // Renamed or copied away whole while the agent was down or
+                        // stopped (or before its first scan): under a live-name glob it
+                        // never saw the generation's head, so nothing identifies it.
                         let unseen = !self.plan.wide_glob
-                            && matches!(gen.rotated, Some((at, RotKind::Rename))
+                            && matches!(gen.rotated, Some((at, _))
                                 if self.killed_at(at) || self.not_running_over(gen.created, at));
                         if w.window {
                             lost_window.0 += 1;
@@ -1618,7 +1623,7 @@ impl Episode {
         );
         let _ = writeln!(
             r,
-            "  lost: {} other (must be 0; {lost_other_bytes} B), {} in spool records this soak damaged, {} inside copy->truncate windows ({} B, accepted), {} of generations renamed away while the agent was not running with a live-name glob ({} B, accepted)",
+            "  lost: {} other (must be 0; {lost_other_bytes} B), {} in spool records this soak damaged, {} inside copy->truncate windows ({} B, accepted), {} of generations rotated away while the agent was not running with a live-name glob ({} B, accepted)",
             lost_other.len(),
             lost_damaged.len(),
             lost_window.0,

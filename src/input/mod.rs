@@ -524,8 +524,14 @@ impl Tailer {
         self.files.iter().any(|f| {
             f.rotated.is_none()
                 && (f.dev, f.ino) != (t.dev, t.ino)
-                && f.size >= u64::from(t.fp_len)
-                && fingerprint(&f.file, t.fp_len).ok().flatten() == Some(t.fp)
+                && (f.size >= u64::from(t.fp_len)
+                    && fingerprint(&f.file, t.fp_len).ok().flatten() == Some(t.fp)
+                    // Or it starts with what the live file started with when last looked
+                    // at: copytruncate may have emptied the live file between the scan's
+                    // truncation checks and this look, and the truncation is seen next scan.
+                    || f.fp_len >= MIN_PREFIX
+                        && t.size >= u64::from(f.fp_len)
+                        && fingerprint(&t.file, f.fp_len).ok().flatten() == Some(f.fp))
         })
     }
 

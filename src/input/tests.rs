@@ -1000,3 +1000,31 @@ fn generations_renamed_away_unseen_come_after_every_known_one() {
     r.settle();
     assert_eq!(r.numbers("a"), (0..35).collect::<Vec<_>>());
 }
+
+#[test]
+fn a_copy_whose_original_was_emptied_during_the_scan_is_not_read_from_its_head() {
+    // The scan checks its files for truncation, then walks the glob. copytruncate lands in
+    // between: the walk finds the copy while the original is already empty. The copy is
+    // not a new file: it is claimed at the next scan, and nothing is read twice.
+    let mut r = Rig::new("ct-mid-scan", "app.log*", "");
+    r.lines("app.log", "a", 0..10);
+    r.poll(Duration::ZERO);
+    r.lines("app.log", "a", 10..12);
+    // What the scan's first step saw (nothing truncated yet), then the walk: done by hand.
+    r.copytruncate("app.log", "app.log.1");
+    r.lines("app.log", "b", 0..3);
+    let found = Found {
+        input: 0,
+        path: r.path("app.log.1"),
+        dev: fs::metadata(r.path("app.log.1")).unwrap().dev(),
+        ino: fs::metadata(r.path("app.log.1")).unwrap().ino(),
+        size: fs::metadata(r.path("app.log.1")).unwrap().len(),
+        mtime: None,
+    };
+    r.now += Duration::from_millis(50);
+    r.t.open_in_order(vec![found], r.now, &mut r.c);
+    r.read();
+    r.settle();
+    assert_eq!(r.numbers("a"), (0..12).collect::<Vec<_>>());
+    assert_eq!(r.numbers("b"), [0, 1, 2]);
+}
