@@ -1878,7 +1878,7 @@ fn env_u64(k: &str) -> Option<u64> {
 /// (fresh from the clock if unset). `TAILBEAT_SOAK_EPISODE=N` runs only episode N;
 /// `TAILBEAT_SOAK_SKIP=diskfull,segdir,...` leaves fault classes out (see `fault_class`).
 #[test]
-#[ignore = "it still finds defects (README, Guarantees: what the soak still finds); .ci/run runs it with a fresh seed and reports, without gating"]
+#[ignore = "about a minute of faults, needs root (tmpfs mounts); .ci/run runs it as a gate (README, Guarantees)"]
 fn soak() {
     let seed = env_u64("TAILBEAT_SOAK_SEED").unwrap_or_else(|| {
         let t = std::time::SystemTime::now()
