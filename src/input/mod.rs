@@ -886,12 +886,19 @@ impl Tailer {
                 *e = (t, f.path.clone(), f.input);
             }
         }
+        let wires: Vec<Rc<str>> = newest.keys().cloned().collect();
         for (wire, (_, path, input)) in newest {
             let live = PathBuf::from(&*wire);
             let later = self.later_generations(&path, &live, (0, 0), &wire, input, now, c);
             if !later.is_empty() {
                 self.insert_before_live(later, &wire);
             }
+        }
+        // Copies claimed through the live file, generations followed by their marks and
+        // generations found unseen were each put in place by their own rule: put each
+        // log's generations in the one order they were written.
+        for wire in wires {
+            self.rechain(&wire);
         }
     }
 
@@ -978,6 +985,43 @@ impl Tailer {
                 self.insert_before_live(chain, &wire);
             }
             Err(_) => self.vanished(&m, c),
+        }
+    }
+
+    /// Orders the generations of the log `wire` that are not under its name (rotated, or
+    /// renamed away) by modification time, each waiting for the one before it, and the file
+    /// under the name (if open) after the last. At a restart: what was written last was
+    /// modified last, and a copy is not modified after it is made.
+    fn rechain(&mut self, wire: &Rc<str>) {
+        let mtime = |f: &Tailed| f.file.metadata().and_then(|m| m.modified()).ok();
+        let is_gen = |f: &Tailed| {
+            *f.wire_path == **wire && !f.suspect && (f.rotated.is_some() || *f.path != **wire)
+        };
+        let Some(at) = self.files.iter().position(is_gen) else {
+            return;
+        };
+        let mut gens = Vec::new();
+        let mut i = at;
+        while i < self.files.len() {
+            if is_gen(&self.files[i]) {
+                gens.push(self.files.remove(i));
+            } else {
+                i += 1;
+            }
+        }
+        gens.sort_by_cached_key(|f| (mtime(f), std::cmp::Reverse(f.path.clone())));
+        let mut prev = None;
+        for (k, mut g) in gens.into_iter().enumerate() {
+            g.wait_for = prev;
+            prev = Some((g.dev, g.ino));
+            self.files.insert(at + k, g);
+        }
+        if let Some(n) = self
+            .files
+            .iter_mut()
+            .find(|f| *f.wire_path == **wire && f.rotated.is_none() && *f.path == **wire)
+        {
+            n.wait_for = prev;
         }
     }
 
