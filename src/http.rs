@@ -11,6 +11,7 @@
 //! Only per-phase timeouts are set (connect, send, receive): ureq's global and resolve
 //! timeouts run DNS resolution on a throwaway thread per request.
 
+use crate::config::Secret;
 use smol::channel::{Receiver, Sender};
 use std::fmt;
 use std::time::Duration;
@@ -22,8 +23,8 @@ pub struct Request {
     pub url: String,
     /// `Content-Type` of `body`.
     pub content_type: &'static str,
-    /// `Authorization` header value, if any (never logged).
-    pub authorization: Option<String>,
+    /// `Authorization` header value, if any.
+    pub authorization: Option<Secret>,
     /// Other headers.
     pub headers: Vec<(&'static str, String)>,
     /// The body.
@@ -156,7 +157,7 @@ fn call(agent: &ureq::Agent, req: Request) -> Reply {
         .post(&req.url)
         .header("Content-Type", req.content_type);
     if let Some(a) = &req.authorization {
-        r = r.header("Authorization", a);
+        r = r.header("Authorization", a.expose());
     }
     for (k, v) in &req.headers {
         r = r.header(*k, v);
@@ -192,18 +193,19 @@ fn redact(msg: &str) -> String {
     }
 }
 
-/// `Authorization` for a bearer token or a user and password.
+/// `Authorization` for a bearer token or a user and password: a [`Secret`] too, since it
+/// carries one.
 pub fn authorization(
-    bearer: Option<&str>,
+    bearer: Option<&Secret>,
     user: Option<&str>,
-    password: Option<&str>,
-) -> Option<String> {
+    password: Option<&Secret>,
+) -> Option<Secret> {
     if let Some(t) = bearer {
-        return Some(format!("Bearer {t}"));
+        return Some(Secret::new(format!("Bearer {}", t.expose())));
     }
     let user = user?;
-    let raw = format!("{user}:{}", password.unwrap_or(""));
-    Some(format!("Basic {}", base64(raw.as_bytes())))
+    let raw = format!("{user}:{}", password.map_or("", Secret::expose));
+    Some(Secret::new(format!("Basic {}", base64(raw.as_bytes()))))
 }
 
 fn base64(b: &[u8]) -> String {
@@ -230,17 +232,14 @@ mod tests {
 
     #[test]
     fn basic_auth_is_rfc_7617() {
-        assert_eq!(
-            authorization(None, Some("Aladdin"), Some("open sesame")).unwrap(),
-            "Basic QWxhZGRpbjpvcGVuIHNlc2FtZQ=="
-        );
+        let s = Secret::new;
+        let basic = authorization(None, Some("Aladdin"), Some(&s("open sesame"))).unwrap();
+        assert_eq!(basic.expose(), "Basic QWxhZGRpbjpvcGVuIHNlc2FtZQ==");
         assert_eq!(base64(b"a"), "YQ==");
         assert_eq!(base64(b"ab"), "YWI=");
-        assert_eq!(
-            authorization(Some("t0k"), Some("u"), None).unwrap(),
-            "Bearer t0k"
-        );
-        assert_eq!(authorization(None, None, Some("p")), None);
+        let bearer = authorization(Some(&s("t0k")), Some("u"), None).unwrap();
+        assert_eq!(bearer.expose(), "Bearer t0k");
+        assert_eq!(authorization(None, None, Some(&s("p"))), None);
     }
 
     #[test]
