@@ -171,7 +171,7 @@ impl Sink for HttpSink {
                 retry_after: resp.retry_after,
             },
             Err(e) => SinkError::Http {
-                msg: e.0,
+                msg: e.to_string(),
                 retry_after: None,
             },
         };
