@@ -47,7 +47,11 @@ fuzz_target!(|data: &[u8]| {
         let Some((&how, rest)) = part.split_first() else {
             continue;
         };
-        let kind = if how & 1 == 0 { Kind::Pipeline } else { Kind::Instance };
+        let kind = if how & 1 == 0 {
+            Kind::Pipeline
+        } else {
+            Kind::Instance
+        };
         let version = [1, 2, -1, 0][(how >> 1 & 3) as usize];
         let (name, text) = match rest.iter().position(|&b| b == b'\n') {
             Some(i) => (&rest[..i], &rest[i + 1..]),

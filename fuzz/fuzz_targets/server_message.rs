@@ -11,7 +11,11 @@ use tailbeat::control::proto::{
 };
 
 fuzz_target!(|data: &[u8]| {
-    for kind in [ResponseKind::Heartbeat, ResponseKind::Fetch, ResponseKind::Report] {
+    for kind in [
+        ResponseKind::Heartbeat,
+        ResponseKind::Fetch,
+        ResponseKind::Report,
+    ] {
         let Ok(r) = ServerResponse::decode(kind, data) else {
             continue;
         };
@@ -25,7 +29,10 @@ fuzz_target!(|data: &[u8]| {
         let mut held = r.request_id.len() + r.error_message.len() / 3;
         for list in updates {
             assert!(list.len() <= proto::MAX_UPDATES, "{} updates", list.len());
-            held += list.iter().map(|d| d.name.len() + d.detail.len()).sum::<usize>();
+            held += list
+                .iter()
+                .map(|d| d.name.len() + d.detail.len())
+                .sum::<usize>();
         }
         assert!(held <= data.len(), "{held} bytes held from {}", data.len());
     }
