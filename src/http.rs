@@ -11,6 +11,7 @@
 //! Only per-phase timeouts are set (connect, send, receive): ureq's global and resolve
 //! timeouts run DNS resolution on a throwaway thread per request.
 
+use crate::config::Secret;
 use smol::channel::{Receiver, Sender};
 use std::fmt;
 use std::time::Duration;
@@ -22,8 +23,8 @@ pub struct Request {
     pub url: String,
     /// `Content-Type` of `body`.
     pub content_type: &'static str,
-    /// `Authorization` header value, if any (never logged).
-    pub authorization: Option<String>,
+    /// `Authorization` header value, if any.
+    pub authorization: Option<Secret>,
     /// Other headers.
     pub headers: Vec<(&'static str, String)>,
     /// The body.
@@ -44,17 +45,62 @@ pub struct Response {
 /// Largest response body read; a longer one is an error (config bodies are small).
 pub const MAX_BODY: u64 = 4 << 20;
 
-/// A request that got no HTTP answer: connection refused, timeout, broken response.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct HttpError(pub String);
+/// A request that got no HTTP answer (any answer, 4xx and 5xx included, is a [`Response`]).
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum HttpError {
+    /// The worker thread is gone (it panicked).
+    WorkerGone,
+    /// No answer from the worker within `after` (six times the phase timeout): name
+    /// resolution, which has no timeout of its own, hung.
+    NoAnswer {
+        /// How long the pipeline waited.
+        after: Duration,
+    },
+    /// No answer: the connection was refused, a phase timed out, TLS failed, the answer's
+    /// head was broken.
+    Send {
+        /// Where the POST went.
+        url: String,
+        /// ureq's error.
+        source: ureq::Error,
+    },
+    /// An answer whose body could not be read: cut short, timed out, or over [`MAX_BODY`].
+    Body {
+        /// Where the POST went.
+        url: String,
+        /// ureq's error.
+        source: ureq::Error,
+    },
+}
 
 impl fmt::Display for HttpError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        match self {
+            HttpError::WorkerGone => f.write_str("HTTP worker thread is gone"),
+            HttpError::NoAnswer { after } => write!(f, "no answer in {} s", after.as_secs()),
+            HttpError::Send { url, source } => {
+                write!(f, "POST {url}: {}", redact(&source.to_string()))
+            }
+            HttpError::Body { url, source } => {
+                write!(
+                    f,
+                    "POST {url}: reading the answer: {}",
+                    redact(&source.to_string())
+                )
+            }
+        }
     }
 }
 
-impl std::error::Error for HttpError {}
+impl std::error::Error for HttpError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            HttpError::Send { source, .. } | HttpError::Body { source, .. } => Some(source),
+            HttpError::WorkerGone | HttpError::NoAnswer { .. } => None,
+        }
+    }
+}
 
 type Reply = Result<Response, HttpError>;
 
@@ -127,8 +173,10 @@ impl Client {
     pub async fn post(&self, req: Request) -> Reply {
         let id = self.next.get() + 1;
         self.next.set(id);
-        let gone = || HttpError("HTTP worker thread is gone".into());
-        self.tx.send((id, req)).await.map_err(|_| gone())?;
+        self.tx
+            .send((id, req))
+            .await
+            .map_err(|_| HttpError::WorkerGone)?;
         // Five phases each bounded by `timeout`: the worker answers well within this, unless
         // name resolution (which has no timeout of its own) hangs.
         let limit = self.timeout * 6;
@@ -138,13 +186,13 @@ impl Client {
                     match self.rx.recv().await {
                         Ok((n, reply)) if n == id => return reply,
                         Ok(_) => continue,
-                        Err(_) => return Err(gone()),
+                        Err(_) => return Err(HttpError::WorkerGone),
                     }
                 }
             },
             async {
                 smol::Timer::after(limit).await;
-                Err(HttpError(format!("no answer in {} s", limit.as_secs())))
+                Err(HttpError::NoAnswer { after: limit })
             },
         )
         .await
@@ -156,14 +204,15 @@ fn call(agent: &ureq::Agent, req: Request) -> Reply {
         .post(&req.url)
         .header("Content-Type", req.content_type);
     if let Some(a) = &req.authorization {
-        r = r.header("Authorization", a);
+        r = r.header("Authorization", a.expose());
     }
     for (k, v) in &req.headers {
         r = r.header(*k, v);
     }
-    let mut resp = r
-        .send(&req.body[..])
-        .map_err(|e| HttpError(format!("POST {}: {}", req.url, redact(&e.to_string()))))?;
+    let mut resp = r.send(&req.body[..]).map_err(|source| HttpError::Send {
+        url: req.url.clone(),
+        source,
+    })?;
     let status = resp.status().as_u16();
     let retry_after = resp
         .headers()
@@ -176,7 +225,10 @@ fn call(agent: &ureq::Agent, req: Request) -> Reply {
         .with_config()
         .limit(MAX_BODY)
         .read_to_vec()
-        .map_err(|e| HttpError(format!("POST {}: reading the answer: {e}", req.url)))?;
+        .map_err(|source| HttpError::Body {
+            url: req.url.clone(),
+            source,
+        })?;
     Ok(Response {
         status,
         retry_after,
@@ -192,18 +244,19 @@ fn redact(msg: &str) -> String {
     }
 }
 
-/// `Authorization` for a bearer token or a user and password.
+/// `Authorization` for a bearer token or a user and password: a [`Secret`] too, since it
+/// carries one.
 pub fn authorization(
-    bearer: Option<&str>,
+    bearer: Option<&Secret>,
     user: Option<&str>,
-    password: Option<&str>,
-) -> Option<String> {
+    password: Option<&Secret>,
+) -> Option<Secret> {
     if let Some(t) = bearer {
-        return Some(format!("Bearer {t}"));
+        return Some(Secret::new(format!("Bearer {}", t.expose())));
     }
     let user = user?;
-    let raw = format!("{user}:{}", password.unwrap_or(""));
-    Some(format!("Basic {}", base64(raw.as_bytes())))
+    let raw = format!("{user}:{}", password.map_or("", Secret::expose));
+    Some(Secret::new(format!("Basic {}", base64(raw.as_bytes()))))
 }
 
 fn base64(b: &[u8]) -> String {
@@ -230,17 +283,95 @@ mod tests {
 
     #[test]
     fn basic_auth_is_rfc_7617() {
-        assert_eq!(
-            authorization(None, Some("Aladdin"), Some("open sesame")).unwrap(),
-            "Basic QWxhZGRpbjpvcGVuIHNlc2FtZQ=="
-        );
+        let s = Secret::new;
+        let basic = authorization(None, Some("Aladdin"), Some(&s("open sesame"))).unwrap();
+        assert_eq!(basic.expose(), "Basic QWxhZGRpbjpvcGVuIHNlc2FtZQ==");
         assert_eq!(base64(b"a"), "YQ==");
         assert_eq!(base64(b"ab"), "YWI=");
-        assert_eq!(
-            authorization(Some("t0k"), Some("u"), None).unwrap(),
-            "Bearer t0k"
+        let bearer = authorization(Some(&s("t0k")), Some("u"), None).unwrap();
+        assert_eq!(bearer.expose(), "Bearer t0k");
+        assert_eq!(authorization(None, None, Some(&s("p"))), None);
+    }
+
+    /// A one-connection server on loopback that reads one request and writes `answer` (or
+    /// nothing, holding the connection until the test ends); `None` for a closed port.
+    fn server(answer: Option<&'static [u8]>) -> (String, Option<std::thread::JoinHandle<()>>) {
+        use std::io::{Read, Write};
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/x", l.local_addr().unwrap());
+        let Some(answer) = answer else {
+            return (url, None); // dropped: the port refuses connections
+        };
+        let t = std::thread::spawn(move || {
+            let (mut c, _) = l.accept().unwrap();
+            let mut req = Vec::new();
+            let mut buf = [0; 4096];
+            // The head, then the 4-byte body the test sends.
+            while !req.windows(4).any(|w| w == b"\r\n\r\n") || !req.ends_with(b"body") {
+                let n = c.read(&mut buf).unwrap();
+                assert!(n > 0, "the client went away");
+                req.extend_from_slice(&buf[..n]);
+            }
+            if answer.is_empty() {
+                let _ = c.read(&mut buf); // until the client gives up
+            } else {
+                c.write_all(answer).unwrap();
+            }
+        });
+        (url, Some(t))
+    }
+
+    fn post(url: &str) -> Reply {
+        let c = Client::new("test-http", Duration::from_millis(300), None).unwrap();
+        smol::block_on(c.post(Request {
+            url: url.to_string(),
+            content_type: "text/plain",
+            authorization: None,
+            headers: Vec::new(),
+            body: b"body".to_vec(),
+        }))
+    }
+
+    /// No answer, each way it happens, is its own variant with ureq's error as `source()`.
+    #[test]
+    fn failures_are_typed_with_their_source() {
+        use std::error::Error;
+        let ureq_of = |e: &HttpError| {
+            e.source()
+                .and_then(|s| s.downcast_ref::<ureq::Error>())
+                .map(|u| u.to_string())
+        };
+        // Refused.
+        let (url, _) = server(None);
+        let e = post(&url).unwrap_err();
+        assert!(
+            matches!(&e, HttpError::Send { url: u, .. } if *u == url),
+            "{e:?}"
         );
-        assert_eq!(authorization(None, None, Some("p")), None);
+        assert!(ureq_of(&e).is_some(), "{e:?}");
+        assert!(e.to_string().starts_with(&format!("POST {url}: ")), "{e}");
+        // Accepted, never answered: the receive timeout.
+        let (url, t) = server(Some(b""));
+        let e = post(&url).unwrap_err();
+        match &e {
+            HttpError::Send { source, .. } => {
+                assert!(matches!(source, ureq::Error::Timeout(_)), "{source:?}")
+            }
+            other => panic!("{other:?}"),
+        }
+        t.unwrap().join().unwrap();
+        // An answer whose body is cut short.
+        let (url, t) = server(Some(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc"));
+        let e = post(&url).unwrap_err();
+        assert!(matches!(&e, HttpError::Body { .. }), "{e:?}");
+        assert!(ureq_of(&e).is_some(), "{e:?}");
+        assert!(e.to_string().contains("reading the answer"), "{e}");
+        t.unwrap().join().unwrap();
+        // And an answer is an answer, whatever its status.
+        let (url, t) = server(Some(b"HTTP/1.1 503 Busy\r\nContent-Length: 2\r\n\r\nno"));
+        let r = post(&url).unwrap();
+        assert_eq!((r.status, &r.body[..]), (503, &b"no"[..]));
+        t.unwrap().join().unwrap();
     }
 
     #[test]

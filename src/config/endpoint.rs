@@ -24,8 +24,24 @@ impl std::fmt::Display for Endpoint {
     }
 }
 
+/// Refuses `user:password@` in a URL, before any other check, and without quoting it:
+/// URLs are printed in logs and errors, so credentials go in `username`, `password` and
+/// `token`, which are [`Secret`](super::Secret)s.
+fn no_credentials(url: &str) -> Result<(), String> {
+    let authority = url.split_once("://").map_or(url, |(_, rest)| rest);
+    match authority.split(['/', '?', '#']).next() {
+        Some(a) if a.contains('@') => Err(
+            "a URL must not hold credentials (URLs show in logs): give username and password, \
+             or token, instead"
+                .into(),
+        ),
+        _ => Ok(()),
+    }
+}
+
 /// Parses `mqtt://host[:port]`, `mqtts://host[:port]`, `mqtt://[v6][:port]`.
 pub fn mqtt(url: &str) -> Result<Endpoint, String> {
+    no_credentials(url)?;
     let bad = || {
         format!(
             "expected mqtt://host:port or mqtts://host:port, got {}",
@@ -69,6 +85,7 @@ pub fn mqtt(url: &str) -> Result<Endpoint, String> {
 
 /// Checks an `http://host[:port]/path` or `https://` URL.
 pub fn http(url: &str) -> Result<(), String> {
+    no_credentials(url)?;
     let Some(rest) = url
         .strip_prefix("http://")
         .or_else(|| url.strip_prefix("https://"))
@@ -125,14 +142,26 @@ mod tests {
         for bad in ["tcp://x", "mqtt://", "mqtt://x:port", "mqtt://[::1"] {
             assert!(mqtt(bad).is_err(), "{bad}");
         }
-        for good in [
-            "http://h",
-            "http://h:1/x",
-            "https://u:p@h/x",
-            "http://[::1]:8/x?a=1",
-        ] {
+        for good in ["http://h", "http://h:1/x", "http://[::1]:8/x?a=1"] {
             assert_eq!(http(good), Ok(()), "{good}");
         }
+        for with_credentials in [
+            "https://u:hunter2@h/x",
+            "http://:hunter2@h",
+            "http://u:hunter2@/x",
+            "mqtt://u:hunter2@h:1883",
+            "mqtts://hunter2@h",
+        ] {
+            let why = http(with_credentials)
+                .and_then(|_| mqtt(with_credentials).map(|_| ()))
+                .unwrap_err();
+            assert!(
+                why.contains("credentials") && !why.contains("hunter2"),
+                "{why}"
+            );
+        }
+        // An '@' past the host is a path or a query.
+        assert_eq!(http("http://h/a@b?c=@"), Ok(()));
         for bad in ["ftp://h", "http://", "http://h:x/"] {
             assert!(http(bad).is_err(), "{bad}");
         }

@@ -2,13 +2,12 @@
 //! are in `pipeline.rs`).
 
 use super::error::parse_toml;
-use super::{Config, ConfigError, Secs, Size, Spool, Tls};
+use super::{Config, ConfigError, Secret, Secs, Size, Spool, Tls};
 use serde::Deserialize;
-use std::fmt;
 use std::time::Duration;
 
 /// `[fleet]`: heartbeats, config status and remote config, over ConfigServer protocol v2.
-#[derive(Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Fleet {
     /// The ConfigServer: `http(s)://host:port[/prefix]`, requests going to
@@ -24,9 +23,9 @@ pub struct Fleet {
     /// MQTT: user name.
     #[serde(default)]
     pub username: Option<String>,
-    /// MQTT: password (never logged).
+    /// MQTT: password.
     #[serde(default)]
-    pub password: Option<String>,
+    pub password: Option<Secret>,
     /// Time between heartbeats.
     #[serde(default = "default_heartbeat")]
     pub heartbeat_interval: Secs,
@@ -39,9 +38,9 @@ pub struct Fleet {
     /// Group tags (name = value) in the heartbeat; the server picks configs by them.
     #[serde(default)]
     pub tags: std::collections::BTreeMap<String, String>,
-    /// Bearer token for the server (never logged).
+    /// Bearer token for the server.
     #[serde(default)]
-    pub token: Option<String>,
+    pub token: Option<Secret>,
     /// TLS settings for an `https://` server.
     #[serde(default)]
     pub tls: Tls,
@@ -50,25 +49,6 @@ pub struct Fleet {
     /// without being held, counted and logged.
     #[serde(default = "default_max_message")]
     pub max_message_bytes: Size,
-}
-
-impl fmt::Debug for Fleet {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Fleet")
-            .field("server", &self.server)
-            .field("topic_prefix", &self.topic_prefix)
-            .field("client_id", &self.client_id)
-            .field("username", &self.username)
-            .field("password", &self.password.as_ref().map(|_| "***"))
-            .field("heartbeat_interval", &self.heartbeat_interval)
-            .field("timeout", &self.timeout)
-            .field("agent_type", &self.agent_type)
-            .field("tags", &self.tags)
-            .field("token", &self.token.as_ref().map(|_| "***"))
-            .field("tls", &self.tls)
-            .field("max_message_bytes", &self.max_message_bytes)
-            .finish()
-    }
 }
 
 /// An instance config from the fleet: agent-wide settings laid over the local file.

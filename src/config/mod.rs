@@ -2,12 +2,14 @@
 //!
 //! This module owns parsing and validation and nothing else; it never opens a log file or the
 //! spool. Always true: a [`Config`] that [`Config::parse`] returns has passed [`Config::validate`],
-//! and unknown keys are errors, never ignored.
+//! and unknown keys are errors, never ignored; every credential (token, password) is a
+//! [`Secret`], which formats as `***`, and no URL carries `user:password@`.
 
 pub mod endpoint;
 mod error;
 mod fleet;
 mod pipeline;
+mod secret;
 mod sink;
 mod units;
 
@@ -16,6 +18,7 @@ pub use error::{clip, from_utf8, ConfigError};
 use error::{find_key, parse_toml};
 pub use fleet::{Fleet, InstanceConfig};
 pub use pipeline::{parse_pipeline, FleetPipeline, Pipeline};
+pub use secret::Secret;
 pub use sink::{HttpSink, MqttSink, Sink, Tls};
 
 pub use units::{parse_duration, parse_size, Secs, Size};

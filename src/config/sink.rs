@@ -1,9 +1,8 @@
 //! `[sink]`: where frames go, and how the network sinks connect.
 
 use super::endpoint::{self, Endpoint};
-use super::{Secs, Size};
+use super::{Secret, Secs, Size};
 use serde::Deserialize;
-use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -59,7 +58,7 @@ impl Tls {
 }
 
 /// `[sink]` with `type = "http"`.
-#[derive(Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HttpSink {
     /// `http://host:port/path` that takes one frame per POST.
@@ -70,15 +69,15 @@ pub struct HttpSink {
     /// While on a failover URL, how often to try the first one again.
     #[serde(default = "default_failback")]
     pub failback_after: Secs,
-    /// Bearer token (never logged).
+    /// Bearer token.
     #[serde(default)]
-    pub token: Option<String>,
+    pub token: Option<Secret>,
     /// Basic auth user name.
     #[serde(default)]
     pub username: Option<String>,
-    /// Basic auth password (never logged).
+    /// Basic auth password.
     #[serde(default)]
-    pub password: Option<String>,
+    pub password: Option<Secret>,
     /// How long each phase of a request (connect, send, receive) may take.
     #[serde(default = "default_net_timeout")]
     pub timeout: Secs,
@@ -87,22 +86,8 @@ pub struct HttpSink {
     pub tls: Tls,
 }
 
-impl fmt::Debug for HttpSink {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("HttpSink")
-            .field("url", &self.url)
-            .field("failover", &self.failover)
-            .field("token", &self.token.as_ref().map(|_| "***"))
-            .field("username", &self.username)
-            .field("password", &self.password.as_ref().map(|_| "***"))
-            .field("timeout", &self.timeout)
-            .field("tls", &self.tls)
-            .finish()
-    }
-}
-
 /// `[sink]` with `type = "mqtt"`.
-#[derive(Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MqttSink {
     /// `mqtt://host:port` (port 1883 by default).
@@ -126,9 +111,9 @@ pub struct MqttSink {
     /// User name, if the broker wants one.
     #[serde(default)]
     pub username: Option<String>,
-    /// Password (never logged).
+    /// Password.
     #[serde(default)]
-    pub password: Option<String>,
+    pub password: Option<Secret>,
     /// MQTT keep-alive: a PINGREQ after this long without writing.
     #[serde(default = "default_keep_alive")]
     pub keep_alive: Secs,
@@ -144,24 +129,6 @@ pub struct MqttSink {
     /// TLS settings for `mqtts://` brokers.
     #[serde(default)]
     pub tls: Tls,
-}
-
-impl std::fmt::Debug for MqttSink {
-    // By hand, so that the password never reaches a log line.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("MqttSink")
-            .field("url", &self.url)
-            .field("failover", &self.failover)
-            .field("topic", &self.topic)
-            .field("state_topic", &self.state_topic)
-            .field("client_id", &self.client_id)
-            .field("username", &self.username)
-            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
-            .field("keep_alive", &self.keep_alive)
-            .field("window", &self.window)
-            .field("tls", &self.tls)
-            .finish()
-    }
 }
 
 impl MqttSink {

@@ -25,7 +25,7 @@ struct Pending {
 
 struct Control {
     client: Option<(String, Duration, Client)>,
-    authorization: Option<String>,
+    authorization: Option<crate::config::Secret>,
     instance: String,
     startup_s: i64,
     requests: u64,
@@ -144,7 +144,7 @@ impl Control {
                 }
             }
         }
-        self.authorization = f.token.as_ref().map(|t| format!("Bearer {t}"));
+        self.authorization = crate::http::authorization(f.token.as_ref(), None, None);
         Some(f.heartbeat_interval.0)
     }
 

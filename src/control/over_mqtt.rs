@@ -121,7 +121,7 @@ impl Link {
         if let Some(u) = &f.username {
             c.login = Some(Login::new(
                 u.clone(),
-                f.password.clone().unwrap_or_default(),
+                f.password.as_ref().map_or("", |p| p.expose()),
             ));
         }
         link.write(Packet::Connect(c)).await?;

@@ -149,6 +149,13 @@ pub struct ServerResponse {
     pub flags: u64,
 }
 
+/// The most config updates one response may carry in each list; more is a malformed
+/// message. An update costs 2 bytes on the wire and a 56-byte [`ConfigDetail`] decoded, so
+/// without a cap a message at the size limit (`fleet.max_message_bytes`, `http::MAX_BODY`:
+/// 4 MiB) of empty updates would hold over 100 MiB; with it, at most ~115 KiB more than its
+/// own bytes. A fleet sends an agent a handful of configs.
+pub const MAX_UPDATES: usize = 1024;
+
 /// Which response a body is, for field numbering.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ResponseKind {
@@ -458,8 +465,22 @@ impl ServerResponse {
                 }
                 3 if kind == ResponseKind::Heartbeat => r.capabilities = varint(v)?,
                 7 if kind == ResponseKind::Heartbeat => r.flags = varint(v)?,
-                n if n == pipelines && n != 0 => r.pipeline_updates.push(config_detail(bytes(v)?)?),
-                n if n == instances && n != 0 => r.instance_updates.push(config_detail(bytes(v)?)?),
+                n if n == pipelines && n != 0 => {
+                    if r.pipeline_updates.len() == MAX_UPDATES {
+                        return Err(DecodeError(
+                            "more than MAX_UPDATES (1024) config updates in one list",
+                        ));
+                    }
+                    r.pipeline_updates.push(config_detail(bytes(v)?)?)
+                }
+                n if n == instances && n != 0 => {
+                    if r.instance_updates.len() == MAX_UPDATES {
+                        return Err(DecodeError(
+                            "more than MAX_UPDATES (1024) config updates in one list",
+                        ));
+                    }
+                    r.instance_updates.push(config_detail(bytes(v)?)?)
+                }
                 _ => {}
             }
         }
@@ -558,6 +579,31 @@ mod tests {
                 assert_eq!(decode_config_info(b).unwrap(), i);
             }
             other => panic!("{other:?}"),
+        }
+    }
+
+    /// Found by reading what the `server_message` fuzz target asserts: an empty update is
+    /// two bytes on the wire and a 56-byte `ConfigDetail` decoded, so a 4 MiB message of them
+    /// (`fleet.max_message_bytes`, `http::MAX_BODY`) held over 100 MiB.
+    #[test]
+    fn many_empty_updates_cannot_multiply_a_message_in_memory() {
+        // The keys of an empty pipeline update and an empty instance update, per message.
+        for (kind, keys) in [
+            (ResponseKind::Heartbeat, [0x22, 0x2a]),
+            (ResponseKind::Fetch, [0x1a, 0x22]),
+        ] {
+            for key in keys {
+                let empties = |n: usize| [key, 0x00].repeat(n);
+                let r = ServerResponse::decode(kind, &empties(100)).unwrap();
+                assert_eq!(r.pipeline_updates.len() + r.instance_updates.len(), 100);
+                match ServerResponse::decode(kind, &empties(1 << 16)) {
+                    Ok(r) => panic!(
+                        "{} updates decoded",
+                        r.pipeline_updates.len() + r.instance_updates.len()
+                    ),
+                    Err(e) => assert!(e.to_string().contains("config updates"), "{e}"),
+                }
+            }
         }
     }
 

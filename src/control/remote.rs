@@ -46,7 +46,7 @@ impl Kind {
 }
 
 /// One named config.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Entry {
     /// The last version received (the one the status is about); −1 once deleted.
     pub version: i64,
@@ -56,6 +56,23 @@ pub struct Entry {
     pub message: String,
     /// The version that runs and its text, if any.
     pub good: Option<(i64, String)>,
+}
+
+/// By hand: `good` is the text the fleet sent, with any sink token or password in it (they
+/// become [`Secret`](crate::config::Secret)s only once parsed), so it shows as its size.
+impl std::fmt::Debug for Entry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let good = self
+            .good
+            .as_ref()
+            .map(|(v, text)| (v, format!("<{} bytes of config text>", text.len())));
+        f.debug_struct("Entry")
+            .field("version", &self.version)
+            .field("status", &self.status())
+            .field("message", &self.message)
+            .field("good", &good)
+            .finish()
+    }
 }
 
 impl Entry {

@@ -34,7 +34,7 @@ pub struct HttpSink {
     client: Client,
     urls: Vec<String>,
     failover: Failover,
-    authorization: Option<String>,
+    authorization: Option<crate::config::Secret>,
     instance: String,
     frame: Option<(u64, Vec<u8>)>,
     dead_letters: DeadLetters,
@@ -70,9 +70,9 @@ impl HttpSink {
                 .collect(),
             failover: Failover::new(1 + cfg.failover.len(), cfg.failback_after.0, Instant::now()),
             authorization: crate::http::authorization(
-                cfg.token.as_deref(),
+                cfg.token.as_ref(),
                 cfg.username.as_deref(),
-                cfg.password.as_deref(),
+                cfg.password.as_ref(),
             ),
             instance: instance.to_string(),
             frame: None,
@@ -171,7 +171,7 @@ impl Sink for HttpSink {
                 retry_after: resp.retry_after,
             },
             Err(e) => SinkError::Http {
-                msg: e.0,
+                msg: e.to_string(),
                 retry_after: None,
             },
         };

@@ -178,7 +178,7 @@ impl MqttSink {
         if let Some(u) = &self.cfg.username {
             c.login = Some(Login::new(
                 u.clone(),
-                self.cfg.password.clone().unwrap_or_default(),
+                self.cfg.password.as_ref().map_or("", |p| p.expose()),
             ));
         }
         wire.write(Packet::Connect(c), t)
