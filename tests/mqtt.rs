@@ -1321,3 +1321,57 @@ fn a_large_valid_control_message_is_applied_and_its_memory_given_back() {
     );
     a.stop();
 }
+
+/// The statuses each `status/pipeline` message on the broker carried, message by message.
+fn status_messages(got: &Received) -> Vec<Vec<configserver::Info>> {
+    got.messages()
+        .iter()
+        .filter(|(t, _)| t == "tailbeat/it/status/pipeline")
+        .map(|(_, b)| {
+            configserver::all(&configserver::fields(b), 3)
+                .iter()
+                .map(|i| configserver::info(i))
+                .collect()
+        })
+        .collect()
+}
+
+// Issue 10, defect 6 over MQTT: a config removed with version −1 stayed in the status list
+// for ever; the HTTP client already let it go once the server had been told (`Remote`).
+#[test]
+fn a_config_removed_with_version_minus_one_leaves_the_status_list_once_reported() {
+    use configserver::APPLIED;
+    let (s, port, got, _broker) = with_broker("mqtt-fleet-removed");
+    let logs: Vec<_> = ["gone", "other"]
+        .iter()
+        .map(|n| {
+            let p = s.path(&format!("logs/{n}.log"));
+            append(&p, &line(n, 0));
+            format!("paths = [\"{}\"]\nstart_at = \"head\"\n", p.display())
+        })
+        .collect();
+    let cfg = s.config(
+        "",
+        &input("app", &s.path("logs/app.log").display().to_string(), ""),
+        &format!(
+            "[batch]\nlinger = \"50ms\"\n[fleet]\nserver = \"mqtt://127.0.0.1:{port}\"\nheartbeat_interval = \"1s\"\n"
+        ),
+    );
+    let a = Agent::start(&s, &cfg);
+    a.wait_log("fleet: connected to", 10);
+    let topic = "tailbeat/it/config";
+    publish(port.port, topic, &configs_message(&[("gone", 1, &logs[0])]), false);
+    wait_status(&got, "gone", 1, APPLIED, 10);
+    publish(port.port, topic, &configs_message(&[("gone", -1, "")]), false);
+    wait_status(&got, "gone", -1, APPLIED, 10);
+    // The next change is reported without the deletion the broker already has.
+    publish(port.port, topic, &configs_message(&[("other", 1, &logs[1])]), false);
+    wait_status(&got, "other", 1, APPLIED, 10);
+    let msgs = status_messages(&got);
+    let last = msgs.last().unwrap();
+    assert!(
+        last.iter().all(|i| i.name != "gone"),
+        "still reported after its removal was: {last:?}\nall: {msgs:?}"
+    );
+    a.stop();
+}
