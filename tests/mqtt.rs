@@ -1360,12 +1360,27 @@ fn a_config_removed_with_version_minus_one_leaves_the_status_list_once_reported(
     let a = Agent::start(&s, &cfg);
     a.wait_log("fleet: connected to", 10);
     let topic = "tailbeat/it/config";
-    publish(port.port, topic, &configs_message(&[("gone", 1, &logs[0])]), false);
+    publish(
+        port.port,
+        topic,
+        &configs_message(&[("gone", 1, &logs[0])]),
+        false,
+    );
     wait_status(&got, "gone", 1, APPLIED, 10);
-    publish(port.port, topic, &configs_message(&[("gone", -1, "")]), false);
+    publish(
+        port.port,
+        topic,
+        &configs_message(&[("gone", -1, "")]),
+        false,
+    );
     wait_status(&got, "gone", -1, APPLIED, 10);
     // The next change is reported without the deletion the broker already has.
-    publish(port.port, topic, &configs_message(&[("other", 1, &logs[1])]), false);
+    publish(
+        port.port,
+        topic,
+        &configs_message(&[("other", 1, &logs[1])]),
+        false,
+    );
     wait_status(&got, "other", 1, APPLIED, 10);
     let msgs = status_messages(&got);
     let last = msgs.last().unwrap();

@@ -624,7 +624,10 @@ mod tests {
         // Id 1 stays unacknowledged while the counter goes all the way round.
         assert_eq!(pkid(&c.publish("t", vec![], false, 1, t0).unwrap()), 1);
         c.next_pkid = u16::MAX;
-        assert_eq!(pkid(&c.publish("t", vec![], false, 2, t0).unwrap()), u16::MAX);
+        assert_eq!(
+            pkid(&c.publish("t", vec![], false, 2, t0).unwrap()),
+            u16::MAX
+        );
         // Past 65535: not 0, not 1 (in flight).
         assert_eq!(pkid(&c.publish("t", vec![], false, 3, t0).unwrap()), 2);
         // Subscriptions draw from the same ids, and are skipped in turn.

@@ -130,13 +130,9 @@ impl MqttSink {
             }
         };
         match self.open(i).await {
-            Ok(wire) => {
+            Ok((wire, addr)) => {
                 self.conn = Some(wire);
-                log::info!(
-                    "mqtt: connected to {} as {:?}",
-                    self.endpoints[i],
-                    self.hello.client_id
-                );
+                log::info!("mqtt: connected to {addr} as {:?}", self.hello.client_id);
                 // Birth, retained. QoS 0: no packet id to settle; if this connection drops
                 // before the broker has it, the Last Will says offline and the next connect
                 // says online again.
@@ -167,7 +163,7 @@ impl MqttSink {
     /// leave the current one (saying offline there) only once the first has answered.
     async fn try_failback(&mut self) {
         match self.open(0).await {
-            Ok(new) => {
+            Ok((new, _)) => {
                 log::info!(
                     "mqtt: {} is back; leaving the failover broker",
                     self.endpoints[0]
@@ -203,7 +199,7 @@ impl MqttSink {
 
     /// A new connection to broker `i`, CONNECT answered by a CONNACK that accepts it. The
     /// core sees the CONNECT and the CONNACK (for a failback, beside the link it has).
-    async fn open(&mut self, i: usize) -> Result<Wire, SinkError> {
+    async fn open(&mut self, i: usize) -> Result<(Wire, SocketAddr), SinkError> {
         let addr = self.addr(i)?;
         let t = self.cfg.timeout.0;
         let max = self.cfg.max_packet_bytes.0 as usize;
@@ -232,7 +228,7 @@ impl MqttSink {
         if !accepted {
             return Err(err(format!("broker {addr} refused the connection")));
         }
-        Ok(wire)
+        Ok((wire, addr))
     }
 
     /// Reads one packet, waiting at most `t`.
