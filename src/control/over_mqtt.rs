@@ -7,7 +7,9 @@
 //! - `P/I/status/pipeline`, `P/I/status/instance` ← ReportConfigRequest, QoS 1, retained:
 //!   sent as soon as a status changes (and on every new connection, in case the broker lost
 //!   its retained messages), the same bytes again until the broker acknowledges them;
-//!   retained, so the fleet reads the current status whenever it subscribes;
+//!   retained, so the fleet reads the current status whenever it subscribes; a deletion
+//!   (version −1) is reported once and leaves the list when the broker has that report
+//!   (`Remote::forget_deleted`, as over HTTP);
 //! - `P/I/config` and `P/group/{tag value}/config` → HeartbeatResponse carrying config
 //!   updates with their detail; retained by whoever publishes them, so a device that comes
 //!   online gets its configs at once;
@@ -21,9 +23,12 @@
 //! setting bounds the control plane's memory: a message is held once as received, and its
 //! config details once more as decoded; the receive buffer shrinks back after it.
 //!
-//! Reconnects back off (0.5 s doubling to 60 s, jittered) and the backoff starts again only
-//! once a connection has carried a heartbeat: a connection the broker accepts and then
-//! loses at once (a broker that drops us, a message we cannot read) is not a success.
+//! The MQTT rules (CONNECT, packet ids, PUBACK and SUBACK, keep-alive and the dead-link
+//! timeout, reconnect backoff) are the shared client core's, [`crate::mqtt::client`]; this
+//! file says what the fleet says and does the I/O. Reconnects back off (0.5 s doubling to
+//! 60 s, jittered) and the backoff starts again only once a connection has carried a
+//! heartbeat ([`Client::proven`]): a connection the broker accepts and then loses at once (a
+//! broker that drops us, a message we cannot read) is not a success.
 //!
 //! Its own connection (client id `{instance}-fleet`), on the pipeline thread like the sink's;
 //! the sink's connection carries the birth and death messages.
