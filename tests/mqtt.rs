@@ -1390,3 +1390,70 @@ fn a_config_removed_with_version_minus_one_leaves_the_status_list_once_reported(
     );
     a.stop();
 }
+
+/// A broker that accepts one subscription filter and refuses the next (SUBACK 0x01, 0x80, as
+/// a broker with an ACL does), then acknowledges what is published and answers pings.
+fn broker_that_refuses_one_subscription() -> u16 {
+    use rumqttc::mqttbytes::v4::SubscribeReasonCode as R;
+    use rumqttc::mqttbytes::v4::{ConnAck, ConnectReturnCode, Packet, PubAck, SubAck};
+    use rumqttc::mqttbytes::QoS;
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for c in l.incoming() {
+            let Ok(mut c) = c else { continue };
+            let mut rx = bytes::BytesMut::new();
+            loop {
+                let answer = match Packet::read(&mut rx, 1 << 20) {
+                    Ok(Packet::Connect(_)) => {
+                        Packet::ConnAck(ConnAck::new(ConnectReturnCode::Success, false))
+                    }
+                    Ok(Packet::Subscribe(s)) => {
+                        let mut codes = vec![R::Failure; s.filters.len()];
+                        codes[0] = R::Success(QoS::AtLeastOnce);
+                        Packet::SubAck(SubAck::new(s.pkid, codes))
+                    }
+                    Ok(Packet::Publish(p)) if p.pkid != 0 => Packet::PubAck(PubAck::new(p.pkid)),
+                    Ok(Packet::PingReq) => Packet::PingResp,
+                    Ok(_) => continue,
+                    Err(_) => {
+                        let mut buf = [0u8; 4096];
+                        match c.read(&mut buf) {
+                            Ok(n) if n > 0 => rx.extend_from_slice(&buf[..n]),
+                            _ => break,
+                        }
+                        continue;
+                    }
+                };
+                let mut out = bytes::BytesMut::new();
+                answer.write(&mut out, 1 << 20).unwrap();
+                if c.write_all(&out).is_err() {
+                    break;
+                }
+            }
+        }
+    });
+    port
+}
+
+// A SUBACK failure code was ignored: the fleet link went on as if it got the topic's
+// messages. It is reported by topic, and the link (and its heartbeats) go on.
+#[test]
+fn a_subscription_the_broker_refuses_is_reported_and_the_link_stays() {
+    let port = broker_that_refuses_one_subscription();
+    let s = Scratch::new("mqtt-fleet-suback");
+    let cfg = s.config(
+        "log_level = \"debug\"",
+        &input("app", &s.path("logs/app.log").display().to_string(), ""),
+        &format!("[fleet]\nserver = \"mqtt://127.0.0.1:{port}\"\nheartbeat_interval = \"1s\"\n"),
+    );
+    let a = Agent::start(&s, &cfg);
+    a.wait_log(
+        "fleet: the broker refused the subscription to tailbeat/it/heartbeat/response",
+        10,
+    );
+    a.wait_log("fleet: heartbeat 3 acknowledged", 10);
+    let log = a.stop();
+    assert_eq!(fleet_connects(&log), 1, "{log}");
+    assert_eq!(log.matches("refused the subscription").count(), 1, "{log}");
+}
