@@ -365,15 +365,7 @@ impl Client {
     pub fn handle(&mut self, p: Packet, now: Instant) -> Result<Event, ProtocolError> {
         self.last_read = now;
         if self.link == Link::Connecting {
-            return match p {
-                Packet::ConnAck(a) if a.code == ConnectReturnCode::Success => {
-                    self.link = Link::Up;
-                    self.failover.succeeded();
-                    Ok(Event::Connected)
-                }
-                Packet::ConnAck(a) => Err(ProtocolError::Refused(a.code)),
-                p => Err(ProtocolError::BeforeConnAck(kind(&p))),
-            };
+            return self.connack(p).map(|()| Event::Connected);
         }
         match p {
             Packet::PubAck(a) => {
@@ -390,19 +382,17 @@ impl Client {
                 }
             }
             Packet::SubAck(a) => match self.subscribing.take() {
-                Some((id, filters)) if id == a.pkid => {
-                    let refused = filters
-                        .into_iter()
-                        .zip(
-                            a.return_codes
-                                .iter()
-                                .map(Some)
-                                .chain(std::iter::repeat(None)),
+                Some((id, mut filters)) if id == a.pkid => {
+                    // A filter without a success code (0x80, or none at all) is refused.
+                    let mut i = 0;
+                    filters.retain(|_| {
+                        i += 1;
+                        !matches!(
+                            a.return_codes.get(i - 1),
+                            Some(SubscribeReasonCode::Success(_))
                         )
-                        .filter(|(_, c)| !matches!(c, Some(SubscribeReasonCode::Success(_))))
-                        .map(|(f, _)| f)
-                        .collect();
-                    Ok(Event::Subscribed { refused })
+                    });
+                    Ok(Event::Subscribed { refused: filters })
                 }
                 other => {
                     self.subscribing = other;
@@ -421,6 +411,23 @@ impl Client {
                 Ok(Event::Pong)
             }
             _ => Ok(Event::Ignored),
+        }
+    }
+
+    /// The answer to a CONNECT: accepted, or why not. On a new link (after
+    /// [`connecting`](Self::connecting)) the link is up; on a failback connection, the caller
+    /// goes on with [`failed_back`](Self::failed_back).
+    pub fn connack(&mut self, p: Packet) -> Result<(), ProtocolError> {
+        match p {
+            Packet::ConnAck(a) if a.code == ConnectReturnCode::Success => {
+                if self.link == Link::Connecting {
+                    self.link = Link::Up;
+                    self.failover.succeeded();
+                }
+                Ok(())
+            }
+            Packet::ConnAck(a) => Err(ProtocolError::Refused(a.code)),
+            p => Err(ProtocolError::BeforeConnAck(kind(&p))),
         }
     }
 

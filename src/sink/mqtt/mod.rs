@@ -15,7 +15,7 @@
 
 use super::{Sink, SinkError};
 use crate::config::{Endpoint, MqttSink as Cfg};
-use crate::mqtt::client::{Client, Event, Hello, Options, ProtocolError, Tick};
+use crate::mqtt::client::{Client, Event, Hello, Options, Tick};
 use crate::mqtt::wire::Wire;
 use crate::sink::failover::SWITCH_AFTER;
 use rumqttc::mqttbytes::v4::{Packet, Publish};
@@ -206,28 +206,13 @@ impl MqttSink {
         let mut wire = Wire::open(addr, &self.endpoints[i], &self.cfg.tls, t, max)
             .await
             .map_err(err)?;
-        let failback = self.client.is_up();
         wire.write(self.client.connect_packet(&self.hello), t)
             .await
             .map_err(|e| err(format!("send CONNECT: {e}")))?;
         let p = wire.read(t).await.map_err(err)?;
-        let accepted = match p {
-            Packet::ConnAck(a) if failback => {
-                a.code == rumqttc::mqttbytes::v4::ConnectReturnCode::Success
-            }
-            p if failback => return Err(err(format!("broker {addr} answered CONNECT with {p:?}"))),
-            p => match self.client.handle(p, Instant::now()) {
-                Ok(Event::Connected) => true,
-                Ok(_) => false,
-                Err(ProtocolError::Refused(c)) => {
-                    return Err(err(format!("broker {addr} refused the connection: {c:?}")))
-                }
-                Err(e) => return Err(err(format!("broker {addr}: {e}"))),
-            },
-        };
-        if !accepted {
-            return Err(err(format!("broker {addr} refused the connection")));
-        }
+        self.client
+            .connack(p)
+            .map_err(|e| err(format!("broker {addr}: {e}")))?;
         Ok((wire, addr))
     }
 
@@ -266,12 +251,8 @@ impl MqttSink {
     /// Reads one packet and gives it to the core; the connection goes on failure.
     async fn next_event(&mut self, t: Duration) -> Result<Event, SinkError> {
         match self.read_packet(t).await {
+            // Nothing is subscribed: no message comes that would need a PUBACK.
             Ok(p) => match self.client.handle(p, Instant::now()) {
-                Ok(Event::Message { reply: Some(r), .. }) => {
-                    // Nothing is subscribed; a broker that sends anyway is answered.
-                    self.write_packet(r).await?;
-                    Ok(Event::Ignored)
-                }
                 Ok(ev) => Ok(ev),
                 Err(e) => {
                     log::warn!("mqtt: {e}, ignored");
