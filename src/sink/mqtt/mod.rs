@@ -104,6 +104,14 @@ impl MqttSink {
         }
     }
 
+    /// The retained state message, QoS 0: no packet id to settle.
+    fn state(&self, online: bool) -> Packet {
+        let payload = if online { &self.online } else { &self.offline };
+        let mut p = Publish::new(self.state_topic.clone(), QoS::AtMostOnce, payload.clone());
+        p.retain = true;
+        Packet::Publish(p)
+    }
+
     /// The topic frames go to.
     pub fn topic(&self) -> &str {
         &self.topic
@@ -134,13 +142,8 @@ impl MqttSink {
                 // Birth, retained. QoS 0: no packet id to settle; if this connection drops
                 // before the broker has it, the Last Will says offline and the next connect
                 // says online again.
-                let mut p = Publish::new(
-                    self.state_topic.clone(),
-                    QoS::AtMostOnce,
-                    self.online.clone(),
-                );
-                p.retain = true;
-                self.write_packet(Packet::Publish(p)).await
+                let p = self.state(true);
+                self.write_packet(p).await
             }
             Err(SinkError::Mqtt { msg, .. }) => {
                 let r = self.client.link_lost(Instant::now());
@@ -168,25 +171,13 @@ impl MqttSink {
                 );
                 self.client.failed_back(Instant::now());
                 if let Some(mut old) = self.conn.replace(new) {
-                    let mut p = Publish::new(
-                        self.state_topic.clone(),
-                        QoS::AtMostOnce,
-                        self.offline.clone(),
-                    );
-                    p.retain = true;
-                    if old.queue(Packet::Publish(p)).is_ok()
-                        && old.queue(Packet::Disconnect).is_ok()
-                    {
+                    let p = self.state(false);
+                    if old.queue(p).is_ok() && old.queue(Packet::Disconnect).is_ok() {
                         let _ = old.flush(self.cfg.timeout.0).await;
                     }
                 }
-                let mut p = Publish::new(
-                    self.state_topic.clone(),
-                    QoS::AtMostOnce,
-                    self.online.clone(),
-                );
-                p.retain = true;
-                let _ = self.write_packet(Packet::Publish(p)).await;
+                let p = self.state(true);
+                let _ = self.write_packet(p).await;
             }
             Err(e) => {
                 log::debug!("mqtt: {} still fails: {e}", self.endpoints[0]);
@@ -305,13 +296,8 @@ impl Sink for MqttSink {
             return;
         }
         // A clean stop: say offline ourselves (DISCONNECT discards the Will), then leave.
-        let mut p = Publish::new(
-            self.state_topic.clone(),
-            QoS::AtMostOnce,
-            self.offline.clone(),
-        );
-        p.retain = true;
-        if self.write_packet(Packet::Publish(p)).await.is_ok() {
+        let p = self.state(false);
+        if self.write_packet(p).await.is_ok() {
             let _ = self.write_packet(Packet::Disconnect).await;
         }
         self.conn = None;
