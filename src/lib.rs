@@ -15,7 +15,8 @@
 //!   lines; [`frame`] defines the wire format (see `src/frame/FORMAT.md`); [`spool`] keeps
 //!   frames on disk until the [`sink`] acknowledges them; [`agent`] runs it all, once per
 //!   pipeline (the local file's, and each fleet pipeline with its own batching, spool and
-//!   sink); [`control`] talks to the fleet and applies the configs it sends.
+//!   sink); [`control`] talks to the fleet and applies the configs it sends; `mqtt` is the
+//!   one MQTT client (protocol state, connection) under the MQTT sink and the fleet's link.
 //! - Invariants: a line is never forgotten before its frame is acknowledged; every frame has
 //!   a sequence number that never goes backwards, so duplicates are detectable; memory is
 //!   bounded by the config, not by the input; every loss is counted.
@@ -48,6 +49,8 @@ pub mod frame;
 pub mod http;
 pub mod input;
 pub mod logger;
+#[cfg(feature = "mqtt")]
+pub mod mqtt;
 pub mod sink;
 pub mod spool;
 pub mod stats;

@@ -1321,3 +1321,139 @@ fn a_large_valid_control_message_is_applied_and_its_memory_given_back() {
     );
     a.stop();
 }
+
+/// The statuses each `status/pipeline` message on the broker carried, message by message.
+fn status_messages(got: &Received) -> Vec<Vec<configserver::Info>> {
+    got.messages()
+        .iter()
+        .filter(|(t, _)| t == "tailbeat/it/status/pipeline")
+        .map(|(_, b)| {
+            configserver::all(&configserver::fields(b), 3)
+                .iter()
+                .map(|i| configserver::info(i))
+                .collect()
+        })
+        .collect()
+}
+
+// Issue 10, defect 6 over MQTT: a config removed with version −1 stayed in the status list
+// for ever; the HTTP client already let it go once the server had been told (`Remote`).
+#[test]
+fn a_config_removed_with_version_minus_one_leaves_the_status_list_once_reported() {
+    use configserver::APPLIED;
+    let (s, port, got, _broker) = with_broker("mqtt-fleet-removed");
+    let logs: Vec<_> = ["gone", "other"]
+        .iter()
+        .map(|n| {
+            let p = s.path(&format!("logs/{n}.log"));
+            append(&p, &line(n, 0));
+            format!("paths = [\"{}\"]\nstart_at = \"head\"\n", p.display())
+        })
+        .collect();
+    let cfg = s.config(
+        "",
+        &input("app", &s.path("logs/app.log").display().to_string(), ""),
+        &format!(
+            "[batch]\nlinger = \"50ms\"\n[fleet]\nserver = \"mqtt://127.0.0.1:{port}\"\nheartbeat_interval = \"1s\"\n"
+        ),
+    );
+    let a = Agent::start(&s, &cfg);
+    a.wait_log("fleet: connected to", 10);
+    let topic = "tailbeat/it/config";
+    publish(
+        port.port,
+        topic,
+        &configs_message(&[("gone", 1, &logs[0])]),
+        false,
+    );
+    wait_status(&got, "gone", 1, APPLIED, 10);
+    publish(
+        port.port,
+        topic,
+        &configs_message(&[("gone", -1, "")]),
+        false,
+    );
+    wait_status(&got, "gone", -1, APPLIED, 10);
+    // The next change is reported without the deletion the broker already has.
+    publish(
+        port.port,
+        topic,
+        &configs_message(&[("other", 1, &logs[1])]),
+        false,
+    );
+    wait_status(&got, "other", 1, APPLIED, 10);
+    let msgs = status_messages(&got);
+    let last = msgs.last().unwrap();
+    assert!(
+        last.iter().all(|i| i.name != "gone"),
+        "still reported after its removal was: {last:?}\nall: {msgs:?}"
+    );
+    a.stop();
+}
+
+/// A broker that accepts one subscription filter and refuses the next (SUBACK 0x01, 0x80, as
+/// a broker with an ACL does), then acknowledges what is published and answers pings.
+fn broker_that_refuses_one_subscription() -> u16 {
+    use rumqttc::mqttbytes::v4::SubscribeReasonCode as R;
+    use rumqttc::mqttbytes::v4::{ConnAck, ConnectReturnCode, Packet, PubAck, SubAck};
+    use rumqttc::mqttbytes::QoS;
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for c in l.incoming() {
+            let Ok(mut c) = c else { continue };
+            let mut rx = bytes::BytesMut::new();
+            loop {
+                let answer = match Packet::read(&mut rx, 1 << 20) {
+                    Ok(Packet::Connect(_)) => {
+                        Packet::ConnAck(ConnAck::new(ConnectReturnCode::Success, false))
+                    }
+                    Ok(Packet::Subscribe(s)) => {
+                        let mut codes = vec![R::Failure; s.filters.len()];
+                        codes[0] = R::Success(QoS::AtLeastOnce);
+                        Packet::SubAck(SubAck::new(s.pkid, codes))
+                    }
+                    Ok(Packet::Publish(p)) if p.pkid != 0 => Packet::PubAck(PubAck::new(p.pkid)),
+                    Ok(Packet::PingReq) => Packet::PingResp,
+                    Ok(_) => continue,
+                    Err(_) => {
+                        let mut buf = [0u8; 4096];
+                        match c.read(&mut buf) {
+                            Ok(n) if n > 0 => rx.extend_from_slice(&buf[..n]),
+                            _ => break,
+                        }
+                        continue;
+                    }
+                };
+                let mut out = bytes::BytesMut::new();
+                answer.write(&mut out, 1 << 20).unwrap();
+                if c.write_all(&out).is_err() {
+                    break;
+                }
+            }
+        }
+    });
+    port
+}
+
+// A SUBACK failure code was ignored: the fleet link went on as if it got the topic's
+// messages. It is reported by topic, and the link (and its heartbeats) go on.
+#[test]
+fn a_subscription_the_broker_refuses_is_reported_and_the_link_stays() {
+    let port = broker_that_refuses_one_subscription();
+    let s = Scratch::new("mqtt-fleet-suback");
+    let cfg = s.config(
+        "log_level = \"debug\"",
+        &input("app", &s.path("logs/app.log").display().to_string(), ""),
+        &format!("[fleet]\nserver = \"mqtt://127.0.0.1:{port}\"\nheartbeat_interval = \"1s\"\n"),
+    );
+    let a = Agent::start(&s, &cfg);
+    a.wait_log(
+        "fleet: the broker refused the subscription to tailbeat/it/heartbeat/response",
+        10,
+    );
+    a.wait_log("fleet: heartbeat 3 acknowledged", 10);
+    let log = a.stop();
+    assert_eq!(fleet_connects(&log), 1, "{log}");
+    assert_eq!(log.matches("refused the subscription").count(), 1, "{log}");
+}

@@ -7,7 +7,9 @@
 //! - `P/I/status/pipeline`, `P/I/status/instance` ← ReportConfigRequest, QoS 1, retained:
 //!   sent as soon as a status changes (and on every new connection, in case the broker lost
 //!   its retained messages), the same bytes again until the broker acknowledges them;
-//!   retained, so the fleet reads the current status whenever it subscribes;
+//!   retained, so the fleet reads the current status whenever it subscribes; a deletion
+//!   (version −1) is reported once and leaves the list when the broker has that report
+//!   (`Remote::forget_deleted`, as over HTTP);
 //! - `P/I/config` and `P/group/{tag value}/config` → HeartbeatResponse carrying config
 //!   updates with their detail; retained by whoever publishes them, so a device that comes
 //!   online gets its configs at once;
@@ -21,29 +23,34 @@
 //! setting bounds the control plane's memory: a message is held once as received, and its
 //! config details once more as decoded; the receive buffer shrinks back after it.
 //!
-//! Reconnects back off (0.5 s doubling to 60 s, jittered) and the backoff starts again only
-//! once a connection has carried a heartbeat: a connection the broker accepts and then
-//! loses at once (a broker that drops us, a message we cannot read) is not a success.
+//! The MQTT rules (CONNECT, packet ids, PUBACK and SUBACK, keep-alive and the dead-link
+//! timeout, reconnect backoff) are the shared client core's, [`crate::mqtt::client`]; this
+//! file says what the fleet says and does the I/O. Reconnects back off (0.5 s doubling to
+//! 60 s, jittered) and the backoff starts again only once a connection has carried a
+//! heartbeat ([`Client::proven`]): a connection the broker accepts and then loses at once (a
+//! broker that drops us, a message we cannot read) is not a success.
 //!
 //! Its own connection (client id `{instance}-fleet`), on the pipeline thread like the sink's;
 //! the sink's connection carries the birth and death messages.
 
 use super::apply;
 use super::heartbeat;
-use super::proto::{self, response_flags as rf, ConfigStatus, ResponseKind, ServerResponse};
+use super::proto::{
+    self, response_flags as rf, ConfigInfo, ConfigStatus, ResponseKind, ServerResponse,
+};
 use super::remote::Kind;
 use crate::agent::{Notify, Shared};
-use crate::backoff::Backoff;
 use crate::config::{endpoint, Fleet};
-use crate::sink::mqtt::wire::{Incoming, Wire};
-use rumqttc::mqttbytes::v4::{
-    Connect, ConnectReturnCode, Login, Packet, PubAck, Publish, Subscribe, SubscribeFilter,
-};
-use rumqttc::mqttbytes::QoS;
+use crate::mqtt::client::{Client, Event, Hello, Options, Tick};
+use crate::mqtt::wire::{Incoming, Wire};
+use rumqttc::mqttbytes::v4::{Packet, Publish};
 use smol::future::FutureExt;
 use std::collections::VecDeque;
 use std::net::ToSocketAddrs;
 use std::time::{Duration, Instant};
+
+/// The keep-alive the fleet link announces.
+const KEEP_ALIVE: Duration = Duration::from_secs(30);
 
 /// The topics of one agent.
 struct Topics {
@@ -73,13 +80,10 @@ impl Topics {
     }
 }
 
-/// One connection to the broker: a small MQTT 3.1.1 client over rumqttc's codec.
+/// One connection to the broker: the bytes of it; the rules are the shared [`Client`]'s.
 struct Link {
     wire: Wire,
-    pkid: u16,
     timeout: Duration,
-    keep_alive: Duration,
-    last_write: Instant,
     /// Messages that arrived while waiting for something else.
     incoming: VecDeque<Msg>,
 }
@@ -97,7 +101,12 @@ fn err(what: &str, e: impl std::fmt::Display) -> String {
 }
 
 impl Link {
-    async fn open(f: &Fleet, client_id: &str, topics: &Topics) -> Result<Link, String> {
+    async fn open(
+        f: &Fleet,
+        c: &mut Client,
+        hello: &Hello,
+        topics: &Topics,
+    ) -> Result<Link, String> {
         let e = endpoint::mqtt(&f.server)?;
         let addr = (e.host.as_str(), e.port)
             .to_socket_addrs()
@@ -106,107 +115,120 @@ impl Link {
             .ok_or_else(|| format!("resolve {}: no address", e.host))?;
         let max = usize::try_from(f.max_message_bytes.0).unwrap_or(usize::MAX);
         let wire = Wire::open(addr, &e, &f.tls, f.timeout.0, max).await?;
-        let keep_alive = Duration::from_secs(30);
         let mut link = Link {
             wire,
-            pkid: 0,
             timeout: f.timeout.0,
-            keep_alive,
-            last_write: Instant::now(),
             incoming: VecDeque::new(),
         };
-        let mut c = Connect::new(client_id.to_string());
-        c.keep_alive = keep_alive.as_secs() as u16;
-        c.clean_session = true;
-        if let Some(u) = &f.username {
-            c.login = Some(Login::new(
-                u.clone(),
-                f.password.as_ref().map_or("", |p| p.expose()),
-            ));
-        }
-        link.write(Packet::Connect(c)).await?;
+        link.write(c, c.connect_packet(hello)).await?;
         match link.read(link.timeout).await? {
-            Incoming::Packet(Packet::ConnAck(a)) if a.code == ConnectReturnCode::Success => {}
-            Incoming::Packet(Packet::ConnAck(a)) => {
-                return Err(format!("broker {e} refused the connection: {:?}", a.code))
+            Incoming::Packet(p) => {
+                c.handle(p, Instant::now())
+                    .map_err(|x| format!("broker {e}: {x}"))?;
             }
             p => return Err(format!("broker {e} answered CONNECT with {p:?}")),
         }
-        let filters = topics
-            .subscribe
-            .iter()
-            .map(|t| SubscribeFilter::new(t.clone(), QoS::AtLeastOnce))
-            .collect::<Vec<_>>();
-        let pkid = link.next_pkid();
-        let mut s = Subscribe::new_many(filters);
-        s.pkid = pkid;
-        link.write(Packet::Subscribe(s)).await?;
+        let s = c
+            .subscribe(&topics.subscribe, Instant::now())
+            .map_err(|x| x.to_string())?;
+        link.write(c, s).await?;
         loop {
-            match link.read(link.timeout).await? {
-                Incoming::Packet(Packet::SubAck(a)) if a.pkid == pkid => break,
-                p => link.take(p).await?,
+            let p = link.read(link.timeout).await?;
+            if let Some(refused) = link.take(c, p).await? {
+                // Kept: a refused filter (an ACL, a wildcard the broker forbids) does not get
+                // better by reconnecting; the rest of the link works. Said once per link.
+                for t in refused {
+                    log::warn!("fleet: the broker refused the subscription to {t}");
+                }
+                break;
             }
         }
         log::info!(
-            "fleet: connected to {e} as {client_id:?}, subscribed to {}",
+            "fleet: connected to {e} as {:?}, subscribed to {}",
+            hello.client_id,
             topics.subscribe.join(", ")
         );
         Ok(link)
     }
 
-    fn next_pkid(&mut self) -> u16 {
-        self.pkid = self.pkid % u16::MAX + 1;
-        self.pkid
-    }
-
-    async fn write(&mut self, p: Packet) -> Result<(), String> {
-        self.wire.write(p, self.timeout).await?;
-        self.last_write = Instant::now();
-        Ok(())
+    async fn write(&mut self, c: &mut Client, p: Packet) -> Result<(), String> {
+        let r = self.wire.write(p, self.timeout).await;
+        c.wrote(Instant::now());
+        r
     }
 
     async fn read(&mut self, t: Duration) -> Result<Incoming, String> {
         self.wire.read_or_skip(t).await
     }
 
-    /// Takes a packet that is not the answer being waited for: messages are acknowledged
-    /// and queued (one too large, as a refusal), the rest ignored.
-    async fn take(&mut self, p: Incoming) -> Result<(), String> {
-        let (pkid, qos, msg) = match p {
-            Incoming::Packet(Packet::Publish(p)) => (p.pkid, p.qos, Msg::Publish(p)),
+    /// Gives what was read to the core: messages are acknowledged and queued (one too large,
+    /// as a refusal). Returns the PUBACK's packet id, if it was one, in `acked`; a SUBACK's
+    /// refused filters as the result.
+    async fn take_one(
+        &mut self,
+        c: &mut Client,
+        p: Incoming,
+        acked: &mut Option<u16>,
+    ) -> Result<Option<Vec<String>>, String> {
+        let (reply, msg) = match p {
             Incoming::TooLarge {
                 topic,
                 pkid,
                 qos,
                 len,
-            } => (pkid, qos, Msg::TooLarge { topic, len }),
-            Incoming::Packet(_) => return Ok(()),
+            } => (Client::ack(pkid, qos), Msg::TooLarge { topic, len }),
+            Incoming::Packet(p) => match c.handle(p, Instant::now()) {
+                Ok(Event::Message { publish, reply }) => (reply, Msg::Publish(publish)),
+                Ok(Event::Acked(id)) => {
+                    *acked = Some(id);
+                    return Ok(None);
+                }
+                Ok(Event::Subscribed { refused }) => return Ok(Some(refused)),
+                Ok(_) => return Ok(None),
+                Err(e) => {
+                    log::debug!("fleet: {e}; ignored");
+                    return Ok(None);
+                }
+            },
         };
-        // Subscribed at QoS 1: nothing arrives at QoS 2.
-        if qos == QoS::AtLeastOnce {
-            self.write(Packet::PubAck(PubAck::new(pkid))).await?;
+        if let Some(r) = reply {
+            self.write(c, r).await?;
         }
         self.incoming.push_back(msg);
-        Ok(())
+        Ok(None)
+    }
+
+    /// [`take_one`](Self::take_one), for a packet that is not the answer being waited for.
+    async fn take(&mut self, c: &mut Client, p: Incoming) -> Result<Option<Vec<String>>, String> {
+        let mut acked = None;
+        self.take_one(c, p, &mut acked).await
     }
 
     /// Publishes at QoS 1 and waits for the PUBACK.
-    async fn publish(&mut self, topic: &str, payload: Vec<u8>, retain: bool) -> Result<(), String> {
-        let pkid = self.next_pkid();
-        let mut p = Publish::new(topic.to_string(), QoS::AtLeastOnce, payload);
-        p.pkid = pkid;
-        p.retain = retain;
-        self.write(Packet::Publish(p)).await?;
+    async fn publish(
+        &mut self,
+        c: &mut Client,
+        topic: &str,
+        payload: Vec<u8>,
+        retain: bool,
+    ) -> Result<(), String> {
+        let p = c
+            .publish(topic, payload, retain, 0, Instant::now())
+            .map_err(|e| e.to_string())?;
+        let Packet::Publish(ref sent) = p else {
+            unreachable!("publish builds a PUBLISH")
+        };
+        let pkid = sent.pkid;
+        self.write(c, p).await?;
         loop {
-            match self.read(self.timeout).await? {
-                Incoming::Packet(Packet::PubAck(a)) if a.pkid == pkid => return Ok(()),
-                p => self.take(p).await?,
+            let p = self.read(self.timeout).await?;
+            let mut acked = None;
+            self.take_one(c, p, &mut acked).await?;
+            if acked == Some(pkid) {
+                c.take_acked();
+                return Ok(());
             }
         }
-    }
-
-    fn ping_at(&self) -> Instant {
-        self.last_write + self.keep_alive / 2
     }
 }
 
@@ -217,19 +239,45 @@ pub(crate) async fn run(st: Shared, wake: Notify) {
     };
     let instance = st.borrow().instance.clone();
     let topics = Topics::new(&f, &instance);
-    let client_id = f
-        .client_id
-        .clone()
-        .unwrap_or_else(|| format!("{instance}-fleet"));
+    let hello = Hello {
+        client_id: f
+            .client_id
+            .clone()
+            .unwrap_or_else(|| format!("{instance}-fleet")),
+        // The sink's connection carries the birth and death messages.
+        will: None,
+        login: f.username.as_ref().map(|u| {
+            (
+                u.clone(),
+                f.password
+                    .clone()
+                    .unwrap_or_else(|| crate::config::Secret::new("")),
+            )
+        }),
+    };
     let startup_s = (crate::agent::now_ms() / 1000) as i64;
-    let mut backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(60));
+    let mut client = Client::new(
+        &Options {
+            keep_alive: KEEP_ALIVE,
+            // One publish at a time: each waits for its PUBACK.
+            window: 1,
+            backoff_base: Duration::from_millis(500),
+            backoff_cap: Duration::from_secs(60),
+            // One broker: nothing to fail back to.
+            endpoints: 1,
+            failback_after: Duration::ZERO,
+        },
+        Instant::now(),
+    );
     let mut link: Option<Link> = None;
     // Whether the link has carried a heartbeat: only then does the backoff start again.
     let mut proven = false;
     let mut seq = 1u64;
     let mut full = true;
     let mut next_heartbeat = Instant::now();
-    let mut reports: [Option<Vec<u8>>; 2] = [None, None];
+    // Each report's bytes, and the statuses it carries (deletions it told leave the list
+    // once the broker has it).
+    let mut reports: [Option<(Vec<u8>, Vec<ConfigInfo>)>; 2] = [None, None];
     let mut requests = 0u64;
     loop {
         let interval = {
@@ -248,7 +296,8 @@ pub(crate) async fn run(st: Shared, wake: Notify) {
         };
         let Some(interval) = interval else {
             if let Some(mut l) = link.take() {
-                let _ = l.write(Packet::Disconnect).await;
+                let _ = l.write(&mut client, Packet::Disconnect).await;
+                client.disconnected(Instant::now());
             }
             return;
         };
@@ -256,27 +305,34 @@ pub(crate) async fn run(st: Shared, wake: Notify) {
         next_heartbeat = next_heartbeat.min(now + interval);
         let l = match &mut link {
             Some(l) => l,
-            None => match Link::open(&f, &client_id, &topics).await {
-                Ok(l) => {
-                    proven = false;
-                    full = true;
-                    // The broker may have restarted without its retained messages: say the
-                    // statuses again on every new connection.
-                    let mut s = st.borrow_mut();
-                    for k in Kind::ALL {
-                        if !s.remote.entries(k).is_empty() {
-                            s.remote.dirty[k as usize] = true;
-                        }
-                    }
-                    drop(s);
-                    link.insert(l)
-                }
-                Err(e) => {
-                    let d = backoff.next_delay();
-                    log::warn!("fleet: {e}; retrying in {} ms", d.as_millis());
-                    wake.wait_for(d).await;
+            None => match client.connecting(now) {
+                // A status change woke us early: the backoff still holds.
+                Err(wait) => {
+                    wake.wait_for(wait).await;
                     continue;
                 }
+                Ok(_) => match Link::open(&f, &mut client, &hello, &topics).await {
+                    Ok(l) => {
+                        proven = false;
+                        full = true;
+                        // The broker may have restarted without its retained messages: say the
+                        // statuses again on every new connection.
+                        let mut s = st.borrow_mut();
+                        for k in Kind::ALL {
+                            if !s.remote.entries(k).is_empty() {
+                                s.remote.dirty[k as usize] = true;
+                            }
+                        }
+                        drop(s);
+                        link.insert(l)
+                    }
+                    Err(e) => {
+                        let d = client.link_lost(Instant::now()).after;
+                        log::warn!("fleet: {e}; retrying in {} ms", d.as_millis());
+                        wake.wait_for(d).await;
+                        continue;
+                    }
+                },
             },
         };
         while let Some(m) = l.incoming.pop_front() {
@@ -292,22 +348,28 @@ pub(crate) async fn run(st: Shared, wake: Notify) {
                     s.remote.dirty[i] = false;
                     requests += 1;
                     let rid = format!("{instance}-{startup_s:x}-{requests}");
-                    reports[i] = Some(proto::report_config_request(
-                        rid.as_bytes(),
-                        &instance,
-                        &s.remote.infos(k),
+                    let infos = s.remote.infos(k);
+                    reports[i] = Some((
+                        proto::report_config_request(rid.as_bytes(), &instance, &infos),
+                        infos,
                     ));
                 }
             }
-            if let Some(body) = &reports[i] {
-                match l.publish(&topics.status[i], body.clone(), true).await {
+            if let Some((body, _)) = &reports[i] {
+                match l
+                    .publish(&mut client, &topics.status[i], body.clone(), true)
+                    .await
+                {
                     Ok(()) => {
                         log::info!(
                             "fleet: {} config status published on {}",
                             k.name(),
                             topics.status[i]
                         );
-                        reports[i] = None;
+                        // Told once: a deletion leaves the list, as over HTTP (`Remote`).
+                        if let Some((_, sent)) = reports[i].take() {
+                            st.borrow_mut().remote.forget_deleted(k, &sent);
+                        }
                     }
                     Err(e) => {
                         failed = Some(e);
@@ -323,12 +385,12 @@ pub(crate) async fn run(st: Shared, wake: Notify) {
                 let s = st.borrow();
                 heartbeat::request(&s, seq, rid.into_bytes(), full, false, startup_s).encode()
             };
-            match l.publish(&topics.heartbeat, body, false).await {
+            match l.publish(&mut client, &topics.heartbeat, body, false).await {
                 Ok(()) => {
                     log::debug!("fleet: heartbeat {seq} acknowledged");
                     if !proven {
                         proven = true;
-                        backoff.reset();
+                        client.proven();
                     }
                     seq += 1;
                     full = false;
@@ -342,7 +404,9 @@ pub(crate) async fn run(st: Shared, wake: Notify) {
         }
         if failed.is_none() {
             // Wait for a message, the next heartbeat, a keep-alive, or a change of status.
-            let until = next_heartbeat.min(l.ping_at());
+            let until = client
+                .wake_at()
+                .map_or(next_heartbeat, |t| t.min(next_heartbeat));
             let d = until.saturating_duration_since(Instant::now());
             let got = async { Some(l.read(Duration::from_secs(86_400)).await) }
                 .or(async {
@@ -352,22 +416,30 @@ pub(crate) async fn run(st: Shared, wake: Notify) {
                 .await;
             match got {
                 Some(Ok(p)) => {
-                    if let Err(e) = l.take(p).await {
+                    if let Err(e) = l.take(&mut client, p).await {
                         failed = Some(e);
                     }
                 }
                 Some(Err(e)) => failed = Some(e),
                 None => {}
             }
-            if failed.is_none() && Instant::now() >= l.ping_at() {
-                if let Err(e) = l.write(Packet::PingReq).await {
-                    failed = Some(e);
+            if failed.is_none() {
+                match client.tick(Instant::now()) {
+                    Tick::Idle => {}
+                    Tick::Ping(p) => {
+                        if let Err(e) = l.write(&mut client, p).await {
+                            failed = Some(e);
+                        }
+                    }
+                    Tick::Dead => {
+                        failed = Some("no answer from the broker in 1.5 × keep-alive".into())
+                    }
                 }
             }
         }
         if let Some(e) = failed {
             link = None;
-            let d = backoff.next_delay();
+            let d = client.link_lost(Instant::now()).after;
             log::warn!("fleet: {e}; reconnecting in {} ms", d.as_millis());
             wake.wait_for(d).await;
         }

@@ -50,7 +50,12 @@ pub enum SinkError {
     /// The sink type is left out of this build (cargo features).
     Unsupported,
     /// The MQTT broker could not be reached, refused, or broke the protocol.
-    Mqtt(String),
+    Mqtt {
+        /// What happened.
+        msg: String,
+        /// How long the client's reconnect backoff asks to wait before the next attempt.
+        retry_after: Option<std::time::Duration>,
+    },
     /// The HTTP server could not be reached or answered with a status worth retrying.
     Http {
         /// What happened.
@@ -64,7 +69,9 @@ impl SinkError {
     /// How long the peer asked to be left alone, if it did.
     pub fn retry_after(&self) -> Option<std::time::Duration> {
         match self {
-            SinkError::Http { retry_after, .. } => *retry_after,
+            SinkError::Http { retry_after, .. } | SinkError::Mqtt { retry_after, .. } => {
+                *retry_after
+            }
             _ => None,
         }
     }
@@ -76,7 +83,7 @@ impl fmt::Display for SinkError {
             SinkError::Io { path, source } => write!(f, "sink {}: {source}", path.display()),
             SinkError::Closed => f.write_str("sink: standard output is closed"),
             SinkError::Unsupported => f.write_str("sink: this type is left out of this build"),
-            SinkError::Mqtt(m) => write!(f, "sink mqtt: {m}"),
+            SinkError::Mqtt { msg, .. } => write!(f, "sink mqtt: {msg}"),
             SinkError::Http { msg, retry_after } => {
                 write!(f, "sink http: {msg}")?;
                 match retry_after {

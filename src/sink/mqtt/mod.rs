@@ -3,26 +3,25 @@
 //! Owns one TCP connection to the broker; never touches the spool. Packets are rumqttc's
 //! `mqttbytes` (MQTT 3.1.1) over an async-io `TcpStream`, so the sink runs on the agent's one
 //! executor: no tokio runtime, no extra thread (rumqttc's own event loop would bring both).
-//! [`session`] holds the protocol state; this file does the I/O.
+//! The protocol rules (packet ids, the window, keep-alive and the dead-link timeout,
+//! reconnect backoff, failover and failback) are the shared client core, [`crate::mqtt`];
+//! this file says what the sink says (frames, the retained birth and death) and does the I/O.
 //!
-//! Connections are made lazily by `send` and dropped on any error; the agent's deliver loop
-//! backs off (exponential, jittered, capped) and sends again from the first unacknowledged
-//! frame, with the same sequence numbers. Broker names are resolved with the system
+//! Connections are made lazily by `send` and dropped on any error, which carries the core's
+//! reconnect delay (`retry_after`): the agent's deliver loop waits at least that long
+//! (exponential, jittered, capped, reset once a frame is acknowledged) and sends again from
+//! the first unacknowledged frame, with the same sequence numbers. Broker names are resolved with the system
 //! resolver on the agent's thread: give an address (or an /etc/hosts name) where DNS is slow.
 
-pub(crate) mod conn;
-pub mod session;
-pub(crate) mod wire;
-
-use super::failover::{Failover, SWITCH_AFTER};
 use super::{Sink, SinkError};
 use crate::config::{Endpoint, MqttSink as Cfg};
-use rumqttc::mqttbytes::v4::{Connect, ConnectReturnCode, LastWill, Login, Packet, Publish};
+use crate::mqtt::client::{Client, Event, Hello, Options, Tick};
+use crate::mqtt::wire::Wire;
+use crate::sink::failover::SWITCH_AFTER;
+use rumqttc::mqttbytes::v4::{Packet, Publish};
 use rumqttc::mqttbytes::QoS;
-use session::Session;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::time::{Duration, Instant};
-use wire::Wire;
 
 /// Frames to the broker.
 #[derive(Debug)]
@@ -33,16 +32,20 @@ pub struct MqttSink {
     /// The retained birth and death payloads.
     online: Vec<u8>,
     offline: Vec<u8>,
-    client_id: String,
+    hello: Hello,
     conn: Option<Wire>,
     endpoints: Vec<Endpoint>,
-    failover: Failover,
-    session: Session,
+    client: Client,
     acked: u64,
 }
 
+/// An error after which the next connect waits `retry_after`.
+fn err_after(msg: String, retry_after: Option<Duration>) -> SinkError {
+    SinkError::Mqtt { msg, retry_after }
+}
+
 fn err(msg: String) -> SinkError {
-    SinkError::Mqtt(msg)
+    err_after(msg, None)
 }
 
 impl MqttSink {
@@ -61,24 +64,56 @@ impl MqttSink {
             ));
             j.into_bytes()
         };
+        let state_topic = cfg.state_topic.replace("{instance}", instance);
+        let offline = state("offline");
+        let endpoints = cfg.endpoints();
+        let opts = Options {
+            keep_alive: cfg.keep_alive.0,
+            window: cfg.window,
+            // The deliver loop's own backoff (agent/deliver.rs): the two agree, and the
+            // larger wait wins.
+            backoff_base: Duration::from_millis(100),
+            backoff_cap: Duration::from_secs(30),
+            endpoints: endpoints.len(),
+            failback_after: cfg.failback_after.0,
+        };
         MqttSink {
             topic: cfg.topic.replace("{instance}", instance),
-            state_topic: cfg.state_topic.replace("{instance}", instance),
+            hello: Hello {
+                // A fleet pipeline's stream id is `instance/name`; some brokers (rumqttd)
+                // refuse a '/' in a client id, so its default client id is `instance.name`.
+                client_id: cfg
+                    .client_id
+                    .clone()
+                    .unwrap_or_else(|| instance.replace('/', ".")),
+                // Death: announced by the broker if a connection ends without a DISCONNECT.
+                will: Some((state_topic.clone(), offline.clone())),
+                login: cfg.username.as_ref().map(|u| {
+                    (
+                        u.clone(),
+                        cfg.password
+                            .clone()
+                            .unwrap_or_else(|| crate::config::Secret::new("")),
+                    )
+                }),
+            },
+            state_topic,
             online: state("online"),
-            offline: state("offline"),
-            // A fleet pipeline's stream id is `instance/name`; some brokers (rumqttd) refuse
-            // a '/' in a client id, so its default client id is `instance.name`.
-            client_id: cfg
-                .client_id
-                .clone()
-                .unwrap_or_else(|| instance.replace('/', ".")),
-            session: Session::new(cfg.window, cfg.keep_alive.0, Instant::now()),
-            endpoints: cfg.endpoints(),
-            failover: Failover::new(cfg.endpoints().len(), cfg.failback_after.0, Instant::now()),
+            offline,
+            client: Client::new(&opts, Instant::now()),
+            endpoints,
             cfg: cfg.clone(),
             conn: None,
             acked: 0,
         }
+    }
+
+    /// The retained state message, QoS 0: no packet id to settle.
+    fn state(&self, online: bool) -> Packet {
+        let payload = if online { &self.online } else { &self.offline };
+        let mut p = Publish::new(self.state_topic.clone(), QoS::AtMostOnce, payload.clone());
+        p.retain = true;
+        Packet::Publish(p)
     }
 
     /// The topic frames go to.
@@ -95,123 +130,83 @@ impl MqttSink {
             .ok_or_else(|| err(format!("resolve {}: no address", e.host)))
     }
 
-    /// Connects to the broker failover says, and moves on after repeated failures.
+    /// Connects to the broker the core says, once its backoff allows.
     async fn connect(&mut self) -> Result<(), SinkError> {
-        let i = self.failover.current();
-        match self.connect_to(i).await {
-            Ok(()) => {
-                self.failover.succeeded();
-                Ok(())
+        let i = match self.client.connecting(Instant::now()) {
+            Ok(i) => i,
+            Err(wait) => {
+                // The deliver loop logs the wait, `retry_after`.
+                return Err(err_after("reconnect backoff".into(), Some(wait)));
             }
-            Err(e) => {
-                if let Some(next) = self.failover.failed(Instant::now()) {
+        };
+        match self.open(i).await {
+            Ok((wire, addr)) => {
+                self.conn = Some(wire);
+                log::info!("mqtt: connected to {addr} as {:?}", self.hello.client_id);
+                // Birth, retained. QoS 0: no packet id to settle; if this connection drops
+                // before the broker has it, the Last Will says offline and the next connect
+                // says online again.
+                let p = self.state(true);
+                self.write_packet(p).await
+            }
+            Err(SinkError::Mqtt { msg, .. }) => {
+                let r = self.client.link_lost(Instant::now());
+                if let Some(next) = r.moved_to {
                     log::warn!(
                         "mqtt: {} failed {SWITCH_AFTER} times in a row; moving to {}",
                         self.endpoints[i],
                         self.endpoints[next]
                     );
                 }
-                Err(e)
+                Err(err_after(msg, Some(r.after)))
             }
+            Err(e) => Err(e),
         }
     }
 
     /// While on a failover broker with nothing in flight: try the first broker again, and
     /// leave the current one (saying offline there) only once the first has answered.
     async fn try_failback(&mut self) {
-        let old = self.conn.take();
-        match self.connect_to(0).await {
-            Ok(()) => {
+        match self.open(0).await {
+            Ok((new, _)) => {
                 log::info!(
                     "mqtt: {} is back; leaving the failover broker",
                     self.endpoints[0]
                 );
-                self.failover.failed_back();
-                if let Some(mut old) = old {
-                    let mut p = Publish::new(
-                        self.state_topic.clone(),
-                        QoS::AtMostOnce,
-                        self.offline.clone(),
-                    );
-                    p.retain = true;
-                    if old.queue(Packet::Publish(p)).is_ok()
-                        && old.queue(Packet::Disconnect).is_ok()
-                    {
+                self.client.failed_back(Instant::now());
+                if let Some(mut old) = self.conn.replace(new) {
+                    let p = self.state(false);
+                    if old.queue(p).is_ok() && old.queue(Packet::Disconnect).is_ok() {
                         let _ = old.flush(self.cfg.timeout.0).await;
                     }
                 }
+                let p = self.state(true);
+                let _ = self.write_packet(p).await;
             }
             Err(e) => {
                 log::debug!("mqtt: {} still fails: {e}", self.endpoints[0]);
-                self.conn = old;
-                self.failover.failback_failed(Instant::now());
+                self.client.failback_failed(Instant::now());
             }
         }
     }
 
-    async fn connect_to(&mut self, i: usize) -> Result<(), SinkError> {
-        let r = self.connect_inner(i).await;
-        if r.is_err() {
-            self.conn = None;
-        }
-        r
-    }
-
-    async fn connect_inner(&mut self, i: usize) -> Result<(), SinkError> {
+    /// A new connection to broker `i`, CONNECT answered by a CONNACK that accepts it. The
+    /// core sees the CONNECT and the CONNACK (for a failback, beside the link it has).
+    async fn open(&mut self, i: usize) -> Result<(Wire, SocketAddr), SinkError> {
         let addr = self.addr(i)?;
         let t = self.cfg.timeout.0;
         let max = self.cfg.max_packet_bytes.0 as usize;
         let mut wire = Wire::open(addr, &self.endpoints[i], &self.cfg.tls, t, max)
             .await
             .map_err(err)?;
-        let mut c = Connect::new(self.client_id.clone());
-        c.keep_alive = self.cfg.keep_alive.0.as_secs().min(u16::MAX as u64) as u16;
-        // Every unacknowledged frame is in the spool: a clean session loses nothing.
-        c.clean_session = true;
-        // Death: announced by the broker if this connection ends without a DISCONNECT.
-        c.last_will = Some(LastWill::new(
-            self.state_topic.clone(),
-            self.offline.clone(),
-            QoS::AtLeastOnce,
-            true,
-        ));
-        if let Some(u) = &self.cfg.username {
-            c.login = Some(Login::new(
-                u.clone(),
-                self.cfg.password.as_ref().map_or("", |p| p.expose()),
-            ));
-        }
-        wire.write(Packet::Connect(c), t)
+        wire.write(self.client.connect_packet(&self.hello), t)
             .await
             .map_err(|e| err(format!("send CONNECT: {e}")))?;
-        self.conn = Some(wire);
-        match self.read_packet(t).await? {
-            Packet::ConnAck(a) if a.code == ConnectReturnCode::Success => {
-                log::info!("mqtt: connected to {addr} as {:?}", self.client_id);
-                self.session.reset(Instant::now());
-                // Birth, retained. QoS 0: no packet id to settle; if this connection drops
-                // before the broker has it, the Last Will says offline and the next connect
-                // says online again.
-                let mut p = Publish::new(
-                    self.state_topic.clone(),
-                    QoS::AtMostOnce,
-                    self.online.clone(),
-                );
-                p.retain = true;
-                self.write_packet(Packet::Publish(p)).await
-            }
-            Packet::ConnAck(a) => {
-                self.conn = None;
-                Err(err(format!(
-                    "broker {addr} refused the connection: {:?}",
-                    a.code
-                )))
-            }
-            p => {
-                self.conn = None;
-                Err(err(format!("broker {addr} answered CONNECT with {p:?}")))
-            }
-        }
+        let p = wire.read(t).await.map_err(err)?;
+        self.client
+            .connack(p)
+            .map_err(|e| err(format!("broker {addr}: {e}")))?;
+        Ok((wire, addr))
     }
 
     /// Reads one packet, waiting at most `t`.
@@ -223,9 +218,15 @@ impl MqttSink {
         wire.read(t).await.map_err(err)
     }
 
-    fn drop_conn(&mut self) {
+    /// The connection is gone: nothing in flight is safe any more. Returns `e` with the
+    /// core's reconnect delay.
+    fn drop_conn(&mut self, e: SinkError) -> SinkError {
         self.conn = None;
-        self.session.reset(Instant::now());
+        let r = self.client.link_lost(Instant::now());
+        match e {
+            SinkError::Mqtt { msg, .. } => err_after(msg, Some(r.after)),
+            e => e,
+        }
     }
 
     /// Writes one packet; the connection goes on failure.
@@ -236,10 +237,23 @@ impl MqttSink {
             .as_mut()
             .ok_or_else(|| err("not connected".into()))?;
         let r = wire.write(p, t).await.map_err(err);
-        if r.is_err() {
-            self.drop_conn();
+        self.client.wrote(Instant::now());
+        r.map_err(|e| self.drop_conn(e))
+    }
+
+    /// Reads one packet and gives it to the core; the connection goes on failure.
+    async fn next_event(&mut self, t: Duration) -> Result<Event, SinkError> {
+        match self.read_packet(t).await {
+            // Nothing is subscribed: no message comes that would need a PUBACK.
+            Ok(p) => match self.client.handle(p, Instant::now()) {
+                Ok(ev) => Ok(ev),
+                Err(e) => {
+                    log::warn!("mqtt: {e}, ignored");
+                    Ok(Event::Ignored)
+                }
+            },
+            Err(e) => Err(self.drop_conn(e)),
         }
-        r
     }
 }
 
@@ -249,50 +263,33 @@ impl Sink for MqttSink {
     }
 
     async fn send(&mut self, seq: u64, frame: &[u8]) -> Result<(), SinkError> {
-        if self.conn.is_some()
-            && self.session.in_flight() == 0
-            && self.failover.failback_due(Instant::now())
-        {
+        if self.conn.is_some() && self.client.failback_due(Instant::now()) {
             self.try_failback().await;
         }
         if self.conn.is_none() {
             self.connect().await?;
         }
-        let pkid = self
-            .session
-            .publish(seq, Instant::now())
-            .map_err(|e| err(format!("{e:?}")))?;
-        let mut p = Publish::new(self.topic.clone(), QoS::AtLeastOnce, frame.to_vec());
-        p.pkid = pkid;
-        self.write_packet(Packet::Publish(p))
-            .await
-            .map_err(|e| match e {
-                SinkError::Mqtt(m) => err(format!("frame {seq}: {m}")),
-                e => e,
-            })
+        let p = self
+            .client
+            .publish(&self.topic, frame.to_vec(), false, seq, Instant::now())
+            .map_err(|e| err(format!("frame {seq}: {e}")))?;
+        self.write_packet(p).await.map_err(|e| match e {
+            SinkError::Mqtt { msg, retry_after } => {
+                err_after(format!("frame {seq}: {msg}"), retry_after)
+            }
+            e => e,
+        })
     }
 
     async fn flush(&mut self) -> Result<u64, SinkError> {
         let t = self.cfg.timeout.0;
-        while self.session.in_flight() > 0 {
-            let p = match self.read_packet(t).await {
-                Ok(p) => p,
-                Err(e) => {
-                    self.drop_conn();
-                    return Err(e);
+        while self.client.in_flight() > 0 {
+            if let Event::Acked(_) = self.next_event(t).await? {
+                if let Some(seq) = self.client.take_acked() {
+                    self.acked = seq;
+                    // The link carried frames: reconnects start again from the base delay.
+                    self.client.proven();
                 }
-            };
-            match p {
-                Packet::PubAck(a) => {
-                    if let Err(e) = self.session.puback(a.pkid) {
-                        log::warn!("mqtt: {e:?}, ignored");
-                    }
-                    if let Some(seq) = self.session.take_acked() {
-                        self.acked = seq;
-                    }
-                }
-                Packet::PingResp => {}
-                other => log::debug!("mqtt: ignoring {other:?}"),
             }
         }
         Ok(self.acked)
@@ -303,40 +300,43 @@ impl Sink for MqttSink {
             return;
         }
         // A clean stop: say offline ourselves (DISCONNECT discards the Will), then leave.
-        let mut p = Publish::new(
-            self.state_topic.clone(),
-            QoS::AtMostOnce,
-            self.offline.clone(),
-        );
-        p.retain = true;
-        if self.write_packet(Packet::Publish(p)).await.is_ok() {
+        let p = self.state(false);
+        if self.write_packet(p).await.is_ok() {
             let _ = self.write_packet(Packet::Disconnect).await;
         }
         self.conn = None;
+        self.client.disconnected(Instant::now());
     }
 
     fn idle_until(&self) -> Option<Instant> {
-        self.conn.as_ref().map(|_| self.session.ping_at())
+        self.conn.as_ref().and_then(|_| self.client.wake_at())
     }
 
     async fn idle(&mut self) -> Result<(), SinkError> {
-        if self.conn.is_none() || Instant::now() < self.session.ping_at() {
+        if self.conn.is_none() {
             return Ok(());
         }
-        self.session.wrote(Instant::now());
-        let r = async {
-            self.write_packet(Packet::PingReq).await?;
-            loop {
-                match self.read_packet(self.cfg.timeout.0).await? {
-                    Packet::PingResp => return Ok(()),
-                    other => log::debug!("mqtt: ignoring {other:?}"),
+        match self.client.tick(Instant::now()) {
+            Tick::Idle => Ok(()),
+            Tick::Dead => {
+                let e = err("no answer from the broker in 1.5 × keep-alive".into());
+                Err(self.drop_conn(e))
+            }
+            Tick::Ping(p) => {
+                self.write_packet(p).await?;
+                // Wait for the PINGRESP here (the sink reads only when it waits for
+                // something), at most the I/O timeout or until the link counts as dead.
+                let dead = self.client.dead_at().unwrap_or_else(Instant::now);
+                let t = dead
+                    .saturating_duration_since(Instant::now())
+                    .min(self.cfg.timeout.0)
+                    .max(Duration::from_millis(1));
+                loop {
+                    if let Event::Pong = self.next_event(t).await? {
+                        return Ok(());
+                    }
                 }
             }
         }
-        .await;
-        if r.is_err() {
-            self.drop_conn();
-        }
-        r
     }
 }
