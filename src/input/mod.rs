@@ -1009,8 +1009,15 @@ impl Tailer {
                 i += 1;
             }
         }
+        // What the first of them waited for outside the log's own chain (an older generation
+        // found under its own name, still being read) the first of the new order waits for.
+        let keys: HashSet<(u64, u64)> = gens.iter().map(|g| (g.dev, g.ino)).collect();
+        let outside = gens
+            .iter()
+            .filter_map(|g| g.wait_for)
+            .find(|k| !keys.contains(k));
         gens.sort_by_cached_key(|f| (mtime(f), std::cmp::Reverse(f.path.clone())));
-        let mut prev = None;
+        let mut prev = outside;
         for (k, mut g) in gens.into_iter().enumerate() {
             g.wait_for = prev;
             prev = Some((g.dev, g.ino));

@@ -1028,3 +1028,25 @@ fn a_copy_whose_original_was_emptied_during_the_scan_is_not_read_from_its_head()
     assert_eq!(r.numbers("a"), (0..12).collect::<Vec<_>>());
     assert_eq!(r.numbers("b"), [0, 1, 2]);
 }
+
+#[test]
+fn a_restart_keeps_a_copy_waiting_for_an_older_generation_still_unread() {
+    // app.log.1, an older generation found under its own name, still has more than a batch
+    // unread when the agent stops; app.log waits for it. While the agent is down app.log is
+    // copytruncated. At the restart the copy takes app.log's place: after app.log.1.
+    let mut r = Rig::new("restart-older-unread", "app.log*", "");
+    let tick = || std::thread::sleep(Duration::from_millis(15));
+    r.lines("app.log.1", "a", 0..1500);
+    tick();
+    r.lines("app.log", "a", 1500..1510);
+    r.now += Duration::from_millis(100);
+    r.t.scan(r.now, &r.b, &mut r.c);
+    let marks = r.t.marks(&r.b);
+    r.lines("app.log", "a", 1510..1520);
+    r.copytruncate("app.log", "app.log.2");
+    tick();
+    r.lines("app.log", "a", 1520..1530);
+    r.restart(marks);
+    r.settle();
+    assert_eq!(r.numbers("a"), (0..1530).collect::<Vec<_>>());
+}
