@@ -1017,17 +1017,33 @@ impl Tailer {
             .filter_map(|g| g.wait_for)
             .find(|k| !keys.contains(k));
         gens.sort_by_cached_key(|f| (mtime(f), std::cmp::Reverse(f.path.clone())));
-        let mut prev = outside;
-        for (k, mut g) in gens.into_iter().enumerate() {
-            g.wait_for = prev;
+        for g in &mut gens {
+            g.wait_for = None;
+        }
+        self.splice(at, gens, outside, |f| {
+            *f.wire_path == **wire && f.rotated.is_none() && *f.path == **wire
+        });
+    }
+
+    /// Inserts `chain` at `at`, each file waiting for the one before it (the first, unless it
+    /// waits for something already, for `first`), and makes the first file `live` picks
+    /// wait for the last of the chain.
+    fn splice(
+        &mut self,
+        at: usize,
+        chain: Vec<Tailed>,
+        first: Option<(u64, u64)>,
+        live: impl Fn(&Tailed) -> bool,
+    ) {
+        let mut prev = first;
+        for (k, mut g) in chain.into_iter().enumerate() {
+            if k > 0 || g.wait_for.is_none() {
+                g.wait_for = prev;
+            }
             prev = Some((g.dev, g.ino));
             self.files.insert(at + k, g);
         }
-        if let Some(n) = self
-            .files
-            .iter_mut()
-            .find(|f| *f.wire_path == **wire && f.rotated.is_none() && *f.path == **wire)
-        {
+        if let Some(n) = self.files.iter_mut().find(|f| live(f)) {
             n.wait_for = prev;
         }
     }
@@ -1041,25 +1057,14 @@ impl Tailer {
             .iter()
             .position(|f| *f.wire_path == **wire && f.rotated.is_none())
             .unwrap_or(self.files.len());
-        let mut prev = self.files[..at]
+        let before = self.files[..at]
             .iter()
             .rev()
             .find(|f| *f.wire_path == **wire)
             .map(|f| (f.dev, f.ino));
-        for (k, mut g) in chain.into_iter().enumerate() {
-            if g.wait_for.is_none() || k > 0 {
-                g.wait_for = prev;
-            }
-            prev = Some((g.dev, g.ino));
-            self.files.insert(at + k, g);
-        }
-        if let Some(n) = self
-            .files
-            .iter_mut()
-            .find(|f| *f.wire_path == **wire && f.rotated.is_none())
-        {
-            n.wait_for = prev;
-        }
+        self.splice(at, chain, before, |f| {
+            *f.wire_path == **wire && f.rotated.is_none()
+        });
     }
 
     /// Closes rotated files that are drained and quiet, and whose lines are all in the spool.
