@@ -109,7 +109,9 @@ pub trait Sink {
     }
     /// Takes one frame.
     async fn send(&mut self, seq: u64, frame: &[u8]) -> Result<(), SinkError>;
-    /// Waits until what was sent is acknowledged; returns the highest acknowledged seq.
+    /// Waits until the oldest frame sent is acknowledged (a sink may wait for more: the file
+    /// sink syncs all it was given); returns the highest seq acknowledged so far. The deliver
+    /// loop then sends again while fewer than [`window`](Sink::window) are in flight.
     async fn flush(&mut self) -> Result<u64, SinkError>;
     /// When the sink wants [`idle`](Sink::idle) called if nothing is sent before (an MQTT
     /// keep-alive); `None` when it never does.

@@ -281,6 +281,8 @@ impl Sink for MqttSink {
         })
     }
 
+    /// Returns as soon as the front of the window is acknowledged, not once all of it is: the
+    /// window slides, and the deliver loop refills it while the rest is still on the wire.
     async fn flush(&mut self) -> Result<u64, SinkError> {
         let t = self.cfg.timeout.0;
         while self.client.in_flight() > 0 {
@@ -289,6 +291,7 @@ impl Sink for MqttSink {
                     self.acked = seq;
                     // The link carried frames: reconnects start again from the base delay.
                     self.client.proven();
+                    return Ok(seq);
                 }
             }
         }
