@@ -1472,7 +1472,7 @@ fn broker_that_acks_on_the_next_frame(hold: Duration) -> (u16, Arc<AtomicUsize>)
             c.set_read_timeout(Some(hold)).unwrap();
             let mut rx = bytes::BytesMut::new();
             let mut held: Option<u16> = None;
-            let mut send = |c: &mut TcpStream, p: Packet| {
+            let send = |c: &mut TcpStream, p: Packet| {
                 let mut out = bytes::BytesMut::new();
                 p.write(&mut out, 1 << 20).unwrap();
                 c.write_all(&out).is_ok()
