@@ -49,6 +49,8 @@ pub mod frame;
 pub mod http;
 pub mod input;
 pub mod logger;
+#[cfg(feature = "metrics")]
+pub mod metrics;
 #[cfg(feature = "mqtt")]
 pub mod mqtt;
 pub mod sink;
@@ -75,6 +77,15 @@ pub enum Error {
     Sink(sink::SinkError),
     /// `--once` stopped (by a signal) with frames still in the spool.
     Undelivered(u64),
+    /// A listening socket could not be opened.
+    Listen {
+        /// The config key that names it.
+        key: &'static str,
+        /// The address.
+        addr: std::net::SocketAddr,
+        /// The OS error.
+        source: std::io::Error,
+    },
     /// Any other file operation.
     Io {
         /// What was being done.
@@ -98,6 +109,9 @@ impl fmt::Display for Error {
                     "stopped with {n} frames not delivered; they stay in the spool"
                 )
             }
+            Error::Listen { key, addr, source } => {
+                write!(f, "{key}: cannot listen on {addr}: {source}")
+            }
             Error::Io { what, path, source } => {
                 write!(f, "cannot {what} {}: {source}", path.display())
             }
@@ -105,4 +119,14 @@ impl fmt::Display for Error {
     }
 }
 
-impl std::error::Error for Error {}
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Error::Config(e) => Some(e),
+            Error::Spool(e) => Some(e),
+            Error::Sink(e) => Some(e),
+            Error::Listen { source, .. } | Error::Io { source, .. } => Some(source),
+            Error::Undelivered(_) => None,
+        }
+    }
+}

@@ -141,3 +141,165 @@ fn sigterm_flushes_the_open_batch_before_exiting() {
         (0..10).collect::<Vec<_>>()
     );
 }
+
+/// `GET path` on the metrics endpoint: status code and body.
+fn scrape(addr: &str, path: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut c = std::net::TcpStream::connect(addr).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(c, "GET {path} HTTP/1.1\r\nHost: {addr}\r\n\r\n").unwrap();
+    let mut answer = String::new();
+    c.read_to_string(&mut answer).unwrap();
+    let (head, body) = answer.split_once("\r\n\r\n").expect("an HTTP answer");
+    let code = head.split(' ').nth(1).unwrap().parse().unwrap();
+    let len: usize = head
+        .lines()
+        .find_map(|l| l.strip_prefix("Content-Length: "))
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!(body.len(), len, "{answer}");
+    (code, body.to_string())
+}
+
+/// The address the agent's log says the metrics endpoint listens on.
+fn metrics_addr(a: &Agent) -> String {
+    a.wait_log("metrics: serving /metrics and /healthz on ", 10);
+    let log = a.log();
+    let at = log
+        .find("metrics: serving /metrics and /healthz on ")
+        .unwrap();
+    log[at..]
+        .lines()
+        .next()
+        .unwrap()
+        .rsplit(' ')
+        .next()
+        .unwrap()
+        .to_string()
+}
+
+/// Issue 12: `[metrics]` serves every heartbeat figure in Prometheus' text format, and
+/// `/healthz` says 503, and why, once the oldest unacknowledged line is older than
+/// `stale_after`. With `TAILBEAT_TEST_PROMTOOL=1` (CI), `promtool check metrics` lints it.
+#[test]
+fn the_metrics_endpoint_shows_the_figures_and_healthz_says_what_is_wrong() {
+    let s = Scratch::new("metrics");
+    let f = s.path("logs/app.log");
+    let cfg = s.config(
+        "",
+        &input("app", &f.display().to_string(), ""),
+        "[metrics]\nlisten = \"127.0.0.1:0\"\nstale_after = \"2s\"\n",
+    );
+    let a = Agent::start(&s, &cfg);
+    let addr = metrics_addr(&a);
+    for i in 0..10 {
+        append(&f, &line("m", i));
+    }
+    wait_lines(&s.path("out.tbf"), 10, 10);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let body = loop {
+        let (code, body) = scrape(&addr, "/metrics");
+        assert_eq!(code, 200, "{body}");
+        if body.contains("\ntailbeat_lines_acked_total 10\n") {
+            break body;
+        }
+        assert!(std::time::Instant::now() < deadline, "{body}");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    for want in [
+        "# TYPE tailbeat_lines_read_total counter\ntailbeat_lines_read_total 10\n",
+        "tailbeat_pipeline_spool_frames{pipeline=\"local\"} ",
+        "tailbeat_read_to_ack_seconds{quantile=\"0.99\"} ",
+        "tailbeat_healthy 1\n",
+    ] {
+        assert!(body.contains(want), "{want:?} not in\n{body}");
+    }
+    assert_eq!(scrape(&addr, "/healthz"), (200, "ok\n".to_string()));
+    assert_eq!(scrape(&addr, "/nothing").0, 404);
+    if std::env::var_os("TAILBEAT_TEST_PROMTOOL").is_some() {
+        use std::io::Write;
+        let mut p = std::process::Command::new("promtool")
+            .args(["check", "metrics"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("TAILBEAT_TEST_PROMTOOL is set but promtool is missing (apt-get install prometheus)");
+        p.stdin.take().unwrap().write_all(body.as_bytes()).unwrap();
+        let out = p.wait_with_output().unwrap();
+        let said = String::from_utf8_lossy(&out.stdout).to_string()
+            + &String::from_utf8_lossy(&out.stderr);
+        assert!(
+            out.status.success() && said.trim().is_empty(),
+            "promtool: {said}\n{body}"
+        );
+    }
+    a.stop();
+}
+
+#[test]
+fn healthz_answers_503_once_the_oldest_unacknowledged_line_is_older_than_stale_after() {
+    let s = Scratch::new("metrics-stale");
+    let f = s.path("logs/app.log");
+    // A sink that never answers: nothing read is ever acknowledged.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = closed.local_addr().unwrap().port();
+    drop(closed);
+    let cfg = s.config(
+        "",
+        &input("app", &f.display().to_string(), "[batch]\nlinger = \"50ms\"\n"),
+        &format!(
+            "[sink]\ntype = \"mqtt\"\nurl = \"mqtt://127.0.0.1:{port}\"\n[metrics]\nlisten = \"127.0.0.1:0\"\nstale_after = \"1s\"\n"
+        ),
+    );
+    let a = Agent::start(&s, &cfg);
+    let addr = metrics_addr(&a);
+    assert_eq!(scrape(&addr, "/healthz"), (200, "ok\n".to_string()));
+    append(&f, &line("s", 0));
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    let (code, body) = loop {
+        let got = scrape(&addr, "/healthz");
+        if got.0 != 200 {
+            break got;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "still healthy:\n{}",
+            a.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(code, 503, "{body}");
+    assert!(
+        body.contains("the oldest line not yet acknowledged was read")
+            && body.contains("metrics.stale_after: 1 s"),
+        "{body}"
+    );
+    assert!(scrape(&addr, "/metrics").1.contains("tailbeat_healthy 0\n"));
+    a.stop();
+}
+
+/// A port already taken: the agent says which key and address, and does not start.
+#[test]
+fn a_metrics_address_in_use_is_refused_at_start_by_its_key() {
+    let s = Scratch::new("metrics-busy");
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap();
+    let cfg = s.config(
+        "",
+        &input("app", &s.path("logs/app.log").display().to_string(), ""),
+        &format!("[metrics]\nlisten = \"{addr}\"\n"),
+    );
+    let out = std::process::Command::new(BIN)
+        .args(["run", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains(&format!("metrics.listen: cannot listen on {addr}: ")),
+        "{err}"
+    );
+}

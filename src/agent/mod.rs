@@ -152,6 +152,41 @@ struct Built {
     ends: Vec<(u64, u64, u64)>,
 }
 
+/// What the metrics endpoint shows: the heartbeat's figures, each pipeline's spool, and what
+/// makes `/healthz` answer 503.
+#[cfg(feature = "metrics")]
+fn figures(s: &State) -> crate::metrics::Figures {
+    let mut problems = Vec::new();
+    if s.disk_full > 0 {
+        problems.push(format!(
+            "the disk under data_dir is full: reading paused in {} pipeline(s)",
+            s.disk_full
+        ));
+    }
+    if let (Some(m), Some(t)) = (&s.cfg.metrics, s.oldest_unacked_ms()) {
+        let age = Duration::from_millis(now_ms().saturating_sub(t));
+        if age > m.stale_after.0 {
+            problems.push(format!(
+                "the oldest line not yet acknowledged was read {} s ago (metrics.stale_after: {} s)",
+                age.as_secs(),
+                m.stale_after.0.as_secs()
+            ));
+        }
+    }
+    crate::metrics::Figures {
+        health: crate::control::health(s).to_vec(),
+        pipelines: s
+            .pipes
+            .iter()
+            .map(|p| {
+                let p = p.borrow();
+                (p.name.clone(), p.spool.backlog(), p.spool.bytes())
+            })
+            .collect(),
+        problems,
+    }
+}
+
 /// The instance id: from the config, else the one kept in `data_dir`, else a new one.
 fn instance_id(cfg: &Config) -> Result<String, Error> {
     if let Some(id) = &cfg.instance_id {
@@ -294,7 +329,29 @@ pub fn run(local: Config, opts: RunOpts) -> Result<(), Error> {
         path: PathBuf::from("SIGHUP/SIGTERM/SIGINT"),
         source: e,
     })?;
+    #[cfg(feature = "metrics")]
+    let metrics_socket = match &st.borrow().cfg.metrics {
+        Some(m) => Some(
+            smol::Async::<std::net::TcpListener>::bind(m.listen).map_err(|e| Error::Listen {
+                key: "metrics.listen",
+                addr: m.listen,
+                source: e,
+            })?,
+        ),
+        None => None,
+    };
     smol::future::block_on(ex.run(async {
+        #[cfg(feature = "metrics")]
+        let _metrics = metrics_socket.map(|l| {
+            log::info!(
+                "metrics: serving /metrics and /healthz on {}",
+                l.get_ref()
+                    .local_addr()
+                    .map_or_else(|e| e.to_string(), |a| a.to_string())
+            );
+            let st = st.clone();
+            ex.spawn(crate::metrics::serve(l, move || figures(&st.borrow())))
+        });
         let control_wake = Notify::new();
         let _control = ex.spawn(crate::control::run(st.clone(), control_wake.clone()));
         let _signals = ex.spawn(handle_signals(
@@ -487,8 +544,11 @@ fn reload(st: &Shared, path: &Path) {
 /// inputs added and removed, limits changed, new sinks where they changed. Nothing changes
 /// when it returns `Err`.
 pub(crate) fn apply_config(s: &mut State, new: Config) -> Result<(), String> {
-    if new.data_dir != s.cfg.data_dir || new.instance_id != s.cfg.instance_id {
-        return Err("data_dir and instance_id need a restart".into());
+    if new.data_dir != s.cfg.data_dir
+        || new.instance_id != s.cfg.instance_id
+        || new.metrics != s.cfg.metrics
+    {
+        return Err("data_dir, instance_id and [metrics] need a restart".into());
     }
     // Everything that can fail first (new sinks, new spools), then the changes.
     let mut updates = Vec::new();

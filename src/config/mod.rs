@@ -66,6 +66,9 @@ pub struct Config {
     /// The ConfigServer that manages this agent, if any.
     #[serde(default)]
     pub fleet: Option<Fleet>,
+    /// The metrics endpoint, if any.
+    #[serde(default)]
+    pub metrics: Option<Metrics>,
     /// Pipelines of their own, from the fleet (never in the file).
     #[serde(skip)]
     pub pipelines: Vec<Pipeline>,
@@ -167,6 +170,21 @@ pub enum OnFull {
 fn default_log_level() -> String {
     "info".into()
 }
+/// `[metrics]`: Prometheus text exposition at `/metrics`, and `/healthz`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Metrics {
+    /// Address and port to listen on, e.g. `127.0.0.1:9464`.
+    pub listen: std::net::SocketAddr,
+    /// `/healthz` answers 503 once the oldest line not yet acknowledged is older than this.
+    #[serde(default = "default_stale_after")]
+    pub stale_after: Secs,
+}
+
+fn default_stale_after() -> Secs {
+    Secs(Duration::from_secs(300))
+}
+
 fn default_stats_interval() -> Secs {
     Secs(Duration::from_secs(10))
 }
@@ -245,6 +263,12 @@ impl Config {
             return err(
                 "input",
                 "at least one [[input]] is needed (or a [fleet] that sends pipelines)".into(),
+            );
+        }
+        if self.metrics.is_some() && !cfg!(feature = "metrics") {
+            return err(
+                "metrics",
+                "the metrics endpoint is left out of this build (cargo feature metrics)".into(),
             );
         }
         if let Some(f) = &self.fleet {

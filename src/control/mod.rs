@@ -37,8 +37,13 @@
 
 #[cfg(test)]
 mod fleet_state_tests;
-#[cfg(any(feature = "http", feature = "mqtt"))]
+// The metrics endpoint shows the heartbeat's figures: a build with it and no fleet client
+// keeps only `health` of this module.
+#[cfg(any(feature = "http", feature = "mqtt", feature = "metrics"))]
+#[cfg_attr(not(any(feature = "http", feature = "mqtt")), allow(dead_code))]
 mod heartbeat;
+#[cfg(feature = "metrics")]
+pub(crate) use heartbeat::health;
 #[cfg(feature = "http")]
 mod over_http;
 #[cfg(feature = "mqtt")]
