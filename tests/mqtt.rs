@@ -1555,3 +1555,80 @@ fn the_window_slides_a_frame_is_sent_as_soon_as_the_oldest_is_acknowledged() {
         "{late} acknowledgements waited for a stalled window:\n{log}"
     );
 }
+
+/// Publishes one retained QoS 0 message as another client.
+fn publish_retained(port: u16, topic: &str, payload: &[u8]) {
+    use rumqttc::mqttbytes::v4::{Connect, Packet, Publish};
+    use rumqttc::mqttbytes::QoS;
+    let mut c = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut out = bytes::BytesMut::new();
+    Packet::Connect(Connect::new("test-publisher"))
+        .write(&mut out, 1 << 20)
+        .unwrap();
+    c.write_all(&out).unwrap();
+    let mut buf = [0u8; 4];
+    c.read_exact(&mut buf).unwrap();
+    assert_eq!(buf, [0x20, 0x02, 0x00, 0x00], "CONNACK");
+    let mut p = Publish::new(topic, QoS::AtMostOnce, payload.to_vec());
+    p.retain = true;
+    let mut out = bytes::BytesMut::new();
+    Packet::Publish(p).write(&mut out, 1 << 20).unwrap();
+    Packet::Disconnect.write(&mut out, 1 << 20).unwrap();
+    c.write_all(&out).unwrap();
+}
+
+/// The session number in a state message.
+fn session_of(state: &str) -> u64 {
+    let rest = state.split_once("\"session\":").expect("a session").1;
+    rest[..rest.find(|c: char| !c.is_ascii_digit()).unwrap()]
+        .parse()
+        .unwrap()
+}
+
+// Issue 12: a Will the broker publishes late (for a link already replaced), a session taken
+// over, or a restored retained message left `offline` on the state topic of a live agent.
+// Births and deaths now carry a session number that grows with every connect and survives
+// restarts; the agent watches its own state topic and answers a death of its current (or an
+// older) session with `online`.
+#[test]
+fn a_death_of_the_current_session_is_answered_with_a_birth_and_sessions_grow() {
+    let (s, port, got, _broker) = with_broker("mqtt-rebirth");
+    let f = s.path("logs/app.log");
+    append(&f, &line("r", 0));
+    let cfg = s.config(
+        "",
+        &input("app", &f.display().to_string(), ""),
+        &mqtt_sink(port.port, "keep_alive = \"1s\""),
+    );
+    let a = Agent::start(&s, &cfg);
+    let st = wait_state(&got, 1, "online");
+    assert_eq!(session_of(&st[0]), 1, "{st:?}");
+    assert!(st[0].contains("\"connected_at\":"), "{st:?}");
+    // A stale death of this very session, retained, from elsewhere: answered.
+    let stale = st[0].replace("\"state\":\"online\"", "\"state\":\"offline\"");
+    publish_retained(port.port, "tailbeat/it/state", stale.as_bytes());
+    wait_state(&got, 2, "offline");
+    let st = wait_state(&got, 3, "online");
+    assert_eq!(session_of(&st[2]), 1, "{st:?}");
+    a.wait_log("says offline for session 1 or older; saying online again", 10);
+    // kill -9: the Will is this session's death. The next start is session 2.
+    a.kill9();
+    let st = wait_state(&got, 4, "offline");
+    assert_eq!(session_of(&st[3]), 1, "{st:?}");
+    let a = Agent::start(&s, &cfg);
+    let st = wait_state(&got, 5, "online");
+    assert_eq!(session_of(&st[4]), 2, "{st:?}");
+    a.stop();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let st = states(&got);
+        let last = st.last().unwrap();
+        if last.contains("\"state\":\"offline\"") {
+            assert_eq!(session_of(last), 2, "{st:?}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "{st:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

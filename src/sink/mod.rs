@@ -160,7 +160,7 @@ impl AnySink {
             config::Sink::File { path, fsync } => AnySink::File(FileSink::open(path, *fsync)?),
             config::Sink::Stdout {} => AnySink::Stdout(StdoutSink::default()),
             #[cfg(feature = "mqtt")]
-            config::Sink::Mqtt(m) => AnySink::Mqtt(Box::new(MqttSink::new(m, stream))),
+            config::Sink::Mqtt(m) => AnySink::Mqtt(Box::new(MqttSink::new(m, stream, dir))),
             #[cfg(feature = "http")]
             config::Sink::Http(h) => {
                 AnySink::Http(Box::new(HttpSink::new(h, stream, dir, dead_letter_bytes)?))

@@ -13,6 +13,8 @@
 //! the first unacknowledged frame, with the same sequence numbers. Broker names are resolved with the system
 //! resolver on the agent's thread: give an address (or an /etc/hosts name) where DNS is slow.
 
+mod birth;
+
 use super::{Sink, SinkError};
 use crate::config::{Endpoint, MqttSink as Cfg};
 use crate::mqtt::client::{Client, Event, Hello, Options, Tick};
@@ -29,9 +31,15 @@ pub struct MqttSink {
     cfg: Cfg,
     topic: String,
     state_topic: String,
-    /// The retained birth and death payloads.
-    online: Vec<u8>,
-    offline: Vec<u8>,
+    /// Birth and death (see `birth`): who, since when, and the session of this connection.
+    instance: String,
+    startup_time: u64,
+    session: u64,
+    connected_at: u64,
+    /// Where `mqtt.session` is kept.
+    dir: std::path::PathBuf,
+    /// A newer session's death was logged (once per session seen).
+    newer_seen: u64,
     hello: Hello,
     conn: Option<Wire>,
     endpoints: Vec<Endpoint>,
@@ -51,21 +59,8 @@ fn err(msg: String) -> SinkError {
 impl MqttSink {
     /// A sink for `cfg`, identifying as `instance` (the stream id, see `agent::pipe`); connects
     /// on first use.
-    pub fn new(cfg: &Cfg, instance: &str) -> MqttSink {
-        let state = |s: &str| {
-            let mut j = String::from("{\"state\":\"");
-            j.push_str(s);
-            j.push_str("\",\"instance\":");
-            crate::frame::json::push_str(&mut j, instance);
-            j.push_str(&format!(
-                ",\"version\":\"{}\",\"startup_time\":{}}}",
-                env!("CARGO_PKG_VERSION"),
-                crate::agent::now_ms() / 1000
-            ));
-            j.into_bytes()
-        };
+    pub fn new(cfg: &Cfg, instance: &str, dir: &std::path::Path) -> MqttSink {
         let state_topic = cfg.state_topic.replace("{instance}", instance);
-        let offline = state("offline");
         let endpoints = cfg.endpoints();
         let opts = Options {
             keep_alive: cfg.keep_alive.0,
@@ -86,8 +81,9 @@ impl MqttSink {
                     .client_id
                     .clone()
                     .unwrap_or_else(|| instance.replace('/', ".")),
-                // Death: announced by the broker if a connection ends without a DISCONNECT.
-                will: Some((state_topic.clone(), offline.clone())),
+                // Death: announced by the broker if a connection ends without a DISCONNECT;
+                // set for each connection's session (`begin_session`).
+                will: None,
                 login: cfg.username.as_ref().map(|u| {
                     (
                         u.clone(),
@@ -98,8 +94,12 @@ impl MqttSink {
                 }),
             },
             state_topic,
-            online: state("online"),
-            offline,
+            instance: instance.to_string(),
+            startup_time: crate::agent::now_ms() / 1000,
+            session: 0,
+            connected_at: 0,
+            dir: dir.to_path_buf(),
+            newer_seen: 0,
             client: Client::new(&opts, Instant::now()),
             endpoints,
             cfg: cfg.clone(),
@@ -108,10 +108,20 @@ impl MqttSink {
         }
     }
 
-    /// The retained state message, QoS 0: no packet id to settle.
+    /// The retained state message of the current session, QoS 0: no packet id to settle.
     fn state(&self, online: bool) -> Packet {
-        let payload = if online { &self.online } else { &self.offline };
-        let mut p = Publish::new(self.state_topic.clone(), QoS::AtMostOnce, payload.clone());
+        self.state_of(online, self.session, self.connected_at)
+    }
+
+    fn state_of(&self, online: bool, session: u64, connected_at: u64) -> Packet {
+        let payload = birth::payload(
+            online,
+            &self.instance,
+            self.startup_time,
+            session,
+            connected_at,
+        );
+        let mut p = Publish::new(self.state_topic.clone(), QoS::AtMostOnce, payload);
         p.retain = true;
         Packet::Publish(p)
     }
@@ -139,15 +149,16 @@ impl MqttSink {
                 return Err(err_after("reconnect backoff".into(), Some(wait)));
             }
         };
+        self.begin_session();
         match self.open(i).await {
             Ok((wire, addr)) => {
                 self.conn = Some(wire);
-                log::info!("mqtt: connected to {addr} as {:?}", self.hello.client_id);
-                // Birth, retained. QoS 0: no packet id to settle; if this connection drops
-                // before the broker has it, the Last Will says offline and the next connect
-                // says online again.
-                let p = self.state(true);
-                self.write_packet(p).await
+                log::info!(
+                    "mqtt: connected to {addr} as {:?} (session {})",
+                    self.hello.client_id,
+                    self.session
+                );
+                self.born().await
             }
             Err(SinkError::Mqtt { msg, .. }) => {
                 let r = self.client.link_lost(Instant::now());
@@ -164,9 +175,65 @@ impl MqttSink {
         }
     }
 
+    /// A new session for the next CONNECT: its number (kept on disk first), and the Will
+    /// that carries it.
+    fn begin_session(&mut self) {
+        let now = crate::agent::now_ms() / 1000;
+        self.session = birth::next_session(&self.dir, now);
+        self.connected_at = now;
+        let death = birth::payload(false, &self.instance, self.startup_time, self.session, now);
+        self.hello.will = Some((self.state_topic.clone(), death));
+    }
+
+    /// Birth on a new connection: `online`, retained (QoS 0: no packet id to settle; if this
+    /// connection drops before the broker has it, the Will says offline and the next connect
+    /// says online again), and a subscription to the state topic to see a stale death.
+    async fn born(&mut self) -> Result<(), SinkError> {
+        let p = self.state(true);
+        self.write_packet(p).await?;
+        let sub = self
+            .client
+            .subscribe(std::slice::from_ref(&self.state_topic), Instant::now())
+            .map_err(|e| err(format!("subscribe: {e}")))?;
+        self.write_packet(sub).await
+    }
+
+    /// A message on a subscribed topic: a death on the state topic that is not newer than
+    /// this session is answered with a birth.
+    async fn on_message(&mut self, publish: &Publish) -> Result<(), SinkError> {
+        if publish.topic != self.state_topic {
+            return Ok(());
+        }
+        match birth::verdict(birth::parse(&publish.payload), self.session) {
+            birth::Verdict::Fine => Ok(()),
+            birth::Verdict::Rebirth => {
+                log::info!(
+                    "mqtt: {} says offline for session {} or older; saying online again",
+                    self.state_topic,
+                    self.session
+                );
+                let p = self.state(true);
+                self.write_packet(p).await
+            }
+            birth::Verdict::Newer(s) => {
+                if self.newer_seen != s {
+                    self.newer_seen = s;
+                    log::warn!(
+                        "mqtt: {} has the death of session {s}, newer than this one ({}): another process with this identity?",
+                        self.state_topic,
+                        self.session
+                    );
+                }
+                Ok(())
+            }
+        }
+    }
+
     /// While on a failover broker with nothing in flight: try the first broker again, and
     /// leave the current one (saying offline there) only once the first has answered.
     async fn try_failback(&mut self) {
+        let (old_session, old_at) = (self.session, self.connected_at);
+        self.begin_session();
         match self.open(0).await {
             Ok((new, _)) => {
                 log::info!(
@@ -175,17 +242,18 @@ impl MqttSink {
                 );
                 self.client.failed_back(Instant::now());
                 if let Some(mut old) = self.conn.replace(new) {
-                    let p = self.state(false);
+                    let p = self.state_of(false, old_session, old_at);
                     if old.queue(p).is_ok() && old.queue(Packet::Disconnect).is_ok() {
                         let _ = old.flush(self.cfg.timeout.0).await;
                     }
                 }
-                let p = self.state(true);
-                let _ = self.write_packet(p).await;
+                let _ = self.born().await;
             }
             Err(e) => {
                 log::debug!("mqtt: {} still fails: {e}", self.endpoints[0]);
                 self.client.failback_failed(Instant::now());
+                // Still connected as the old session; the next try takes a new number.
+                (self.session, self.connected_at) = (old_session, old_at);
             }
         }
     }
@@ -244,8 +312,22 @@ impl MqttSink {
     /// Reads one packet and gives it to the core; the connection goes on failure.
     async fn next_event(&mut self, t: Duration) -> Result<Event, SinkError> {
         match self.read_packet(t).await {
-            // Nothing is subscribed: no message comes that would need a PUBACK.
             Ok(p) => match self.client.handle(p, Instant::now()) {
+                // The state topic, the one subscription: acknowledged, then looked at.
+                Ok(Event::Message { publish, reply }) => {
+                    if let Some(r) = reply {
+                        self.write_packet(r).await?;
+                    }
+                    self.on_message(&publish).await?;
+                    Ok(Event::Ignored)
+                }
+                Ok(Event::Subscribed { refused }) if !refused.is_empty() => {
+                    log::warn!(
+                        "mqtt: the broker refused the subscription to {}: a stale offline there is not corrected",
+                        self.state_topic
+                    );
+                    Ok(Event::Ignored)
+                }
                 Ok(ev) => Ok(ev),
                 Err(e) => {
                     log::warn!("mqtt: {e}, ignored");
