@@ -789,7 +789,17 @@ impl Tailer {
                 return None;
             }
             if let Some(own) = self.marks.remove(&key) {
-                pos = pos.max(own.offset);
+                // The copy's own mark (claimed before a restart) when the heads agree; else
+                // the mark of a file deleted since, whose inode the copy now reuses: its
+                // offset says nothing about the copy, and its unread rest is gone.
+                let head = std::fs::File::open(&copy)
+                    .ok()
+                    .and_then(|f| fingerprint(&f, own.fp_len).ok().flatten());
+                if own.fp_len == 0 || head == Some(own.fp) {
+                    pos = pos.max(own.offset);
+                } else {
+                    self.vanished(&own, c);
+                }
             }
         }
         match Tailed::open(input, copy.clone(), wire.clone(), pos) {

@@ -409,6 +409,40 @@ fn copytruncate_while_not_open_finds_the_copy_even_when_the_file_was_written_aga
     assert_eq!(r.c.truncated_lost_bytes + r.c.vanished_lost_bytes, 0);
 }
 
+// Review of issue 9: a copy whose inode a file deleted while the agent was down had used
+// was resumed at that dead file's offset (its mark was taken for the copy's own), skipping
+// the copy's first bytes uncounted. The mark's head is checked against the copy's first.
+#[test]
+fn a_copy_reusing_the_inode_of_a_deleted_files_mark_is_not_resumed_at_its_offset() {
+    use std::os::unix::fs::MetadataExt;
+    let mut r = Rig::new("ct-reuse", "app.log", "");
+    r.lines("app.log", "a", 0..10);
+    r.poll(Duration::ZERO);
+    let mut marks = r.t.marks(&r.b);
+    r.lines("app.log", "a", 10..40);
+    r.copytruncate("app.log", "app.log.1");
+    r.lines("app.log", "b", 0..5);
+    // The mark a deleted file left, on the inode the copy now has.
+    let m = fs::metadata(r.path("app.log.1")).unwrap();
+    let live = marks[0].clone();
+    marks.push(FileMark {
+        path: r.path("old.log").display().to_string().into_bytes(),
+        dev: m.dev(),
+        ino: m.ino(),
+        fp_len: live.fp_len,
+        fp: live.fp ^ 1,
+        offset: 900,
+        size: 1000,
+    });
+    r.restart(marks);
+    r.settle();
+    assert_eq!(r.numbers("a"), (0..40).collect::<Vec<_>>());
+    assert_eq!(r.numbers("b"), (0..5).collect::<Vec<_>>());
+    // The dead file's unread rest, and nothing else.
+    assert_eq!(r.c.vanished_lost_bytes, 100);
+    assert_eq!(r.c.truncated_lost_bytes, 0);
+}
+
 #[test]
 fn a_claimed_copy_reaches_the_frame_before_the_new_content() {
     // A copy with nothing left to read is noted in the next frame, ahead of the truncated
