@@ -32,10 +32,13 @@ use crate::Error;
 
 mod collect;
 mod deliver;
+mod handle;
 mod pipe;
 
 use collect::collect;
 use deliver::deliver;
+#[cfg_attr(not(any(feature = "http", feature = "mqtt")), allow(unused_imports))]
+pub(crate) use handle::{Handle, Health};
 use pipe::{pipelines, Pipe, PipeRef};
 use smol::channel::{Receiver, Sender};
 use smol::future::FutureExt;
@@ -60,17 +63,17 @@ pub fn now_ms() -> u64 {
 
 /// A wake-up that coalesces: many notifications before a wait count as one.
 #[derive(Clone)]
-pub(crate) struct Notify(Sender<()>, Receiver<()>);
+struct Notify(Sender<()>, Receiver<()>);
 
 impl Notify {
     fn new() -> Notify {
         let (s, r) = smol::channel::bounded(1);
         Notify(s, r)
     }
-    pub(crate) fn notify(&self) {
+    fn notify(&self) {
         let _ = self.0.try_send(());
     }
-    pub(crate) async fn wait_for(&self, d: Duration) {
+    async fn wait_for(&self, d: Duration) {
         let _ = self
             .1
             .recv()
@@ -82,8 +85,9 @@ impl Notify {
     }
 }
 
-/// Everything the tasks share. No task holds a borrow across an `.await`.
-pub(crate) struct State {
+/// Everything the tasks share. No task holds a borrow across an `.await`. Private to the
+/// agent: the control plane sees it through [`Handle`] alone.
+struct State {
     /// The running config: the local file with the fleet's configs laid over it.
     pub(crate) cfg: Config,
     /// The local file as last read.
@@ -91,7 +95,7 @@ pub(crate) struct State {
     /// Configs from the fleet.
     pub(crate) remote: Remote,
     pub(crate) instance: String,
-    #[cfg_attr(not(feature = "http"), allow(dead_code))]
+    #[cfg_attr(not(any(feature = "http", feature = "mqtt")), allow(dead_code))]
     pub(crate) started: Instant,
     /// The local file's pipeline first, then the fleet's; one that was taken out of the
     /// config stays here until its backlog is delivered.
@@ -143,7 +147,7 @@ impl State {
     }
 }
 
-pub(crate) type Shared = Rc<RefCell<State>>;
+type Shared = Rc<RefCell<State>>;
 
 /// A finished frame, and for each file in it the offset it reaches: what to commit once the
 /// frame is in the spool.
@@ -296,7 +300,10 @@ pub fn run(local: Config, opts: RunOpts) -> Result<(), Error> {
     })?;
     smol::future::block_on(ex.run(async {
         let control_wake = Notify::new();
-        let _control = ex.spawn(crate::control::run(st.clone(), control_wake.clone()));
+        let _control = ex.spawn(crate::control::run(Handle::new(
+            st.clone(),
+            control_wake.clone(),
+        )));
         let _signals = ex.spawn(handle_signals(
             st.clone(),
             signals,
@@ -486,7 +493,7 @@ fn reload(st: &Shared, path: &Path) {
 /// Switches the running agent to `new` in place: pipelines added, changed and removed,
 /// inputs added and removed, limits changed, new sinks where they changed. Nothing changes
 /// when it returns `Err`.
-pub(crate) fn apply_config(s: &mut State, new: Config) -> Result<(), String> {
+fn apply_config(s: &mut State, new: Config) -> Result<(), String> {
     if new.data_dir != s.cfg.data_dir || new.instance_id != s.cfg.instance_id {
         return Err("data_dir and instance_id need a restart".into());
     }
