@@ -2,7 +2,7 @@
 //! are in `pipeline.rs`).
 
 use super::error::parse_toml;
-use super::{Config, ConfigError, Secret, Secs, Size, Spool, Tls};
+use super::{Config, ConfigError, LogLevel, Secret, Secs, Size, Spool, Tls};
 use serde::Deserialize;
 use std::time::Duration;
 
@@ -58,7 +58,7 @@ pub struct InstanceConfig {
     /// Replaces `fleet.heartbeat_interval`.
     pub heartbeat_interval: Option<Secs>,
     /// Replaces `log_level`.
-    pub log_level: Option<String>,
+    pub log_level: Option<LogLevel>,
     /// Replaces `stats_interval`.
     pub stats_interval: Option<Secs>,
     /// Replaces the whole `[spool]` table (keys left out take their defaults).
@@ -76,8 +76,8 @@ impl InstanceConfig {
         if let (Some(h), Some(f)) = (self.heartbeat_interval, cfg.fleet.as_mut()) {
             f.heartbeat_interval = h;
         }
-        if let Some(l) = &self.log_level {
-            cfg.log_level = l.clone();
+        if let Some(l) = self.log_level {
+            cfg.log_level = l;
         }
         if let Some(s) = self.stats_interval {
             cfg.stats_interval = s;

@@ -40,9 +40,9 @@ pub struct Config {
     pub instance_id: Option<String>,
     /// Where the spool, checkpoints and instance id live.
     pub data_dir: PathBuf,
-    /// `error`, `warn`, `info`, `debug` or `trace`.
-    #[serde(default = "default_log_level")]
-    pub log_level: String,
+    /// `off`, `error`, `warn`, `info`, `debug` or `trace`; parsed when the file is read.
+    #[serde(default)]
+    pub log_level: LogLevel,
     /// How often progress is logged (only when something changed).
     #[serde(default = "default_stats_interval")]
     pub stats_interval: Secs,
@@ -164,9 +164,6 @@ pub enum OnFull {
     DropOldest,
 }
 
-fn default_log_level() -> String {
-    "info".into()
-}
 fn default_stats_interval() -> Secs {
     Secs(Duration::from_secs(10))
 }
@@ -221,15 +218,6 @@ impl Config {
     /// On failure returns the dotted key and the reason.
     pub fn validate(&self) -> Result<(), (String, String)> {
         let err = |k: &str, m: String| Err((k.to_string(), m));
-        if log_level(&self.log_level).is_none() {
-            return err(
-                "log_level",
-                format!(
-                    "expected one of error, warn, info, debug, trace, got {}",
-                    clip(&self.log_level)
-                ),
-            );
-        }
         if let Some(id) = &self.instance_id {
             if id.is_empty() || id.len() > 128 || id.chars().any(|c| c.is_control() || c == '/') {
                 return err(
@@ -349,7 +337,7 @@ impl Config {
 
     /// The log level filter this config asks for.
     pub fn level(&self) -> log::LevelFilter {
-        log_level(&self.log_level).unwrap_or(log::LevelFilter::Info)
+        self.log_level.0
     }
 }
 
@@ -509,6 +497,37 @@ fn check_http_url(url: &str) -> Result<(), String> {
         return Err("https:// needs TLS, which this build leaves out (cargo feature tls)".into());
     }
     endpoint::http(url)
+}
+
+/// A log level, parsed once where the config (or `--log-level`) names it: a bad name is an
+/// error naming the key, never a level guessed later.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
+pub struct LogLevel(pub log::LevelFilter);
+
+impl Default for LogLevel {
+    fn default() -> Self {
+        LogLevel(log::LevelFilter::Info)
+    }
+}
+
+impl std::str::FromStr for LogLevel {
+    type Err = String;
+    fn from_str(s: &str) -> Result<LogLevel, String> {
+        log_level(s).map(LogLevel).ok_or_else(|| {
+            format!(
+                "expected one of error, warn, info, debug, trace, got {}",
+                clip(s)
+            )
+        })
+    }
+}
+
+impl TryFrom<String> for LogLevel {
+    type Error = String;
+    fn try_from(s: String) -> Result<LogLevel, String> {
+        s.parse()
+    }
 }
 
 /// Parses a log level name.

@@ -568,7 +568,7 @@ mod tests {
         assert_eq!(back.sets, r.sets);
         assert_eq!(back.dirty, [true, true]);
         let cfg = back.effective(&local).unwrap();
-        assert_eq!(cfg.log_level, "debug");
+        assert_eq!(cfg.level(), log::LevelFilter::Debug);
         let mut b = std::fs::read(back.path()).unwrap();
         let n = b.len();
         b[n / 2] ^= 0x40;
@@ -591,7 +591,11 @@ mod tests {
                 b"log_level = \"loud\"\n",
             )
             .unwrap_err();
-        assert!(why.starts_with("log_level:"), "{why}");
+        // Refused as the detail is read (the level is parsed there), with its line.
+        assert!(
+            why.starts_with("line 1: log_level: expected one of"),
+            "{why}"
+        );
         let why = r
             .update(
                 &local,
