@@ -1,6 +1,7 @@
 //! `[fleet]`, and the instance configs a fleet sends (agent-wide settings; pipeline configs
 //! are in `pipeline.rs`).
 
+use super::endpoint::Server;
 use super::error::parse_toml;
 use super::{Config, ConfigError, LogLevel, Secret, Secs, Size, Spool, Tls};
 use serde::Deserialize;
@@ -13,7 +14,8 @@ pub struct Fleet {
     /// The ConfigServer: `http(s)://host:port[/prefix]`, requests going to
     /// `{server}/Agent/Heartbeat` and its siblings; or an MQTT broker,
     /// `mqtt(s)://host:port`, the same messages travelling on topics under `topic_prefix`.
-    pub server: String,
+    /// Taken apart when the config is read.
+    pub server: Server,
     /// MQTT: the topics' prefix (README, "MQTT topics").
     #[serde(default = "default_fleet_prefix")]
     pub topic_prefix: String,

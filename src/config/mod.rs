@@ -13,7 +13,7 @@ mod secret;
 mod sink;
 mod units;
 
-pub use endpoint::Endpoint;
+pub use endpoint::{Endpoint, HttpUrl, Server};
 pub use error::{clip, from_utf8, ConfigError};
 use error::{find_key, parse_toml};
 pub use fleet::{Fleet, InstanceConfig};
@@ -236,20 +236,15 @@ impl Config {
             );
         }
         if let Some(f) = &self.fleet {
-            let checked = if f.server.starts_with("mqtt") {
-                if !cfg!(feature = "mqtt") {
+            let checked = match &f.server {
+                Server::Mqtt(_) if !cfg!(feature = "mqtt") => {
                     Err("MQTT is left out of this build (cargo feature mqtt)".to_string())
-                } else {
-                    endpoint::mqtt(&f.server).and_then(|e| {
-                        if e.tls && !cfg!(feature = "tls") {
-                            Err("mqtts:// needs TLS, which this build leaves out (cargo feature tls)".into())
-                        } else {
-                            Ok(())
-                        }
-                    })
                 }
-            } else {
-                check_http_url(&f.server)
+                Server::Mqtt(e) if e.tls && !cfg!(feature = "tls") => Err(
+                    "mqtts:// needs TLS, which this build leaves out (cargo feature tls)".into(),
+                ),
+                Server::Mqtt(_) => Ok(()),
+                Server::Http(u) => http_features(u.tls),
             };
             if let Err(m) = checked {
                 return err("fleet.server", m);
@@ -490,13 +485,19 @@ fn check_flow(
 
 /// An `http://` URL this build can use.
 fn check_http_url(url: &str) -> Result<(), String> {
+    http_features(url.starts_with("https://"))?;
+    endpoint::http(url).map(|_| ())
+}
+
+/// Whether this build speaks HTTP (and, for `tls`, HTTPS).
+fn http_features(tls: bool) -> Result<(), String> {
     if !cfg!(feature = "http") {
         return Err("HTTP is left out of this build (cargo feature http)".into());
     }
-    if url.starts_with("https://") && !cfg!(feature = "tls") {
+    if tls && !cfg!(feature = "tls") {
         return Err("https:// needs TLS, which this build leaves out (cargo feature tls)".into());
     }
-    endpoint::http(url)
+    Ok(())
 }
 
 /// A log level, parsed once where the config (or `--log-level`) names it: a bad name is an

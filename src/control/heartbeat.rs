@@ -51,7 +51,12 @@ impl Identity {
     fn look_up(fleet: Option<&Fleet>, instance: &str) -> Identity {
         Identity {
             version: env!("CARGO_PKG_VERSION").into(),
-            ip: fleet.map(|f| local_ip(&f.server)).unwrap_or_default(),
+            ip: fleet
+                .map(|f| {
+                    let (host, port) = f.server.host_port();
+                    local_ip(host, port)
+                })
+                .unwrap_or_default(),
             hostname: read_trim("/proc/sys/kernel/hostname"),
             hostid: ["/etc/machine-id", "/var/lib/dbus/machine-id"]
                 .iter()
@@ -86,7 +91,7 @@ pub(crate) fn request(
     let fleet = agent.fleet();
     let fleet = fleet.as_ref();
     let instance = agent.instance();
-    let server = fleet.map(|f| f.server.clone()).unwrap_or_default();
+    let server = fleet.map(|f| f.server.to_string()).unwrap_or_default();
     let now = Instant::now();
     let id = IDENTITY.with(|c| {
         let mut c = c.borrow_mut();
@@ -241,22 +246,14 @@ fn disk_free(dir: &Path) -> u64 {
 /// The address this host would use to reach the server: a UDP socket "connected" to it
 /// (no packet is sent). The server name is resolved on the pipeline thread; this runs only
 /// for full heartbeats (see [`IDENTITY`]).
-fn local_ip(server: &str) -> String {
+fn local_ip(host: &str, port: u16) -> String {
     use std::net::{ToSocketAddrs, UdpSocket};
-    let hostport = server
-        .split_once("://")
-        .map_or(server, |(_, rest)| rest)
-        .split('/')
-        .next()
-        .unwrap_or("");
-    let hostport = hostport.rsplit('@').next().unwrap_or(hostport);
-    let with_port = if hostport.ends_with(']') || !hostport.contains(':') {
-        // The port does not matter: nothing is sent.
-        format!("{hostport}:80")
-    } else {
-        hostport.to_string()
-    };
-    let Some(addr) = with_port.to_socket_addrs().ok().and_then(|mut a| a.next()) else {
+    // The port does not matter (nothing is sent), but the server's is at hand.
+    let Some(addr) = (host, port)
+        .to_socket_addrs()
+        .ok()
+        .and_then(|mut a| a.next())
+    else {
         return String::new();
     };
     let bind = if addr.is_ipv4() {

@@ -63,7 +63,7 @@ pub mod session;
 use crate::agent::Handle;
 use std::time::Duration;
 #[cfg(any(feature = "http", feature = "mqtt"))]
-use {proto::ConfigDetail, proto::ConfigStatus, remote::Kind};
+use {crate::config::Server, proto::ConfigDetail, proto::ConfigStatus, remote::Kind};
 
 /// Runs the control plane over the transport `fleet.server` names, until the agent stops;
 /// idles while there is no `[fleet]`, and follows a reload that changes it.
@@ -75,12 +75,12 @@ pub(crate) async fn run(agent: Handle) {
         let server = agent.fleet().map(|f| f.server);
         let ran = match &server {
             #[cfg(feature = "http")]
-            Some(s) if s.starts_with("http") => {
+            Some(Server::Http(_)) => {
                 over_http::run(&agent).await;
                 true
             }
             #[cfg(feature = "mqtt")]
-            Some(s) if s.starts_with("mqtt") => {
+            Some(Server::Mqtt(_)) => {
                 over_mqtt::run(&agent).await;
                 true
             }

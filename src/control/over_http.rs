@@ -11,6 +11,7 @@ use super::proto::{
 use super::remote::Kind;
 use super::session::{Answer, Fetched, Next, ReportTo, Session};
 use crate::agent::Handle;
+use crate::config::{HttpUrl, Server};
 use crate::http::{Client, HttpError, Request, Response};
 use std::time::{Duration, Instant};
 
@@ -24,7 +25,7 @@ struct Pending {
 }
 
 struct Control {
-    client: Option<(String, Duration, Client)>,
+    client: Option<(HttpUrl, Duration, Client)>,
     authorization: Option<crate::config::Secret>,
     instance: String,
     startup_s: i64,
@@ -112,13 +113,16 @@ impl Control {
     /// discovery, when the server or timeout changed); `None` when the fleet is not (or no
     /// longer) an HTTP server. Returns the heartbeat interval.
     fn connect(&mut self, agent: &Handle) -> Option<Duration> {
-        let f = agent.fleet().filter(|f| f.server.starts_with("http"))?;
+        let f = agent.fleet()?;
+        let Server::Http(server) = &f.server else {
+            return None;
+        };
         let same = self
             .client
             .as_ref()
-            .is_some_and(|(url, t, _)| *url == f.server && *t == f.timeout.0);
+            .is_some_and(|(url, t, _)| url == server && *t == f.timeout.0);
         if !same {
-            let tls = f.server.starts_with("https://").then_some(&f.tls);
+            let tls = server.tls.then_some(&f.tls);
             match Client::new("tailbeat-fleet", f.timeout.0, tls) {
                 Ok(client) => {
                     log::info!(
@@ -126,7 +130,7 @@ impl Control {
                         f.server,
                         f.heartbeat_interval.0.as_secs()
                     );
-                    self.client = Some((f.server.clone(), f.timeout.0, client));
+                    self.client = Some((server.clone(), f.timeout.0, client));
                     self.session.restart(Instant::now());
                     self.report = None;
                 }
@@ -149,7 +153,7 @@ impl Control {
         let (server, _, client) = self.client.as_ref().expect("connected");
         client
             .post(Request {
-                url: format!("{}{path}", server.trim_end_matches('/')),
+                url: format!("{}{path}", server.as_str()),
                 content_type: CONTENT_TYPE,
                 authorization: self.authorization.clone(),
                 headers: Vec::new(),

@@ -40,7 +40,7 @@ use super::proto::{
 };
 use super::remote::Kind;
 use crate::agent::Handle;
-use crate::config::{endpoint, Fleet};
+use crate::config::{Fleet, Server};
 use crate::mqtt::client::{Client, Event, Hello, Options, Tick};
 use crate::mqtt::wire::{Incoming, Wire};
 use rumqttc::mqttbytes::v4::{Packet, Publish};
@@ -107,14 +107,16 @@ impl Link {
         hello: &Hello,
         topics: &Topics,
     ) -> Result<Link, String> {
-        let e = endpoint::mqtt(&f.server)?;
+        let Server::Mqtt(e) = &f.server else {
+            return Err(format!("{} is not an MQTT broker", f.server));
+        };
         let addr = (e.host.as_str(), e.port)
             .to_socket_addrs()
             .map_err(|x| err(&format!("resolve {}", e.host), x))?
             .next()
             .ok_or_else(|| format!("resolve {}: no address", e.host))?;
         let max = usize::try_from(f.max_message_bytes.0).unwrap_or(usize::MAX);
-        let wire = Wire::open(addr, &e, &f.tls, f.timeout.0, max).await?;
+        let wire = Wire::open(addr, e, &f.tls, f.timeout.0, max).await?;
         let mut link = Link {
             wire,
             timeout: f.timeout.0,
