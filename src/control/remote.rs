@@ -227,18 +227,14 @@ impl Remote {
         cfg.validate().map_err(|(key, msg)| {
             // `input[i].field` of a joined pipeline, `pipeline[j].key` of one of its own:
             // say which, by its own key.
-            let index = |prefix: &str, sep: &str| {
-                let (i, field) = key.strip_prefix(prefix)?.split_once(sep)?;
-                Some((i.parse::<usize>().ok()?, field.to_string()))
-            };
-            if let Some((j, field)) = index("pipeline[", "].") {
+            if let Some((j, field)) = key.in_array("pipeline") {
                 return (
                     Kind::Pipeline,
                     cfg.pipelines[j].name.clone(),
                     format!("{field}: {msg}"),
                 );
             }
-            match index("input[", "].").filter(|&(i, _)| i >= locals) {
+            match key.in_array("input").filter(|&(i, _)| i >= locals) {
                 Some((i, field)) => (
                     Kind::Pipeline,
                     names[i - locals].clone(),
