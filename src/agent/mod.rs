@@ -1,11 +1,17 @@
 //! The running agent: the tasks that move lines from files to sinks, on one thread.
 //!
-//! Owns the agent's state (config, counters) and its pipelines (pipe.rs: tailer, open
-//! batch, spool), each behind a `RefCell` that no task holds across an `.await`. Tasks:
+//! Owns the agent's state (config, counters, the fleet's configs) and its pipelines
+//! (pipe.rs: tailer, open batch, spool, and where each is in its life, `pipe::Life`:
+//! Running, Draining, Closing, Stopped), each behind a `RefCell` that no task holds across
+//! an `.await`. Tasks:
 //! - per pipeline, **collect**: scan and read files → batch → spool, sleeping when the files
 //!   are quiet; and **deliver**: spool → sink → acknowledgement → release, backing off when
 //!   the sink fails;
-//! - **control**: the fleet (src/control), which may add, change and remove pipelines;
+//! - **control**: the fleet (src/control), which may add, change and remove pipelines. It
+//!   sees the agent through `Handle` alone (handle.rs): settings, a `Health` snapshot,
+//!   the fleet's configs, "apply this effective config". The state is private to this
+//!   module, and every method of the handle is synchronous, so the control plane cannot
+//!   hold a borrow of it across an `.await`;
 //! - **signals**: SIGHUP reloads the config file, SIGTERM/SIGINT shut down;
 //! - the run loop itself starts the tasks of pipelines added at run time.
 //!

@@ -5,8 +5,8 @@
 //! `data_dir/fleet.state`).
 //!
 //! **Boundary.** The control plane reaches the running agent through
-//! [`crate::agent::Handle`] and nothing else: the `[fleet]` settings and instance id, a
-//! [`crate::agent::Health`] snapshot for heartbeats, the fleet's configs with the local file
+//! `agent::Handle` and nothing else: the `[fleet]` settings and instance id, a
+//! `agent::Health` snapshot for heartbeats, the fleet's configs with the local file
 //! they are laid over, "apply this effective config and get the result", and a wake-up.
 //! Every method of it is synchronous, so no borrow of the agent's state can be held across
 //! an `.await` here; the state itself is private to `agent`. No file in this module may
@@ -39,7 +39,7 @@
 //! tests the bound for a 60 s outage).
 //!
 //! Applying a config is [`remote::Remote::update`] (parse and validate against the whole
-//! config; APPLYING), then [`crate::agent::Handle::apply`] (inputs and pipelines added,
+//! config; APPLYING), then `agent::Handle::apply` (inputs and pipelines added,
 //! changed and removed in place), then APPLIED ([`remote::Remote::applied`]) or FAILED, then a save of
 //! the last good configs. A deletion (−1) leaves the status list once the server
 //! acknowledged it.
