@@ -50,7 +50,7 @@ fn usage(msg: &str) -> ExitCode {
 
 struct Opts {
     config: Option<PathBuf>,
-    log_level: Option<String>,
+    log_level: Option<config::LogLevel>,
     once: bool,
 }
 
@@ -74,7 +74,9 @@ fn opts(args: &[String]) -> Result<Opts, String> {
         };
         match k {
             "--config" | "-c" => o.config = Some(PathBuf::from(val()?)),
-            "--log-level" => o.log_level = Some(val()?),
+            "--log-level" => {
+                o.log_level = Some(val()?.parse().map_err(|e| format!("--log-level: {e}"))?)
+            }
             "--once" => o.once = true,
             _ => return Err(format!("unknown option {a:?}")),
         }
@@ -105,13 +107,8 @@ fn run(args: &[String]) -> ExitCode {
         Ok(c) => c,
         Err(code) => return code,
     };
-    if let Some(l) = &o.log_level {
-        if config::log_level(l).is_none() {
-            return usage(&format!(
-                "--log-level: expected error, warn, info, debug or trace, got {l:?}"
-            ));
-        }
-        cfg.log_level = l.clone();
+    if let Some(l) = o.log_level {
+        cfg.log_level = l;
     }
     tailbeat::logger::init(cfg.level());
     if o.config.is_none() {

@@ -7,7 +7,7 @@
 //! new, and no file position moves past a frame until it is in the spool. The spool never
 //! takes the last [`DISK_RESERVE`] bytes of `data_dir`'s file system.
 
-use super::pipe::{Pipe, PipeRef};
+use super::pipe::{Life, Pipe, PipeRef};
 use super::{log_stats, now_ms, Built, Shared, CHECKPOINT_EVERY, MIN_POLL};
 use crate::config::OnFull;
 use crate::frame::BatchBuilder;
@@ -29,10 +29,10 @@ pub(super) async fn collect(st: Shared, pipe: PipeRef) {
     loop {
         let removed = {
             let p = pipe.borrow();
-            if st.borrow().shutdown || p.ended {
+            if st.borrow().shutdown || p.life == Life::Stopped {
                 break;
             }
-            p.removed
+            p.life.removed()
         };
         if removed {
             if park(&st, &pipe, &mut disk).await {
@@ -111,7 +111,7 @@ pub(super) async fn collect(st: Shared, pipe: PipeRef) {
     let mut g = st.borrow_mut();
     let mut p = pipe.borrow_mut();
     put_away(&mut p, &mut g.c);
-    p.collecting = false;
+    p.life.collect_ended();
     p.spooled.notify();
     g.starter.notify();
 }
@@ -129,18 +129,16 @@ async fn park(st: &Shared, pipe: &PipeRef, disk: &mut DiskLog) -> bool {
         let mut p = pipe.borrow_mut();
         put_away(&mut p, &mut g.c);
         p.checkpoint();
-        p.collecting = false;
+        p.life.batch_put_away();
         p.spooled.notify();
     }
     loop {
         let wake = {
             let p = pipe.borrow();
-            if p.ended || st.borrow().shutdown {
+            if p.life == Life::Stopped || st.borrow().shutdown {
                 return true;
             }
-            if !p.removed {
-                drop(p);
-                pipe.borrow_mut().collecting = true;
+            if !p.life.removed() {
                 return false;
             }
             p.wake.clone()

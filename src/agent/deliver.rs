@@ -1,6 +1,6 @@
 //! Spool → sink → acknowledgement → release: the task that sends, and how it backs off.
 
-use super::pipe::PipeRef;
+use super::pipe::{Life, PipeRef};
 use super::{now_ms, Shared};
 use crate::backoff::Backoff;
 use crate::sink::{AnySink, Sink};
@@ -87,20 +87,20 @@ pub(super) async fn deliver(st: Shared, pipe: PipeRef, mut sink: AnySink) {
                     // Shutting down: what is left stays in the spool. `--once` keeps trying
                     // until everything is delivered, or a signal says stop. A removed
                     // pipeline keeps trying too: its backlog has nowhere else to go.
-                    if !p.collecting && (s.shutdown || !(s.once || p.removed)) {
+                    if !p.life.collecting() && (s.shutdown || !(s.once || p.life.removed())) {
                         break;
                     }
                     p.stop.clone()
                 };
                 stop.wait_for(d).await;
-                if st.borrow().shutdown && !pipe.borrow().collecting {
+                if st.borrow().shutdown && !pipe.borrow().life.collecting() {
                     break;
                 }
             }
             None => {
                 {
                     let p = pipe.borrow();
-                    if !p.collecting && p.spool.backlog() == 0 {
+                    if !p.life.collecting() && p.spool.backlog() == 0 {
                         break;
                     }
                 }
@@ -125,11 +125,11 @@ pub(super) async fn deliver(st: Shared, pipe: PipeRef, mut sink: AnySink) {
     {
         let mut g = st.borrow_mut();
         let mut p = pipe.borrow_mut();
-        if p.removed && !g.shutdown {
+        if p.life.removed() && !g.shutdown {
             // Delivered, and out of the config: the pipeline ends here (pipe.rs), before the
             // `.await` below, so that a config adding it again meanwhile opens it afresh.
             p.checkpoint();
-            p.ended = true;
+            p.life = Life::Stopped;
             p.wake.notify();
             g.pipes.retain(|x| !Rc::ptr_eq(x, &pipe));
             log::info!("{}: backlog delivered, stopped", p.label());

@@ -1,11 +1,17 @@
 //! The running agent: the tasks that move lines from files to sinks, on one thread.
 //!
-//! Owns the agent's state (config, counters) and its pipelines (pipe.rs: tailer, open
-//! batch, spool), each behind a `RefCell` that no task holds across an `.await`. Tasks:
+//! Owns the agent's state (config, counters, the fleet's configs) and its pipelines
+//! (pipe.rs: tailer, open batch, spool, and where each is in its life, `pipe::Life`:
+//! Running, Draining, Closing, Stopped), each behind a `RefCell` that no task holds across
+//! an `.await`. Tasks:
 //! - per pipeline, **collect**: scan and read files → batch → spool, sleeping when the files
 //!   are quiet; and **deliver**: spool → sink → acknowledgement → release, backing off when
 //!   the sink fails;
-//! - **control**: the fleet (src/control), which may add, change and remove pipelines;
+//! - **control**: the fleet (src/control), which may add, change and remove pipelines. It
+//!   sees the agent through `Handle` alone (handle.rs): settings, a `Health` snapshot,
+//!   the fleet's configs, "apply this effective config". The state is private to this
+//!   module, and every method of the handle is synchronous, so the control plane cannot
+//!   hold a borrow of it across an `.await`;
 //! - **signals**: SIGHUP reloads the config file, SIGTERM/SIGINT shut down;
 //! - the run loop itself starts the tasks of pipelines added at run time.
 //!
@@ -32,10 +38,13 @@ use crate::Error;
 
 mod collect;
 mod deliver;
+mod handle;
 mod pipe;
 
 use collect::collect;
 use deliver::deliver;
+#[cfg_attr(not(any(feature = "http", feature = "mqtt")), allow(unused_imports))]
+pub(crate) use handle::{Handle, Health};
 use pipe::{pipelines, Pipe, PipeRef};
 use smol::channel::{Receiver, Sender};
 use smol::future::FutureExt;
@@ -60,17 +69,17 @@ pub fn now_ms() -> u64 {
 
 /// A wake-up that coalesces: many notifications before a wait count as one.
 #[derive(Clone)]
-pub(crate) struct Notify(Sender<()>, Receiver<()>);
+struct Notify(Sender<()>, Receiver<()>);
 
 impl Notify {
     fn new() -> Notify {
         let (s, r) = smol::channel::bounded(1);
         Notify(s, r)
     }
-    pub(crate) fn notify(&self) {
+    fn notify(&self) {
         let _ = self.0.try_send(());
     }
-    pub(crate) async fn wait_for(&self, d: Duration) {
+    async fn wait_for(&self, d: Duration) {
         let _ = self
             .1
             .recv()
@@ -82,8 +91,9 @@ impl Notify {
     }
 }
 
-/// Everything the tasks share. No task holds a borrow across an `.await`.
-pub(crate) struct State {
+/// Everything the tasks share. No task holds a borrow across an `.await`. Private to the
+/// agent: the control plane sees it through [`Handle`] alone.
+struct State {
     /// The running config: the local file with the fleet's configs laid over it.
     pub(crate) cfg: Config,
     /// The local file as last read.
@@ -91,7 +101,7 @@ pub(crate) struct State {
     /// Configs from the fleet.
     pub(crate) remote: Remote,
     pub(crate) instance: String,
-    #[cfg_attr(not(feature = "http"), allow(dead_code))]
+    #[cfg_attr(not(any(feature = "http", feature = "mqtt")), allow(dead_code))]
     pub(crate) started: Instant,
     /// The local file's pipeline first, then the fleet's; one that was taken out of the
     /// config stays here until its backlog is delivered.
@@ -143,7 +153,7 @@ impl State {
     }
 }
 
-pub(crate) type Shared = Rc<RefCell<State>>;
+type Shared = Rc<RefCell<State>>;
 
 /// A finished frame, and for each file in it the offset it reaches: what to commit once the
 /// frame is in the spool.
@@ -174,7 +184,7 @@ fn figures(s: &State) -> crate::metrics::Figures {
         }
     }
     crate::metrics::Figures {
-        health: crate::control::health(s).to_vec(),
+        health: crate::control::health(&handle::health_of(s)).to_vec(),
         pipelines: s
             .pipes
             .iter()
@@ -353,7 +363,10 @@ pub fn run(local: Config, opts: RunOpts) -> Result<(), Error> {
             ex.spawn(crate::metrics::serve(l, move || figures(&st.borrow())))
         });
         let control_wake = Notify::new();
-        let _control = ex.spawn(crate::control::run(st.clone(), control_wake.clone()));
+        let _control = ex.spawn(crate::control::run(Handle::new(
+            st.clone(),
+            control_wake.clone(),
+        )));
         let _signals = ex.spawn(handle_signals(
             st.clone(),
             signals,
@@ -543,7 +556,7 @@ fn reload(st: &Shared, path: &Path) {
 /// Switches the running agent to `new` in place: pipelines added, changed and removed,
 /// inputs added and removed, limits changed, new sinks where they changed. Nothing changes
 /// when it returns `Err`.
-pub(crate) fn apply_config(s: &mut State, new: Config) -> Result<(), String> {
+fn apply_config(s: &mut State, new: Config) -> Result<(), String> {
     if new.data_dir != s.cfg.data_dir
         || new.instance_id != s.cfg.instance_id
         || new.metrics != s.cfg.metrics

@@ -7,8 +7,9 @@
 //! letters, and its frames carry `{instance}/{name}`: each numbers its frames from 1, so a
 //! consumer still drops repeats by `(instance, seq)`.
 //!
-//! Taken out of the config, a pipeline stops reading, puts its open batch in its spool,
-//! delivers its backlog and ends; its spool directory stays, with the files' positions, so
+//! Its life is one [`Life`]: Running; Draining once taken out of the config; Closing when
+//! the agent stops; Stopped once a drained pipeline's tasks end. Taken out of the config, a
+//! pipeline stops reading, puts its open batch in its spool, delivers its backlog and ends; its spool directory stays, with the files' positions, so
 //! adding it again goes on where it left off. Restarted before the backlog is delivered,
 //! the agent leaves the directory alone until the pipeline comes back (a fleet that removed
 //! it also took the sink its frames were for).
@@ -43,6 +44,58 @@ struct CkFailing {
     logged: Instant,
 }
 
+/// Where a pipeline is in its life. One value in place of three booleans (taken out of the
+/// config, collect still reading, tasks ended) whose combinations were not all meaningful:
+/// a pipeline put back in the config while its collect task had stopped reading was
+/// "not removed" but "not collecting", which the deliver task read as "nothing more will
+/// come" and ended on, leaving the pipeline reading with nobody to send.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Life {
+    /// In the config: collect reads, deliver sends.
+    Running,
+    /// Taken out of the config: collect puts its open batch in the spool (`put_away` once it
+    /// has, and then reads no more), deliver sends the backlog; then Stopped. Put back in
+    /// the config meanwhile, it is Running again.
+    Draining {
+        /// Collect has put its batch in the spool and stopped reading.
+        put_away: bool,
+    },
+    /// The agent is stopping (or `--once` read every file): collect has put its batch away
+    /// and ended; deliver sends what it can in `shutdown_timeout` (or, with `--once`, all).
+    Closing,
+    /// Drained and out of the config: its tasks end and it leaves the agent's list.
+    Stopped,
+}
+
+impl Life {
+    /// Out of the config: draining, or done.
+    pub(super) fn removed(self) -> bool {
+        matches!(self, Life::Draining { .. } | Life::Stopped)
+    }
+
+    /// Collect is reading, or has yet to put its batch away: more frames may come.
+    pub(super) fn collecting(self) -> bool {
+        matches!(self, Life::Running | Life::Draining { put_away: false })
+    }
+
+    /// Collect ended (shutdown, `--once`, or the pipeline stopped).
+    pub(super) fn collect_ended(&mut self) {
+        *self = match *self {
+            Life::Running | Life::Closing => Life::Closing,
+            Life::Draining { .. } => Life::Draining { put_away: true },
+            Life::Stopped => Life::Stopped,
+        }
+    }
+
+    /// Collect put a removed pipeline's batch away; a pipeline put back in the config
+    /// meanwhile stays Running.
+    pub(super) fn batch_put_away(&mut self) {
+        if let Life::Draining { .. } = self {
+            *self = Life::Draining { put_away: true };
+        }
+    }
+}
+
 pub(crate) struct Pipe {
     /// `""` for the local file's pipeline, else the fleet config's name.
     pub(crate) name: String,
@@ -57,12 +110,9 @@ pub(crate) struct Pipe {
     /// A frame built but not yet in the spool (the disk was full): appended before anything new.
     pub(super) pending: Option<Built>,
     pub(super) new_sink: Option<AnySink>,
-    /// The collect task is reading (false once it stopped and put its batch in the spool).
-    pub(super) collecting: bool,
-    /// Taken out of the config: reading stops, the backlog is delivered, the tasks end.
-    pub(super) removed: bool,
-    /// The tasks have ended (set by deliver, which also takes the pipe out of the state).
-    pub(super) ended: bool,
+    /// Where it is in its life; Stopped is set by deliver, which also takes the pipe out
+    /// of the agent's list.
+    pub(super) life: Life,
     /// When the last checkpoint was tried.
     pub(super) last_checkpoint: Instant,
     /// When the tailer last looked for new, rotated and truncated files.
@@ -219,9 +269,7 @@ impl Pipe {
                 spool: rec.spool,
                 pending: None,
                 new_sink: None,
-                collecting: true,
-                removed: false,
-                ended: false,
+                life: Life::Running,
                 last_checkpoint: Instant::now(),
                 last_scan: None,
                 changed: false,
@@ -256,9 +304,9 @@ impl Pipe {
         if sink.is_some() {
             self.new_sink = sink;
         }
-        if self.removed {
+        if let Life::Draining { .. } = self.life {
             log::info!("{}: back in the config, reading again", self.label());
-            self.removed = false;
+            self.life = Life::Running;
         }
         self.cfg = cfg;
         self.wake.notify();
@@ -267,13 +315,17 @@ impl Pipe {
 
     /// Stops reading; the backlog is still delivered.
     pub(super) fn remove(&mut self) {
-        if !self.removed {
+        if !self.life.removed() {
             log::info!(
                 "{}: taken out of the config; reading stops, {} frames left to deliver",
                 self.label(),
                 self.spool.backlog()
             );
-            self.removed = true;
+            self.life = match self.life {
+                // Collect has ended already (the agent is stopping): nothing to put away.
+                Life::Closing => Life::Draining { put_away: true },
+                _ => Life::Draining { put_away: false },
+            };
             self.wake.notify();
             self.spooled.notify();
         }

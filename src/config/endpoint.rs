@@ -1,6 +1,8 @@
-//! Broker and server addresses: `mqtt://`, `mqtts://` and `http://` URLs.
+//! Broker and server addresses: `mqtt://`, `mqtts://` and `http://` URLs, taken apart once
+//! when the config is read.
 
 use super::clip;
+use serde::Deserialize;
 
 /// Where an MQTT broker listens.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -83,14 +85,80 @@ pub fn mqtt(url: &str) -> Result<Endpoint, String> {
     })
 }
 
-/// Checks an `http://host[:port]/path` or `https://` URL.
-pub fn http(url: &str) -> Result<(), String> {
+/// An `http://host[:port][/path]` or `https://` URL, checked when the config was read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpUrl {
+    /// As written, less any trailing `/`: paths are appended to it.
+    url: String,
+    /// `https://`.
+    pub tls: bool,
+    /// Host name or address (IPv6 without brackets).
+    pub host: String,
+    /// Port: 80 by default, 443 with TLS.
+    pub port: u16,
+}
+
+impl HttpUrl {
+    /// The URL as written, less any trailing `/`.
+    pub fn as_str(&self) -> &str {
+        &self.url
+    }
+}
+
+impl std::fmt::Display for HttpUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.url)
+    }
+}
+
+/// `[fleet] server`: a ConfigServer over HTTP, or an MQTT broker. Which transport runs is
+/// decided here, once, not by looking at the string's prefix wherever it is needed.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
+pub enum Server {
+    /// `http(s)://host[:port][/prefix]`: ConfigServer protocol v2 over HTTP POST.
+    Http(HttpUrl),
+    /// `mqtt(s)://host[:port]`: the same messages on topics.
+    Mqtt(Endpoint),
+}
+
+impl Server {
+    /// Where the server listens: host and port.
+    pub fn host_port(&self) -> (&str, u16) {
+        match self {
+            Server::Http(u) => (&u.host, u.port),
+            Server::Mqtt(e) => (&e.host, e.port),
+        }
+    }
+}
+
+impl std::fmt::Display for Server {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Server::Http(u) => u.fmt(f),
+            Server::Mqtt(e) => e.fmt(f),
+        }
+    }
+}
+
+impl TryFrom<String> for Server {
+    type Error = String;
+    fn try_from(url: String) -> Result<Server, String> {
+        if url.starts_with("mqtt") {
+            mqtt(&url).map(Server::Mqtt)
+        } else {
+            http(&url).map(Server::Http)
+        }
+    }
+}
+
+/// Parses an `http://host[:port]/path` or `https://` URL.
+pub fn http(url: &str) -> Result<HttpUrl, String> {
     no_credentials(url)?;
-    let Some(rest) = url
-        .strip_prefix("http://")
-        .or_else(|| url.strip_prefix("https://"))
-    else {
-        return Err(format!("expected http://host:port/path, got {}", clip(url)));
+    let (tls, rest) = match (url.strip_prefix("http://"), url.strip_prefix("https://")) {
+        (Some(r), _) => (false, r),
+        (_, Some(r)) => (true, r),
+        _ => return Err(format!("expected http://host:port/path, got {}", clip(url))),
     };
     let host = rest.split(['/', '?']).next().unwrap_or("");
     let host = host.rsplit('@').next().unwrap_or(host);
@@ -107,12 +175,19 @@ pub fn http(url: &str) -> Result<(), String> {
     if name.is_empty() {
         return Err(format!("no host in {}", clip(url)));
     }
-    if let Some(p) = port {
-        if p.parse::<u16>().is_err() {
-            return Err(format!("bad port {} in {}", clip(p), clip(url)));
-        }
-    }
-    Ok(())
+    let port = match port {
+        Some(p) => p
+            .parse::<u16>()
+            .map_err(|_| format!("bad port {} in {}", clip(p), clip(url)))?,
+        None if tls => 443,
+        None => 80,
+    };
+    Ok(HttpUrl {
+        url: url.trim_end_matches('/').to_string(),
+        tls,
+        host: name.to_string(),
+        port,
+    })
 }
 
 #[cfg(test)]
@@ -142,8 +217,15 @@ mod tests {
         for bad in ["tcp://x", "mqtt://", "mqtt://x:port", "mqtt://[::1"] {
             assert!(mqtt(bad).is_err(), "{bad}");
         }
-        for good in ["http://h", "http://h:1/x", "http://[::1]:8/x?a=1"] {
-            assert_eq!(http(good), Ok(()), "{good}");
+        for (good, host, port) in [
+            ("http://h", "h", 80),
+            ("https://h/", "h", 443),
+            ("http://h:1/x", "h", 1),
+            ("http://[::1]:8/x?a=1", "::1", 8),
+        ] {
+            let u = http(good).unwrap();
+            assert_eq!((u.host.as_str(), u.port), (host, port), "{good}");
+            assert!(!u.as_str().ends_with('/'), "{good}");
         }
         for with_credentials in [
             "https://u:hunter2@h/x",
@@ -161,7 +243,7 @@ mod tests {
             );
         }
         // An '@' past the host is a path or a query.
-        assert_eq!(http("http://h/a@b?c=@"), Ok(()));
+        assert!(http("http://h/a@b?c=@").is_ok());
         for bad in ["ftp://h", "http://", "http://h:x/"] {
             assert!(http(bad).is_err(), "{bad}");
         }

@@ -1,6 +1,10 @@
 //! Config errors that name the file, line and key at fault, and repeat no more of the input
 //! than a person needs to find it.
 //!
+//! The key at fault is data, a [`KeyPath`] of segments (`pipeline`, `[0]`, `sink`, `url`),
+//! built where the error is found and rendered only for people; code that needs to know
+//! which pipeline or input an error is about reads the segments, never the text.
+//!
 //! Always true: a [`ConfigError`] displays as one line, and however long the value, key or
 //! line at fault, it echoes at most [`ECHO_CHARS`] characters of each quoted value or key
 //! (then `… (N bytes)`), and at most [`MAX_MSG`] bytes of message in all.
@@ -14,6 +18,86 @@ pub const ECHO_CHARS: usize = 64;
 /// The most bytes of message a [`ConfigError`] shows, whatever quoting it failed to cut.
 pub const MAX_MSG: usize = 1024;
 
+/// One step of a [`KeyPath`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Seg {
+    /// A key, or a table's name.
+    Key(String),
+    /// An element of an array of tables (`[[input]]`), from 0.
+    Index(usize),
+}
+
+/// Where a key sits in a config, e.g. `input[1].paths` or `pipeline[0].sink.url`: a list of
+/// segments. Displayed as written in TOML, dotted, each index in brackets after its array.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct KeyPath(pub Vec<Seg>);
+
+impl KeyPath {
+    /// The path of a dotted key, `spool.max_bytes` (no indices: see [`index`](Self::index)).
+    pub fn dotted(key: &str) -> KeyPath {
+        KeyPath::default().then(key)
+    }
+
+    /// This path, then the keys of `dotted` (`sink.url`).
+    pub fn then(mut self, dotted: &str) -> KeyPath {
+        self.0.extend(
+            dotted
+                .split('.')
+                .filter(|k| !k.is_empty())
+                .map(|k| Seg::Key(k.to_string())),
+        );
+        self
+    }
+
+    /// This path, then element `i` of the array it names.
+    pub fn index(mut self, i: usize) -> KeyPath {
+        self.0.push(Seg::Index(i));
+        self
+    }
+
+    /// This path, then `rest`.
+    pub fn join(mut self, rest: &KeyPath) -> KeyPath {
+        self.0.extend(rest.0.iter().cloned());
+        self
+    }
+
+    /// Whether there is no segment at all.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The path without its last segment (the table a key is in), and that last key.
+    fn split_last_key(&self) -> Option<(KeyPath, &str)> {
+        match self.0.split_last()? {
+            (Seg::Key(k), table) => Some((KeyPath(table.to_vec()), k)),
+            (Seg::Index(_), _) => None,
+        }
+    }
+
+    /// If the path starts with `array[i]`, then `i` and the rest.
+    pub fn in_array(&self, array: &str) -> Option<(usize, KeyPath)> {
+        match self.0.as_slice() {
+            [Seg::Key(k), Seg::Index(i), rest @ ..] if k == array => {
+                Some((*i, KeyPath(rest.to_vec())))
+            }
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for KeyPath {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (n, seg) in self.0.iter().enumerate() {
+            match seg {
+                Seg::Key(k) if n == 0 => f.write_str(k)?,
+                Seg::Key(k) => write!(f, ".{k}")?,
+                Seg::Index(i) => write!(f, "[{i}]")?,
+            }
+        }
+        Ok(())
+    }
+}
+
 /// A config that could not be read: the file, line and key at fault, and what is wrong.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigError {
@@ -24,8 +108,8 @@ pub struct ConfigError {
     /// 1-based column (in characters) on `line`, when known. (u32: keeps the error, and
     /// every `Result` that carries it, small.)
     pub column: Option<u32>,
-    /// Dotted key, e.g. `spool.max_bytes` or `input[1].paths`.
-    pub key: Option<String>,
+    /// The key, e.g. `spool.max_bytes` or `input[1].paths`.
+    pub key: Option<KeyPath>,
     /// What is wrong.
     pub msg: String,
 }
@@ -44,7 +128,7 @@ impl fmt::Display for ConfigError {
             (None, true) => {}
         }
         if let Some(k) = &self.key {
-            write!(f, "{}: ", clip_key(k))?;
+            write!(f, "{}: ", clip_key(&k.to_string()))?;
         }
         // Messages come from serde and toml too, which quote the input whole: bounded here,
         // where every config error is shown (CLI, logs, FAILED statuses to the fleet).
@@ -157,10 +241,10 @@ pub(super) fn parse_toml<T: serde::de::DeserializeOwned>(text: &str) -> Result<T
             // and the key; for the top level, the file as a whole (its first line may be
             // anything, a comment or another key).
             (Some(l), Some(field)) => match header_at(text, l) {
-                Some(table) => (Some(l), Some(format!("{table}.{field}"))),
-                None => (None, Some(field.to_string())),
+                Some(table) => (Some(l), Some(table.then(field))),
+                None => (None, Some(KeyPath::dotted(field))),
             },
-            (None, Some(field)) => (None, Some(field.to_string())),
+            (None, Some(field)) => (None, Some(KeyPath::dotted(field))),
             (Some(l), None) => (Some(l), key_at(text, l, &msg)),
             (None, None) => (None, None),
         };
@@ -190,7 +274,7 @@ fn line_of(text: &str, byte: usize) -> usize {
 /// Follows table headers line by line: which table (`spool`, `input[1]`) a line is in.
 #[derive(Default)]
 struct Tables {
-    table: String,
+    table: KeyPath,
     arrays: Vec<(String, usize)>,
 }
 
@@ -210,10 +294,10 @@ impl Tables {
                     0
                 }
             };
-            self.table = format!("{name}[{n}]");
+            self.table = KeyPath::dotted(&name).index(n);
             true
         } else if let Some(name) = t.strip_prefix('[').and_then(|r| r.split(']').next()) {
-            self.table = name.trim().to_string();
+            self.table = KeyPath::dotted(name.trim());
             true
         } else {
             false
@@ -222,7 +306,7 @@ impl Tables {
 }
 
 /// The table a line belongs to (`spool`, `input[1]`), from the headers above it.
-fn table_at(text: &str, line: usize) -> String {
+fn table_at(text: &str, line: usize) -> KeyPath {
     let mut t = Tables::default();
     for l in text.lines().take(line) {
         t.feed(l);
@@ -231,7 +315,7 @@ fn table_at(text: &str, line: usize) -> String {
 }
 
 /// The table whose header is on `line`, if that line is a header.
-fn header_at(text: &str, line: usize) -> Option<String> {
+fn header_at(text: &str, line: usize) -> Option<KeyPath> {
     let mut t = Tables::default();
     let mut header = false;
     for l in text.lines().take(line) {
@@ -240,8 +324,8 @@ fn header_at(text: &str, line: usize) -> Option<String> {
     header.then_some(t.table)
 }
 
-/// The dotted key an error on `line` is about.
-fn key_at(text: &str, line: usize, msg: &str) -> Option<String> {
+/// The key an error on `line` is about.
+fn key_at(text: &str, line: usize, msg: &str) -> Option<KeyPath> {
     let table = table_at(text, line);
     let l = text.lines().nth(line - 1)?.trim();
     let key = if l.starts_with('[') {
@@ -257,19 +341,20 @@ fn key_at(text: &str, line: usize, msg: &str) -> Option<String> {
             .next()
             .map(|k| k.trim().trim_matches('"').to_string())
     };
-    match (table.is_empty(), key) {
-        (true, k) => k.filter(|k| !k.is_empty()),
-        (false, Some(k)) if !k.is_empty() => Some(format!("{table}.{k}")),
-        (false, _) => Some(table),
+    match key.filter(|k| !k.is_empty()) {
+        Some(k) => Some(table.then(&k)),
+        None if table.is_empty() => None,
+        None => Some(table),
     }
 }
 
-/// The line where a dotted key (as `validate` names it) is set, if it is; else the line of
-/// its table's header. One pass over the text.
-pub(super) fn find_key(text: &str, key: &str) -> Option<usize> {
-    let (table, field) = match key.rsplit_once('.') {
-        Some((t, f)) => (t, f),
-        None => ("", key),
+/// The line where a key (as `validate` names it) is set, if it is; else the line of its
+/// table's header. One pass over the text.
+pub(super) fn find_key(text: &str, key: &KeyPath) -> Option<usize> {
+    let (table, field) = match key.split_last_key() {
+        Some(tf) => tf,
+        // `input[1]`: the table itself.
+        None => (key.clone(), ""),
     };
     let mut tables = Tables::default();
     let mut header = None;

@@ -1,8 +1,9 @@
 //! `[fleet]`, and the instance configs a fleet sends (agent-wide settings; pipeline configs
 //! are in `pipeline.rs`).
 
+use super::endpoint::Server;
 use super::error::parse_toml;
-use super::{Config, ConfigError, Secret, Secs, Size, Spool, Tls};
+use super::{Config, ConfigError, LogLevel, Secret, Secs, Size, Spool, Tls};
 use serde::Deserialize;
 use std::time::Duration;
 
@@ -13,7 +14,8 @@ pub struct Fleet {
     /// The ConfigServer: `http(s)://host:port[/prefix]`, requests going to
     /// `{server}/Agent/Heartbeat` and its siblings; or an MQTT broker,
     /// `mqtt(s)://host:port`, the same messages travelling on topics under `topic_prefix`.
-    pub server: String,
+    /// Taken apart when the config is read.
+    pub server: Server,
     /// MQTT: the topics' prefix (README, "MQTT topics").
     #[serde(default = "default_fleet_prefix")]
     pub topic_prefix: String,
@@ -58,7 +60,7 @@ pub struct InstanceConfig {
     /// Replaces `fleet.heartbeat_interval`.
     pub heartbeat_interval: Option<Secs>,
     /// Replaces `log_level`.
-    pub log_level: Option<String>,
+    pub log_level: Option<LogLevel>,
     /// Replaces `stats_interval`.
     pub stats_interval: Option<Secs>,
     /// Replaces the whole `[spool]` table (keys left out take their defaults).
@@ -76,8 +78,8 @@ impl InstanceConfig {
         if let (Some(h), Some(f)) = (self.heartbeat_interval, cfg.fleet.as_mut()) {
             f.heartbeat_interval = h;
         }
-        if let Some(l) = &self.log_level {
-            cfg.log_level = l.clone();
+        if let Some(l) = self.log_level {
+            cfg.log_level = l;
         }
         if let Some(s) = self.stats_interval {
             cfg.stats_interval = s;

@@ -13,8 +13,8 @@ mod secret;
 mod sink;
 mod units;
 
-pub use endpoint::Endpoint;
-pub use error::{clip, from_utf8, ConfigError};
+pub use endpoint::{Endpoint, HttpUrl, Server};
+pub use error::{clip, from_utf8, ConfigError, KeyPath, Seg};
 use error::{find_key, parse_toml};
 pub use fleet::{Fleet, InstanceConfig};
 pub use pipeline::{parse_pipeline, FleetPipeline, Pipeline};
@@ -40,9 +40,9 @@ pub struct Config {
     pub instance_id: Option<String>,
     /// Where the spool, checkpoints and instance id live.
     pub data_dir: PathBuf,
-    /// `error`, `warn`, `info`, `debug` or `trace`.
-    #[serde(default = "default_log_level")]
-    pub log_level: String,
+    /// `off`, `error`, `warn`, `info`, `debug` or `trace`; parsed when the file is read.
+    #[serde(default)]
+    pub log_level: LogLevel,
     /// How often progress is logged (only when something changed).
     #[serde(default = "default_stats_interval")]
     pub stats_interval: Secs,
@@ -167,9 +167,6 @@ pub enum OnFull {
     DropOldest,
 }
 
-fn default_log_level() -> String {
-    "info".into()
-}
 /// `[metrics]`: Prometheus text exposition at `/metrics`, and `/healthz`.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -236,18 +233,10 @@ impl Config {
     }
 
     /// Checks what types cannot: ranges, relations between keys, unique names.
-    /// On failure returns the dotted key and the reason.
-    pub fn validate(&self) -> Result<(), (String, String)> {
-        let err = |k: &str, m: String| Err((k.to_string(), m));
-        if log_level(&self.log_level).is_none() {
-            return err(
-                "log_level",
-                format!(
-                    "expected one of error, warn, info, debug, trace, got {}",
-                    clip(&self.log_level)
-                ),
-            );
-        }
+    /// On failure returns the key and the reason.
+    pub fn validate(&self) -> Result<(), (KeyPath, String)> {
+        let err = |k: &str, m: String| Err((KeyPath::dotted(k), m));
+        let at = |k: &KeyPath, m: String| Err((k.clone(), m));
         if let Some(id) = &self.instance_id {
             if id.is_empty() || id.len() > 128 || id.chars().any(|c| c.is_control() || c == '/') {
                 return err(
@@ -272,20 +261,15 @@ impl Config {
             );
         }
         if let Some(f) = &self.fleet {
-            let checked = if f.server.starts_with("mqtt") {
-                if !cfg!(feature = "mqtt") {
+            let checked = match &f.server {
+                Server::Mqtt(_) if !cfg!(feature = "mqtt") => {
                     Err("MQTT is left out of this build (cargo feature mqtt)".to_string())
-                } else {
-                    endpoint::mqtt(&f.server).and_then(|e| {
-                        if e.tls && !cfg!(feature = "tls") {
-                            Err("mqtts:// needs TLS, which this build leaves out (cargo feature tls)".into())
-                        } else {
-                            Ok(())
-                        }
-                    })
                 }
-            } else {
-                check_http_url(&f.server)
+                Server::Mqtt(e) if e.tls && !cfg!(feature = "tls") => Err(
+                    "mqtts:// needs TLS, which this build leaves out (cargo feature tls)".into(),
+                ),
+                Server::Mqtt(_) => Ok(()),
+                Server::Http(u) => http_features(u.tls),
             };
             if let Err(m) = checked {
                 return err("fleet.server", m);
@@ -317,27 +301,30 @@ impl Config {
             }
         }
         check_flow(
-            "",
+            &KeyPath::default(),
             false,
             &self.inputs,
             &self.batch,
             &self.spool,
             &self.sink,
         )?;
-        let mut sinks = vec![(String::new(), &self.sink)];
+        let mut sinks = vec![(KeyPath::default(), &self.sink)];
         for (j, p) in self.pipelines.iter().enumerate() {
-            let prefix = format!("pipeline[{j}].");
+            let prefix = KeyPath::dotted("pipeline").index(j);
             if let Err(m) = pipeline::check_own_name(&p.name) {
-                return err(&format!("{prefix}name"), m);
+                return at(&prefix.clone().then("name"), m);
             }
             if self.pipelines[..j].iter().any(|o| o.name == p.name) {
-                return err(
-                    &format!("{prefix}name"),
+                return at(
+                    &prefix.clone().then("name"),
                     format!("{} is used twice", clip(&p.name)),
                 );
             }
             if p.inputs.len() != 1 {
-                return err(&format!("{prefix}paths"), "a pipeline has one input".into());
+                return at(
+                    &prefix.clone().then("paths"),
+                    "a pipeline has one input".into(),
+                );
             }
             check_flow(&prefix, true, &p.inputs, &p.batch, &p.spool, &p.sink)?;
             sinks.push((prefix, &p.sink));
@@ -348,8 +335,8 @@ impl Config {
             for (_, other) in &sinks[..i] {
                 match (sink, other) {
                     (Sink::File { path: a, .. }, Sink::File { path: b, .. }) if a == b => {
-                        return err(
-                            &format!("{prefix}sink.path"),
+                        return at(
+                            &prefix.clone().then("sink.path"),
                             format!(
                                 "{} is written by another pipeline's sink; give each a [sink] of its own",
                                 a.display()
@@ -359,8 +346,8 @@ impl Config {
                     (Sink::Mqtt(a), Sink::Mqtt(b))
                         if a.client_id.is_some() && a.client_id == b.client_id =>
                     {
-                        return err(
-                            &format!("{prefix}sink.client_id"),
+                        return at(
+                            &prefix.clone().then("sink.client_id"),
                             "another pipeline's MQTT sink uses this client id".into(),
                         )
                     }
@@ -373,23 +360,24 @@ impl Config {
 
     /// The log level filter this config asks for.
     pub fn level(&self) -> log::LevelFilter {
-        log_level(&self.log_level).unwrap_or(log::LevelFilter::Info)
+        self.log_level.0
     }
 }
 
 /// Checks one pipeline's inputs, batching, spool and sink, and how they fit together. Keys
-/// are prefixed with `prefix`; with `one_input`, input keys are bare (`paths`, as a fleet
-/// pipeline config writes them), else `input[i].paths`.
+/// are under `prefix`; with `one_input`, input keys are bare (`paths`, as a fleet pipeline
+/// config writes them), else `input[i].paths`.
 fn check_flow(
-    prefix: &str,
+    prefix: &KeyPath,
     one_input: bool,
     inputs: &[Input],
     batch: &Batch,
     spool: &Spool,
     sink: &Sink,
-) -> Result<(), (String, String)> {
-    let err = |k: &str, m: String| Err((format!("{prefix}{k}"), m));
-    let tls = |r: Result<(), (String, String)>| r.map_err(|(k, m)| (format!("{prefix}{k}"), m));
+) -> Result<(), (KeyPath, String)> {
+    let err = |k: &str, m: String| Err((prefix.clone().then(k), m));
+    let at = |k: KeyPath, m: String| Err((prefix.clone().join(&k), m));
+    let tls = |r: Result<(), (KeyPath, String)>| r.map_err(|(k, m)| (prefix.clone().join(&k), m));
     let batch_max = batch.max_bytes.0;
     if !(1024..=(8 << 20)).contains(&batch_max) {
         return err("batch.max_bytes", "must be between 1KiB and 8MiB".into());
@@ -400,32 +388,32 @@ fn check_flow(
     for (i, inp) in inputs.iter().enumerate() {
         let k = |f: &str| {
             if one_input {
-                f.to_string()
+                KeyPath::dotted(f)
             } else {
-                format!("input[{i}].{f}")
+                KeyPath::dotted("input").index(i).then(f)
             }
         };
         if inp.name.is_empty() {
-            return err(&k("name"), "must not be empty".into());
+            return at(k("name"), "must not be empty".into());
         }
         if inputs[..i].iter().any(|o| o.name == inp.name) {
-            return err(
-                &k("name"),
+            return at(
+                k("name"),
                 format!("{} is used by another input", clip(&inp.name)),
             );
         }
         if inp.paths.is_empty() {
-            return err(&k("paths"), "needs at least one pattern".into());
+            return at(k("paths"), "needs at least one pattern".into());
         }
         for p in inp.paths.iter().chain(&inp.exclude) {
             if p.is_empty() {
-                return err(&k("paths"), "empty pattern".into());
+                return at(k("paths"), "empty pattern".into());
             }
         }
         let m = inp.max_line_bytes.0;
         if m < 16 || m + 512 > batch_max {
-            return err(
-                &k("max_line_bytes"),
+            return at(
+                k("max_line_bytes"),
                 format!(
                     "must be at least 16 and leave 512 bytes of batch.max_bytes ({batch_max}), got {m}"
                 ),
@@ -526,13 +514,50 @@ fn check_flow(
 
 /// An `http://` URL this build can use.
 fn check_http_url(url: &str) -> Result<(), String> {
+    http_features(url.starts_with("https://"))?;
+    endpoint::http(url).map(|_| ())
+}
+
+/// Whether this build speaks HTTP (and, for `tls`, HTTPS).
+fn http_features(tls: bool) -> Result<(), String> {
     if !cfg!(feature = "http") {
         return Err("HTTP is left out of this build (cargo feature http)".into());
     }
-    if url.starts_with("https://") && !cfg!(feature = "tls") {
+    if tls && !cfg!(feature = "tls") {
         return Err("https:// needs TLS, which this build leaves out (cargo feature tls)".into());
     }
-    endpoint::http(url)
+    Ok(())
+}
+
+/// A log level, parsed once where the config (or `--log-level`) names it: a bad name is an
+/// error naming the key, never a level guessed later.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
+pub struct LogLevel(pub log::LevelFilter);
+
+impl Default for LogLevel {
+    fn default() -> Self {
+        LogLevel(log::LevelFilter::Info)
+    }
+}
+
+impl std::str::FromStr for LogLevel {
+    type Err = String;
+    fn from_str(s: &str) -> Result<LogLevel, String> {
+        log_level(s).map(LogLevel).ok_or_else(|| {
+            format!(
+                "expected one of error, warn, info, debug, trace, got {}",
+                clip(s)
+            )
+        })
+    }
+}
+
+impl TryFrom<String> for LogLevel {
+    type Error = String;
+    fn try_from(s: String) -> Result<LogLevel, String> {
+        s.parse()
+    }
 }
 
 /// Parses a log level name.

@@ -116,7 +116,7 @@ pub fn parse_pipeline(name: &str, text: &str) -> Result<FleetPipeline, ConfigErr
             path: None,
             line: None,
             column: None,
-            key: Some("name".into()),
+            key: Some(super::KeyPath::dotted("name")),
             msg: "a pipeline name must be 1 to 128 characters, no control characters".into(),
         });
     }

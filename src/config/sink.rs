@@ -46,10 +46,10 @@ pub struct Tls {
 }
 
 impl Tls {
-    pub(super) fn validate(&self, table: &str) -> Result<(), (String, String)> {
+    pub(super) fn validate(&self, table: &str) -> Result<(), (super::KeyPath, String)> {
         if self.client_cert.is_some() != self.client_key.is_some() {
             return Err((
-                format!("{table}.tls.client_cert"),
+                super::KeyPath::dotted(table).then("tls.client_cert"),
                 "client_cert and client_key go together".into(),
             ));
         }

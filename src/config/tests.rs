@@ -16,6 +16,11 @@ fn err(text: &str) -> ConfigError {
     Config::parse(text).expect_err("config should be rejected")
 }
 
+/// The key of an error, as the CLI prints it.
+fn key_of(e: &ConfigError) -> Option<String> {
+    e.key.as_ref().map(ToString::to_string)
+}
+
 #[test]
 fn the_demo_config_is_valid() {
     let c = Config::parse(DEMO).unwrap();
@@ -35,14 +40,14 @@ fn defaults_fill_what_is_left_out() {
 fn unknown_top_level_key_is_named_with_its_line() {
     let e = err(&format!("colour = \"blue\"\n{GOOD}"));
     assert_eq!(e.line, Some(1));
-    assert_eq!(e.key.as_deref(), Some("colour"));
+    assert_eq!(key_of(&e).as_deref(), Some("colour"));
     assert!(e.msg.contains("unknown field `colour`"), "{e}");
 }
 
 #[test]
 fn unknown_key_in_a_table() {
     let e = err(&format!("{GOOD}\n[spool]\nmax_byte = \"1MiB\"\n"));
-    assert_eq!(e.key.as_deref(), Some("spool.max_byte"));
+    assert_eq!(key_of(&e).as_deref(), Some("spool.max_byte"));
     assert_eq!(e.line, Some(13));
 }
 
@@ -53,13 +58,13 @@ fn unknown_key_in_the_second_input() {
         "[[input]]\nname = \"b\"\npaths = [\"/x\"]\nstart = \"head\"\n\n[sink]",
     );
     let e = err(&text);
-    assert_eq!(e.key.as_deref(), Some("input[1].start"), "{e}");
+    assert_eq!(key_of(&e).as_deref(), Some("input[1].start"), "{e}");
 }
 
 #[test]
 fn bad_size_says_what_it_expected_and_got() {
     let e = err(&format!("{GOOD}\n[spool]\nmax_bytes = \"lots\"\n"));
-    assert_eq!(e.key.as_deref(), Some("spool.max_bytes"));
+    assert_eq!(key_of(&e).as_deref(), Some("spool.max_bytes"));
     assert!(
         e.msg.contains(r#"expected a size like 8MiB, got "lots""#),
         "{e}"
@@ -69,14 +74,14 @@ fn bad_size_says_what_it_expected_and_got() {
 #[test]
 fn bad_duration() {
     let e = err(&format!("{GOOD}\n[batch]\nlinger = \"soon\"\n"));
-    assert_eq!(e.key.as_deref(), Some("batch.linger"));
+    assert_eq!(key_of(&e).as_deref(), Some("batch.linger"));
     assert!(e.msg.contains("soon"), "{e}");
 }
 
 #[test]
 fn bad_enum_value() {
     let e = err(&format!("{GOOD}\n[spool]\non_full = \"panic\"\n"));
-    assert_eq!(e.key.as_deref(), Some("spool.on_full"));
+    assert_eq!(key_of(&e).as_deref(), Some("spool.on_full"));
     assert!(e.msg.contains("block"), "{e}");
 }
 
@@ -101,17 +106,17 @@ fn missing_required_key() {
 #[test]
 fn validation_errors_name_the_key_and_its_line() {
     let e = err(&format!("{GOOD}\n[spool]\nmax_bytes = \"1MiB\"\n"));
-    assert_eq!(e.key.as_deref(), Some("spool.max_bytes"));
+    assert_eq!(key_of(&e).as_deref(), Some("spool.max_bytes"));
     assert_eq!(e.line, Some(13));
     assert!(e.msg.contains("two segments"), "{e}");
     let e = err(&GOOD.replace(
         "name = \"app\"",
         "name = \"app\"\nmax_line_bytes = \"1MiB\"",
     ));
-    assert_eq!(e.key.as_deref(), Some("input[0].max_line_bytes"));
+    assert_eq!(key_of(&e).as_deref(), Some("input[0].max_line_bytes"));
     assert_eq!(e.line, Some(6));
     let e = err(&format!("log_level = \"loud\"\n{GOOD}"));
-    assert_eq!(e.key.as_deref(), Some("log_level"));
+    assert_eq!(key_of(&e).as_deref(), Some("log_level"));
     assert_eq!(e.line, Some(1));
     assert!(e.msg.contains("\"loud\""), "{e}");
 }
@@ -123,7 +128,7 @@ fn duplicate_input_names_are_rejected() {
         "[[input]]\nname = \"app\"\npaths = [\"/x\"]\n\n[sink]",
     );
     let e = err(&text);
-    assert_eq!(e.key.as_deref(), Some("input[1].name"));
+    assert_eq!(key_of(&e).as_deref(), Some("input[1].name"));
     assert_eq!(e.line, Some(9));
 }
 
@@ -192,7 +197,7 @@ fn mqtt_sink_errors_name_the_key() {
         ),
     ] {
         let e = err(&mqtt(extra));
-        assert_eq!(e.key.as_deref(), Some(key), "{extra}: {e}");
+        assert_eq!(key_of(&e).as_deref(), Some(key), "{extra}: {e}");
         assert!(e.msg.contains(what), "{extra}: {e}");
     }
 }
@@ -362,12 +367,16 @@ fn a_pipeline_detail_splits_at_its_first_table_and_keeps_its_lines() {
     assert!(e.msg.contains("bacth"), "{e}");
     let e = parse_pipeline("p", "paths = [\"/a\"]\n[batch]\nmax_lines = \"x\"\n").unwrap_err();
     assert_eq!(
-        (e.line, e.key.as_deref()),
+        (e.line, key_of(&e).as_deref()),
         (Some(3), Some("batch.max_lines")),
         "{e}"
     );
     let e = parse_pipeline("p", "# about\npaths = 3\n").unwrap_err();
-    assert_eq!((e.line, e.key.as_deref()), (Some(2), Some("paths")), "{e}");
+    assert_eq!(
+        (e.line, key_of(&e).as_deref()),
+        (Some(2), Some("paths")),
+        "{e}"
+    );
 }
 
 #[test]
@@ -375,13 +384,13 @@ fn a_missing_table_is_named_by_its_key_not_by_a_comment() {
     let no_sink = &GOOD[..GOOD.find("[sink]").unwrap()];
     for text in [format!("# about this file\n{no_sink}"), no_sink.to_string()] {
         let e = err(&text);
-        assert_eq!((e.line, e.key.as_deref()), (None, Some("sink")), "{e}");
+        assert_eq!((e.line, key_of(&e).as_deref()), (None, Some("sink")), "{e}");
         assert_eq!(e.to_string(), "sink: missing field `sink`");
     }
     // A key missing from a table: the table's header, and the key inside it.
     let e = err(&GOOD.replace("paths = [\"/var/log/app/*.log\"]", "# no paths"));
     assert_eq!(
-        (e.line, e.key.as_deref()),
+        (e.line, key_of(&e).as_deref()),
         (Some(4), Some("input[0].paths")),
         "{e}"
     );
@@ -389,7 +398,7 @@ fn a_missing_table_is_named_by_its_key_not_by_a_comment() {
     let e = err(&format!(
         "{GOOD}\n[spool]\n# the size\nmax_bytes = \"lots\"\n"
     ));
-    assert_eq!(e.key.as_deref(), Some("spool.max_bytes"), "{e}");
+    assert_eq!(key_of(&e).as_deref(), Some("spool.max_bytes"), "{e}");
 }
 
 #[test]
@@ -411,14 +420,9 @@ fn echoed_values_are_bounded_everywhere() {
     // Validation (the local file and, through `validate`, the fleet's configs).
     let e = err(&format!("log_level = \"{big}\"\n{GOOD}"));
     assert!(e.msg.ends_with(&format!("got {clipped}")), "{e}");
-    let (key, msg) = Config {
-        log_level: big.clone(),
-        ..Config::parse(GOOD).unwrap()
-    }
-    .validate()
-    .unwrap_err();
-    assert_eq!(key, "log_level");
-    assert!(msg.len() < 200, "{msg}");
+    assert_eq!(key_of(&e).as_deref(), Some("log_level"));
+    let why = big.parse::<crate::config::LogLevel>().unwrap_err();
+    assert!(why.len() < 200, "{why}");
     let e = err(&mqtt(&format!("url = \"mqtt://{big}:x\"")));
     assert!(e.to_string().len() < 300, "{e}");
     // A fleet pipeline detail: serde's own message, and a name used twice.
@@ -450,7 +454,8 @@ fn echoed_values_are_bounded_everywhere() {
         ..Config::parse(GOOD).unwrap()
     };
     let (key, msg) = cfg.validate().unwrap_err();
-    assert_eq!(key, "pipeline[0].sink.url");
+    assert_eq!(key, KeyPath::dotted("pipeline").index(0).then("sink.url"));
+    assert_eq!(key.to_string(), "pipeline[0].sink.url");
     assert!(msg.len() < 200, "{msg}");
     // An instance config.
     let e = InstanceConfig::parse(&format!("stats_interval = \"{big}\"\n")).unwrap_err();
@@ -469,4 +474,20 @@ fn echoed_values_are_bounded_everywhere() {
         msg: big.clone(),
     };
     assert!(e.to_string().len() < 1100, "{}", e.to_string().len());
+}
+
+/// The fleet's code finds which pipeline an error is about by the path's segments.
+#[test]
+fn a_key_path_is_segments_rendered_as_toml_writes_them() {
+    let k = KeyPath::dotted("pipeline")
+        .index(2)
+        .then("sink.tls.client_cert");
+    assert_eq!(k.to_string(), "pipeline[2].sink.tls.client_cert");
+    let (j, rest) = k.in_array("pipeline").unwrap();
+    assert_eq!(
+        (j, rest.to_string()),
+        (2, "sink.tls.client_cert".to_string())
+    );
+    assert_eq!(k.in_array("input"), None);
+    assert_eq!(KeyPath::dotted("spool.max_bytes").in_array("spool"), None);
 }

@@ -27,8 +27,7 @@
 //! as they change.
 
 use super::proto::{agent_caps, Attributes, ConfigInfo, HeartbeatRequest, REQUEST_FULL_STATE};
-use super::remote::Kind;
-use crate::agent::State;
+use crate::agent::{Handle, Health};
 use crate::config::Fleet;
 use std::cell::RefCell;
 use std::path::Path;
@@ -49,21 +48,21 @@ pub(crate) struct Identity {
 
 impl Identity {
     /// Looks the identity up (files and a UDP socket "connected" to the server).
-    fn look_up(s: &State) -> Identity {
+    fn look_up(fleet: Option<&Fleet>, instance: &str) -> Identity {
         Identity {
             version: env!("CARGO_PKG_VERSION").into(),
-            ip: s
-                .cfg
-                .fleet
-                .as_ref()
-                .map(|f| local_ip(&f.server))
+            ip: fleet
+                .map(|f| {
+                    let (host, port) = f.server.host_port();
+                    local_ip(host, port)
+                })
                 .unwrap_or_default(),
             hostname: read_trim("/proc/sys/kernel/hostname"),
             hostid: ["/etc/machine-id", "/var/lib/dbus/machine-id"]
                 .iter()
                 .map(|p| read_trim(p))
                 .find(|s| !s.is_empty())
-                .unwrap_or_else(|| s.instance.clone()),
+                .unwrap_or_else(|| instance.to_string()),
         }
     }
 }
@@ -73,24 +72,26 @@ pub(crate) const IDENTITY_MAX_AGE: Duration = Duration::from_secs(600);
 
 thread_local! {
     /// The identity last looked up, for which server, and when. The transports call
-    /// [`request`] with `&State` only, so the cache lives here; the control plane runs on
+    /// [`request`] with the agent's [`Handle`] only, so the cache lives here; the control plane runs on
     /// the pipeline thread alone, so one per thread is one per agent.
     static IDENTITY: RefCell<Option<(String, Instant, Identity)>> = const { RefCell::new(None) };
 }
 
-/// Builds heartbeat `seq` from the agent's state: the identity (looked up again when `full`
-/// or older than [`IDENTITY_MAX_AGE`], else the last one), the health figures, and the
-/// statuses when `full` or `with_statuses`.
+/// Builds heartbeat `seq` from what the agent says now: the identity (looked up again when
+/// `full` or older than [`IDENTITY_MAX_AGE`], else the last one), the health figures, and
+/// `statuses` (pipeline, instance) if this heartbeat carries them.
 pub(crate) fn request(
-    s: &State,
+    agent: &Handle,
     seq: u64,
     request_id: Vec<u8>,
     full: bool,
-    with_statuses: bool,
+    statuses: Option<[Vec<ConfigInfo>; 2]>,
     startup_time: i64,
 ) -> HeartbeatRequest {
-    let fleet = s.cfg.fleet.as_ref();
-    let server = fleet.map(|f| f.server.clone()).unwrap_or_default();
+    let fleet = agent.fleet();
+    let fleet = fleet.as_ref();
+    let instance = agent.instance();
+    let server = fleet.map(|f| f.server.to_string()).unwrap_or_default();
     let now = Instant::now();
     let id = IDENTITY.with(|c| {
         let mut c = c.borrow_mut();
@@ -103,23 +104,17 @@ pub(crate) fn request(
                 id.clone()
             }
             _ => {
-                let id = Identity::look_up(s);
+                let id = Identity::look_up(fleet, &instance);
                 *c = Some((server, now, id.clone()));
                 id
             }
         }
     });
-    let statuses = (full || with_statuses).then(|| {
-        [
-            s.remote.infos(Kind::Pipeline),
-            s.remote.infos(Kind::Instance),
-        ]
-    });
     build(&Beat {
-        instance: &s.instance,
+        instance: &instance,
         fleet,
         id: &id,
-        health: &health(s),
+        health: &health(&agent.health()),
         statuses,
         seq,
         request_id,
@@ -181,26 +176,23 @@ pub(crate) fn build(b: &Beat<'_>) -> HeartbeatRequest {
 }
 
 /// The health figures, by key (without the `health.` prefix). Fixed in number.
-pub(crate) fn health(s: &State) -> [(&'static str, u64); 39] {
+pub(crate) fn health(s: &Health) -> [(&'static str, u64); 39] {
     let c = &s.c;
-    let [p50, p90, p99] = s.lat.percentiles().unwrap_or([0; 3]);
-    let oldest = s
-        .oldest_unacked_ms()
-        .map_or(0, |t| crate::agent::now_ms().saturating_sub(t));
+    let [p50, p90, p99] = s.latency.unwrap_or([0; 3]);
     [
         ("lines_read", c.lines_read),
         ("bytes_read", c.bytes_read),
-        ("files_open", s.files_open() as u64),
-        ("files_waiting", s.files_waiting() as u64),
+        ("files_open", s.files_open),
+        ("files_waiting", s.files_waiting),
         ("frames_spooled", c.frames_spooled),
         ("frames_sent", c.frames_sent),
         ("frames_acked", c.frames_acked),
         ("lines_acked", c.lines_acked),
         ("retries", c.send_errors),
-        ("pipelines", s.pipes.len() as u64),
-        ("spool_bytes", s.spool_bytes()),
-        ("spool_frames", s.backlog()),
-        ("oldest_unacked_age_ms", oldest),
+        ("pipelines", s.pipelines),
+        ("spool_bytes", s.spool_bytes),
+        ("spool_frames", s.spool_frames),
+        ("oldest_unacked_age_ms", s.oldest_unacked_age_ms),
         ("dropped_frames", c.dropped_frames),
         ("dropped_lines", c.dropped_lines),
         ("lines_cut", c.lines_cut),
@@ -225,8 +217,8 @@ pub(crate) fn health(s: &State) -> [(&'static str, u64); 39] {
         ("latency_p90_ms", p90.into()),
         ("latency_p99_ms", p99.into()),
         ("rss_bytes", rss_bytes()),
-        ("disk_free_bytes", disk_free(&s.cfg.data_dir)),
-        ("uptime_s", s.started.elapsed().as_secs()),
+        ("disk_free_bytes", disk_free(&s.data_dir)),
+        ("uptime_s", s.uptime.as_secs()),
     ]
 }
 
@@ -254,22 +246,14 @@ fn disk_free(dir: &Path) -> u64 {
 /// The address this host would use to reach the server: a UDP socket "connected" to it
 /// (no packet is sent). The server name is resolved on the pipeline thread; this runs only
 /// for full heartbeats (see [`IDENTITY`]).
-fn local_ip(server: &str) -> String {
+fn local_ip(host: &str, port: u16) -> String {
     use std::net::{ToSocketAddrs, UdpSocket};
-    let hostport = server
-        .split_once("://")
-        .map_or(server, |(_, rest)| rest)
-        .split('/')
-        .next()
-        .unwrap_or("");
-    let hostport = hostport.rsplit('@').next().unwrap_or(hostport);
-    let with_port = if hostport.ends_with(']') || !hostport.contains(':') {
-        // The port does not matter: nothing is sent.
-        format!("{hostport}:80")
-    } else {
-        hostport.to_string()
-    };
-    let Some(addr) = with_port.to_socket_addrs().ok().and_then(|mut a| a.next()) else {
+    // The port does not matter (nothing is sent), but the server's is at hand.
+    let Some(addr) = (host, port)
+        .to_socket_addrs()
+        .ok()
+        .and_then(|mut a| a.next())
+    else {
         return String::new();
     };
     let bind = if addr.is_ipv4() {

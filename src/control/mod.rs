@@ -2,7 +2,16 @@
 //! protocol v2 (protobuf over HTTP POST), or over MQTT topics.
 //!
 //! Owns the conversation with the fleet server and the remote configs (`remote.rs`,
-//! `data_dir/fleet.state`); reaches the pipelines only through `agent::apply_config`.
+//! `data_dir/fleet.state`).
+//!
+//! **Boundary.** The control plane reaches the running agent through
+//! `agent::Handle` and nothing else: the `[fleet]` settings and instance id, a
+//! `agent::Health` snapshot for heartbeats, the fleet's configs with the local file
+//! they are laid over, "apply this effective config and get the result", and a wake-up.
+//! Every method of it is synchronous, so no borrow of the agent's state can be held across
+//! an `.await` here; the state itself is private to `agent`. No file in this module may
+//! `use crate::agent::` anything else (a test, `boundary_tests`, reads the sources and says
+//! so).
 //!
 //! Over HTTP, [`session::Session`] is the protocol as plain state (time passed in, no I/O):
 //! it decides what to send next and when, and `over_http.rs` only builds bodies, POSTs
@@ -30,11 +39,13 @@
 //! tests the bound for a 60 s outage).
 //!
 //! Applying a config is [`remote::Remote::update`] (parse and validate against the whole
-//! config; APPLYING), then `agent::apply_config` (inputs and pipelines added, changed and
-//! removed in place), then APPLIED ([`remote::Remote::applied`]) or FAILED, then a save of
+//! config; APPLYING), then `agent::Handle::apply` (inputs and pipelines added,
+//! changed and removed in place), then APPLIED ([`remote::Remote::applied`]) or FAILED, then a save of
 //! the last good configs. A deletion (−1) leaves the status list once the server
 //! acknowledged it.
 
+#[cfg(test)]
+mod boundary_tests;
 #[cfg(test)]
 mod fleet_state_tests;
 // The metrics endpoint shows the heartbeat's figures: a build with it and no fleet client
@@ -53,78 +64,90 @@ pub mod remote;
 #[cfg(feature = "http")]
 pub mod session;
 
-use crate::agent::{Notify, Shared};
+// The one thing the control plane uses from the agent (module doc, "Boundary").
+use crate::agent::Handle;
 use std::time::Duration;
 #[cfg(any(feature = "http", feature = "mqtt"))]
-use {crate::agent::apply_config, proto::ConfigDetail, proto::ConfigStatus, remote::Kind};
+use {crate::config::Server, proto::ConfigDetail, proto::ConfigStatus, remote::Kind};
 
 /// Runs the control plane over the transport `fleet.server` names, until the agent stops;
 /// idles while there is no `[fleet]`, and follows a reload that changes it.
-pub(crate) async fn run(st: Shared, wake: Notify) {
+pub(crate) async fn run(agent: Handle) {
     loop {
-        let server = {
-            let s = st.borrow();
-            if s.shutdown {
-                return;
-            }
-            s.cfg.fleet.as_ref().map(|f| f.server.clone())
-        };
+        if agent.stopping() {
+            return;
+        }
+        let server = agent.fleet().map(|f| f.server);
         let ran = match &server {
             #[cfg(feature = "http")]
-            Some(s) if s.starts_with("http") => {
-                over_http::run(st.clone(), wake.clone()).await;
+            Some(Server::Http(_)) => {
+                over_http::run(&agent).await;
                 true
             }
             #[cfg(feature = "mqtt")]
-            Some(s) if s.starts_with("mqtt") => {
-                over_mqtt::run(st.clone(), wake.clone()).await;
+            Some(Server::Mqtt(_)) => {
+                over_mqtt::run(&agent).await;
                 true
             }
             _ => false,
         };
         if !ran {
-            wake.wait_for(Duration::from_secs(3600)).await;
+            agent.wait_for(Duration::from_secs(3600)).await;
             continue;
         }
         // A transport returns when the config no longer names its server, or when it could
         // not start at all (e.g. an unreadable CA file): then wait before trying again.
-        if st.borrow().cfg.fleet.as_ref().map(|f| &f.server) == server.as_ref() {
-            wake.wait_for(Duration::from_secs(30)).await;
+        if agent.fleet().map(|f| f.server) == server {
+            agent.wait_for(Duration::from_secs(30)).await;
         }
     }
 }
 
+/// Unix time in seconds: the `startup_time` heartbeats carry.
+#[cfg(any(feature = "http", feature = "mqtt"))]
+fn unix_s() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
 /// Validates and applies one config, saves the result, and records its status.
 #[cfg(any(feature = "http", feature = "mqtt"))]
-fn apply(st: &Shared, k: Kind, d: &ConfigDetail) {
-    let mut g = st.borrow_mut();
-    let s = &mut *g;
-    s.remote
-        .set_status(k, &d.name, d.version, ConfigStatus::Applying, "");
-    let old = s
-        .remote
-        .entries(k)
-        .get(&d.name)
-        .and_then(|e| e.good.clone());
+fn apply(agent: &Handle, k: Kind, d: &ConfigDetail) {
     let what = format!("{} config {:?} version {}", k.name(), d.name, d.version);
-    match s.remote.update(&s.local, k, &d.name, d.version, &d.detail) {
-        Ok(cfg) => match apply_config(s, cfg) {
-            Ok(()) => {
+    let (old, tried) = agent.remote(|r, local| {
+        r.set_status(k, &d.name, d.version, ConfigStatus::Applying, "");
+        let old = r.entries(k).get(&d.name).and_then(|e| e.good.clone());
+        (old, r.update(local, k, &d.name, d.version, &d.detail))
+    });
+    // No `.await` from here to the save: nothing else runs between the update of the
+    // fleet's configs and the agent's answer. `None`: `update` refused it, and recorded
+    // FAILED itself.
+    let applied = match tried {
+        Ok(cfg) => Some(agent.apply(cfg)),
+        Err(why) => {
+            log::error!("fleet: {what} FAILED: {why}; keeping the running config");
+            None
+        }
+    };
+    agent.remote(|r, _| {
+        match applied {
+            Some(Ok(())) => {
                 // APPLIED only now: APPLYING → apply → APPLIED or FAILED.
-                s.remote.applied(k, &d.name, d.version);
+                r.applied(k, &d.name, d.version);
                 log::info!("fleet: {what} applied");
             }
-            Err(why) => {
+            Some(Err(why)) => {
                 log::error!("fleet: {what} FAILED: {why}; keeping the running config");
-                s.remote.undo(k, &d.name, d.version, old, &why);
+                r.undo(k, &d.name, d.version, old, &why);
             }
-        },
-        Err(why) => log::error!("fleet: {what} FAILED: {why}; keeping the running config"),
-    }
-    if let Err(e) = s.remote.save() {
-        log::error!(
-            "fleet: cannot save {}: {e}; a restart would run the configs saved before",
-            s.remote.path().display()
-        );
-    }
+            None => {}
+        }
+        if let Err(e) = r.save() {
+            log::error!(
+                "fleet: cannot save {}: {e}; a restart would run the configs saved before",
+                r.path().display()
+            );
+        }
+    });
 }

@@ -10,7 +10,8 @@ use super::proto::{
 };
 use super::remote::Kind;
 use super::session::{Answer, Fetched, Next, ReportTo, Session};
-use crate::agent::{Notify, Shared};
+use crate::agent::Handle;
+use crate::config::{HttpUrl, Server};
 use crate::http::{Client, HttpError, Request, Response};
 use std::time::{Duration, Instant};
 
@@ -24,7 +25,7 @@ struct Pending {
 }
 
 struct Control {
-    client: Option<(String, Duration, Client)>,
+    client: Option<(HttpUrl, Duration, Client)>,
     authorization: Option<crate::config::Secret>,
     instance: String,
     startup_s: i64,
@@ -34,42 +35,39 @@ struct Control {
 }
 
 /// Runs the control plane while the config names an `http(s)://` ConfigServer.
-pub(crate) async fn run(st: Shared, wake: Notify) {
+pub(crate) async fn run(agent: &Handle) {
     let mut c = Control {
         client: None,
         authorization: None,
-        instance: st.borrow().instance.clone(),
-        startup_s: (crate::agent::now_ms() / 1000) as i64,
+        instance: agent.instance(),
+        startup_s: super::unix_s(),
         requests: 0,
         session: Session::new(Instant::now(), Duration::MAX),
         report: None,
     };
     loop {
-        if st.borrow().shutdown {
+        if agent.stopping() {
             return;
         }
-        let Some(interval) = c.connect(&st) else {
+        let Some(interval) = c.connect(agent) else {
             return;
         };
         let now = Instant::now();
         c.session.set_interval(now, interval);
-        {
-            let mut s = st.borrow_mut();
-            for k in Kind::ALL {
-                if std::mem::take(&mut s.remote.dirty[k as usize]) {
-                    c.session.changed(k);
-                }
+        for k in Kind::ALL {
+            if agent.remote(|r, _| std::mem::take(&mut r.dirty[k as usize])) {
+                c.session.changed(k);
             }
         }
         match c.session.next(now) {
-            Next::Wait(until) => wake.wait_for(until.saturating_duration_since(now)).await,
-            Next::Report { to, fresh } => c.report(&st, to, fresh).await,
-            Next::Fetch { kind, path } => c.fetch(&st, kind, path).await,
+            Next::Wait(until) => agent.wait_for(until.saturating_duration_since(now)).await,
+            Next::Report { to, fresh } => c.report(agent, to, fresh).await,
+            Next::Fetch { kind, path } => c.fetch(agent, kind, path).await,
             Next::Heartbeat {
                 seq,
                 full,
                 statuses,
-            } => c.heartbeat(&st, seq, full, statuses).await,
+            } => c.heartbeat(agent, seq, full, statuses).await,
         }
     }
 }
@@ -114,19 +112,17 @@ impl Control {
     /// The worker for the configured server (a new one, and a new start of the session's
     /// discovery, when the server or timeout changed); `None` when the fleet is not (or no
     /// longer) an HTTP server. Returns the heartbeat interval.
-    fn connect(&mut self, st: &Shared) -> Option<Duration> {
-        let s = st.borrow();
-        let f = s
-            .cfg
-            .fleet
-            .as_ref()
-            .filter(|f| f.server.starts_with("http"))?;
+    fn connect(&mut self, agent: &Handle) -> Option<Duration> {
+        let f = agent.fleet()?;
+        let Server::Http(server) = &f.server else {
+            return None;
+        };
         let same = self
             .client
             .as_ref()
-            .is_some_and(|(url, t, _)| *url == f.server && *t == f.timeout.0);
+            .is_some_and(|(url, t, _)| url == server && *t == f.timeout.0);
         if !same {
-            let tls = f.server.starts_with("https://").then_some(&f.tls);
+            let tls = server.tls.then_some(&f.tls);
             match Client::new("tailbeat-fleet", f.timeout.0, tls) {
                 Ok(client) => {
                     log::info!(
@@ -134,7 +130,7 @@ impl Control {
                         f.server,
                         f.heartbeat_interval.0.as_secs()
                     );
-                    self.client = Some((f.server.clone(), f.timeout.0, client));
+                    self.client = Some((server.clone(), f.timeout.0, client));
                     self.session.restart(Instant::now());
                     self.report = None;
                 }
@@ -157,7 +153,7 @@ impl Control {
         let (server, _, client) = self.client.as_ref().expect("connected");
         client
             .post(Request {
-                url: format!("{}{path}", server.trim_end_matches('/')),
+                url: format!("{}{path}", server.as_str()),
                 content_type: CONTENT_TYPE,
                 authorization: self.authorization.clone(),
                 headers: Vec::new(),
@@ -166,13 +162,12 @@ impl Control {
             .await
     }
 
-    async fn report(&mut self, st: &Shared, to: ReportTo, fresh: bool) {
+    async fn report(&mut self, agent: &Handle, to: ReportTo, fresh: bool) {
         if fresh || self.report.is_none() {
             let rid = self.request_id();
-            let s = st.borrow();
             let mut sent = [Vec::new(), Vec::new()];
             for &k in to.kinds() {
-                sent[k as usize] = s.remote.infos(k);
+                sent[k as usize] = agent.remote(|r, _| r.infos(k));
             }
             let body = match to {
                 ReportTo::Split(_) => {
@@ -193,7 +188,6 @@ impl Control {
             Ok(_) => {
                 let p = self.report.take().expect("built");
                 self.session.report_answered(now, Answer::Ok);
-                let mut s = st.borrow_mut();
                 for &k in to.kinds() {
                     let summary = p.sent[k as usize]
                         .iter()
@@ -201,7 +195,7 @@ impl Control {
                         .collect::<Vec<_>>()
                         .join(", ");
                     log::info!("fleet: reported {} config status: {summary}", k.name());
-                    s.remote.forget_deleted(k, &p.sent[k as usize]);
+                    agent.remote(|r, _| r.forget_deleted(k, &p.sent[k as usize]));
                 }
             }
             Err((a, e)) => {
@@ -215,7 +209,7 @@ impl Control {
         }
     }
 
-    async fn fetch(&mut self, st: &Shared, k: Kind, path: &'static str) {
+    async fn fetch(&mut self, agent: &Handle, k: Kind, path: &'static str) {
         let rid = self.request_id();
         let body = proto::fetch_config_request(
             &rid,
@@ -244,19 +238,20 @@ impl Control {
             Fetched::Apply(wanted) => {
                 for w in &wanted {
                     match got.iter().find(|d| d.name == w.name) {
-                        Some(d) => apply(st, k, d),
-                        None => st.borrow_mut().remote.set_status(
-                            k,
-                            &w.name,
-                            w.version,
-                            ConfigStatus::Failed,
-                            "the server sent no detail for it",
-                        ),
+                        Some(d) => apply(agent, k, d),
+                        None => agent.remote(|r, _| {
+                            r.set_status(
+                                k,
+                                &w.name,
+                                w.version,
+                                ConfigStatus::Failed,
+                                "the server sent no detail for it",
+                            )
+                        }),
                     }
                 }
             }
             Fetched::Fail(wanted, why) => {
-                let mut s = st.borrow_mut();
                 for w in &wanted {
                     log::error!(
                         "fleet: {} config {:?} version {} FAILED: {why}",
@@ -264,29 +259,31 @@ impl Control {
                         w.name,
                         w.version
                     );
-                    s.remote
-                        .set_status(k, &w.name, w.version, ConfigStatus::Failed, &why);
+                    agent.remote(|r, _| {
+                        r.set_status(k, &w.name, w.version, ConfigStatus::Failed, &why)
+                    });
                 }
             }
             Fetched::Later => {}
         }
     }
 
-    async fn heartbeat(&mut self, st: &Shared, seq: u64, full: bool, statuses: bool) {
+    async fn heartbeat(&mut self, agent: &Handle, seq: u64, full: bool, statuses: bool) {
         let rid = self.request_id();
-        let (body, sent) = {
-            let s = st.borrow();
-            let body = heartbeat::request(&s, seq, rid, full, statuses, self.startup_s).encode();
-            let sent = if statuses || full {
-                [
-                    s.remote.infos(Kind::Pipeline),
-                    s.remote.infos(Kind::Instance),
-                ]
-            } else {
-                [Vec::new(), Vec::new()]
-            };
-            (body, sent)
+        let sent = if statuses || full {
+            agent.remote(|r, _| [r.infos(Kind::Pipeline), r.infos(Kind::Instance)])
+        } else {
+            [Vec::new(), Vec::new()]
         };
+        let body = heartbeat::request(
+            agent,
+            seq,
+            rid,
+            full,
+            (statuses || full).then(|| sent.clone()),
+            self.startup_s,
+        )
+        .encode();
         let r = self.call("/Agent/Heartbeat", body).await;
         let now = Instant::now();
         match classify("/Agent/Heartbeat", ResponseKind::Heartbeat, r) {
@@ -298,19 +295,18 @@ impl Control {
                     r.flags & rf::REPORT_FULL_STATE != 0,
                 );
                 if statuses {
-                    let mut s = st.borrow_mut();
                     for k in Kind::ALL {
-                        s.remote.forget_deleted(k, &sent[k as usize]);
+                        agent.remote(|r, _| r.forget_deleted(k, &sent[k as usize]));
                     }
                 }
                 self.updates(
-                    st,
+                    agent,
                     Kind::Pipeline,
                     &r.pipeline_updates,
                     r.flags & rf::FETCH_PIPELINE_DETAIL != 0,
                 );
                 self.updates(
-                    st,
+                    agent,
                     Kind::Instance,
                     &r.instance_updates,
                     r.flags & rf::FETCH_INSTANCE_DETAIL != 0,
@@ -333,18 +329,16 @@ impl Control {
         }
     }
 
-    fn updates(&mut self, st: &Shared, k: Kind, updates: &[ConfigDetail], fetch: bool) {
+    fn updates(&mut self, agent: &Handle, k: Kind, updates: &[ConfigDetail], fetch: bool) {
         for d in updates {
-            {
-                let s = st.borrow();
-                if s.remote.settled(k, &d.name, d.version) {
-                    continue;
-                }
-                // Deleting what the agent does not have is nothing to do (and nothing to
-                // report: a deletion leaves the status list once the server knows).
-                if d.version == -1 && !s.remote.entries(k).contains_key(&d.name) {
-                    continue;
-                }
+            // Deleting what the agent does not have is nothing to do (and nothing to
+            // report: a deletion leaves the status list once the server knows).
+            let nothing_to_do = agent.remote(|r, _| {
+                r.settled(k, &d.name, d.version)
+                    || (d.version == -1 && !r.entries(k).contains_key(&d.name))
+            });
+            if nothing_to_do {
+                continue;
             }
             if fetch && d.version != -1 && d.detail.is_empty() {
                 // Nothing is reported until the detail is here: a status names a version
@@ -356,16 +350,12 @@ impl Control {
                         d.name,
                         d.version
                     );
-                    st.borrow_mut().remote.set_status(
-                        k,
-                        &d.name,
-                        d.version,
-                        ConfigStatus::Failed,
-                        &why,
-                    );
+                    agent.remote(|r, _| {
+                        r.set_status(k, &d.name, d.version, ConfigStatus::Failed, &why)
+                    });
                 }
             } else {
-                apply(st, k, d);
+                apply(agent, k, d);
             }
         }
     }

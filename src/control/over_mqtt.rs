@@ -39,8 +39,8 @@ use super::proto::{
     self, response_flags as rf, ConfigInfo, ConfigStatus, ResponseKind, ServerResponse,
 };
 use super::remote::Kind;
-use crate::agent::{Notify, Shared};
-use crate::config::{endpoint, Fleet};
+use crate::agent::Handle;
+use crate::config::{Fleet, Server};
 use crate::mqtt::client::{Client, Event, Hello, Options, Tick};
 use crate::mqtt::wire::{Incoming, Wire};
 use rumqttc::mqttbytes::v4::{Packet, Publish};
@@ -107,14 +107,16 @@ impl Link {
         hello: &Hello,
         topics: &Topics,
     ) -> Result<Link, String> {
-        let e = endpoint::mqtt(&f.server)?;
+        let Server::Mqtt(e) = &f.server else {
+            return Err(format!("{} is not an MQTT broker", f.server));
+        };
         let addr = (e.host.as_str(), e.port)
             .to_socket_addrs()
             .map_err(|x| err(&format!("resolve {}", e.host), x))?
             .next()
             .ok_or_else(|| format!("resolve {}: no address", e.host))?;
         let max = usize::try_from(f.max_message_bytes.0).unwrap_or(usize::MAX);
-        let wire = Wire::open(addr, &e, &f.tls, f.timeout.0, max).await?;
+        let wire = Wire::open(addr, e, &f.tls, f.timeout.0, max).await?;
         let mut link = Link {
             wire,
             timeout: f.timeout.0,
@@ -233,11 +235,11 @@ impl Link {
 }
 
 /// Runs the control plane while the config names an `mqtt(s)://` broker.
-pub(crate) async fn run(st: Shared, wake: Notify) {
-    let Some(f) = st.borrow().cfg.fleet.clone() else {
+pub(crate) async fn run(agent: &Handle) {
+    let Some(f) = agent.fleet() else {
         return;
     };
-    let instance = st.borrow().instance.clone();
+    let instance = agent.instance();
     let topics = Topics::new(&f, &instance);
     let hello = Hello {
         client_id: f
@@ -255,7 +257,7 @@ pub(crate) async fn run(st: Shared, wake: Notify) {
             )
         }),
     };
-    let startup_s = (crate::agent::now_ms() / 1000) as i64;
+    let startup_s = super::unix_s();
     let mut client = Client::new(
         &Options {
             keep_alive: KEEP_ALIVE,
@@ -280,19 +282,14 @@ pub(crate) async fn run(st: Shared, wake: Notify) {
     let mut reports: [Option<(Vec<u8>, Vec<ConfigInfo>)>; 2] = [None, None];
     let mut requests = 0u64;
     loop {
-        let interval = {
-            let s = st.borrow();
-            match &s.cfg.fleet {
-                _ if s.shutdown => None,
-                Some(g)
-                    if g.server == f.server
-                        && g.topic_prefix == f.topic_prefix
-                        && g.tags == f.tags =>
-                {
-                    Some(g.heartbeat_interval.0)
-                }
-                _ => None,
+        let interval = match agent.fleet() {
+            _ if agent.stopping() => None,
+            Some(g)
+                if g.server == f.server && g.topic_prefix == f.topic_prefix && g.tags == f.tags =>
+            {
+                Some(g.heartbeat_interval.0)
             }
+            _ => None,
         };
         let Some(interval) = interval else {
             if let Some(mut l) = link.take() {
@@ -308,7 +305,7 @@ pub(crate) async fn run(st: Shared, wake: Notify) {
             None => match client.connecting(now) {
                 // A status change woke us early: the backoff still holds.
                 Err(wait) => {
-                    wake.wait_for(wait).await;
+                    agent.wait_for(wait).await;
                     continue;
                 }
                 Ok(_) => match Link::open(&f, &mut client, &hello, &topics).await {
@@ -317,38 +314,37 @@ pub(crate) async fn run(st: Shared, wake: Notify) {
                         full = true;
                         // The broker may have restarted without its retained messages: say the
                         // statuses again on every new connection.
-                        let mut s = st.borrow_mut();
-                        for k in Kind::ALL {
-                            if !s.remote.entries(k).is_empty() {
-                                s.remote.dirty[k as usize] = true;
+                        agent.remote(|r, _| {
+                            for k in Kind::ALL {
+                                if !r.entries(k).is_empty() {
+                                    r.dirty[k as usize] = true;
+                                }
                             }
-                        }
-                        drop(s);
+                        });
                         link.insert(l)
                     }
                     Err(e) => {
                         let d = client.link_lost(Instant::now()).after;
                         log::warn!("fleet: {e}; retrying in {} ms", d.as_millis());
-                        wake.wait_for(d).await;
+                        agent.wait_for(d).await;
                         continue;
                     }
                 },
             },
         };
         while let Some(m) = l.incoming.pop_front() {
-            on_message(&st, m, &mut full, f.max_message_bytes.0);
+            on_message(agent, m, &mut full, f.max_message_bytes.0);
         }
         // Status first: it must not wait for anything.
         let mut failed = None;
         for k in Kind::ALL {
             let i = k as usize;
             if reports[i].is_none() {
-                let mut s = st.borrow_mut();
-                if s.remote.dirty[i] {
-                    s.remote.dirty[i] = false;
+                let changed =
+                    agent.remote(|r, _| std::mem::take(&mut r.dirty[i]).then(|| r.infos(k)));
+                if let Some(infos) = changed {
                     requests += 1;
                     let rid = format!("{instance}-{startup_s:x}-{requests}");
-                    let infos = s.remote.infos(k);
                     reports[i] = Some((
                         proto::report_config_request(rid.as_bytes(), &instance, &infos),
                         infos,
@@ -368,7 +364,7 @@ pub(crate) async fn run(st: Shared, wake: Notify) {
                         );
                         // Told once: a deletion leaves the list, as over HTTP (`Remote`).
                         if let Some((_, sent)) = reports[i].take() {
-                            st.borrow_mut().remote.forget_deleted(k, &sent);
+                            agent.remote(|r, _| r.forget_deleted(k, &sent));
                         }
                     }
                     Err(e) => {
@@ -381,10 +377,10 @@ pub(crate) async fn run(st: Shared, wake: Notify) {
         if failed.is_none() && Instant::now() >= next_heartbeat {
             requests += 1;
             let rid = format!("{instance}-{startup_s:x}-{requests}");
-            let body = {
-                let s = st.borrow();
-                heartbeat::request(&s, seq, rid.into_bytes(), full, false, startup_s).encode()
-            };
+            let statuses = full
+                .then(|| agent.remote(|r, _| [r.infos(Kind::Pipeline), r.infos(Kind::Instance)]));
+            let body = heartbeat::request(agent, seq, rid.into_bytes(), full, statuses, startup_s)
+                .encode();
             match l.publish(&mut client, &topics.heartbeat, body, false).await {
                 Ok(()) => {
                     log::debug!("fleet: heartbeat {seq} acknowledged");
@@ -410,7 +406,7 @@ pub(crate) async fn run(st: Shared, wake: Notify) {
             let d = until.saturating_duration_since(Instant::now());
             let got = async { Some(l.read(Duration::from_secs(86_400)).await) }
                 .or(async {
-                    wake.wait_for(d).await;
+                    agent.wait_for(d).await;
                     None
                 })
                 .await;
@@ -441,19 +437,19 @@ pub(crate) async fn run(st: Shared, wake: Notify) {
             link = None;
             let d = client.link_lost(Instant::now()).after;
             log::warn!("fleet: {e}; reconnecting in {} ms", d.as_millis());
-            wake.wait_for(d).await;
+            agent.wait_for(d).await;
         }
     }
 }
 
-fn on_message(st: &Shared, m: Msg, full: &mut bool, max: u64) {
+fn on_message(agent: &Handle, m: Msg, full: &mut bool, max: u64) {
     let p = match m {
         Msg::Publish(p) => p,
         Msg::TooLarge { topic, len } => {
             log::warn!(
                 "fleet: {topic}: a message of {len} bytes, over fleet.max_message_bytes = {max}; refused"
             );
-            st.borrow_mut().c.bad_control_messages += 1;
+            agent.bad_control_message();
             return;
         }
     };
@@ -461,7 +457,7 @@ fn on_message(st: &Shared, m: Msg, full: &mut bool, max: u64) {
         Ok(r) => r,
         Err(e) => {
             log::warn!("fleet: {}: {e}; ignored", p.topic);
-            st.borrow_mut().c.bad_control_messages += 1;
+            agent.bad_control_message();
             return;
         }
     };
@@ -473,20 +469,22 @@ fn on_message(st: &Shared, m: Msg, full: &mut bool, max: u64) {
         (Kind::Instance, &r.instance_updates),
     ] {
         for d in updates {
-            if st.borrow().remote.settled(k, &d.name, d.version) {
+            if agent.remote(|r, _| r.settled(k, &d.name, d.version)) {
                 continue;
             }
             if d.detail.is_empty() && d.version != -1 {
-                st.borrow_mut().remote.set_status(
-                    k,
-                    &d.name,
-                    d.version,
-                    ConfigStatus::Failed,
-                    "no detail: over MQTT a config carries its detail",
-                );
+                agent.remote(|r, _| {
+                    r.set_status(
+                        k,
+                        &d.name,
+                        d.version,
+                        ConfigStatus::Failed,
+                        "no detail: over MQTT a config carries its detail",
+                    )
+                });
                 continue;
             }
-            apply(st, k, d);
+            apply(agent, k, d);
         }
     }
 }

@@ -227,18 +227,14 @@ impl Remote {
         cfg.validate().map_err(|(key, msg)| {
             // `input[i].field` of a joined pipeline, `pipeline[j].key` of one of its own:
             // say which, by its own key.
-            let index = |prefix: &str, sep: &str| {
-                let (i, field) = key.strip_prefix(prefix)?.split_once(sep)?;
-                Some((i.parse::<usize>().ok()?, field.to_string()))
-            };
-            if let Some((j, field)) = index("pipeline[", "].") {
+            if let Some((j, field)) = key.in_array("pipeline") {
                 return (
                     Kind::Pipeline,
                     cfg.pipelines[j].name.clone(),
                     format!("{field}: {msg}"),
                 );
             }
-            match index("input[", "].").filter(|&(i, _)| i >= locals) {
+            match key.in_array("input").filter(|&(i, _)| i >= locals) {
                 Some((i, field)) => (
                     Kind::Pipeline,
                     names[i - locals].clone(),
@@ -568,7 +564,7 @@ mod tests {
         assert_eq!(back.sets, r.sets);
         assert_eq!(back.dirty, [true, true]);
         let cfg = back.effective(&local).unwrap();
-        assert_eq!(cfg.log_level, "debug");
+        assert_eq!(cfg.level(), log::LevelFilter::Debug);
         let mut b = std::fs::read(back.path()).unwrap();
         let n = b.len();
         b[n / 2] ^= 0x40;
@@ -591,7 +587,11 @@ mod tests {
                 b"log_level = \"loud\"\n",
             )
             .unwrap_err();
-        assert!(why.starts_with("log_level:"), "{why}");
+        // Refused as the detail is read (the level is parsed there), with its line.
+        assert!(
+            why.starts_with("line 1: log_level: expected one of"),
+            "{why}"
+        );
         let why = r
             .update(
                 &local,

@@ -1,0 +1,127 @@
+//! The control plane's door into the running agent, and the only one: [`Handle`].
+//!
+//! What the fleet client may do, all of it: read the settings it runs by (`[fleet]`, the
+//! instance id), read a [`Health`] snapshot, count a refused control message, read and
+//! change the fleet's configs ([`Remote`]) against the local file, apply an effective
+//! config and get the result, and wait for a wake-up (shutdown, a reload, a status change).
+//!
+//! Why a door and not the agent's state: every method is synchronous and takes what it
+//! needs from the shared state inside itself, so the control plane cannot hold a borrow of
+//! the agent across an `.await` — by construction, not by convention. The state and the
+//! pipelines' `RefCell`s are not reachable from `crate::control` at all.
+
+// A build without a fleet transport (no `http`, no `mqtt`) only idles in the control task.
+#![cfg_attr(not(any(feature = "http", feature = "mqtt")), allow(dead_code))]
+
+use super::{apply_config, Notify, Shared};
+use crate::config::{Config, Fleet};
+use crate::control::remote::Remote;
+use crate::stats::Counters;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// The agent as the control plane sees it (module doc). One per agent, owned by the
+/// control task.
+pub(crate) struct Handle {
+    st: Shared,
+    wake: Notify,
+}
+
+/// The agent's health at one moment: what a heartbeat reports. A copy: reading it holds
+/// nothing.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Health {
+    /// Every counter.
+    pub c: Counters,
+    /// read→ack latency percentiles (p50, p90, p99) in ms, if any frame was acknowledged.
+    pub latency: Option<[u32; 3]>,
+    /// Files open for reading, all pipelines together.
+    pub files_open: u64,
+    /// Files found that wait for a turn.
+    pub files_waiting: u64,
+    /// Pipelines, the local one included, and removed ones still delivering.
+    pub pipelines: u64,
+    /// Bytes in the spools.
+    pub spool_bytes: u64,
+    /// Frames waiting in the spools.
+    pub spool_frames: u64,
+    /// How long ago the oldest frame not yet acknowledged was read, in ms (0: none).
+    pub oldest_unacked_age_ms: u64,
+    /// Pipelines whose reading is paused now for lack of disk.
+    pub disk_full: u32,
+    /// `data_dir`, for the free space under it.
+    pub data_dir: PathBuf,
+    /// Since the agent started.
+    pub uptime: Duration,
+}
+
+impl Handle {
+    pub(super) fn new(st: Shared, wake: Notify) -> Handle {
+        Handle { st, wake }
+    }
+
+    /// The instance id.
+    pub(crate) fn instance(&self) -> String {
+        self.st.borrow().instance.clone()
+    }
+
+    /// The running `[fleet]` section (the local file's, with the fleet's instance configs
+    /// laid over it), if any.
+    pub(crate) fn fleet(&self) -> Option<Fleet> {
+        self.st.borrow().cfg.fleet.clone()
+    }
+
+    /// Whether the agent is shutting down: the control plane stops.
+    pub(crate) fn stopping(&self) -> bool {
+        self.st.borrow().shutdown
+    }
+
+    /// Waits for `d`, or less when woken (shutdown, a reload, a status change).
+    pub(crate) async fn wait_for(&self, d: Duration) {
+        self.wake.wait_for(d).await
+    }
+
+    /// The health figures now.
+    pub(crate) fn health(&self) -> Health {
+        health_of(&self.st.borrow())
+    }
+
+    /// Counts a control message that was refused (`health.bad_control_messages`).
+    #[cfg_attr(not(feature = "mqtt"), allow(dead_code))]
+    pub(crate) fn bad_control_message(&self) {
+        self.st.borrow_mut().c.bad_control_messages += 1;
+    }
+
+    /// Runs `f` on the fleet's configs and the local file they are laid over.
+    pub(crate) fn remote<R>(&self, f: impl FnOnce(&mut Remote, &Config) -> R) -> R {
+        let mut g = self.st.borrow_mut();
+        let s = &mut *g;
+        f(&mut s.remote, &s.local)
+    }
+
+    /// Switches the running agent to `cfg`, an effective config ([`Remote::update`] made
+    /// it): pipelines and inputs added, changed and removed in place. Nothing changes when
+    /// it returns `Err`, which says why in words for the FAILED status.
+    pub(crate) fn apply(&self, cfg: Config) -> Result<(), String> {
+        apply_config(&mut self.st.borrow_mut(), cfg)
+    }
+}
+
+/// The health figures of `s` now (the heartbeat's, and the metrics endpoint's).
+pub(super) fn health_of(s: &super::State) -> Health {
+    Health {
+        c: s.c.clone(),
+        latency: s.lat.percentiles(),
+        files_open: s.files_open() as u64,
+        files_waiting: s.files_waiting() as u64,
+        pipelines: s.pipes.len() as u64,
+        spool_bytes: s.spool_bytes(),
+        spool_frames: s.backlog(),
+        oldest_unacked_age_ms: s
+            .oldest_unacked_ms()
+            .map_or(0, |t| super::now_ms().saturating_sub(t)),
+        disk_full: s.disk_full,
+        data_dir: s.cfg.data_dir.clone(),
+        uptime: s.started.elapsed(),
+    }
+}
