@@ -10,10 +10,7 @@ struct Stderr;
 
 impl log::Log for Stderr {
     fn enabled(&self, m: &log::Metadata<'_>) -> bool {
-        // ureq's trace level hex-dumps the bytes on the wire, Authorization headers and all;
-        // its debug level redacts them. Credentials never reach the log.
         m.level() <= log::max_level()
-            && !(m.level() == log::Level::Trace && m.target().starts_with("ureq"))
     }
 
     fn log(&self, r: &log::Record<'_>) {

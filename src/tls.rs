@@ -98,35 +98,6 @@ pub fn client_config(t: &Tls) -> Result<Arc<ClientConfig>, String> {
     Ok(Arc::new(config))
 }
 
-/// The same settings for ureq.
-#[cfg(feature = "http")]
-pub fn ureq_config(t: &Tls) -> Result<ureq::tls::TlsConfig, String> {
-    use ureq::tls::{Certificate, ClientCert, PrivateKey, RootCerts, TlsConfig, TlsProvider};
-    let read = |p: &Path| std::fs::read(p).map_err(|e| format!("{}: {e}", p.display()));
-    let mut b = TlsConfig::builder()
-        .provider(TlsProvider::Rustls)
-        .unversioned_rustls_crypto_provider(provider())
-        .disable_verification(t.insecure);
-    if t.insecure {
-        log::warn!("tls.insecure: the server's certificate is NOT checked");
-    } else {
-        let roots: Vec<Certificate<'static>> = certs(ca_path(t)?)?
-            .iter()
-            .map(|c| Certificate::from_der(c.as_ref()).to_owned())
-            .collect();
-        b = b.root_certs(RootCerts::new_with_certs(&roots));
-    }
-    if let (Some(c), Some(k)) = (&t.client_cert, &t.client_key) {
-        let chain: Vec<Certificate<'static>> = certs(c)?
-            .iter()
-            .map(|c| Certificate::from_der(c.as_ref()).to_owned())
-            .collect();
-        let key = PrivateKey::from_pem(&read(k)?).map_err(|e| format!("{}: {e}", k.display()))?;
-        b = b.client_cert(Some(ClientCert::new_with_certs(&chain, key)));
-    }
-    Ok(b.build())
-}
-
 /// `insecure`: every certificate passes; signatures are still checked so the handshake is
 /// well-formed.
 #[derive(Debug)]

@@ -27,6 +27,43 @@ fn wakeups(pid: u32) -> u64 {
         .sum()
 }
 
+/// HTTP peers cost no thread: an HTTP sink and an HTTP ConfigServer, both in use.
+#[test]
+fn two_threads_with_an_http_sink_and_an_http_config_server() {
+    use common::configserver::ConfigServer;
+    use common::http::{HttpServer, Reply};
+    let s = Scratch::new("threads-http");
+    let sink = HttpServer::start(Box::new(|_| Reply::status(204)));
+    let cs = ConfigServer::start();
+    let f = s.path("logs/app.log");
+    let cfg = s.config(
+        "",
+        &input("app", &f.display().to_string(), ""),
+        &format!(
+            "[sink]\ntype = \"http\"\nurl = \"{}\"\n[fleet]\nserver = \"{}\"\n\
+             heartbeat_interval = \"1s\"\n",
+            sink.url("/in"),
+            cs.url()
+        ),
+    );
+    let a = Agent::start(&s, &cfg);
+    for i in 0..100 {
+        append(&f, &line("h", i));
+    }
+    cs.wait_heartbeats(2, 20);
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while sink.requests().is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "nothing reached the HTTP sink"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // Main (the executor, HTTP included) and async-io's reactor thread.
+    assert_eq!(status(a.pid(), "Threads:"), 2);
+    a.stop();
+}
+
 #[test]
 fn two_threads_and_about_one_wakeup_a_second_when_idle() {
     let s = Scratch::new("threads");

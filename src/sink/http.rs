@@ -13,8 +13,8 @@
 //!   `tailbeat decode`), is counted in `dead_letters` and logged with the status, and
 //!   delivery goes on.
 //!
-//! One frame in flight: requests run on the sink's own worker thread (see [`crate::http`]),
-//! one at a time.
+//! One frame in flight: one request at a time, on the pipeline thread, over one kept-alive
+//! connection (see [`crate::http`]).
 
 use super::failover::{Failover, SWITCH_AFTER};
 use super::{Sink, SinkError};
