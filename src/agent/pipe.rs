@@ -1,5 +1,5 @@
-//! One pipeline: its tailer, open batch, spool and sink settings, and the wake-ups of its
-//! two tasks (collect, deliver).
+//! One pipeline: its tailer, open batch, spool and sink settings, the wake-ups of its two
+//! tasks (collect, deliver), and the command channel to its deliver task ([`ToDeliver`]).
 //!
 //! The local file's inputs, `[batch]`, `[spool]` and `[sink]` are the pipeline named `""`,
 //! its spool in `data_dir/spool` and its frames carrying the instance id. A fleet pipeline
