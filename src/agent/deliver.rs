@@ -1,14 +1,75 @@
 //! Spool → sink → acknowledgement → release: the task that sends, and how it backs off.
+//!
+//! The agent reaches this task through the pipeline's command channel ([`ToDeliver`]): a
+//! new sink, taken at the top of the next turn; a stop, which cuts one retry backoff short.
+//! The task waits on that channel while it owns its receiving end, with no borrow of the
+//! pipe held.
 
-use super::pipe::{Life, PipeRef};
+use super::pipe::{Life, Outbox, PipeRef, ToDeliver};
 use super::{now_ms, Shared};
 use crate::backoff::Backoff;
 use crate::sink::{AnySink, Sink};
+use smol::channel::Receiver;
+use smol::future::FutureExt;
+use smol::Timer;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
+/// The commands that came while the task was busy.
+#[derive(Default)]
+struct Inbox {
+    /// The newest sink the agent sent; taken at the top of the next turn.
+    sink: Option<AnySink>,
+    /// A stop that no backoff has consumed yet: like a notification, it cuts the next one
+    /// short, once.
+    stop: bool,
+}
+
+impl Inbox {
+    fn take(&mut self, c: ToDeliver) {
+        match c {
+            ToDeliver::Sink(s) => self.sink = Some(s),
+            ToDeliver::Stop => self.stop = true,
+        }
+    }
+
+    /// Everything waiting on the channel, without waiting.
+    fn drain(&mut self, commands: &Receiver<ToDeliver>) {
+        while let Ok(c) = commands.try_recv() {
+            self.take(c);
+        }
+    }
+
+    /// Waits `d`, or until a stop: a new sink that comes meanwhile waits for the next turn
+    /// (a retry backoff is not cut short by a config change, as before the channel).
+    async fn backoff(&mut self, commands: &Receiver<ToDeliver>, d: Duration) {
+        let until = Instant::now() + d;
+        loop {
+            if std::mem::take(&mut self.stop) {
+                return;
+            }
+            let got = async { commands.recv().await.ok() }
+                .or(async {
+                    Timer::at(until).await;
+                    None
+                })
+                .await;
+            match got {
+                Some(c) => self.take(c),
+                None => {
+                    // The timer, or a channel closed (the pipe is gone): the whole wait.
+                    Timer::at(until).await;
+                    return;
+                }
+            }
+        }
+    }
+}
+
 /// Spool → sink → acknowledgement → release, for one pipeline.
-pub(super) async fn deliver(st: Shared, pipe: PipeRef, mut sink: AnySink) {
+pub(super) async fn deliver(st: Shared, pipe: PipeRef, out: Outbox) {
+    let Outbox { mut sink, commands } = out;
+    let mut inbox = Inbox::default();
     let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(30));
     let mut buf = Vec::new();
     {
@@ -18,8 +79,8 @@ pub(super) async fn deliver(st: Shared, pipe: PipeRef, mut sink: AnySink) {
     }
     loop {
         let failure = {
-            let new_sink = pipe.borrow_mut().new_sink.take();
-            if let Some(new) = new_sink {
+            inbox.drain(&commands);
+            if let Some(new) = inbox.sink.take() {
                 pipe.borrow_mut().spool.rewind(&mut st.borrow_mut().c);
                 sink = new;
             }
@@ -77,7 +138,7 @@ pub(super) async fn deliver(st: Shared, pipe: PipeRef, mut sink: AnySink) {
                 if let Some(ra) = e.retry_after() {
                     d = d.max(ra.min(Duration::from_secs(3600)));
                 }
-                let stop = {
+                {
                     let mut g = st.borrow_mut();
                     let s = &mut *g;
                     let mut p = pipe.borrow_mut();
@@ -90,9 +151,8 @@ pub(super) async fn deliver(st: Shared, pipe: PipeRef, mut sink: AnySink) {
                     if !p.life.collecting() && (s.shutdown || !(s.once || p.life.removed())) {
                         break;
                     }
-                    p.stop.clone()
-                };
-                stop.wait_for(d).await;
+                }
+                inbox.backoff(&commands, d).await;
                 if st.borrow().shutdown && !pipe.borrow().life.collecting() {
                     break;
                 }

@@ -32,7 +32,6 @@
 
 use crate::config::Config;
 use crate::control::remote::{Kind, Remote};
-use crate::sink::AnySink;
 use crate::stats::{Counters, Latency};
 use crate::Error;
 
@@ -45,7 +44,7 @@ use collect::collect;
 use deliver::deliver;
 #[cfg_attr(not(any(feature = "http", feature = "mqtt")), allow(unused_imports))]
 pub(crate) use handle::{Handle, Health};
-use pipe::{pipelines, Pipe, PipeRef};
+use pipe::{pipelines, Outbox, Pipe, PipeRef};
 use smol::channel::{Receiver, Sender};
 use smol::future::FutureExt;
 use smol::{LocalExecutor, Task, Timer};
@@ -107,7 +106,7 @@ struct State {
     /// config stays here until its backlog is delivered.
     pub(crate) pipes: Vec<PipeRef>,
     /// Pipelines added at run time, for the run loop to start.
-    to_start: Vec<(PipeRef, AnySink)>,
+    to_start: Vec<(PipeRef, Outbox)>,
     /// Rung when `to_start` has something, a collect task ended, or at shutdown.
     starter: Notify,
     pub(crate) c: Counters,
@@ -478,7 +477,7 @@ fn open_pipes(
     cfg: &Config,
     instance: &str,
     c: &mut Counters,
-) -> Result<(Vec<PipeRef>, Vec<AnySink>), (String, Error)> {
+) -> Result<(Vec<PipeRef>, Vec<Outbox>), (String, Error)> {
     let mut pipes = Vec::new();
     let mut sinks = Vec::new();
     for p in pipelines(cfg) {

@@ -1,5 +1,5 @@
-//! One pipeline: its tailer, open batch, spool and sink settings, and the wake-ups of its
-//! two tasks (collect, deliver).
+//! One pipeline: its tailer, open batch, spool and sink settings, the wake-ups of its two
+//! tasks (collect, deliver), and the command channel to its deliver task ([`ToDeliver`]).
 //!
 //! The local file's inputs, `[batch]`, `[spool]` and `[sink]` are the pipeline named `""`,
 //! its spool in `data_dir/spool` and its frames carrying the instance id. A fleet pipeline
@@ -22,6 +22,7 @@ use crate::sink::{AnySink, Sink};
 use crate::spool::{Limits, Spool};
 use crate::stats::Counters;
 use crate::Error;
+use smol::channel::{Receiver, Sender};
 use std::cell::RefCell;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
@@ -96,6 +97,28 @@ impl Life {
     }
 }
 
+/// What the agent tells a pipeline's deliver task, on the pipeline's command channel
+/// ([`COMMANDS`] at most waiting; a command sent to a full channel pushes out the oldest).
+#[derive(Debug)]
+pub(super) enum ToDeliver {
+    /// From now on, send through this sink (the config changed it). Only the newest
+    /// matters, so losing an older one to a full channel loses nothing.
+    Sink(AnySink),
+    /// The agent is stopping: cut a retry backoff short (new frames must not).
+    Stop,
+}
+
+/// Commands that may wait on a pipeline's channel: a stop and a new sink, and one more
+/// new sink, which pushes out the oldest.
+const COMMANDS: usize = 3;
+
+/// What a pipeline's deliver task starts with: the sink, and the receiving end of its
+/// command channel (the sending end stays in the [`Pipe`]).
+pub(super) struct Outbox {
+    pub(super) sink: AnySink,
+    pub(super) commands: Receiver<ToDeliver>,
+}
+
 pub(crate) struct Pipe {
     /// `""` for the local file's pipeline, else the fleet config's name.
     pub(crate) name: String,
@@ -109,7 +132,6 @@ pub(crate) struct Pipe {
     pub(crate) spool: Spool,
     /// A frame built but not yet in the spool (the disk was full): appended before anything new.
     pub(super) pending: Option<Built>,
-    pub(super) new_sink: Option<AnySink>,
     /// Where it is in its life; Stopped is set by deliver, which also takes the pipe out
     /// of the agent's list.
     pub(super) life: Life,
@@ -127,8 +149,9 @@ pub(crate) struct Pipe {
     pub(super) space: Notify,
     /// Rung to make collect look again (shutdown, removal, new settings).
     pub(super) wake: Notify,
-    /// Rung only at shutdown: cuts a retry backoff short, new frames must not.
-    pub(super) stop: Notify,
+    /// To the deliver task: a new sink, a stop. A channel, not a field the task polls: the
+    /// task waits on it without borrowing the pipe.
+    to_deliver: Sender<ToDeliver>,
 }
 
 /// The checkpoint is lost (the agent ran before, `state` is gone or unreadable): files whose
@@ -218,7 +241,7 @@ impl Pipe {
         data_dir: &Path,
         instance: &str,
         c: &mut Counters,
-    ) -> Result<(Pipe, AnySink), Error> {
+    ) -> Result<(Pipe, Outbox), Error> {
         let (dir, stream) = if cfg.name.is_empty() {
             (data_dir.to_path_buf(), instance.to_string())
         } else {
@@ -258,6 +281,7 @@ impl Pipe {
         }
         let tailer = Tailer::new(cfg.inputs.clone(), marks, first_run);
         let batch = BatchBuilder::new(cfg.batch.max_lines, cfg.batch.max_bytes.0 as usize);
+        let (to_deliver, commands) = smol::channel::bounded(COMMANDS);
         Ok((
             Pipe {
                 name: cfg.name.clone(),
@@ -268,7 +292,6 @@ impl Pipe {
                 batch,
                 spool: rec.spool,
                 pending: None,
-                new_sink: None,
                 life: Life::Running,
                 last_checkpoint: Instant::now(),
                 last_scan: None,
@@ -277,9 +300,9 @@ impl Pipe {
                 spooled: Notify::new(),
                 space: Notify::new(),
                 wake: Notify::new(),
-                stop: Notify::new(),
+                to_deliver,
             },
-            sink,
+            Outbox { sink, commands },
         ))
     }
 
@@ -301,8 +324,8 @@ impl Pipe {
         self.batch
             .set_limits(cfg.batch.max_lines, cfg.batch.max_bytes.0 as usize);
         self.spool.set_limits(limits(&cfg));
-        if sink.is_some() {
-            self.new_sink = sink;
+        if let Some(sink) = sink {
+            self.command(ToDeliver::Sink(sink));
         }
         if let Life::Draining { .. } = self.life {
             log::info!("{}: back in the config, reading again", self.label());
@@ -386,11 +409,18 @@ impl Pipe {
         self.ck_failing.is_none() || self.last_checkpoint.elapsed() >= CK_RETRY
     }
 
-    /// Rings every wake-up (shutdown).
+    /// Rings every wake-up, and tells the deliver task to stop (shutdown).
     pub(super) fn wake_all(&self) {
-        for n in [&self.spooled, &self.space, &self.wake, &self.stop] {
+        for n in [&self.spooled, &self.space, &self.wake] {
             n.notify();
         }
+        self.command(ToDeliver::Stop);
+    }
+
+    /// Sends `c` to the deliver task. Never waits: a full channel gives up its oldest
+    /// command (module doc of [`ToDeliver`]); a deliver task that ended takes none.
+    fn command(&self, c: ToDeliver) {
+        let _ = self.to_deliver.force_send(c);
     }
 
     /// For logs: `pipeline "app"`, or `local pipeline`.
