@@ -60,8 +60,9 @@ pub(super) async fn collect(st: Shared, pipe: PipeRef) {
         }
         let now = Instant::now();
         let mut seen = watch.drain(!pipe.borrow().tailer.settled());
-        seen.wake |= std::mem::take(&mut carried).wake;
-        seen.scan |= carried.scan;
+        let before = std::mem::take(&mut carried);
+        seen.wake |= before.wake;
+        seen.scan |= before.scan;
         unscanned |= seen.wake;
         let (outcome, linger_left, poll, stats) = {
             let mut g = st.borrow_mut();

@@ -487,7 +487,7 @@ mod tests {
     }
 
     fn input(glob: &str) -> Input {
-        let t = format!("[[input]]\nname = \"t\"\npaths = [\"{glob}\"]\n");
+        let t = format!("data_dir = \"/tmp\"\n[[input]]\nname = \"t\"\npaths = [\"{glob}\"]\n[sink]\ntype = \"stdout\"\n");
         crate::config::Config::parse(&t).unwrap().inputs.remove(0)
     }
 
