@@ -20,8 +20,9 @@
 //!
 //! Which directories: for each glob, the directories its files can be in; for a `*` or `**`
 //! component, also the directory above it (a new matching subdirectory is an event there);
-//! and where a literal directory of the glob does not exist yet, the deepest one that does,
-//! so that its creation is heard.
+//! where a literal directory of the glob does not exist yet, the deepest one that does, so
+//! that its creation is heard; and the one holding a symlinked directory of the glob, so
+//! that its re-pointing is.
 
 use crate::config::Input;
 use crate::input::glob;
@@ -302,13 +303,15 @@ impl Watch {
             let moved = flags.intersects(
                 ReadFlags::CREATE | ReadFlags::MOVED_TO | ReadFlags::MOVED_FROM | ReadFlags::DELETE,
             );
-            if flags.contains(ReadFlags::ISDIR) {
-                if moved {
-                    // A directory came or went: a glob may reach new places.
-                    self.stale = true;
-                    seen.scan = true;
-                    seen.wake = true;
-                }
+            if moved
+                && (flags.contains(ReadFlags::ISDIR)
+                    || self.globs.iter().any(|g| leads_to(g, &path)))
+            {
+                // A directory (or a symlink a glob goes through) came or went: a glob may
+                // reach other places now.
+                self.stale = true;
+                seen.scan = true;
+                seen.wake = true;
                 continue;
             }
             if self.globs.iter().any(|g| glob::matches(g, &path)) {
@@ -325,6 +328,28 @@ impl Watch {
         }
         seen
     }
+}
+
+/// Whether `path` is a directory a glob goes through (a proper prefix of it), such as the
+/// symlink `/var/log/current` of `/var/log/current/*.log`, replaced when it is re-pointed.
+fn leads_to(pattern: &str, path: &Path) -> bool {
+    let mut prefix = String::new();
+    if pattern.starts_with('/') {
+        prefix.push('/');
+    }
+    let comps: Vec<&str> = pattern.split('/').filter(|c| !c.is_empty()).collect();
+    for c in comps.iter().take(comps.len().saturating_sub(1)) {
+        if !prefix.is_empty() && !prefix.ends_with('/') {
+            prefix.push('/');
+        }
+        prefix.push_str(c);
+        // With a `/` in it, a pattern matches whole paths (a bare name would match any
+        // file of that name).
+        if prefix.contains('/') && glob::matches(&prefix, path) {
+            return true;
+        }
+    }
+    false
 }
 
 /// `""` is the current directory.
@@ -414,6 +439,10 @@ fn walk(dir: &Path, rest: &[&str], depth: usize, out: &mut Vec<PathBuf>) {
     } else {
         let next = dir.join(first);
         if is_dir(&next) {
+            if next.is_symlink() {
+                // Re-pointing it is an event in the directory that holds it.
+                out.push(dir.to_path_buf());
+            }
             walk(&next, more, depth, out);
         } else if is_dir(dir) {
             // Not there yet: its creation is an event here.
@@ -456,6 +485,12 @@ mod tests {
             dirs_of(&p("a/*/app.log")),
             vec![d.join("a"), d.join("a/x"), d.join("a/y")]
         );
+        // A symlinked directory: the one holding the link hears it re-pointed.
+        std::os::unix::fs::symlink(d.join("a/x"), d.join("cur")).unwrap();
+        assert_eq!(dirs_of(&p("cur/app.log")), vec![d.clone(), d.join("cur")]);
+        assert!(leads_to(&p("cur/app.log"), &d.join("cur")));
+        assert!(!leads_to(&p("cur/app.log"), &d.join("other")));
+        std::fs::remove_file(d.join("cur")).unwrap();
         // `**`: every level, hidden directories left out as by the glob walk.
         assert_eq!(
             dirs_of(&p("**/*.log")),
