@@ -70,3 +70,34 @@ fn a_file_created_and_renamed_away_before_any_poll_is_read_whole() {
     let log = a.stop();
     assert!(log.contains("watched with inotify"), "{log}");
 }
+
+#[test]
+fn past_the_watch_limit_directories_are_polled_and_the_log_says_so() {
+    let s = Scratch::new("watch-many");
+    // 256 directories a pipeline may watch, here 300 and the one above them.
+    for i in 0..300 {
+        fs::create_dir_all(s.path(&format!("logs/d{i}"))).unwrap();
+    }
+    let glob = format!("{}/*/app.log", s.path("logs").display());
+    let cfg = s.config(
+        "poll_interval = \"100ms\"",
+        &input("app", &glob, ""),
+        FAST_BATCH,
+    );
+    let a = Agent::start(&s, &cfg);
+    a.wait_log("polled every poll_interval", 10);
+    append(&s.path("logs/d299/app.log"), &line("p", 0));
+    append(&s.path("logs/d0/app.log"), &line("w", 0));
+    let got = wait_until(&s.path("out.tbf"), 10, |g| g.len() == 2);
+    assert_eq!((numbers(&got, "p"), numbers(&got, "w")), (vec![0], vec![0]));
+    let log = a.stop();
+    // Said once per directory, and past the first few in one line.
+    let said = log.lines().filter(|l| l.contains("polled every")).count();
+    assert!(said <= 9, "{said} lines about polled directories:\n{log}");
+    assert!(
+        log.contains("more directories watched with inotify")
+            && log.contains("more directories polled every poll_interval"),
+        "{log}"
+    );
+    assert!(log.contains("256 directories watched already"), "{log}");
+}

@@ -48,6 +48,9 @@ pub const MAX_WATCHES: usize = 256;
 /// minute keeps an idle agent at one wake-up a minute per pipeline while bounding that delay.
 pub const SAFETY_SCAN: Duration = Duration::from_secs(60);
 
+/// Directories whose mode is logged one by one in a single set-up; the rest are counted.
+const TELL: usize = 8;
+
 /// File systems whose files change without the local kernel knowing (other clients' writes
 /// are never reported): NFS, SMB/CIFS, FUSE, 9p, Ceph, AFS, Coda, NCP, GFS2, OCFS2, Lustre.
 const REMOTE_FS: [u32; 13] = [
@@ -173,6 +176,11 @@ impl Watch {
             }
         }
         self.polled.retain(|d| seen.contains(d));
+        self.said.retain(|d, _| seen.contains(d));
+        // Each directory's mode is said once; past a few in one go (a `**` over a big tree,
+        // the watch limit reached), the rest are counted in one line.
+        let (mut told_watched, mut told_polled) = (0, 0);
+        let (mut untold_watched, mut untold_polled) = (0, 0);
         for d in want {
             if self.by_dir.contains_key(&d) {
                 continue;
@@ -186,21 +194,43 @@ impl Watch {
                     self.by_wd.insert(wd, d.clone());
                 }
                 Err(why) => {
-                    // Said once per directory and mode; no inotify at all was said in new().
+                    // No inotify at all was said in new().
                     if self.said.get(&d) != Some(&false) && self.fd.is_some() {
-                        log::warn!(
-                            "{}: {}: polled every poll_interval ({why}); a file created and renamed away between two polls is not seen",
-                            self.label,
-                            shown(&d)
-                        );
+                        if told_polled < TELL {
+                            told_polled += 1;
+                            log::warn!(
+                                "{}: {}: polled every poll_interval ({why}); a file created and renamed away between two polls is not seen",
+                                self.label,
+                                shown(&d)
+                            );
+                        } else {
+                            untold_polled += 1;
+                        }
                     }
                     self.polled.insert(d.clone());
                 }
             }
             if inotify && self.said.get(&d) != Some(&true) {
-                log::info!("{}: {}: watched with inotify", self.label, shown(&d));
+                if told_watched < TELL {
+                    told_watched += 1;
+                    log::info!("{}: {}: watched with inotify", self.label, shown(&d));
+                } else {
+                    untold_watched += 1;
+                }
             }
             self.said.insert(d, inotify);
+        }
+        if untold_watched > 0 {
+            log::info!(
+                "{}: and {untold_watched} more directories watched with inotify",
+                self.label
+            );
+        }
+        if untold_polled > 0 {
+            log::warn!(
+                "{}: and {untold_polled} more directories polled every poll_interval",
+                self.label
+            );
         }
     }
 
@@ -524,6 +554,31 @@ mod tests {
     fn input(glob: &str) -> Input {
         let t = format!("data_dir = \"/tmp\"\n[[input]]\nname = \"t\"\npaths = [\"{glob}\"]\n[sink]\ntype = \"stdout\"\n");
         crate::config::Config::parse(&t).unwrap().inputs.remove(0)
+    }
+
+    #[test]
+    fn a_new_directory_is_watched_and_past_the_limit_directories_are_polled() {
+        let d = scratch("many");
+        let inputs = vec![input(&format!("{}/*/app.log", d.display()))];
+        let mut w = Watch::new("test".into());
+        w.sync(&inputs, Instant::now());
+        assert!(w.covers_all(), "{w:?}");
+        // A directory the glob reaches appears: scan, and watch it.
+        std::fs::create_dir(d.join("new")).unwrap();
+        let s = until(&mut w, |s| s.scan);
+        assert!(s.scan && w.wants_sync(&inputs, Instant::now()), "{s:?}");
+        w.sync(&inputs, Instant::now());
+        assert!(w.by_dir.contains_key(&d.join("new")) && w.covers_all());
+        // More than a pipeline may watch: the rest are polled, and so is the pipeline.
+        for i in 0..MAX_WATCHES {
+            std::fs::create_dir(d.join(format!("d{i}"))).unwrap();
+        }
+        w.sync(&inputs, Instant::now());
+        assert_eq!(w.by_dir.len(), MAX_WATCHES);
+        // `d`, `new` and the others: MAX_WATCHES + 2 directories.
+        assert_eq!(w.polled.len(), 2);
+        assert!(!w.covers_all());
+        std::fs::remove_dir_all(&d).unwrap();
     }
 
     #[test]
