@@ -318,7 +318,11 @@ impl Watch {
             if flags.intersects(ReadFlags::IGNORED | ReadFlags::DELETE_SELF | ReadFlags::MOVE_SELF)
             {
                 // The directory itself went (or moved): its watch is gone; the glob's
-                // parent is watched instead at the next set-up.
+                // parent is watched instead at the next set-up. A moved directory keeps its
+                // watch in the kernel (it follows the inode): that one is taken off.
+                if flags.contains(ReadFlags::MOVE_SELF) {
+                    let _ = inotify::remove_watch(fd.get_ref(), ev.wd());
+                }
                 lost.push(ev.wd());
                 self.stale = true;
                 seen.scan = true;
@@ -579,6 +583,45 @@ mod tests {
         assert_eq!(w.polled.len(), 2);
         assert!(!w.covers_all());
         std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn a_watched_directory_renamed_away_is_let_go_and_its_name_watched_again() {
+        let d = scratch("moved");
+        std::fs::create_dir(d.join("logs")).unwrap();
+        let inputs = vec![input(&format!("{}/logs/*.log", d.display()))];
+        let mut w = Watch::new("test".into());
+        w.sync(&inputs, Instant::now());
+        assert!(w.by_dir.contains_key(&d.join("logs")));
+        std::fs::rename(d.join("logs"), d.join("old")).unwrap();
+        let s = until(&mut w, |s| s.scan);
+        assert!(s.scan && !w.covers_all(), "{s:?} {w:?}");
+        assert!(w.by_dir.is_empty());
+        // Taken off in the kernel too (it would follow the directory to its new name).
+        assert_eq!(kernel_watches(&w), 0);
+        // Writes in the moved directory are not the glob's any more: nothing.
+        std::fs::write(d.join("old/a.log"), b"x\n").unwrap();
+        // Set up again: the glob's directory is missing, so its parent hears it come back.
+        w.sync(&inputs, Instant::now());
+        assert_eq!(w.by_dir.keys().collect::<Vec<_>>(), vec![&d]);
+        assert_eq!(until(&mut w, |_| false), Seen::default());
+        std::fs::create_dir(d.join("logs")).unwrap();
+        assert!(until(&mut w, |s| s.scan).scan);
+        w.sync(&inputs, Instant::now());
+        assert_eq!(w.by_dir.keys().collect::<Vec<_>>(), vec![&d.join("logs")]);
+        assert_eq!(kernel_watches(&w), 1);
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    /// The watches the kernel holds for `w`'s descriptor.
+    fn kernel_watches(w: &Watch) -> usize {
+        use std::os::fd::AsRawFd;
+        let fd = w.fd.as_ref().unwrap().get_ref().as_raw_fd();
+        std::fs::read_to_string(format!("/proc/self/fdinfo/{fd}"))
+            .unwrap()
+            .lines()
+            .filter(|l| l.starts_with("inotify wd:"))
+            .count()
     }
 
     #[test]
