@@ -3,7 +3,7 @@
 mod common;
 use common::*;
 use std::fs;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 fn status(pid: u32, key: &str) -> u64 {
     let s = fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
@@ -56,9 +56,23 @@ fn two_threads_and_no_wakeups_or_writes_when_idle() {
     // Main (the executor) and async-io's reactor thread; see "Threads" in src/lib.rs.
     assert_eq!(status(a.pid(), "Threads:"), 2);
     // What follows the last line: its frame acknowledged, the checkpoint that records it
-    // (at most 5 s later), the last progress line, rotate_wait. Then nothing is left to do.
-    std::thread::sleep(Duration::from_secs(8));
+    // (about 5 s later), the last progress line. Settled once that is past and 2 s pass
+    // without a write call (30 s at most: an agent that never settles is measured anyway,
+    // and fails below).
     let pid = a.pid();
+    let delivered = Instant::now();
+    let deadline = delivered + Duration::from_secs(30);
+    let mut last = (io(pid, "syscw"), Instant::now());
+    while Instant::now() < deadline
+        && (delivered.elapsed() < Duration::from_secs(6)
+            || last.1.elapsed() < Duration::from_secs(2))
+    {
+        std::thread::sleep(Duration::from_millis(100));
+        let w = io(pid, "syscw");
+        if w != last.0 {
+            last = (w, Instant::now());
+        }
+    }
     let before = (wakeups(pid), io(pid, "syscw"), io(pid, "write_bytes"));
     std::thread::sleep(Duration::from_secs(10));
     let after = (wakeups(pid), io(pid, "syscw"), io(pid, "write_bytes"));
