@@ -6,14 +6,25 @@
 //! deliver task and the signal handler run; the frame is kept and appended before anything
 //! new, and no file position moves past a frame until it is in the spool. The spool never
 //! takes the last [`DISK_RESERVE`] bytes of `data_dir`'s file system.
+//!
+//! When to look: the files are scanned at most every `min(poll_interval, 1 s)` and read
+//! after each sleep, which grows from [`MIN_POLL`] to `poll_interval` while they stay quiet;
+//! inotify ([`Watch`]) cuts a sleep short when a watched file is written, and forces a scan
+//! at once when one is created, renamed or deleted. Only when every directory is watched,
+//! a scan has seen the files since the last event, and nothing waits on the clock (open
+//! batch, frames not yet acknowledged, a checkpoint to write, the tailer's own waits: see
+//! `Tailer::settled`) does the task sleep longer, up to `max(poll_interval, SAFETY_SCAN)`:
+//! then an idle pipeline wakes once a minute, and writes nothing.
 
 use super::pipe::{Life, Pipe, PipeRef};
 use super::{log_stats, now_ms, Built, Shared, CHECKPOINT_EVERY, MIN_POLL};
 use crate::config::OnFull;
 use crate::frame::BatchBuilder;
+use crate::input::watch::{Seen, Watch, SAFETY_SCAN};
 use crate::input::Outcome;
 use crate::spool::SpoolError;
 use crate::stats::Counters;
+use smol::future::FutureExt;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -26,6 +37,12 @@ pub(super) async fn collect(st: Shared, pipe: PipeRef) {
     let local = pipe.borrow().name.is_empty();
     let mut batch_age = Linger::default();
     let mut disk = DiskLog::default();
+    let mut watch = Watch::new(pipe.borrow().label());
+    // A watched file changed since the last scan: no long sleep until a scan has seen it
+    // (a truncation, say, is noticed by a scan, and its event may have come just after one).
+    let mut unscanned = false;
+    // Events drained while sleeping, for the next look.
+    let mut carried = Seen::default();
     loop {
         let removed = {
             let p = pipe.borrow();
@@ -35,24 +52,30 @@ pub(super) async fn collect(st: Shared, pipe: PipeRef) {
             p.life.removed()
         };
         if removed {
-            if park(&st, &pipe, &mut disk).await {
+            if park(&st, &pipe, &mut disk, &mut watch).await {
                 break;
             }
             pipe.borrow_mut().last_scan = None;
             continue;
         }
         let now = Instant::now();
+        let mut seen = watch.drain(!pipe.borrow().tailer.settled());
+        let before = std::mem::take(&mut carried);
+        seen.wake |= before.wake;
+        seen.scan |= before.scan;
+        unscanned |= seen.wake;
         let (outcome, linger_left, poll, stats) = {
             let mut g = st.borrow_mut();
             let s = &mut *g;
             let mut p = pipe.borrow_mut();
             let p = &mut *p;
             let poll = s.cfg.poll_interval.0;
-            if p.last_scan
-                .is_none_or(|t| now.duration_since(t) >= poll.min(Duration::from_secs(1)))
+            if seen.scan
+                || p.last_scan
+                    .is_none_or(|t| now.duration_since(t) >= poll.min(Duration::from_secs(1)))
             {
-                p.tailer.scan(now, &p.batch, &mut s.c);
-                p.last_scan = Some(now);
+                scan(&mut watch, p, now, &mut s.c);
+                unscanned = false;
             }
             let outcome = if p.pending.is_some() {
                 Outcome::BatchFull
@@ -79,7 +102,7 @@ pub(super) async fn collect(st: Shared, pipe: PipeRef) {
             || pipe.borrow().batch.is_full()
             || linger_left == Some(Duration::ZERO);
         if close {
-            if !close_frame(&st, &pipe, &mut disk).await {
+            if !close_frame(&st, &pipe, &mut disk, &mut watch).await {
                 continue;
             }
             batch_age.closed();
@@ -98,11 +121,45 @@ pub(super) async fn collect(st: Shared, pipe: PipeRef) {
             }
             Outcome::Idle => {
                 let mut d = sleep;
+                let (wake, settled) = {
+                    let p = pipe.borrow();
+                    let quiet = watch.covers_all()
+                        && !unscanned
+                        && p.tailer.settled()
+                        && !p.changed
+                        && p.pending.is_none()
+                        && p.batch.is_empty()
+                        && p.spool.backlog() == 0;
+                    if quiet {
+                        d = poll.max(SAFETY_SCAN);
+                    }
+                    (p.wake.clone(), p.tailer.settled())
+                };
                 if let Some(l) = linger_left.filter(|l| !l.is_zero()) {
                     d = d.min(l);
                 }
-                let wake = pipe.borrow().wake.clone();
-                wake.wait_for(d).await;
+                // Events about files no glob names (a busy neighbour in /var/log) are
+                // drained here and slept through: only ours end the sleep.
+                let until = Instant::now() + d;
+                loop {
+                    let left = until.saturating_duration_since(Instant::now());
+                    let heard = async {
+                        wake.wait_for(left).await;
+                        false
+                    }
+                    .or(async {
+                        watch.ready().await;
+                        true
+                    })
+                    .await;
+                    if !heard {
+                        break;
+                    }
+                    carried = watch.drain(!settled);
+                    if carried.wake || carried.scan {
+                        break;
+                    }
+                }
                 sleep = (sleep * 2).min(poll);
             }
         }
@@ -118,10 +175,10 @@ pub(super) async fn collect(st: Shared, pipe: PipeRef) {
 
 /// A removed pipeline: its open batch goes to the spool, then it waits to be put back in
 /// the config (false) or for its tasks to end (true).
-async fn park(st: &Shared, pipe: &PipeRef, disk: &mut DiskLog) -> bool {
+async fn park(st: &Shared, pipe: &PipeRef, disk: &mut DiskLog, watch: &mut Watch) -> bool {
     // The batch first, waiting for room (spool or disk) like any frame: what was read is
     // delivered. Only a shutdown stops that wait.
-    if !close_frame(st, pipe, disk).await {
+    if !close_frame(st, pipe, disk, watch).await {
         return true;
     }
     {
@@ -218,7 +275,7 @@ struct DiskLog {
 /// dropping per `on_full`, and waiting while the disk is full or refuses the write: reading
 /// is paused meanwhile, the deliver task keeps sending (which frees the disk) and signals
 /// are handled, as the task sleeps between looks. Returns false only at shutdown.
-async fn close_frame(st: &Shared, pipe: &PipeRef, log: &mut DiskLog) -> bool {
+async fn close_frame(st: &Shared, pipe: &PipeRef, log: &mut DiskLog, watch: &mut Watch) -> bool {
     let mut waited = false;
     let mut disk: Option<DiskWait> = None;
     let done = loop {
@@ -333,8 +390,20 @@ async fn close_frame(st: &Shared, pipe: &PipeRef, log: &mut DiskLog) -> bool {
             let every = st.borrow().cfg.poll_interval.0.min(Duration::from_secs(1));
             let now = Instant::now();
             let slice = until.saturating_duration_since(now).min(every);
-            wake.wait_for(slice).await;
-            let woke_early = now.elapsed() < slice;
+            // An inotify event ends the slice too: a file created or renamed meanwhile is
+            // opened now (a generation renamed away is then followed by identity), not at
+            // the next slice; it does not count as room.
+            let notified = async {
+                wake.wait_for(slice).await;
+                true
+            }
+            .or(async {
+                watch.ready().await;
+                false
+            })
+            .await;
+            let woke_early = notified && now.elapsed() < slice;
+            let seen = watch.drain(true);
             let mut g = st.borrow_mut();
             let s = &mut *g;
             if s.shutdown {
@@ -343,9 +412,8 @@ async fn close_frame(st: &Shared, pipe: &PipeRef, log: &mut DiskLog) -> bool {
             let mut p = pipe.borrow_mut();
             let p = &mut *p;
             let now = Instant::now();
-            if p.last_scan.is_none_or(|t| now.duration_since(t) >= every) {
-                p.tailer.scan(now, &p.batch, &mut s.c);
-                p.last_scan = Some(now);
+            if seen.scan || p.last_scan.is_none_or(|t| now.duration_since(t) >= every) {
+                scan(watch, p, now, &mut s.c);
             }
             if woke_early || now >= until {
                 break;
@@ -364,6 +432,16 @@ async fn close_frame(st: &Shared, pipe: &PipeRef, log: &mut DiskLog) -> bool {
         }
     }
     done
+}
+
+/// Looks for new, rotated and truncated files, the watches set up again first when they
+/// need it (so that a file made during the scan is either found or heard of).
+fn scan(watch: &mut Watch, p: &mut Pipe, now: Instant, c: &mut Counters) {
+    if watch.wants_sync(&p.cfg.inputs, now) {
+        watch.sync(&p.cfg.inputs, now);
+    }
+    p.tailer.scan(now, &p.batch, c);
+    p.last_scan = Some(now);
 }
 
 fn finish(p: &mut Pipe) -> Built {

@@ -54,7 +54,9 @@ use std::rc::Rc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// Shortest sleep between polls while data is flowing; it doubles up to `poll_interval`
-/// while the files stay quiet, so an idle agent wakes about once a second.
+/// while the files stay quiet. With inotify watching every directory and nothing waiting on
+/// the clock, a pipeline sleeps longer still (collect.rs), so an idle agent wakes about once
+/// a minute.
 const MIN_POLL: Duration = Duration::from_millis(20);
 /// A checkpoint is written at least this often while anything changes.
 const CHECKPOINT_EVERY: Duration = Duration::from_secs(5);

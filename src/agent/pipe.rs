@@ -320,6 +320,9 @@ impl Pipe {
     pub(super) fn update(&mut self, cfg: Pipeline, sink: Option<AnySink>) {
         if cfg.inputs != self.cfg.inputs {
             self.tailer.set_inputs(cfg.inputs.clone());
+            // New globs are looked at now, not at the next poll (which may be a minute
+            // away when inotify watches everything).
+            self.last_scan = None;
         }
         self.batch
             .set_limits(cfg.batch.max_lines, cfg.batch.max_bytes.0 as usize);

@@ -18,14 +18,16 @@
 //!   shared between the files; at most [`MAX_OPEN_FILES`] are open, the others wait for a
 //!   turn (counted) while files read to their end are let go and later reopened by identity.
 //!
-//! Polling, not inotify: one `stat` per watched path per poll costs nothing at the one-second
-//! idle interval, works the same on every filesystem (NFS, overlay, tmpfs on gateways), and
-//! needs no extra descriptors or threads.
+//! Scans and reads happen when the agent calls them: at each poll, and at once when
+//! [`watch`] (inotify) reports that a file was written, created or renamed. Polling stays the
+//! ground truth: it works the same on every filesystem (NFS, overlay, tmpfs on gateways), and
+//! inotify only makes it sooner and rarer.
 
 pub mod file;
 pub mod glob;
 #[cfg(test)]
 mod tests;
+pub mod watch;
 
 use crate::config::{Input, StartAt};
 use crate::frame::{BatchBuilder, FileMark, SourceRef};
@@ -276,6 +278,23 @@ impl Tailer {
                 .files
                 .iter()
                 .any(|f| (f.dev, f.ino) == key && !f.suspect)
+    }
+
+    /// Whether nothing here waits on the clock: no rotated file kept open, no last line
+    /// waiting for its newline (`partial_flush`), no file waiting for a turn, no suspected
+    /// copy, no note or unspooled line pending. While it holds, only a change to a file can
+    /// give [`scan`](Self::scan) or [`read`](Self::read) something to do, so an agent told of
+    /// changes (inotify) need not poll.
+    pub fn settled(&self) -> bool {
+        self.waiting == 0
+            && self.notes.is_empty()
+            && self.unspooled.is_empty()
+            && self.files.iter().all(|f| {
+                f.rotated.is_none()
+                    && f.partial_since.is_none()
+                    && !f.suspect
+                    && f.wait_for.is_none()
+            })
     }
 
     /// Number of files found that wait for a turn because [`MAX_OPEN_FILES`] are open.

@@ -1,0 +1,103 @@
+//! Told by inotify: a line written to a quiet file arrives in milliseconds, not at the next
+//! poll, and a file that lives for less than a poll interval is still read.
+
+mod common;
+use common::*;
+use std::fs;
+use std::time::{Duration, Instant};
+
+/// Polls so rarely that only inotify can explain a prompt delivery.
+const TOP: &str = "poll_interval = \"30s\"";
+const FAST_BATCH: &str = "[batch]\nlinger = \"10ms\"\n";
+
+#[test]
+fn a_line_written_to_a_quiet_file_arrives_in_milliseconds() {
+    let s = Scratch::new("watch-latency");
+    let f = s.path("logs/app.log");
+    append(&f, &line("q", 0));
+    let cfg = s.config(TOP, &input("app", &f.display().to_string(), ""), FAST_BATCH);
+    let a = Agent::start(&s, &cfg);
+    wait_lines(&s.path("out.tbf"), 1, 10);
+    // Quiet for a while: a polling agent's sleep has grown to seconds by now.
+    std::thread::sleep(Duration::from_secs(4));
+    let mut worst = Duration::ZERO;
+    for i in 1..=3 {
+        let t = Instant::now();
+        append(&f, &line("q", i));
+        wait_lines(&s.path("out.tbf"), 1 + i as usize, 40);
+        worst = worst.max(t.elapsed());
+        std::thread::sleep(Duration::from_millis(1500));
+    }
+    eprintln!("slowest of three lines written to a quiet file: {worst:?}");
+    assert!(
+        worst < Duration::from_millis(800),
+        "a line took {worst:?} with poll_interval 30s"
+    );
+    let got = read_sink(&s.path("out.tbf"));
+    assert_eq!(numbers(&got, "q"), vec![0, 1, 2, 3]);
+    a.stop();
+}
+
+#[test]
+fn a_file_created_and_renamed_away_before_any_poll_is_read_whole() {
+    let s = Scratch::new("watch-short");
+    let f = s.path("logs/app.log");
+    append(&f, &line("g0", 0));
+    // The glob names the live file only: a renamed generation is found by no scan.
+    let cfg = s.config(TOP, &input("app", &f.display().to_string(), ""), FAST_BATCH);
+    let a = Agent::start(&s, &cfg);
+    wait_lines(&s.path("out.tbf"), 1, 10);
+    std::thread::sleep(Duration::from_secs(3));
+    // Three generations, each created, written and renamed away within 50 ms.
+    for g in 1..=3u64 {
+        fs::rename(&f, s.path(&format!("logs/app.log.{g}"))).unwrap();
+        let tag = format!("g{g}");
+        let text: String = (0..100).map(|i| line(&tag, i)).collect();
+        fs::write(&f, text).unwrap();
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    fs::rename(&f, s.path("logs/app.log.4")).unwrap();
+    let got = wait_until(&s.path("out.tbf"), 10, |g| {
+        (1..=3).all(|n| numbers(g, &format!("g{n}")).len() == 100)
+    });
+    for g in 1..=3 {
+        assert_eq!(
+            numbers(&got, &format!("g{g}")),
+            (0..100).collect::<Vec<_>>(),
+            "generation {g}"
+        );
+    }
+    let log = a.stop();
+    assert!(log.contains("watched with inotify"), "{log}");
+}
+
+#[test]
+fn past_the_watch_limit_directories_are_polled_and_the_log_says_so() {
+    let s = Scratch::new("watch-many");
+    // 256 directories a pipeline may watch, here 300 and the one above them.
+    for i in 0..300 {
+        fs::create_dir_all(s.path(&format!("logs/d{i}"))).unwrap();
+    }
+    let glob = format!("{}/*/app.log", s.path("logs").display());
+    let cfg = s.config(
+        "poll_interval = \"100ms\"",
+        &input("app", &glob, ""),
+        FAST_BATCH,
+    );
+    let a = Agent::start(&s, &cfg);
+    a.wait_log("polled every poll_interval", 10);
+    append(&s.path("logs/d299/app.log"), &line("p", 0));
+    append(&s.path("logs/d0/app.log"), &line("w", 0));
+    let got = wait_until(&s.path("out.tbf"), 10, |g| g.len() == 2);
+    assert_eq!((numbers(&got, "p"), numbers(&got, "w")), (vec![0], vec![0]));
+    let log = a.stop();
+    // Said once per directory, and past the first few in one line.
+    let said = log.lines().filter(|l| l.contains("polled every")).count();
+    assert!(said <= 9, "{said} lines about polled directories:\n{log}");
+    assert!(
+        log.contains("more directories watched with inotify")
+            && log.contains("more directories polled every poll_interval"),
+        "{log}"
+    );
+    assert!(log.contains("256 directories watched already"), "{log}");
+}
