@@ -207,7 +207,8 @@ impl Pipe {
             }
         }
         let tailer = Tailer::new(cfg.inputs.clone(), marks, first_run);
-        let batch = BatchBuilder::new(cfg.batch.max_lines, cfg.batch.max_bytes.0 as usize);
+        let mut batch = BatchBuilder::new(cfg.batch.max_lines, cfg.batch.max_bytes.0 as usize);
+        batch.set_codec(cfg.batch.compression);
         Ok((
             Pipe {
                 name: cfg.name.clone(),
@@ -252,6 +253,7 @@ impl Pipe {
         }
         self.batch
             .set_limits(cfg.batch.max_lines, cfg.batch.max_bytes.0 as usize);
+        self.batch.set_codec(cfg.batch.compression);
         self.spool.set_limits(limits(&cfg));
         if sink.is_some() {
             self.new_sink = sink;
