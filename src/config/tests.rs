@@ -74,6 +74,23 @@ fn bad_duration() {
 }
 
 #[test]
+fn batch_compression_names_a_codec() {
+    use crate::frame::Codec;
+    assert_eq!(Config::parse(GOOD).unwrap().batch.compression, Codec::Lz4);
+    for (name, codec) in [
+        ("none", Codec::None),
+        ("deflate", Codec::Deflate),
+        ("lz4", Codec::Lz4),
+    ] {
+        let c = Config::parse(&format!("{GOOD}\n[batch]\ncompression = \"{name}\"\n")).unwrap();
+        assert_eq!(c.batch.compression, codec);
+    }
+    let e = err(&format!("{GOOD}\n[batch]\ncompression = \"zstd\"\n"));
+    assert_eq!(e.key.as_deref(), Some("batch.compression"));
+    assert!(e.msg.contains("zstd") && e.msg.contains("lz4"), "{e}");
+}
+
+#[test]
 fn bad_enum_value() {
     let e = err(&format!("{GOOD}\n[spool]\non_full = \"panic\"\n"));
     assert_eq!(e.key.as_deref(), Some("spool.on_full"));
