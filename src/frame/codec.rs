@@ -12,16 +12,50 @@ use serde::Deserialize;
 use std::fmt;
 
 /// How `batch.compression` stores a batch payload over [`COMPRESS_ABOVE`] bytes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
 pub enum Codec {
     /// Stored as it is.
     None,
     /// Raw DEFLATE (RFC 1951), level 1.
     Deflate,
-    /// LZ4 block format. The default: measured in README, "Compression".
-    #[default]
+    /// LZ4 block format. The default where it is built in: measured in README, "Compression".
     Lz4,
+}
+
+impl Default for Codec {
+    fn default() -> Self {
+        if cfg!(feature = "lz4") {
+            Codec::Lz4
+        } else {
+            Codec::None
+        }
+    }
+}
+
+/// A codec named in a config: one of the three, and built into this binary.
+impl TryFrom<String> for Codec {
+    type Error = String;
+
+    fn try_from(name: String) -> Result<Codec, String> {
+        let c = match name.as_str() {
+            "none" => Codec::None,
+            "deflate" => Codec::Deflate,
+            "lz4" => Codec::Lz4,
+            _ => {
+                let shown: String = name.chars().take(32).collect();
+                return Err(format!(
+                    "unknown codec `{shown}`, expected none, deflate or lz4"
+                ));
+            }
+        };
+        if !c.built_in() {
+            return Err(format!(
+                "{name} is left out of this build (cargo feature {name})"
+            ));
+        }
+        Ok(c)
+    }
 }
 
 /// Payloads of at most this many bytes are stored plain whatever the codec: below it the
@@ -37,6 +71,7 @@ pub const PLAIN_LEN_BYTES: usize = 4;
 
 /// miniz's level 1 (one hash probe): most of deflate's ratio on log lines at a fraction of
 /// level 6's time (README, "Compression").
+#[cfg(feature = "deflate")]
 const DEFLATE_LEVEL: i32 = 1;
 
 impl Codec {
@@ -56,6 +91,15 @@ impl Codec {
             1 => Some(Codec::Deflate),
             2 => Some(Codec::Lz4),
             _ => None,
+        }
+    }
+
+    /// Whether this binary can compress and inflate with it (cargo features `lz4`, `deflate`).
+    pub fn built_in(self) -> bool {
+        match self {
+            Codec::None => true,
+            Codec::Deflate => cfg!(feature = "deflate"),
+            Codec::Lz4 => cfg!(feature = "lz4"),
         }
     }
 
@@ -79,14 +123,16 @@ impl fmt::Display for Codec {
 /// first deflate frame) are reset rather than allocated again for every frame.
 #[derive(Default)]
 pub(super) struct Compressor {
+    #[cfg(feature = "deflate")]
     deflate: Option<Box<miniz_oxide::deflate::core::CompressorOxide>>,
 }
 
 impl fmt::Debug for Compressor {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Compressor")
-            .field("deflate", &self.deflate.is_some())
-            .finish()
+        let mut d = f.debug_struct("Compressor");
+        #[cfg(feature = "deflate")]
+        d.field("deflate", &self.deflate.is_some());
+        d.finish()
     }
 }
 
@@ -94,6 +140,11 @@ impl Compressor {
     /// Appends `plain`'s length and its compressed stream to `out`, if that takes fewer than
     /// `plain.len()` bytes; otherwise leaves `out` as it was and returns false (the payload
     /// is then stored plain: compression never makes a frame bigger).
+    // Without both codecs built in, some arms never produce a value.
+    #[cfg_attr(
+        not(all(feature = "lz4", feature = "deflate")),
+        allow(unused_variables, unreachable_code)
+    )]
     pub(super) fn compress(&mut self, codec: Codec, plain: &[u8], out: &mut Vec<u8>) -> bool {
         let start = out.len();
         let room = match plain.len().checked_sub(PLAIN_LEN_BYTES + 1) {
@@ -102,8 +153,15 @@ impl Compressor {
         };
         out.extend_from_slice(&(plain.len() as u32).to_le_bytes());
         let at = out.len();
-        let written = match codec {
+        let written: Option<usize> = match codec {
+            // A codec left out of the build is refused in the config; were one to get here,
+            // the payload is stored plain.
             Codec::None => None,
+            #[cfg(not(feature = "lz4"))]
+            Codec::Lz4 => None,
+            #[cfg(not(feature = "deflate"))]
+            Codec::Deflate => None,
+            #[cfg(feature = "lz4")]
             Codec::Lz4 => {
                 // lz4_flex wants room for its worst case, whatever the input.
                 out.resize(
@@ -114,6 +172,7 @@ impl Compressor {
                     .ok()
                     .filter(|&n| n <= room)
             }
+            #[cfg(feature = "deflate")]
             Codec::Deflate => {
                 use miniz_oxide::deflate::core::{
                     compress, create_comp_flags_from_zip_params, CompressorOxide, TDEFLFlush,
@@ -151,6 +210,10 @@ impl Compressor {
 /// Inflates a stored payload compressed with `codec` into `buf` (cleared first), refusing a
 /// declared length over `max` before allocating, and a stream that does not give exactly the
 /// declared length.
+#[cfg_attr(
+    not(all(feature = "lz4", feature = "deflate")),
+    allow(unused_variables, unreachable_code)
+)]
 pub(super) fn decompress(
     codec: Codec,
     stored: &[u8],
@@ -171,11 +234,21 @@ pub(super) fn decompress(
     let stream = &stored[PLAIN_LEN_BYTES..];
     buf.clear();
     buf.resize(len, 0);
-    let got = match codec {
+    let got: usize = match codec {
         Codec::None => return Err(bad("no codec named".into())),
+        #[cfg(not(feature = "lz4"))]
+        Codec::Lz4 => return Err(bad("this build leaves lz4 out (cargo feature lz4)".into())),
+        #[cfg(not(feature = "deflate"))]
+        Codec::Deflate => {
+            return Err(bad(
+                "this build leaves deflate out (cargo feature deflate)".into()
+            ))
+        }
+        #[cfg(feature = "lz4")]
         Codec::Lz4 => {
             lz4_flex::block::decompress_into(stream, buf).map_err(|e| bad(e.to_string()))?
         }
+        #[cfg(feature = "deflate")]
         Codec::Deflate => {
             use miniz_oxide::inflate::core::{decompress, inflate_flags, DecompressorOxide};
             use miniz_oxide::inflate::TINFLStatus;

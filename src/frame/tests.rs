@@ -358,6 +358,7 @@ fn a_state_without_gone_ranges_is_a_plain_checkpoint_and_old_readers_skip_them()
 }
 
 /// The batch of FORMAT.md's compressed vectors: 24 lines of one file, a 1,372-byte payload.
+#[cfg(all(feature = "lz4", feature = "deflate"))]
 fn vector_compressible(codec: Codec) -> Vec<u8> {
     let a = SourceRef {
         path: "/var/log/app.log",
@@ -384,6 +385,7 @@ fn vector_compressible(codec: Codec) -> Vec<u8> {
     bb.finish("gw-1", 301)
 }
 
+#[cfg(all(feature = "lz4", feature = "deflate"))]
 fn compressible_lines() -> Vec<String> {
     (0..24)
         .map(|i| format!("Nov 30 10:00:00 gw-1 modbusd[42]: poll slave {} ok", i % 2))
@@ -391,6 +393,7 @@ fn compressible_lines() -> Vec<String> {
 }
 
 #[test]
+#[cfg(all(feature = "lz4", feature = "deflate"))]
 fn print_compressed_vectors() {
     // `cargo test print_compressed_vectors -- --nocapture` shows FORMAT.md's compressed bytes.
     for codec in [Codec::None, Codec::Deflate, Codec::Lz4] {
@@ -409,6 +412,7 @@ fn print_compressed_vectors() {
 }
 
 #[test]
+#[cfg(all(feature = "lz4", feature = "deflate"))]
 fn compressed_vectors_match_format_md_and_decode_to_the_plain_batch() {
     let plain = vector_compressible(Codec::None);
     assert_eq!(plain.len(), HEADER_LEN + 1372, "FORMAT.md says 1,372 bytes");
@@ -452,6 +456,7 @@ fn compressed_vectors_match_format_md_and_decode_to_the_plain_batch() {
     }
 }
 
+#[cfg(all(feature = "lz4", feature = "deflate"))]
 fn frame_plain_only_error(f: &[u8]) -> FrameError {
     decode_batch(f).unwrap_err()
 }
@@ -479,6 +484,7 @@ fn both(lines: &[Vec<u8>], codec: Codec) -> (usize, Vec<u8>) {
 }
 
 #[test]
+#[cfg(all(feature = "lz4", feature = "deflate"))]
 fn a_payload_of_at_most_1_kib_stays_plain_and_one_over_it_is_compressed() {
     for codec in [Codec::Deflate, Codec::Lz4] {
         let mut seen = (false, false);
@@ -572,6 +578,7 @@ fn a_corrupt_compressed_payload_is_a_clear_error_not_a_panic() {
 }
 
 #[test]
+#[cfg(all(feature = "lz4", feature = "deflate"))]
 fn a_bomb_is_refused_at_the_decoders_limit_before_it_is_allocated() {
     let zeros = vec![0u8; 8 << 20];
     for codec in [Codec::Deflate, Codec::Lz4] {
