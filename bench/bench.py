@@ -10,7 +10,12 @@ Prints a Markdown table. Figures from one run on one machine: compare ratios, no
 
   4. with --mqtt: the bulk run again into the MQTT sink, against Mosquitto on loopback.
 
+--compression none,deflate,lz4 runs the large bulk run once per codec (`batch.compression`),
+in the same run, so their bytes per input byte, speed and CPU compare; without it the agent's
+default is used.
+
 usage: bench/bench.py [--lines 2000000] [--live-rate 50000] [--live-secs 10] [--bin PATH] [--mqtt]
+                      [--compression CODEC[,CODEC...]]
 """
 import argparse, os, random, shutil, subprocess, sys, tempfile, threading, time
 
@@ -33,8 +38,9 @@ def gen(path, n, seed=1):
                 f.write("".join(buf)); buf = []
         f.write("".join(buf))
 
-def config(d, glob, extra="", sink=None):
+def config(d, glob, extra="", sink=None, codec=None):
     p = os.path.join(d, "bench.toml")
+    batch = f'[batch]\ncompression = "{codec}"\n' if codec else ""
     sink = sink or f'''[sink]
 type = "file"
 path = "{d}/out.tbf"'''
@@ -52,6 +58,7 @@ start_at = "head"
 max_bytes = "256MiB"
 segment_bytes = "16MiB"
 
+{batch}
 {sink}
 ''')
     return p
@@ -127,6 +134,8 @@ def main():
     ap.add_argument("--live-secs", type=int, default=10)
     ap.add_argument("--bin", default=os.path.join(ROOT, "target/release/tailbeat"))
     ap.add_argument("--mqtt", action="store_true", help="also the bulk run into the MQTT sink (needs mosquitto)")
+    ap.add_argument("--compression", default=None,
+                    help="comma-separated codecs for the large bulk run (none, deflate, lz4)")
     a = ap.parse_args()
     if a.bin == ap.get_default("bin"):
         # Always: a stale binary measures old code.
@@ -135,17 +144,21 @@ def main():
     tmp = tempfile.mkdtemp(prefix="tailbeat-bench-")
     try:
         # 1. bulk, large and small
-        for n in (a.lines, max(a.lines // 30, 1000)):
+        codecs = a.compression.split(",") if a.compression else [None]
+        runs = [(a.lines, c) for c in codecs] + [(max(a.lines // 30, 1000), codecs[0])]
+        for n, codec in runs:
             d = os.path.join(tmp, f"bulk{n}")
-            os.makedirs(d)
             log = os.path.join(d, "syslog.log")
-            gen(log, n)
+            if not os.path.exists(log):
+                os.makedirs(d)
+                gen(log, n)
             size = os.path.getsize(log)
+            label = f", {codec}" if codec else ""
             for fsync in ("true", "false"):
                 shutil.rmtree(os.path.join(d, "data"), ignore_errors=True)
                 if os.path.exists(os.path.join(d, "out.tbf")):
                     os.remove(os.path.join(d, "out.tbf"))
-                cfg = config(d, log, "" if fsync == "true" else "")
+                cfg = config(d, log, "", codec=codec)
                 if fsync == "false":
                     with open(cfg) as f:
                         text = f.read().replace('segment_bytes = "16MiB"', 'segment_bytes = "16MiB"\nfsync = false')
@@ -156,7 +169,7 @@ def main():
                 if got != n:
                     sys.exit(f"delivered {got} lines of {n}")
                 out = os.path.getsize(os.path.join(d, "out.tbf"))
-                rows.append((f"bulk {n:,} lines ({size / 1e6:.0f} MB), spool fsync {fsync}",
+                rows.append((f"bulk {n:,} lines ({size / 1e6:.0f} MB){label}, spool fsync {fsync}",
                              f"{n / wall:,.0f}", f"{size / wall / 1e6:.0f}", f"{cpu:.2f}",
                              f"{rss / 1024:.1f}", str(thr), f"{out / size:.3f}"))
         # 4. MQTT sink against Mosquitto on loopback

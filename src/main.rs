@@ -214,6 +214,7 @@ fn decode(args: &[String]) -> ExitCode {
 
 fn decode_one(r: impl Read, p: &Path, out: &mut impl Write, bad: &mut u64) -> io::Result<()> {
     let mut fr = FrameReader::new(r, frame::MAX_PAYLOAD);
+    let mut dec = frame::Decoder::default();
     while let Some(item) = fr.next_item()? {
         match item {
             Item::Frame { pos, bytes } => {
@@ -221,7 +222,7 @@ fn decode_one(r: impl Read, p: &Path, out: &mut impl Write, bad: &mut u64) -> io
                 let res = match kind {
                     Ok(Kind::Checkpoint) => frame::decode_checkpoint(bytes)
                         .map(|c| frame::json::write_checkpoint(out, &c)),
-                    _ => frame::decode_batch(bytes).map(|b| frame::json::write_batch(out, &b)),
+                    _ => dec.batch(bytes).map(|b| frame::json::write_batch(out, &b)),
                 };
                 match res {
                     Ok(w) => w?,

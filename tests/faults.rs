@@ -205,7 +205,9 @@ fn a_disk_filled_by_the_spool_pauses_reading_and_resumes_when_the_sink_drains_it
         "shutdown_timeout = \"1s\"",
         &input("app", log.to_str().unwrap(), "max_line_bytes = 1024"),
         &format!(
-            "[batch]\nmax_bytes = \"8KiB\"\nlinger = \"50ms\"\n[spool]\nsegment_bytes = \"64KiB\"\n{}{}",
+            // Stored plain: the disk fills by the lines' own byte count (compressed, 4 MB of
+            // these repetitive lines would fit in 2 MiB).
+            "[batch]\nmax_bytes = \"8KiB\"\nlinger = \"50ms\"\ncompression = \"none\"\n[spool]\nsegment_bytes = \"64KiB\"\n{}{}",
             http_sink(&srv.url("/ingest"), "1s"),
             fleet(&cs)
         ),

@@ -333,8 +333,9 @@ fn lines_of(got: &Received, tag: &str) -> (Vec<u64>, usize, Vec<String>) {
     let mut nums = Vec::new();
     let mut repeats = 0;
     let mut topics = Vec::new();
+    let mut dec = tailbeat::frame::Decoder::default();
     for (topic, payload) in msgs.iter().filter(|(t, _)| t.ends_with("/frames")) {
-        let b = tailbeat::frame::decode_batch(payload).expect("each message is one whole frame");
+        let b = dec.batch(payload).expect("each message is one whole frame");
         if !seen.insert(b.seq) {
             repeats += 1;
             continue;
@@ -999,8 +1000,9 @@ fn the_fleet_over_mqtt_heartbeats_reports_status_and_takes_retained_configs() {
 fn frames_on(got: &Received, topic: &str, tag: &str) -> Vec<(String, u64, Vec<u64>)> {
     let mut seen = std::collections::HashSet::new();
     let mut out = Vec::new();
+    let mut dec = tailbeat::frame::Decoder::default();
     for (_, payload) in got.messages().iter().filter(|(t, _)| t == topic) {
-        let b = tailbeat::frame::decode_batch(payload).expect("one whole frame");
+        let b = dec.batch(payload).expect("one whole frame");
         if seen.insert(b.seq) {
             out.push((b.instance.to_string(), b.seq, numbers_in(&b, tag)));
         }

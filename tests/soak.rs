@@ -397,9 +397,10 @@ fn records(p: &Path) -> Vec<Record> {
     };
     let mut r = FrameReader::new(f, frame::MAX_PAYLOAD);
     let mut out = Vec::new();
+    let mut dec = frame::Decoder::default();
     while let Ok(Some(i)) = r.next_item() {
         if let Item::Frame { pos, bytes } = i {
-            if let Ok(b) = frame::decode_batch(bytes) {
+            if let Ok(b) = dec.batch(bytes) {
                 let lines = b
                     .lines
                     .iter()
@@ -421,7 +422,8 @@ struct Got {
 }
 
 fn decode_frame(bytes: &[u8]) -> Option<Got> {
-    let b = frame::decode_batch(bytes).ok()?;
+    let mut dec = frame::Decoder::default();
+    let b = dec.batch(bytes).ok()?;
     Some(Got {
         instance: b.instance.to_string(),
         seq: b.seq,

@@ -385,7 +385,8 @@ fn drop_oldest_with_a_frame_in_flight_counts_exactly_what_never_arrives() {
             .unwrap()
             .iter()
             .flat_map(|b| {
-                let b = tailbeat::frame::decode_batch(b).unwrap();
+                let mut dec = tailbeat::frame::Decoder::default();
+                let b = dec.batch(b).unwrap();
                 b.lines
                     .iter()
                     .map(|l| std::str::from_utf8(l.text).unwrap()[2..10].parse().unwrap())
@@ -428,7 +429,8 @@ fn drop_oldest_with_a_frame_in_flight_at_a_stop_counts_it_at_the_next_start() {
                 rep.stall = Some(Duration::from_secs(120));
                 return rep;
             }
-            let b = tailbeat::frame::decode_batch(&r.body).unwrap();
+            let mut dec = tailbeat::frame::Decoder::default();
+            let b = dec.batch(&r.body).unwrap();
             answered.lock().unwrap().extend(b.lines.iter().map(|l| {
                 std::str::from_utf8(l.text).unwrap()[2..10]
                     .parse::<u64>()

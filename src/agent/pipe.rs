@@ -280,7 +280,8 @@ impl Pipe {
             }
         }
         let tailer = Tailer::new(cfg.inputs.clone(), marks, first_run);
-        let batch = BatchBuilder::new(cfg.batch.max_lines, cfg.batch.max_bytes.0 as usize);
+        let mut batch = BatchBuilder::new(cfg.batch.max_lines, cfg.batch.max_bytes.0 as usize);
+        batch.set_codec(cfg.batch.compression);
         let (to_deliver, commands) = smol::channel::bounded(COMMANDS);
         Ok((
             Pipe {
@@ -326,6 +327,7 @@ impl Pipe {
         }
         self.batch
             .set_limits(cfg.batch.max_lines, cfg.batch.max_bytes.0 as usize);
+        self.batch.set_codec(cfg.batch.compression);
         self.spool.set_limits(limits(&cfg));
         if let Some(sink) = sink {
             self.command(ToDeliver::Sink(sink));

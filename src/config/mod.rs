@@ -120,6 +120,8 @@ pub struct Batch {
     pub max_bytes: Size,
     /// How long the first line of a frame may wait for more.
     pub linger: Secs,
+    /// How a frame's payload over 1 KiB is stored: `none`, `deflate` or `lz4`.
+    pub compression: crate::frame::Codec,
 }
 
 impl Default for Batch {
@@ -128,6 +130,7 @@ impl Default for Batch {
             max_lines: 1000,
             max_bytes: Size(64 << 10),
             linger: Secs(Duration::from_secs(1)),
+            compression: crate::frame::Codec::default(),
         }
     }
 }

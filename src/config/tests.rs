@@ -79,6 +79,47 @@ fn bad_duration() {
 }
 
 #[test]
+#[cfg(all(feature = "lz4", feature = "deflate"))]
+fn batch_compression_names_a_codec() {
+    use crate::frame::Codec;
+    assert_eq!(Config::parse(GOOD).unwrap().batch.compression, Codec::Lz4);
+    for (name, codec) in [
+        ("none", Codec::None),
+        ("deflate", Codec::Deflate),
+        ("lz4", Codec::Lz4),
+    ] {
+        let c = Config::parse(&format!("{GOOD}\n[batch]\ncompression = \"{name}\"\n")).unwrap();
+        assert_eq!(c.batch.compression, codec);
+    }
+    let e = err(&format!("{GOOD}\n[batch]\ncompression = \"zstd\"\n"));
+    assert_eq!(e.key.as_deref(), Some("batch.compression"));
+    assert!(e.msg.contains("zstd") && e.msg.contains("lz4"), "{e}");
+}
+
+/// A build without a codec (cargo features `lz4`, `deflate`) refuses it by name rather than
+/// storing frames it says are compressed plain; CI runs this in the MQTT-only build.
+#[test]
+fn a_codec_left_out_of_the_build_is_refused_by_name() {
+    use crate::frame::Codec;
+    for codec in [Codec::Deflate, Codec::Lz4] {
+        let text = format!("{GOOD}\n[batch]\ncompression = \"{codec}\"\n");
+        if codec.built_in() {
+            assert_eq!(Config::parse(&text).unwrap().batch.compression, codec);
+        } else {
+            let e = err(&text);
+            assert_eq!(e.key.as_deref(), Some("batch.compression"));
+            assert!(e.msg.contains("left out of this build"), "{e}");
+        }
+    }
+    let expected = if cfg!(feature = "lz4") {
+        Codec::Lz4
+    } else {
+        Codec::None
+    };
+    assert_eq!(Config::parse(GOOD).unwrap().batch.compression, expected);
+}
+
+#[test]
 fn bad_enum_value() {
     let e = err(&format!("{GOOD}\n[spool]\non_full = \"panic\"\n"));
     assert_eq!(key_of(&e).as_deref(), Some("spool.on_full"));

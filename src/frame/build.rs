@@ -5,6 +5,7 @@
 //! `u8`, length-prefixed bytes for strings and byte slices. `tests.rs` proves it by decoding
 //! every builder output with `postcard::from_bytes`.
 
+use super::codec::{Codec, Compressor, COMPRESS_ABOVE};
 use super::{header_bytes, Kind, HEADER_LEN};
 
 /// A file as a batch names it.
@@ -45,7 +46,8 @@ impl SourceSlot {
 ///
 /// Its limit is `max_bytes` (from `batch.max_bytes`): [`push`](Self::push) refuses a line that
 /// would take the finished frame past it, unless the batch is empty, so a frame is at most
-/// `max_bytes` or one line (at most `max_line_bytes`) plus its overhead.
+/// `max_bytes` or one line (at most `max_line_bytes`) plus its overhead. The limit is on the
+/// plain payload: compression ([`set_codec`](Self::set_codec)) only ever makes it smaller.
 #[derive(Debug)]
 pub struct BatchBuilder {
     body: Vec<u8>,
@@ -55,6 +57,8 @@ pub struct BatchBuilder {
     base_ts_ms: u64,
     max_lines: u32,
     max_bytes: usize,
+    codec: Codec,
+    compressor: Compressor,
 }
 
 /// Worst case of a line's fixed fields: source, offset, ts delta, flags, length.
@@ -73,7 +77,15 @@ impl BatchBuilder {
             base_ts_ms: 0,
             max_lines: max_lines.max(1),
             max_bytes,
+            codec: Codec::None,
+            compressor: Compressor::default(),
         }
+    }
+
+    /// Stores payloads over [`COMPRESS_ABOVE`] bytes with `codec` (`batch.compression`), from
+    /// the next frame on; a payload that would not shrink is stored plain.
+    pub fn set_codec(&mut self, codec: Codec) {
+        self.codec = codec;
     }
 
     /// Changes the limits; they apply from the next line on.
@@ -226,6 +238,20 @@ impl BatchBuilder {
         out.extend_from_slice(&header_bytes(Kind::Batch, len));
         out.extend_from_slice(&prefix);
         out.extend_from_slice(&self.body);
+        if self.codec != Codec::None && len > COMPRESS_ABOVE {
+            // Room for lz4's worst case (it wants it whatever it then writes).
+            let mut z = Vec::with_capacity(HEADER_LEN + 4 + len + len / 10 + 20);
+            z.extend_from_slice(&header_bytes(Kind::Batch, 0));
+            if self
+                .compressor
+                .compress(self.codec, &out[HEADER_LEN..], &mut z)
+            {
+                let stored = (z.len() - HEADER_LEN) as u32;
+                z[6] = self.codec.flag();
+                z[8..12].copy_from_slice(&stored.to_le_bytes());
+                out = z;
+            }
+        }
         let c = super::crc(&out[..12], &out[HEADER_LEN..]);
         out[12..16].copy_from_slice(&c.to_le_bytes());
         self.body.clear();

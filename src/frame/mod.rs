@@ -2,17 +2,21 @@
 //!
 //! This module owns the byte format and nothing else: it never touches a file or a socket.
 //! Always true: a frame that [`check`] accepts has a valid magic, a known version, kind and
-//! flags, a length within [`MAX_PAYLOAD`], and a CRC-32 that covers its header and payload.
+//! flags, a length within [`MAX_PAYLOAD`], and a CRC-32 that covers its header and the payload
+//! as stored (compressed or not). A payload is inflated only by a [`Decoder`], never past its
+//! limit.
 //!
 //! The specification, with test vectors that `tests` below check, follows.
 //!
 #![doc = include_str!("FORMAT.md")]
 
 mod build;
+mod codec;
 pub mod json;
 mod reader;
 
 pub use build::{BatchBuilder, SourceRef};
+pub use codec::{Codec, CODEC_BITS, COMPRESS_ABOVE};
 pub use reader::{FrameReader, Item};
 
 use serde::{Deserialize, Serialize};
@@ -68,7 +72,7 @@ pub enum FrameError {
     BadVersion(u8),
     /// A kind byte that is not 1 or 2.
     BadKind(u8),
-    /// Flag bits that version 1 does not define.
+    /// Flag bits that version 1 does not define (or a compressed checkpoint).
     BadFlags(u8),
     /// A length field over [`MAX_PAYLOAD`] or over the reader's own limit.
     TooLong {
@@ -86,6 +90,22 @@ pub enum FrameError {
     },
     /// The CRC matched but the payload is not valid postcard for its kind.
     BadPayload(postcard::Error),
+    /// The CRC matched but the compressed payload does not inflate to its declared length.
+    BadCompressed {
+        /// The codec the flags name.
+        codec: Codec,
+        /// What the codec found.
+        why: String,
+    },
+    /// A compressed frame given to a function that reads only plain ones ([`decode_batch`]).
+    NeedsDecoder(Codec),
+    /// A compressed payload declares a plain length over the decoder's limit.
+    Expands {
+        /// The declared plain length.
+        len: usize,
+        /// The limit in force.
+        max: usize,
+    },
 }
 
 impl fmt::Display for FrameError {
@@ -108,6 +128,17 @@ impl fmt::Display for FrameError {
                 )
             }
             FrameError::BadPayload(e) => write!(f, "payload does not decode: {e}"),
+            FrameError::BadCompressed { codec, why } => {
+                write!(f, "{codec} payload does not decompress: {why}")
+            }
+            FrameError::NeedsDecoder(codec) => write!(
+                f,
+                "the payload is compressed ({codec}): read it with a frame::Decoder"
+            ),
+            FrameError::Expands { len, max } => write!(
+                f,
+                "compressed payload would expand to {len} bytes, over the limit of {max}"
+            ),
         }
     }
 }
@@ -119,7 +150,7 @@ impl std::error::Error for FrameError {}
 pub struct Header {
     /// What the payload is.
     pub kind: Kind,
-    /// Flag bits (always 0 in version 1).
+    /// Flag bits: the payload's codec ([`Header::codec`]), nothing else.
     pub flags: u8,
     /// Payload length in bytes.
     pub len: usize,
@@ -144,7 +175,11 @@ impl Header {
             return Err(FrameError::BadVersion(b[4]));
         }
         let kind = Kind::from_u8(b[5]).ok_or(FrameError::BadKind(b[5]))?;
-        if b[6] != 0 || b[7] != 0 {
+        // Only a batch may be compressed, and only with a codec this version defines.
+        let codec_ok = b[6] & !CODEC_BITS == 0
+            && Codec::from_flags(b[6]).is_some()
+            && (kind == Kind::Batch || b[6] == 0);
+        if !codec_ok || b[7] != 0 {
             return Err(FrameError::BadFlags(b[6] | b[7]));
         }
         let len = u32::from_le_bytes([b[8], b[9], b[10], b[11]]) as usize;
@@ -159,9 +194,15 @@ impl Header {
             crc: u32::from_le_bytes([b[12], b[13], b[14], b[15]]),
         })
     }
+
+    /// How the payload is stored ([`Codec::None`]: as it is).
+    pub fn codec(&self) -> Codec {
+        Codec::from_flags(self.flags).unwrap_or(Codec::None)
+    }
 }
 
-/// Checks a whole frame (header, length, CRC) and returns its header and payload.
+/// Checks a whole frame (header, length, CRC) and returns its header and payload as stored
+/// (compressed if [`Header::codec`] says so; a [`Decoder`] inflates it).
 pub fn check(frame: &[u8]) -> Result<(Header, &[u8]), FrameError> {
     let h = Header::parse(frame, MAX_PAYLOAD)?;
     let end = HEADER_LEN + h.len;
@@ -194,6 +235,17 @@ pub fn seal(kind: Kind, payload: &[u8]) -> Vec<u8> {
     out.extend_from_slice(&header_bytes(kind, payload.len()));
     out.extend_from_slice(payload);
     let c = crc(&out[..12], payload);
+    out[12..16].copy_from_slice(&c.to_le_bytes());
+    out
+}
+
+/// Wraps a batch payload already stored with `codec` (the plain length and the codec's
+/// stream, as FORMAT.md says; plain postcard for [`Codec::None`]) in a header, flags and CRC
+/// set. Nothing checks the payload: for tests, fuzzing, and tools that write frames.
+pub fn seal_stored(codec: Codec, stored: &[u8]) -> Vec<u8> {
+    let mut out = seal(Kind::Batch, stored);
+    out[6] = codec.flag();
+    let c = crc(&out[..12], stored);
     out[12..16].copy_from_slice(&c.to_le_bytes());
     out
 }
@@ -302,22 +354,108 @@ pub struct FileMark {
     pub size: u64,
 }
 
-/// Decodes a checked frame's payload as a batch.
+/// Decodes a batch frame stored plain, where it lies; a compressed one is refused with
+/// [`FrameError::NeedsDecoder`]. For frames from an agent, which may be compressed
+/// (`batch.compression`), use a [`Decoder`].
 pub fn decode_batch(frame: &[u8]) -> Result<Batch<'_>, FrameError> {
-    let (h, payload) = check(frame)?;
+    let (h, payload) = plain_only(frame)?;
     if h.kind != Kind::Batch {
         return Err(FrameError::BadKind(h.kind as u8));
     }
     postcard::from_bytes(payload).map_err(FrameError::BadPayload)
 }
 
-/// Decodes a checked frame's payload as a batch head (identity, sources, line count).
+/// Decodes a plain batch frame's head (identity, sources, line count); see [`decode_batch`].
 pub fn decode_head(frame: &[u8]) -> Result<BatchHead<'_>, FrameError> {
-    let (h, payload) = check(frame)?;
+    let (h, payload) = plain_only(frame)?;
     if h.kind != Kind::Batch {
         return Err(FrameError::BadKind(h.kind as u8));
     }
     postcard::from_bytes(payload).map_err(FrameError::BadPayload)
+}
+
+fn plain_only(frame: &[u8]) -> Result<(Header, &[u8]), FrameError> {
+    let (h, payload) = check(frame)?;
+    match h.codec() {
+        Codec::None => Ok((h, payload)),
+        codec => Err(FrameError::NeedsDecoder(codec)),
+    }
+}
+
+/// Decodes batch frames, compressed or not, through one buffer.
+///
+/// Its memory is one buffer of at most `max` bytes (from [`Decoder::new`]; [`MAX_PAYLOAD`] by
+/// default): a compressed payload that declares a larger plain length is refused with
+/// [`FrameError::Expands`] before anything is allocated, and one whose stream would write
+/// past its declared length is refused as it gets there. A plain payload is read where it
+/// lies, without a copy.
+///
+/// ```
+/// use tailbeat::frame::{BatchBuilder, Codec, Decoder, SourceRef};
+/// let src = SourceRef { path: "/var/log/app.log", dev: 1, ino: 2, fp_len: 0, fp: 0 };
+/// let mut b = BatchBuilder::new(1000, 64 << 10);
+/// b.set_codec(Codec::Lz4);
+/// for i in 0..100 {
+///     assert!(b.push(&src, i * 41, (i + 1) * 41, 1_700_000_000_000, 0, &[b'x'; 40]));
+/// }
+/// let frame = b.finish("gw-1", 1);
+/// assert!(frame.len() < 100 * 40, "stored compressed");
+/// let mut d = Decoder::default();
+/// let batch = d.batch(&frame).unwrap();
+/// assert_eq!(batch.lines.len(), 100);
+/// assert_eq!(batch.lines[99].text, &[b'x'; 40]);
+/// ```
+#[derive(Debug)]
+pub struct Decoder {
+    buf: Vec<u8>,
+    max: usize,
+}
+
+impl Default for Decoder {
+    fn default() -> Self {
+        Decoder::new(MAX_PAYLOAD)
+    }
+}
+
+impl Decoder {
+    /// A decoder that inflates payloads up to `max` bytes (never more than [`MAX_PAYLOAD`]).
+    pub fn new(max: usize) -> Self {
+        Decoder {
+            buf: Vec::new(),
+            max: max.min(MAX_PAYLOAD),
+        }
+    }
+
+    /// Checks a whole frame and returns its header and its plain payload: where it lies
+    /// when stored plain, inflated into the decoder's buffer when compressed.
+    pub fn payload<'a>(&'a mut self, frame: &'a [u8]) -> Result<(Header, &'a [u8]), FrameError> {
+        let (h, stored) = check(frame)?;
+        match h.codec() {
+            Codec::None => Ok((h, stored)),
+            codec => {
+                codec::decompress(codec, stored, self.max, &mut self.buf)?;
+                Ok((h, &self.buf[..]))
+            }
+        }
+    }
+
+    /// Decodes a batch frame.
+    pub fn batch<'a>(&'a mut self, frame: &'a [u8]) -> Result<Batch<'a>, FrameError> {
+        let (h, payload) = self.payload(frame)?;
+        if h.kind != Kind::Batch {
+            return Err(FrameError::BadKind(h.kind as u8));
+        }
+        postcard::from_bytes(payload).map_err(FrameError::BadPayload)
+    }
+
+    /// Decodes a batch frame's head (identity, sources, line count).
+    pub fn head<'a>(&'a mut self, frame: &'a [u8]) -> Result<BatchHead<'a>, FrameError> {
+        let (h, payload) = self.payload(frame)?;
+        if h.kind != Kind::Batch {
+            return Err(FrameError::BadKind(h.kind as u8));
+        }
+        postcard::from_bytes(payload).map_err(FrameError::BadPayload)
+    }
 }
 
 /// Encodes a checkpoint as a sealed frame.

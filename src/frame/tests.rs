@@ -259,17 +259,20 @@ mod props {
             seq in any::<u64>(),
             base in 0u64..(1 << 50),
             ls in lines(),
+            codec in prop::sample::select(vec![Codec::None, Codec::Deflate, Codec::Lz4]),
         ) {
             let paths = ["/var/log/a.log", "/b", "/var/log/ünïcode.log"];
             let srcs: Vec<SourceRef<'_>> = paths.iter().enumerate().map(|(i, p)| SourceRef {
                 path: p, dev: i as u64 * 1_000_003, ino: u64::MAX - i as u64, fp_len: i as u32 * 100, fp: i as u32 * 7,
             }).collect();
             let mut b = BatchBuilder::new(1000, 1 << 20);
+            b.set_codec(codec);
             for (s, off, dt, fl, text) in &ls {
                 prop_assert!(b.push(&srcs[*s as usize], *off, off.wrapping_add(1), base + *dt as u64, *fl, text));
             }
             let f = b.finish(&instance, seq);
-            let d = decode_batch(&f).unwrap();
+            let mut dec = Decoder::default();
+            let d = dec.batch(&f).unwrap();
             prop_assert_eq!(d.instance, instance.as_str());
             prop_assert_eq!(d.seq, seq);
             prop_assert_eq!(d.lines.len(), ls.len());
@@ -283,7 +286,8 @@ mod props {
                 prop_assert_eq!(l.text, &text[..]);
             }
             // The hand-written encoder and postcard's own serializer agree byte for byte.
-            let (_, payload) = check(&f).unwrap();
+            let mut dec2 = Decoder::default();
+            let (_, payload) = dec2.payload(&f).unwrap();
             prop_assert_eq!(postcard::to_allocvec(&d).unwrap(), payload.to_vec());
         }
 
@@ -351,4 +355,282 @@ fn a_state_without_gone_ranges_is_a_plain_checkpoint_and_old_readers_skip_them()
     let b = encode_state(&c, &gone);
     assert_eq!(decode_state(&b).unwrap(), (c.clone(), gone));
     assert_eq!(decode_checkpoint(&b).unwrap(), c);
+}
+
+/// The batch of FORMAT.md's compressed vectors: 24 lines of one file, a 1,372-byte payload.
+#[cfg(all(feature = "lz4", feature = "deflate"))]
+fn vector_compressible(codec: Codec) -> Vec<u8> {
+    let a = SourceRef {
+        path: "/var/log/app.log",
+        dev: 2049,
+        ino: 131,
+        fp_len: 24,
+        fp: 0x1234_5678,
+    };
+    let mut bb = BatchBuilder::new(100, 4096);
+    bb.set_codec(codec);
+    let mut off = 0;
+    for (i, line) in compressible_lines().iter().enumerate() {
+        let end = off + line.len() as u64 + 1;
+        assert!(bb.push(
+            &a,
+            off,
+            end,
+            1_764_000_000_000 + i as u64 * 10,
+            0,
+            line.as_bytes()
+        ));
+        off = end;
+    }
+    bb.finish("gw-1", 301)
+}
+
+#[cfg(all(feature = "lz4", feature = "deflate"))]
+fn compressible_lines() -> Vec<String> {
+    (0..24)
+        .map(|i| format!("Nov 30 10:00:00 gw-1 modbusd[42]: poll slave {} ok", i % 2))
+        .collect()
+}
+
+#[test]
+#[cfg(all(feature = "lz4", feature = "deflate"))]
+fn print_compressed_vectors() {
+    // `cargo test print_compressed_vectors -- --nocapture` shows FORMAT.md's compressed bytes.
+    for codec in [Codec::None, Codec::Deflate, Codec::Lz4] {
+        let f = vector_compressible(codec);
+        println!("{codec} ({} bytes)", f.len());
+        for row in f.chunks(16) {
+            println!(
+                "{}",
+                row.iter()
+                    .map(|b| format!("{b:02x}"))
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            );
+        }
+    }
+}
+
+#[test]
+#[cfg(all(feature = "lz4", feature = "deflate"))]
+fn compressed_vectors_match_format_md_and_decode_to_the_plain_batch() {
+    let plain = vector_compressible(Codec::None);
+    assert_eq!(plain.len(), HEADER_LEN + 1372, "FORMAT.md says 1,372 bytes");
+    let mut d0 = Decoder::default();
+    let want = d0.batch(&plain).unwrap();
+    for (name, codec) in [("batch-deflate", Codec::Deflate), ("batch-lz4", Codec::Lz4)] {
+        let doc = doc_vector(name);
+        // A new version of the compressor may choose other bytes for the same input; the
+        // vector stays valid (the next assertions), only this one would need the new bytes.
+        assert_eq!(
+            hex(&vector_compressible(codec)),
+            hex(&doc),
+            "{name}: the builder's output"
+        );
+        let (h, stored) = check(&doc).unwrap();
+        assert_eq!(
+            (h.kind, h.codec(), h.flags),
+            (Kind::Batch, codec, codec.flag())
+        );
+        assert_eq!(&stored[..4], &1372u32.to_le_bytes(), "{name}: plain length");
+        let mut d = Decoder::default();
+        let (_, p) = d.payload(&doc).unwrap();
+        assert_eq!(
+            p,
+            &plain[HEADER_LEN..],
+            "{name}: inflates to the plain payload"
+        );
+        let b = d.batch(&doc).unwrap();
+        assert_eq!(b, want);
+        let texts: Vec<&[u8]> = b.lines.iter().map(|l| l.text).collect();
+        let lines = compressible_lines();
+        assert_eq!(
+            texts,
+            lines.iter().map(|l| l.as_bytes()).collect::<Vec<_>>()
+        );
+        assert_eq!(
+            frame_plain_only_error(&doc),
+            FrameError::NeedsDecoder(codec),
+            "{name}"
+        );
+    }
+}
+
+#[cfg(all(feature = "lz4", feature = "deflate"))]
+fn frame_plain_only_error(f: &[u8]) -> FrameError {
+    decode_batch(f).unwrap_err()
+}
+
+/// The same lines, with the codec and without: (plain payload length, the stored frame).
+fn both(lines: &[Vec<u8>], codec: Codec) -> (usize, Vec<u8>) {
+    let src = SourceRef {
+        path: "/a",
+        dev: 1,
+        ino: 1,
+        fp_len: 0,
+        fp: 0,
+    };
+    let build = |codec| {
+        let mut b = BatchBuilder::new(10_000, 1 << 20);
+        b.set_codec(codec);
+        let mut off = 0;
+        for l in lines {
+            assert!(b.push(&src, off, off + l.len() as u64 + 1, 7, 0, l));
+            off += l.len() as u64 + 1;
+        }
+        b.finish("i", 1)
+    };
+    (build(Codec::None).len() - HEADER_LEN, build(codec))
+}
+
+#[test]
+#[cfg(all(feature = "lz4", feature = "deflate"))]
+fn a_payload_of_at_most_1_kib_stays_plain_and_one_over_it_is_compressed() {
+    for codec in [Codec::Deflate, Codec::Lz4] {
+        let mut seen = (false, false);
+        for n in 1..60 {
+            let lines: Vec<Vec<u8>> = (0..n).map(|_| b"sensor value ok".to_vec()).collect();
+            let (plain_len, f) = both(&lines, codec);
+            let h = Header::parse(&f, MAX_PAYLOAD).unwrap();
+            if plain_len <= COMPRESS_ABOVE {
+                assert_eq!(h.codec(), Codec::None, "{codec}: {plain_len} bytes");
+                assert_eq!(h.len, plain_len);
+                seen.0 = true;
+            } else {
+                assert_eq!(h.codec(), codec, "{codec}: {plain_len} bytes");
+                assert!(h.len < plain_len, "{codec}: {} of {plain_len}", h.len);
+                seen.1 = true;
+            }
+            assert_eq!(Decoder::default().batch(&f).unwrap().lines.len(), n);
+        }
+        assert_eq!(seen, (true, true), "both sides of the threshold");
+    }
+}
+
+#[test]
+fn a_payload_that_does_not_shrink_is_stored_plain() {
+    // xorshift bytes: no codec finds anything to take out.
+    let mut x = 0x2545_f491_4f6c_dd1d_u64;
+    let lines: Vec<Vec<u8>> = (0..20)
+        .map(|_| {
+            (0..200)
+                .map(|_| {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    x as u8
+                })
+                .collect()
+        })
+        .collect();
+    for codec in [Codec::Deflate, Codec::Lz4] {
+        let (plain_len, f) = both(&lines, codec);
+        assert!(plain_len > 4000);
+        let (plain, _) = both(&lines, Codec::None);
+        assert_eq!(plain, plain_len);
+        let h = Header::parse(&f, MAX_PAYLOAD).unwrap();
+        assert_eq!((h.codec(), h.len), (Codec::None, plain_len), "{codec}");
+        assert_eq!(decode_batch(&f).unwrap().lines.len(), 20);
+    }
+}
+
+/// `stored`'s stream changed by `f`, sealed again with a valid CRC.
+fn restored(doc: &[u8], codec: Codec, f: impl Fn(&mut Vec<u8>)) -> Vec<u8> {
+    let (_, stored) = check(doc).unwrap();
+    let mut s = stored.to_vec();
+    f(&mut s);
+    seal_stored(codec, &s)
+}
+
+#[test]
+fn a_corrupt_compressed_payload_is_a_clear_error_not_a_panic() {
+    for (name, codec) in [("batch-deflate", Codec::Deflate), ("batch-lz4", Codec::Lz4)] {
+        let doc = doc_vector(name);
+        let mut d = Decoder::default();
+        let cases = [
+            restored(&doc, codec, |s| s.truncate(s.len() - 9)),
+            restored(&doc, codec, |s| {
+                s[..4].copy_from_slice(&1125u32.to_le_bytes())
+            }),
+            restored(&doc, codec, |s| {
+                s[..4].copy_from_slice(&1000u32.to_le_bytes())
+            }),
+            restored(&doc, codec, |s| s.truncate(3)),
+        ];
+        for (i, f) in cases.iter().enumerate() {
+            match d.batch(f) {
+                Err(e @ FrameError::BadCompressed { .. }) => {
+                    let msg = e.to_string();
+                    assert!(
+                        msg.starts_with(&format!("{codec} payload does not decompress: ")),
+                        "{name} case {i}: {msg}"
+                    );
+                }
+                other => panic!("{name} case {i}: {other:?}"),
+            }
+        }
+        // Garbage in the stream: an error of the codec's or of postcard's, never a panic.
+        for at in 4..check(&doc).unwrap().1.len() {
+            let f = restored(&doc, codec, |s| s[at] ^= 0x5a);
+            let _ = d.batch(&f);
+        }
+    }
+}
+
+#[test]
+#[cfg(all(feature = "lz4", feature = "deflate"))]
+fn a_bomb_is_refused_at_the_decoders_limit_before_it_is_allocated() {
+    let zeros = vec![0u8; 8 << 20];
+    for codec in [Codec::Deflate, Codec::Lz4] {
+        let mut stored = Vec::new();
+        assert!(codec::Compressor::default().compress(codec, &zeros, &mut stored));
+        assert!(stored.len() < 64 << 10, "{codec}: {} bytes", stored.len());
+        let bomb = seal_stored(codec, &stored);
+        let mut d = Decoder::new(1 << 20);
+        assert_eq!(
+            d.payload(&bomb).unwrap_err(),
+            FrameError::Expands {
+                len: 8 << 20,
+                max: 1 << 20
+            }
+        );
+        assert_eq!(d.buf.capacity(), 0, "{codec}: refused before allocating");
+        // The default limit is the format's: 16 MiB, so 8 MiB inflates.
+        assert_eq!(Decoder::default().payload(&bomb).unwrap().1.len(), 8 << 20);
+        // A length that lies low: inflating stops at it.
+        let liar = restored(&bomb, codec, |s| {
+            s[..4].copy_from_slice(&1000u32.to_le_bytes())
+        });
+        let mut d = Decoder::new(1 << 20);
+        assert!(
+            matches!(d.payload(&liar), Err(FrameError::BadCompressed { .. })),
+            "{codec}"
+        );
+        assert!(d.buf.capacity() < 4096, "{codec}: {}", d.buf.capacity());
+        assert_eq!(Decoder::new(32 << 20).max, MAX_PAYLOAD);
+    }
+}
+
+#[test]
+fn flags_name_a_codec_only_on_a_batch() {
+    let mut b = doc_vector("batch-lz4");
+    for bad in [3u8, 4, 0x80] {
+        b[6] = bad;
+        assert_eq!(check(&b).unwrap_err(), FrameError::BadFlags(bad));
+    }
+    let mut c = encode_checkpoint(&vector_checkpoint());
+    c[6] = Codec::Lz4.flag();
+    assert_eq!(check(&c).unwrap_err(), FrameError::BadFlags(2));
+}
+
+#[test]
+fn every_single_bit_flip_of_a_compressed_frame_is_caught() {
+    for name in ["batch-deflate", "batch-lz4"] {
+        let good = doc_vector(name);
+        for i in 0..good.len() * 8 {
+            let mut b = good.clone();
+            b[i / 8] ^= 1 << (i % 8);
+            assert!(check(&b).is_err(), "{name}: flip of bit {i} went unnoticed");
+        }
+    }
 }

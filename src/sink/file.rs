@@ -96,10 +96,11 @@ impl FileSink {
         f.seek(SeekFrom::Start(from)).map_err(|e| self.err(e))?;
         let mut r = FrameReader::new((&mut f).take(len - from), frame::MAX_PAYLOAD);
         let mut torn = None;
+        let mut dec = frame::Decoder::default();
         while let Some(item) = r.next_item().map_err(|e| self.err(e))? {
             match item {
                 Item::Frame { bytes, .. } => {
-                    if let Ok(h) = frame::decode_head(bytes) {
+                    if let Ok(h) = dec.head(bytes) {
                         self.last = Some((h.instance.to_string(), h.seq));
                     }
                     torn = None;

@@ -8,6 +8,7 @@ use std::io::Write;
 #[derive(Debug, Default)]
 pub struct StdoutSink {
     sent: u64,
+    dec: frame::Decoder,
 }
 
 impl Sink for StdoutSink {
@@ -16,7 +17,7 @@ impl Sink for StdoutSink {
     }
 
     async fn send(&mut self, seq: u64, bytes: &[u8]) -> Result<(), SinkError> {
-        let b = frame::decode_batch(bytes).map_err(|e| SinkError::Io {
+        let b = self.dec.batch(bytes).map_err(|e| SinkError::Io {
             path: "-".into(),
             source: std::io::Error::new(std::io::ErrorKind::InvalidData, e),
         })?;

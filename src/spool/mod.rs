@@ -133,13 +133,16 @@ pub struct Recovered {
 
 /// The bounded, crash-safe frame buffer.
 ///
-/// Its limit is `spool.max_bytes` of segment files on disk; memory is one frame buffer plus
-/// one small record per segment and per frame in flight (at most the sink's window).
+/// Its limit is `spool.max_bytes` of segment files on disk; memory is one frame buffer, one
+/// buffer to inflate a compressed frame's head into (at most `max_payload`), and one small
+/// record per segment and per frame in flight (at most the sink's window).
 #[derive(Debug)]
 pub struct Spool {
     dir: PathBuf,
     limits: Limits,
     max_payload: usize,
+    /// Inflates compressed frames to read their heads, never past `max_payload`.
+    dec: frame::Decoder,
     segs: VecDeque<Segment>,
     writer: Option<File>,
     reader: Option<(u64, File)>,
@@ -303,6 +306,7 @@ impl Spool {
             dir: dir.to_path_buf(),
             limits,
             max_payload,
+            dec: frame::Decoder::new(max_payload),
             segs,
             writer: None,
             reader: None,
@@ -548,8 +552,8 @@ impl Spool {
                 Err(e) => return Err(ctx::<()>(Err(e), "read", &seg.path).unwrap_err()),
             }
             self.cursor.1 = pos + buf.len() as u64;
-            let head = match frame::decode_head(buf) {
-                Ok(h) => h,
+            let (seq, lines, base_ts_ms) = match self.dec.head(buf) {
+                Ok(h) => (h.seq, h.line_count, h.base_ts_ms),
                 Err(why) => {
                     log::error!("{}: byte {pos}: {why}; skipped", seg.path.display());
                     c.corrupt_records += 1;
@@ -557,18 +561,19 @@ impl Spool {
                     continue;
                 }
             };
-            if self.released(head.seq) {
+            let seg = seg.id;
+            if self.released(seq) {
                 continue;
             }
             self.in_flight.push_back(InFlight {
-                seq: head.seq,
-                seg: seg.id,
+                seq,
+                seg,
                 pos,
-                lines: head.line_count,
-                base_ts_ms: head.base_ts_ms,
+                lines,
+                base_ts_ms,
                 orphan: false,
             });
-            return Ok(Some(head.seq));
+            return Ok(Some(seq));
         }
     }
 
@@ -733,7 +738,7 @@ impl Spool {
             let mut r = FrameReader::new(f, self.max_payload);
             while let Some(item) = ctx(r.next_item(), "read", &seg.path)? {
                 if let Item::Frame { bytes, .. } = item {
-                    if let Ok(h) = frame::decode_head(bytes) {
+                    if let Ok(h) = self.dec.head(bytes) {
                         let released = h.seq <= self.acked || ranges::contains(&self.gone, h.seq);
                         let flying = self.in_flight.iter_mut().find(|f| f.seq == h.seq);
                         match flying {

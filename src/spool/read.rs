@@ -86,10 +86,11 @@ pub(super) fn scan_segment(
     let mut cut = None;
     let mut holes = Vec::new();
     let mut seqs = Ranges::new();
+    let mut dec = frame::Decoder::new(max_payload);
     while let Some(item) = ctx(r.next_item(), "read", path)? {
         match item {
             Item::Frame { pos, bytes } => {
-                let head = match frame::decode_head(bytes) {
+                let head = match dec.head(bytes) {
                     Ok(h) => h,
                     Err(e) => {
                         log::error!("{}: byte {pos}: {e}; record skipped", path.display());

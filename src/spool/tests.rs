@@ -18,6 +18,11 @@ fn limits(on_full: OnFull) -> Limits {
 
 /// A frame of `n` lines of file (1, 7), the lines ending at `end`.
 fn frame(seq: u64, n: usize, end: u64) -> Vec<u8> {
+    frame_with(seq, n, end, frame::Codec::None)
+}
+
+/// [`frame`], its payload stored with `codec`.
+fn frame_with(seq: u64, n: usize, end: u64, codec: frame::Codec) -> Vec<u8> {
     let src = SourceRef {
         path: "/log/a",
         dev: 1,
@@ -26,6 +31,7 @@ fn frame(seq: u64, n: usize, end: u64) -> Vec<u8> {
         fp: 0,
     };
     let mut b = BatchBuilder::new(10_000, 1 << 20);
+    b.set_codec(codec);
     for i in 0..n {
         b.push(
             &src,
@@ -48,9 +54,10 @@ fn open(d: &Path, l: Limits) -> (Recovered, Counters) {
 fn drain(s: &mut Spool, c: &mut Counters) -> Vec<u64> {
     let mut buf = Vec::new();
     let mut out = Vec::new();
+    let mut dec = frame::Decoder::default();
     s.sync().unwrap();
     while let Some(seq) = s.next_unsent(&mut buf, c).unwrap() {
-        assert_eq!(frame::decode_head(&buf).unwrap().seq, seq);
+        assert_eq!(dec.head(&buf).unwrap().seq, seq);
         out.push(seq);
     }
     out
@@ -143,6 +150,47 @@ fn a_torn_tail_and_a_corrupt_middle_are_skipped_and_counted() {
     assert_eq!(fs::metadata(&seg).unwrap().len(), good);
     assert_eq!(s.append(&frame(s.next_seq(), 1, 400)).unwrap(), 10);
     assert_eq!(drain(&mut s, &mut c), vec![10]);
+    fs::remove_dir_all(&d).unwrap();
+}
+
+#[test]
+fn a_compressed_frame_that_does_not_inflate_is_skipped_and_counted() {
+    let d = dir("badz");
+    let (r, mut c) = open(&d, limits(OnFull::Block));
+    let mut s = r.spool;
+    let lz4 = |seq| {
+        let f = frame_with(seq, 12, 1200, frame::Codec::Lz4);
+        assert_eq!(
+            frame::Header::parse(&f, 1 << 20).unwrap().codec(),
+            frame::Codec::Lz4
+        );
+        f
+    };
+    for _ in 0..3 {
+        let f = lz4(s.next_seq());
+        s.append(&f).unwrap();
+    }
+    // Frame 4: a valid CRC over a stream cut short (as a bad disk or a bad writer leaves it).
+    let f = lz4(s.next_seq());
+    let (_, stored) = frame::check(&f).unwrap();
+    let bad = frame::seal_stored(frame::Codec::Lz4, &stored[..stored.len() - 6]);
+    s.append(&bad).unwrap();
+    let f = lz4(s.next_seq());
+    s.append(&f).unwrap();
+    assert_eq!(drain(&mut s, &mut c), vec![1, 2, 3, 5]);
+    assert_eq!(c.corrupt_records, 1, "counted as it was sent");
+    assert_eq!(c.corrupt_bytes, bad.len() as u64);
+    drop(s);
+    let (r, mut c) = open(&d, limits(OnFull::Block));
+    assert_eq!(c.corrupt_records, 1, "counted at start-up");
+    assert_eq!(c.corrupt_bytes, bad.len() as u64);
+    let mut s = r.spool;
+    s.rewind(&mut c);
+    assert_eq!(drain(&mut s, &mut c), vec![1, 2, 3, 5]);
+    assert_eq!(
+        c.corrupt_records, 1,
+        "the sender stepped over the known hole"
+    );
     fs::remove_dir_all(&d).unwrap();
 }
 

@@ -175,13 +175,14 @@ pub fn read_sink(p: &Path) -> Vec<Got> {
         return Vec::new();
     };
     let mut r = FrameReader::new(f, frame::MAX_PAYLOAD);
+    let mut dec = frame::Decoder::default();
     let mut out = Vec::new();
     let mut n = 0;
     while let Some(i) = r.next_item().unwrap() {
         match i {
             Item::Frame { bytes, .. } => {
                 n += 1;
-                let b = frame::decode_batch(bytes).unwrap();
+                let b = dec.batch(bytes).unwrap();
                 for l in &b.lines {
                     let s = &b.sources[l.source as usize];
                     out.push(Got {
