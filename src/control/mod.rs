@@ -15,8 +15,9 @@
 //!
 //! Over HTTP, [`session::Session`] is the protocol as plain state (time passed in, no I/O):
 //! it decides what to send next and when, and `over_http.rs` only builds bodies, POSTs
-//! them and feeds the answers back. One request at a time, on the fleet's own HTTP worker
-//! thread (see [`crate::http`]); each turn the most urgent thing that is due:
+//! them and feeds the answers back. One request at a time, through the fleet's own HTTP
+//! client on the agent's thread (see [`crate::http`]); each turn the most urgent thing that
+//! is due:
 //! 1. **status reports** — as soon as a status changes, on the best channel the server has:
 //!    the seed's `/Agent/ReportPipelineConfig` and `/Agent/ReportInstanceConfig`; after a
 //!    404, upstream's `/Agent/ReportStatus`; after a 404 there too, in every heartbeat

@@ -109,7 +109,7 @@ fn classify(
 }
 
 impl Control {
-    /// The worker for the configured server (a new one, and a new start of the session's
+    /// The HTTP client for the configured server (a new one, and a new start of the session's
     /// discovery, when the server or timeout changed); `None` when the fleet is not (or no
     /// longer) an HTTP server. Returns the heartbeat interval.
     fn connect(&mut self, agent: &Handle) -> Option<Duration> {
