@@ -29,14 +29,14 @@
 //!    spooling, sending (the MQTT sink: rumqttc's packet codec over an async-io
 //!    `TcpStream`, not its tokio event loop; the HTTP sink and the ConfigServer client:
 //!    our own HTTP/1.1 client over the same stream, see [`http`]; TLS for both through
-//!    futures-rustls), the fleet client, signals, stats. File reads and fsyncs run on it
+//!    futures-rustls), the fleet client, signals, stats, the metrics endpoint. File reads and fsyncs run on it
 //!    directly: page-cache reads bounded by a 1 MiB budget per turn, and fsyncs batched to one
 //!    per window of frames. Going through `smol::fs` instead would add a blocking pool. It
 //!    parks on a futex between turns, not in the reactor (see `agent`). Host names of
 //!    brokers and HTTP servers are resolved on it too (`to_socket_addrs`: no resolver
 //!    thread; an IP literal costs nothing).
 //! 2. **async-io**, started by `async-io` on first use of the reactor: it runs the reactor
-//!    (timers, sockets, the signal pipe) and wakes main.
+//!    (timers, sockets, the signal pipe, each pipeline's inotify descriptor) and wakes main.
 //!
 //! Signals arrive through `async-signal`'s self-pipe on the reactor: no signal thread.
 #![forbid(unsafe_code)]
