@@ -218,6 +218,10 @@ impl Tailed {
             if n == 0 {
                 return Ok(Stop::Eof);
             }
+            // The read reached the limit: what follows it (the rest of a line, say) is for
+            // the next call, which has no limit. Without this a limit inside a line was read
+            // again and again, the buffer never "full" and the line never complete.
+            let at_limit = limit.is_some_and(|l| self.pos + n as u64 >= l);
             if !self.verify_head()? {
                 return Ok(Stop::Replaced);
             }
@@ -265,6 +269,9 @@ impl Tailed {
             }
             // What is left has no newline yet.
             let rest = n - s;
+            if at_limit && !self.skipping && rest <= max_line {
+                return Ok(Stop::Eof);
+            }
             if self.skipping && rest > 0 {
                 c.cut_bytes += rest as u64;
                 self.consume(rest as u64, budget, c);

@@ -504,6 +504,42 @@ fn a_renamed_file_written_after_the_scan_is_read_before_its_successor() {
     assert_eq!(r.numbers("a"), (0..15).collect::<Vec<_>>());
 }
 
+// Found by the test suite under load once inotify made reads come sooner: a successor whose
+// size was taken (as its read limit) while the writer was in the middle of a line read the
+// same bytes before the limit for ever, in a loop that never returned to the executor, so
+// not even SIGTERM was handled. A limit that ends inside a line ends the read there; the
+// line is read whole once the limit is gone.
+#[test]
+fn a_successor_limited_in_the_middle_of_a_line_is_read_whole_and_the_read_returns() {
+    // On a thread of its own: a read that never returns fails the test instead of hanging it.
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut r = Rig::new("limit-midline", "app.log", "");
+        r.lines("app.log", "a", 0..10);
+        r.poll(Duration::ZERO);
+        r.lines("app.log", "a", 10..20);
+        fs::rename(r.path("app.log"), r.path("app.log.1")).unwrap();
+        // The successor, its last line still being written.
+        r.lines("app.log", "b", 0..5);
+        r.write("app.log", "b 0005 half");
+        r.now += Duration::from_millis(100);
+        r.t.scan(r.now, &r.b, &mut r.c);
+        // The predecessor drains; the successor is read up to the size it had then.
+        r.read();
+        r.write("app.log", " of a line\n");
+        r.lines("app.log", "b", 6..8);
+        r.settle();
+        let whole = r.got.iter().any(|(_, l)| l == "b 0005 half of a line");
+        tx.send((r.numbers("a"), r.numbers("b"), whole)).unwrap();
+    });
+    let (a, b, whole) = rx
+        .recv_timeout(Duration::from_secs(20))
+        .expect("a read call never returned");
+    assert_eq!(a, (0..20).collect::<Vec<_>>());
+    assert_eq!(b, (0..8).collect::<Vec<_>>());
+    assert!(whole, "the line cut by the limit did not arrive whole");
+}
+
 #[test]
 fn a_cut_line_that_waits_for_the_next_frame_is_counted_once() {
     let mut r = Rig::new("cut-once", "app.log", "max_line_bytes = 100");
