@@ -1611,7 +1611,10 @@ fn a_death_of_the_current_session_is_answered_with_a_birth_and_sessions_grow() {
     wait_state(&got, 2, "offline");
     let st = wait_state(&got, 3, "online");
     assert_eq!(session_of(&st[2]), 1, "{st:?}");
-    a.wait_log("says offline for session 1 or older; saying online again", 10);
+    a.wait_log(
+        "says offline for session 1 or older; saying online again",
+        10,
+    );
     // kill -9: the Will is this session's death. The next start is session 2.
     a.kill9();
     let st = wait_state(&got, 4, "offline");
