@@ -96,16 +96,19 @@ impl Store {
             .write(true)
             .open(&lock_path)
             .map_err(err("open", &lock_path))?;
-        lock.try_lock().map_err(|e| StoreError {
-            what: "lock",
-            path: lock_path.clone(),
-            source: match e {
-                fs::TryLockError::WouldBlock => io::Error::other(
-                    "another `tailbeat consume` uses this state directory (give each its own --state)",
-                ),
-                fs::TryLockError::Error(e) => e,
+        rustix::fs::flock(&lock, rustix::fs::FlockOperation::NonBlockingLockExclusive).map_err(
+            |e| StoreError {
+                what: "lock",
+                path: lock_path.clone(),
+                source: if e == rustix::io::Errno::WOULDBLOCK {
+                    io::Error::other(
+                        "another `tailbeat consume` uses this state directory (give each its own --state)",
+                    )
+                } else {
+                    io::Error::from(e)
+                },
             },
-        })?;
+        )?;
         let marks_path = state.join(MARKS);
         let mut m = match fs::read_to_string(&marks_path) {
             Ok(t) => Marks::parse(&t).map_err(|e| StoreError {
