@@ -159,17 +159,30 @@ impl Consumer {
     /// Starts consumer `name` (its directories are named after it), and waits until it has
     /// subscribed.
     fn start(s: &Scratch, port: u16, name: &str, extra: &[&str]) -> Consumer {
+        let out = s.path(&format!("{name}-out"));
+        let mut args = vec!["--out".to_string(), out.display().to_string()];
+        args.extend(extra.iter().map(|a| a.to_string()));
+        Consumer::start_with(s, port, name, &args, Stdio::null(), out)
+    }
+
+    /// [`start`](Self::start) with the output flags in `args` and stdout to `stdout`.
+    fn start_with(
+        s: &Scratch,
+        port: u16,
+        name: &str,
+        args: &[String],
+        stdout: Stdio,
+        out: PathBuf,
+    ) -> Consumer {
         let n = std::fs::read_dir(&s.0).unwrap().count();
         let log = s.path(&format!("{name}-{n}.log"));
-        let out = s.path(&format!("{name}-out"));
         let child = Command::new(BIN)
             .args(["consume", "--broker", &format!("mqtt://127.0.0.1:{port}")])
-            .args(["--client-id", name, "--out"])
-            .arg(&out)
+            .args(["--client-id", name])
             .arg("--state")
             .arg(s.path(&format!("{name}-state")))
-            .args(extra)
-            .stdout(Stdio::null())
+            .args(args)
+            .stdout(stdout)
             .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
             .unwrap();
@@ -490,5 +503,38 @@ fn a_restarted_consumer_drops_repeats_gets_what_waited_and_reports_gaps() {
     assert!(
         files.contains_key("site-1.jsonl") && files.contains_key("site-1%2Fnginx.jsonl"),
         "one file per stream: {files:?}"
+    );
+}
+
+#[test]
+fn on_stdout_each_line_is_a_json_object_and_a_message_that_is_not_a_frame_is_counted() {
+    let s = Scratch::new("consume-stdout");
+    let port = Port::new();
+    let _broker = Mosquitto::start(&s, &port);
+    let stdout = s.path("stdout.jsonl");
+    let c = Consumer::start_with(
+        &s,
+        port.port,
+        "c",
+        &["--out".into(), "-".into()],
+        Stdio::from(std::fs::File::create(&stdout).unwrap()),
+        stdout.clone(),
+    );
+    publish(port.port, "tailbeat/gw-9/frames", b"not a frame".to_vec());
+    publish(port.port, "tailbeat/gw-9/frames", frame("gw-9", 41));
+    c.wait_log("not a frame", 20);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::fs::read_to_string(&stdout).unwrap().is_empty() {
+        assert!(Instant::now() < deadline, "nothing on stdout: {}", c.log());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let log = c.stop();
+    assert_eq!(
+        std::fs::read_to_string(&stdout).unwrap(),
+        "{\"instance\":\"gw-9\",\"seq\":41,\"source\":\"/var/log/app.log\",\"offset\":4100,\"ts\":1764000000000,\"line\":\"t 00000041\"}\n"
+    );
+    assert!(
+        log.contains("stopped: 1 frames (1 lines) written, 0 repeats dropped, 0 gaps (0 frames possibly lost), 1 bad messages"),
+        "{log}"
     );
 }

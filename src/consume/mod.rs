@@ -82,7 +82,7 @@ impl Args {
             group: None,
             client_id: None,
             out: None,
-            state: PathBuf::from("tailbeat-consume"),
+            state: default_state().to_path_buf(),
         };
         let mut it = args.iter();
         while let Some(arg) = it.next() {
