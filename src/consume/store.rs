@@ -71,10 +71,34 @@ pub struct Store {
     out: Out,
     state: PathBuf,
     /// Held for the process's life: a second consumer on the same state directory would
-    /// interleave marks.
-    _lock: File,
+    /// interleave marks, one on the same output directory would have its files cut.
+    _locks: Vec<File>,
     /// What [`Store::open`] cut from the outputs: (stream, bytes).
     pub recovered: Vec<(String, u64)>,
+}
+
+/// Takes an exclusive `flock` on `path` (created), held while the file stays open.
+fn lock(path: &Path, what: &str) -> Result<File, StoreError> {
+    let f = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)
+        .map_err(err("open", path))?;
+    rustix::fs::flock(&f, rustix::fs::FlockOperation::NonBlockingLockExclusive).map_err(|e| {
+        StoreError {
+            what: "lock",
+            path: path.to_path_buf(),
+            source: if e == rustix::io::Errno::WOULDBLOCK {
+                io::Error::other(format!(
+                    "another `tailbeat consume` uses this {what} directory (give each its own)"
+                ))
+            } else {
+                io::Error::from(e)
+            },
+        }
+    })?;
+    Ok(f)
 }
 
 /// The marks file's name in the state directory.
@@ -89,26 +113,7 @@ impl Store {
     /// marks file that cannot be read or does not parse, an output file that cannot be cut.
     pub fn open(state: &Path, out: Option<&Path>) -> Result<(Store, Marks), StoreError> {
         fs::create_dir_all(state).map_err(err("create the state directory", state))?;
-        let lock_path = state.join("lock");
-        let lock = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&lock_path)
-            .map_err(err("open", &lock_path))?;
-        rustix::fs::flock(&lock, rustix::fs::FlockOperation::NonBlockingLockExclusive).map_err(
-            |e| StoreError {
-                what: "lock",
-                path: lock_path.clone(),
-                source: if e == rustix::io::Errno::WOULDBLOCK {
-                    io::Error::other(
-                        "another `tailbeat consume` uses this state directory (give each its own --state)",
-                    )
-                } else {
-                    io::Error::from(e)
-                },
-            },
-        )?;
+        let state_lock = lock(&state.join("lock"), "state")?;
         let marks_path = state.join(MARKS);
         let mut m = match fs::read_to_string(&marks_path) {
             Ok(t) => Marks::parse(&t).map_err(|e| StoreError {
@@ -120,10 +125,14 @@ impl Store {
             Err(e) => return Err(err("read", &marks_path)(e)),
         };
         let mut recovered = Vec::new();
+        let mut locks = vec![state_lock];
         let out = match out {
             None => Out::Stdout(io::BufWriter::with_capacity(64 << 10, io::stdout())),
             Some(dir) => {
                 fs::create_dir_all(dir).map_err(err("create the output directory", dir))?;
+                // Its files are cut to this consumer's marks: no other consumer may write
+                // there.
+                locks.push(lock(&dir.join(".tailbeat-consume.lock"), "output")?);
                 for e in fs::read_dir(dir).map_err(err("read", dir))? {
                     let p = e.map_err(err("read", dir))?.path();
                     let Some(stream) = p
@@ -164,7 +173,7 @@ impl Store {
             Store {
                 out,
                 state: state.to_path_buf(),
-                _lock: lock,
+                _locks: locks,
                 recovered,
             },
             m,
@@ -273,9 +282,11 @@ pub(crate) mod tests {
         let mut rec = st.recovered.clone();
         rec.sort();
         assert_eq!(rec.len(), 2, "{rec:?}");
-        // The state directory is this consumer's alone while it runs.
+        // The state directory is this consumer's alone while it runs, and so is the output.
         let e = Store::open(&state, Some(&out)).unwrap_err();
         assert!(e.to_string().contains("another"), "{e}");
+        let e = Store::open(&d.join("state2"), Some(&out)).unwrap_err();
+        assert!(e.to_string().contains("this output directory"), "{e}");
         drop(st);
         fs::remove_dir_all(&d).unwrap();
     }
