@@ -372,16 +372,30 @@ impl Consumer {
                 }
                 continue;
             }
-            let end = match self.open(&e).await {
-                Ok((wire, pending)) => self.session(wire, pending, &mut signals).await?,
-                Err(Err(fatal)) => return Err(fatal),
-                Err(Ok(why)) => End::Lost(why),
+            // A signal stops a connect that hangs (up to three timeouts) at once.
+            let opened = async { Some(self.open(&e).await) }
+                .or(async {
+                    signals.next().await;
+                    None
+                })
+                .await;
+            let end = match opened {
+                None => return Ok(()),
+                Some(Ok((wire, pending))) => self.session(wire, pending, &mut signals).await?,
+                Some(Err(Err(fatal))) => return Err(fatal),
+                Some(Err(Ok(why))) => End::Lost(why),
             };
             match end {
                 End::Stop => return Ok(()),
                 End::Lost(why) => {
                     let d = self.client.link_lost(Instant::now()).after;
-                    log::warn!("consume: {e}: {why}; reconnecting in {} ms", d.as_millis());
+                    // A failed connect names the broker already.
+                    let at = if why.starts_with("connect to") {
+                        String::new()
+                    } else {
+                        format!("{e}: ")
+                    };
+                    log::warn!("consume: {at}{why}; reconnecting in {} ms", d.as_millis());
                 }
             }
         }
