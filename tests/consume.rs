@@ -504,6 +504,11 @@ fn a_restarted_consumer_drops_repeats_gets_what_waited_and_reports_gaps() {
         files.contains_key("site-1.jsonl") && files.contains_key("site-1%2Fnginx.jsonl"),
         "one file per stream: {files:?}"
     );
+    use std::os::unix::fs::PermissionsExt;
+    for p in [out.join("site-1.jsonl"), s.path("c-state/marks")] {
+        let mode = std::fs::metadata(&p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "{}", p.display());
+    }
 }
 
 #[test]

@@ -24,7 +24,8 @@
 //!   and [`BATCH_BYTES`], read as they arrived together), each at most
 //!   [`frame::MAX_PAYLOAD`] and its header;
 //! - reconnects back off (0.5 s doubling to 60 s, jittered), reset only once a link has
-//!   carried a message; keep-alive 30 s, a dead link noticed in 45 s.
+//!   carried a message; keep-alive 30 s, a dead link noticed in 45 s;
+//! - what it creates is private (umask 077), as the agent's files are.
 
 pub mod marks;
 pub mod store;
@@ -273,6 +274,9 @@ enum End {
 /// The state or output cannot be read or written (nothing written since the last PUBACK
 /// is lost: the broker delivers it again), or the broker refuses the subscription.
 pub fn run(args: Args) -> Result<Counts, ConsumeError> {
+    // The output holds every shipped line (perhaps from a 0640 auth.log): private, as the
+    // agent's files are, whatever umask it was started with.
+    rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
     let (store, marks) = Store::open(&args.state, args.out.as_deref())?;
     for (stream, n) in &store.recovered {
         log::info!(
