@@ -1,7 +1,9 @@
 //! `tailbeat consume` against a real Mosquitto that the tests start (with persistence, so
 //! that a restart keeps the sessions and what they hold): shared subscriptions (`$share`)
-//! and persistent sessions are what these tests are about, and Mosquitto has both. They
-//! fail, not skip, if Mosquitto is missing (Debian package `mosquitto`).
+//! and persistent sessions are what these tests are about, and Mosquitto has both, kept
+//! across its own restart. (rumqttd 0.20 routes `$share` groups, but keeps sessions in
+//! memory only: a restart of it would lose what the test restarts it to keep.) They fail,
+//! not skip, if Mosquitto is missing (Debian package `mosquitto`; `.ci/run` installs it).
 
 mod common;
 use common::*;
