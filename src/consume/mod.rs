@@ -572,61 +572,96 @@ impl Consumer {
         }
     }
 
-    /// Writes out the new frames of `batch`, makes them durable with their marks, and
-    /// returns the PUBACKs owed (every QoS 1 message of it, repeats and bad ones too).
     fn process(&mut self, batch: &mut Vec<Msg>) -> Result<Vec<Packet>, ConsumeError> {
         let group = self.args.group.is_some();
-        let mut wrote = false;
-        for m in batch.iter() {
-            let Some(payload) = &m.payload else {
-                self.counts.bad += 1;
-                log::warn!(
-                    "consume: {}: a message over the frame size limit; dropped",
-                    m.topic
-                );
-                continue;
-            };
-            match judge(&self.marks, payload) {
-                Outcome::Bad(e) => {
-                    self.counts.bad += 1;
-                    log::warn!("consume: {}: not a frame ({e}); dropped", m.topic);
-                }
-                Outcome::Repeat => self.counts.repeats += 1,
-                Outcome::Write { batch: b, missing } => {
-                    if missing > 0 {
-                        self.counts.gaps += 1;
-                        self.counts.missing += missing;
-                        let mark = b.seq - missing - 1;
-                        if group {
-                            // In a group the other members hold the seqs between: a gap
-                            // here is the norm, not a sign of loss.
-                            log::debug!(
-                                "consume: stream {:?}: seq {} after {mark} ({missing} held elsewhere in the group, or lost)",
-                                b.instance, b.seq
-                            );
-                        } else {
-                            log::warn!(
-                                "consume: stream {:?}: seq {} after {mark}: {missing} frame(s) missing, possible loss ({} gaps, {} frames so far)",
-                                b.instance, b.seq, self.counts.gaps, self.counts.missing
-                            );
-                        }
+        process(
+            &mut self.store,
+            &mut self.marks,
+            &mut self.counts,
+            group,
+            batch,
+        )
+    }
+}
+
+/// Where [`process`] puts lines: the [`Store`], or a test's record of the calls.
+pub trait Output {
+    /// Writes a frame's lines, not yet durable.
+    fn write(&mut self, b: &frame::Batch<'_>) -> Result<(), StoreError>;
+    /// Makes what was written durable, then saves the marks.
+    fn sync(&mut self, m: &mut Marks) -> Result<(), StoreError>;
+}
+
+impl Output for Store {
+    fn write(&mut self, b: &frame::Batch<'_>) -> Result<(), StoreError> {
+        Store::write(self, b)
+    }
+    fn sync(&mut self, m: &mut Marks) -> Result<(), StoreError> {
+        Store::sync(self, m)
+    }
+}
+
+/// Writes out the new frames of `batch`, makes them durable with their marks, and returns
+/// the PUBACKs owed (every QoS 1 message of it, repeats and bad ones too), emptying
+/// `batch`. On an error nothing is acknowledged (the broker delivers it all again) and
+/// the batch is left as it was.
+fn process(
+    out: &mut impl Output,
+    marks: &mut Marks,
+    counts: &mut Counts,
+    group: bool,
+    batch: &mut Vec<Msg>,
+) -> Result<Vec<Packet>, ConsumeError> {
+    let mut wrote = false;
+    for m in batch.iter() {
+        let Some(payload) = &m.payload else {
+            counts.bad += 1;
+            log::warn!(
+                "consume: {}: a message over the frame size limit; dropped",
+                m.topic
+            );
+            continue;
+        };
+        match judge(marks, payload) {
+            Outcome::Bad(e) => {
+                counts.bad += 1;
+                log::warn!("consume: {}: not a frame ({e}); dropped", m.topic);
+            }
+            Outcome::Repeat => counts.repeats += 1,
+            Outcome::Write { batch: b, missing } => {
+                if missing > 0 {
+                    counts.gaps += 1;
+                    counts.missing += missing;
+                    let mark = b.seq - missing - 1;
+                    if group {
+                        // In a group the other members hold the seqs between: a gap here
+                        // is the norm, not a sign of loss.
+                        log::debug!(
+                            "consume: stream {:?}: seq {} after {mark} ({missing} held elsewhere in the group, or lost)",
+                            b.instance, b.seq
+                        );
+                    } else {
+                        log::warn!(
+                            "consume: stream {:?}: seq {} after {mark}: {missing} frame(s) missing, possible loss ({} gaps, {} frames so far)",
+                            b.instance, b.seq, counts.gaps, counts.missing
+                        );
                     }
-                    self.store.write(&b)?;
-                    self.marks.advance(b.instance, b.seq);
-                    self.counts.frames += 1;
-                    self.counts.lines += b.lines.len() as u64;
-                    wrote = true;
                 }
+                out.write(&b)?;
+                marks.advance(b.instance, b.seq);
+                counts.frames += 1;
+                counts.lines += b.lines.len() as u64;
+                wrote = true;
             }
         }
-        if wrote {
-            self.store.sync(&mut self.marks)?;
-        }
-        Ok(batch
-            .drain(..)
-            .filter_map(|m| Client::ack(m.pkid, m.qos))
-            .collect())
     }
+    if wrote {
+        out.sync(marks)?;
+    }
+    Ok(batch
+        .drain(..)
+        .filter_map(|m| Client::ack(m.pkid, m.qos))
+        .collect())
 }
 
 /// The default state directory, relative to the working directory.
@@ -678,6 +713,98 @@ mod tests {
             .unwrap_err()
             .contains("--frob"));
         assert!(args("--broker").unwrap_err().contains("needs a value"));
+    }
+
+    /// An output that records what it was asked, and fails its sync when told to.
+    #[derive(Default)]
+    struct Record {
+        calls: Vec<String>,
+        fail_sync: bool,
+    }
+
+    impl Output for Record {
+        fn write(&mut self, b: &frame::Batch<'_>) -> Result<(), StoreError> {
+            self.calls.push(format!("write {} {}", b.instance, b.seq));
+            Ok(())
+        }
+        fn sync(&mut self, m: &mut Marks) -> Result<(), StoreError> {
+            self.calls
+                .push(format!("sync {}", m.get("s").map_or(0, |k| k.seq)));
+            if self.fail_sync {
+                return Err(StoreError {
+                    what: "fsync",
+                    path: "out".into(),
+                    source: std::io::Error::other("disk full"),
+                });
+            }
+            Ok(())
+        }
+    }
+
+    fn msg(pkid: u16, payload: &[u8]) -> Msg {
+        Msg {
+            topic: "t".into(),
+            pkid,
+            qos: QoS::AtLeastOnce,
+            payload: Some(bytes::Bytes::copy_from_slice(payload)),
+        }
+    }
+
+    fn ids(acks: &[Packet]) -> Vec<u16> {
+        acks.iter()
+            .map(|p| match p {
+                Packet::PubAck(a) => a.pkid,
+                p => panic!("{p:?}"),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn pubacks_come_only_after_one_sync_that_covers_the_batch_repeats_and_bad_ones_included() {
+        let (mut out, mut m, mut c) = (Record::default(), Marks::default(), Counts::default());
+        let f = |seq| store::tests::batch("s", seq, "x");
+        let mut batch = vec![
+            msg(1, &f(1)),
+            msg(2, &f(2)),
+            msg(3, &f(2)),
+            msg(4, b"junk"),
+            msg(5, &f(5)),
+        ];
+        let acks = process(&mut out, &mut m, &mut c, false, &mut batch).unwrap();
+        assert_eq!(ids(&acks), vec![1, 2, 3, 4, 5]);
+        // Written in order, then one sync with the marks already at the last frame.
+        assert_eq!(out.calls, ["write s 1", "write s 2", "write s 5", "sync 5"]);
+        assert_eq!(
+            c,
+            Counts {
+                frames: 3,
+                lines: 3,
+                repeats: 1,
+                gaps: 1,
+                missing: 2,
+                bad: 1
+            }
+        );
+        assert!(batch.is_empty());
+        // Nothing new: no sync (no fsync for a batch of repeats), and still acknowledged.
+        let mut out = Record::default();
+        let mut batch = vec![msg(6, &f(5)), msg(7, b"junk")];
+        let acks = process(&mut out, &mut m, &mut c, false, &mut batch).unwrap();
+        assert_eq!(ids(&acks), vec![6, 7]);
+        assert!(out.calls.is_empty(), "{:?}", out.calls);
+    }
+
+    #[test]
+    fn a_failed_sync_acknowledges_nothing() {
+        let mut out = Record {
+            fail_sync: true,
+            ..Record::default()
+        };
+        let (mut m, mut c) = (Marks::default(), Counts::default());
+        let mut batch = vec![msg(1, b"junk"), msg(2, &store::tests::batch("s", 1, "x"))];
+        let e = process(&mut out, &mut m, &mut c, false, &mut batch).unwrap_err();
+        assert!(e.to_string().contains("disk full"), "{e}");
+        assert_eq!(batch.len(), 2, "kept: the broker delivers it all again");
     }
 
     #[test]
