@@ -342,7 +342,9 @@ fn two_consumers_in_a_group_write_every_line_once_through_a_broker_restart_and_a
     let st = wait_exit(&mut agent, 60).expect("the agent did not deliver everything");
     assert!(st.success());
     // Everything is on the broker now, some of it held for a (dead): the broker restarts
-    // and keeps it (persistence), b reconnects.
+    // and keeps it (persistence), b reconnects. Not while the agent publishes: Mosquitto
+    // 2.0 does not restore `$share` subscriptions at a restart, and drops what is published
+    // before a member subscribes again (README, Consuming).
     broker.stop();
     let _broker = Mosquitto::start(&s, &port);
     let a = Consumer::start(&s, port.port, "a", &group);
