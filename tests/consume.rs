@@ -381,6 +381,44 @@ fn two_consumers_in_a_group_write_every_line_once_through_a_broker_restart_and_a
     );
 }
 
+#[test]
+fn one_consumer_writes_every_line_once_through_a_broker_restart_while_the_agent_publishes() {
+    let s = Scratch::new("consume-restart");
+    let port = Port::new();
+    let broker = Mosquitto::start(&s, &port);
+    let c = Consumer::start(&s, port.port, "c", &[]);
+    let out = c.out.clone();
+    let f = s.path("logs/app.log");
+    let cfg = s.config(
+        "[batch]\nmax_bytes = \"1KiB\"\n",
+        &input("app", &f.display().to_string(), "max_line_bytes = 200"),
+        &format!(
+            "[sink]\ntype = \"mqtt\"\nurl = \"mqtt://127.0.0.1:{}\"\n",
+            port.port
+        ),
+    );
+    let n = 30_000;
+    append(&f, &(0..n).map(|i| line("r", i)).collect::<String>());
+    let mut agent = agent_once(&s, &cfg);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while nums(&[&out], "r").len() < 2000 {
+        assert!(Instant::now() < deadline, "nothing written: {}", c.log());
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    // With frames in flight both ways: the agent sends again what lost its PUBACK, the
+    // broker delivers again what the consumer had not acknowledged.
+    broker.stop();
+    let _broker = Mosquitto::start(&s, &port);
+    assert!(wait_exit(&mut agent, 60)
+        .expect("the agent did not finish")
+        .success());
+    wait_nums(&[&out], "r", n as usize, 60);
+    let log = c.stop();
+    eprintln!("{}", log.lines().last().unwrap_or(""));
+    assert_exactly_once(&nums(&[&out], "r"), n);
+    assert!(log.contains("reconnecting in"), "{log}");
+}
+
 /// Publishes one message at QoS 1 with a client of its own and waits for the PUBACK.
 fn publish(port: u16, topic: &str, payload: Vec<u8>) {
     use rumqttc::mqttbytes::v4::{Connect, Packet, Publish};
