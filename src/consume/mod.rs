@@ -585,7 +585,7 @@ impl Consumer {
 }
 
 /// Where [`process`] puts lines: the [`Store`], or a test's record of the calls.
-pub trait Output {
+trait Output {
     /// Writes a frame's lines, not yet durable.
     fn write(&mut self, b: &frame::Batch<'_>) -> Result<(), StoreError>;
     /// Makes what was written durable, then saves the marks.
