@@ -7,7 +7,7 @@
 //! decoder ([`crate::frame`]) and the MQTT client core ([`crate::mqtt`]).
 //!
 //! - [`marks`]: the dedup rule as plain state: one high-water mark per stream; a frame at
-//!   or below its stream's mark is a repeat, one more than a step above is a gap (counted
+//!   or below its stream's mark is a repeat, a frame more than one above it is a gap (counted
 //!   and reported as possible loss). Memory: one entry per stream, never per frame.
 //! - [`store`]: the output and the marks on disk.
 //! - this file: the session loop (connect, subscribe, read, write, acknowledge, back off).
