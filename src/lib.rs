@@ -45,6 +45,8 @@
 pub mod agent;
 pub mod backoff;
 pub mod config;
+#[cfg(feature = "mqtt")]
+pub mod consume;
 pub mod control;
 pub mod frame;
 #[cfg(feature = "http")]

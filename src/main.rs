@@ -21,6 +21,13 @@ usage:
       Validate a config; prints the file, line and key at fault.
   tailbeat decode [FILE|DIR|-]...
       Print frames (a sink file, a spool segment or directory, stdin) as JSON lines.
+  tailbeat consume --broker mqtt://HOST:PORT [--topic T]... [--group G] [--client-id ID]
+                   [--out DIR|-] [--state DIR]
+      Read the frames agents publish (default topics tailbeat/+/frames and
+      tailbeat/+/+/frames) as JSON lines on stdout or one file per stream in DIR, each
+      line once: a persistent session, repeats dropped by per-stream marks kept in
+      --state (default ./tailbeat-consume), gaps reported. --group G shares the load
+      ($share/G/...) between consumers. See README, Consuming.
   tailbeat --version | --help
 ";
 
@@ -30,6 +37,8 @@ fn main() -> ExitCode {
         Some("run") => run(&args[1..]),
         Some("check") => check(&args[1..]),
         Some("decode") => decode(&args[1..]),
+        #[cfg(feature = "mqtt")]
+        Some("consume") => consume(&args[1..]),
         Some("--version" | "-V") => {
             println!("tailbeat {}", env!("CARGO_PKG_VERSION"));
             ExitCode::SUCCESS
@@ -150,6 +159,22 @@ fn check(args: &[String]) -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(code) => code,
+    }
+}
+
+#[cfg(feature = "mqtt")]
+fn consume(args: &[String]) -> ExitCode {
+    let a = match tailbeat::consume::Args::parse(args) {
+        Ok(a) => a,
+        Err(e) => return usage(&e),
+    };
+    tailbeat::logger::init(log::LevelFilter::Info);
+    match tailbeat::consume::run(a) {
+        Ok(_) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("tailbeat: consume: {e}");
+            ExitCode::from(1)
+        }
     }
 }
 

@@ -207,9 +207,21 @@ impl Client {
 
     /// The CONNECT for `hello`: a clean session (see the module doc), the keep-alive, the Will.
     pub fn connect_packet(&self, hello: &Hello) -> Packet {
+        self.connect_packet_with(hello, true)
+    }
+
+    /// The CONNECT for `hello` with clean session off: the broker keeps the session (its
+    /// subscriptions, the QoS 1 messages not yet acknowledged, those that arrive while the
+    /// client is away) across links. For a subscriber that acknowledges a message only once
+    /// it is safe (`tailbeat consume`); the client id must be stable.
+    pub fn connect_packet_keeping_session(&self, hello: &Hello) -> Packet {
+        self.connect_packet_with(hello, false)
+    }
+
+    fn connect_packet_with(&self, hello: &Hello, clean_session: bool) -> Packet {
         let mut c = Connect::new(hello.client_id.clone());
         c.keep_alive = self.keep_alive.as_secs().min(u16::MAX as u64) as u16;
-        c.clean_session = true;
+        c.clean_session = clean_session;
         c.last_will = hello
             .will
             .as_ref()
@@ -735,6 +747,10 @@ mod tests {
             panic!()
         };
         assert_eq!((p.keep_alive, p.clean_session), (30, true));
+        let Packet::Connect(k) = c.connect_packet_keeping_session(&hello) else {
+            panic!()
+        };
+        assert_eq!((k.client_id.as_str(), k.clean_session), ("it", false));
         let w = p.last_will.unwrap();
         assert_eq!(
             (w.topic.as_str(), w.qos, w.retain),

@@ -10,8 +10,12 @@
 //!   by a timeout, the receive buffer bounded by the caller's limit.
 //!
 //! What always holds, whoever uses it:
-//! - every session is clean (`clean_session = true`): whatever is unacknowledged when a link
-//!   ends is the caller's to send again (the spool, the pending report), never the broker's;
+//! - every session of the sink and the fleet link is clean (`clean_session = true`): whatever
+//!   is unacknowledged when a link ends is the caller's to send again (the spool, the pending
+//!   report), never the broker's. Only `tailbeat consume` keeps its session
+//!   ([`Client::connect_packet_keeping_session`]): there the broker holds what the consumer
+//!   has not acknowledged, and the consumer acknowledges a message (with [`Client::ack`],
+//!   not the reply [`Client::handle`] offers) only once its output is durable;
 //! - a packet id is never 0 and never one still in flight (a publish awaiting its PUBACK or a
 //!   subscription awaiting its SUBACK);
 //! - a PINGREQ goes out after `keep_alive` without a write or a read, and a link that has

@@ -161,6 +161,24 @@ impl Wire {
         }
     }
 
+    /// The next packet if it is already whole in the receive buffer, without I/O: lets a
+    /// reader take what arrived together as one batch. `None` if the buffer holds no whole
+    /// packet (or the head is one over the limit: [`read_or_skip`](Self::read_or_skip)
+    /// deals with it).
+    pub(crate) fn read_buffered(&mut self) -> Result<Option<Packet>, String> {
+        match Packet::read(&mut self.rx, self.max) {
+            Ok(p) => {
+                self.release_rx();
+                Ok(Some(p))
+            }
+            Err(
+                rumqttc::mqttbytes::Error::InsufficientBytes(_)
+                | rumqttc::mqttbytes::Error::PayloadSizeLimitExceeded(_),
+            ) => Ok(None),
+            Err(e) => Err(format!("bad packet from the broker: {e}")),
+        }
+    }
+
     /// Reads a chunk into `rx`.
     async fn fill(&mut self, t: Duration) -> Result<(), String> {
         let mut chunk = [0u8; RX_START];
@@ -339,6 +357,30 @@ mod tests {
         let mut w = wire_fed(100, bytes);
         let e = smol::block_on(w.read_or_skip(Duration::from_secs(5))).unwrap_err();
         assert!(e.contains("300-byte topic"), "{e}");
+    }
+
+    #[test]
+    fn buffered_packets_are_taken_without_io_and_a_partial_one_is_left() {
+        let mut bytes = encode(publish("t", 1, 10));
+        bytes.extend(encode(publish("t", 2, 10)));
+        let third = encode(publish("t", 3, 10));
+        bytes.extend(&third[..5]);
+        let mut w = wire_fed(1 << 20, bytes);
+        let t = Duration::from_secs(5);
+        // Nothing read yet: nothing buffered.
+        assert!(w.read_buffered().unwrap().is_none());
+        let Incoming::Packet(Packet::Publish(p)) = smol::block_on(w.read_or_skip(t)).unwrap()
+        else {
+            panic!("not a publish");
+        };
+        assert_eq!(p.pkid, 1);
+        // The first chunk held the second packet whole, and the start of the third.
+        match w.read_buffered().unwrap() {
+            Some(Packet::Publish(p)) => assert_eq!(p.pkid, 2),
+            other => panic!("{other:?}"),
+        }
+        assert!(w.read_buffered().unwrap().is_none());
+        assert_eq!(w.rx.len(), 5, "the partial packet stays for the next read");
     }
 
     #[test]
