@@ -45,7 +45,7 @@
 pub mod agent;
 pub mod backoff;
 pub mod config;
-#[cfg(feature = "mqtt")]
+#[cfg(feature = "consume")]
 pub mod consume;
 pub mod control;
 pub mod frame;

@@ -21,15 +21,21 @@ usage:
       Validate a config; prints the file, line and key at fault.
   tailbeat decode [FILE|DIR|-]...
       Print frames (a sink file, a spool segment or directory, stdin) as JSON lines.
-  tailbeat consume --broker mqtt://HOST:PORT [--topic T]... [--group G] [--client-id ID]
+";
+
+/// The consumer's usage, in builds that have it (cargo feature `consume`).
+#[cfg(feature = "consume")]
+const CONSUME_USAGE: &str = "  tailbeat consume --broker mqtt://HOST:PORT [--topic T]... [--group G] [--client-id ID]
                    [--out DIR|-] [--state DIR]
       Read the frames agents publish (default topics tailbeat/+/frames and
       tailbeat/+/+/frames) as JSON lines on stdout or one file per stream in DIR, each
       line once: a persistent session, repeats dropped by per-stream marks kept in
       --state (default ./tailbeat-consume), gaps reported. --group G shares the load
       ($share/G/...) between consumers. See README, Consuming.
-  tailbeat --version | --help
 ";
+#[cfg(not(feature = "consume"))]
+const CONSUME_USAGE: &str = "";
+const USAGE_END: &str = "  tailbeat --version | --help\n";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -37,14 +43,14 @@ fn main() -> ExitCode {
         Some("run") => run(&args[1..]),
         Some("check") => check(&args[1..]),
         Some("decode") => decode(&args[1..]),
-        #[cfg(feature = "mqtt")]
+        #[cfg(feature = "consume")]
         Some("consume") => consume(&args[1..]),
         Some("--version" | "-V") => {
             println!("tailbeat {}", env!("CARGO_PKG_VERSION"));
             ExitCode::SUCCESS
         }
         Some("--help" | "-h" | "help") => {
-            print!("{USAGE}");
+            print!("{USAGE}{CONSUME_USAGE}{USAGE_END}");
             ExitCode::SUCCESS
         }
         Some(other) => usage(&format!("unknown command {other:?}")),
@@ -53,7 +59,7 @@ fn main() -> ExitCode {
 }
 
 fn usage(msg: &str) -> ExitCode {
-    eprintln!("tailbeat: {msg}\n\n{USAGE}");
+    eprintln!("tailbeat: {msg}\n\n{USAGE}{CONSUME_USAGE}{USAGE_END}");
     ExitCode::from(2)
 }
 
@@ -162,7 +168,7 @@ fn check(args: &[String]) -> ExitCode {
     }
 }
 
-#[cfg(feature = "mqtt")]
+#[cfg(feature = "consume")]
 fn consume(args: &[String]) -> ExitCode {
     let a = match tailbeat::consume::Args::parse(args) {
         Ok(a) => a,
