@@ -25,7 +25,8 @@ usage:
 
 /// The consumer's usage, in builds that have it (cargo feature `consume`).
 #[cfg(feature = "consume")]
-const CONSUME_USAGE: &str = "  tailbeat consume --broker mqtt://HOST:PORT [--topic T]... [--group G] [--client-id ID]
+const CONSUME_USAGE: &str =
+    "  tailbeat consume --broker mqtt://HOST:PORT [--topic T]... [--group G] [--client-id ID]
                    [--out DIR|-] [--state DIR]
       Read the frames agents publish (default topics tailbeat/+/frames and
       tailbeat/+/+/frames) as JSON lines on stdout or one file per stream in DIR, each

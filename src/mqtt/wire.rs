@@ -361,6 +361,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg(feature = "consume")]
     fn buffered_packets_are_taken_without_io_and_a_partial_one_is_left() {
         let mut bytes = encode(publish("t", 1, 10));
         bytes.extend(encode(publish("t", 2, 10)));
