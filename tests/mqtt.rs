@@ -1605,32 +1605,33 @@ fn a_death_of_the_current_session_is_answered_with_a_birth_and_sessions_grow() {
     );
     let a = Agent::start(&s, &cfg);
     let st = wait_state(&got, 1, "online");
-    assert_eq!(session_of(&st[0]), 1, "{st:?}");
+    let first = session_of(&st[0]);
     assert!(st[0].contains("\"connected_at\":"), "{st:?}");
     // A stale death of this very session, retained, from elsewhere: answered.
     let stale = st[0].replace("\"state\":\"online\"", "\"state\":\"offline\"");
     publish_retained(port.port, "tailbeat/it/state", stale.as_bytes());
     wait_state(&got, 2, "offline");
     let st = wait_state(&got, 3, "online");
-    assert_eq!(session_of(&st[2]), 1, "{st:?}");
+    assert_eq!(session_of(&st[2]), first, "{st:?}");
     a.wait_log(
-        "says offline for session 1 or older; saying online again",
+        &format!("says offline for session {first} or older; saying online again"),
         10,
     );
-    // kill -9: the Will is this session's death. The next start is session 2.
+    // kill -9: the Will is this session's death. The next start has a higher number.
     a.kill9();
     let st = wait_state(&got, 4, "offline");
-    assert_eq!(session_of(&st[3]), 1, "{st:?}");
+    assert_eq!(session_of(&st[3]), first, "{st:?}");
     let a = Agent::start(&s, &cfg);
     let st = wait_state(&got, 5, "online");
-    assert_eq!(session_of(&st[4]), 2, "{st:?}");
+    let second = session_of(&st[4]);
+    assert!(second > first, "{st:?}");
     a.stop();
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
         let st = states(&got);
         let last = st.last().unwrap();
         if last.contains("\"state\":\"offline\"") {
-            assert_eq!(session_of(last), 2, "{st:?}");
+            assert_eq!(session_of(last), second, "{st:?}");
             break;
         }
         assert!(Instant::now() < deadline, "{st:?}");

@@ -982,6 +982,8 @@ impl Episode {
             }
             Damage::PowerLoss => {
                 let mut out = String::new();
+                // The records the cut takes away: (seq, lines).
+                let mut cut: Vec<(u64, Vec<(usize, u64)>)> = Vec::new();
                 // A frame the agent wrote to the HTTP server just before the kill may still
                 // be on its way in: once it arrives it was sent, and a power loss cannot take
                 // back what was durable before it was sent. Wait until nothing more arrives.
@@ -1001,6 +1003,11 @@ impl Episode {
                         let at = first.0 + rng.below(len - first.0 + 1);
                         let f = fs::OpenOptions::new().write(true).open(seg).unwrap();
                         f.set_len(at).unwrap();
+                        cut = recs
+                            .iter()
+                            .filter(|(pos, rlen, _, _)| pos + rlen > at)
+                            .map(|(_, _, seq, lines)| (*seq, lines.clone()))
+                            .collect();
                         let _ = write!(
                             out,
                             "{} cut from {len} to {at} (frames from seq {} unsent, sink has up to {sent}); ",
@@ -1029,7 +1036,15 @@ impl Episode {
                         self.snaps.len()
                     );
                 } else {
-                    out.push_str("no older state to put back");
+                    // With no older checkpoint to roll back to, the one in place may already
+                    // count the cut frames as durable (a real power loss cannot take back
+                    // what was fsynced before the checkpoint): that is a damaged spool, as for
+                    // SpoolCut. Their lines may be lost, and the agent must count the frames.
+                    for (seq, lines) in cut {
+                        self.damaged_lines.extend(lines.iter().copied());
+                        self.damaged_frames.insert(seq, lines);
+                    }
+                    out.push_str("no older state to put back (the cut frames count as damage)");
                 }
                 out
             }

@@ -350,8 +350,11 @@ impl Pipe {
                 self.spool.backlog()
             );
             self.life = match self.life {
-                // Collect has ended already (the agent is stopping): nothing to put away.
-                Life::Closing => Life::Draining { put_away: true },
+                // Collect has ended already (the agent is stopping, or `--once` read every
+                // file): the pipeline stays Closing. As Draining, a config putting it back
+                // would make it Running with no collect task left to end it, and deliver
+                // (waiting for "no more frames") would never finish.
+                Life::Closing => Life::Closing,
                 _ => Life::Draining { put_away: false },
             };
             self.wake.notify();

@@ -270,7 +270,9 @@ impl Tailed {
             // What is left has no newline yet.
             let rest = n - s;
             if at_limit && !self.skipping && rest <= max_line {
-                return Ok(Stop::Eof);
+                // Bytes past the limit (the line's rest) are read at once by the next call,
+                // which has no limit; Eof would let a quiet pipeline sleep on them.
+                return Ok(if rest > 0 { Stop::Budget } else { Stop::Eof });
             }
             if self.skipping && rest > 0 {
                 c.cut_bytes += rest as u64;

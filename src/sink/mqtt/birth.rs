@@ -12,10 +12,10 @@
 //! What always holds: a retained `offline` for a connected agent lasts at most until the sink
 //! next reads from the broker (at the latest its keep-alive); the session number never goes
 //! backwards while `mqtt.session` is readable, and if it is not, it restarts from the wall
-//! clock's seconds, which is above any count of connects made so far.
+//! clock's seconds, which is above any count of connects made so far ([`Sessions`]).
 
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// The file, in the pipeline's spool directory, that keeps the last session number.
 pub const SESSION_FILE: &str = "mqtt.session";
@@ -80,38 +80,74 @@ pub fn verdict(seen: Option<(bool, u64)>, current: u64) -> Verdict {
     }
 }
 
-/// The next session number: one more than the one kept in `dir`, kept there before the
-/// CONNECT that uses it. A file that cannot be read restarts the count from `now_secs`.
-pub fn next_session(dir: &Path, now_secs: u64) -> u64 {
-    let path = dir.join(SESSION_FILE);
-    let last = match std::fs::read_to_string(&path) {
-        Ok(t) => t.trim().parse::<u64>().unwrap_or_else(|_| {
-            log::warn!(
-                "{}: not a session number ({:?}); counting on from the clock",
-                path.display(),
-                t.chars().take(32).collect::<String>()
-            );
-            now_secs
-        }),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => 0,
-        Err(e) => {
-            log::warn!("{}: {e}; counting on from the clock", path.display());
-            now_secs
+/// Session numbers, handed out from memory and reserved on disk [`BLOCK`] at a time: a
+/// link that connects and drops over and over costs one small fsynced write per `BLOCK`
+/// connects, not one per connect. After a restart numbering goes on past the reserved
+/// block; a missing or unreadable file goes on from the wall clock's seconds, above any
+/// count of connects (so a data_dir wiped or on tmpfs does not start again at 1 while the
+/// broker still holds a death of a higher session).
+#[derive(Debug)]
+pub struct Sessions {
+    path: PathBuf,
+    /// The last number handed out; 0 before the first.
+    current: u64,
+    /// Numbers up to this are reserved on disk.
+    reserved: u64,
+}
+
+/// How many session numbers one write to `mqtt.session` reserves.
+pub const BLOCK: u64 = 100;
+
+impl Sessions {
+    /// The numbers kept in `dir`.
+    pub fn new(dir: &Path) -> Sessions {
+        Sessions {
+            path: dir.join(SESSION_FILE),
+            current: 0,
+            reserved: 0,
         }
-    };
-    let next = last + 1;
-    let tmp = dir.join(format!("{SESSION_FILE}.tmp"));
-    let written = std::fs::File::create(&tmp)
-        .and_then(|mut f| {
-            writeln!(f, "{next}")?;
-            f.sync_data()
-        })
-        .and_then(|()| std::fs::rename(&tmp, &path));
-    if let Err(e) = written {
-        // The number still grows within this run; a restart may reuse it.
-        log::warn!("{}: {e}", path.display());
     }
-    next
+
+    /// The next session number, reserved on disk before it is returned when it is past the
+    /// block (a failed write is logged; the number still grows within this run).
+    pub fn next(&mut self, now_secs: u64) -> u64 {
+        if self.current == 0 {
+            self.current = match std::fs::read_to_string(&self.path) {
+                Ok(t) => t.trim().parse::<u64>().unwrap_or_else(|_| {
+                    log::warn!(
+                        "{}: not a session number ({:?}); counting on from the clock",
+                        self.path.display(),
+                        t.chars().take(32).collect::<String>()
+                    );
+                    now_secs
+                }),
+                Err(e) => {
+                    if e.kind() != std::io::ErrorKind::NotFound {
+                        log::warn!("{}: {e}; counting on from the clock", self.path.display());
+                    }
+                    now_secs
+                }
+            };
+            self.reserved = self.current;
+        }
+        self.current += 1;
+        if self.current > self.reserved {
+            let upto = self.current + BLOCK - 1;
+            let tmp = self.path.with_extension("session.tmp");
+            let written = std::fs::File::create(&tmp)
+                .and_then(|mut f| {
+                    writeln!(f, "{upto}")?;
+                    f.sync_data()
+                })
+                .and_then(|()| std::fs::rename(&tmp, &self.path));
+            match written {
+                Ok(()) => self.reserved = upto,
+                // Tried again at the next connect; this run's numbers grow meanwhile.
+                Err(e) => log::warn!("{}: {e}", self.path.display()),
+            }
+        }
+        self.current
+    }
 }
 
 #[cfg(test)]
@@ -138,15 +174,31 @@ mod tests {
     }
 
     #[test]
-    fn the_session_number_grows_across_restarts_and_survives_a_damaged_file() {
+    fn session_numbers_grow_across_restarts_with_one_write_per_block() {
         let dir = std::env::temp_dir().join(format!("tailbeat-birth-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
-        assert_eq!(next_session(&dir, 1000), 1);
-        assert_eq!(next_session(&dir, 1000), 2);
-        std::fs::write(dir.join(SESSION_FILE), "garbage").unwrap();
-        assert_eq!(next_session(&dir, 1000), 1001);
-        assert_eq!(next_session(&dir, 5), 1002);
+        let file = dir.join(SESSION_FILE);
+        // A fresh data_dir counts on from the clock.
+        let mut s = Sessions::new(&dir);
+        assert_eq!(s.next(1000), 1001);
+        assert_eq!(std::fs::read_to_string(&file).unwrap(), "1100\n");
+        let before = std::fs::metadata(&file).unwrap().modified().unwrap();
+        for n in 1002..=1100 {
+            assert_eq!(s.next(0), n);
+        }
+        // No write within the block.
+        assert_eq!(
+            std::fs::metadata(&file).unwrap().modified().unwrap(),
+            before
+        );
+        assert_eq!(s.next(0), 1101);
+        assert_eq!(std::fs::read_to_string(&file).unwrap(), "1200\n");
+        // A restart goes on past the reserved block.
+        assert_eq!(Sessions::new(&dir).next(5), 1201);
+        // A damaged file: from the clock.
+        std::fs::write(&file, "garbage").unwrap();
+        assert_eq!(Sessions::new(&dir).next(7000), 7001);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

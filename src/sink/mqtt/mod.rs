@@ -36,8 +36,8 @@ pub struct MqttSink {
     startup_time: u64,
     session: u64,
     connected_at: u64,
-    /// Where `mqtt.session` is kept.
-    dir: std::path::PathBuf,
+    /// Session numbers (`mqtt.session`).
+    sessions: birth::Sessions,
     /// A newer session's death was logged (once per session seen).
     newer_seen: u64,
     hello: Hello,
@@ -98,7 +98,7 @@ impl MqttSink {
             startup_time: crate::agent::now_ms() / 1000,
             session: 0,
             connected_at: 0,
-            dir: dir.to_path_buf(),
+            sessions: birth::Sessions::new(dir),
             newer_seen: 0,
             client: Client::new(&opts, Instant::now()),
             endpoints,
@@ -179,7 +179,7 @@ impl MqttSink {
     /// that carries it.
     fn begin_session(&mut self) {
         let now = crate::agent::now_ms() / 1000;
-        self.session = birth::next_session(&self.dir, now);
+        self.session = self.sessions.next(now);
         self.connected_at = now;
         let death = birth::payload(false, &self.instance, self.startup_time, self.session, now);
         self.hello.will = Some((self.state_topic.clone(), death));
