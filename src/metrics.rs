@@ -100,7 +100,7 @@ const DEFS: &[Def] = &[
     d("spool_write_errors", "tailbeat_spool_write_errors_total", C, "Writes to the spool that failed."),
     d("spool_full_waits", "tailbeat_spool_full_waits_total", C, "Times reading stopped because the spool was full (block)."),
     d("disk_full_waits", "tailbeat_disk_full_waits_total", C, "Times reading stopped because the disk under data_dir was full."),
-    d("disk_full", "tailbeat_disk_full", G, "1 while reading is paused because the disk under data_dir is full."),
+    d("disk_full", "tailbeat_disk_full", G, "Pipelines whose reading is paused now because the disk under data_dir is full."),
     Def { key: "latency_p50_ms", name: "tailbeat_read_to_ack_seconds{quantile=\"0.5\"}", kind: S, help: "Read to acknowledgement latency of the last 512 frames, by quantile.", ms: true },
     Def { key: "latency_p90_ms", name: "tailbeat_read_to_ack_seconds{quantile=\"0.9\"}", kind: S, help: "", ms: true },
     Def { key: "latency_p99_ms", name: "tailbeat_read_to_ack_seconds{quantile=\"0.99\"}", kind: S, help: "", ms: true },

@@ -98,7 +98,8 @@ impl Life {
 }
 
 /// What the agent tells a pipeline's deliver task, on the pipeline's command channel
-/// ([`COMMANDS`] at most waiting; a command sent to a full channel pushes out the oldest).
+/// ([`COMMANDS`] at most waiting; a command sent to a full channel pushes out the oldest
+/// sink, never a stop: see `send`).
 #[derive(Debug)]
 pub(super) enum ToDeliver {
     /// From now on, send through this sink (the config changed it). Only the newest
@@ -428,7 +429,7 @@ impl Pipe {
     /// Sends `c` to the deliver task. Never waits: a full channel gives up its oldest
     /// command (module doc of [`ToDeliver`]); a deliver task that ended takes none.
     fn command(&self, c: ToDeliver) {
-        let _ = self.to_deliver.force_send(c);
+        send(&self.to_deliver, c);
     }
 
     /// For logs: `pipeline "app"`, or `local pipeline`.
@@ -438,5 +439,38 @@ impl Pipe {
         } else {
             format!("pipeline {:?}", self.name)
         }
+    }
+}
+
+/// Sends `c` without waiting. A full channel gives up its oldest command; a stop given up
+/// that way is sent again and gives up the next oldest instead, a sink (only the newest sink
+/// matters): a stop is never lost to config changes, which would leave a retry backoff of up
+/// to an hour uncut at shutdown.
+fn send(tx: &Sender<ToDeliver>, c: ToDeliver) {
+    if let Ok(Some(ToDeliver::Stop)) = tx.force_send(c) {
+        let _ = tx.force_send(ToDeliver::Stop);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // From the review of the command channel: a stop queued at shutdown was pushed out by
+    // three sink changes (SIGHUP still reloads while the agent stops).
+    #[test]
+    fn a_stop_is_never_pushed_out_by_sink_changes() {
+        let (tx, rx) = smol::channel::bounded(COMMANDS);
+        send(&tx, ToDeliver::Stop);
+        for _ in 0..5 {
+            send(&tx, ToDeliver::Sink(AnySink::Stdout(Default::default())));
+        }
+        let got: Vec<bool> = std::iter::from_fn(|| rx.try_recv().ok())
+            .map(|c| matches!(c, ToDeliver::Stop))
+            .collect();
+        assert_eq!(got.len(), COMMANDS);
+        assert_eq!(got.iter().filter(|&&stop| stop).count(), 1, "{got:?}");
+        // The newest sink is still there.
+        assert!(!got[COMMANDS - 1] || !got[COMMANDS - 2], "{got:?}");
     }
 }
