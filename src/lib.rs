@@ -57,6 +57,8 @@ pub mod logger;
 pub mod metrics;
 #[cfg(feature = "mqtt")]
 pub mod mqtt;
+#[cfg(any(feature = "http", feature = "mqtt"))]
+mod net;
 pub mod sink;
 pub mod spool;
 pub mod stats;

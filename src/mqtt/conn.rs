@@ -1,22 +1,12 @@
 //! The broker connection: plain TCP, or TLS over it (`mqtts://`), both on async-io.
 
 use crate::config::{Endpoint, Tls};
-use smol::io::{AsyncRead, AsyncWrite};
 use smol::Async;
 use std::io;
 use std::net::{SocketAddr, TcpStream};
-use std::pin::Pin;
-use std::task::{Context, Poll};
 
-/// One connection to a broker.
-#[derive(Debug)]
-pub enum Conn {
-    /// `mqtt://`.
-    Plain(Async<TcpStream>),
-    /// `mqtts://` (boxed: rustls's connection state is ~1 KiB).
-    #[cfg(feature = "tls")]
-    Tls(Box<futures_rustls::client::TlsStream<Async<TcpStream>>>),
-}
+/// One connection to a broker: `mqtt://` plain, `mqtts://` with TLS.
+pub(crate) use crate::net::Stream as Conn;
 
 impl Conn {
     /// Connects to `addr`, then (for `mqtts://`) does the TLS handshake for `e.host`.
@@ -40,47 +30,5 @@ impl Conn {
         }
         #[cfg(not(feature = "tls"))]
         Err(io::Error::other("mqtts:// needs the tls feature"))
-    }
-}
-
-impl AsyncRead for Conn {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut [u8],
-    ) -> Poll<io::Result<usize>> {
-        match self.get_mut() {
-            Conn::Plain(s) => Pin::new(s).poll_read(cx, buf),
-            #[cfg(feature = "tls")]
-            Conn::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
-        }
-    }
-}
-
-impl AsyncWrite for Conn {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        match self.get_mut() {
-            Conn::Plain(s) => Pin::new(s).poll_write(cx, buf),
-            #[cfg(feature = "tls")]
-            Conn::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
-        }
-    }
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Conn::Plain(s) => Pin::new(s).poll_flush(cx),
-            #[cfg(feature = "tls")]
-            Conn::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
-        }
-    }
-    fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Conn::Plain(s) => Pin::new(s).poll_close(cx),
-            #[cfg(feature = "tls")]
-            Conn::Tls(s) => Pin::new(s.as_mut()).poll_close(cx),
-        }
     }
 }
