@@ -577,7 +577,9 @@ struct Episode {
     /// Lines in spool records this soak damaged, and those records' seqs.
     damaged_lines: HashSet<(usize, u64)>,
     damaged_frames: BTreeMap<u64, Vec<(usize, u64)>>,
-    /// When the checkpoint was damaged: lines written before may be read again.
+    /// When the checkpoint, or spool records that carried positions, were damaged: lines
+    /// written before may be read again (a lost frame also loses the positions it moved and
+    /// the copies it claimed, so the agent resumes from older ones).
     state_damaged_at: Vec<Instant>,
     /// Checkpoint copies, with the segments that existed then, for power loss.
     snaps: Vec<(Vec<u8>, BTreeSet<String>)>,
@@ -930,6 +932,7 @@ impl Episode {
                     fs::write(&seg, bytes).unwrap();
                     self.damaged_lines.extend(lines.iter().copied());
                     self.damaged_frames.insert(*seq, lines.clone());
+                    self.state_damaged_at.push(Instant::now());
                     format!("{name}: bit flipped at byte {at} (frame seq {seq})")
                 } else {
                     let at = rng.below(len);
@@ -942,6 +945,9 @@ impl Episode {
                             self.damaged_frames.insert(*seq, lines.clone());
                             seqs.push(*seq);
                         }
+                    }
+                    if !seqs.is_empty() {
+                        self.state_damaged_at.push(Instant::now());
                     }
                     format!("{name}: cut from {len} to {at} bytes (frames {seqs:?})")
                 }
@@ -1040,6 +1046,9 @@ impl Episode {
                     // count the cut frames as durable (a real power loss cannot take back
                     // what was fsynced before the checkpoint): that is a damaged spool, as for
                     // SpoolCut. Their lines may be lost, and the agent must count the frames.
+                    if !cut.is_empty() {
+                        self.state_damaged_at.push(Instant::now());
+                    }
                     for (seq, lines) in cut {
                         self.damaged_lines.extend(lines.iter().copied());
                         self.damaged_frames.insert(seq, lines);

@@ -56,6 +56,9 @@ pub const READ_BUDGET: usize = 1 << 20;
 /// smaller shares would cost more system calls than they save in fairness.
 pub const MIN_SHARE: usize = 64 << 10;
 
+/// A file's identity: (device, inode).
+type Key = (u64, u64);
+
 /// What a [`Tailer::read`] call ended on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
@@ -369,6 +372,8 @@ impl Tailer {
         };
         new.sort_by_key(key);
         let mut prev: Option<(usize, PathBuf, (u64, u64))> = None;
+        // Per log, the first and last generation other than the live name opened here.
+        let mut unseen: HashMap<(usize, PathBuf), (Key, Key)> = HashMap::new();
         let open_before = self.files.len();
         for n in new {
             // Opened meanwhile: claimed as the copy of a file opened before it.
@@ -376,6 +381,7 @@ impl Tailer {
                 continue;
             }
             let fam = family(&n.path).to_path_buf();
+            let is_gen = n.path != fam;
             let before = self.files.len();
             // Files open before this one, other than suspects: a suspect taken up as this
             // file's copy joins the chain that open_new builds.
@@ -430,7 +436,36 @@ impl Tailer {
                 _ => {}
             }
             // A suspect is not read until it differs: nothing waits for it.
+            if !tail.2 && is_gen {
+                unseen
+                    .entry((n.input, fam.clone()))
+                    .and_modify(|e: &mut (Key, Key)| e.1 = tail.1)
+                    .or_insert((head, tail.1));
+            }
             prev = (!tail.2).then_some((tail.0, fam, tail.1)).or(prev);
+        }
+        // A live file open before this scan and not read since it was last empty (byte 0,
+        // nothing to check its head against) cannot tell that copytruncate ran while the agent
+        // looked away (stopped, or not reading for a full disk): the copies are new names to
+        // the glob. Every generation found now holds lines written before the live file's
+        // current ones, so the live file waits for the last of them.
+        for ((input, fam), (head, tail)) in unseen {
+            let Some(at) = self.files[..open_before].iter().position(|f| {
+                f.input == input
+                    && f.path == fam
+                    && *f.wire_path == *fam.as_os_str().to_string_lossy()
+                    && f.rotated.is_none()
+                    && !f.suspect
+                    && f.pos == 0
+            }) else {
+                continue;
+            };
+            let before = self.files[at].wait_for.replace(tail);
+            if let Some(h) = self.files.iter_mut().find(|f| (f.dev, f.ino) == head) {
+                if h.wait_for.is_none() && before != Some(head) {
+                    h.wait_for = before;
+                }
+            }
         }
     }
 

@@ -1120,3 +1120,126 @@ fn a_restart_keeps_a_copy_waiting_for_an_older_generation_still_unread() {
     r.settle();
     assert_eq!(r.numbers("a"), (0..1530).collect::<Vec<_>>());
 }
+
+#[test]
+fn copies_claimed_while_reading_is_paused_are_read_one_after_the_other() {
+    // The disk under data_dir is full: the agent scans but reads little or nothing.
+    // Meanwhile copytruncate runs several times; each copy is seen (perhaps in the making),
+    // then the truncation. Reading resumes with frames smaller than a generation.
+    for (steps, making) in [
+        (0, false),
+        (1, false),
+        (2, false),
+        (0, true),
+        (1, true),
+        (2, true),
+    ] {
+        let mut r = Rig::new(&format!("ct-paused-{steps}-{making}"), "b.log*", "");
+        r.b = BatchBuilder::new(5, 1 << 20);
+        r.lines("b.log", "g0", 0..3);
+        r.poll(Duration::ZERO);
+        for k in 1..=6u32 {
+            r.lines("b.log", &format!("g{k}"), 0..20);
+            for phase in 0..3 {
+                r.now += Duration::from_millis(50);
+                r.t.scan(r.now, &r.b, &mut r.c);
+                for _ in 0..steps {
+                    if r.t.read(&mut r.b, r.now, 0, &mut r.c) == Outcome::BatchFull {
+                        r.flush();
+                    }
+                }
+                let copy = r.path(&format!("b.log.{k}"));
+                match (phase, making) {
+                    (0, false) => fs::copy(r.path("b.log"), &copy).map(drop).unwrap(),
+                    (0, true) => {
+                        let whole = fs::read(r.path("b.log")).unwrap();
+                        fs::write(&copy, &whole[..whole.len() / 3]).unwrap();
+                    }
+                    (1, making) => {
+                        if making {
+                            fs::copy(r.path("b.log"), &copy).unwrap();
+                        }
+                        r.truncate("b.log");
+                    }
+                    _ => {}
+                }
+            }
+        }
+        r.lines("b.log", "g7", 0..20);
+        for _ in 0..4 {
+            r.settle();
+        }
+        let order: Vec<String> = r
+            .got
+            .iter()
+            .map(|(_, l)| l.split(' ').next().unwrap().to_string())
+            .fold(Vec::new(), |mut v, g| {
+                if v.last() != Some(&g) {
+                    v.push(g);
+                }
+                v
+            });
+        let want: Vec<String> = (0..=7).map(|k| format!("g{k}")).collect();
+        assert_eq!(
+            order, want,
+            "{steps} reads per scan, making {making}: {:?}",
+            r.got
+        );
+        for k in 1..=7 {
+            let n = r.numbers(&format!("g{k}"));
+            assert_eq!(n, (0..20).collect::<Vec<_>>(), "{steps} {making}: g{k}");
+        }
+    }
+}
+
+#[test]
+fn generations_copied_away_unseen_from_a_live_file_left_empty_come_before_its_new_content() {
+    // The live file was emptied by copytruncate and its copy claimed; then the agent stopped
+    // (SIGSTOP) while copytruncate ran three more times. At the next scan the live file
+    // looks untouched (still at byte 0, nothing to check its head against); the three copies
+    // are new names to the glob. Their lines come before the live file's new ones.
+    for steps in [0, 1] {
+        let mut r = Rig::new(&format!("ct-empty-live-{steps}"), "b.log*", "");
+        r.b = BatchBuilder::new(5, 1 << 20);
+        r.lines("b.log", "g0", 0..3);
+        r.poll(Duration::ZERO);
+        r.copytruncate("b.log", "b.log.1");
+        r.poll(Duration::from_millis(50));
+        for k in 2..=4u32 {
+            r.lines("b.log", &format!("g{k}"), 0..12);
+            std::thread::sleep(Duration::from_millis(10));
+            r.copytruncate("b.log", &format!("b.log.{k}"));
+        }
+        r.lines("b.log", "g5", 0..12);
+        for _ in 0..steps {
+            r.now += Duration::from_millis(50);
+            r.t.scan(r.now, &r.b, &mut r.c);
+            if r.t.read(&mut r.b, r.now, 0, &mut r.c) == Outcome::BatchFull {
+                r.flush();
+            }
+        }
+        for _ in 0..4 {
+            r.settle();
+        }
+        let order: Vec<String> = r
+            .got
+            .iter()
+            .map(|(_, l)| l.split(' ').next().unwrap().to_string())
+            .fold(Vec::new(), |mut v, g| {
+                if v.last() != Some(&g) {
+                    v.push(g);
+                }
+                v
+            });
+        assert_eq!(
+            order,
+            ["g0", "g2", "g3", "g4", "g5"],
+            "{steps}: {:?}",
+            r.got
+        );
+        for k in 2..=5 {
+            let n = r.numbers(&format!("g{k}"));
+            assert_eq!(n, (0..12).collect::<Vec<_>>(), "{steps}: g{k}");
+        }
+    }
+}
