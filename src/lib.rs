@@ -40,6 +40,10 @@
 //!
 //! Signals arrive through `async-signal`'s self-pipe on the reactor: no signal thread.
 #![forbid(unsafe_code)]
+// Every task's state lives in `Rc<RefCell<..>>` on one thread: a borrow held across an
+// `.await` would panic when another task borrows it meanwhile. The compiler refuses such
+// code (clippy's MIR check), so the rule holds by construction, not by review.
+#![deny(clippy::await_holding_refcell_ref)]
 #![warn(missing_docs, missing_debug_implementations, rust_2018_idioms)]
 
 pub mod agent;
