@@ -177,6 +177,7 @@ impl Tailer {
                 let _ = self.files[i].verify_head();
                 if !self.is_copy_of_live(&self.files[i]) {
                     self.files[i].suspect = false;
+                    self.before_unread_live(i);
                 }
             }
         }
@@ -271,6 +272,35 @@ impl Tailer {
             self.resolve_marks(now, c);
         }
         self.retire(now, batch, c);
+    }
+
+    /// File `i`, a generation that was held as a possible copy in the making and now differs
+    /// from the live file, is a generation of its own. If the live file has not been read
+    /// since it was last empty (byte 0: the truncation that followed the copy left nothing to
+    /// notice it by), what it holds now was written after this generation's lines: the live
+    /// file waits for it, and it takes the live file's place after what the live file waited
+    /// for.
+    fn before_unread_live(&mut self, i: usize) {
+        let g = &self.files[i];
+        let fam = family(&g.path).to_path_buf();
+        if fam == g.path {
+            return;
+        }
+        let (input, key) = (g.input, (g.dev, g.ino));
+        let Some(live) = self.files.iter().position(|f| {
+            f.input == input
+                && f.path == fam
+                && *f.wire_path == *fam.as_os_str().to_string_lossy()
+                && f.rotated.is_none()
+                && !f.suspect
+                && f.pos == 0
+        }) else {
+            return;
+        };
+        let before = self.files[live].wait_for.replace(key);
+        if before.is_some() && before != Some(key) {
+            self.files[i].wait_for = before;
+        }
     }
 
     /// Whether a file is open, other than as an unread suspect, or has a mark: it is no
@@ -460,9 +490,11 @@ impl Tailer {
             }) else {
                 continue;
             };
+            // What the live file waited for is the newest generation before them: the first
+            // of them waits for it (rather than for the generation last in the file list).
             let before = self.files[at].wait_for.replace(tail);
             if let Some(h) = self.files.iter_mut().find(|f| (f.dev, f.ino) == head) {
-                if h.wait_for.is_none() && before != Some(head) {
+                if before.is_some() && before != Some(head) {
                     h.wait_for = before;
                 }
             }
@@ -786,6 +818,13 @@ impl Tailer {
         let mut out = Vec::new();
         for (_, p) in later {
             match Tailed::open(input, p.clone(), wire.clone(), 0) {
+                Ok(t) if self.is_copy_of_live(&t) => {
+                    // Empty, or starting as the log does now: perhaps a copy still in the
+                    // making. Taken now, it would be read from its head while the same bytes
+                    // are read from the log; the glob walk opens it as a suspect instead, and
+                    // the next truncation claims it.
+                    log::debug!("{}: perhaps a copy in the making; not yet", p.display());
+                }
                 Ok(mut t) => {
                     log::info!(
                         "reading {}, a generation of {wire} copied away unseen",
@@ -830,6 +869,10 @@ impl Tailer {
                         copy.display()
                     );
                     f.suspect = false;
+                    // Its place in the order is the truncated file's, which the caller
+                    // gives it: what it was chained to when it was found is a guess from
+                    // before anyone knew what it is.
+                    f.wait_for = None;
                     f.pos = pos.max(f.pos);
                     f.committed = f.pos;
                     f.wire_path = wire.clone();

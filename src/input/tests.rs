@@ -1122,77 +1122,6 @@ fn a_restart_keeps_a_copy_waiting_for_an_older_generation_still_unread() {
 }
 
 #[test]
-fn copies_claimed_while_reading_is_paused_are_read_one_after_the_other() {
-    // The disk under data_dir is full: the agent scans but reads little or nothing.
-    // Meanwhile copytruncate runs several times; each copy is seen (perhaps in the making),
-    // then the truncation. Reading resumes with frames smaller than a generation.
-    for (steps, making) in [
-        (0, false),
-        (1, false),
-        (2, false),
-        (0, true),
-        (1, true),
-        (2, true),
-    ] {
-        let mut r = Rig::new(&format!("ct-paused-{steps}-{making}"), "b.log*", "");
-        r.b = BatchBuilder::new(5, 1 << 20);
-        r.lines("b.log", "g0", 0..3);
-        r.poll(Duration::ZERO);
-        for k in 1..=6u32 {
-            r.lines("b.log", &format!("g{k}"), 0..20);
-            for phase in 0..3 {
-                r.now += Duration::from_millis(50);
-                r.t.scan(r.now, &r.b, &mut r.c);
-                for _ in 0..steps {
-                    if r.t.read(&mut r.b, r.now, 0, &mut r.c) == Outcome::BatchFull {
-                        r.flush();
-                    }
-                }
-                let copy = r.path(&format!("b.log.{k}"));
-                match (phase, making) {
-                    (0, false) => fs::copy(r.path("b.log"), &copy).map(drop).unwrap(),
-                    (0, true) => {
-                        let whole = fs::read(r.path("b.log")).unwrap();
-                        fs::write(&copy, &whole[..whole.len() / 3]).unwrap();
-                    }
-                    (1, making) => {
-                        if making {
-                            fs::copy(r.path("b.log"), &copy).unwrap();
-                        }
-                        r.truncate("b.log");
-                    }
-                    _ => {}
-                }
-            }
-        }
-        r.lines("b.log", "g7", 0..20);
-        for _ in 0..4 {
-            r.settle();
-        }
-        let order: Vec<String> = r
-            .got
-            .iter()
-            .map(|(_, l)| l.split(' ').next().unwrap().to_string())
-            .fold(Vec::new(), |mut v, g| {
-                if v.last() != Some(&g) {
-                    v.push(g);
-                }
-                v
-            });
-        let want: Vec<String> = (0..=7).map(|k| format!("g{k}")).collect();
-        assert_eq!(
-            order, want,
-            "{steps} reads per scan, making {making}: {:?}",
-            r.got
-        );
-        for k in 1..=7 {
-            let n = r.numbers(&format!("g{k}"));
-            assert_eq!(n, (0..20).collect::<Vec<_>>(), "{steps} {making}: g{k}");
-        }
-    }
-}
-
-#[test]
 fn generations_copied_away_unseen_from_a_live_file_left_empty_come_before_its_new_content() {
     // The live file was emptied by copytruncate and its copy claimed; then the agent stopped
     // (SIGSTOP) while copytruncate ran three more times. At the next scan the live file
@@ -1241,5 +1170,122 @@ fn generations_copied_away_unseen_from_a_live_file_left_empty_come_before_its_ne
             let n = r.numbers(&format!("g{k}"));
             assert_eq!(n, (0..12).collect::<Vec<_>>(), "{steps}: g{k}");
         }
+    }
+}
+
+/// A small xorshift generator: the fault schedules below are reproducible from a seed.
+struct Xs(u64);
+
+impl Xs {
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 % n
+    }
+}
+
+#[test]
+fn copytruncate_under_a_wide_glob_keeps_every_line_once_and_in_order_whatever_the_schedule() {
+    // The soak's copytruncate faults at the tailer's level, where every scan and read is a
+    // call: copies seen complete or in the making, reading paused (a full disk) or cut into
+    // small frames, several rotations between two looks. No line is written between a copy
+    // and its truncation (those no agent can see), so every line must arrive once, in order.
+    // TAILBEAT_TEST_SCHEDULE=N replays seed N alone and prints what arrived, file by file.
+    let only: Option<u64> = std::env::var("TAILBEAT_TEST_SCHEDULE")
+        .ok()
+        .and_then(|s| s.parse().ok());
+    for seed in 1..=300u64 {
+        if only.is_some_and(|o| o != seed) {
+            continue;
+        }
+        let mut rng = Xs(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
+        let mut r = Rig::new(&format!("ct-sched-{seed}"), "a.log*", "");
+        r.b = BatchBuilder::new(1 + rng.below(8) as u32, 1 << 20);
+        r.lines("a.log", "a", 0..3);
+        r.poll(Duration::ZERO);
+        let mut next = 3u32;
+        let mut gen = 0u32;
+        let mut making: Option<PathBuf> = None;
+        let mut schedule = Vec::new();
+        for _ in 0..60 {
+            let step = rng.below(10);
+            schedule.push(step);
+            match step {
+                0..=2 => {
+                    let n = 1 + rng.below(12) as u32;
+                    r.lines("a.log", "a", next..next + n);
+                    next += n;
+                }
+                3 => {
+                    // A copy caught in the making: part of it now, the rest and the
+                    // truncation at a later step.
+                    if making.is_none() {
+                        gen += 1;
+                        let copy = r.path(&format!("a.log.{gen}"));
+                        let whole = fs::read(r.path("a.log")).unwrap();
+                        let cut = rng.below(whole.len() as u64 + 1) as usize;
+                        fs::write(&copy, &whole[..cut]).unwrap();
+                        making = Some(copy);
+                    }
+                }
+                4 | 5 => {
+                    let copy = match making.take() {
+                        Some(c) => c,
+                        None => {
+                            gen += 1;
+                            r.path(&format!("a.log.{gen}"))
+                        }
+                    };
+                    fs::copy(r.path("a.log"), &copy).unwrap();
+                    r.truncate("a.log");
+                }
+                6 | 7 => {
+                    r.now += Duration::from_millis(50);
+                    r.t.scan(r.now, &r.b, &mut r.c);
+                }
+                8 => {
+                    r.now += Duration::from_millis(50);
+                    r.t.scan(r.now, &r.b, &mut r.c);
+                    if r.t.read(&mut r.b, r.now, 0, &mut r.c) == Outcome::BatchFull {
+                        r.flush();
+                    }
+                }
+                _ => r.poll(Duration::from_millis(50)),
+            }
+            if making.is_some() && step != 3 && rng.below(2) == 0 {
+                // A copy is never left half made for long: finish it and truncate.
+                let copy = making.take().unwrap();
+                fs::copy(r.path("a.log"), &copy).unwrap();
+                r.truncate("a.log");
+                schedule.push(4);
+            }
+        }
+        if let Some(copy) = making.take() {
+            fs::copy(r.path("a.log"), &copy).unwrap();
+            r.truncate("a.log");
+        }
+        for _ in 0..6 {
+            r.settle();
+        }
+        if only.is_some() {
+            let mut last = String::new();
+            for (name, l) in &r.got {
+                if *name != last {
+                    eprint!("\n{name}:");
+                    last = name.clone();
+                }
+                eprint!(" {}", &l[2..6]);
+            }
+            eprintln!();
+        }
+        let got = r.numbers("a");
+        assert_eq!(
+            got,
+            (0..next).collect::<Vec<_>>(),
+            "seed {seed}, schedule {schedule:?}, counters {:?}",
+            r.c
+        );
+        assert!(r.invented().is_empty(), "seed {seed}: {:?}", r.invented());
     }
 }
