@@ -432,11 +432,16 @@ impl Tailer {
                 Some((input, pf, pk)) if *input == n.input && *pf == fam => Some(*pk),
                 _ => None,
             };
+            // The newest of them by modification time: the order of the file list says
+            // nothing (a suspect that turned out a generation of its own joins at its end).
             let older = self.files[..open_before]
                 .iter()
-                .rev()
-                .find(|f| f.path != fam && !f.suspect && family(Path::new(&*f.wire_path)) == fam)
-                .map(|f| (f.dev, f.ino));
+                .enumerate()
+                .filter(|(_, f)| {
+                    f.path != fam && !f.suspect && family(Path::new(&*f.wire_path)) == fam
+                })
+                .max_by_key(|(i, f)| (f.file.metadata().and_then(|m| m.modified()).ok(), *i))
+                .map(|(_, f)| (f.dev, f.ino));
             // open_new may have put a chain before this file (the copy of what it held
             // when it was truncated while the agent was down, then the generations copied
             // away after that): the chain's first file is what waits for the generation

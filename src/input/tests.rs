@@ -1187,20 +1187,28 @@ impl Xs {
 
 #[test]
 fn copytruncate_under_a_wide_glob_keeps_every_line_once_and_in_order_whatever_the_schedule() {
-    // The soak's copytruncate faults at the tailer's level, where every scan and read is a
-    // call: copies seen complete or in the making, reading paused (a full disk) or cut into
-    // small frames, several rotations between two looks. No line is written between a copy
-    // and its truncation (those no agent can see), so every line must arrive once, in order.
-    // TAILBEAT_TEST_SCHEDULE=N replays seed N alone and prints what arrived, file by file.
+    rotation_schedules("ct-sched", false);
+}
+
+#[test]
+#[ignore = "known gap: about 1 schedule in 11 delivers lines out of order (README, What the soak still finds)"]
+fn rename_and_copytruncate_of_one_log_keep_every_line_once_and_in_order_whatever_the_schedule() {
+    rotation_schedules("mixed-sched", true);
+}
+
+/// The soak's rotation faults at the tailer's level, where every scan and read is a call:
+/// copies seen complete or in the making, reading paused (a full disk) or cut into small
+/// frames, several rotations between two looks, and with `renames` rotations by rename too.
+/// No line is written between a copy and its truncation (those no agent can see), so every
+/// line must arrive once, in order. TAILBEAT_TEST_SCHEDULE=N replays seed N alone and
+/// prints what arrived, file by file.
+fn rotation_schedules(name: &str, renames: bool) {
     let only: Option<u64> = std::env::var("TAILBEAT_TEST_SCHEDULE")
         .ok()
         .and_then(|s| s.parse().ok());
-    for seed in 1..=300u64 {
-        if only.is_some_and(|o| o != seed) {
-            continue;
-        }
+    for seed in only.map_or(1..=200u64, |o| o..=o) {
         let mut rng = Xs(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
-        let mut r = Rig::new(&format!("ct-sched-{seed}"), "a.log*", "");
+        let mut r = Rig::new(&format!("{name}-{seed}"), "a.log*", "");
         r.b = BatchBuilder::new(1 + rng.below(8) as u32, 1 << 20);
         r.lines("a.log", "a", 0..3);
         r.poll(Duration::ZERO);
@@ -1208,8 +1216,19 @@ fn copytruncate_under_a_wide_glob_keeps_every_line_once_and_in_order_whatever_th
         let mut gen = 0u32;
         let mut making: Option<PathBuf> = None;
         let mut schedule = Vec::new();
+        // Modification times from a clock of the model's own, a second a step: rotations in
+        // one tick of the file system's clock would leave the order to the names.
+        let mut clock = std::time::SystemTime::now() - Duration::from_secs(86_400);
+        let stamp = |paths: &[PathBuf], t: std::time::SystemTime| {
+            for p in paths {
+                if let Ok(f) = fs::File::options().write(true).open(p) {
+                    f.set_modified(t).unwrap();
+                }
+            }
+        };
         for _ in 0..60 {
-            let step = rng.below(10);
+            let mut touched = vec![r.path("a.log")];
+            let step = rng.below(if renames { 11 } else { 10 });
             schedule.push(step);
             match step {
                 0..=2 => {
@@ -1226,6 +1245,7 @@ fn copytruncate_under_a_wide_glob_keeps_every_line_once_and_in_order_whatever_th
                         let whole = fs::read(r.path("a.log")).unwrap();
                         let cut = rng.below(whole.len() as u64 + 1) as usize;
                         fs::write(&copy, &whole[..cut]).unwrap();
+                        touched.push(copy.clone());
                         making = Some(copy);
                     }
                 }
@@ -1238,6 +1258,7 @@ fn copytruncate_under_a_wide_glob_keeps_every_line_once_and_in_order_whatever_th
                         }
                     };
                     fs::copy(r.path("a.log"), &copy).unwrap();
+                    touched.push(copy);
                     r.truncate("a.log");
                 }
                 6 | 7 => {
@@ -1251,15 +1272,27 @@ fn copytruncate_under_a_wide_glob_keeps_every_line_once_and_in_order_whatever_th
                         r.flush();
                     }
                 }
-                _ => r.poll(Duration::from_millis(50)),
+                9 => r.poll(Duration::from_millis(50)),
+                _ => {
+                    // Rotation by rename: the writer's next line makes a new live file.
+                    if making.is_none() {
+                        gen += 1;
+                        fs::rename(r.path("a.log"), r.path(&format!("a.log.{gen}"))).unwrap();
+                        r.lines("a.log", "a", next..next + 1);
+                        next += 1;
+                    }
+                }
             }
             if making.is_some() && step != 3 && rng.below(2) == 0 {
                 // A copy is never left half made for long: finish it and truncate.
                 let copy = making.take().unwrap();
                 fs::copy(r.path("a.log"), &copy).unwrap();
+                touched.push(copy);
                 r.truncate("a.log");
                 schedule.push(4);
             }
+            clock += Duration::from_secs(1);
+            stamp(&touched, clock);
         }
         if let Some(copy) = making.take() {
             fs::copy(r.path("a.log"), &copy).unwrap();
