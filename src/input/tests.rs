@@ -1191,7 +1191,7 @@ fn copytruncate_under_a_wide_glob_keeps_every_line_once_and_in_order_whatever_th
 }
 
 #[test]
-#[ignore = "known gap: about 1 schedule in 11 delivers lines out of order (README, What the soak still finds)"]
+#[ignore = "known gap: about 1 schedule in 20 (14 of the first 300) delivers lines out of order (README, What the soak still finds)"]
 fn rename_and_copytruncate_of_one_log_keep_every_line_once_and_in_order_whatever_the_schedule() {
     rotation_schedules("mixed-sched", true);
 }
@@ -1216,8 +1216,6 @@ fn rotation_schedules(name: &str, renames: bool) {
         let mut rng = Xs(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
         let mut r = Rig::new(&format!("{name}-{seed}"), "a.log*", "");
         r.b = BatchBuilder::new(1 + rng.below(8) as u32, 1 << 20);
-        r.lines("a.log", "a", 0..3);
-        r.poll(Duration::ZERO);
         let mut next = 3u32;
         let mut gen = 0u32;
         let mut making: Option<PathBuf> = None;
@@ -1232,6 +1230,9 @@ fn rotation_schedules(name: &str, renames: bool) {
                 }
             }
         };
+        r.lines("a.log", "a", 0..3);
+        stamp(&[r.path("a.log")], clock);
+        r.poll(Duration::ZERO);
         for _ in 0..60 {
             let mut touched = vec![r.path("a.log")];
             let step = rng.below(if renames { 11 } else { 10 });
