@@ -116,6 +116,9 @@ struct State {
     /// refuses spool writes): the heartbeat's `disk_full`.
     pub(crate) disk_full: u32,
     pub(crate) lat: Latency,
+    /// State events for the fleet (`control::events`): raise an alert with
+    /// `s.events.alert(name, raised, message)`.
+    pub(crate) events: Rc<crate::control::events::Bus>,
     /// `--once`: stop when every file is read to its end and the sinks have everything.
     once: bool,
     pub(crate) shutdown: bool,
@@ -314,6 +317,7 @@ pub fn run(local: Config, opts: RunOpts) -> Result<(), Error> {
         cfg.data_dir.display(),
     );
     let starter = Notify::new();
+    let cfg_data_dir = cfg.data_dir.clone();
     let st: Shared = Rc::new(RefCell::new(State {
         cfg,
         local,
@@ -326,6 +330,7 @@ pub fn run(local: Config, opts: RunOpts) -> Result<(), Error> {
         c,
         disk_full: 0,
         lat: Latency::default(),
+        events: Rc::new(crate::control::events::Bus::open(&cfg_data_dir)),
         once,
         shutdown: false,
     }));

@@ -47,6 +47,7 @@
 
 #[cfg(test)]
 mod boundary_tests;
+pub mod events;
 #[cfg(test)]
 mod fleet_state_tests;
 // The metrics endpoint shows the heartbeat's figures: a build with it and no fleet client
@@ -124,14 +125,17 @@ fn apply(agent: &Handle, k: Kind, d: &ConfigDetail) {
     // No `.await` from here to the save: nothing else runs between the update of the
     // fleet's configs and the agent's answer. `None`: `update` refused it, and recorded
     // FAILED itself.
+    let had = old.is_some();
+    let mut failed = None;
     let applied = match tried {
         Ok(cfg) => Some(agent.apply(cfg)),
         Err(why) => {
             log::error!("fleet: {what} FAILED: {why}; keeping the running config");
+            failed = Some(why.to_string());
             None
         }
     };
-    agent.remote(|r, _| {
+    let runs = agent.remote(|r, _| {
         match applied {
             Some(Ok(())) => {
                 // APPLIED only now: APPLYING → apply → APPLIED or FAILED.
@@ -141,6 +145,7 @@ fn apply(agent: &Handle, k: Kind, d: &ConfigDetail) {
             Some(Err(why)) => {
                 log::error!("fleet: {what} FAILED: {why}; keeping the running config");
                 r.undo(k, &d.name, d.version, old, &why);
+                failed = Some(why);
             }
             None => {}
         }
@@ -150,5 +155,28 @@ fn apply(agent: &Handle, k: Kind, d: &ConfigDetail) {
                 r.path().display()
             );
         }
+        r.entries(k).get(&d.name).is_some_and(|e| e.good.is_some())
     });
+    // State events (events.rs): the config's outcome, then what it did to the pipelines.
+    let events = agent.events();
+    let mut e = events::Event::new(
+        if failed.is_some() {
+            events::Kind::ConfigFailed
+        } else {
+            events::Kind::ConfigApplied
+        },
+        Some(&d.name),
+        0,
+    );
+    e.version = Some(d.version);
+    e.message = failed;
+    events.raise(e);
+    if k == Kind::Pipeline && had != runs {
+        let kind = if runs {
+            events::Kind::PipelineAdded
+        } else {
+            events::Kind::PipelineRemoved
+        };
+        events.raise(events::Event::new(kind, Some(&d.name), 0));
+    }
 }
