@@ -461,7 +461,11 @@ async fn handle_signals(
     while let Some(sig) = signals.next().await {
         match sig {
             Ok(async_signal::Signal::Hup) => match &config_path {
-                Some(p) => reload(&st, p),
+                Some(p) => {
+                    reload(&st, p);
+                    // The fleet link reads `[fleet]` again (and samples its levels).
+                    control_wake.notify();
+                }
                 None => log::warn!("SIGHUP: running the built-in demo config, nothing to reload"),
             },
             Ok(sig) => {

@@ -312,6 +312,15 @@ pub(crate) async fn run(agent: &Handle) {
             return;
         };
         let interval = g.heartbeat_interval.0;
+        // Spool and disk, sampled at each turn, linked or not (a message, a heartbeat, a
+        // status, an event, a reload, a reconnect attempt): their edges become events.
+        let h = agent.health();
+        let threshold = g
+            .spool_high_bytes
+            .map_or_else(|| agent.remote(|_, l| l.spool.max_bytes.0) / 5 * 4, |s| s.0);
+        for e in levels.sample(h.spool_bytes, threshold, h.disk_full, 0) {
+            events.raise(e);
+        }
         let now = Instant::now();
         next_heartbeat = next_heartbeat.min(now + interval);
         let l = match &mut link {
@@ -365,15 +374,6 @@ pub(crate) async fn run(agent: &Handle) {
                 }
             }
             on_message(agent, m, &mut full, f.max_message_bytes.0);
-        }
-        // Spool and disk, sampled at each turn (a message, a heartbeat, a status or an event
-        // wakes it): their edges become events.
-        let h = agent.health();
-        let threshold = g
-            .spool_high_bytes
-            .map_or_else(|| agent.remote(|_, l| l.spool.max_bytes.0) / 5 * 4, |s| s.0);
-        for e in levels.sample(h.spool_bytes, threshold, h.disk_full, 0) {
-            events.raise(e);
         }
         // Status first: it must not wait for anything.
         let mut failed = None;
