@@ -18,7 +18,7 @@ pub struct Fleet {
     /// Taken apart when the config is read.
     pub server: Server,
     /// MQTT: the topics' prefix (README, "MQTT topics"); a template: `{tag}` becomes that
-    /// tag's value in `tags` when the config is read ([`fill_templates`]).
+    /// tag's value in `tags` when the config is read (`fill_templates`).
     #[serde(default = "default_fleet_prefix")]
     pub topic_prefix: String,
     /// MQTT: client id; by default `{instance}-fleet`.
