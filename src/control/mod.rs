@@ -39,6 +39,11 @@
 //! a re-announced config — sends one sooner than its backoff says (`session.rs` states and
 //! tests the bound for a 60 s outage).
 //!
+//! **State events** (`events.rs`): config applied/failed and pipeline added/removed are
+//! raised by `apply` here, whatever the transport; spool and disk edges by the MQTT link;
+//! alerts by whoever evaluates them, through `events::Bus::alert`. Only the MQTT link
+//! publishes them (`P/I/events`); the queue they wait in is bounded and coalesces.
+//!
 //! Applying a config is [`remote::Remote::update`] (parse and validate against the whole
 //! config; APPLYING), then `agent::Handle::apply` (inputs and pipelines added,
 //! changed and removed in place), then APPLIED ([`remote::Remote::applied`]) or FAILED, then a save of

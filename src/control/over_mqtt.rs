@@ -1,9 +1,16 @@
 //! The control plane over MQTT: the same protobuf messages as over HTTP, on topics.
 //!
 //! With `fleet.server = "mqtt(s)://..."` and `P` = `fleet.topic_prefix`, `I` = instance id:
-//! - `P/I/heartbeat` ← HeartbeatRequest, QoS 1; the sequence number grows by one per
-//!   heartbeat the broker acknowledged (PUBACK), and a heartbeat not acknowledged is sent
-//!   again with the same number;
+//! - `P/I/heartbeat` ← HeartbeatRequest, QoS 1, retained (a viewer that subscribes late
+//!   sees every agent's last one at once; README says what that means for a server); the
+//!   sequence number grows by one per heartbeat the broker acknowledged (PUBACK), and a
+//!   heartbeat not acknowledged is sent again with the same number;
+//! - `P/I/events` ← state events as JSON, QoS 1, not retained, after the statuses and before
+//!   the heartbeat, in order, each numbered once ([`super::events`]); spool and disk are
+//!   sampled at every turn of the loop, linked or not, and their edges become events;
+//! - `P/I/rebirth`, `P/rebirth` → any payload: a full heartbeat and every status again, at
+//!   most once per `fleet.rebirth_min_interval`, a new connection counting as one
+//!   ([`Rebirth`]);
 //! - `P/I/status/pipeline`, `P/I/status/instance` ← ReportConfigRequest, QoS 1, retained:
 //!   sent as soon as a status changes (and on every new connection, in case the broker lost
 //!   its retained messages), the same bytes again until the broker acknowledges them;
