@@ -528,6 +528,20 @@ fn config_spool_and_restart_events_arrive_in_order_coalesced_with_numbers_that_g
         ev.iter().map(|e| e.seq).collect::<Vec<_>>(),
         [first, first + 1, first + 2]
     );
+    // Version -1 takes the pipeline out: applied, and removed.
+    publish(
+        port.port,
+        "tailbeat/it/config",
+        &configs_message(&[("app2", -1, "")]),
+        false,
+    );
+    let ev = wait_events(&got, 5, 10);
+    assert_eq!(
+        (ev[3].kind.as_str(), ev[4].kind.as_str(), ev[4].seq),
+        ("config_applied", "pipeline_removed", first + 4),
+        "{ev:#?}"
+    );
+    assert!(ev[3].json.contains("\"version\":-1"), "{}", ev[3].json);
 
     // The broker goes away; lines pile up in the spool; the spool's threshold goes under
     // them, over them, under them again (each sampled: the reload wakes the link).
@@ -555,21 +569,21 @@ fn config_spool_and_restart_events_arrive_in_order_coalesced_with_numbers_that_g
         }
     }
     let _broker = Broker::start(&port, &got);
-    let ev = wait_events(&got, 4, 30);
+    let ev = wait_events(&got, 6, 30);
     // One event for the spool's three changes: the latest state, saying how many it
     // replaced. (If the sink got its connection back first and emptied the spool, the fleet
     // link's first look already saw it under: then the latest is `spool_ok`, over three.)
-    let replaced = match ev[3].kind.as_str() {
+    let replaced = match ev[5].kind.as_str() {
         "spool_high" => 2,
         "spool_ok" => 3,
         _ => panic!("{ev:#?}"),
     };
-    assert_eq!(ev[3].seq, first + 3, "{ev:#?}");
+    assert_eq!(ev[5].seq, first + 5, "{ev:#?}");
     assert_eq!(
-        num(&ev[3].json, "coalesced"),
+        num(&ev[5].json, "coalesced"),
         Some(replaced),
         "{}",
-        ev[3].json
+        ev[5].json
     );
 
     // kill -9, and a new config: its event is numbered above every one before.
