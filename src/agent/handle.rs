@@ -92,6 +92,11 @@ impl Handle {
         self.st.borrow_mut().c.bad_control_messages += 1;
     }
 
+    /// The agent's state events (`control::events`), to raise and to publish.
+    pub(crate) fn events(&self) -> std::rc::Rc<crate::control::events::Bus> {
+        self.st.borrow().events.clone()
+    }
+
     /// Runs `f` on the fleet's configs and the local file they are laid over.
     pub(crate) fn remote<R>(&self, f: impl FnOnce(&mut Remote, &Config) -> R) -> R {
         let mut g = self.st.borrow_mut();

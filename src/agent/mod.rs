@@ -117,6 +117,9 @@ struct State {
     /// refuses spool writes): the heartbeat's `disk_full`.
     pub(crate) disk_full: u32,
     pub(crate) lat: Latency,
+    /// State events for the fleet (`control::events`): raise an alert with
+    /// `s.events.alert(name, raised, message)`.
+    pub(crate) events: Rc<crate::control::events::Bus>,
     /// `--once`: stop when every file is read to its end and the sinks have everything.
     once: bool,
     pub(crate) shutdown: bool,
@@ -315,6 +318,7 @@ pub fn run(local: Config, opts: RunOpts) -> Result<(), Error> {
         cfg.data_dir.display(),
     );
     let starter = Notify::new();
+    let cfg_data_dir = cfg.data_dir.clone();
     let st: Shared = Rc::new(RefCell::new(State {
         cfg,
         local,
@@ -327,6 +331,7 @@ pub fn run(local: Config, opts: RunOpts) -> Result<(), Error> {
         c,
         disk_full: 0,
         lat: Latency::default(),
+        events: Rc::new(crate::control::events::Bus::open(&cfg_data_dir)),
         once,
         shutdown: false,
     }));
@@ -457,7 +462,11 @@ async fn handle_signals(
     while let Some(sig) = signals.next().await {
         match sig {
             Ok(async_signal::Signal::Hup) => match &config_path {
-                Some(p) => reload(&st, p),
+                Some(p) => {
+                    reload(&st, p);
+                    // The fleet link reads `[fleet]` again (and samples its levels).
+                    control_wake.notify();
+                }
                 None => log::warn!("SIGHUP: running the built-in demo config, nothing to reload"),
             },
             Ok(sig) => {

@@ -3,8 +3,9 @@
 
 use super::endpoint::Server;
 use super::error::parse_toml;
-use super::{Config, ConfigError, LogLevel, Secret, Secs, Size, Spool, Tls};
+use super::{clip, Config, ConfigError, KeyPath, LogLevel, Secret, Secs, Sink, Size, Spool, Tls};
 use serde::Deserialize;
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 /// `[fleet]`: heartbeats, config status and remote config, over ConfigServer protocol v2.
@@ -16,7 +17,8 @@ pub struct Fleet {
     /// `mqtt(s)://host:port`, the same messages travelling on topics under `topic_prefix`.
     /// Taken apart when the config is read.
     pub server: Server,
-    /// MQTT: the topics' prefix (README, "MQTT topics").
+    /// MQTT: the topics' prefix (README, "MQTT topics"); a template: `{tag}` becomes that
+    /// tag's value in `tags` when the config is read (`fill_templates`).
     #[serde(default = "default_fleet_prefix")]
     pub topic_prefix: String,
     /// MQTT: client id; by default `{instance}-fleet`.
@@ -39,7 +41,7 @@ pub struct Fleet {
     pub agent_type: String,
     /// Group tags (name = value) in the heartbeat; the server picks configs by them.
     #[serde(default)]
-    pub tags: std::collections::BTreeMap<String, String>,
+    pub tags: BTreeMap<String, String>,
     /// Bearer token for the server.
     #[serde(default)]
     pub token: Option<Secret>,
@@ -51,6 +53,14 @@ pub struct Fleet {
     /// without being held, counted and logged.
     #[serde(default = "default_max_message")]
     pub max_message_bytes: Size,
+    /// MQTT: a rebirth request (`P/I/rebirth`, `P/rebirth`) is answered at most once per this
+    /// long; a new connection counts as one (README, "MQTT topics").
+    #[serde(default = "default_rebirth")]
+    pub rebirth_min_interval: Secs,
+    /// MQTT: the spools' bytes at which a `spool_high` event is raised (`spool_ok` once
+    /// back under 90 % of it); by default 80 % of `spool.max_bytes`.
+    #[serde(default)]
+    pub spool_high_bytes: Option<Size>,
 }
 
 /// An instance config from the fleet: agent-wide settings laid over the local file.
@@ -102,6 +112,133 @@ fn default_fleet_timeout() -> Secs {
 fn default_max_message() -> Size {
     Size(4 << 20)
 }
+fn default_rebirth() -> Secs {
+    Secs(Duration::from_secs(10))
+}
 fn default_agent_type() -> String {
     "tailbeat".into()
+}
+
+/// Fills the topic templates of a config just read: in `fleet.topic_prefix` and the local
+/// `[sink]`'s `topic` and `state_topic`, each `{tag}` becomes the value of that tag in
+/// `fleet.tags` (`{instance}` in the sink's topics stays, the sink fills it). So that a
+/// subscriber can watch one region with a wildcard (`tailbeat/eu-west/+/...`), a value goes
+/// into a topic as one level: an unknown tag, or a value with `/`, `+` or `#`, is an error
+/// naming the template's key. Topics without `{` are left as they are (the defaults).
+pub(super) fn fill_templates(cfg: &mut Config) -> Result<(), (KeyPath, String)> {
+    let empty = BTreeMap::new();
+    let tags = cfg.fleet.as_ref().map_or(&empty, |f| &f.tags).clone();
+    if let Some(f) = &mut cfg.fleet {
+        f.topic_prefix = fill(&f.topic_prefix, &tags, &[])
+            .map_err(|m| (KeyPath::dotted("fleet.topic_prefix"), m))?;
+    }
+    if let Sink::Mqtt(m) = &mut cfg.sink {
+        m.topic =
+            fill(&m.topic, &tags, &["instance"]).map_err(|e| (KeyPath::dotted("sink.topic"), e))?;
+        m.state_topic = fill(&m.state_topic, &tags, &["instance"])
+            .map_err(|e| (KeyPath::dotted("sink.state_topic"), e))?;
+    }
+    Ok(())
+}
+
+/// `template` with each `{name}` replaced by `tags[name]`, except the names in `keep`.
+pub(super) fn fill(
+    template: &str,
+    tags: &BTreeMap<String, String>,
+    keep: &[&str],
+) -> Result<String, String> {
+    let mut out = String::with_capacity(template.len());
+    let mut rest = template;
+    while let Some(open) = rest.find('{') {
+        out.push_str(&rest[..open]);
+        let after = &rest[open + 1..];
+        let Some(close) = after.find('}') else {
+            return Err(format!("{}: a '{{' without its '}}'", clip(template)));
+        };
+        let name = &after[..close];
+        if keep.contains(&name) {
+            out.push_str(&rest[open..open + close + 2]);
+        } else {
+            let Some(v) = tags.get(name) else {
+                let known: Vec<&str> = tags.keys().map(String::as_str).collect();
+                return Err(format!(
+                    "{{{name}}} names no tag in fleet.tags (it has: {})",
+                    if known.is_empty() {
+                        "none".to_string()
+                    } else {
+                        known.join(", ")
+                    }
+                ));
+            };
+            if v.is_empty() || v.contains(['/', '+', '#']) {
+                return Err(format!(
+                    "{{{name}}}: tag value {} goes into a topic as one level: not empty, no '/', '+' or '#'",
+                    clip(v)
+                ));
+            }
+            out.push_str(v);
+        }
+        rest = &after[close + 1..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BASE: &str = "data_dir = \"/tmp/x\"\n[[input]]\nname = \"app\"\npaths = [\"/a/*.log\"]\n";
+
+    fn parse(fleet: &str, sink: &str) -> Result<Config, ConfigError> {
+        Config::parse(&format!("{BASE}[sink]\ntype = \"mqtt\"\nurl = \"mqtt://127.0.0.1:1883\"\n{sink}[fleet]\nserver = \"mqtt://127.0.0.1:1883\"\n{fleet}"))
+    }
+
+    #[test]
+    fn tags_fill_the_topic_templates_and_the_defaults_stay() {
+        let tags = "tags = { region = \"eu-west\", type = \"gateway\" }\n";
+        let c = parse(
+            &format!("topic_prefix = \"tailbeat/{{region}}/{{type}}\"\n{tags}"),
+            "topic = \"logs/{region}/{instance}/frames\"\nstate_topic = \"st/{type}/{instance}\"\n",
+        )
+        .unwrap();
+        assert_eq!(c.fleet.unwrap().topic_prefix, "tailbeat/eu-west/gateway");
+        let Sink::Mqtt(m) = c.sink else { panic!() };
+        assert_eq!(m.topic, "logs/eu-west/{instance}/frames");
+        assert_eq!(m.state_topic, "st/gateway/{instance}");
+        let c = parse(tags, "").unwrap();
+        assert_eq!(c.fleet.unwrap().topic_prefix, "tailbeat");
+        let Sink::Mqtt(m) = c.sink else { panic!() };
+        assert_eq!(m.topic, "tailbeat/{instance}/frames");
+        assert_eq!(m.state_topic, "tailbeat/{instance}/state");
+    }
+
+    #[test]
+    fn an_unknown_tag_or_a_wildcard_in_a_value_names_the_key_and_its_line() {
+        let e = parse(
+            "topic_prefix = \"tailbeat/{regoin}\"\ntags = { region = \"eu\" }\n",
+            "",
+        )
+        .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "line 10: fleet.topic_prefix: {regoin} names no tag in fleet.tags (it has: region)"
+        );
+        let e = parse("", "topic = \"x/{site}/{instance}\"\n").unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "line 8: sink.topic: {site} names no tag in fleet.tags (it has: none)"
+        );
+        let e = parse(
+            "tags = { region = \"eu+1\" }\n",
+            "state_topic = \"s/{region}\"\n",
+        )
+        .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "line 8: sink.state_topic: {region}: tag value \"eu+1\" goes into a topic as one level: not empty, no '/', '+' or '#'"
+        );
+        let e = parse("topic_prefix = \"t/{region\"\n", "").unwrap_err();
+        assert!(e.to_string().contains("a '{' without its '}'"), "{e}");
+    }
 }

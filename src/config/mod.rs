@@ -224,14 +224,16 @@ impl Config {
 
     /// Parses and validates config text.
     pub fn parse(text: &str) -> Result<Config, ConfigError> {
-        let cfg: Config = parse_toml(text)?;
-        cfg.validate().map_err(|(key, msg)| ConfigError {
+        let mut cfg: Config = parse_toml(text)?;
+        let at = |(key, msg): (KeyPath, String)| ConfigError {
             path: None,
             line: find_key(text, &key),
             column: None,
             key: Some(key),
             msg,
-        })?;
+        };
+        fleet::fill_templates(&mut cfg).map_err(at)?;
+        cfg.validate().map_err(at)?;
         Ok(cfg)
     }
 

@@ -98,11 +98,12 @@ pub struct MqttSink {
     /// While on a failover broker, how often to try the first one again.
     #[serde(default = "default_failback")]
     pub failback_after: Secs,
-    /// Topic for frames; `{instance}` becomes the instance id.
+    /// Topic for frames; `{instance}` becomes the instance id, and `{tag}` the value of that
+    /// tag in `fleet.tags` (filled when the config is read: `fleet::fill_templates`).
     #[serde(default = "default_frames_topic")]
     pub topic: String,
     /// Retained birth/death topic: `online` after each connect, `offline` as the Last Will
-    /// and on a clean stop.
+    /// and on a clean stop. A template as `topic` is.
     #[serde(default = "default_state_topic")]
     pub state_topic: String,
     /// Client id; by default the instance id.

@@ -39,6 +39,11 @@
 //! a re-announced config — sends one sooner than its backoff says (`session.rs` states and
 //! tests the bound for a 60 s outage).
 //!
+//! **State events** (`events.rs`): config applied/failed and pipeline added/removed are
+//! raised by `apply` here, whatever the transport; spool and disk edges by the MQTT link;
+//! alerts by whoever evaluates them, through `events::Bus::alert`. Only the MQTT link
+//! publishes them (`P/I/events`); the queue they wait in is bounded and coalesces.
+//!
 //! Applying a config is [`remote::Remote::update`] (parse and validate against the whole
 //! config; APPLYING), then `agent::Handle::apply` (inputs and pipelines added,
 //! changed and removed in place), then APPLIED ([`remote::Remote::applied`]) or FAILED, then a save of
@@ -47,6 +52,7 @@
 
 #[cfg(test)]
 mod boundary_tests;
+pub mod events;
 #[cfg(test)]
 mod fleet_state_tests;
 // The metrics endpoint shows the heartbeat's figures: a build with it and no fleet client
@@ -124,14 +130,17 @@ fn apply(agent: &Handle, k: Kind, d: &ConfigDetail) {
     // No `.await` from here to the save: nothing else runs between the update of the
     // fleet's configs and the agent's answer. `None`: `update` refused it, and recorded
     // FAILED itself.
+    let had = old.is_some();
+    let mut failed = None;
     let applied = match tried {
         Ok(cfg) => Some(agent.apply(cfg)),
         Err(why) => {
             log::error!("fleet: {what} FAILED: {why}; keeping the running config");
+            failed = Some(why.to_string());
             None
         }
     };
-    agent.remote(|r, _| {
+    let runs = agent.remote(|r, _| {
         match applied {
             Some(Ok(())) => {
                 // APPLIED only now: APPLYING → apply → APPLIED or FAILED.
@@ -141,6 +150,7 @@ fn apply(agent: &Handle, k: Kind, d: &ConfigDetail) {
             Some(Err(why)) => {
                 log::error!("fleet: {what} FAILED: {why}; keeping the running config");
                 r.undo(k, &d.name, d.version, old, &why);
+                failed = Some(why);
             }
             None => {}
         }
@@ -150,5 +160,28 @@ fn apply(agent: &Handle, k: Kind, d: &ConfigDetail) {
                 r.path().display()
             );
         }
+        r.entries(k).get(&d.name).is_some_and(|e| e.good.is_some())
     });
+    // State events (events.rs): the config's outcome, then what it did to the pipelines.
+    let events = agent.events();
+    let mut e = events::Event::new(
+        if failed.is_some() {
+            events::Kind::ConfigFailed
+        } else {
+            events::Kind::ConfigApplied
+        },
+        Some(&d.name),
+        0,
+    );
+    e.version = Some(d.version);
+    e.message = failed;
+    events.raise(e);
+    if k == Kind::Pipeline && had != runs {
+        let kind = if runs {
+            events::Kind::PipelineAdded
+        } else {
+            events::Kind::PipelineRemoved
+        };
+        events.raise(events::Event::new(kind, Some(&d.name), 0));
+    }
 }

@@ -1,9 +1,16 @@
 //! The control plane over MQTT: the same protobuf messages as over HTTP, on topics.
 //!
 //! With `fleet.server = "mqtt(s)://..."` and `P` = `fleet.topic_prefix`, `I` = instance id:
-//! - `P/I/heartbeat` ← HeartbeatRequest, QoS 1; the sequence number grows by one per
-//!   heartbeat the broker acknowledged (PUBACK), and a heartbeat not acknowledged is sent
-//!   again with the same number;
+//! - `P/I/heartbeat` ← HeartbeatRequest, QoS 1, retained (a viewer that subscribes late
+//!   sees every agent's last one at once; README says what that means for a server); the
+//!   sequence number grows by one per heartbeat the broker acknowledged (PUBACK), and a
+//!   heartbeat not acknowledged is sent again with the same number;
+//! - `P/I/events` ← state events as JSON, QoS 1, not retained, after the statuses and before
+//!   the heartbeat, in order, each numbered once ([`super::events`]); spool and disk are
+//!   sampled at every turn of the loop, linked or not, and their edges become events;
+//! - `P/I/rebirth`, `P/rebirth` → any payload: a full heartbeat and every status again, at
+//!   most once per `fleet.rebirth_min_interval`, a new connection counting as one
+//!   ([`Rebirth`]);
 //! - `P/I/status/pipeline`, `P/I/status/instance` ← ReportConfigRequest, QoS 1, retained:
 //!   sent as soon as a status changes (and on every new connection, in case the broker lost
 //!   its retained messages), the same bytes again until the broker acknowledges them;
@@ -34,6 +41,7 @@
 //! the sink's connection carries the birth and death messages.
 
 use super::apply;
+use super::events::{self, Levels};
 use super::heartbeat;
 use super::proto::{
     self, response_flags as rf, ConfigInfo, ConfigStatus, ResponseKind, ServerResponse,
@@ -56,6 +64,9 @@ const KEEP_ALIVE: Duration = Duration::from_secs(30);
 struct Topics {
     heartbeat: String,
     status: [String; 2],
+    events: String,
+    /// `P/I/rebirth` and `P/rebirth`.
+    rebirth: [String; 2],
     subscribe: Vec<String>,
 }
 
@@ -65,6 +76,8 @@ impl Topics {
         let mut subscribe = vec![
             format!("{p}/{instance}/config"),
             format!("{p}/{instance}/heartbeat/response"),
+            format!("{p}/{instance}/rebirth"),
+            format!("{p}/rebirth"),
         ];
         for v in f.tags.values() {
             subscribe.push(format!("{p}/group/{v}/config"));
@@ -75,6 +88,8 @@ impl Topics {
                 format!("{p}/{instance}/status/pipeline"),
                 format!("{p}/{instance}/status/instance"),
             ],
+            events: format!("{p}/{instance}/events"),
+            rebirth: [format!("{p}/{instance}/rebirth"), format!("{p}/rebirth")],
             subscribe,
         }
     }
@@ -281,23 +296,38 @@ pub(crate) async fn run(agent: &Handle) {
     // once the broker has it).
     let mut reports: [Option<(Vec<u8>, Vec<ConfigInfo>)>; 2] = [None, None];
     let mut requests = 0u64;
+    let events = agent.events();
+    let mut levels = Levels::default();
+    let mut rebirth = Rebirth::default();
     loop {
-        let interval = match agent.fleet() {
+        let g = match agent.fleet() {
             _ if agent.stopping() => None,
             Some(g)
                 if g.server == f.server && g.topic_prefix == f.topic_prefix && g.tags == f.tags =>
             {
-                Some(g.heartbeat_interval.0)
+                Some(g)
             }
             _ => None,
         };
-        let Some(interval) = interval else {
+        let Some(g) = g else {
             if let Some(mut l) = link.take() {
                 let _ = l.write(&mut client, Packet::Disconnect).await;
                 client.disconnected(Instant::now());
             }
+            // The last event number used is kept: the next start goes on from it.
+            events.close();
             return;
         };
+        let interval = g.heartbeat_interval.0;
+        // Spool and disk, sampled at each turn, linked or not (a message, a heartbeat, a
+        // status, an event, a reload, a reconnect attempt): their edges become events.
+        let h = agent.health();
+        let threshold = g
+            .spool_high_bytes
+            .map_or_else(|| agent.remote(|_, l| l.spool.max_bytes.0) / 5 * 4, |s| s.0);
+        for e in levels.sample(h.spool_bytes, threshold, h.disk_full, 0) {
+            events.raise(e);
+        }
         let now = Instant::now();
         next_heartbeat = next_heartbeat.min(now + interval);
         let l = match &mut link {
@@ -313,14 +343,10 @@ pub(crate) async fn run(agent: &Handle) {
                         proven = false;
                         full = true;
                         // The broker may have restarted without its retained messages: say the
-                        // statuses again on every new connection.
-                        agent.remote(|r, _| {
-                            for k in Kind::ALL {
-                                if !r.entries(k).is_empty() {
-                                    r.dirty[k as usize] = true;
-                                }
-                            }
-                        });
+                        // statuses again on every new connection. That is a rebirth: a
+                        // request that the broker kept retained is answered by it.
+                        statuses_again(agent);
+                        rebirth.served(Instant::now());
                         link.insert(l)
                     }
                     Err(e) => {
@@ -333,6 +359,27 @@ pub(crate) async fn run(agent: &Handle) {
             },
         };
         while let Some(m) = l.incoming.pop_front() {
+            if let Msg::Publish(p) = &m {
+                if topics.rebirth.contains(&p.topic) {
+                    let now = Instant::now();
+                    if rebirth.request(now, g.rebirth_min_interval.0) {
+                        log::info!(
+                            "fleet: rebirth asked on {}: a full heartbeat and every status again",
+                            p.topic
+                        );
+                        full = true;
+                        next_heartbeat = now;
+                        statuses_again(agent);
+                        rebirth.served(now);
+                    } else {
+                        log::debug!(
+                            "fleet: rebirth asked on {} within fleet.rebirth_min_interval of the last; the retained heartbeat and statuses answer it",
+                            p.topic
+                        );
+                    }
+                    continue;
+                }
+            }
             on_message(agent, m, &mut full, f.max_message_bytes.0);
         }
         // Status first: it must not wait for anything.
@@ -374,6 +421,25 @@ pub(crate) async fn run(agent: &Handle) {
                 }
             }
         }
+        // Events next, in order, each numbered once (events.rs).
+        while failed.is_none() {
+            let Some(n) = events.with(|q| q.next(&instance)) else {
+                break;
+            };
+            if let Some(upto) = n.reserve {
+                events.reserve(upto);
+            }
+            match l
+                .publish(&mut client, &topics.events, n.payload, false)
+                .await
+            {
+                Ok(()) => {
+                    log::debug!("fleet: event {} published", n.seq);
+                    events.with(|q| q.published(n.seq));
+                }
+                Err(e) => failed = Some(e),
+            }
+        }
         if failed.is_none() && Instant::now() >= next_heartbeat {
             requests += 1;
             let rid = format!("{instance}-{startup_s:x}-{requests}");
@@ -381,7 +447,9 @@ pub(crate) async fn run(agent: &Handle) {
                 .then(|| agent.remote(|r, _| [r.infos(Kind::Pipeline), r.infos(Kind::Instance)]));
             let body = heartbeat::request(agent, seq, rid.into_bytes(), full, statuses, startup_s)
                 .encode();
-            match l.publish(&mut client, &topics.heartbeat, body, false).await {
+            // Retained: a viewer that subscribes late sees every agent's last heartbeat at
+            // once (README, "MQTT topics", says what that means for a server).
+            match l.publish(&mut client, &topics.heartbeat, body, true).await {
                 Ok(()) => {
                     log::debug!("fleet: heartbeat {seq} acknowledged");
                     if !proven {
@@ -407,6 +475,10 @@ pub(crate) async fn run(agent: &Handle) {
             let got = async { Some(l.read(Duration::from_secs(86_400)).await) }
                 .or(async {
                     agent.wait_for(d).await;
+                    None
+                })
+                .or(async {
+                    events.rung().await;
                     None
                 })
                 .await;
@@ -442,6 +514,42 @@ pub(crate) async fn run(agent: &Handle) {
     }
 }
 
+/// Every status is published again (a new connection, a rebirth).
+fn statuses_again(agent: &Handle) {
+    agent.remote(|r, _| {
+        for k in Kind::ALL {
+            if !r.entries(k).is_empty() {
+                r.dirty[k as usize] = true;
+            }
+        }
+    });
+}
+
+/// Rebirth requests, rate-limited: one is answered only if nothing answered one (or a new
+/// connection, which says everything again) within `fleet.rebirth_min_interval`. A request
+/// within it is not deferred but dropped: heartbeats and statuses are retained, so the one
+/// who asked reads the latest from the broker; and a retained request, which the broker
+/// delivers again on every connection, costs nothing more than the connection's own full
+/// heartbeat. So whatever arrives, the agent publishes at most one full state per interval
+/// (and per connection).
+#[derive(Debug, Default)]
+struct Rebirth {
+    last: Option<Instant>,
+}
+
+impl Rebirth {
+    /// A request at `now`: whether to answer it.
+    fn request(&self, now: Instant, min_interval: Duration) -> bool {
+        self.last
+            .is_none_or(|t| now.saturating_duration_since(t) >= min_interval)
+    }
+
+    /// Everything was said again at `now`.
+    fn served(&mut self, now: Instant) {
+        self.last = Some(now);
+    }
+}
+
 fn on_message(agent: &Handle, m: Msg, full: &mut bool, max: u64) {
     let p = match m {
         Msg::Publish(p) => p,
@@ -473,18 +581,39 @@ fn on_message(agent: &Handle, m: Msg, full: &mut bool, max: u64) {
                 continue;
             }
             if d.detail.is_empty() && d.version != -1 {
-                agent.remote(|r, _| {
-                    r.set_status(
-                        k,
-                        &d.name,
-                        d.version,
-                        ConfigStatus::Failed,
-                        "no detail: over MQTT a config carries its detail",
-                    )
-                });
+                let why = "no detail: over MQTT a config carries its detail";
+                agent.remote(|r, _| r.set_status(k, &d.name, d.version, ConfigStatus::Failed, why));
+                let mut e = events::Event::new(events::Kind::ConfigFailed, Some(&d.name), 0);
+                e.version = Some(d.version);
+                e.message = Some(why.into());
+                agent.events().raise(e);
                 continue;
             }
             apply(agent, k, d);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rebirth_requests_are_answered_at_most_once_per_interval_and_a_connection_counts() {
+        let t0 = Instant::now();
+        let gap = Duration::from_secs(10);
+        let mut r = Rebirth::default();
+        assert!(r.request(t0, gap));
+        // A new connection says everything: a retained request that arrives with it is not
+        // answered again.
+        r.served(t0);
+        assert!(!r.request(t0 + Duration::from_millis(5), gap));
+        // A flood within the interval: nothing.
+        for ms in (0..10_000).step_by(10) {
+            assert!(!r.request(t0 + Duration::from_millis(ms), gap));
+        }
+        assert!(r.request(t0 + gap, gap));
+        r.served(t0 + gap);
+        assert!(!r.request(t0 + gap + Duration::from_secs(9), gap));
     }
 }

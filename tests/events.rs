@@ -1,0 +1,839 @@
+//! Node state over the MQTT fleet link (issue 12): state events on `P/I/events`, rebirth
+//! requests, retained heartbeats, topic templates from `fleet.tags`; the real agent against
+//! a real broker (rumqttd in a process of its own, or Mosquitto with
+//! `TAILBEAT_TEST_BROKER=mosquitto`).
+//!
+//! The broker harness is a trimmed copy of tests/mqtt.rs's (a port held for the test's whole
+//! life, forwarding to whichever broker is up); it belongs in tests/common once both files
+//! settle.
+
+mod common;
+use common::configserver;
+use common::*;
+use std::io::{Read, Write};
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::os::unix::net::UnixStream;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Every PUBLISH the broker routed to the test's subscription (`tailbeat/#`), as
+/// `topic hexpayload` lines in a file.
+#[derive(Clone)]
+struct Received(std::path::PathBuf);
+
+impl Received {
+    fn messages(&self) -> Vec<(String, Vec<u8>)> {
+        let text = std::fs::read_to_string(&self.0).unwrap_or_default();
+        text.split_inclusive('\n')
+            .filter_map(|l| l.strip_suffix('\n'))
+            .filter_map(|l| {
+                let (topic, hex) = l.split_once(' ')?;
+                let bytes = (0..hex.len())
+                    .step_by(2)
+                    .map(|i| u8::from_str_radix(hex.get(i..i + 2)?, 16).ok())
+                    .collect::<Option<Vec<u8>>>()?;
+                Some((topic.to_string(), bytes))
+            })
+            .collect()
+    }
+}
+
+/// The port the agent knows; forwards each connection to the broker that is up, if any.
+struct BrokerPort {
+    port: u16,
+    backend: Arc<Mutex<Option<Backend>>>,
+    stop: Arc<AtomicBool>,
+}
+
+#[derive(Clone)]
+enum Backend {
+    Tcp(std::net::SocketAddr),
+    Unix(std::path::PathBuf),
+}
+
+impl BrokerPort {
+    fn new() -> BrokerPort {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        let backend: Arc<Mutex<Option<Backend>>> = Arc::default();
+        let stop = Arc::new(AtomicBool::new(false));
+        let (b, st) = (backend.clone(), stop.clone());
+        std::thread::spawn(move || {
+            for c in l.incoming() {
+                if st.load(Ordering::SeqCst) {
+                    return;
+                }
+                let Ok(c) = c else { continue };
+                let up = b.lock().unwrap().clone();
+                match up {
+                    Some(Backend::Tcp(a)) => {
+                        if let Ok(to) = TcpStream::connect(a) {
+                            splice(c, to);
+                        }
+                    }
+                    Some(Backend::Unix(p)) => {
+                        if let Ok(to) = UnixStream::connect(p) {
+                            splice(c, to);
+                        }
+                    }
+                    None => {}
+                }
+            }
+        });
+        BrokerPort {
+            port,
+            backend,
+            stop,
+        }
+    }
+}
+
+impl std::fmt::Display for BrokerPort {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.port.fmt(f)
+    }
+}
+
+impl Drop for BrokerPort {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        let _ = TcpStream::connect(("127.0.0.1", self.port));
+    }
+}
+
+trait Duplex: Read + Write + Send + Sized + 'static {
+    fn dup(&self) -> Self;
+    fn close(&self);
+}
+impl Duplex for TcpStream {
+    fn dup(&self) -> Self {
+        self.try_clone().unwrap()
+    }
+    fn close(&self) {
+        let _ = self.shutdown(Shutdown::Both);
+    }
+}
+impl Duplex for UnixStream {
+    fn dup(&self) -> Self {
+        self.try_clone().unwrap()
+    }
+    fn close(&self) {
+        let _ = self.shutdown(Shutdown::Both);
+    }
+}
+
+fn splice<B: Duplex>(a: TcpStream, b: B) {
+    fn one_way<R: Duplex, W: Duplex>(mut r: R, mut w: W) {
+        let _ = std::io::copy(&mut r, &mut w);
+        r.close();
+        w.close();
+    }
+    let (a2, b2) = (a.dup(), b.dup());
+    std::thread::spawn(move || one_way(a, b2));
+    std::thread::spawn(move || one_way(b, a2));
+}
+
+/// The TCP port that process `pid` listens on, from /proc.
+fn listening_port(pid: u32) -> Option<u16> {
+    let inodes: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .ok()?
+        .flatten()
+        .filter_map(|e| {
+            let l = std::fs::read_link(e.path()).ok()?;
+            let l = l.to_str()?;
+            Some(l.strip_prefix("socket:[")?.strip_suffix(']')?.to_string())
+        })
+        .collect();
+    let table = std::fs::read_to_string(format!("/proc/{pid}/net/tcp")).ok()?;
+    table.lines().skip(1).find_map(|l| {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        let (local, state, inode) = (f.get(1)?, f.get(3)?, f.get(9)?);
+        if *state != "0A" || !inodes.iter().any(|i| i == inode) {
+            return None;
+        }
+        u16::from_str_radix(local.split(':').nth(1)?, 16).ok()
+    })
+}
+
+/// A broker process subscribed to `tailbeat/#`; dropping it kills it.
+struct Broker {
+    procs: Vec<std::process::Child>,
+    port: Arc<Mutex<Option<Backend>>>,
+}
+
+impl Broker {
+    fn start(port: &BrokerPort, out: &Received) -> Broker {
+        static STARTS: AtomicUsize = AtomicUsize::new(0);
+        let n = STARTS.fetch_add(1, Ordering::SeqCst);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let kind = std::env::var("TAILBEAT_TEST_BROKER").unwrap_or_else(|_| "rumqttd".into());
+        let (procs, backend) = match kind.as_str() {
+            "rumqttd" => {
+                let child = std::process::Command::new(std::env::current_exe().unwrap())
+                    .args(["--exact", "broker_process", "--ignored", "--nocapture"])
+                    .env("TAILBEAT_BROKER_CHILD", &out.0)
+                    .stdout(std::process::Stdio::null())
+                    .stderr(std::process::Stdio::null())
+                    .spawn()
+                    .unwrap();
+                let p = loop {
+                    if let Some(p) = listening_port(child.id()) {
+                        break p;
+                    }
+                    assert!(Instant::now() < deadline, "rumqttd does not listen");
+                    std::thread::sleep(Duration::from_millis(20));
+                };
+                (vec![child], Backend::Tcp(([127, 0, 0, 1], p).into()))
+            }
+            "mosquitto" => {
+                let sock = out.0.with_extension(format!("{n}.sock"));
+                let conf = out.0.with_extension(format!("{n}.conf"));
+                std::fs::write(
+                    &conf,
+                    format!(
+                        "user root\nlistener 0 {}\nallow_anonymous true\npersistence false\n",
+                        sock.display()
+                    ),
+                )
+                .unwrap();
+                let broker = std::process::Command::new("mosquitto")
+                    .arg("-c")
+                    .arg(&conf)
+                    .stderr(std::process::Stdio::null())
+                    .spawn()
+                    .expect("mosquitto does not run (Debian package mosquitto)");
+                while UnixStream::connect(&sock).is_err() {
+                    assert!(Instant::now() < deadline, "mosquitto does not listen");
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                let sub = std::process::Command::new("mosquitto_sub")
+                    .arg("--unix")
+                    .arg(&sock)
+                    .args(["-t", "tailbeat/#", "-q", "1", "-F", "%t %x"])
+                    .stdout(
+                        std::fs::OpenOptions::new()
+                            .create(true)
+                            .append(true)
+                            .open(&out.0)
+                            .unwrap(),
+                    )
+                    .spawn()
+                    .expect("mosquitto_sub does not run (Debian package mosquitto-clients)");
+                std::thread::sleep(Duration::from_millis(300));
+                (vec![broker, sub], Backend::Unix(sock))
+            }
+            other => panic!("TAILBEAT_TEST_BROKER={other}: expected rumqttd or mosquitto"),
+        };
+        *port.backend.lock().unwrap() = Some(backend);
+        Broker {
+            procs,
+            port: port.backend.clone(),
+        }
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        *self.port.lock().unwrap() = None;
+        for p in &mut self.procs {
+            let _ = p.kill();
+            let _ = p.wait();
+        }
+    }
+}
+
+/// The rumqttd broker process the tests start; does nothing unless started that way.
+#[test]
+#[ignore = "the broker process of the other tests: they start it themselves"]
+fn broker_process() {
+    let Ok(out) = std::env::var("TAILBEAT_BROKER_CHILD") else {
+        return;
+    };
+    let cfg: rumqttd::Config = toml::from_str(
+        r#"
+id = 0
+[router]
+id = 0
+max_connections = 100
+max_outgoing_packet_count = 200
+max_segment_size = 104857600
+max_segment_count = 10
+[v4.1]
+name = "v4-1"
+listen = "127.0.0.1:0"
+next_connection_delay_ms = 1
+[v4.1.connections]
+connection_timeout_ms = 60000
+max_payload_size = 8388608
+max_inflight_count = 100
+dynamic_filters = true
+"#,
+    )
+    .unwrap();
+    let mut b = rumqttd::Broker::new(cfg);
+    let (mut tx, mut rx) = b.link("test").unwrap();
+    tx.subscribe("tailbeat/#").unwrap();
+    std::thread::spawn(move || b.start().unwrap());
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(out)
+        .unwrap();
+    loop {
+        if let Ok(Some(rumqttd::Notification::Forward(fw))) = rx.recv() {
+            let hex: String = fw
+                .publish
+                .payload
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect();
+            let topic = String::from_utf8_lossy(&fw.publish.topic);
+            f.write_all(format!("{topic} {hex}\n").as_bytes()).unwrap();
+        }
+    }
+}
+
+fn with_broker(name: &str) -> (Scratch, BrokerPort, Received, Broker) {
+    let port = BrokerPort::new();
+    let s = Scratch::new(name);
+    let got = Received(s.path("received"));
+    let broker = Broker::start(&port, &got);
+    (s, port, got, broker)
+}
+
+/// Connects a client of the test's own and reads its CONNACK.
+fn client(port: u16, id: &str) -> TcpStream {
+    use rumqttc::mqttbytes::v4::{Connect, Packet};
+    let mut c = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut out = bytes::BytesMut::new();
+    Packet::Connect(Connect::new(format!("{id}-{}", std::process::id())))
+        .write(&mut out, 1 << 20)
+        .unwrap();
+    c.write_all(&out).unwrap();
+    let mut buf = [0u8; 4];
+    c.read_exact(&mut buf).unwrap();
+    assert_eq!(buf, [0x20, 0x02, 0x00, 0x00], "CONNACK");
+    c
+}
+
+/// Reads packets from `c` until `done` says so (or 10 s pass, which fails the test).
+fn read_until(c: &mut TcpStream, mut done: impl FnMut(rumqttc::mqttbytes::v4::Packet) -> bool) {
+    use rumqttc::mqttbytes::v4::Packet;
+    let mut rx = bytes::BytesMut::new();
+    loop {
+        match Packet::read(&mut rx, 16 << 20) {
+            Ok(p) => {
+                if done(p) {
+                    return;
+                }
+            }
+            Err(_) => {
+                let mut buf = [0u8; 4096];
+                let n = c.read(&mut buf).expect("an answer from the broker");
+                assert!(n > 0, "the broker closed the test client's connection");
+                rx.extend_from_slice(&buf[..n]);
+            }
+        }
+    }
+}
+
+/// Publishes one message at QoS 1 and waits for the PUBACK.
+fn publish(port: u16, topic: &str, payload: &[u8], retain: bool) {
+    use rumqttc::mqttbytes::v4::{Packet, Publish};
+    use rumqttc::mqttbytes::QoS;
+    let mut c = client(port, "test-pub");
+    let mut p = Publish::new(topic, QoS::AtLeastOnce, payload.to_vec());
+    p.pkid = 1;
+    p.retain = retain;
+    let mut out = bytes::BytesMut::new();
+    Packet::Publish(p).write(&mut out, 16 << 20).unwrap();
+    c.write_all(&out).unwrap();
+    read_until(&mut c, |p| matches!(p, Packet::PubAck(_)));
+    let mut out = bytes::BytesMut::new();
+    Packet::Disconnect.write(&mut out, 16).unwrap();
+    let _ = c.write_all(&out);
+}
+
+/// A HeartbeatResponse carrying pipeline configs (name, version, detail).
+fn configs_message(pipelines: &[(&str, i64, &str)]) -> Vec<u8> {
+    let mut w = configserver::W::default();
+    for (name, version, detail) in pipelines {
+        let d = configserver::W::default()
+            .bytes(1, name.as_bytes())
+            .int(2, *version as u64)
+            .bytes(3, detail.as_bytes());
+        w = w.bytes(4, &d.0);
+    }
+    w.0
+}
+
+/// One event as published: the JSON, and the fields the tests look at.
+#[derive(Debug, Clone)]
+struct Ev {
+    json: String,
+    seq: u64,
+    kind: String,
+}
+
+/// A number field of a flat JSON object.
+fn num(json: &str, key: &str) -> Option<u64> {
+    let rest = json.split_once(&format!("\"{key}\":"))?.1;
+    rest[..rest.find(|c: char| !c.is_ascii_digit())?]
+        .parse()
+        .ok()
+}
+
+/// A string field of a flat JSON object (no escapes in the values the tests use).
+fn text(json: &str, key: &str) -> Option<String> {
+    let rest = json.split_once(&format!("\"{key}\":\""))?.1;
+    Some(rest[..rest.find('"')?].to_string())
+}
+
+/// The events on `topic`, repeats (same seq) dropped, in arrival order.
+fn events_on(got: &Received, topic: &str) -> Vec<Ev> {
+    let mut seen = std::collections::HashSet::new();
+    got.messages()
+        .into_iter()
+        .filter(|(t, _)| t == topic)
+        .map(|(_, b)| {
+            let json = String::from_utf8(b).unwrap();
+            Ev {
+                seq: num(&json, "seq").expect("a seq"),
+                kind: text(&json, "kind").expect("a kind"),
+                json,
+            }
+        })
+        .filter(|e| seen.insert(e.seq))
+        .collect()
+}
+
+/// Waits until `n` events are on `tailbeat/it/events`.
+fn wait_events(got: &Received, n: usize, secs: u64) -> Vec<Ev> {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        let ev = events_on(got, "tailbeat/it/events");
+        if ev.len() >= n {
+            return ev;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} events of {n}: {ev:#?}",
+            ev.len()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn heartbeats_on(got: &Received, topic: &str) -> Vec<configserver::Heartbeat> {
+    got.messages()
+        .iter()
+        .filter(|(t, _)| t == topic)
+        .map(|(_, b)| configserver::Heartbeat::decode(b))
+        .collect()
+}
+
+fn wait_heartbeats(
+    got: &Received,
+    topic: &str,
+    n: usize,
+    secs: u64,
+) -> Vec<configserver::Heartbeat> {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        let h = heartbeats_on(got, topic);
+        if h.len() >= n {
+            return h;
+        }
+        assert!(Instant::now() < deadline, "{} heartbeats of {n}", h.len());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn fleet(port: u16, extra: &str) -> String {
+    format!("[fleet]\nserver = \"mqtt://127.0.0.1:{port}\"\n{extra}\n")
+}
+
+fn mqtt_sink(port: u16) -> String {
+    format!("[sink]\ntype = \"mqtt\"\nurl = \"mqtt://127.0.0.1:{port}\"\n")
+}
+
+// A config that fails and one that applies are events, in order, numbered one after the
+// other; while the broker is down the events wait, the same thing's states coalesce to the
+// latest (and say how many they replaced), and when it is back they come in order with the
+// numbers going on; after a kill -9 the numbers go on from above the last.
+#[test]
+fn config_spool_and_restart_events_arrive_in_order_coalesced_with_numbers_that_go_on() {
+    let (s, port, got, broker) = with_broker("events-order");
+    let app = s.path("logs/app.log");
+    append(&app, &line("a", 0));
+    let remote = s.path("logs/remote.log");
+    append(&remote, &line("r", 0));
+    let config = |threshold: &str| {
+        s.config(
+            "log_level = \"debug\"",
+            &input("app", &app.display().to_string(), ""),
+            &format!(
+                "[batch]\nlinger = \"50ms\"\n{}{}",
+                mqtt_sink(port.port),
+                fleet(
+                    port.port,
+                    &format!("heartbeat_interval = \"1s\"\nspool_high_bytes = \"{threshold}\"\n")
+                )
+            ),
+        )
+    };
+    let cfg = config("1GiB");
+    let a = Agent::start(&s, &cfg);
+    a.wait_log("fleet: connected to", 10);
+    publish(
+        port.port,
+        "tailbeat/it/config",
+        &configs_message(&[("app2", 1, "paths = [\"/x\"]\nstart_at = \"middle\"\n")]),
+        false,
+    );
+    wait_events(&got, 1, 10);
+    let good = format!("paths = [\"{}\"]\nstart_at = \"head\"\n", remote.display());
+    publish(
+        port.port,
+        "tailbeat/it/config",
+        &configs_message(&[("app2", 2, &good)]),
+        false,
+    );
+    let ev = wait_events(&got, 3, 10);
+    let kinds: Vec<&str> = ev.iter().map(|e| e.kind.as_str()).collect();
+    assert_eq!(
+        kinds,
+        ["config_failed", "config_applied", "pipeline_added"],
+        "{ev:#?}"
+    );
+    assert!(
+        ev[0].json.starts_with("{\"instance\":\"it\",\"seq\":")
+            && ev[0]
+                .json
+                .contains("\"name\":\"app2\",\"version\":1,\"message\":\"")
+            && ev[0].json.contains("start_at"),
+        "{}",
+        ev[0].json
+    );
+    assert!(num(&ev[0].json, "at").unwrap() > 1_700_000_000);
+    assert!(
+        ev[1].json.contains("\"name\":\"app2\",\"version\":2") && !ev[1].json.contains("message"),
+        "{}",
+        ev[1].json
+    );
+    let first = ev[0].seq;
+    assert_eq!(
+        ev.iter().map(|e| e.seq).collect::<Vec<_>>(),
+        [first, first + 1, first + 2]
+    );
+    // Version -1 takes the pipeline out: applied, and removed.
+    publish(
+        port.port,
+        "tailbeat/it/config",
+        &configs_message(&[("app2", -1, "")]),
+        false,
+    );
+    let ev = wait_events(&got, 5, 10);
+    assert_eq!(
+        (ev[3].kind.as_str(), ev[4].kind.as_str(), ev[4].seq),
+        ("config_applied", "pipeline_removed", first + 4),
+        "{ev:#?}"
+    );
+    assert!(ev[3].json.contains("\"version\":-1"), "{}", ev[3].json);
+
+    // The broker goes away; lines pile up in the spool; the spool's threshold goes under
+    // them, over them, under them again (each sampled: the reload wakes the link).
+    drop(broker);
+    a.wait_log("fleet: ", 5);
+    for i in 1..=100 {
+        append(&app, &line("a", i));
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while a.log().matches("; spool ").count() == 0 || stat(&a.log(), "; spool ", "bytes") < 1024 {
+        assert!(Instant::now() < deadline, "{}", a.log());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    for (threshold, what, n) in [
+        ("1KiB", "event spool_high", 1),
+        ("1GiB", "event spool_ok", 1),
+        ("1KiB", "event spool_high", 2),
+    ] {
+        config(threshold);
+        a.signal("HUP");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while a.log().matches(what).count() < n {
+            assert!(Instant::now() < deadline, "no {what}: {}", a.log());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    let _broker = Broker::start(&port, &got);
+    let ev = wait_events(&got, 6, 30);
+    // One event for the spool's three changes: the latest state, saying how many it
+    // replaced. (If the sink got its connection back first and emptied the spool, the fleet
+    // link's first look already saw it under: then the latest is `spool_ok`, over three.)
+    let replaced = match ev[5].kind.as_str() {
+        "spool_high" => 2,
+        "spool_ok" => 3,
+        _ => panic!("{ev:#?}"),
+    };
+    assert_eq!(ev[5].seq, first + 5, "{ev:#?}");
+    assert_eq!(
+        num(&ev[5].json, "coalesced"),
+        Some(replaced),
+        "{}",
+        ev[5].json
+    );
+
+    // kill -9, and a new config: its event is numbered above every one before.
+    a.kill9();
+    let a = Agent::start(&s, &config("1GiB"));
+    a.wait_log("fleet: connected to", 10);
+    let before = events_on(&got, "tailbeat/it/events");
+    let last = before.iter().map(|e| e.seq).max().unwrap();
+    publish(
+        port.port,
+        "tailbeat/it/config",
+        &configs_message(&[("app2", 3, "paths = [\"/y\"]\nstart_at = \"nowhere\"\n")]),
+        false,
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let after = loop {
+        let ev = events_on(&got, "tailbeat/it/events");
+        if let Some(e) = ev.iter().find(|e| e.json.contains("\"version\":3")) {
+            break e.clone();
+        }
+        assert!(Instant::now() < deadline, "{ev:#?}");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(after.kind, "config_failed");
+    assert!(after.seq > last, "{after:?} after {last}");
+    // A clean stop keeps the exact number: the next start goes on without a gap.
+    a.stop();
+    let a = Agent::start(&s, &config("1GiB"));
+    a.wait_log("fleet: connected to", 10);
+    publish(
+        port.port,
+        "tailbeat/it/config",
+        &configs_message(&[("app2", 4, "paths = [\"/z\"]\nstart_at = \"nowhere\"\n")]),
+        false,
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let ev = events_on(&got, "tailbeat/it/events");
+        if let Some(e) = ev.iter().find(|e| e.json.contains("\"version\":4")) {
+            assert_eq!(e.seq, after.seq + 1, "{ev:#?}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "{ev:#?}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    a.stop();
+}
+
+// A rebirth request, on the agent's topic or the fleet's, makes it say a full heartbeat and
+// every status again; at most once per `fleet.rebirth_min_interval`, a new connection
+// counting as one: a retained request, delivered again on every connection, does not loop.
+// The heartbeat is retained: a viewer that subscribes late gets it at once.
+#[test]
+fn rebirth_requests_bring_a_full_heartbeat_and_statuses_and_a_retained_one_does_not_loop() {
+    let (s, port, got, _broker) = with_broker("events-rebirth");
+    let app = s.path("logs/app.log");
+    append(&app, &line("a", 0));
+    let cfg = s.config(
+        "log_level = \"debug\"",
+        &input("app", &app.display().to_string(), ""),
+        &fleet(
+            port.port,
+            "heartbeat_interval = \"3600s\"\nrebirth_min_interval = \"2s\"\n",
+        ),
+    );
+    let a = Agent::start(&s, &cfg);
+    let hb = "tailbeat/it/heartbeat";
+    wait_heartbeats(&got, hb, 1, 10);
+    publish(
+        port.port,
+        "tailbeat/it/config",
+        &configs_message(&[("p", 1, "paths = [\"/x\"]\nstart_at = \"middle\"\n")]),
+        false,
+    );
+    let statuses = || {
+        got.messages()
+            .iter()
+            .filter(|(t, _)| t == "tailbeat/it/status/pipeline")
+            .count()
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while statuses() == 0 {
+        assert!(Instant::now() < deadline, "no status");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // A viewer started now gets the last heartbeat, retained.
+    {
+        use rumqttc::mqttbytes::v4::{Packet, Subscribe};
+        use rumqttc::mqttbytes::QoS;
+        let mut c = client(port.port, "late-viewer");
+        let mut out = bytes::BytesMut::new();
+        let mut sub = Subscribe::new("tailbeat/+/heartbeat", QoS::AtLeastOnce);
+        sub.pkid = 1;
+        Packet::Subscribe(sub).write(&mut out, 1 << 20).unwrap();
+        c.write_all(&out).unwrap();
+        let mut seen = None;
+        read_until(&mut c, |p| match p {
+            Packet::Publish(p) => {
+                seen = Some((
+                    p.topic,
+                    p.retain,
+                    configserver::Heartbeat::decode(&p.payload),
+                ));
+                true
+            }
+            _ => false,
+        });
+        let (topic, retain, h) = seen.unwrap();
+        assert_eq!(
+            (topic.as_str(), retain, h.instance_id.as_str()),
+            (hb, true, "it")
+        );
+    }
+    // Each request is answered once the interval since the last full state has passed.
+    let mut served = 1;
+    for topic in ["tailbeat/it/rebirth", "tailbeat/rebirth"] {
+        std::thread::sleep(Duration::from_millis(2100));
+        let st = statuses();
+        publish(port.port, topic, b"", false);
+        served += 1;
+        let h = wait_heartbeats(&got, hb, served, 10);
+        assert_eq!(h[served - 1].flags, 1, "a full heartbeat");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while statuses() == st {
+            assert!(Instant::now() < deadline, "statuses not said again");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    // A flood within the interval: one answer at most, whatever the count.
+    std::thread::sleep(Duration::from_millis(2100));
+    for _ in 0..20 {
+        publish(port.port, "tailbeat/it/rebirth", b"now", false);
+    }
+    served += 1;
+    wait_heartbeats(&got, hb, served, 10);
+    // A retained request, then a restart: the new connection's full heartbeat is the answer,
+    // and the request, delivered again on the connection, is not answered twice.
+    publish(port.port, "tailbeat/rebirth", b"retained", true);
+    a.stop();
+    let n = heartbeats_on(&got, hb).len();
+    let a = Agent::start(&s, &cfg);
+    a.wait_log("fleet: connected to", 10);
+    wait_heartbeats(&got, hb, n + 1, 10);
+    // Three intervals: a loop would have answered at least twice more by now.
+    std::thread::sleep(Duration::from_secs(6));
+    let log = a.stop();
+    assert_eq!(heartbeats_on(&got, hb).len(), n + 1, "{log}");
+    assert!(log.contains("within fleet.rebirth_min_interval"), "{log}");
+}
+
+// `fleet.topic_prefix = "tailbeat/{region}/{type}"` and the sink's topic take the tags:
+// the agent's messages come under the tags' topics, and configs there apply.
+#[test]
+fn a_templated_prefix_puts_the_agents_messages_under_its_tags() {
+    let (s, port, got, _broker) = with_broker("events-template");
+    let app = s.path("logs/app.log");
+    append(&app, &line("a", 0));
+    let cfg = s.config(
+        "",
+        &input("app", &app.display().to_string(), ""),
+        &format!(
+            "[batch]\nlinger = \"50ms\"\n{}topic = \"tailbeat/{{region}}/{{instance}}/frames\"\nstate_topic = \"tailbeat/{{region}}/{{instance}}/state\"\n{}",
+            mqtt_sink(port.port),
+            fleet(
+                port.port,
+                "heartbeat_interval = \"1s\"\ntopic_prefix = \"tailbeat/{region}/{type}\"\ntags = { region = \"eu-west\", type = \"gw\" }\n"
+            )
+        ),
+    );
+    let a = Agent::start(&s, &cfg);
+    wait_heartbeats(&got, "tailbeat/eu-west/gw/it/heartbeat", 1, 10);
+    publish(
+        port.port,
+        "tailbeat/eu-west/gw/it/config",
+        &configs_message(&[("p", 1, "paths = [\"/x\"]\nstart_at = \"middle\"\n")]),
+        false,
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let ev = events_on(&got, "tailbeat/eu-west/gw/it/events");
+        let status = got
+            .messages()
+            .iter()
+            .any(|(t, _)| t == "tailbeat/eu-west/gw/it/status/pipeline");
+        if !ev.is_empty() && status {
+            assert_eq!(ev[0].kind, "config_failed");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{:?}",
+            got.messages().iter().map(|m| &m.0).collect::<Vec<_>>()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !got
+        .messages()
+        .iter()
+        .any(|(t, _)| t == "tailbeat/eu-west/it/frames")
+        || !got
+            .messages()
+            .iter()
+            .any(|(t, _)| t == "tailbeat/eu-west/it/state")
+    {
+        assert!(
+            Instant::now() < deadline,
+            "no frames or birth under the region"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    a.stop();
+    // Nothing under the untemplated names.
+    assert!(!got
+        .messages()
+        .iter()
+        .any(|(t, _)| t.starts_with("tailbeat/it/") || t.contains('{')));
+}
+
+// An unknown tag in a template is a config error naming the key and its line.
+#[test]
+fn an_unknown_tag_in_a_topic_template_is_refused_with_its_key_and_line() {
+    let s = Scratch::new("events-template-bad");
+    let cfg = s.config(
+        "",
+        &input("app", "/nonexistent/*.log", ""),
+        "[fleet]\nserver = \"mqtt://127.0.0.1:1\"\ntopic_prefix = \"tailbeat/{region}\"\ntags = { regoin = \"eu\" }\n",
+    );
+    let stderr = s.path("stderr");
+    let mut child = std::process::Command::new(BIN)
+        .args(["run", "--config"])
+        .arg(&cfg)
+        .stderr(std::fs::File::create(&stderr).unwrap())
+        .spawn()
+        .unwrap();
+    // A build that took the template for a topic name would run on: killed here.
+    let st = wait_exit(&mut child, 10);
+    let _ = child.kill();
+    let err = std::fs::read_to_string(&stderr).unwrap();
+    assert_eq!(st.and_then(|s| s.code()), Some(2), "{err}");
+    let line = std::fs::read_to_string(&cfg)
+        .unwrap()
+        .lines()
+        .position(|l| l.starts_with("topic_prefix"))
+        .unwrap()
+        + 1;
+    assert!(
+        err.contains(&format!(
+            "tailbeat.toml:{line}: fleet.topic_prefix: {{region}} names no tag in fleet.tags (it has: regoin)"
+        )),
+        "{err}"
+    );
+}
