@@ -346,15 +346,24 @@ impl Client {
 
     /// A SUBSCRIBE to `filters` at QoS 1; [`handle`](Self::handle) reports its SUBACK.
     pub fn subscribe(&mut self, filters: &[String], now: Instant) -> Result<Packet, ProtocolError> {
+        self.subscribe_at(filters, QoS::AtLeastOnce, now)
+    }
+
+    /// A SUBSCRIBE to `filters` at `qos`. At QoS 0 the broker keeps no delivery state for
+    /// this client and owes it no redelivery: for a reader that what it misses the next
+    /// message replaces (`tailbeat fleet`).
+    pub fn subscribe_at(
+        &mut self,
+        filters: &[String],
+        qos: QoS,
+        now: Instant,
+    ) -> Result<Packet, ProtocolError> {
         if !self.is_up() {
             return Err(ProtocolError::NotConnected);
         }
         let pkid = self.pkid();
-        let mut s = Subscribe::new_many(
-            filters
-                .iter()
-                .map(|t| SubscribeFilter::new(t.clone(), QoS::AtLeastOnce)),
-        );
+        let mut s =
+            Subscribe::new_many(filters.iter().map(|t| SubscribeFilter::new(t.clone(), qos)));
         s.pkid = pkid;
         self.subscribing = Some((pkid, filters.to_vec()));
         self.last_write = now;
