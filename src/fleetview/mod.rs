@@ -356,7 +356,10 @@ impl Viewer {
                     }
                     let d = self.client.link_lost(Instant::now()).after;
                     self.link = format!("{e}: {why}; again in {} ms", d.as_millis());
-                    log::warn!("fleet: {}", self.link);
+                    // In the table the header says it; a log line would tear the screen.
+                    if self.mode != Mode::Table {
+                        log::warn!("fleet: {}", self.link);
+                    }
                     self.show(Instant::now(), true)?;
                 }
             }
@@ -398,7 +401,7 @@ impl Viewer {
             }
         }
         self.client.proven();
-        self.link = format!("{e}, {}", filters.join(" "));
+        self.link = format!("connected to {e}");
         log::debug!(
             "fleet: connected to {e}, subscribed to {}",
             filters.join(", ")
@@ -558,7 +561,7 @@ impl Viewer {
                 self.write_raw(&t)?;
             }
             Mode::Lines | Mode::Json => {
-                if !force && !(since >= EMIT_EVERY) {
+                if !force && since < EMIT_EVERY {
                     return Ok(());
                 }
                 let (changed, fleet_changed) = self.fleet.changes(now);
