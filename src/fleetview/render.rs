@@ -145,7 +145,8 @@ fn configs_text(cs: &[ConfigInfo]) -> String {
 fn since_text(a: &Agent, wall: u64) -> String {
     match a.since {
         Some(t) => age(Duration::from_secs(wall.saturating_sub(t))),
-        None => "?".into(),
+        // A retained death: it happened before the viewer started, when is not known.
+        None => String::new(),
     }
 }
 
@@ -201,7 +202,9 @@ fn cells(f: &Fleet, a: &Agent, now: Instant, wall: u64) -> [String; 10] {
     }
     [
         a.instance.clone(),
-        format!("{} {}", status.name(), since_text(a, wall)),
+        format!("{} {}", status.name(), since_text(a, wall))
+            .trim_end()
+            .to_string(),
         hb,
         a.version().to_string(),
         tags,
