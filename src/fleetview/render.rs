@@ -151,7 +151,7 @@ fn since_text(a: &Agent, wall: u64) -> String {
 }
 
 /// The cells of one agent's row, in [`COLUMNS`] order.
-fn cells(f: &Fleet, a: &Agent, now: Instant, wall: u64) -> [String; 10] {
+fn cells(f: &Fleet, a: &Agent, now: Instant, wall: u64) -> [String; 11] {
     let status = f.status(a, now);
     let tags = a
         .tags()
@@ -184,6 +184,10 @@ fn cells(f: &Fleet, a: &Agent, now: Instant, wall: u64) -> [String; 10] {
         }
         s
     });
+    let p99 = a
+        .health()
+        .and_then(|h| h.latency_p99_ms)
+        .map_or(String::new(), |ms| age(Duration::from_millis(ms)));
     let losses = a
         .losses()
         .iter()
@@ -210,6 +214,7 @@ fn cells(f: &Fleet, a: &Agent, now: Instant, wall: u64) -> [String; 10] {
         tags,
         pipelines,
         backlog,
+        p99,
         losses,
         alerts,
         gaps,
@@ -217,7 +222,7 @@ fn cells(f: &Fleet, a: &Agent, now: Instant, wall: u64) -> [String; 10] {
 }
 
 /// The table's columns.
-pub const COLUMNS: [&str; 10] = [
+pub const COLUMNS: [&str; 11] = [
     "AGENT",
     "STATE",
     "HB",
@@ -225,6 +230,7 @@ pub const COLUMNS: [&str; 10] = [
     "TAGS",
     "PIPELINES",
     "BACKLOG",
+    "P99",
     "LOSSES",
     "ALERTS",
     "GAPS",
@@ -241,8 +247,9 @@ pub fn agent_line(f: &Fleet, a: &Agent, now: Instant, wall: u64) -> String {
         ("tags", &c[4]),
         ("pipelines", &c[5]),
         ("backlog", &c[6]),
-        ("losses", &c[7]),
-        ("alerts", &c[8]),
+        ("p99", &c[7]),
+        ("losses", &c[8]),
+        ("alerts", &c[9]),
     ];
     for (k, v) in named {
         if !v.is_empty() && v != "-" {
@@ -300,7 +307,7 @@ pub fn table(f: &Fleet, now: Instant, wall: u64, cols: usize, rows: usize, link:
     } else {
         agents.len()
     };
-    let rows_cells: Vec<[String; 10]> = agents[..shown]
+    let rows_cells: Vec<[String; 11]> = agents[..shown]
         .iter()
         .map(|a| cells(f, a, now, wall))
         .collect();

@@ -20,7 +20,7 @@
 //!   heartbeat moves them).
 //! - **Memory**: at most `max_agents` agents (messages for more are counted in
 //!   `overflow`), each with texts, configs, tags and alerts cut to fixed limits
-//!   ([`decode`](super::decode)'s, [`MAX_ALERTS`]).
+//!   ([`decode`]'s, [`MAX_ALERTS`]).
 //! - **Garbage** (a payload that is not its topic's message, one too large) is counted per
 //!   topic kind and per agent; it never changes what is known.
 
