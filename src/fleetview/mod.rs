@@ -533,6 +533,7 @@ impl Viewer {
             t = t.min(self.once_at(last_retained, subscribed));
         } else {
             match self.mode {
+                Mode::Table if self.pending => t = t.min(self.last_out + DRAW_EVERY),
                 Mode::Table => t = t.min(self.last_out + Duration::from_secs(1)),
                 _ if self.pending => t = t.min(self.last_out + EMIT_EVERY),
                 _ => {}
