@@ -443,3 +443,60 @@ fn the_live_table_redraws_in_place_in_a_real_terminal() {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+#[test]
+fn piped_it_prints_a_line_per_change_and_none_for_a_heartbeat_that_changes_nothing() {
+    let s = Scratch::new("fleet-piped");
+    let m = Mosquitto::start(&s);
+    let mut sim = sim(&m, 3, Duration::from_millis(500));
+    sim.connect_all().unwrap();
+    let t = Ticking::start(sim);
+    let mut child = viewer(&m, &["--interval", "1s"]);
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for l in std::io::BufReader::new(stdout).lines() {
+            if tx.send(l.unwrap()).is_err() {
+                return;
+            }
+        }
+    });
+    let mut lines: Vec<String> = Vec::new();
+    let mut wait_for = |what: &str, ok: &dyn Fn(&str) -> bool| {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if lines.iter().any(|l| ok(l)) {
+                return lines.clone();
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(l) => lines.push(l),
+                Err(_) => panic!("no line with {what}:\n{}", lines.join("\n")),
+            }
+        }
+    };
+    wait_for("3 online", &|l| {
+        l.starts_with("3 agents: 3 online, 0 stale, 0 offline")
+    });
+    // Heartbeats every 500 ms meanwhile; then sim-2's connection breaks.
+    std::thread::sleep(Duration::from_secs(2));
+    t.with(|sim| sim.kill(2));
+    let got = wait_for("sim-2 offline", &|l| l.starts_with("sim-2 offline"));
+    wait_for("the new counts", &|l| {
+        l.starts_with("3 agents: 2 online, 0 stale, 1 offline")
+    });
+    // sim-0 was shown when it was first seen and when its first heartbeat came (perhaps in
+    // one line); the four or more heartbeats since changed nothing shown.
+    let sim0 = got.iter().filter(|l| l.starts_with("sim-0 ")).count();
+    assert!((1..=2).contains(&sim0), "{}", got.join("\n"));
+    assert!(got
+        .iter()
+        .any(|l| l.starts_with("sim-0 online") && l.contains("tags site=plant-0")));
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let st = wait_exit(&mut child, 10).expect("fleet did not stop on SIGTERM");
+    assert!(st.success(), "{st}");
+}
