@@ -336,7 +336,7 @@ impl Viewer {
                     if stop {
                         return Ok(());
                     }
-                    self.show(Instant::now(), true)?;
+                    self.show(Instant::now(), false)?;
                 }
                 continue;
             }
@@ -359,7 +359,13 @@ impl Viewer {
                         return Err(FleetError::Link(why));
                     }
                     let d = self.client.link_lost(Instant::now()).after;
-                    self.link = format!("{e}: {why}; again in {} ms", d.as_millis());
+                    // A failed connect names the broker already.
+                    let at = if why.starts_with("connect to") {
+                        String::new()
+                    } else {
+                        format!("{e}: ")
+                    };
+                    self.link = format!("{at}{why}; again in {} ms", d.as_millis());
                     // In the table the header says it; a log line would tear the screen.
                     if self.mode != Mode::Table {
                         log::warn!("fleet: {}", self.link);
