@@ -744,6 +744,22 @@ mod tests {
     }
 
     #[test]
+    fn a_subscription_at_qos_0_asks_for_qos_0_and_its_suback_is_matched() {
+        let t0 = Instant::now();
+        let mut c = up(&opts(), t0);
+        let f = vec!["p/+/state".to_string()];
+        let Packet::Subscribe(s) = c.subscribe_at(&f, QoS::AtMostOnce, t0).unwrap() else {
+            panic!()
+        };
+        assert_eq!(s.filters[0].qos, QoS::AtMostOnce);
+        let a = SubAck::new(s.pkid, vec![SubscribeReasonCode::Success(QoS::AtMostOnce)]);
+        match c.handle(Packet::SubAck(a), t0).unwrap() {
+            Event::Subscribed { refused } => assert!(refused.is_empty()),
+            e => panic!("{e:?}"),
+        }
+    }
+
+    #[test]
     fn connect_carries_the_will_and_a_refusal_or_early_packet_is_an_error() {
         let t0 = Instant::now();
         let mut c = Client::new(&opts(), t0);
