@@ -36,6 +36,18 @@ const CONSUME_USAGE: &str =
 ";
 #[cfg(not(feature = "consume"))]
 const CONSUME_USAGE: &str = "";
+/// The fleet viewer's usage, in builds that have it (cargo feature `fleet`).
+#[cfg(feature = "fleet")]
+const FLEET_USAGE: &str =
+    "  tailbeat fleet --broker mqtt://HOST:PORT [--prefix P] [--filter TAG=VALUE]... [--json]
+                 [--once [--for D]] [--interval D] [--max-agents N]
+      Show every agent of the fleet (topics P/+/state, heartbeat, status/+, events; P
+      defaults to tailbeat): a live table in a terminal, a line per change when piped, a
+      JSON line per change with --json. --once: a snapshot once the retained messages are
+      in (and D more), then exit. See README, Fleet view.
+";
+#[cfg(not(feature = "fleet"))]
+const FLEET_USAGE: &str = "";
 const USAGE_END: &str = "  tailbeat --version | --help\n";
 
 fn main() -> ExitCode {
@@ -46,12 +58,14 @@ fn main() -> ExitCode {
         Some("decode") => decode(&args[1..]),
         #[cfg(feature = "consume")]
         Some("consume") => consume(&args[1..]),
+        #[cfg(feature = "fleet")]
+        Some("fleet") => fleet(&args[1..]),
         Some("--version" | "-V") => {
             println!("tailbeat {}", env!("CARGO_PKG_VERSION"));
             ExitCode::SUCCESS
         }
         Some("--help" | "-h" | "help") => {
-            print!("{USAGE}{CONSUME_USAGE}{USAGE_END}");
+            print!("{USAGE}{CONSUME_USAGE}{FLEET_USAGE}{USAGE_END}");
             ExitCode::SUCCESS
         }
         Some(other) => usage(&format!("unknown command {other:?}")),
@@ -60,7 +74,7 @@ fn main() -> ExitCode {
 }
 
 fn usage(msg: &str) -> ExitCode {
-    eprintln!("tailbeat: {msg}\n\n{USAGE}{CONSUME_USAGE}{USAGE_END}");
+    eprintln!("tailbeat: {msg}\n\n{USAGE}{CONSUME_USAGE}{FLEET_USAGE}{USAGE_END}");
     ExitCode::from(2)
 }
 
@@ -180,6 +194,22 @@ fn consume(args: &[String]) -> ExitCode {
         Ok(_) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("tailbeat: consume: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+#[cfg(feature = "fleet")]
+fn fleet(args: &[String]) -> ExitCode {
+    let a = match tailbeat::fleetview::Args::parse(args) {
+        Ok(a) => a,
+        Err(e) => return usage(&e),
+    };
+    tailbeat::logger::init(log::LevelFilter::Warn);
+    match tailbeat::fleetview::run(a) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("tailbeat: fleet: {e}");
             ExitCode::from(1)
         }
     }

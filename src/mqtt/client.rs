@@ -346,15 +346,24 @@ impl Client {
 
     /// A SUBSCRIBE to `filters` at QoS 1; [`handle`](Self::handle) reports its SUBACK.
     pub fn subscribe(&mut self, filters: &[String], now: Instant) -> Result<Packet, ProtocolError> {
+        self.subscribe_at(filters, QoS::AtLeastOnce, now)
+    }
+
+    /// A SUBSCRIBE to `filters` at `qos`. At QoS 0 the broker keeps no delivery state for
+    /// this client and owes it no redelivery: for a reader that what it misses the next
+    /// message replaces (`tailbeat fleet`).
+    pub fn subscribe_at(
+        &mut self,
+        filters: &[String],
+        qos: QoS,
+        now: Instant,
+    ) -> Result<Packet, ProtocolError> {
         if !self.is_up() {
             return Err(ProtocolError::NotConnected);
         }
         let pkid = self.pkid();
-        let mut s = Subscribe::new_many(
-            filters
-                .iter()
-                .map(|t| SubscribeFilter::new(t.clone(), QoS::AtLeastOnce)),
-        );
+        let mut s =
+            Subscribe::new_many(filters.iter().map(|t| SubscribeFilter::new(t.clone(), qos)));
         s.pkid = pkid;
         self.subscribing = Some((pkid, filters.to_vec()));
         self.last_write = now;
@@ -732,6 +741,22 @@ mod tests {
             c.handle(Packet::SubAck(a), t0).unwrap_err(),
             ProtocolError::Unsolicited(77)
         );
+    }
+
+    #[test]
+    fn a_subscription_at_qos_0_asks_for_qos_0_and_its_suback_is_matched() {
+        let t0 = Instant::now();
+        let mut c = up(&opts(), t0);
+        let f = vec!["p/+/state".to_string()];
+        let Packet::Subscribe(s) = c.subscribe_at(&f, QoS::AtMostOnce, t0).unwrap() else {
+            panic!()
+        };
+        assert_eq!(s.filters[0].qos, QoS::AtMostOnce);
+        let a = SubAck::new(s.pkid, vec![SubscribeReasonCode::Success(QoS::AtMostOnce)]);
+        match c.handle(Packet::SubAck(a), t0).unwrap() {
+            Event::Subscribed { refused } => assert!(refused.is_empty()),
+            e => panic!("{e:?}"),
+        }
     }
 
     #[test]

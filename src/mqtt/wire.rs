@@ -165,7 +165,7 @@ impl Wire {
     /// reader take what arrived together as one batch. `None` if the buffer holds no whole
     /// packet (or the head is one over the limit: [`read_or_skip`](Self::read_or_skip)
     /// deals with it).
-    #[cfg(feature = "consume")]
+    #[cfg(any(feature = "consume", feature = "fleet"))]
     pub(crate) fn read_buffered(&mut self) -> Result<Option<Packet>, String> {
         match Packet::read(&mut self.rx, self.max) {
             Ok(p) => {
