@@ -5,6 +5,8 @@
 
 use heapless::HistoryBuf;
 
+pub mod latency;
+
 /// Samples of read→ack latency kept for percentiles.
 pub const LATENCY_WINDOW: usize = 512;
 
