@@ -551,7 +551,9 @@ fn alerts_thresholds_are_optional_and_read_in_their_units() {
     assert_eq!(t.free_disk, Some(100 << 20));
     assert_eq!(t.hold, Duration::from_secs(1));
     assert_eq!(c.alerts.window.0, Duration::from_secs(6));
-    let e = err(&format!("{GOOD}\n[alerts]\nread_to_ack_p99 = \"5s\"\np999 = \"9s\"\n"));
+    let e = err(&format!(
+        "{GOOD}\n[alerts]\nread_to_ack_p99 = \"5s\"\np999 = \"9s\"\n"
+    ));
     assert!(e.msg.contains("unknown field `p999`"), "{e}");
     assert_eq!(e.line, Some(14), "{e}");
     let e = err(&format!("{GOOD}\n[alerts]\nbacklog_bytes = \"lots\"\n"));

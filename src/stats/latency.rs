@@ -155,6 +155,11 @@ pub struct Window {
 }
 
 impl Window {
+    /// The length a window asked for `length` has (a whole number of sub-windows).
+    pub fn length_for(length: Duration) -> Duration {
+        (length / SUBS as u32).max(Duration::from_millis(1)) * SUBS as u32
+    }
+
     /// A window of `length` (at least [`SUBS`] ms) starting at `now`.
     pub fn new(length: Duration, now: Instant) -> Window {
         let sub = (length / SUBS as u32).max(Duration::from_millis(1));
@@ -163,7 +168,11 @@ impl Window {
         for s in slots.iter_mut() {
             s.epoch = u64::MAX;
         }
-        Window { origin: now, sub, slots }
+        Window {
+            origin: now,
+            sub,
+            slots,
+        }
     }
 
     /// The window's length.
@@ -246,6 +255,11 @@ impl Sampler {
         self.seen % self.every == 0
     }
 
+    /// Changes the target rate (a new config); the next second's rate sets `k` again.
+    pub fn set_rate(&mut self, per_sec: u32) {
+        self.per_sec = per_sec;
+    }
+
     /// One in how many frames is timed now.
     pub fn every(&self) -> u64 {
         self.every
@@ -310,10 +324,7 @@ impl Track {
     /// The open batch was finished into a frame at `now`.
     pub fn closed(&mut self, now: Instant) {
         let read = self.opened.take().unwrap_or(now);
-        self.closing = self
-            .sampler
-            .take(now)
-            .then(|| (read, ms_since(read, now)));
+        self.closing = self.sampler.take(now).then(|| (read, ms_since(read, now)));
     }
 
     /// The frame last closed went into the spool as `seq` (written, not yet synced).
@@ -335,6 +346,16 @@ impl Track {
             sent: UNSET,
         });
         self.unsynced += 1;
+    }
+
+    /// Times about `per_sec` frames a second from now on.
+    pub fn set_rate(&mut self, per_sec: u32) {
+        self.sampler.set_rate(per_sec);
+    }
+
+    /// Whether some timed frame waits for the spool's sync.
+    pub fn unsynced(&self) -> bool {
+        self.unsynced > 0
     }
 
     /// The spool was synced at `now`: every frame appended before is durable.
@@ -464,7 +485,11 @@ impl Alerts {
     pub fn evaluate(&mut self, t: &Thresholds, f: &Figures, now: Instant) {
         // (figure, threshold, higher is worse)
         let looks = [
-            (f.read_to_ack_p99_ms.unwrap_or(0), t.read_to_ack_p99_ms, true),
+            (
+                f.read_to_ack_p99_ms.unwrap_or(0),
+                t.read_to_ack_p99_ms,
+                true,
+            ),
             (f.backlog_bytes, t.backlog_bytes, true),
             (f.oldest_unacked_ms, t.oldest_unacked_ms, true),
             (f.free_disk.unwrap_or(u64::MAX), t.free_disk, false),

@@ -41,7 +41,10 @@ fn quantiles_rank_like_a_sorted_list() {
     }
     let [p50, p90, p99] = h.percentiles().unwrap();
     for (got, want) in [(p50, 500.0), (p90, 900.0), (p99, 990.0)] {
-        assert!((f64::from(got) - want).abs() <= want / 8.0, "{got} vs {want}");
+        assert!(
+            (f64::from(got) - want).abs() <= want / 8.0,
+            "{got} vs {want}"
+        );
     }
     assert_eq!(h.count(), 1000);
 }
@@ -77,9 +80,7 @@ fn the_sampler_times_every_frame_when_slow_and_one_in_k_when_fast() {
     let t0 = Instant::now();
     let mut s = Sampler::new(100);
     // 50 frames a second: all timed.
-    let slow = (0..150)
-        .filter(|i| s.take(t0 + ms(i * 20)))
-        .count();
+    let slow = (0..150).filter(|i| s.take(t0 + ms(i * 20))).count();
     assert_eq!(slow, 150);
     assert_eq!(s.every(), 1);
     // 10,000 frames a second for 3 s: after the first second, one in 100.
@@ -190,7 +191,11 @@ fn an_alert_is_raised_above_and_cleared_below_the_lower_level_after_the_hold() {
     assert!(a.take_changes().is_empty(), "a look takes the changes");
     // Between the levels (4 s < p99 ≤ 5 s): stays raised, however long.
     for s in 1..100 {
-        a.evaluate(&t, &figures(Some(4500), plenty), t0 + Duration::from_secs(s));
+        a.evaluate(
+            &t,
+            &figures(Some(4500), plenty),
+            t0 + Duration::from_secs(s),
+        );
     }
     assert_eq!(a.bits(), 1);
     // Below 80 %: clears after 30 s there, not before.
@@ -227,17 +232,27 @@ fn free_disk_is_raised_below_its_threshold_and_unset_alerts_never_are() {
     assert_eq!(a.bits(), 0);
     assert_eq!(
         a.take_changes(),
-        [("free_disk", Change::Raised), ("free_disk", Change::Cleared)]
+        [
+            ("free_disk", Change::Raised),
+            ("free_disk", Change::Cleared)
+        ]
     );
     // A threshold taken out of the config clears its alert at the next look.
     a.evaluate(&t, &figures(Some(9000), mib), t0 + Duration::from_secs(200));
     assert_eq!(a.bits(), 0b1001);
     a.take_changes();
-    a.evaluate(&Thresholds::default(), &figures(Some(9000), mib), t0 + Duration::from_secs(201));
+    a.evaluate(
+        &Thresholds::default(),
+        &figures(Some(9000), mib),
+        t0 + Duration::from_secs(201),
+    );
     assert_eq!(a.bits(), 0);
     assert_eq!(
         a.take_changes(),
-        [("read_to_ack_p99", Change::Cleared), ("free_disk", Change::Cleared)]
+        [
+            ("read_to_ack_p99", Change::Cleared),
+            ("free_disk", Change::Cleared)
+        ]
     );
 }
 
