@@ -114,7 +114,10 @@ pub(super) async fn deliver(st: Shared, pipe: PipeRef, out: Outbox) {
                     break;
                 }
                 st.borrow_mut().c.frames_sent += 1;
-                pipe.borrow_mut().track.sent(seq, Instant::now());
+                let mut p = pipe.borrow_mut();
+                if !p.track.is_empty() {
+                    p.track.sent(seq, Instant::now());
+                }
             }
             if failure.is_none() && pipe.borrow().spool.in_flight() > 0 {
                 match sink.flush().await {

@@ -90,7 +90,7 @@ fn the_sampler_times_every_frame_when_slow_and_one_in_k_when_fast() {
         .count();
     assert_eq!(s.every(), 100);
     assert!(fast < 10_000 + 2 * 200, "{fast} frames timed");
-    assert!(Sampler::new(0).take(t0) == false);
+    assert!(!Sampler::new(0).take(t0));
 }
 
 #[test]
@@ -272,4 +272,38 @@ fn changes_nobody_takes_stay_bounded() {
     let c = a.take_changes();
     assert_eq!(c.len(), MAX_CHANGES);
     assert_eq!(c.last(), Some(&("read_to_ack_p99", Change::Cleared)));
+}
+
+/// The cost per frame, as the agent pays it (one `Instant::now()` at close, sync, send and
+/// ack; the read time is the loop's own): timing every frame, and timing none. README,
+/// "Benchmark", turns it into a share of a core at full speed; the bound here only catches
+/// a cost that grows with the frames in flight. `--nocapture` prints the figures.
+#[test]
+fn timing_a_frame_costs_well_under_a_microsecond() {
+    fn run(per_sec: u32) -> Duration {
+        let t0 = Instant::now();
+        let mut w = Window::new(Duration::from_secs(60), t0);
+        let mut t = Track::new(per_sec);
+        let n = 200_000u64;
+        let start = Instant::now();
+        for seq in 0..n {
+            t.reading(start);
+            t.closed(Instant::now());
+            t.appended(seq);
+            if t.unsynced() {
+                t.synced(Instant::now());
+            }
+            t.sent(seq, Instant::now());
+            // Acks come with a window of 8 frames in flight.
+            if seq % 8 == 7 {
+                t.acked(seq, Instant::now(), &mut w);
+            }
+        }
+        std::hint::black_box(&w);
+        start.elapsed() / n as u32
+    }
+    let every = run(u32::MAX);
+    let none = run(0);
+    println!("per frame: {every:?} timing every frame, {none:?} timing none");
+    assert!(every < Duration::from_micros(2), "{every:?}");
 }
