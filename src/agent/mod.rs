@@ -32,7 +32,7 @@
 
 use crate::config::Config;
 use crate::control::remote::{Kind, Remote};
-use crate::stats::latency::{Alerts, Window, ALERT_NAMES, READ_ACKED, STAGE_NAMES};
+use crate::stats::latency::{Alerts, Window, READ_ACKED};
 use crate::stats::{Counters, Latency};
 use crate::Error;
 
@@ -199,12 +199,12 @@ fn figures(s: &mut State) -> crate::metrics::Figures {
     }
     crate::metrics::Figures {
         health: crate::control::health(&health).to_vec(),
-        stages: STAGE_NAMES
+        stages: crate::stats::latency::STAGE_NAMES
             .iter()
             .zip(health.stages)
             .filter_map(|(n, q)| Some((*n, q?)))
             .collect(),
-        alerts: ALERT_NAMES
+        alerts: crate::stats::latency::ALERT_NAMES
             .iter()
             .enumerate()
             .map(|(i, n)| (*n, health.alerts >> i & 1 == 1))
