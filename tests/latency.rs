@@ -3,7 +3,7 @@
 //! heartbeats, and the metrics endpoint.
 
 mod common;
-use common::configserver::ConfigServer;
+use common::configserver::{ConfigServer, Heartbeat};
 use common::http::{HttpServer, Reply, Req};
 use common::*;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -58,7 +58,7 @@ fn sample(body: &str, name: &str) -> f64 {
 }
 
 /// Waits for a heartbeat received after `since` with running status `status`.
-fn wait_status(cs: &ConfigServer, since: Instant, status: &str, secs: u64) -> u64 {
+fn wait_status(cs: &ConfigServer, since: Instant, status: &str, secs: u64) -> Heartbeat {
     let deadline = Instant::now() + Duration::from_secs(secs);
     loop {
         if let Some(h) = cs
@@ -66,7 +66,7 @@ fn wait_status(cs: &ConfigServer, since: Instant, status: &str, secs: u64) -> u6
             .iter()
             .find(|h| h.at > since && h.running_status == status)
         {
-            return h.health("alerts");
+            return h.clone();
         }
         assert!(
             Instant::now() < deadline,
@@ -138,7 +138,10 @@ fn a_sink_slow_to_ack_raises_the_read_to_ack_alert_and_it_clears_when_it_is_quic
         15,
     );
     assert!(sample(&body, &stage("sent_acked")) < 1.0, "{body}");
-    assert_eq!(wait_status(&cs, Instant::now(), "running", 10), 0);
+    assert_eq!(
+        wait_status(&cs, Instant::now(), "running", 10).health("alerts"),
+        0
+    );
 
     // Slow acks: raised.
     delay.store(1500, Ordering::SeqCst);
@@ -148,7 +151,12 @@ fn a_sink_slow_to_ack_raises_the_read_to_ack_alert_and_it_clears_when_it_is_quic
         sample(&body, "tailbeat_read_to_ack_seconds{quantile=\"0.99\"}") > 1.0,
         "{body}"
     );
-    assert_eq!(wait_status(&cs, Instant::now(), "alerting", 10), 1);
+    let h = wait_status(&cs, Instant::now(), "alerting", 10);
+    assert_eq!(h.health("alerts"), 1);
+    assert!(h.health("sent_acked_p99_ms") >= 1000, "{:?}", h.attrs);
+    assert!(h.health("latency_p99_ms") > 1000, "{:?}", h.attrs);
+    // An alert is for people: /healthz does not ask a supervisor for a restart.
+    assert_eq!(scrape(&addr, "/healthz"), (200, "ok\n".to_string()));
     a.wait_log("alerts raised: read_to_ack_p99", 5);
 
     // Quick again: cleared.
@@ -157,7 +165,10 @@ fn a_sink_slow_to_ack_raises_the_read_to_ack_alert_and_it_clears_when_it_is_quic
     if std::env::var_os("TAILBEAT_TEST_PROMTOOL").is_some() {
         promtool(&body);
     }
-    assert_eq!(wait_status(&cs, Instant::now(), "running", 10), 0);
+    assert_eq!(
+        wait_status(&cs, Instant::now(), "running", 10).health("alerts"),
+        0
+    );
     a.wait_log("alerts: all clear", 5);
     stop.store(true, Ordering::SeqCst);
     writer.join().unwrap();
