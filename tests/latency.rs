@@ -195,3 +195,50 @@ fn promtool(body: &str) {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// The other three alerts read the agent's real figures: with the sink refusing everything,
+/// the spool's bytes pass `backlog_bytes`, the oldest line's age passes `oldest_unacked`,
+/// and no disk has a petabyte free (`free_disk`); `health.alerts` and `/metrics` say so.
+/// Once the sink takes the backlog, `oldest_unacked` clears after its hold; `free_disk`
+/// stays.
+#[test]
+fn backlog_age_and_free_disk_alerts_follow_the_agents_own_figures() {
+    let s = Scratch::new("latency-backlog");
+    let refuse = Arc::new(AtomicBool::new(true));
+    let r = refuse.clone();
+    let sink = HttpServer::start(Box::new(move |_: &Req| {
+        Reply::status(if r.load(Ordering::SeqCst) { 503 } else { 204 })
+    }));
+    let f = s.path("logs/app.log");
+    for n in 0..50 {
+        append(&f, &line("b", n));
+    }
+    let cfg = s.config(
+        "",
+        &input("app", &f.display().to_string(), ""),
+        &format!(
+            "[sink]\ntype = \"http\"\nurl = \"{}\"\ntimeout = \"2s\"\n\
+             [batch]\nlinger = \"100ms\"\n[metrics]\nlisten = \"127.0.0.1:0\"\n\
+             [alerts]\nbacklog_bytes = 100\noldest_unacked = \"1s\"\nfree_disk = \"1000000GiB\"\nhold = \"1s\"\n",
+            sink.url("/ingest")
+        ),
+    );
+    let a = Agent::start(&s, &cfg);
+    let addr = metrics_addr(&a);
+    let on = |n: &str| format!("tailbeat_alert{{name=\"{n}\"}} 1\n");
+    let off = |n: &str| format!("tailbeat_alert{{name=\"{n}\"}} 0\n");
+    wait_metrics(
+        &addr,
+        &[
+            &on("backlog_bytes"),
+            &on("oldest_unacked"),
+            &on("free_disk"),
+            &off("read_to_ack_p99"),
+        ],
+        15,
+    );
+    a.wait_log("alerts raised: ", 5);
+    refuse.store(false, Ordering::SeqCst);
+    wait_metrics(&addr, &[&off("oldest_unacked"), &on("free_disk")], 30);
+    a.stop();
+}
