@@ -33,7 +33,22 @@ pub struct Figures {
     pub pipelines: Vec<(String, u64, u64)>,
     /// What is wrong, one phrase each; empty when healthy.
     pub problems: Vec<String>,
+    /// Per stage (`stats::latency::STAGE_NAMES`): p50, p90, p99 in ms over the window;
+    /// a stage with no figure in the window is left out.
+    pub stages: Vec<(&'static str, [u32; 3])>,
+    /// Every alert by name, and whether it is raised.
+    pub alerts: Vec<(&'static str, bool)>,
 }
+
+/// Heartbeat keys shown otherwise here: the stages' p99 in `tailbeat_stage_latency_seconds`,
+/// the alerts' bits in `tailbeat_alert`.
+const SHOWN_ELSEWHERE: &[&str] = &[
+    "read_closed_p99_ms",
+    "closed_spooled_p99_ms",
+    "spooled_sent_p99_ms",
+    "sent_acked_p99_ms",
+    "alerts",
+];
 
 /// Counter, gauge, or the quantiles of a summary.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -101,7 +116,7 @@ const DEFS: &[Def] = &[
     d("spool_full_waits", "tailbeat_spool_full_waits_total", C, "Times reading stopped because the spool was full (block)."),
     d("disk_full_waits", "tailbeat_disk_full_waits_total", C, "Times reading stopped because the disk under data_dir was full."),
     d("disk_full", "tailbeat_disk_full", G, "Pipelines whose reading is paused now because the disk under data_dir is full."),
-    Def { key: "latency_p50_ms", name: "tailbeat_read_to_ack_seconds{quantile=\"0.5\"}", kind: S, help: "Read to acknowledgement latency of the last 512 frames, by quantile.", ms: true },
+    Def { key: "latency_p50_ms", name: "tailbeat_read_to_ack_seconds{quantile=\"0.5\"}", kind: S, help: "Read to acknowledgement latency over the window (alerts.window), by quantile.", ms: true },
     Def { key: "latency_p90_ms", name: "tailbeat_read_to_ack_seconds{quantile=\"0.9\"}", kind: S, help: "", ms: true },
     Def { key: "latency_p99_ms", name: "tailbeat_read_to_ack_seconds{quantile=\"0.99\"}", kind: S, help: "", ms: true },
     d("rss_bytes", "tailbeat_resident_memory_bytes", G, "Resident memory of the process."),
@@ -114,6 +129,9 @@ pub fn render(f: &Figures) -> String {
     let mut out = String::with_capacity(4096);
     let mut last_family = String::new();
     for &(key, v) in &f.health {
+        if SHOWN_ELSEWHERE.contains(&key) {
+            continue;
+        }
         let (name, kind, help, ms) = match DEFS.iter().find(|d| d.key == key) {
             Some(d) => (d.name.to_string(), d.kind, d.help, d.ms),
             None => (format!("tailbeat_{key}"), G, "", false),
@@ -156,6 +174,28 @@ pub fn render(f: &Figures) -> String {
             let label = if name.is_empty() { "local" } else { name };
             let _ = writeln!(out, "{family}{{pipeline=\"{}\"}} {v}", escape(label));
         }
+    }
+    let family = "tailbeat_stage_latency_seconds";
+    let _ = writeln!(
+        out,
+        "# HELP {family} Latency of each stage over the window (alerts.window), by quantile: read_closed, closed_spooled, spooled_sent, sent_acked, read_acked.\n# TYPE {family} summary"
+    );
+    for (stage, q) in &f.stages {
+        for (label, v) in ["0.5", "0.9", "0.99"].iter().zip(q) {
+            let _ = writeln!(
+                out,
+                "{family}{{stage=\"{stage}\",quantile=\"{label}\"}} {}.{:03}",
+                v / 1000,
+                v % 1000
+            );
+        }
+    }
+    let _ = writeln!(
+        out,
+        "# HELP tailbeat_alert 1 while the alert is raised ([alerts]).\n# TYPE tailbeat_alert gauge"
+    );
+    for (name, on) in &f.alerts {
+        let _ = writeln!(out, "tailbeat_alert{{name=\"{name}\"}} {}", u8::from(*on));
     }
     let _ = writeln!(
         out,
@@ -286,9 +326,16 @@ mod tests {
                 ("latency_p90_ms", 2809),
                 ("latency_p99_ms", 5149),
                 ("some_new_figure", 7),
+                ("sent_acked_p99_ms", 900),
+                ("alerts", 1),
             ],
             pipelines: vec![("".into(), 2, 100), ("a\"b".into(), 1, 50)],
             problems: vec![],
+            stages: vec![
+                ("read_closed", [3, 40, 1500]),
+                ("read_acked", [21, 2809, 5149]),
+            ],
+            alerts: vec![("read_to_ack_p99", true), ("free_disk", false)],
         }
     }
 
@@ -304,9 +351,16 @@ mod tests {
             "tailbeat_pipeline_spool_frames{pipeline=\"local\"} 2\n",
             "tailbeat_pipeline_spool_bytes{pipeline=\"a\\\"b\"} 50\n",
             "tailbeat_healthy 1\n",
+            "# TYPE tailbeat_stage_latency_seconds summary\ntailbeat_stage_latency_seconds{stage=\"read_closed\",quantile=\"0.5\"} 0.003\n",
+            "tailbeat_stage_latency_seconds{stage=\"read_closed\",quantile=\"0.99\"} 1.500\n",
+            "tailbeat_stage_latency_seconds{stage=\"read_acked\",quantile=\"0.9\"} 2.809\n",
+            "# TYPE tailbeat_alert gauge\ntailbeat_alert{name=\"read_to_ack_p99\"} 1\ntailbeat_alert{name=\"free_disk\"} 0\n",
         ] {
             assert!(t.contains(want), "{want:?} not in\n{t}");
         }
+        // Heartbeat keys that have a family of their own here are not shown twice.
+        assert!(!t.contains("tailbeat_alerts "), "{t}");
+        assert!(!t.contains("p99_ms"), "{t}");
         // One TYPE line per family.
         assert_eq!(
             t.matches("# TYPE tailbeat_read_to_ack_seconds").count(),

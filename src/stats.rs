@@ -1,9 +1,13 @@
-//! Counters: every line read, every frame sent, and every loss, by reason.
+//! Counters: every line read, every frame sent, and every loss, by reason; and, in
+//! [`latency`], the per-stage latency figures and the alerts read from them.
 //!
-//! Plain integers on the one pipeline thread; no atomics needed. Fixed size: a latency ring of
-//! [`LATENCY_WINDOW`] samples, whatever the load.
+//! Plain integers on the one pipeline thread; no atomics needed. Fixed size whatever the
+//! load: the latency window and each pipeline's timestamps have their limits in their types
+//! ([`latency`]'s module doc), the wall-clock ring [`Latency`] [`LATENCY_WINDOW`] samples.
 
 use heapless::HistoryBuf;
+
+pub mod latency;
 
 /// Samples of read→ack latency kept for percentiles.
 pub const LATENCY_WINDOW: usize = 512;
@@ -68,7 +72,10 @@ pub struct Counters {
     pub positions_lost_bytes: u64,
 }
 
-/// read→ack latencies in milliseconds, the last [`LATENCY_WINDOW`] of them.
+/// read→ack latencies in milliseconds by the frames' wall-clock timestamps, the last
+/// [`LATENCY_WINDOW`] of them: what `Spool::ack` records. The figures the agent reports come
+/// from [`latency::Window`] (monotonic, per stage, over a sliding window) since issue 12;
+/// this ring stays as the spool's interface.
 #[derive(Debug, Default)]
 pub struct Latency {
     ring: HistoryBuf<u32, LATENCY_WINDOW>,

@@ -82,6 +82,11 @@ pub(super) async fn collect(st: Shared, pipe: PipeRef) {
             } else {
                 p.tailer.read(&mut p.batch, now, now_ms(), &mut s.c)
             };
+            // The look that found the batch's first line is its read time.
+            if !p.batch.is_empty() {
+                p.track.reading(now);
+            }
+            p.track.set_rate(s.cfg.alerts.samples_per_sec);
             let linger_left = batch_age.left(&p.batch, now, p.cfg.batch.linger.0);
             if p.last_checkpoint.elapsed() >= CHECKPOINT_EVERY && p.changed {
                 p.checkpoint();
@@ -94,6 +99,8 @@ pub(super) async fn collect(st: Shared, pipe: PipeRef) {
             }
             (outcome, linger_left, poll, stats)
         };
+        // Not under the pipe's borrow: the figures add up every pipeline.
+        super::handle::look_due(&mut st.borrow_mut(), now);
         if stats {
             // Not under the pipe's borrow: the figures add up every pipeline.
             log_stats(&st.borrow());
@@ -445,6 +452,7 @@ fn scan(watch: &mut Watch, p: &mut Pipe, now: Instant, c: &mut Counters) {
 }
 
 fn finish(p: &mut Pipe) -> Built {
+    p.track.closed(Instant::now());
     let ends = p.batch.ends().collect();
     let frame = p.batch.finish(&p.stream, p.spool.next_seq());
     Built { frame, ends }
@@ -454,7 +462,8 @@ fn finish(p: &mut Pipe) -> Built {
 /// in `pending`, to be appended before anything new.
 fn append(p: &mut Pipe, c: &mut Counters, b: Built) -> Result<(), SpoolError> {
     match p.spool.append(&b.frame) {
-        Ok(_) => {
+        Ok(seq) => {
+            p.track.appended(seq);
             for &(dev, ino, end) in &b.ends {
                 p.tailer.commit(dev, ino, end);
             }

@@ -93,6 +93,10 @@ pub(super) async fn deliver(st: Shared, pipe: PipeRef, out: Outbox) {
                         log::error!("{}: {e}", p.label());
                         break;
                     }
+                    // Synced: the timed frames appended so far are durable now.
+                    if p.track.unsynced() {
+                        p.track.synced(Instant::now());
+                    }
                     if p.spool.in_flight() >= sink.window() {
                         break;
                     }
@@ -110,6 +114,10 @@ pub(super) async fn deliver(st: Shared, pipe: PipeRef, out: Outbox) {
                     break;
                 }
                 st.borrow_mut().c.frames_sent += 1;
+                let mut p = pipe.borrow_mut();
+                if !p.track.is_empty() {
+                    p.track.sent(seq, Instant::now());
+                }
             }
             if failure.is_none() && pipe.borrow().spool.in_flight() > 0 {
                 match sink.flush().await {
@@ -119,6 +127,7 @@ pub(super) async fn deliver(st: Shared, pipe: PipeRef, out: Outbox) {
                         let mut p = pipe.borrow_mut();
                         s.c.dead_letters += sink.take_dead_letters();
                         p.spool.ack(seq, now_ms(), &mut s.c, &mut s.lat);
+                        p.track.acked(seq, Instant::now(), &mut s.window);
                         p.changed = true;
                         if p.spool.reclaimable() && p.checkpoint_due() {
                             p.checkpoint();

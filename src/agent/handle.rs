@@ -16,9 +16,10 @@
 use super::{apply_config, Notify, Shared};
 use crate::config::{Config, Fleet};
 use crate::control::remote::Remote;
+use crate::stats::latency::{self, READ_ACKED, STAGES};
 use crate::stats::Counters;
-use std::path::PathBuf;
-use std::time::Duration;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 /// The agent as the control plane sees it (module doc). One per agent, owned by the
 /// control task.
@@ -33,8 +34,13 @@ pub(crate) struct Handle {
 pub(crate) struct Health {
     /// Every counter.
     pub c: Counters,
-    /// read→ack latency percentiles (p50, p90, p99) in ms, if any frame was acknowledged.
+    /// read→ack latency percentiles (p50, p90, p99) in ms over `alerts.window`, if a timed
+    /// frame was acknowledged in it.
     pub latency: Option<[u32; 3]>,
+    /// The same for every stage, in the order of `stats::latency::STAGE_NAMES`.
+    pub stages: [Option<[u32; 3]>; STAGES],
+    /// The raised alerts, one bit each in the order of `stats::latency::ALERT_NAMES`.
+    pub alerts: u64,
     /// Files open for reading, all pipelines together.
     pub files_open: u64,
     /// Files found that wait for a turn.
@@ -81,9 +87,11 @@ impl Handle {
         self.wake.wait_for(d).await
     }
 
-    /// The health figures now.
+    /// The health figures now, the alerts looked at first.
     pub(crate) fn health(&self) -> Health {
-        health_of(&self.st.borrow())
+        let mut g = self.st.borrow_mut();
+        look(&mut g, Instant::now());
+        health_of(&g)
     }
 
     /// Counts a control message that was refused (`health.bad_control_messages`).
@@ -114,9 +122,12 @@ impl Handle {
 
 /// The health figures of `s` now (the heartbeat's, and the metrics endpoint's).
 pub(super) fn health_of(s: &super::State) -> Health {
+    let stages = s.window.percentiles(Instant::now());
     Health {
         c: s.c.clone(),
-        latency: s.lat.percentiles(),
+        latency: stages[READ_ACKED],
+        stages,
+        alerts: s.alerts.bits(),
         files_open: s.files_open() as u64,
         files_waiting: s.files_waiting() as u64,
         pipelines: s.pipes.len() as u64,
@@ -129,4 +140,69 @@ pub(super) fn health_of(s: &super::State) -> Health {
         data_dir: s.cfg.data_dir.clone(),
         uptime: s.started.elapsed(),
     }
+}
+
+/// Looks at the alerts with the figures of `s` at `now` (the window first follows a changed
+/// `alerts.window`). Called by every reader of the figures (heartbeat, metrics) and by the
+/// collect tasks at most once a second ([`look_due`]), so an alert changes within a second
+/// of its figure, heartbeat or not.
+pub(super) fn look(s: &mut super::State, now: Instant) {
+    let a = &s.cfg.alerts;
+    if s.window.length() != latency::Window::length_for(a.window.0) {
+        s.window = latency::Window::new(a.window.0, now);
+    }
+    let t = a.thresholds();
+    let f = latency::Figures {
+        read_to_ack_p99_ms: s.window.merged(READ_ACKED, now).quantile(0.99),
+        backlog_bytes: s.spool_bytes(),
+        oldest_unacked_ms: s
+            .oldest_unacked_ms()
+            .map_or(0, |t| super::now_ms().saturating_sub(t)),
+        // statvfs only when the alert is set.
+        free_disk: t.free_disk.and_then(|_| disk_free(&s.cfg.data_dir)),
+    };
+    s.alerts.evaluate(&t, &f, now);
+    // Each change is a state event for the fleet (`alert_raised` / `alert_cleared`, with the
+    // figure and its threshold), in the order it happened.
+    for (name, change) in s.alerts.take_changes() {
+        let (seen, limit) = match name {
+            "read_to_ack_p99" => (f.read_to_ack_p99_ms.unwrap_or(0), t.read_to_ack_p99_ms),
+            "backlog_bytes" => (f.backlog_bytes, t.backlog_bytes),
+            "oldest_unacked" => (f.oldest_unacked_ms, t.oldest_unacked_ms),
+            _ => (f.free_disk.unwrap_or(0), t.free_disk),
+        };
+        let unit = match name {
+            "read_to_ack_p99" | "oldest_unacked" => "ms",
+            _ => "bytes",
+        };
+        let message = format!("{seen} {unit} (threshold {} {unit})", limit.unwrap_or(0));
+        s.events
+            .alert(name, change == latency::Change::Raised, &message);
+    }
+    let changes = s.alerts.bits();
+    if s.alerts_bits_logged != changes {
+        s.alerts_bits_logged = changes;
+        let active: Vec<_> = s.alerts.active().collect();
+        if active.is_empty() {
+            log::info!("alerts: all clear");
+        } else {
+            log::warn!("alerts raised: {}", active.join(", "));
+        }
+    }
+    s.alerts_looked = Some(now);
+}
+
+/// [`look`], if the last look is a second old or more.
+pub(super) fn look_due(s: &mut super::State, now: Instant) {
+    if s.alerts_looked
+        .is_none_or(|t| now.saturating_duration_since(t) >= Duration::from_secs(1))
+    {
+        look(s, now);
+    }
+}
+
+/// Bytes free for the agent under `dir`, `None` if it cannot be told.
+fn disk_free(dir: &Path) -> Option<u64> {
+    let v = rustix::fs::statvfs(dir).ok()?;
+    Some(v.f_bavail.saturating_mul(v.f_frsize))
 }

@@ -33,6 +33,7 @@
 
 use crate::config::Config;
 use crate::control::remote::{Kind, Remote};
+use crate::stats::latency::{Alerts, Window, READ_ACKED};
 use crate::stats::{Counters, Latency};
 use crate::Error;
 
@@ -116,10 +117,19 @@ struct State {
     /// Pipelines whose reading is paused now because the disk under `data_dir` is full (or
     /// refuses spool writes): the heartbeat's `disk_full`.
     pub(crate) disk_full: u32,
+    /// Wall-clock read→ack samples the spool records at each ack; nothing reads them since
+    /// the monotonic per-stage window took over the figures (kept for `Spool::ack`'s sake).
     pub(crate) lat: Latency,
     /// State events for the fleet (`control::events`): raise an alert with
     /// `s.events.alert(name, raised, message)`.
     pub(crate) events: Rc<crate::control::events::Bus>,
+    /// Per-stage latency over `alerts.window` (`stats::latency`).
+    pub(crate) window: Window,
+    /// The alerts' state, and when it last looked.
+    pub(crate) alerts: Alerts,
+    pub(crate) alerts_looked: Option<Instant>,
+    /// The raised alerts last logged (bits).
+    pub(crate) alerts_bits_logged: u64,
     /// `--once`: stop when every file is read to its end and the sinks have everything.
     once: bool,
     pub(crate) shutdown: bool,
@@ -170,7 +180,10 @@ struct Built {
 /// What the metrics endpoint shows: the heartbeat's figures, each pipeline's spool, and what
 /// makes `/healthz` answer 503.
 #[cfg(feature = "metrics")]
-fn figures(s: &State) -> crate::metrics::Figures {
+fn figures(s: &mut State) -> crate::metrics::Figures {
+    handle::look(s, Instant::now());
+    let s = &*s;
+    let health = handle::health_of(s);
     let mut problems = Vec::new();
     if s.disk_full > 0 {
         problems.push(format!(
@@ -189,7 +202,17 @@ fn figures(s: &State) -> crate::metrics::Figures {
         }
     }
     crate::metrics::Figures {
-        health: crate::control::health(&handle::health_of(s)).to_vec(),
+        health: crate::control::health(&health).to_vec(),
+        stages: crate::stats::latency::STAGE_NAMES
+            .iter()
+            .zip(health.stages)
+            .filter_map(|(n, q)| Some((*n, q?)))
+            .collect(),
+        alerts: crate::stats::latency::ALERT_NAMES
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (*n, health.alerts >> i & 1 == 1))
+            .collect(),
         pipelines: s
             .pipes
             .iter()
@@ -319,6 +342,7 @@ pub fn run(local: Config, opts: RunOpts) -> Result<(), Error> {
     );
     let starter = Notify::new();
     let cfg_data_dir = cfg.data_dir.clone();
+    let alerts_window = cfg.alerts.window.0;
     let st: Shared = Rc::new(RefCell::new(State {
         cfg,
         local,
@@ -332,6 +356,10 @@ pub fn run(local: Config, opts: RunOpts) -> Result<(), Error> {
         disk_full: 0,
         lat: Latency::default(),
         events: Rc::new(crate::control::events::Bus::open(&cfg_data_dir)),
+        window: Window::new(alerts_window, Instant::now()),
+        alerts: Alerts::default(),
+        alerts_looked: None,
+        alerts_bits_logged: 0,
         once,
         shutdown: false,
     }));
@@ -367,7 +395,9 @@ pub fn run(local: Config, opts: RunOpts) -> Result<(), Error> {
                     .map_or_else(|e| e.to_string(), |a| a.to_string())
             );
             let st = st.clone();
-            ex.spawn(crate::metrics::serve(l, move || figures(&st.borrow())))
+            ex.spawn(crate::metrics::serve(l, move || {
+                figures(&mut st.borrow_mut())
+            }))
         });
         let control_wake = Notify::new();
         let _control = ex.spawn(crate::control::run(Handle::new(
@@ -627,11 +657,24 @@ fn apply_config(s: &mut State, new: Config) -> Result<(), String> {
 /// counter's words unique in the line.
 fn log_stats(s: &State) {
     let c = &s.c;
-    let lat = s
-        .lat
-        .percentiles()
-        .map(|[a, b, c]| format!(", read→ack p50/p90/p99 {a}/{b}/{c} ms"))
+    // One compact figure: read→ack's quantiles, and each stage's share of its p99.
+    let q = s.window.percentiles(Instant::now());
+    let mut lat = q[READ_ACKED]
+        .map(|[a, b, c]| {
+            let p99 = |i: usize| q[i].map_or(0, |q| q[2]);
+            format!(
+                ", read→ack p50/p90/p99 {a}/{b}/{c} ms (p99 by stage {}+{}+{}+{} ms)",
+                p99(0),
+                p99(1),
+                p99(2),
+                p99(3)
+            )
+        })
         .unwrap_or_default();
+    if s.alerts.bits() != 0 {
+        let active: Vec<_> = s.alerts.active().collect();
+        lat.push_str(&format!("; alerts: {}", active.join(", ")));
+    }
     log::info!(
         "read {} lines ({} bytes; {} partial) from {} files ({} opened, {} rotated, {} truncations, {} waiting for a turn); frames spooled {} acked {}; spool {} bytes, {} frames waiting{}; lost: cut {} lines, {} B, truncated {} B, vanished {} B, dropped {} frames ({} lines), corrupt {} records, {} B, spool frames lost {}, positions lost {} B, dead letters {}; send errors {}; spool write errors {}; paused: spool full {} times, disk full {} times{}{lat}",
         c.lines_read,

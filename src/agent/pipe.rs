@@ -20,6 +20,7 @@ use crate::frame::{BatchBuilder, FileMark};
 use crate::input::{glob, Tailer};
 use crate::sink::{AnySink, Sink};
 use crate::spool::{Limits, Spool};
+use crate::stats::latency::Track;
 use crate::stats::Counters;
 use crate::Error;
 use smol::channel::{Receiver, Sender};
@@ -133,6 +134,8 @@ pub(crate) struct Pipe {
     pub(crate) spool: Spool,
     /// A frame built but not yet in the spool (the disk was full): appended before anything new.
     pub(super) pending: Option<Built>,
+    /// The stage timestamps of its timed frames in flight (`stats::latency`).
+    pub(super) track: Track,
     /// Where it is in its life; Stopped is set by deliver, which also takes the pipe out
     /// of the agent's list.
     pub(super) life: Life,
@@ -294,6 +297,7 @@ impl Pipe {
                 batch,
                 spool: rec.spool,
                 pending: None,
+                track: Track::new(0),
                 life: Life::Running,
                 last_checkpoint: Instant::now(),
                 last_scan: None,

@@ -5,6 +5,7 @@
 //! and unknown keys are errors, never ignored; every credential (token, password) is a
 //! [`Secret`], which formats as `***`, and no URL carries `user:password@`.
 
+mod alerts;
 pub mod endpoint;
 mod error;
 mod fleet;
@@ -13,6 +14,7 @@ mod secret;
 mod sink;
 mod units;
 
+pub use alerts::Alerts;
 pub use endpoint::{Endpoint, HttpUrl, Server};
 pub use error::{clip, from_utf8, ConfigError, KeyPath, Seg};
 use error::{find_key, parse_toml};
@@ -69,6 +71,9 @@ pub struct Config {
     /// The metrics endpoint, if any.
     #[serde(default)]
     pub metrics: Option<Metrics>,
+    /// Alert thresholds and the latency window (all optional).
+    #[serde(default)]
+    pub alerts: Alerts,
     /// Pipelines of their own, from the fleet (never in the file).
     #[serde(skip)]
     pub pipelines: Vec<Pipeline>,
@@ -264,6 +269,9 @@ impl Config {
                 "metrics",
                 "the metrics endpoint is left out of this build (cargo feature metrics)".into(),
             );
+        }
+        if let Err((k, m)) = self.alerts.validate() {
+            return err(&format!("alerts.{k}"), m);
         }
         if let Some(f) = &self.fleet {
             let checked = match &f.server {

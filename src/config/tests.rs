@@ -532,3 +532,36 @@ fn a_key_path_is_segments_rendered_as_toml_writes_them() {
     assert_eq!(k.in_array("input"), None);
     assert_eq!(KeyPath::dotted("spool.max_bytes").in_array("spool"), None);
 }
+
+/// Issue 12: `[alerts]` thresholds are each optional, read in their units; unknown keys and
+/// bad values are named with their line.
+#[test]
+fn alerts_thresholds_are_optional_and_read_in_their_units() {
+    let c = Config::parse(GOOD).unwrap();
+    assert_eq!(c.alerts, Alerts::default());
+    assert_eq!(c.alerts.thresholds().read_to_ack_p99_ms, None);
+    let c = Config::parse(&format!(
+        "{GOOD}\n[alerts]\nread_to_ack_p99 = \"5s\"\nbacklog_bytes = \"64MiB\"\noldest_unacked = \"10m\"\nfree_disk = \"100MiB\"\nhold = \"1s\"\nwindow = \"6s\"\n"
+    ))
+    .unwrap();
+    let t = c.alerts.thresholds();
+    assert_eq!(t.read_to_ack_p99_ms, Some(5000));
+    assert_eq!(t.backlog_bytes, Some(64 << 20));
+    assert_eq!(t.oldest_unacked_ms, Some(600_000));
+    assert_eq!(t.free_disk, Some(100 << 20));
+    assert_eq!(t.hold, Duration::from_secs(1));
+    assert_eq!(c.alerts.window.0, Duration::from_secs(6));
+    let e = err(&format!(
+        "{GOOD}\n[alerts]\nread_to_ack_p99 = \"5s\"\np999 = \"9s\"\n"
+    ));
+    assert!(e.msg.contains("unknown field `p999`"), "{e}");
+    assert_eq!(e.line, Some(14), "{e}");
+    let e = err(&format!("{GOOD}\n[alerts]\nbacklog_bytes = \"lots\"\n"));
+    assert!(e.msg.contains("8MiB") && e.msg.contains("lots"), "{e}");
+    assert_eq!(e.line, Some(13), "{e}");
+    let e = err(&format!("{GOOD}\n[alerts]\nwindow = \"100ms\"\n"));
+    assert_eq!(key_of(&e).as_deref(), Some("alerts.window"));
+    assert_eq!(e.line, Some(13), "{e}");
+    let e = err(&format!("{GOOD}\n[alerts]\noldest_unacked = \"0s\"\n"));
+    assert_eq!(key_of(&e).as_deref(), Some("alerts.oldest_unacked"));
+}

@@ -167,7 +167,13 @@ pub(crate) fn build(b: &Beat<'_>) -> HeartbeatRequest {
             .fleet
             .map(|f| f.tags.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
             .unwrap_or_default(),
-        running_status: "running".into(),
+        // An alert raised (`health.alerts` not 0) shows in the running status.
+        running_status: if b.health.iter().any(|&(k, v)| k == "alerts" && v != 0) {
+            "alerting"
+        } else {
+            "running"
+        }
+        .into(),
         startup_time: b.startup_time,
         pipeline_configs,
         instance_configs,
@@ -176,9 +182,11 @@ pub(crate) fn build(b: &Beat<'_>) -> HeartbeatRequest {
 }
 
 /// The health figures, by key (without the `health.` prefix). Fixed in number.
-pub(crate) fn health(s: &Health) -> [(&'static str, u64); 39] {
+pub(crate) fn health(s: &Health) -> [(&'static str, u64); 44] {
     let c = &s.c;
     let [p50, p90, p99] = s.latency.unwrap_or([0; 3]);
+    // Per stage, the p99 only (about 150 bytes for the four); /metrics has every quantile.
+    let stage_p99 = |i: usize| s.stages[i].map_or(0, |q| q[2].into());
     [
         ("lines_read", c.lines_read),
         ("bytes_read", c.bytes_read),
@@ -216,6 +224,11 @@ pub(crate) fn health(s: &Health) -> [(&'static str, u64); 39] {
         ("latency_p50_ms", p50.into()),
         ("latency_p90_ms", p90.into()),
         ("latency_p99_ms", p99.into()),
+        ("read_closed_p99_ms", stage_p99(0)),
+        ("closed_spooled_p99_ms", stage_p99(1)),
+        ("spooled_sent_p99_ms", stage_p99(2)),
+        ("sent_acked_p99_ms", stage_p99(3)),
+        ("alerts", s.alerts),
         ("rss_bytes", rss_bytes()),
         ("disk_free_bytes", disk_free(&s.data_dir)),
         ("uptime_s", s.uptime.as_secs()),
