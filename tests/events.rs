@@ -9,6 +9,7 @@
 
 mod common;
 use common::configserver;
+use common::http::{HttpServer, Reply, Req};
 use common::*;
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
@@ -836,4 +837,71 @@ fn an_unknown_tag_in_a_topic_template_is_refused_with_its_key_and_line() {
         )),
         "{err}"
     );
+}
+
+// An alert of [alerts] raised and then cleared is an alert_raised and an alert_cleared event,
+// named after the alert, with the figure and its threshold: the sink refuses frames until the
+// backlog passes 1 KiB, then takes them, and the backlog drains.
+#[test]
+fn an_alert_raised_and_cleared_is_two_state_events_named_after_it() {
+    let (s, port, got, _broker) = with_broker("events-alert");
+    let down = Arc::new(AtomicBool::new(true));
+    let d = down.clone();
+    let sink = HttpServer::start(Box::new(move |_: &Req| {
+        if d.load(Ordering::SeqCst) {
+            Reply::status(503)
+        } else {
+            Reply::status(204)
+        }
+    }));
+    let app = s.path("logs/app.log");
+    let cfg = s.config(
+        "",
+        &input("app", &app.display().to_string(), ""),
+        &format!(
+            "[batch]\nlinger = \"50ms\"\n[sink]\ntype = \"http\"\nurl = \"{}\"\n{}\
+             [alerts]\nbacklog_bytes = \"1KiB\"\nhold = \"1s\"\n",
+            sink.url("/ingest"),
+            fleet(port.port, "heartbeat_interval = \"1s\"\n")
+        ),
+    );
+    let a = Agent::start(&s, &cfg);
+    for n in 0..400 {
+        append(&app, &line("a", n));
+    }
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let raised = loop {
+        let ev = events_on(&got, "tailbeat/it/events");
+        if let Some(e) = ev.iter().find(|e| e.kind == "alert_raised") {
+            break e.json.clone();
+        }
+        assert!(Instant::now() < deadline, "no alert_raised: {ev:#?}");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(
+        text(&raised, "name").as_deref(),
+        Some("backlog_bytes"),
+        "{raised}"
+    );
+    assert!(
+        text(&raised, "message").is_some_and(|m| m.ends_with("bytes (threshold 1024 bytes)")),
+        "{raised}"
+    );
+    down.store(false, Ordering::SeqCst);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let cleared = loop {
+        let ev = events_on(&got, "tailbeat/it/events");
+        if let Some(e) = ev.iter().find(|e| e.kind == "alert_cleared") {
+            break e.clone();
+        }
+        assert!(Instant::now() < deadline, "no alert_cleared: {ev:#?}");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(
+        text(&cleared.json, "name").as_deref(),
+        Some("backlog_bytes")
+    );
+    let raised_seq = num(&raised, "seq").unwrap();
+    assert!(cleared.seq > raised_seq, "{raised} then {}", cleared.json);
+    a.stop();
 }

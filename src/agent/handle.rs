@@ -154,7 +154,7 @@ pub(super) fn look(s: &mut super::State, now: Instant) {
     let t = a.thresholds();
     let f = latency::Figures {
         read_to_ack_p99_ms: s.window.merged(READ_ACKED, now).quantile(0.99),
-        backlog_bytes: s.spool_bytes(),
+        backlog_bytes: s.unacked_bytes(),
         oldest_unacked_ms: s
             .oldest_unacked_ms()
             .map_or(0, |t| super::now_ms().saturating_sub(t)),

@@ -154,6 +154,13 @@ impl State {
     pub(crate) fn spool_bytes(&self) -> u64 {
         self.pipes.iter().map(|p| p.borrow().spool.bytes()).sum()
     }
+    /// Bytes not yet acknowledged in the spools (to within a segment each).
+    pub(crate) fn unacked_bytes(&self) -> u64 {
+        self.pipes
+            .iter()
+            .map(|p| p.borrow().spool.unacked_bytes())
+            .sum()
+    }
     /// Frames waiting in the spools.
     pub(crate) fn backlog(&self) -> u64 {
         self.pipes.iter().map(|p| p.borrow().spool.backlog()).sum()

@@ -13,7 +13,7 @@ use std::time::Duration;
 pub struct Alerts {
     /// read→ack p99 over `window` above which `read_to_ack_p99` is raised.
     pub read_to_ack_p99: Option<Secs>,
-    /// Bytes in the spools above which `backlog_bytes` is raised.
+    /// Bytes not yet acknowledged in the spools above which `backlog_bytes` is raised.
     pub backlog_bytes: Option<Size>,
     /// Age of the oldest line not yet acknowledged above which `oldest_unacked` is raised.
     pub oldest_unacked: Option<Secs>,

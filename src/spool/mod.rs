@@ -419,6 +419,18 @@ impl Spool {
         self.segs.iter().map(|s| s.len).sum()
     }
 
+    /// Bytes of the segments that hold a frame not yet acknowledged: what is still to be
+    /// delivered, to within one segment (a segment partly acknowledged counts whole). Unlike
+    /// [`bytes`](Self::bytes), it drops as soon as the sink takes the frames, not when the
+    /// segments are deleted after the next checkpoint.
+    pub fn unacked_bytes(&self) -> u64 {
+        self.segs
+            .iter()
+            .filter(|s| s.len > 0 && s.last_seq > self.acked)
+            .map(|s| s.len)
+            .sum()
+    }
+
     /// Frames written and not yet acknowledged.
     pub fn backlog(&self) -> u64 {
         // Numbers dropped, counted lost or never given out are not waiting for anything.

@@ -430,7 +430,7 @@ pub const ALERT_NAMES: [&str; 4] = [
 pub struct Thresholds {
     /// read→ack p99 over the window, in ms, above which `read_to_ack_p99` is raised.
     pub read_to_ack_p99_ms: Option<u64>,
-    /// Bytes in the spools above which `backlog_bytes` is raised.
+    /// Bytes not yet acknowledged in the spools above which `backlog_bytes` is raised.
     pub backlog_bytes: Option<u64>,
     /// Age in ms of the oldest line not acknowledged above which `oldest_unacked` is raised.
     pub oldest_unacked_ms: Option<u64>,
@@ -446,7 +446,7 @@ pub struct Figures {
     /// read→ack p99 over the window; `None` when nothing was acknowledged in it, which
     /// counts as below any threshold (a sink that acks nothing is `oldest_unacked`'s case).
     pub read_to_ack_p99_ms: Option<u64>,
-    /// Bytes in the spools.
+    /// Bytes not yet acknowledged in the spools (to within a segment each).
     pub backlog_bytes: u64,
     /// Age of the oldest line not acknowledged, ms (0: none).
     pub oldest_unacked_ms: u64,
