@@ -905,3 +905,59 @@ fn an_alert_raised_and_cleared_is_two_state_events_named_after_it() {
     assert!(cleared.seq > raised_seq, "{raised} then {}", cleared.json);
     a.stop();
 }
+
+// The MQTT sink answers a rebirth request with its birth too, on its own connection, at its
+// next read from the broker (at the latest after its keep_alive): once per
+// fleet.rebirth_min_interval, the birth it made on connecting counting as one.
+#[test]
+fn a_rebirth_request_brings_the_sinks_birth_again_at_most_once_per_interval() {
+    let (s, port, got, _broker) = with_broker("events-sink-rebirth");
+    let app = s.path("logs/app.log");
+    append(&app, &line("a", 0));
+    let cfg = s.config(
+        "",
+        &input("app", &app.display().to_string(), ""),
+        &format!(
+            "{}keep_alive = \"1s\"\n{}",
+            mqtt_sink(port.port),
+            fleet(
+                port.port,
+                "heartbeat_interval = \"3600s\"\nrebirth_min_interval = \"1s\"\n"
+            )
+        ),
+    );
+    let a = Agent::start(&s, &cfg);
+    let births = || {
+        got.messages()
+            .iter()
+            .filter(|(t, b)| {
+                t == "tailbeat/it/state" && String::from_utf8_lossy(b).contains("\"online\"")
+            })
+            .count()
+    };
+    let wait_births = |n: usize| {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while births() < n {
+            assert!(Instant::now() < deadline, "{} births of {n}", births());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    wait_births(1);
+    // Within the interval of the connect's birth: not answered.
+    publish(port.port, "tailbeat/it/rebirth", b"", false);
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(
+        births(),
+        1,
+        "a request within the interval of the last birth"
+    );
+    publish(port.port, "tailbeat/rebirth", b"", false);
+    wait_births(2);
+    // Twenty at once: one birth.
+    for _ in 0..20 {
+        publish(port.port, "tailbeat/it/rebirth", b"", false);
+    }
+    std::thread::sleep(Duration::from_millis(400));
+    assert_eq!(births(), 2, "twenty requests inside one interval");
+    a.stop();
+}

@@ -137,6 +137,10 @@ pub(super) fn fill_templates(cfg: &mut Config) -> Result<(), (KeyPath, String)> 
             fill(&m.topic, &tags, &["instance"]).map_err(|e| (KeyPath::dotted("sink.topic"), e))?;
         m.state_topic = fill(&m.state_topic, &tags, &["instance"])
             .map_err(|e| (KeyPath::dotted("sink.state_topic"), e))?;
+        // The sink answers the fleet's rebirth requests with its birth (sink/mqtt).
+        if let Some(f) = &cfg.fleet {
+            m.rebirth = (f.topic_prefix.clone(), f.rebirth_min_interval.0);
+        }
     }
     Ok(())
 }

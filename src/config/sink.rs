@@ -130,6 +130,15 @@ pub struct MqttSink {
     /// TLS settings for `mqtts://` brokers.
     #[serde(default)]
     pub tls: Tls,
+    /// Not a key: where rebirth requests come (`P/I/rebirth`, `P/rebirth`, P being
+    /// `fleet.topic_prefix`, or `tailbeat` without a `[fleet]`), and how often one is
+    /// answered at most (`fleet.rebirth_min_interval`). Set when the config is read.
+    #[serde(skip, default = "default_rebirth")]
+    pub rebirth: (String, Duration),
+}
+
+fn default_rebirth() -> (String, Duration) {
+    ("tailbeat".into(), Duration::from_secs(10))
 }
 
 impl MqttSink {

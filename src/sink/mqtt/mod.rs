@@ -40,6 +40,10 @@ pub struct MqttSink {
     sessions: birth::Sessions,
     /// A newer session's death was logged (once per session seen).
     newer_seen: u64,
+    /// The topics of rebirth requests (`P/I/rebirth`, `P/rebirth`), and when the birth was
+    /// last published: a request is answered at most once per `fleet.rebirth_min_interval`.
+    rebirth_topics: [String; 2],
+    last_birth: Option<Instant>,
     hello: Hello,
     conn: Option<Wire>,
     endpoints: Vec<Endpoint>,
@@ -100,6 +104,13 @@ impl MqttSink {
             connected_at: 0,
             sessions: birth::Sessions::new(dir),
             newer_seen: 0,
+            rebirth_topics: {
+                // The agent's own id: a fleet pipeline's stream id is `instance/name`.
+                let agent = instance.split('/').next().unwrap_or(instance);
+                let p = &cfg.rebirth.0;
+                [format!("{p}/{agent}/rebirth"), format!("{p}/rebirth")]
+            },
+            last_birth: None,
             client: Client::new(&opts, Instant::now()),
             endpoints,
             cfg: cfg.clone(),
@@ -191,16 +202,41 @@ impl MqttSink {
     async fn born(&mut self) -> Result<(), SinkError> {
         let p = self.state(true);
         self.write_packet(p).await?;
+        self.last_birth = Some(Instant::now());
+        let topics = [
+            self.state_topic.clone(),
+            self.rebirth_topics[0].clone(),
+            self.rebirth_topics[1].clone(),
+        ];
         let sub = self
             .client
-            .subscribe(std::slice::from_ref(&self.state_topic), Instant::now())
+            .subscribe(&topics, Instant::now())
             .map_err(|e| err(format!("subscribe: {e}")))?;
         self.write_packet(sub).await
     }
 
     /// A message on a subscribed topic: a death on the state topic that is not newer than
-    /// this session is answered with a birth.
+    /// this session is answered with a birth; so is a rebirth request, at most once per
+    /// `fleet.rebirth_min_interval` (a birth on connecting counts), so that a retained or
+    /// repeated request costs the broker nothing more.
     async fn on_message(&mut self, publish: &Publish) -> Result<(), SinkError> {
+        if self.rebirth_topics.contains(&publish.topic) {
+            let now = Instant::now();
+            if self
+                .last_birth
+                .is_some_and(|t| now.saturating_duration_since(t) < self.cfg.rebirth.1)
+            {
+                log::debug!(
+                    "mqtt: rebirth request on {}: answered lately",
+                    publish.topic
+                );
+                return Ok(());
+            }
+            log::info!("mqtt: rebirth request on {}: birth again", publish.topic);
+            self.last_birth = Some(now);
+            let p = self.state(true);
+            return self.write_packet(p).await;
+        }
         if publish.topic != self.state_topic {
             return Ok(());
         }
