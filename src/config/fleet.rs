@@ -132,13 +132,21 @@ pub(super) fn fill_templates(cfg: &mut Config) -> Result<(), (KeyPath, String)> 
         f.topic_prefix = fill(&f.topic_prefix, &tags, &[])
             .map_err(|m| (KeyPath::dotted("fleet.topic_prefix"), m))?;
     }
-    if let Sink::Mqtt(m) = &mut cfg.sink {
+    fill_sink(&mut cfg.sink, cfg.fleet.as_ref())
+}
+
+/// The same for a sink: its `topic` and `state_topic` from `fleet.tags`, and where the
+/// fleet's rebirth requests come, which the MQTT sink answers with its birth (sink/mqtt).
+/// Used for the local `[sink]` and for the `[sink]` of a fleet pipeline of its own.
+pub(crate) fn fill_sink(sink: &mut Sink, fleet: Option<&Fleet>) -> Result<(), (KeyPath, String)> {
+    let empty = BTreeMap::new();
+    let tags = fleet.map_or(&empty, |f| &f.tags);
+    if let Sink::Mqtt(m) = sink {
         m.topic =
-            fill(&m.topic, &tags, &["instance"]).map_err(|e| (KeyPath::dotted("sink.topic"), e))?;
-        m.state_topic = fill(&m.state_topic, &tags, &["instance"])
+            fill(&m.topic, tags, &["instance"]).map_err(|e| (KeyPath::dotted("sink.topic"), e))?;
+        m.state_topic = fill(&m.state_topic, tags, &["instance"])
             .map_err(|e| (KeyPath::dotted("sink.state_topic"), e))?;
-        // The sink answers the fleet's rebirth requests with its birth (sink/mqtt).
-        if let Some(f) = &cfg.fleet {
+        if let Some(f) = fleet {
             m.rebirth = (f.topic_prefix.clone(), f.rebirth_min_interval.0);
         }
     }

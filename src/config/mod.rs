@@ -18,6 +18,7 @@ pub use alerts::Alerts;
 pub use endpoint::{Endpoint, HttpUrl, Server};
 pub use error::{clip, from_utf8, ConfigError, KeyPath, Seg};
 use error::{find_key, parse_toml};
+pub(crate) use fleet::fill_sink;
 pub use fleet::{Fleet, InstanceConfig};
 pub use pipeline::{parse_pipeline, FleetPipeline, Pipeline};
 pub use secret::Secret;

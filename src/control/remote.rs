@@ -209,7 +209,14 @@ impl Remote {
                 let p = parse_pipeline(name, text)
                     .map_err(|err| (Kind::Pipeline, name.clone(), err.to_string()))?;
                 match p.own(&cfg.batch, &cfg.spool, &cfg.sink) {
-                    Ok(own) => cfg.pipelines.push(own),
+                    Ok(mut own) => {
+                        // Its own [sink]'s topic templates take the agent's tags, as the
+                        // local [sink]'s do.
+                        crate::config::fill_sink(&mut own.sink, cfg.fleet.as_ref()).map_err(
+                            |(key, msg)| (Kind::Pipeline, name.clone(), format!("{key}: {msg}")),
+                        )?;
+                        cfg.pipelines.push(own)
+                    }
                     Err(input) => {
                         if cfg.inputs.iter().any(|i| &i.name == name) {
                             return Err((
@@ -475,6 +482,48 @@ mod tests {
         // Without any of the three tables an input joins the local pipeline.
         let cfg = try_("j", "paths = [\"/j\"]\n").unwrap();
         assert_eq!((cfg.inputs.len(), cfg.pipelines.len()), (2, 2));
+    }
+
+    #[test]
+    fn a_pipeline_of_its_own_fills_its_sinks_topic_templates_from_the_agents_tags() {
+        let d = scratch("templates");
+        let local = Config::parse(&format!(
+            "data_dir = \"{}\"\n[[input]]\nname = \"local\"\npaths = [\"/a\"]\n[sink]\ntype = \"stdout\"\n\
+             [fleet]\nserver = \"mqtt://127.0.0.1:1883\"\ntopic_prefix = \"fleet/{{region}}\"\n\
+             tags = {{ region = \"eu-west\" }}\n",
+            d.display()
+        ))
+        .unwrap();
+        let mut r = Remote::load(&d);
+        let sink = "[sink]\ntype = \"mqtt\"\nurl = \"mqtt://127.0.0.1:1\"\n";
+        let cfg = r
+            .update(
+                &local,
+                Kind::Pipeline,
+                "m",
+                1,
+                format!("paths = [\"/m\"]\n{sink}topic = \"logs/{{region}}/{{instance}}\"\n")
+                    .as_bytes(),
+            )
+            .unwrap();
+        match &cfg.pipelines[0].sink {
+            Sink::Mqtt(m) => {
+                assert_eq!(m.topic, "logs/eu-west/{instance}");
+                assert_eq!(m.rebirth.0, "fleet/eu-west");
+            }
+            other => panic!("{other:?}"),
+        }
+        // A tag the agent does not have: refused, naming the key.
+        let why = r
+            .update(
+                &local,
+                Kind::Pipeline,
+                "n",
+                1,
+                format!("paths = [\"/n\"]\n{sink}topic = \"logs/{{site}}\"\n").as_bytes(),
+            )
+            .unwrap_err();
+        assert!(why.starts_with("sink.topic: {site} names no tag"), "{why}");
     }
 
     #[test]
