@@ -600,6 +600,20 @@ impl Tailer {
         find_copy(dir, &[(m.fp_len, m.fp)], key, open)
     }
 
+    /// Whether `t` may be a copy of a live file still being written: empty, or no longer than
+    /// that file and starting with its bytes. Narrower than [`is_copy_of_live`]: a whole
+    /// generation longer than the live file (a log of repeated lines may start just like
+    /// it) is not one, and is read.
+    fn in_the_making(&self, t: &Tailed) -> bool {
+        t.size == 0
+            || self.files.iter().any(|f| {
+                f.rotated.is_none()
+                    && (f.dev, f.ino) != (t.dev, t.ino)
+                    && f.size >= t.size
+                    && fingerprint(&f.file, t.fp_len).ok().flatten() == Some(t.fp)
+            })
+    }
+
     /// Whether `t`, a file with a rotation suffix, starts with the first bytes (all of its
     /// own, up to [`file::FP_MAX`]) of a live file we tail. An empty one counts: it may be a
     /// copy whose first write has not landed yet, and it has nothing to read anyway.
@@ -823,11 +837,11 @@ impl Tailer {
         let mut out = Vec::new();
         for (_, p) in later {
             match Tailed::open(input, p.clone(), wire.clone(), 0) {
-                Ok(t) if self.is_copy_of_live(&t) => {
-                    // Empty, or starting as the log does now: perhaps a copy still in the
-                    // making. Taken now, it would be read from its head while the same bytes
-                    // are read from the log; the glob walk opens it as a suspect instead, and
-                    // the next truncation claims it.
+                Ok(t) if self.in_the_making(&t) => {
+                    // Empty, or no longer than a live file and its first bytes: perhaps a
+                    // copy still in the making. Taken now, it would be read from its head
+                    // while the same bytes are read from the log; the glob walk opens it as a
+                    // suspect instead, and the next truncation claims it.
                     log::debug!("{}: perhaps a copy in the making; not yet", p.display());
                 }
                 Ok(mut t) => {

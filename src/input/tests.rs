@@ -1173,6 +1173,26 @@ fn generations_copied_away_unseen_from_a_live_file_left_empty_come_before_its_ne
     }
 }
 
+#[test]
+fn a_generation_of_repeated_lines_copied_away_unseen_is_read_under_a_live_name_glob() {
+    // A log of identical lines, copytruncated twice between two looks, under a glob on the
+    // live name only: the second copy starts just like the live file, but it is longer than
+    // the live file, so no copy of it in the making: it is a generation, and read.
+    let mut r = Rig::new("same-lines", "app.log", "");
+    let line = "status ok nothing new\n";
+    r.write("app.log", &line.repeat(3));
+    r.poll(Duration::ZERO);
+    r.write("app.log", &line.repeat(2));
+    std::thread::sleep(Duration::from_millis(20));
+    r.copytruncate("app.log", "app.log.1");
+    r.write("app.log", &line.repeat(2));
+    std::thread::sleep(Duration::from_millis(20));
+    r.copytruncate("app.log", "app.log.2");
+    r.write("app.log", line);
+    r.settle();
+    assert_eq!(r.got.len(), 3 + 2 + 2 + 1, "{:?}", r.c);
+}
+
 /// A small xorshift generator: the fault schedules below are reproducible from a seed.
 struct Xs(u64);
 
