@@ -230,9 +230,10 @@ pub enum Outcome<'a> {
     Bad(frame::FrameError),
 }
 
-/// Decodes a message's payload and judges it against the marks; changes nothing.
-pub fn judge<'a>(m: &Marks, payload: &'a [u8]) -> Outcome<'a> {
-    match frame::decode_batch(payload) {
+/// Decodes a message's payload (inflating it with `dec` when the frame is compressed, as an
+/// agent's frames are by default) and judges it against the marks; changes nothing.
+pub fn judge<'a>(m: &Marks, dec: &'a mut frame::Decoder, payload: &'a [u8]) -> Outcome<'a> {
+    match dec.batch(payload) {
         Err(e) => Outcome::Bad(e),
         Ok(b) => match m.judge(b.instance, b.seq) {
             Verdict::Repeat => Outcome::Repeat,
@@ -613,6 +614,7 @@ fn process(
     batch: &mut Vec<Msg>,
 ) -> Result<Vec<Packet>, ConsumeError> {
     let mut wrote = false;
+    let mut dec = frame::Decoder::default();
     for m in batch.iter() {
         let Some(payload) = &m.payload else {
             counts.bad += 1;
@@ -622,7 +624,7 @@ fn process(
             );
             continue;
         };
-        match judge(marks, payload) {
+        match judge(marks, &mut dec, payload) {
             Outcome::Bad(e) => {
                 counts.bad += 1;
                 log::warn!("consume: {}: not a frame ({e}); dropped", m.topic);
@@ -810,22 +812,59 @@ mod tests {
     #[test]
     fn judge_writes_new_frames_drops_repeats_and_names_bad_ones() {
         let mut m = Marks::default();
+        let mut d = frame::Decoder::default();
         let f = store::tests::batch("s", 5, "x");
         assert!(matches!(
-            judge(&m, &f),
+            judge(&m, &mut d, &f),
             Outcome::Write { missing: 0, ref batch } if batch.seq == 5 && batch.instance == "s"
         ));
         m.advance("s", 5);
-        assert!(matches!(judge(&m, &f), Outcome::Repeat));
+        assert!(matches!(judge(&m, &mut d, &f), Outcome::Repeat));
         let g = store::tests::batch("s", 9, "y");
-        assert!(matches!(judge(&m, &g), Outcome::Write { missing: 3, .. }));
-        assert!(matches!(judge(&m, b"junk"), Outcome::Bad(_)));
+        assert!(matches!(
+            judge(&m, &mut d, &g),
+            Outcome::Write { missing: 3, .. }
+        ));
+        assert!(matches!(judge(&m, &mut d, b"junk"), Outcome::Bad(_)));
         // A checkpoint frame is a frame, but not one a consumer writes out.
         let c = frame::encode_checkpoint(&frame::Checkpoint {
             next_seq: 1,
             acked_seq: 0,
             files: vec![],
         });
-        assert!(matches!(judge(&m, &c), Outcome::Bad(_)));
+        assert!(matches!(judge(&m, &mut d, &c), Outcome::Bad(_)));
+    }
+
+    /// Agents compress frames by default (lz4): the consumer reads them like plain ones.
+    #[cfg(feature = "lz4")]
+    #[test]
+    fn a_compressed_frame_is_read_like_a_plain_one() {
+        let src = frame::SourceRef {
+            path: "/var/log/x.log",
+            dev: 1,
+            ino: 2,
+            fp_len: 0,
+            fp: 0,
+        };
+        let mut b = frame::BatchBuilder::new(1000, 1 << 20);
+        b.set_codec(frame::Codec::Lz4);
+        let text = "a line that repeats itself, so that it compresses well";
+        let mut at = 0;
+        for _ in 0..100 {
+            let end = at + text.len() as u64 + 1;
+            assert!(b.push(&src, at, end, 1_764_000_000_000, 0, text.as_bytes()));
+            at = end;
+        }
+        let f = b.finish("s", 1);
+        assert_eq!(
+            frame::Decoder::default().payload(&f).unwrap().0.codec(),
+            frame::Codec::Lz4
+        );
+        let m = Marks::default();
+        let mut d = frame::Decoder::default();
+        match judge(&m, &mut d, &f) {
+            Outcome::Write { batch, missing: 0 } => assert_eq!(batch.lines.len(), 100),
+            other => panic!("{}", matches!(other, Outcome::Bad(_))),
+        }
     }
 }
