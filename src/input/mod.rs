@@ -287,14 +287,7 @@ impl Tailer {
             return;
         }
         let (input, key) = (g.input, (g.dev, g.ino));
-        let Some(live) = self.files.iter().position(|f| {
-            f.input == input
-                && f.path == fam
-                && *f.wire_path == *fam.as_os_str().to_string_lossy()
-                && f.rotated.is_none()
-                && !f.suspect
-                && f.pos == 0
-        }) else {
+        let Some(live) = self.files.iter().position(|f| unread_live(f, input, &fam)) else {
             return;
         };
         let before = self.files[live].wait_for.replace(key);
@@ -485,14 +478,10 @@ impl Tailer {
         // the glob. Every generation found now holds lines written before the live file's
         // current ones, so the live file waits for the last of them.
         for ((input, fam), (head, tail)) in unseen {
-            let Some(at) = self.files[..open_before].iter().position(|f| {
-                f.input == input
-                    && f.path == fam
-                    && *f.wire_path == *fam.as_os_str().to_string_lossy()
-                    && f.rotated.is_none()
-                    && !f.suspect
-                    && f.pos == 0
-            }) else {
+            let Some(at) = self.files[..open_before]
+                .iter()
+                .position(|f| unread_live(f, input, &fam))
+            else {
                 continue;
             };
             // What the live file waited for is the newest generation before them: the first
@@ -1432,6 +1421,17 @@ fn family(path: &Path) -> &Path {
 fn held(batch: &BatchBuilder, unspooled: &[(u64, u64)], f: &Tailed) -> bool {
     let by = |k: (u64, u64)| batch.holds(k.0, k.1) || unspooled.contains(&k);
     by((f.dev, f.ino)) || f.origin.is_some_and(by)
+}
+
+/// Whether `f` is the live file of log `fam` in `input`, not read since it was last empty:
+/// at byte 0, with nothing to check its head against.
+fn unread_live(f: &Tailed, input: usize, fam: &Path) -> bool {
+    f.input == input
+        && f.path == fam
+        && *f.wire_path == *fam.as_os_str().to_string_lossy()
+        && f.rotated.is_none()
+        && !f.suspect
+        && f.pos == 0
 }
 
 /// Whether the file a mark names is still under the mark's path.
