@@ -344,7 +344,13 @@ fn read_until(c: &mut TcpStream, mut done: impl FnMut(rumqttc::mqttbytes::v4::Pa
 fn publish(port: u16, topic: &str, payload: &[u8], retain: bool) {
     use rumqttc::mqttbytes::v4::{Packet, Publish};
     use rumqttc::mqttbytes::QoS;
-    let mut c = client(port, "test-pub");
+    // A client id of its own each time: one reused back to back races the broker's
+    // session takeover (it closed the new connection once, in the full suite).
+    static N: AtomicUsize = AtomicUsize::new(0);
+    let mut c = client(
+        port,
+        &format!("test-pub-{}", N.fetch_add(1, Ordering::SeqCst)),
+    );
     let mut p = Publish::new(topic, QoS::AtLeastOnce, payload.to_vec());
     p.pkid = 1;
     p.retain = retain;
