@@ -596,9 +596,10 @@ impl Tailer {
     fn in_the_making(&self, t: &Tailed) -> bool {
         t.size == 0
             || self.files.iter().any(|f| {
+                // Its size now, not at the last look: the writer may have gone on since.
                 f.rotated.is_none()
                     && (f.dev, f.ino) != (t.dev, t.ino)
-                    && f.size >= t.size
+                    && f.file.metadata().is_ok_and(|m| m.len() >= t.size)
                     && fingerprint(&f.file, t.fp_len).ok().flatten() == Some(t.fp)
             })
     }
