@@ -52,6 +52,8 @@ pub mod config;
 #[cfg(feature = "consume")]
 pub mod consume;
 pub mod control;
+#[cfg(any(feature = "consume", feature = "fleet"))]
+pub mod flags;
 #[cfg(feature = "fleet")]
 pub mod fleetview;
 pub mod frame;

@@ -85,18 +85,7 @@ impl Args {
             out: None,
             state: default_state().to_path_buf(),
         };
-        let mut it = args.iter();
-        while let Some(arg) = it.next() {
-            let (k, inline) = match arg.split_once('=') {
-                Some((k, v)) if k.starts_with("--") => (k, Some(v.to_string())),
-                _ => (arg.as_str(), None),
-            };
-            let mut val = || {
-                inline
-                    .clone()
-                    .or_else(|| it.next().cloned())
-                    .ok_or(format!("{k} needs a value"))
-            };
+        crate::flags::walk(args, |arg, k, val| {
             match k {
                 "--broker" => a.broker = val()?,
                 "--topic" => a.topics.push(val()?),
@@ -109,7 +98,8 @@ impl Args {
                 "--state" => a.state = PathBuf::from(val()?),
                 _ => return Err(format!("unknown option {arg:?}")),
             }
-        }
+            Ok(())
+        })?;
         if a.broker.is_empty() {
             return Err("consume needs --broker mqtt://HOST:PORT".into());
         }

@@ -109,18 +109,7 @@ impl Args {
                 .filter(|d| !d.is_zero())
                 .ok_or(format!("{k}: expected a duration like 10s, got {v:?}"))
         };
-        let mut it = args.iter();
-        while let Some(arg) = it.next() {
-            let (k, inline) = match arg.split_once('=') {
-                Some((k, v)) if k.starts_with("--") => (k, Some(v.to_string())),
-                _ => (arg.as_str(), None),
-            };
-            let mut val = || {
-                inline
-                    .clone()
-                    .or_else(|| it.next().cloned())
-                    .ok_or(format!("{k} needs a value"))
-            };
+        crate::flags::walk(args, |arg, k, val| {
             match k {
                 "--broker" => a.broker = val()?,
                 "--prefix" => a.prefix = val()?.trim_end_matches('/').to_string(),
@@ -145,7 +134,8 @@ impl Args {
                 }
                 _ => return Err(format!("unknown option {arg:?}")),
             }
-        }
+            Ok(())
+        })?;
         if a.broker.is_empty() {
             return Err("fleet needs --broker mqtt://HOST:PORT".into());
         }
