@@ -433,6 +433,19 @@ fn wait_events(got: &Received, n: usize, secs: u64) -> Vec<Ev> {
     }
 }
 
+/// Waits until an event of `kind` is on `tailbeat/it/events`, and returns the first.
+fn wait_kind(got: &Received, kind: &str, secs: u64) -> Ev {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        let ev = events_on(got, "tailbeat/it/events");
+        if let Some(e) = ev.iter().find(|e| e.kind == kind) {
+            return e.clone();
+        }
+        assert!(Instant::now() < deadline, "no {kind}: {ev:#?}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 fn heartbeats_on(got: &Received, topic: &str) -> Vec<configserver::Heartbeat> {
     got.messages()
         .iter()
@@ -875,15 +888,7 @@ fn an_alert_raised_and_cleared_is_two_state_events_named_after_it() {
     for n in 0..400 {
         append(&app, &line("a", n));
     }
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let raised = loop {
-        let ev = events_on(&got, "tailbeat/it/events");
-        if let Some(e) = ev.iter().find(|e| e.kind == "alert_raised") {
-            break e.json.clone();
-        }
-        assert!(Instant::now() < deadline, "no alert_raised: {ev:#?}");
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let raised = wait_kind(&got, "alert_raised", 20).json;
     assert_eq!(
         text(&raised, "name").as_deref(),
         Some("backlog_bytes"),
@@ -894,15 +899,7 @@ fn an_alert_raised_and_cleared_is_two_state_events_named_after_it() {
         "{raised}"
     );
     down.store(false, Ordering::SeqCst);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let cleared = loop {
-        let ev = events_on(&got, "tailbeat/it/events");
-        if let Some(e) = ev.iter().find(|e| e.kind == "alert_cleared") {
-            break e.clone();
-        }
-        assert!(Instant::now() < deadline, "no alert_cleared: {ev:#?}");
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let cleared = wait_kind(&got, "alert_cleared", 30);
     assert_eq!(
         text(&cleared.json, "name").as_deref(),
         Some("backlog_bytes")
