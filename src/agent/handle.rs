@@ -165,17 +165,7 @@ pub(super) fn look(s: &mut super::State, now: Instant) {
     // Each change is a state event for the fleet (`alert_raised` / `alert_cleared`, with the
     // figure and its threshold), in the order it happened.
     for (name, change) in s.alerts.take_changes() {
-        let (seen, limit) = match name {
-            "read_to_ack_p99" => (f.read_to_ack_p99_ms.unwrap_or(0), t.read_to_ack_p99_ms),
-            "backlog_bytes" => (f.backlog_bytes, t.backlog_bytes),
-            "oldest_unacked" => (f.oldest_unacked_ms, t.oldest_unacked_ms),
-            _ => (f.free_disk.unwrap_or(0), t.free_disk),
-        };
-        let unit = match name {
-            "read_to_ack_p99" | "oldest_unacked" => "ms",
-            _ => "bytes",
-        };
-        let message = format!("{seen} {unit} (threshold {} {unit})", limit.unwrap_or(0));
+        let message = latency::alert_message(name, &f, &t);
         s.events
             .alert(name, change == latency::Change::Raised, &message);
     }

@@ -480,21 +480,34 @@ pub struct Alerts {
     changes: VecDeque<(&'static str, Change)>,
 }
 
+/// Each alert's figure, threshold, and whether higher is worse, in [`ALERT_NAMES`] order.
+fn looks(f: &Figures, t: &Thresholds) -> [(u64, Option<u64>, bool); 4] {
+    [
+        (
+            f.read_to_ack_p99_ms.unwrap_or(0),
+            t.read_to_ack_p99_ms,
+            true,
+        ),
+        (f.backlog_bytes, t.backlog_bytes, true),
+        (f.oldest_unacked_ms, t.oldest_unacked_ms, true),
+        (f.free_disk.unwrap_or(u64::MAX), t.free_disk, false),
+    ]
+}
+
+/// What an alert's state event says: its figure and its threshold, e.g.
+/// `"6210 ms (threshold 5000 ms)"` (a free disk that cannot be told says 0).
+pub fn alert_message(name: &str, f: &Figures, t: &Thresholds) -> String {
+    let i = ALERT_NAMES.iter().position(|n| *n == name).unwrap_or(0);
+    let (v, thr, _) = looks(f, t)[i];
+    let v = if i == 3 { f.free_disk.unwrap_or(0) } else { v };
+    let unit = if matches!(i, 0 | 2) { "ms" } else { "bytes" };
+    format!("{v} {unit} (threshold {} {unit})", thr.unwrap_or(0))
+}
+
 impl Alerts {
     /// Looks at `f` at `now` against `t`.
     pub fn evaluate(&mut self, t: &Thresholds, f: &Figures, now: Instant) {
-        // (figure, threshold, higher is worse)
-        let looks = [
-            (
-                f.read_to_ack_p99_ms.unwrap_or(0),
-                t.read_to_ack_p99_ms,
-                true,
-            ),
-            (f.backlog_bytes, t.backlog_bytes, true),
-            (f.oldest_unacked_ms, t.oldest_unacked_ms, true),
-            (f.free_disk.unwrap_or(u64::MAX), t.free_disk, false),
-        ];
-        for (i, (v, thr, up)) in looks.into_iter().enumerate() {
+        for (i, (v, thr, up)) in looks(f, t).into_iter().enumerate() {
             let Some(thr) = thr else {
                 // Unset (or unset by a new config): no alert, and a raised one clears.
                 if std::mem::take(&mut self.raised[i]) {
