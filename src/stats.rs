@@ -3,14 +3,9 @@
 //!
 //! Plain integers on the one pipeline thread; no atomics needed. Fixed size whatever the
 //! load: the latency window and each pipeline's timestamps have their limits in their types
-//! ([`latency`]'s module doc), the wall-clock ring [`Latency`] [`LATENCY_WINDOW`] samples.
-
-use heapless::HistoryBuf;
+//! ([`latency`]'s module doc).
 
 pub mod latency;
-
-/// Samples of read→ack latency kept for percentiles.
-pub const LATENCY_WINDOW: usize = 512;
 
 /// What the agent has done since it started.
 #[derive(Debug, Default, Clone)]
@@ -70,50 +65,4 @@ pub struct Counters {
     /// Bytes of files skipped because their position was lost with the checkpoint
     /// (`start_at = "tail"`): an upper bound.
     pub positions_lost_bytes: u64,
-}
-
-/// read→ack latencies in milliseconds by the frames' wall-clock timestamps, the last
-/// [`LATENCY_WINDOW`] of them: what `Spool::ack` records. The figures the agent reports come
-/// from [`latency::Window`] (monotonic, per stage, over a sliding window) since issue 12;
-/// this ring stays as the spool's interface.
-#[derive(Debug, Default)]
-pub struct Latency {
-    ring: HistoryBuf<u32, LATENCY_WINDOW>,
-}
-
-impl Latency {
-    /// Records one sample.
-    pub fn record(&mut self, ms: u64) {
-        self.ring.write(ms.min(u32::MAX as u64) as u32);
-    }
-
-    /// p50, p90, p99 of the window, or `None` before the first sample.
-    pub fn percentiles(&self) -> Option<[u32; 3]> {
-        if self.ring.is_empty() {
-            return None;
-        }
-        let mut v: heapless::Vec<u32, LATENCY_WINDOW> =
-            self.ring.oldest_ordered().copied().collect();
-        v.sort_unstable();
-        let at = |p: usize| v[((v.len() - 1) * p) / 100];
-        Some([at(50), at(90), at(99)])
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn percentiles_over_a_full_window_keep_only_the_newest() {
-        let mut l = Latency::default();
-        assert_eq!(l.percentiles(), None);
-        for _ in 0..1000 {
-            l.record(1_000_000);
-        }
-        for i in 1..=LATENCY_WINDOW as u64 {
-            l.record(i);
-        }
-        assert_eq!(l.percentiles(), Some([256, 460, 506]));
-    }
 }

@@ -6,7 +6,7 @@
 //! pipe held.
 
 use super::pipe::{Life, Outbox, PipeRef, ToDeliver};
-use super::{now_ms, Shared};
+use super::Shared;
 use crate::backoff::Backoff;
 use crate::sink::{AnySink, Sink};
 use smol::channel::Receiver;
@@ -126,7 +126,7 @@ pub(super) async fn deliver(st: Shared, pipe: PipeRef, out: Outbox) {
                         let s = &mut *g;
                         let mut p = pipe.borrow_mut();
                         s.c.dead_letters += sink.take_dead_letters();
-                        p.spool.ack(seq, now_ms(), &mut s.c, &mut s.lat);
+                        p.spool.ack(seq, &mut s.c);
                         p.track.acked(seq, Instant::now(), &mut s.window);
                         p.changed = true;
                         if p.spool.reclaimable() && p.checkpoint_due() {

@@ -34,7 +34,7 @@
 use crate::config::Config;
 use crate::control::remote::{Kind, Remote};
 use crate::stats::latency::{Alerts, Window, READ_ACKED};
-use crate::stats::{Counters, Latency};
+use crate::stats::Counters;
 use crate::Error;
 
 mod collect;
@@ -118,8 +118,6 @@ struct State {
     /// refuses spool writes): the heartbeat's `disk_full`.
     pub(crate) disk_full: u32,
     /// Wall-clock read→ack samples the spool records at each ack; nothing reads them since
-    /// the monotonic per-stage window took over the figures (kept for `Spool::ack`'s sake).
-    pub(crate) lat: Latency,
     /// State events for the fleet (`control::events`): raise an alert with
     /// `s.events.alert(name, raised, message)`.
     pub(crate) events: Rc<crate::control::events::Bus>,
@@ -361,7 +359,6 @@ pub fn run(local: Config, opts: RunOpts) -> Result<(), Error> {
         starter: starter.clone(),
         c,
         disk_full: 0,
-        lat: Latency::default(),
         events: Rc::new(crate::control::events::Bus::open(&cfg_data_dir)),
         window: Window::new(alerts_window, Instant::now()),
         alerts: Alerts::default(),

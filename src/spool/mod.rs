@@ -25,7 +25,7 @@
 
 use crate::config::OnFull;
 use crate::frame::{self, Checkpoint, FileMark, FrameReader, Item};
-use crate::stats::{Counters, Latency};
+use crate::stats::Counters;
 use std::collections::VecDeque;
 use std::fmt;
 use std::fs::{self, File, OpenOptions};
@@ -590,14 +590,13 @@ impl Spool {
     }
 
     /// The sink acknowledged every frame up to `seq`.
-    pub fn ack(&mut self, seq: u64, now_ms: u64, c: &mut Counters, lat: &mut Latency) {
+    pub fn ack(&mut self, seq: u64, c: &mut Counters) {
         while let Some(f) = self.in_flight.front() {
             if f.seq > seq {
                 break;
             }
             c.frames_acked += 1;
             c.lines_acked += f.lines;
-            lat.record(now_ms.saturating_sub(f.base_ts_ms));
             self.in_flight.pop_front();
         }
         self.rewound_head_ts = None;

@@ -73,7 +73,7 @@ fn frames_come_back_in_order_and_sequence_numbers_survive_a_restart() {
         assert_eq!(s.append(&frame(s.next_seq(), 5, i * 500)).unwrap(), i);
     }
     assert_eq!(drain(&mut s, &mut c), (1..=12).collect::<Vec<_>>());
-    s.ack(12, 0, &mut c, &mut Latency::default());
+    s.ack(12, &mut c);
     s.checkpoint(vec![]).unwrap();
     // Frames after the checkpoint: at restart their sources move the positions forward.
     for i in 13..=20 {
@@ -103,7 +103,7 @@ fn unacked_frames_are_sent_again_after_a_rewind() {
         s.append(&frame(s.next_seq(), 1, 100)).unwrap();
     }
     assert_eq!(drain(&mut s, &mut c), vec![1, 2, 3, 4, 5]);
-    s.ack(2, 0, &mut c, &mut Latency::default());
+    s.ack(2, &mut c);
     s.rewind(&mut c);
     assert_eq!(drain(&mut s, &mut c), vec![3, 4, 5]);
     fs::remove_dir_all(&d).unwrap();
@@ -249,7 +249,7 @@ fn acknowledged_segments_are_deleted_at_checkpoint() {
     }
     let before = s.bytes();
     let sent = drain(&mut s, &mut c);
-    s.ack(*sent.last().unwrap(), 0, &mut c, &mut Latency::default());
+    s.ack(*sent.last().unwrap(), &mut c);
     assert!(s.reclaimable());
     // One checkpoint frees the room (it writes both copies when a segment can go): a full
     // spool under `block` may see no other.
@@ -310,7 +310,7 @@ fn a_lost_state_falls_back_to_the_older_copy_with_the_same_positions() {
     let mut s = r.spool;
     let last = fill(&mut s, 30);
     drain(&mut s, &mut c);
-    s.ack(last, 0, &mut c, &mut Latency::default());
+    s.ack(last, &mut c);
     s.checkpoint(vec![mark(last * 200)]).unwrap();
     let last = fill(&mut s, 5);
     s.checkpoint(vec![mark(last * 200)]).unwrap();
@@ -385,7 +385,7 @@ fn a_segment_cut_in_half_counts_its_lost_frames_and_appends_after_a_gap_start_a_
     assert_eq!(s.backlog(), 3);
     let mut c = Counters::default();
     assert_eq!(drain(&mut s, &mut c), vec![1, 2, 3]);
-    s.ack(3, 0, &mut c, &mut Latency::default());
+    s.ack(3, &mut c);
     assert_eq!(s.backlog(), 0);
     s.append(&frame(7, 2, 1400)).unwrap();
     s.checkpoint(r.marks).unwrap();
