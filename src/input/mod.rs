@@ -4,8 +4,9 @@
 //! spool. What always holds:
 //! - a file is read to its end before it is let go, whether it was renamed away, deleted, or
 //!   is the copy left by copytruncate, and a successor under the same name waits for it, so
-//!   each name's lines stay in order; generations of one log found together are read oldest
-//!   first;
+//!   each name's lines stay in order; a log's generations are read in the order they were
+//!   written (by modification time, the file under the log's name last), however and
+//!   whenever each was found;
 //! - bytes are taken only while the file still starts with the bytes its identity was
 //!   fingerprinted by (checked after every read): content written after a truncation is
 //!   never read at the old content's offset;
@@ -271,7 +272,89 @@ impl Tailer {
             self.started = true;
             self.resolve_marks(now, c);
         }
+        self.reorder();
         self.retire(now, batch, c);
+    }
+
+    /// Puts each log's generations in the one order they were written: by modification
+    /// time, each waiting for the one before it, and the file under the log's name last.
+    ///
+    /// The rules that place a file when it is found (a claimed copy before its truncated
+    /// file, the generations copied away after it, a renamed file before its successor)
+    /// each see part of the picture; when rotations by rename and by copytruncate mix
+    /// between two looks, a generation found now may be older than one placed earlier (a
+    /// file truncated while unread, then renamed away, holds lines newer than a copy of it
+    /// found only now). A generation is not written after the next one exists (a copy is
+    /// not modified once made; a renamed file's writer moves to the new one), so its last
+    /// write orders it. Equal times (a coarse clock) keep the order the rules gave.
+    fn reorder(&mut self) {
+        let mut logs: Vec<(usize, PathBuf)> = self
+            .files
+            .iter()
+            .filter(|f| !f.suspect)
+            .map(|f| (f.input, family(Path::new(&*f.wire_path)).to_path_buf()))
+            .collect();
+        logs.sort();
+        logs.dedup();
+        for (input, fam) in logs {
+            let mut gens: Vec<(bool, Option<std::time::SystemTime>, usize, usize)> = self
+                .files
+                .iter()
+                .enumerate()
+                .filter(|(_, f)| {
+                    f.input == input && !f.suspect && family(Path::new(&*f.wire_path)) == fam
+                })
+                .map(|(i, f)| {
+                    let live = f.rotated.is_none() && f.path == fam;
+                    let mtime = f.file.metadata().and_then(|m| m.modified()).ok();
+                    (live, mtime, self.chain_rank(i), i)
+                })
+                .collect();
+            if gens.len() < 2 {
+                continue;
+            }
+            gens.sort();
+            let keys: HashSet<Key> = gens
+                .iter()
+                .map(|g| (self.files[g.3].dev, self.files[g.3].ino))
+                .collect();
+            // Whether a generation before has lines left to give (or waits itself). A file
+            // released once (its predecessors drained) is not held again by drained ones;
+            // held_back releases the others with its own care for a writer still appending.
+            let mut open = false;
+            let mut prev: Option<Key> = None;
+            for &(_, _, _, i) in &gens {
+                let f = &mut self.files[i];
+                match prev {
+                    // The first waits only for what it waited for outside the log.
+                    None if f.wait_for.is_some_and(|k| keys.contains(&k)) => f.wait_for = None,
+                    None => {}
+                    Some(p) if open || f.wait_for.is_some() => f.wait_for = Some(p),
+                    Some(_) => {}
+                }
+                open |= !f.at_eof() || f.wait_for.is_some();
+                prev = Some((f.dev, f.ino));
+            }
+        }
+    }
+
+    /// How many files `i` waits for, one behind the other: its place in the order the rules
+    /// gave, to break ties of modification time.
+    fn chain_rank(&self, i: usize) -> usize {
+        let mut n = 0;
+        let mut next = self.files[i].wait_for;
+        while let Some(k) = next {
+            n += 1;
+            if n > self.files.len() {
+                break;
+            }
+            next = self
+                .files
+                .iter()
+                .find(|f| (f.dev, f.ino) == k)
+                .and_then(|f| f.wait_for);
+        }
+        n
     }
 
     /// File `i`, a generation that was held as a possible copy in the making and now differs
@@ -595,6 +678,9 @@ impl Tailer {
     /// it) is not one, and is read.
     fn in_the_making(&self, t: &Tailed) -> bool {
         t.size == 0
+            || self.unopened_live(t).is_some_and(|(f, len)| {
+                len >= t.size && fingerprint(&f, t.fp_len).ok().flatten() == Some(t.fp)
+            })
             || self.files.iter().any(|f| {
                 // Its size now, not at the last look: the writer may have gone on since.
                 f.rotated.is_none()
@@ -602,6 +688,21 @@ impl Tailer {
                     && f.file.metadata().is_ok_and(|m| m.len() >= t.size)
                     && fingerprint(&f.file, t.fp_len).ok().flatten() == Some(t.fp)
             })
+    }
+
+    /// The file under the name of the log `t` is a generation of, and its length, when it
+    /// is not open yet: found in the same scan as `t`, it is opened after it (generations go
+    /// oldest first), or a copy of it is looked at before the scan's glob walk.
+    fn unopened_live(&self, t: &Tailed) -> Option<(std::fs::File, u64)> {
+        let fam = family(&t.path);
+        if fam == t.path.as_path() {
+            return None;
+        }
+        let f = std::fs::File::open(fam).ok()?;
+        let m = f.metadata().ok()?;
+        let key = (m.dev(), m.ino());
+        let open = self.files.iter().any(|o| (o.dev, o.ino) == key);
+        (m.is_file() && key != (t.dev, t.ino) && !open).then_some((f, m.len()))
     }
 
     /// Whether `t`, a file with a rotation suffix, starts with the first bytes (all of its
@@ -616,10 +717,14 @@ impl Tailer {
         if t.size == 0 {
             return true;
         }
-        self.files.iter().any(|f| {
-            f.rotated.is_none()
-                && (f.dev, f.ino) != (t.dev, t.ino)
-                && (f.size >= u64::from(t.fp_len)
+        let live_unopened = self.unopened_live(t).is_some_and(|(f, len)| {
+            len >= u64::from(t.fp_len) && fingerprint(&f, t.fp_len).ok().flatten() == Some(t.fp)
+        });
+        live_unopened
+            || self.files.iter().any(|f| {
+                f.rotated.is_none()
+                    && (f.dev, f.ino) != (t.dev, t.ino)
+                    && (f.size >= u64::from(t.fp_len)
                     && fingerprint(&f.file, t.fp_len).ok().flatten() == Some(t.fp)
                     // Or it starts with what the live file started with when last looked
                     // at: copytruncate may have emptied the live file between the scan's
@@ -627,7 +732,7 @@ impl Tailer {
                     || f.fp_len >= MIN_PREFIX
                         && t.size >= u64::from(f.fp_len)
                         && fingerprint(&t.file, f.fp_len).ok().flatten() == Some(f.fp))
-        })
+            })
     }
 
     /// A file known by its mark found shorter than the mark's offset, or with another head:
