@@ -176,7 +176,15 @@ impl Tailer {
             if self.files[i].suspect {
                 let _ = self.files[i].stat();
                 let _ = self.files[i].verify_head();
-                if !self.is_copy_of_live(&self.files[i]) {
+                // A live file let go for room shows its truncation only when it is taken
+                // up again (by its mark, in the walk below): until then its copy stays a
+                // suspect, to be claimed there.
+                let t = &self.files[i];
+                let let_go = self
+                    .unopened_live(t)
+                    .and_then(|(f, _)| f.metadata().ok())
+                    .is_some_and(|m| self.marks.contains_key(&(m.dev(), m.ino())));
+                if !let_go && !self.is_copy_of_live(t) {
                     self.files[i].suspect = false;
                     self.before_unread_live(i);
                 }
@@ -421,7 +429,10 @@ impl Tailer {
             .iter()
             .enumerate()
             .filter(|(_, f)| {
+                // A suspect (perhaps a copy in the making) is not: reopened by its mark, it
+                // would be read from its head.
                 f.rotated.is_none()
+                    && !f.suspect
                     && f.partial_since.is_none()
                     && !f.skipping
                     && !held(batch, &self.unspooled, f)

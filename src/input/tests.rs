@@ -296,6 +296,64 @@ fn more_files_than_can_be_open_are_all_read_in_turn() {
 }
 
 #[test]
+fn a_copy_in_the_making_of_a_file_let_go_is_not_read_from_its_head() {
+    // More files than can be open: the live file has been let go (read to its end) when
+    // copytruncate starts copying it.
+    let mut r = Rig::new("let-go-making", "f*.log*", "");
+    let n = MAX_OPEN_FILES as u32 + 1;
+    for i in 0..n {
+        r.lines(&format!("f{i:04}.log"), &format!("f{i:04}"), 0..2);
+    }
+    for _ in 0..3 {
+        r.poll(Duration::from_millis(100));
+    }
+    let live = r.path("f0000.log");
+    let first = fs::read_to_string(&live).unwrap();
+    let first = &first[..first.find('\n').unwrap() + 1];
+    fs::write(r.path("f0000.log.1"), first).unwrap();
+    r.now += Duration::from_millis(100);
+    r.t.scan(r.now, &r.b, &mut r.c);
+    assert!(
+        !r.t.files.iter().any(|f| f.path == live),
+        "the test needs the live file let go"
+    );
+    r.read();
+    r.copytruncate("f0000.log", "f0000.log.1");
+    r.lines("f0000.log", "f0000", 2..3);
+    r.settle();
+    assert_eq!(r.numbers("f0000"), [0, 1, 2], "{:?}", r.c);
+}
+
+#[test]
+fn a_copy_in_the_making_is_not_let_go() {
+    // A copy caught in the making holds nothing to read until its truncation claims it (or
+    // it turns out a file of its own). Let go for room and reopened by its mark, it would be
+    // read from its head like any file resumed at byte 0.
+    let mut r = Rig::new("making-not-let-go", "f*.log*", "");
+    r.lines("f0000.log", "a", 0..2);
+    r.poll(Duration::ZERO);
+    let first = fs::read_to_string(r.path("f0000.log")).unwrap();
+    let first = &first[..first.find('\n').unwrap() + 1];
+    fs::write(r.path("f0000.log.1"), first).unwrap();
+    r.poll(Duration::from_millis(100));
+    // Files enough to want every slot, unread: only the quiet and the long open are let go.
+    for i in 1..=MAX_OPEN_FILES as u32 + 8 {
+        r.lines(&format!("f{i:04}.log"), &format!("x{i}"), 0..1);
+    }
+    for _ in 0..2 {
+        r.now += TURN + Duration::from_secs(1);
+        r.t.scan(r.now, &r.b, &mut r.c);
+    }
+    r.read();
+    r.copytruncate("f0000.log", "f0000.log.1");
+    r.lines("f0000.log", "a", 2..3);
+    for _ in 0..3 {
+        r.settle();
+    }
+    assert_eq!(r.numbers("a"), [0, 1, 2], "{:?}", r.c);
+}
+
+#[test]
 fn a_file_let_go_then_rotated_by_rename_is_followed() {
     // Only the live name matches: the renamed file is found by its identity.
     let mut r = Rig::new("let-go-renamed", "f*.log", "");
