@@ -86,7 +86,22 @@ impl HttpServer {
     }
 
     fn listen(&mut self) {
-        let l = TcpListener::bind(self.addr).unwrap();
+        // A restart binds the port it had. Between the stop and now, the port is free for
+        // anyone: another test's connection may have taken it as its own local port for a
+        // while. Wait for it (std sets SO_REUSEADDR, so TIME_WAIT is no obstacle).
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        let l = loop {
+            match TcpListener::bind(self.addr) {
+                Ok(l) => break l,
+                Err(e)
+                    if e.kind() == std::io::ErrorKind::AddrInUse
+                        && std::time::Instant::now() < deadline =>
+                {
+                    std::thread::sleep(std::time::Duration::from_millis(50))
+                }
+                Err(e) => panic!("test HTTP server: cannot listen on {}: {e}", self.addr),
+            }
+        };
         self.addr = l.local_addr().unwrap();
         self.stop.store(false, Ordering::SeqCst);
         let (shared, stop, conns) = (self.shared.clone(), self.stop.clone(), self.conns.clone());
