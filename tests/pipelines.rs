@@ -215,3 +215,64 @@ fn a_pipeline_that_cannot_open_at_start_is_reported_failed_and_the_agent_runs_wi
     let log = agent.stop();
     assert!(log.contains("pipeline \"metrics\" cannot start"), "{log}");
 }
+
+/// A sink URL that does not parse (issue 10, "URLs parsed once into the config"): the
+/// version is FAILED with one line naming the line and key of the pipeline's own text, and
+/// the pipeline runs on with its last good version.
+#[test]
+fn a_bad_sink_url_from_the_fleet_names_its_line_and_key_and_the_last_good_version_runs_on() {
+    let s = Scratch::new("pipe-bad-url");
+    let cs = ConfigServer::start();
+    let m1 = s.path("m1.tbf");
+    let m_log = s.path("logs/m.log");
+    let batch = "[batch]\nlinger = \"50ms\"\n";
+    cs.serve_pipeline(
+        "metrics",
+        1,
+        &own(&s, "m.log", &(batch.to_string() + &file_sink(&m1))),
+    );
+    write_lines(&m_log, "m", 0, 10);
+    let cfg = fleet_config(&s, &cs.url(), "heartbeat_interval = \"1s\"", "");
+    let agent = Agent::start(&s, &cfg);
+    cs.wait_report("metrics", 1, APPLIED, 10)
+        .expect("v1 applied");
+    wait_until(&m1, 10, |g| numbers(g, "m").len() >= 10);
+
+    for (v, sink, key, what) in [
+        (
+            2,
+            "[sink]\ntype = \"http\"\nurl = \"http://127.0.0.1:notaport/x\"\n",
+            "sink.url",
+            "bad port \"notaport\" in \"http://127.0.0.1:notaport/x\"",
+        ),
+        (
+            3,
+            "[sink]\ntype = \"mqtt\"\nurl = \"mqtt://127.0.0.1:1\"\n\
+             failover = [\"mqtt://127.0.0.1:2\", \"http://127.0.0.1:3\"]\n",
+            "sink.failover[1]",
+            "expected mqtt://host:port or mqtts://host:port, got \"http://127.0.0.1:3\"",
+        ),
+    ] {
+        let text = own(&s, "m.log", &(batch.to_string() + sink));
+        let line = 1 + text
+            .lines()
+            .position(|l| l.starts_with(key.trim_start_matches("sink.").split('[').next().unwrap()))
+            .unwrap();
+        cs.serve_pipeline("metrics", v, &text);
+        let r = cs
+            .wait_report("metrics", v, FAILED, 10)
+            .unwrap_or_else(|| panic!("v{v} reported FAILED"));
+        let msg = &r
+            .infos
+            .iter()
+            .find(|i| i.name == "metrics")
+            .unwrap()
+            .message;
+        assert_eq!(msg, &format!("line {line}: {key}: {what}"));
+    }
+    // Version 1 runs on: new lines reach its sink.
+    write_lines(&m_log, "m", 10, 20);
+    let got = wait_until(&m1, 10, |g| numbers(g, "m").len() >= 20);
+    assert_exactly_once(&numbers(&got, "m"), 20);
+    agent.stop();
+}

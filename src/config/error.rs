@@ -349,8 +349,17 @@ fn key_at(text: &str, line: usize, msg: &str) -> Option<KeyPath> {
 }
 
 /// The line where a key (as `validate` names it) is set, if it is; else the line of its
-/// table's header. One pass over the text.
+/// table's header. An element of an array value (`sink.failover[1]`) is on the line where
+/// its key is set. One pass over the text.
 pub(super) fn find_key(text: &str, key: &KeyPath) -> Option<usize> {
+    find_key_or_table(text, key).or_else(|| match key.0.split_last() {
+        // Not an array of tables (`input[1]`, found above by its header): a value's element.
+        Some((Seg::Index(_), array)) => find_key_or_table(text, &KeyPath(array.to_vec())),
+        _ => None,
+    })
+}
+
+fn find_key_or_table(text: &str, key: &KeyPath) -> Option<usize> {
     let (table, field) = match key.split_last_key() {
         Some(tf) => tf,
         // `input[1]`: the table itself.

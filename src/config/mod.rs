@@ -22,7 +22,7 @@ pub(crate) use fleet::fill_sink;
 pub use fleet::{Fleet, InstanceConfig};
 pub use pipeline::{parse_pipeline, FleetPipeline, Pipeline};
 pub use secret::Secret;
-pub use sink::{HttpSink, MqttSink, Sink, Tls};
+pub use sink::{HttpSink, MqttSink, RawSink, Sink, Tls};
 
 pub use units::{parse_duration, parse_size, Secs, Size};
 
@@ -34,10 +34,12 @@ use std::time::Duration;
 /// `examples/logs/` into a file sink under `./tailbeat-data/`.
 pub const DEMO: &str = include_str!("demo.toml");
 
-/// The whole agent config.
+/// The whole agent config. `S` is how its `[sink]` is held: with its URLs parsed (the
+/// default, what [`Config::parse`] returns), or as serde read them ([`RawSink`]; see
+/// `sink.rs` for why there are two steps).
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Config {
+pub struct Config<S = Sink> {
     /// Identity in every frame; by default generated once and kept in `data_dir/instance_id`.
     #[serde(default)]
     pub instance_id: Option<String>,
@@ -65,7 +67,7 @@ pub struct Config {
     #[serde(default)]
     pub spool: Spool,
     /// Where frames go.
-    pub sink: Sink,
+    pub sink: S,
     /// The ConfigServer that manages this agent, if any.
     #[serde(default)]
     pub fleet: Option<Fleet>,
@@ -210,6 +212,28 @@ fn default_rotate_wait() -> Secs {
     Secs(Duration::from_secs(5))
 }
 
+impl Config<RawSink> {
+    /// The same config with its `[sink]`'s URLs parsed ([`RawSink::check`]).
+    fn check_sink(self) -> Result<Config, (KeyPath, String)> {
+        Ok(Config {
+            sink: self.sink.check()?,
+            instance_id: self.instance_id,
+            data_dir: self.data_dir,
+            log_level: self.log_level,
+            stats_interval: self.stats_interval,
+            poll_interval: self.poll_interval,
+            shutdown_timeout: self.shutdown_timeout,
+            inputs: self.inputs,
+            batch: self.batch,
+            spool: self.spool,
+            fleet: self.fleet,
+            metrics: self.metrics,
+            alerts: self.alerts,
+            pipelines: self.pipelines,
+        })
+    }
+}
+
 impl Config {
     /// Reads and validates a config file.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
@@ -230,7 +254,7 @@ impl Config {
 
     /// Parses and validates config text.
     pub fn parse(text: &str) -> Result<Config, ConfigError> {
-        let mut cfg: Config = parse_toml(text)?;
+        let raw: Config<RawSink> = parse_toml(text)?;
         let at = |(key, msg): (KeyPath, String)| ConfigError {
             path: None,
             line: find_key(text, &key),
@@ -238,6 +262,7 @@ impl Config {
             key: Some(key),
             msg,
         };
+        let mut cfg = raw.check_sink().map_err(at)?;
         fleet::fill_templates(&mut cfg).map_err(at)?;
         cfg.validate().map_err(at)?;
         Ok(cfg)
@@ -466,20 +491,14 @@ fn check_flow(
             );
         }
         Sink::Mqtt(m) => {
-            for (key, url) in std::iter::once(("sink.url", &m.url))
-                .chain(m.failover.iter().map(|u| ("sink.failover", u)))
+            if let Some(key) = url_keys(m.endpoints().iter().map(|e| e.tls))
+                .find(|(_, tls)| *tls && !cfg!(feature = "tls"))
+                .map(|(key, _)| key)
             {
-                match endpoint::mqtt(url) {
-                    Ok(e) if e.tls && !cfg!(feature = "tls") => {
-                        return err(
-                            key,
-                            "mqtts:// needs TLS, which this build leaves out (cargo feature tls)"
-                                .into(),
-                        )
-                    }
-                    Ok(_) => {}
-                    Err(m) => return err(key, m),
-                }
+                return at(
+                    key,
+                    "mqtts:// needs TLS, which this build leaves out (cargo feature tls)".into(),
+                );
             }
             tls(m.tls.validate("sink"))?;
             for (key, t) in [
@@ -506,12 +525,8 @@ fn check_flow(
             }
         }
         Sink::Http(h) => {
-            for (key, url) in std::iter::once(("sink.url", &h.url))
-                .chain(h.failover.iter().map(|u| ("sink.failover", u)))
-            {
-                if let Err(m) = check_http_url(url) {
-                    return err(key, m);
-                }
+            for (key, tls) in url_keys(h.urls().map(|u| u.tls)) {
+                http_features(tls).or_else(|m| at(key, m))?;
             }
             tls(h.tls.validate("sink"))?;
             if h.token.is_some() && h.username.is_some() {
@@ -526,10 +541,12 @@ fn check_flow(
     Ok(())
 }
 
-/// An `http://` URL this build can use.
-fn check_http_url(url: &str) -> Result<(), String> {
-    http_features(url.starts_with("https://"))?;
-    endpoint::http(url).map(|_| ())
+/// Each of a sink's URLs (`url`, then `failover`) with its key under `[sink]`.
+fn url_keys<T>(urls: impl Iterator<Item = T>) -> impl Iterator<Item = (KeyPath, T)> {
+    urls.enumerate().map(|(i, u)| match i {
+        0 => (KeyPath::dotted("sink.url"), u),
+        i => (KeyPath::dotted("sink.failover").index(i - 1), u),
+    })
 }
 
 /// Whether this build speaks HTTP (and, for `tls`, HTTPS).

@@ -8,8 +8,8 @@
 //! tables left out are the local file's, and its frames are numbered on their own under the
 //! stream id `{instance}/{name}`.
 
-use super::error::{clip, parse_toml};
-use super::{Batch, ConfigError, Input, Sink, Spool};
+use super::error::{clip, find_key, parse_toml};
+use super::{Batch, ConfigError, Input, RawSink, Sink, Spool};
 use serde::Deserialize;
 
 /// A pipeline with its own frames, spool and sink.
@@ -86,7 +86,7 @@ struct Tables {
     #[serde(default)]
     spool: Option<Spool>,
     #[serde(default)]
-    sink: Option<Sink>,
+    sink: Option<RawSink>,
 }
 
 /// Where the first table header (`[batch]`, `[sink.tls]`, ...) starts, or the end.
@@ -137,15 +137,26 @@ pub fn parse_pipeline(name: &str, text: &str) -> Result<FleetPipeline, ConfigErr
         e.line = e.line.map(|l| l + above);
         e
     })?;
+    let sink = t
+        .sink
+        .map(RawSink::check)
+        .transpose()
+        .map_err(|(key, msg)| ConfigError {
+            path: None,
+            line: find_key(tail, &key).map(|l| l + above),
+            column: None,
+            key: Some(key),
+            msg,
+        })?;
     Ok(
-        if t.batch.is_none() && t.spool.is_none() && t.sink.is_none() {
+        if t.batch.is_none() && t.spool.is_none() && sink.is_none() {
             FleetPipeline::Joined(input)
         } else {
             FleetPipeline::Own {
                 input,
                 batch: t.batch,
                 spool: t.spool,
-                sink: t.sink,
+                sink,
             }
         },
     )

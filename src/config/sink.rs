@@ -1,15 +1,23 @@
 //! `[sink]`: where frames go, and how the network sinks connect.
+//!
+//! Read in two steps, because serde reads an internally tagged enum (`type = "mqtt"`) from
+//! a copy that has lost where each value was in the file: an error raised while reading
+//! `url` there would name only `[sink]`. So serde reads a [`RawSink`], URLs as written, and
+//! [`RawSink::check`] parses each URL once into an [`Endpoint`] or [`HttpUrl`], naming the
+//! key at fault (`sink.url`, `sink.failover[1]`) as a [`KeyPath`]. A [`Sink`] holds parsed
+//! URLs only: nothing downstream parses one again or handles a bad one.
 
-use super::endpoint::{self, Endpoint};
-use super::{Secret, Secs, Size};
+use super::endpoint::{self, Endpoint, HttpUrl};
+use super::{KeyPath, Secret, Secs, Size};
 use serde::Deserialize;
 use std::path::PathBuf;
 use std::time::Duration;
 
-/// `[sink]`: where frames go.
+/// `[sink]`: where frames go. `M` and `H` are how an MQTT and an HTTP URL are held: parsed
+/// (the default, what a [`Config`](super::Config) holds), or as written ([`RawSink`]).
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
-pub enum Sink {
+pub enum Sink<M = Endpoint, H = HttpUrl> {
     /// Append frames to a file; acknowledged once written (and fsynced, if `fsync`).
     File {
         /// The file to append to.
@@ -21,9 +29,70 @@ pub enum Sink {
     /// Print lines as JSON to standard output; acknowledged once written.
     Stdout {},
     /// Publish frames to an MQTT broker at QoS 1; acknowledged by PUBACK.
-    Mqtt(MqttSink),
+    Mqtt(MqttSink<M>),
     /// POST frames to a URL; acknowledged by a 2xx.
-    Http(HttpSink),
+    Http(HttpSink<H>),
+}
+
+/// `[sink]` as serde reads it: URLs as written, not yet parsed (module doc).
+pub type RawSink = Sink<String, String>;
+
+impl RawSink {
+    /// Parses every URL (`url`, then each of `failover`) once; `Err` names the key at fault,
+    /// under `sink`, and what is wrong with its value.
+    pub fn check(self) -> Result<Sink, (KeyPath, String)> {
+        Ok(match self {
+            Sink::File { path, fsync } => Sink::File { path, fsync },
+            Sink::Stdout {} => Sink::Stdout {},
+            Sink::Mqtt(m) => {
+                let (url, failover) = urls(&m.url, &m.failover, endpoint::mqtt)?;
+                Sink::Mqtt(MqttSink {
+                    url,
+                    failover,
+                    failback_after: m.failback_after,
+                    topic: m.topic,
+                    state_topic: m.state_topic,
+                    client_id: m.client_id,
+                    username: m.username,
+                    password: m.password,
+                    keep_alive: m.keep_alive,
+                    window: m.window,
+                    max_packet_bytes: m.max_packet_bytes,
+                    timeout: m.timeout,
+                    tls: m.tls,
+                    rebirth: m.rebirth,
+                })
+            }
+            Sink::Http(h) => {
+                let (url, failover) = urls(&h.url, &h.failover, endpoint::http)?;
+                Sink::Http(HttpSink {
+                    url,
+                    failover,
+                    failback_after: h.failback_after,
+                    token: h.token,
+                    username: h.username,
+                    password: h.password,
+                    timeout: h.timeout,
+                    tls: h.tls,
+                })
+            }
+        })
+    }
+}
+
+/// `url` and `failover` parsed by `parse`; `Err` names `sink.url` or `sink.failover[i]`.
+fn urls<U>(
+    url: &str,
+    failover: &[String],
+    parse: fn(&str) -> Result<U, String>,
+) -> Result<(U, Vec<U>), (KeyPath, String)> {
+    let first = parse(url).map_err(|m| (KeyPath::dotted("sink.url"), m))?;
+    let rest = failover
+        .iter()
+        .enumerate()
+        .map(|(i, u)| parse(u).map_err(|m| (KeyPath::dotted("sink.failover").index(i), m)))
+        .collect::<Result<_, _>>()?;
+    Ok((first, rest))
 }
 
 /// `tls`: how a `mqtts://` or `https://` peer is checked, and who we are to it.
@@ -57,15 +126,15 @@ impl Tls {
     }
 }
 
-/// `[sink]` with `type = "http"`.
+/// `[sink]` with `type = "http"`; `U`: see [`Sink`].
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct HttpSink {
+pub struct HttpSink<U = HttpUrl> {
     /// `http://host:port/path` that takes one frame per POST.
-    pub url: String,
+    pub url: U,
     /// More URLs, tried in turn after repeated failures.
-    #[serde(default)]
-    pub failover: Vec<String>,
+    #[serde(default = "Vec::new")]
+    pub failover: Vec<U>,
     /// While on a failover URL, how often to try the first one again.
     #[serde(default = "default_failback")]
     pub failback_after: Secs,
@@ -86,15 +155,15 @@ pub struct HttpSink {
     pub tls: Tls,
 }
 
-/// `[sink]` with `type = "mqtt"`.
+/// `[sink]` with `type = "mqtt"`; `U`: see [`Sink`].
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct MqttSink {
+pub struct MqttSink<U = Endpoint> {
     /// `mqtt://host:port` (port 1883 by default).
-    pub url: String,
+    pub url: U,
     /// More brokers, tried in turn after repeated failures.
-    #[serde(default)]
-    pub failover: Vec<String>,
+    #[serde(default = "Vec::new")]
+    pub failover: Vec<U>,
     /// While on a failover broker, how often to try the first one again.
     #[serde(default = "default_failback")]
     pub failback_after: Secs,
@@ -142,12 +211,19 @@ fn default_rebirth() -> (String, Duration) {
 }
 
 impl MqttSink {
-    /// The brokers: `url`, then `failover` (all validated by [`Config::validate`](super::Config::validate)).
+    /// The brokers: `url`, then `failover`.
     pub fn endpoints(&self) -> Vec<Endpoint> {
         std::iter::once(&self.url)
             .chain(&self.failover)
-            .filter_map(|u| endpoint::mqtt(u).ok())
+            .cloned()
             .collect()
+    }
+}
+
+impl HttpSink {
+    /// The URLs: `url`, then `failover`.
+    pub fn urls(&self) -> impl Iterator<Item = &HttpUrl> {
+        std::iter::once(&self.url).chain(&self.failover)
     }
 }
 

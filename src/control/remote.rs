@@ -447,8 +447,8 @@ mod tests {
         match (&p.sink, &local.sink) {
             (Sink::Mqtt(a), Sink::Mqtt(b)) => {
                 assert_eq!(
-                    (a.client_id.as_deref(), a.url.as_str()),
-                    (None, b.url.as_str())
+                    (a.client_id.as_deref(), a.url.to_string()),
+                    (None, b.url.to_string())
                 )
             }
             other => panic!("{other:?}"),

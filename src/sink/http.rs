@@ -50,9 +50,7 @@ impl HttpSink {
         data_dir: &Path,
         dead_letter_bytes: u64,
     ) -> Result<HttpSink, SinkError> {
-        let https = std::iter::once(&cfg.url)
-            .chain(&cfg.failover)
-            .any(|u| u.starts_with("https://"));
+        let https = cfg.urls().any(|u| u.tls);
         let client = Client::new(
             "tailbeat-http-sink",
             cfg.timeout.0,
@@ -64,10 +62,7 @@ impl HttpSink {
         })?;
         Ok(HttpSink {
             client,
-            urls: std::iter::once(&cfg.url)
-                .chain(&cfg.failover)
-                .cloned()
-                .collect(),
+            urls: cfg.urls().map(|u| u.as_str().to_string()).collect(),
             failover: Failover::new(1 + cfg.failover.len(), cfg.failback_after.0, Instant::now()),
             authorization: crate::http::authorization(
                 cfg.token.as_ref(),
