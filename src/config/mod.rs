@@ -262,10 +262,13 @@ impl Config {
             key: Some(key),
             msg,
         };
-        let mut cfg = raw.check_sink().map_err(at)?;
-        fleet::fill_templates(&mut cfg).map_err(at)?;
-        cfg.validate().map_err(at)?;
-        Ok(cfg)
+        // One `at` for every step: it is inlined where it is called.
+        let checked = raw.check_sink().and_then(|mut cfg| {
+            fleet::fill_templates(&mut cfg)?;
+            cfg.validate()?;
+            Ok(cfg)
+        });
+        checked.map_err(at)
     }
 
     /// Checks what types cannot: ranges, relations between keys, unique names.

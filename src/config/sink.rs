@@ -81,17 +81,19 @@ impl RawSink {
 }
 
 /// `url` and `failover` parsed by `parse`; `Err` names `sink.url` or `sink.failover[i]`.
+// Not inlined into `check` with the parsers: 0.5 KiB less code (cargo bloat, x86_64).
+#[inline(never)]
 fn urls<U>(
     url: &str,
     failover: &[String],
     parse: fn(&str) -> Result<U, String>,
 ) -> Result<(U, Vec<U>), (KeyPath, String)> {
     let first = parse(url).map_err(|m| (KeyPath::dotted("sink.url"), m))?;
-    let rest = failover
-        .iter()
-        .enumerate()
-        .map(|(i, u)| parse(u).map_err(|m| (KeyPath::dotted("sink.failover").index(i), m)))
-        .collect::<Result<_, _>>()?;
+    // A loop rather than `collect::<Result<..>>`: the same, in less code.
+    let mut rest = Vec::with_capacity(failover.len());
+    for (i, u) in failover.iter().enumerate() {
+        rest.push(parse(u).map_err(|m| (KeyPath::dotted("sink.failover").index(i), m))?);
+    }
     Ok((first, rest))
 }
 
