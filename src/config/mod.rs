@@ -2,8 +2,9 @@
 //!
 //! This module owns parsing and validation and nothing else; it never opens a log file or the
 //! spool. Always true: a [`Config`] that [`Config::parse`] returns has passed [`Config::validate`],
-//! and unknown keys are errors, never ignored; every credential (token, password) is a
-//! [`Secret`], which formats as `***`, and no URL carries `user:password@`.
+//! and unknown keys are errors, never ignored; every URL in it is parsed ([`Endpoint`],
+//! [`HttpUrl`], [`Server`]), a bad one named by its key and line; every credential (token,
+//! password) is a [`Secret`], which formats as `***`, and no URL carries `user:password@`.
 
 mod alerts;
 pub mod endpoint;
