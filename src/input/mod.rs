@@ -349,20 +349,19 @@ impl Tailer {
     /// How many files `i` waits for, one behind the other: its place in the order the rules
     /// gave, to break ties of modification time.
     fn chain_rank(&self, i: usize) -> usize {
-        let mut n = 0;
-        let mut next = self.files[i].wait_for;
-        while let Some(k) = next {
-            n += 1;
-            if n > self.files.len() {
-                break;
-            }
-            next = self
-                .files
+        self.chain(self.files[i].wait_for).count()
+    }
+
+    /// `first`, then the file it waits for, and so on; no longer than the open files, so a
+    /// chain that comes back on itself ends.
+    fn chain(&self, first: Option<Key>) -> impl Iterator<Item = Key> + '_ {
+        std::iter::successors(first, |k| {
+            self.files
                 .iter()
-                .find(|f| (f.dev, f.ino) == k)
-                .and_then(|f| f.wait_for);
-        }
-        n
+                .find(|f| (f.dev, f.ino) == *k)
+                .and_then(|f| f.wait_for)
+        })
+        .take(self.files.len())
     }
 
     /// File `i`, a generation that was held as a possible copy in the making and now differs
@@ -1436,20 +1435,7 @@ impl Tailer {
         let own = self.files[i].file.metadata().map(|m| m.len()).ok();
         // A chain of waits that comes back to this file would wait for ever: let it go.
         let me = (self.files[i].dev, self.files[i].ino);
-        let mut next = Some(k);
-        let mut looped = false;
-        for _ in 0..self.files.len() {
-            let Some(n) = next else { break };
-            if n == me {
-                looped = true;
-                break;
-            }
-            next = self
-                .files
-                .iter()
-                .find(|p| (p.dev, p.ino) == n)
-                .and_then(|p| p.wait_for);
-        }
+        let looped = self.chain(Some(k)).any(|n| n == me);
         if let Some(p) = self.files.iter_mut().find(|p| (p.dev, p.ino) == k) {
             let _ = p.stat();
             // A suspect (perhaps a copy in the making) is not read until it differs: it holds
