@@ -147,6 +147,9 @@ pub struct Spool {
     writer: Option<File>,
     reader: Option<(u64, File)>,
     next_seq: u64,
+    /// Every number below this may have been given out: `seq`, written before the first
+    /// frame at or past it (see [`SEQ_RESERVE`]).
+    reserved: u64,
     acked: u64,
     cursor: (u64, u64),
     in_flight: VecDeque<InFlight>,
@@ -245,6 +248,7 @@ impl Spool {
             // segments is sent again (same numbers), gaps between them are counted.
             ck.acked_seq = ids.first().map_or(0, |id| id.saturating_sub(1));
         }
+        let damaged_before = (c.corrupt_records, c.corrupt_bytes);
         let mut segs = VecDeque::new();
         let mut max_seq = 0;
         let mut present = ranges::Ranges::new();
@@ -299,6 +303,23 @@ impl Spool {
             next = aside_max + 1;
             needs_checkpoint = true;
         }
+        // Damage (a record cut off or corrupt, frames missing, a name set aside) may have
+        // taken the only record of numbers already given out, and sent: a frame the sink
+        // has taken is deleted once acknowledged, but its record may be cut before that.
+        // Numbering then resumes past the reservation, so none is given out twice.
+        let reserved = read_reserved(dir);
+        let damaged = (c.corrupt_records, c.corrupt_bytes) != damaged_before
+            || !lost.is_empty()
+            || aside_max > 0;
+        if damaged && reserved > next {
+            log::warn!(
+                "spool: numbering resumes at {reserved} after damage (was {next}): numbers up to {} may have been given out; they are skipped, not counted as lost",
+                reserved - 1
+            );
+            ranges::add(&mut gone, next, reserved - 1);
+            next = reserved;
+            needs_checkpoint = true;
+        }
         ck.next_seq = next;
         ck.acked_seq = acked;
         ranges::prune(&mut gone, acked, MAX_GONE);
@@ -311,6 +332,7 @@ impl Spool {
             writer: None,
             reader: None,
             next_seq: ck.next_seq,
+            reserved,
             acked: ck.acked_seq,
             cursor: (0, 0),
             in_flight: VecDeque::new(),
@@ -471,6 +493,9 @@ impl Spool {
     /// appended again later.
     pub fn append(&mut self, frame: &[u8]) -> Result<u64, SpoolError> {
         let seq = self.next_seq;
+        if seq >= self.reserved {
+            self.reserve(seq)?;
+        }
         let active = self.segs.back().expect("always one segment");
         if active.len > 0 && active.len + frame.len() as u64 > self.limits.segment_bytes {
             self.sync()?;
@@ -491,6 +516,25 @@ impl Spool {
         self.next_seq += 1;
         self.unsynced = true;
         Ok(seq)
+    }
+
+    /// Writes `seq`: numbers below `from + SEQ_RESERVE` may be given out from now on.
+    fn reserve(&mut self, from: u64) -> Result<(), SpoolError> {
+        let upto = from + SEQ_RESERVE;
+        let tmp = self.dir.join("seq.tmp");
+        let path = self.dir.join("seq");
+        let text = format!("{upto}\n");
+        ctx(
+            write_durably(&tmp, text.as_bytes(), self.limits.fsync),
+            "write",
+            &tmp,
+        )?;
+        ctx(fs::rename(&tmp, &path), "rename", &path)?;
+        if self.limits.fsync {
+            ctx(sync_dir(&self.dir), "fsync", &self.dir)?;
+        }
+        self.reserved = upto;
+        Ok(())
     }
 
     /// Makes every appended frame durable (one fsync), so it may be sent.
@@ -856,6 +900,23 @@ fn set_aside(path: &Path, kind: io::Result<fs::FileType>, c: &mut Counters) {
         ),
     }
     c.corrupt_records += 1;
+}
+
+/// How many sequence numbers `seq` reserves at a time: one small durable write per this
+/// many frames, and at most this many numbers skipped after damage.
+pub const SEQ_RESERVE: u64 = 256;
+
+/// The reservation in `dir/seq`; 0 (none) if it is missing or unreadable (an older spool).
+fn read_reserved(dir: &Path) -> u64 {
+    let path = dir.join("seq");
+    match fs::read_to_string(&path) {
+        Ok(t) => t.trim().parse().unwrap_or_else(|_| {
+            let seen: String = t.trim().chars().take(32).collect();
+            log::warn!("{}: not a number ({seen:?}); ignored", path.display());
+            0
+        }),
+        Err(_) => 0,
+    }
 }
 
 fn write_durably(path: &Path, bytes: &[u8], fsync: bool) -> io::Result<()> {
