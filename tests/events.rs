@@ -1,7 +1,8 @@
 //! Node state over the MQTT fleet link (issue 12): state events on `P/I/events`, rebirth
 //! requests, retained heartbeats, topic templates from `fleet.tags`; the real agent against
 //! a real broker (rumqttd in a process of its own, or Mosquitto with
-//! `TAILBEAT_TEST_BROKER=mosquitto`).
+//! `TAILBEAT_TEST_BROKER=mosquitto`). The full-disk test mounts a tmpfs on `data_dir`, so it
+//! needs root (CI runs as root); without it, it prints SKIPPED and why.
 //!
 //! The broker harness is a trimmed copy of tests/mqtt.rs's (a port held for the test's whole
 //! life, forwarding to whichever broker is up); it belongs in tests/common once both files
@@ -966,5 +967,50 @@ fn a_rebirth_request_brings_the_sinks_birth_again_at_most_once_per_interval() {
     }
     std::thread::sleep(Duration::from_millis(400));
     assert_eq!(births(), 2, "twenty requests inside one interval");
+    a.stop();
+}
+
+// The disk under data_dir fills up for real (a small tmpfs, filled by a file of someone
+// else's) while lines come: reading pauses, and the agent says `disk_full` on its events
+// topic; the file goes, reading resumes, and it says `disk_ok`, numbered right after. Needs
+// root to mount the tmpfs (CI runs as root): skipped, saying so, otherwise.
+#[test]
+fn a_disk_that_fills_up_and_is_freed_is_a_disk_full_then_a_disk_ok_event() {
+    if !common::disk::is_root() {
+        eprintln!("SKIPPED: mounting a tmpfs to fill a real disk needs root");
+        return;
+    }
+    let (s, port, got, _broker) = with_broker("events-disk");
+    let data = s.path("data");
+    let _fs = common::disk::Tmpfs::mount(&data, "1m");
+    let app = s.path("logs/app.log");
+    append(&app, &line("d", 0));
+    let cfg = s.config(
+        "",
+        &input("app", &app.display().to_string(), ""),
+        &format!(
+            "[batch]\nlinger = \"50ms\"\n{}",
+            fleet(port.port, "heartbeat_interval = \"1s\"\n")
+        ),
+    );
+    let a = Agent::start(&s, &cfg);
+    a.wait_log("fleet: connected to", 10);
+    wait_lines(&s.path("out.tbf"), 1, 10);
+    let filler = common::disk::fill(&data, 4096);
+    for n in 1..=200 {
+        append(&app, &line("d", n));
+    }
+    a.wait_log("reading paused", 30);
+    let full = wait_kind(&got, "disk_full", 10);
+    assert!(
+        text(&full.json, "message").is_some_and(|m| m.contains("disk under data_dir is full")),
+        "{}",
+        full.json
+    );
+    std::fs::remove_file(&filler).unwrap();
+    let ok = wait_kind(&got, "disk_ok", 20);
+    assert_eq!(ok.seq, full.seq + 1, "{} then {}", full.json, ok.json);
+    let got_lines = wait_lines(&s.path("out.tbf"), 201, 20);
+    assert_exactly_once(&numbers(&got_lines, "d"), 201);
     a.stop();
 }

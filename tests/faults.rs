@@ -7,67 +7,16 @@
 
 mod common;
 use common::configserver::*;
+use common::disk::{fill, Tmpfs};
 use common::http::{HttpServer, Reply, Req};
 use common::*;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-/// A tmpfs of `size` mounted on a directory, unmounted on drop.
-struct Tmpfs(PathBuf);
-
-impl Tmpfs {
-    fn mount(dir: &Path, size: &str) -> Tmpfs {
-        let status = fs::read_to_string("/proc/self/status").unwrap();
-        let uid = status
-            .lines()
-            .find_map(|l| l.strip_prefix("Uid:"))
-            .and_then(|v| v.split_whitespace().nth(1))
-            .unwrap()
-            .to_string();
-        assert_eq!(
-            uid, "0",
-            "this test mounts a tmpfs to fill a real disk: run it as root"
-        );
-        fs::create_dir_all(dir).unwrap();
-        let ok = Command::new("mount")
-            .args([
-                "-t",
-                "tmpfs",
-                "-o",
-                &format!("size={size},mode=0700"),
-                "tmpfs",
-            ])
-            .arg(dir)
-            .status()
-            .unwrap();
-        assert!(ok.success(), "mount -t tmpfs on {}", dir.display());
-        Tmpfs(dir.to_path_buf())
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
-    }
-}
-
 /// CPU time the process has used (user + system), in clock ticks (1/100 s on Linux).
-/// Fills the file system under `dir` with a file written in `block`-byte writes until the
-/// disk refuses one; returns the file (remove it to give the room back).
-fn fill(dir: &Path, block: usize) -> PathBuf {
-    use std::io::Write;
-    let filler = dir.join("filler");
-    let mut f = fs::File::create(&filler).unwrap();
-    let block = vec![0u8; block];
-    while f.write_all(&block).is_ok() {}
-    let _ = f.sync_all();
-    filler
-}
-
 fn cpu_ticks(pid: u32) -> u64 {
     let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
     // Fields after the command name (which may hold spaces): state is field 3, utime 14.

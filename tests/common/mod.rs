@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod configserver;
+pub mod disk;
 pub mod http;
 pub mod tls;
 
