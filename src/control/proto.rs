@@ -438,6 +438,95 @@ pub fn decode_config_info(b: &[u8]) -> Result<ConfigInfo, DecodeError> {
     Ok(c)
 }
 
+/// Pushes `x` to `v` unless `v` already holds `max`: what is past the limit was decoded (so
+/// checked) but is not kept.
+#[cfg(any(test, feature = "fleet"))]
+fn keep<T>(v: &mut Vec<T>, max: usize, x: T) {
+    if v.len() < max {
+        v.push(x);
+    }
+}
+
+// The agent sends heartbeats and never reads one: only the fleet viewer (and the round-trip
+// tests) decode them, so the default build does not carry this.
+#[cfg(any(test, feature = "fleet"))]
+impl HeartbeatRequest {
+    /// Decodes the bytes [`HeartbeatRequest::encode`] makes, or another agent's. Each repeated
+    /// field (extras, tags, each config list) keeps at most `max_list` entries; those past
+    /// it are decoded, so a bad one is still an error, and dropped: a message of empty
+    /// entries (two bytes each) cannot grow thirty-fold in memory. An extra's key that is
+    /// not UTF-8 is taken with U+FFFD in place (an extra is the agent's to add: it does not
+    /// make a heartbeat bad); every other text must be UTF-8.
+    ///
+    /// # Errors
+    ///
+    /// Bytes that are not protobuf, a known field of the wrong wire type, or text that is
+    /// not UTF-8: [`DecodeError`].
+    pub fn decode(b: &[u8], max_list: usize) -> Result<HeartbeatRequest, DecodeError> {
+        let mut h = HeartbeatRequest::default();
+        for f in Fields(b) {
+            match f? {
+                (1, v) => h.request_id = bytes(v)?.to_vec(),
+                (2, v) => h.sequence_num = varint(v)?,
+                (3, v) => h.capabilities = varint(v)?,
+                (4, v) => h.instance_id = string(v)?,
+                (5, v) => h.agent_type = string(v)?,
+                (6, v) => {
+                    let mut a = Attributes::default();
+                    for f in Fields(bytes(v)?) {
+                        match f? {
+                            (1, v) => a.version = string(v)?,
+                            (2, v) => a.ip = string(v)?,
+                            (3, v) => a.hostname = string(v)?,
+                            (4, v) => a.hostid = string(v)?,
+                            (100, v) => {
+                                let (mut k, mut val) = (&[][..], &[][..]);
+                                for f in Fields(bytes(v)?) {
+                                    match f? {
+                                        (1, v) => k = bytes(v)?,
+                                        (2, v) => val = bytes(v)?,
+                                        _ => {}
+                                    }
+                                }
+                                let k = String::from_utf8_lossy(k).into_owned();
+                                keep(&mut a.extras, max_list, (k, val.to_vec()));
+                            }
+                            _ => {}
+                        }
+                    }
+                    h.attributes = Some(a);
+                }
+                (7, v) => {
+                    let (mut n, mut val) = (String::new(), String::new());
+                    for f in Fields(bytes(v)?) {
+                        match f? {
+                            (1, v) => n = string(v)?,
+                            (2, v) => val = string(v)?,
+                            _ => {}
+                        }
+                    }
+                    keep(&mut h.tags, max_list, (n, val));
+                }
+                (8, v) => h.running_status = string(v)?,
+                (9, v) => h.startup_time = varint(v)? as i64,
+                (10, v) => keep(
+                    &mut h.pipeline_configs,
+                    max_list,
+                    decode_config_info(bytes(v)?)?,
+                ),
+                (11, v) => keep(
+                    &mut h.instance_configs,
+                    max_list,
+                    decode_config_info(bytes(v)?)?,
+                ),
+                (13, v) => h.flags = varint(v)?,
+                _ => {}
+            }
+        }
+        Ok(h)
+    }
+}
+
 impl ServerResponse {
     /// Decodes a response of `kind`.
     pub fn decode(kind: ResponseKind, b: &[u8]) -> Result<ServerResponse, DecodeError> {
@@ -621,5 +710,112 @@ mod tests {
             &[0x79, 0, 0, 0, 0, 0, 0, 0, 0, 0x0a, 1, b'x'],
         );
         assert_eq!(r.unwrap().request_id, b"x");
+    }
+    fn full_heartbeat() -> HeartbeatRequest {
+        let info = |name: &str, version, status, message: &str| ConfigInfo {
+            name: name.into(),
+            version,
+            status,
+            message: message.into(),
+        };
+        HeartbeatRequest {
+            request_id: vec![0, 0xff, 7],
+            sequence_num: 1 << 40,
+            capabilities: 0b101,
+            instance_id: "gw-1".into(),
+            agent_type: "tailbeat".into(),
+            attributes: Some(Attributes {
+                version: "0.1.0".into(),
+                ip: "10.0.0.7".into(),
+                hostname: "gw-1.plant-7".into(),
+                hostid: "h".into(),
+                extras: vec![
+                    ("os".into(), b"linux".to_vec()),
+                    ("health.spool_bytes".into(), b"4096".to_vec()),
+                    ("raw".into(), vec![0, 0xff]),
+                ],
+            }),
+            tags: vec![("site".into(), "plant-7".into()), ("é".into(), "".into())],
+            running_status: "running".into(),
+            startup_time: -5,
+            pipeline_configs: vec![
+                info("app", 3, ConfigStatus::Failed, "bad path"),
+                info("gone", -1, ConfigStatus::Applied, ""),
+            ],
+            instance_configs: vec![info("inst", 1, ConfigStatus::Applying, "")],
+            flags: 1,
+        }
+    }
+
+    #[test]
+    fn a_heartbeat_decodes_to_what_was_encoded() {
+        for h in [
+            full_heartbeat(),
+            HeartbeatRequest::default(),
+            HeartbeatRequest {
+                attributes: Some(Attributes::default()),
+                ..Default::default()
+            },
+        ] {
+            assert_eq!(HeartbeatRequest::decode(&h.encode(), 64).unwrap(), h);
+        }
+        // Unknown fields (12, a fixed-size 14) are skipped.
+        let mut b = full_heartbeat().encode();
+        b.extend_from_slice(&[0x62, 1, b'x', 0x75, 0, 0, 0, 0]);
+        assert_eq!(HeartbeatRequest::decode(&b, 64).unwrap(), full_heartbeat());
+    }
+
+    #[test]
+    fn a_heartbeat_keeps_max_list_entries_per_list_and_still_checks_the_rest() {
+        let h = full_heartbeat();
+        let d = HeartbeatRequest::decode(&h.encode(), 1).unwrap();
+        assert_eq!(
+            d.attributes.unwrap().extras,
+            h.attributes.unwrap().extras[..1]
+        );
+        assert_eq!(d.tags, h.tags[..1]);
+        assert_eq!(d.pipeline_configs, h.pipeline_configs[..1]);
+        assert_eq!(d.instance_configs, h.instance_configs);
+        // A million empty config entries, two bytes each: 64 kept.
+        let b = [0x52, 0].repeat(1 << 20);
+        let d = HeartbeatRequest::decode(&b, 64).unwrap();
+        assert_eq!(d.pipeline_configs.len(), 64);
+        // A bad entry past the limit is still an error.
+        let mut b = HeartbeatRequest {
+            tags: vec![("a".into(), "b".into())],
+            ..Default::default()
+        }
+        .encode();
+        b.extend_from_slice(&[0x3a, 3, 0x0a, 1, 0xff]);
+        assert_eq!(
+            HeartbeatRequest::decode(&b, 1),
+            Err(DecodeError("string field is not UTF-8"))
+        );
+    }
+
+    #[test]
+    fn a_bad_heartbeat_is_an_error_but_an_extras_bad_key_is_not() {
+        for b in [
+            &b"\xff\xff\xff"[..],
+            &[0x12, 0x05, 1],
+            &[0x10, 0x80],
+            &[0x22, 1, 0xff],
+            // instance_id (4) as a varint.
+            &[0x20, 1],
+        ] {
+            assert!(HeartbeatRequest::decode(b, 64).is_err(), "{b:?}");
+        }
+        let mut w = Writer::default();
+        w.message(6, |w| {
+            w.message(100, |w| {
+                w.bytes(1, &[b'k', 0xff]);
+                w.bytes(2, b"v");
+            })
+        });
+        let d = HeartbeatRequest::decode(&w.0, 64).unwrap();
+        assert_eq!(
+            d.attributes.unwrap().extras,
+            [("k\u{fffd}".to_string(), b"v".to_vec())]
+        );
     }
 }

@@ -1,10 +1,13 @@
-//! What the agents' messages say, taken apart: the protobuf ones through the field reader
-//! of [`crate::control::proto`] (the agent's own decoder; no second protobuf stack), the
-//! JSON ones through serde_json. Every decoder returns an error for bytes that are not its
-//! message, never panics, and cuts what it keeps to fixed limits ([`MAX_TEXT`],
-//! [`MAX_CONFIGS`], [`MAX_TAGS`]), so a hostile message costs at most a few KiB once decoded.
+//! What the agents' messages say, taken apart: the protobuf ones through
+//! [`crate::control::proto`] (the agent's own decoders, the heartbeat's beside its encoder;
+//! no second protobuf stack), the JSON ones through serde_json. Every decoder returns an
+//! error for bytes that are not its message, never panics, and cuts what it keeps to fixed
+//! limits ([`MAX_TEXT`], [`MAX_CONFIGS`], [`MAX_TAGS`], [`MAX_LIST`] while decoding), so a
+//! hostile message costs at most a few KiB once decoded.
 
-use crate::control::proto::{decode_config_info, ConfigInfo, DecodeError, Fields, Value};
+use crate::control::proto::{
+    decode_config_info, ConfigInfo, DecodeError, Fields, HeartbeatRequest, Value,
+};
 
 /// Bytes of any text kept (names, messages, versions), cut at a character boundary.
 pub const MAX_TEXT: usize = 256;
@@ -79,15 +82,6 @@ pub struct Beat {
     pub configs: Option<[Vec<ConfigInfo>; 2]>,
 }
 
-fn text(v: Value<'_>) -> Result<String, DecodeError> {
-    match v {
-        Value::Bytes(b) => std::str::from_utf8(b)
-            .map(|s| clip(s.to_string()))
-            .map_err(|_| DecodeError("string field is not UTF-8")),
-        _ => Err(DecodeError("expected a length-delimited field")),
-    }
-}
-
 fn raw(v: Value<'_>) -> Result<&[u8], DecodeError> {
     match v {
         Value::Bytes(b) => Ok(b),
@@ -95,84 +89,49 @@ fn raw(v: Value<'_>) -> Result<&[u8], DecodeError> {
     }
 }
 
-fn number(v: Value<'_>) -> Result<u64, DecodeError> {
-    match v {
-        Value::Varint(n) => Ok(n),
-        _ => Err(DecodeError("expected a varint field")),
-    }
+/// Entries of each repeated field of a heartbeat the decode keeps
+/// ([`HeartbeatRequest::decode`]): more than any list an agent sends (about forty extras),
+/// few enough that a hostile 1 MiB message of empty entries costs some KiB while it is read.
+pub const MAX_LIST: usize = 256;
+
+/// `c` with its texts clipped.
+fn clip_config(mut c: ConfigInfo) -> ConfigInfo {
+    c.name = clip(c.name);
+    c.message = clip(c.message);
+    c
 }
 
 /// A decoded config, its texts clipped.
 fn config(b: &[u8]) -> Result<ConfigInfo, DecodeError> {
-    let mut c = decode_config_info(b)?;
-    c.name = clip(c.name);
-    c.message = clip(c.message);
-    Ok(c)
+    decode_config_info(b).map(clip_config)
 }
 
-/// Decodes a `HeartbeatRequest` (field numbers: `src/control/agent_v2.proto`).
+/// Decodes a `HeartbeatRequest` with the agent's own decoder
+/// ([`HeartbeatRequest::decode`]), and keeps what the viewer shows, cut to its limits.
 pub fn heartbeat(b: &[u8]) -> Result<Beat, DecodeError> {
-    let mut h = Beat::default();
-    let mut pipelines = Vec::new();
-    let mut instances = Vec::new();
-    let mut any_configs = false;
-    for f in Fields(b) {
-        match f? {
-            (2, v) => h.seq = number(v)?,
-            (4, v) => h.instance = text(v)?,
-            (6, v) => {
-                for f in Fields(raw(v)?) {
-                    match f? {
-                        (1, v) => h.version = text(v)?,
-                        (100, v) => {
-                            let (mut k, mut val) = (&[][..], &[][..]);
-                            for f in Fields(raw(v)?) {
-                                match f? {
-                                    (1, v) => k = raw(v)?,
-                                    (2, v) => val = raw(v)?,
-                                    _ => {}
-                                }
-                            }
-                            health(&mut h.health, k, val);
-                        }
-                        _ => {}
-                    }
-                }
-            }
-            (7, v) => {
-                let (mut k, mut val) = (String::new(), String::new());
-                for f in Fields(raw(v)?) {
-                    match f? {
-                        (1, v) => k = text(v)?,
-                        (2, v) => val = text(v)?,
-                        _ => {}
-                    }
-                }
-                if h.tags.len() < MAX_TAGS {
-                    h.tags.push((k, val));
-                }
-            }
-            (8, v) => h.running_status = text(v)?,
-            (9, v) => h.startup_time = number(v)? as i64,
-            (10, v) => {
-                any_configs = true;
-                let c = config(raw(v)?)?;
-                if pipelines.len() < MAX_CONFIGS {
-                    pipelines.push(c);
-                }
-            }
-            (11, v) => {
-                any_configs = true;
-                let c = config(raw(v)?)?;
-                if instances.len() < MAX_CONFIGS {
-                    instances.push(c);
-                }
-            }
-            _ => {}
+    let r = HeartbeatRequest::decode(b, MAX_LIST)?;
+    let mut h = Beat {
+        seq: r.sequence_num,
+        instance: clip(r.instance_id),
+        running_status: clip(r.running_status),
+        startup_time: r.startup_time,
+        ..Beat::default()
+    };
+    if let Some(a) = r.attributes {
+        h.version = clip(a.version);
+        for (k, v) in &a.extras {
+            health(&mut h.health, k.as_bytes(), v);
         }
     }
-    if any_configs {
-        h.configs = Some([pipelines, instances]);
+    h.tags = (r.tags.into_iter())
+        .take(MAX_TAGS)
+        .map(|(k, v)| (clip(k), clip(v)))
+        .collect();
+    if !r.pipeline_configs.is_empty() || !r.instance_configs.is_empty() {
+        let cut = |cs: Vec<ConfigInfo>| -> Vec<ConfigInfo> {
+            cs.into_iter().take(MAX_CONFIGS).map(clip_config).collect()
+        };
+        h.configs = Some([cut(r.pipeline_configs), cut(r.instance_configs)]);
     }
     Ok(h)
 }
