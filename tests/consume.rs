@@ -6,148 +6,32 @@
 //! not skip, if Mosquitto is missing (Debian package `mosquitto`; `.ci/run` installs it).
 
 mod common;
+use common::broker::{BrokerPort, Mosquitto};
 use common::*;
 use std::collections::HashMap;
 use std::io::{Read, Write};
-use std::net::{Shutdown, TcpListener, TcpStream};
-use std::os::unix::net::UnixStream;
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-/// The broker's TCP port, held by the test for its whole life and forwarded to the Unix
-/// socket of the Mosquitto that is up (none: connections close at once). A port let go and
-/// bound again at a restart could be taken meanwhile (see tests/mqtt.rs, `BrokerPort`).
-struct Port {
-    port: u16,
-    up: Arc<Mutex<Option<PathBuf>>>,
-    stop: Arc<AtomicBool>,
-}
-
-impl Port {
-    fn new() -> Port {
-        let l = TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = l.local_addr().unwrap().port();
-        let up: Arc<Mutex<Option<PathBuf>>> = Arc::default();
-        let stop = Arc::new(AtomicBool::new(false));
-        let (u, st) = (up.clone(), stop.clone());
-        std::thread::spawn(move || {
-            for c in l.incoming() {
-                if st.load(Ordering::SeqCst) {
-                    return;
-                }
-                let Ok(c) = c else { continue };
-                let to = u.lock().unwrap().clone();
-                if let Some(Ok(to)) = to.map(UnixStream::connect) {
-                    splice(c, to);
-                }
-            }
-        });
-        Port { port, up, stop }
-    }
-}
-
-impl Drop for Port {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        let _ = TcpStream::connect(("127.0.0.1", self.port));
-    }
-}
-
-/// Copies both ways until either side ends, then closes both: a broker that stops closes
-/// its clients' connections.
-fn splice(a: TcpStream, b: UnixStream) {
-    let (a2, b2) = (a.try_clone().unwrap(), b.try_clone().unwrap());
-    std::thread::spawn(move || {
-        let (mut a, mut b2) = (a, b2);
-        let _ = std::io::copy(&mut a, &mut b2);
-        let _ = a.shutdown(Shutdown::Both);
-        let _ = b2.shutdown(Shutdown::Both);
-    });
-    std::thread::spawn(move || {
-        let (mut b, mut a2) = (b, a2);
-        let _ = std::io::copy(&mut b, &mut a2);
-        let _ = b.shutdown(Shutdown::Both);
-        let _ = a2.shutdown(Shutdown::Both);
-    });
-}
-
-/// Mosquitto with persistence in `dir`, behind `port`. Dropping it kills it.
-struct Mosquitto {
-    child: Child,
-    up: Arc<Mutex<Option<PathBuf>>>,
-}
-
-impl Mosquitto {
-    fn start(s: &Scratch, port: &Port) -> Mosquitto {
-        let dir = s.path("broker");
-        std::fs::create_dir_all(&dir).unwrap();
-        let sock = dir.join("sock");
-        let _ = std::fs::remove_file(&sock);
-        let conf = dir.join("mosquitto.conf");
-        // `user root`: started as root, mosquitto would become user `mosquitto`, who cannot
-        // write the scratch directory. No queue limit: a consumer killed for a while gets
-        // everything that waited for it (the default drops past 1,000 messages).
-        std::fs::write(
-            &conf,
-            format!(
-                "user root\nlistener 0 {}\nallow_anonymous true\npersistence true\npersistence_location {}/\nmax_queued_messages 0\n",
-                sock.display(),
-                dir.display()
-            ),
-        )
-        .unwrap();
-        let n = std::fs::read_dir(&s.0).unwrap().count();
-        let child = Command::new(mosquitto())
-            .arg("-c")
-            .arg(&conf)
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(s.path(&format!("mosquitto-{n}.log"))).unwrap())
-            .spawn()
-            .expect("mosquitto does not run (Debian package mosquitto)");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while UnixStream::connect(&sock).is_err() {
-            assert!(Instant::now() < deadline, "mosquitto does not listen");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        *port.up.lock().unwrap() = Some(sock);
-        Mosquitto {
-            child,
-            up: port.up.clone(),
-        }
-    }
-
-    /// SIGTERM (Mosquitto saves its sessions and queues), and wait for it to exit.
-    fn stop(mut self) {
-        *self.up.lock().unwrap() = None;
-        let ok = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(ok.success());
-        assert!(
-            wait_exit(&mut self.child, 20).is_some(),
-            "mosquitto did not stop"
-        );
-    }
-}
-
-impl Drop for Mosquitto {
-    fn drop(&mut self) {
-        *self.up.lock().unwrap() = None;
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn mosquitto() -> &'static str {
-    if Path::new("/usr/sbin/mosquitto").exists() {
-        "/usr/sbin/mosquitto"
-    } else {
-        "mosquitto"
-    }
+/// Mosquitto with persistence in `s/broker` (kept across its restarts), behind `port` (the
+/// broker's TCP port, held by the test for its whole life: see common::broker,
+/// `BrokerPort`). No queue limit: a consumer killed for a while gets everything that waited
+/// for it (the default drops past 1,000 messages).
+fn mosquitto(s: &Scratch, port: &BrokerPort) -> Mosquitto {
+    let dir = s.path("broker");
+    std::fs::create_dir_all(&dir).unwrap();
+    let n = std::fs::read_dir(&s.0).unwrap().count();
+    Mosquitto::start(
+        &dir,
+        &format!(
+            "persistence true\npersistence_location {}/\nmax_queued_messages 0\n",
+            dir.display()
+        ),
+        Some(&s.path(&format!("mosquitto-{n}.log"))),
+    )
+    .behind(port)
 }
 
 /// A running `tailbeat consume`, writing to `out/` with its state in `state/`.
@@ -310,8 +194,8 @@ fn agent_once(s: &Scratch, cfg: &Path) -> Child {
 #[test]
 fn two_consumers_in_a_group_write_every_line_once_through_a_broker_restart_and_a_kill_9() {
     let s = Scratch::new("consume-group");
-    let port = Port::new();
-    let broker = Mosquitto::start(&s, &port);
+    let port = BrokerPort::new();
+    let broker = mosquitto(&s, &port);
     let group = ["--group", "g"];
     let a = Consumer::start(&s, port.port, "a", &group);
     let b = Consumer::start(&s, port.port, "b", &group);
@@ -346,7 +230,7 @@ fn two_consumers_in_a_group_write_every_line_once_through_a_broker_restart_and_a
     // 2.0 does not restore `$share` subscriptions at a restart, and drops what is published
     // before a member subscribes again (README, Consuming).
     broker.stop();
-    let _broker = Mosquitto::start(&s, &port);
+    let _broker = mosquitto(&s, &port);
     let a = Consumer::start(&s, port.port, "a", &group);
     append(
         &f,
@@ -384,8 +268,8 @@ fn two_consumers_in_a_group_write_every_line_once_through_a_broker_restart_and_a
 #[test]
 fn one_consumer_writes_every_line_once_through_a_broker_restart_while_the_agent_publishes() {
     let s = Scratch::new("consume-restart");
-    let port = Port::new();
-    let broker = Mosquitto::start(&s, &port);
+    let port = BrokerPort::new();
+    let broker = mosquitto(&s, &port);
     let c = Consumer::start(&s, port.port, "c", &[]);
     let out = c.out.clone();
     let f = s.path("logs/app.log");
@@ -408,7 +292,7 @@ fn one_consumer_writes_every_line_once_through_a_broker_restart_while_the_agent_
     // With frames in flight both ways: the agent sends again what lost its PUBACK, the
     // broker delivers again what the consumer had not acknowledged.
     broker.stop();
-    let _broker = Mosquitto::start(&s, &port);
+    let _broker = mosquitto(&s, &port);
     assert!(wait_exit(&mut agent, 60)
         .expect("the agent did not finish")
         .success());
@@ -476,8 +360,8 @@ fn frame(stream: &str, seq: u64) -> Vec<u8> {
 #[test]
 fn a_restarted_consumer_drops_repeats_gets_what_waited_and_reports_gaps() {
     let s = Scratch::new("consume-one");
-    let port = Port::new();
-    let _broker = Mosquitto::start(&s, &port);
+    let port = BrokerPort::new();
+    let _broker = mosquitto(&s, &port);
     let topic = "tailbeat/site-1/frames";
     let fleet_topic = "tailbeat/site-1/nginx/frames";
     let c = Consumer::start(&s, port.port, "c", &[]);
@@ -556,8 +440,8 @@ fn a_restarted_consumer_drops_repeats_gets_what_waited_and_reports_gaps() {
 #[test]
 fn on_stdout_each_line_is_a_json_object_and_a_message_that_is_not_a_frame_is_counted() {
     let s = Scratch::new("consume-stdout");
-    let port = Port::new();
-    let _broker = Mosquitto::start(&s, &port);
+    let port = BrokerPort::new();
+    let _broker = mosquitto(&s, &port);
     let stdout = s.path("stdout.jsonl");
     let c = Consumer::start_with(
         &s,

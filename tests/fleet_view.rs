@@ -7,6 +7,7 @@
 //! not skip, if Mosquitto or tmux is missing (`.ci/run` installs both).
 
 mod common;
+use common::broker::{self, BrokerPort};
 #[path = "../examples/fleet_sim.rs"]
 mod fleet_sim;
 
@@ -14,99 +15,34 @@ use common::*;
 use fleet_sim::{state_payload, Sim, SimOptions};
 use serde_json::Value;
 use std::collections::HashMap;
-use std::net::{Shutdown, TcpListener, TcpStream};
-use std::os::unix::net::UnixStream;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-/// Mosquitto on a Unix socket in the scratch directory, reached through a TCP port the test
-/// holds for its whole life (a port found free and bound again later is a race; see
-/// tests/mqtt.rs, `BrokerPort`). Dropping it kills it.
+/// Mosquitto (common::broker) reached through a TCP port the test holds for its whole life
+/// (a port found free and bound again later is a race; see common::broker, `BrokerPort`).
+/// Dropping it kills it.
 struct Mosquitto {
-    child: Child,
+    _broker: broker::Mosquitto,
+    _held: BrokerPort,
     port: u16,
-    stop: Arc<AtomicBool>,
-}
-
-fn splice(a: TcpStream, b: UnixStream) {
-    let (a2, b2) = (a.try_clone().unwrap(), b.try_clone().unwrap());
-    std::thread::spawn(move || {
-        let (mut a, mut b2) = (a, b2);
-        let _ = std::io::copy(&mut a, &mut b2);
-        let _ = a.shutdown(Shutdown::Both);
-        let _ = b2.shutdown(Shutdown::Both);
-    });
-    std::thread::spawn(move || {
-        let (mut b, mut a2) = (b, a2);
-        let _ = std::io::copy(&mut b, &mut a2);
-        let _ = b.shutdown(Shutdown::Both);
-        let _ = a2.shutdown(Shutdown::Both);
-    });
 }
 
 impl Mosquitto {
     fn start(s: &Scratch) -> Mosquitto {
-        let dir = s.path("broker");
-        std::fs::create_dir_all(&dir).unwrap();
-        let sock = dir.join("sock");
-        let conf = dir.join("mosquitto.conf");
-        // `user root`: started as root, mosquitto would become user `mosquitto`, who cannot
-        // write the scratch directory.
-        std::fs::write(
-            &conf,
-            format!(
-                "user root\nlistener 0 {}\nallow_anonymous true\npersistence false\n",
-                sock.display()
-            ),
-        )
-        .unwrap();
-        let bin = if std::path::Path::new("/usr/sbin/mosquitto").exists() {
-            "/usr/sbin/mosquitto"
-        } else {
-            "mosquitto"
-        };
-        let child = Command::new(bin)
-            .arg("-c")
-            .arg(&conf)
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(dir.join("mosquitto.log")).unwrap())
-            .spawn()
-            .expect("mosquitto does not run (Debian package mosquitto)");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while UnixStream::connect(&sock).is_err() {
-            assert!(Instant::now() < deadline, "mosquitto does not listen");
-            std::thread::sleep(Duration::from_millis(20));
+        let held = BrokerPort::new();
+        let broker =
+            broker::Mosquitto::start(&s.path("broker"), "persistence false\n", None).behind(&held);
+        Mosquitto {
+            port: held.port,
+            _broker: broker,
+            _held: held,
         }
-        let l = TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = l.local_addr().unwrap().port();
-        let stop = Arc::new(AtomicBool::new(false));
-        let st = stop.clone();
-        std::thread::spawn(move || {
-            for c in l.incoming() {
-                if st.load(Ordering::SeqCst) {
-                    return;
-                }
-                if let (Ok(c), Ok(to)) = (c, UnixStream::connect(&sock)) {
-                    splice(c, to);
-                }
-            }
-        });
-        Mosquitto { child, port, stop }
     }
 
     fn url(&self) -> String {
         format!("mqtt://127.0.0.1:{}", self.port)
-    }
-}
-
-impl Drop for Mosquitto {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        let _ = TcpStream::connect(("127.0.0.1", self.port));
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

@@ -2,6 +2,9 @@
 //! directory, write and rotate logs, read back what the sink got.
 #![allow(dead_code)]
 
+/// Needs the MQTT client's packet codec (`rumqttc`), which only the `mqtt` feature brings.
+#[cfg(feature = "mqtt")]
+pub mod broker;
 pub mod configserver;
 pub mod disk;
 pub mod http;
