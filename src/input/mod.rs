@@ -296,31 +296,29 @@ impl Tailer {
     /// not modified once made; a renamed file's writer moves to the new one), so its last
     /// write orders it. Equal times (a coarse clock) keep the order the rules gave.
     fn reorder(&mut self) {
-        let mut logs: Vec<(usize, PathBuf)> = self
+        // Each file's log, worked out once: (input, log, file), grouped by log.
+        let mut logs: Vec<(usize, PathBuf, usize)> = self
             .files
             .iter()
-            .filter(|f| !f.suspect)
-            .map(|f| (f.input, family(Path::new(&*f.wire_path)).to_path_buf()))
+            .enumerate()
+            .filter(|(_, f)| !f.suspect)
+            .map(|(i, f)| (f.input, family(Path::new(&*f.wire_path)).to_path_buf(), i))
             .collect();
         logs.sort();
-        logs.dedup();
-        for (input, fam) in logs {
-            let mut gens: Vec<(bool, Option<std::time::SystemTime>, usize, usize)> = self
-                .files
+        for log in logs.chunk_by(|a, b| a.0 == b.0 && a.1 == b.1) {
+            if log.len() < 2 {
+                continue;
+            }
+            let fam = &log[0].1;
+            let mut gens: Vec<(bool, Option<std::time::SystemTime>, usize, usize)> = log
                 .iter()
-                .enumerate()
-                .filter(|(_, f)| {
-                    f.input == input && !f.suspect && family(Path::new(&*f.wire_path)) == fam
-                })
-                .map(|(i, f)| {
-                    let live = f.rotated.is_none() && f.path == fam;
+                .map(|&(_, _, i)| {
+                    let f = &self.files[i];
+                    let live = f.rotated.is_none() && f.path == *fam;
                     let mtime = f.file.metadata().and_then(|m| m.modified()).ok();
                     (live, mtime, self.chain_rank(i), i)
                 })
                 .collect();
-            if gens.len() < 2 {
-                continue;
-            }
             gens.sort();
             let keys: HashSet<Key> = gens
                 .iter()
