@@ -1324,11 +1324,36 @@ impl Tailer {
             .filter(|(_, m)| !still_there(m))
             .map(|(k, _)| *k)
             .collect();
+        // Files renamed since the walk (logrotate shifting `.1` to `.2` as we look) are
+        // still in their directory: their marks follow them there, or the next walk would
+        // take them for new files and read them again from their heads.
+        let mut names: HashMap<Key, PathBuf> = HashMap::new();
+        if !moved.is_empty() {
+            let dirs: HashSet<PathBuf> = moved
+                .iter()
+                .filter_map(|k| {
+                    let p = Path::new(std::ffi::OsStr::from_bytes(&self.marks[k].path));
+                    p.parent().map(Path::to_path_buf)
+                })
+                .collect();
+            for d in dirs {
+                for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+                    if let Ok(md) = e.metadata() {
+                        if md.is_file() {
+                            names.insert((md.dev(), md.ino()), e.path());
+                        }
+                    }
+                }
+            }
+        }
         for k in moved {
-            let m = self.marks.remove(&k).expect("listed above");
+            let mut m = self.marks.remove(&k).expect("listed above");
             if self.let_go.remove(&k) {
                 // Let go while live: rotated since, perhaps with lines written before that.
                 self.follow(m, now, c);
+            } else if let Some(p) = names.remove(&k) {
+                m.path = p.as_os_str().as_bytes().to_vec();
+                self.marks.insert(k, m);
             }
         }
         self.let_go.retain(|k| self.marks.contains_key(k));

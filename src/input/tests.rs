@@ -354,6 +354,26 @@ fn a_copy_in_the_making_is_not_let_go() {
 }
 
 #[test]
+fn a_generation_read_to_its_end_and_renamed_out_of_the_glob_and_back_is_not_read_again() {
+    // logrotate shifts `.1` to `.2` while the agent looks: a generation read and let go can
+    // be under no name the glob matched at one scan and under another name at the next.
+    // Found by an adversarial run: whole generations read again under new numbers.
+    let mut r = Rig::new("renamed-out-and-back", "a.log*", "");
+    r.lines("a.log", "a", 0..5);
+    r.poll(Duration::ZERO);
+    r.copytruncate("a.log", "a.log.1");
+    r.lines("a.log", "a", 5..7);
+    r.settle();
+    assert_eq!(r.numbers("a"), (0..7).collect::<Vec<_>>());
+    fs::rename(r.path("a.log.1"), r.path("held")).unwrap();
+    r.poll(Duration::from_millis(100));
+    fs::rename(r.path("held"), r.path("a.log.2")).unwrap();
+    r.lines("a.log", "a", 7..8);
+    r.settle();
+    assert_eq!(r.numbers("a"), (0..8).collect::<Vec<_>>(), "{:?}", r.got);
+}
+
+#[test]
 fn a_file_let_go_then_rotated_by_rename_is_followed() {
     // Only the live name matches: the renamed file is found by its identity.
     let mut r = Rig::new("let-go-renamed", "f*.log", "");
