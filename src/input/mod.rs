@@ -233,12 +233,20 @@ impl Tailer {
                 mtime: m.modified().ok(),
             });
         }
+        let mut renamed = Vec::new();
         for f in self.files.iter_mut() {
             if f.rotated.is_none() && !seen.contains(&(f.dev, f.ino)) {
                 log::debug!("{} rotated away (renamed or deleted)", f.path.display());
                 c.files_rotated += 1;
                 f.rotated = Some(now);
+                renamed.push((f.dev, f.ino));
             }
+        }
+        // A live file renamed out of the glob's sight (`app.log` only) while the agent looked
+        // away (stopped, paused, busy): generations renamed or copied away after it are in
+        // no glob either. They come after it, before the file that has the name now.
+        for key in renamed {
+            self.unseen_after_renamed(key, now, c);
         }
         let mut wanting = Vec::new();
         for n in found {
@@ -901,6 +909,30 @@ impl Tailer {
         }
     }
 
+    /// File `key`, open under a log's own name, is no longer under it: renamed away (or
+    /// deleted). Generations of that log newer than its last write that no one knows were
+    /// rotated away after it unseen: they are opened now, each after the one before, the
+    /// first after it. The file that has the log's name now waits for the last (open_new).
+    fn unseen_after_renamed(&mut self, key: Key, now: Instant, c: &mut Counters) {
+        let Some(f) = self.files.iter().find(|f| (f.dev, f.ino) == key) else {
+            return;
+        };
+        let live = f.path.clone();
+        if family(&live) != live.as_path() || *f.wire_path != *live.as_os_str().to_string_lossy() {
+            return;
+        }
+        let Some(since) = f.file.metadata().and_then(|m| m.modified()).ok() else {
+            return;
+        };
+        let (wire, input) = (f.wire_path.clone(), f.input);
+        let mut prev = key;
+        for mut g in self.later_than(since, &live, key, &wire, input, now, c) {
+            g.wait_for = Some(prev);
+            prev = (g.dev, g.ino);
+            self.files.push(g);
+        }
+    }
+
     /// Generations of the log at `live` that were copied away after `copy` (newer, by
     /// modification time) and that no one knows: copytruncate ran more than once between two
     /// looks (the agent stopped, down, or paused with a full disk), so their heads were never
@@ -919,6 +951,22 @@ impl Tailer {
         let Some(since) = std::fs::metadata(copy).ok().and_then(|m| m.modified().ok()) else {
             return Vec::new();
         };
+        self.later_than(since, live, not, wire, input, now, c)
+    }
+
+    /// [`later_generations`](Self::later_generations) by time: unknown generations of the
+    /// log at `live` modified after `since`, oldest first.
+    #[allow(clippy::too_many_arguments)]
+    fn later_than(
+        &mut self,
+        since: std::time::SystemTime,
+        live: &Path,
+        not: (u64, u64),
+        wire: &Rc<str>,
+        input: usize,
+        now: Instant,
+        c: &mut Counters,
+    ) -> Vec<Tailed> {
         let dir = live.parent().unwrap_or(Path::new("."));
         let mut later: Vec<(std::time::SystemTime, PathBuf)> = std::fs::read_dir(dir)
             .into_iter()
