@@ -9,7 +9,9 @@
 //! - [`marks`]: the dedup rule as plain state: one high-water mark per stream; a frame at
 //!   or below its stream's mark is a repeat, a frame more than one above it is a gap (counted
 //!   and reported as possible loss). Memory: one entry per stream, never per frame.
-//! - [`store`]: the output and the marks on disk.
+//! - [`store`]: the output and the marks on disk: a snapshot, and a journal of the streams
+//!   each batch moved (so a save costs what changed, not the number of streams), folded
+//!   into a new snapshot at start-up, at a clean stop, and when it outgrows the snapshot.
 //! - this file: the session loop (connect, subscribe, read, write, acknowledge, back off).
 //!
 //! What always holds:
@@ -308,6 +310,8 @@ pub fn run(args: Args) -> Result<Counts, ConsumeError> {
         c.hello.client_id
     );
     smol::block_on(c.run(signals))?;
+    // Everything acknowledged is in the journal already; this only leaves `marks` whole.
+    c.store.close(&mut c.marks)?;
     log::info!("consume: stopped: {}", c.counts);
     Ok(c.counts)
 }
