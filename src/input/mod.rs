@@ -921,10 +921,31 @@ impl Tailer {
         if family(&live) != live.as_path() || *f.wire_path != *live.as_os_str().to_string_lossy() {
             return;
         }
-        let Some(since) = f.file.metadata().and_then(|m| m.modified()).ok() else {
+        let Some(mut since) = f.file.metadata().and_then(|m| m.modified()).ok() else {
             return;
         };
         let (wire, input) = (f.wire_path.clone(), f.input);
+        if f.pos == 0 {
+            // Nothing of it read: it may have been copied and truncated unseen before it
+            // was renamed (its head then says nothing). Its copies are newer than the newest
+            // generation known before it; reorder puts everything in the order written.
+            let dir = live.parent().unwrap_or(Path::new("."));
+            let known = std::fs::read_dir(dir)
+                .into_iter()
+                .flatten()
+                .flatten()
+                .filter(|e| family(&e.path()) == live.as_path())
+                .filter_map(|e| e.metadata().ok())
+                .filter(|m| {
+                    let k = (m.dev(), m.ino());
+                    k != key && (self.marks.contains_key(&k) || self.is_known(k))
+                })
+                .filter_map(|m| m.modified().ok())
+                .max();
+            if let Some(t) = known.filter(|t| *t < since) {
+                since = t;
+            }
+        }
         let mut prev = key;
         for mut g in self.later_than(since, &live, key, &wire, input, now, c) {
             g.wait_for = Some(prev);

@@ -396,6 +396,31 @@ fn generations_renamed_away_unseen_after_a_known_one_are_read_while_running() {
 }
 
 #[test]
+fn a_live_file_copied_unseen_then_renamed_away_unseen_keeps_its_copy() {
+    // Live-name glob. The new live file is open but unread (empty when found); while the
+    // agent is stopped it is written, copytruncated, written again and renamed away. Its
+    // head says nothing (nothing was read), and its copy is older than its last write.
+    let mut r = Rig::new("copied-then-renamed-unseen", "a.log", "");
+    r.lines("a.log", "a", 0..10);
+    stamp(&r, &["a.log"], 0);
+    r.poll(Duration::ZERO);
+    fs::rename(r.path("a.log"), r.path("a.log.1")).unwrap();
+    r.write("a.log", "");
+    stamp(&r, &["a.log"], 1);
+    r.poll(Duration::from_millis(100));
+    r.lines("a.log", "a", 10..15);
+    r.copytruncate("a.log", "a.log.2");
+    stamp(&r, &["a.log.2"], 2);
+    r.lines("a.log", "a", 15..20);
+    stamp(&r, &["a.log"], 3);
+    fs::rename(r.path("a.log"), r.path("a.log.3")).unwrap();
+    r.lines("a.log", "a", 20..25);
+    stamp(&r, &["a.log"], 4);
+    r.settle();
+    assert_eq!(r.numbers("a"), (0..25).collect::<Vec<_>>(), "{:?}", r.c);
+}
+
+#[test]
 fn a_file_let_go_then_rotated_by_rename_is_followed() {
     // Only the live name matches: the renamed file is found by its identity.
     let mut r = Rig::new("let-go-renamed", "f*.log", "");
