@@ -1421,8 +1421,16 @@ impl Tailer {
                 // Let go while live: rotated since, perhaps with lines written before that.
                 self.follow(m, now, c);
             } else if let Some(p) = names.remove(&k) {
-                m.path = p.as_os_str().as_bytes().to_vec();
-                self.marks.insert(k, m);
+                // The same file, not a new one on a freed inode number: its head agrees.
+                let same = m.fp_len == 0
+                    || std::fs::File::open(&p)
+                        .ok()
+                        .and_then(|f| fingerprint(&f, m.fp_len).ok().flatten())
+                        == Some(m.fp);
+                if same {
+                    m.path = p.as_os_str().as_bytes().to_vec();
+                    self.marks.insert(k, m);
+                }
             }
         }
         self.let_go.retain(|k| self.marks.contains_key(k));
