@@ -305,34 +305,7 @@ fn one_consumer_writes_every_line_once_through_a_broker_restart_while_the_agent_
 
 /// Publishes one message at QoS 1 with a client of its own and waits for the PUBACK.
 fn publish(port: u16, topic: &str, payload: Vec<u8>) {
-    use rumqttc::mqttbytes::v4::{Connect, Packet, Publish};
-    use rumqttc::mqttbytes::QoS;
-    let mut c = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    let mut out = bytes::BytesMut::new();
-    Packet::Connect(Connect::new(format!("test-pub-{}", std::process::id())))
-        .write(&mut out, 1 << 20)
-        .unwrap();
-    let mut p = Publish::new(topic, QoS::AtLeastOnce, payload);
-    p.pkid = 1;
-    Packet::Publish(p).write(&mut out, 16 << 20).unwrap();
-    c.write_all(&out).unwrap();
-    let mut rx = bytes::BytesMut::new();
-    c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    loop {
-        match Packet::read(&mut rx, 1 << 20) {
-            Ok(Packet::PubAck(_)) => break,
-            Ok(_) => continue,
-            Err(_) => {
-                let mut buf = [0u8; 1024];
-                let n = c.read(&mut buf).unwrap();
-                assert!(n > 0, "the broker closed the publisher's connection");
-                rx.extend_from_slice(&buf[..n]);
-            }
-        }
-    }
-    let mut out = bytes::BytesMut::new();
-    Packet::Disconnect.write(&mut out, 16).unwrap();
-    let _ = c.write_all(&out);
+    publish_paced(port, vec![(topic.to_string(), payload)], 1, Duration::ZERO);
 }
 
 /// Publishes `msgs` (topic, payload) at QoS 1 on one connection of its own, in order,

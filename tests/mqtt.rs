@@ -1216,18 +1216,9 @@ fn the_window_slides_a_frame_is_sent_as_soon_as_the_oldest_is_acknowledged() {
 
 /// Publishes one retained QoS 0 message as another client.
 fn publish_retained(port: u16, topic: &str, payload: &[u8]) {
-    use rumqttc::mqttbytes::v4::{Connect, Packet, Publish};
+    use rumqttc::mqttbytes::v4::{Packet, Publish};
     use rumqttc::mqttbytes::QoS;
-    let mut c = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    let mut out = bytes::BytesMut::new();
-    Packet::Connect(Connect::new("test-publisher"))
-        .write(&mut out, 1 << 20)
-        .unwrap();
-    c.write_all(&out).unwrap();
-    let mut buf = [0u8; 4];
-    c.read_exact(&mut buf).unwrap();
-    assert_eq!(buf, [0x20, 0x02, 0x00, 0x00], "CONNACK");
+    let mut c = broker::client(port, "test-publisher");
     let mut p = Publish::new(topic, QoS::AtMostOnce, payload.to_vec());
     p.retain = true;
     let mut out = bytes::BytesMut::new();
