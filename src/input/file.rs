@@ -86,6 +86,8 @@ pub struct Tailed {
     pub last_data: Instant,
     /// When it was opened.
     pub opened: Instant,
+    /// Its modification time when opened: a copy made of it since is newer.
+    pub found_mtime: Option<std::time::SystemTime>,
     /// For the next read only: read no further than this offset (see `Tailer::held_back`).
     pub limit: Option<u64>,
     /// Found starting like a live file (or empty): perhaps a copy in the making. Not read
@@ -121,6 +123,7 @@ impl Tailed {
             wait_for: None,
             last_data: Instant::now(),
             opened: Instant::now(),
+            found_mtime: m.modified().ok(),
             limit: None,
             suspect: false,
             origin: None,

@@ -257,6 +257,13 @@ impl Tailer {
                 }
                 continue;
             }
+            if n.size == 0 && family(&n.path) != n.path && !self.marks.contains_key(&key) {
+                // An empty generation (or a copy whose first write has not landed): nothing
+                // to read, and nothing a truncation could claim yet. Held open it would be a
+                // suspected copy for ever, keeping a descriptor and the agent awake; it is
+                // looked at again once it has bytes.
+                continue;
+            }
             if let Some(m) = self.marks.get_mut(&key) {
                 // Not at the first scan: then every known file is opened, so that the
                 // generations of a log are chained in order (one read to its end may still
@@ -313,18 +320,32 @@ impl Tailer {
             .map(|(i, f)| (f.input, family(Path::new(&*f.wire_path)).to_path_buf(), i))
             .collect();
         logs.sort();
+        // What each file waits for, to rank ties without a search per step.
+        let next: HashMap<Key, Option<Key>> = self
+            .files
+            .iter()
+            .map(|f| ((f.dev, f.ino), f.wait_for))
+            .collect();
+        let rank = |first: Option<Key>| {
+            std::iter::successors(first, |k| next.get(k).copied().flatten())
+                .take(next.len())
+                .count()
+        };
         for log in logs.chunk_by(|a, b| a.0 == b.0 && a.1 == b.1) {
-            if log.len() < 2 {
+            let fam = &log[0].1;
+            // Files named like generations of a log that is not there (`node-1`, `node-2`,
+            // no `node`) are not held again at every look: logs of their own, or a log's
+            // last generations, read in order when found (open_in_order).
+            if log.len() < 2 || !log_exists(fam, &self.files) {
                 continue;
             }
-            let fam = &log[0].1;
             let mut gens: Vec<(bool, Option<std::time::SystemTime>, usize, usize)> = log
                 .iter()
                 .map(|&(_, _, i)| {
                     let f = &self.files[i];
                     let live = f.rotated.is_none() && f.path == *fam;
                     let mtime = f.file.metadata().and_then(|m| m.modified()).ok();
-                    (live, mtime, self.chain_rank(i), i)
+                    (live, mtime, rank(f.wait_for), i)
                 })
                 .collect();
             gens.sort();
@@ -350,12 +371,6 @@ impl Tailer {
                 prev = Some((f.dev, f.ino));
             }
         }
-    }
-
-    /// How many files `i` waits for, one behind the other: its place in the order the rules
-    /// gave, to break ties of modification time.
-    fn chain_rank(&self, i: usize) -> usize {
-        self.chain(self.files[i].wait_for).count()
     }
 
     /// `first`, then the file it waits for, and so on; no longer than the open files, so a
@@ -925,10 +940,16 @@ impl Tailer {
             return;
         };
         let (wire, input) = (f.wire_path.clone(), f.input);
+        // A file that starts with what was read of it is a copy of it kept aside (`cp`,
+        // then deleted), or the copy copytruncate left of it, which its truncation claims:
+        // no generation written after it.
+        let head = (f.pos > 0 && f.fp_len >= MIN_PREFIX).then_some((f.fp_len, f.fp));
         if f.pos == 0 {
             // Nothing of it read: it may have been copied and truncated unseen before it
             // was renamed (its head then says nothing). Its copies are newer than the newest
-            // generation known before it; reorder puts everything in the order written.
+            // generation known before it, and than itself when it was found; reorder puts
+            // everything in the order written.
+            let found = f.found_mtime;
             let dir = live.parent().unwrap_or(Path::new("."));
             let known = std::fs::read_dir(dir)
                 .into_iter()
@@ -942,12 +963,12 @@ impl Tailer {
                 })
                 .filter_map(|m| m.modified().ok())
                 .max();
-            if let Some(t) = known.filter(|t| *t < since) {
-                since = t;
+            for t in [known, found].into_iter().flatten() {
+                since = since.min(t);
             }
         }
         let mut prev = key;
-        for mut g in self.later_than(since, &live, key, &wire, input, now, c) {
+        for mut g in self.later_than(since, &live, [key; 2], head, &wire, input, now, c) {
             g.wait_for = Some(prev);
             prev = (g.dev, g.ino);
             self.files.push(g);
@@ -969,26 +990,35 @@ impl Tailer {
         now: Instant,
         c: &mut Counters,
     ) -> Vec<Tailed> {
-        let Some(since) = std::fs::metadata(copy).ok().and_then(|m| m.modified().ok()) else {
+        let Ok(m) = std::fs::metadata(copy) else {
             return Vec::new();
         };
-        self.later_than(since, live, not, wire, input, now, c)
+        let Ok(since) = m.modified() else {
+            return Vec::new();
+        };
+        let not = [not, (m.dev(), m.ino())];
+        self.later_than(since, live, not, None, wire, input, now, c)
     }
 
     /// [`later_generations`](Self::later_generations) by time: unknown generations of the
-    /// log at `live` modified after `since`, oldest first.
+    /// log at `live` modified since `since` (at the same time too: a coarse clock stamps
+    /// generations made within one tick alike), oldest first; none of `not`, none that the
+    /// input excludes, and none that starts with `head` (a fingerprint: a copy of a file
+    /// already read).
     #[allow(clippy::too_many_arguments)]
     fn later_than(
         &mut self,
         since: std::time::SystemTime,
         live: &Path,
-        not: (u64, u64),
+        not: [(u64, u64); 2],
+        head: Option<(u32, u32)>,
         wire: &Rc<str>,
         input: usize,
         now: Instant,
         c: &mut Counters,
     ) -> Vec<Tailed> {
         let dir = live.parent().unwrap_or(Path::new("."));
+        let exclude = &self.inputs[input].exclude;
         let mut later: Vec<(std::time::SystemTime, PathBuf)> = std::fs::read_dir(dir)
             .into_iter()
             .flatten()
@@ -998,11 +1028,22 @@ impl Tailer {
                 let m = e.metadata().ok()?;
                 let key = (m.dev(), m.ino());
                 let mtime = m.modified().ok()?;
-                let unknown = key != not
+                let unknown = !not.contains(&key)
                     && !self.marks.contains_key(&key)
                     && !self.files.iter().any(|f| (f.dev, f.ino) == key);
-                (m.is_file() && p != live && family(&p) == live && mtime > since && unknown)
+                (m.is_file() && p != live && family(&p) == live && mtime >= since && unknown)
                     .then_some((mtime, p))
+            })
+            .filter(|(_, p)| !exclude.iter().any(|x| glob::matches(x, p)))
+            .filter(|(_, p)| {
+                let Some((len, fp)) = head else { return true };
+                let same = std::fs::File::open(p)
+                    .and_then(|f| fingerprint(&f, len))
+                    .is_ok_and(|got| got == Some(fp));
+                if same {
+                    log::debug!("{}: a copy of {wire}'s head; not a generation", p.display());
+                }
+                !same
             })
             .collect();
         later.sort_by(|a, b| a.0.cmp(&b.0).then_with(|| b.1.cmp(&a.1)));
@@ -1617,6 +1658,12 @@ fn family(path: &Path) -> &Path {
         i -= 1;
     }
     Path::new(std::ffi::OsStr::from_bytes(&b[..cut]))
+}
+
+/// Whether log `fam` is there, open or on disk: if not, files named like its generations
+/// (`node-1`, `node-2`) are logs of their own.
+fn log_exists(fam: &Path, files: &[Tailed]) -> bool {
+    files.iter().any(|f| f.path == fam) || std::fs::symlink_metadata(fam).is_ok()
 }
 
 /// Whether `f` has lines that are not in the spool yet: in the open batch, or in a frame the

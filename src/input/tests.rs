@@ -1586,3 +1586,124 @@ fn rotation_schedules(name: &str, renames: bool) {
         assert!(r.invented().is_empty(), "seed {seed}: {:?}", r.invented());
     }
 }
+
+#[test]
+fn a_copy_of_a_live_file_kept_aside_then_deleted_is_not_read_again() {
+    // Live-name glob. An operator keeps a copy of the log (`cp`, so a newer modification
+    // time) and deletes it; the program starts a new one. The copy's head is the head of
+    // what was read: it is no generation written after it.
+    let mut r = Rig::new("kept-aside", "a.log", "");
+    r.lines("a.log", "a", 0..10);
+    stamp(&r, &["a.log"], 0);
+    r.poll(Duration::ZERO);
+    fs::copy(r.path("a.log"), r.path("a.log.20261201")).unwrap();
+    stamp(&r, &["a.log.20261201"], 1);
+    fs::remove_file(r.path("a.log")).unwrap();
+    r.lines("a.log", "a", 10..15);
+    stamp(&r, &["a.log"], 2);
+    r.settle();
+    assert_eq!(r.numbers("a"), (0..15).collect::<Vec<_>>(), "{:?}", r.c);
+}
+
+#[test]
+fn a_generation_renamed_away_unseen_is_not_read_if_excluded() {
+    // Live-name glob; generations renamed away while the agent looked elsewhere are read
+    // (generations_renamed_away_unseen_...), but never one the input excludes.
+    let mut r = Rig::new(
+        "renamed-unseen-excluded",
+        "a.log",
+        "exclude = [\"*.log.2\"]\n",
+    );
+    r.lines("a.log", "a", 0..10);
+    stamp(&r, &["a.log"], 0);
+    r.poll(Duration::ZERO);
+    fs::rename(r.path("a.log"), r.path("a.log.1")).unwrap();
+    r.lines("a.log", "x", 0..5);
+    stamp(&r, &["a.log"], 1);
+    fs::rename(r.path("a.log"), r.path("a.log.2")).unwrap();
+    r.lines("a.log", "a", 10..20);
+    stamp(&r, &["a.log"], 2);
+    r.settle();
+    assert_eq!(r.numbers("x"), Vec::<u32>::new());
+    assert_eq!(r.numbers("a"), (0..20).collect::<Vec<_>>(), "{:?}", r.c);
+}
+
+#[test]
+fn logs_whose_names_end_in_a_number_are_not_read_one_after_the_other() {
+    // `node-1` and `node-2` look like generations of a log `node`, but there is no such
+    // file. Found together they are read in order once; then each is read as it grows,
+    // neither waiting for the other at every look.
+    let mut r = Rig::new("numbered-logs", "node-*", "");
+    r.lines("node-1", "a", 0..10);
+    stamp(&r, &["node-1"], 0);
+    r.lines("node-2", "b", 0..10);
+    stamp(&r, &["node-2"], 1);
+    r.poll(Duration::ZERO);
+    r.lines("node-2", "b", 10..20);
+    r.lines("node-1", "a", 10..20);
+    r.t.scan(r.now, &r.b, &mut r.c);
+    let waiting: Vec<_> = r.t.files.iter().filter(|f| f.wait_for.is_some()).collect();
+    assert!(waiting.is_empty(), "{waiting:?}");
+    r.read();
+    assert_eq!(r.numbers("a"), (0..20).collect::<Vec<_>>());
+    assert_eq!(r.numbers("b"), (0..20).collect::<Vec<_>>());
+}
+
+#[test]
+fn an_empty_rotated_file_holds_no_descriptor_and_keeps_no_one_awake() {
+    // logrotate without `notifempty` leaves empty generations. Nothing to read and nothing
+    // to claim: not opened (it would be a suspected copy for ever, and the agent could not
+    // sleep), looked at again once it has bytes.
+    let mut r = Rig::new("empty-generation", "app.log*", "");
+    r.lines("app.log", "a", 0..3);
+    r.write("app.log.1", "");
+    r.write("app.log.2", "");
+    r.settle();
+    assert_eq!(r.t.open_files(), 1, "{:?}", r.t.files);
+    assert!(r.t.settled(), "{:?}", r.t.files);
+    // A copy that was in the making: claimed by the truncation that follows it.
+    fs::copy(r.path("app.log"), r.path("app.log.1")).unwrap();
+    r.truncate("app.log");
+    r.lines("app.log", "a", 3..6);
+    r.settle();
+    assert_eq!(r.numbers("a"), (0..6).collect::<Vec<_>>(), "{:?}", r.c);
+}
+
+#[test]
+fn a_first_live_file_copied_unseen_then_renamed_away_unseen_keeps_its_copy() {
+    // As a_live_file_copied_unseen_then_renamed_away_unseen_keeps_its_copy, but at the
+    // first start: no generation of the log is known to date the copy against, only the
+    // live file itself as it was when found.
+    let mut r = Rig::new("first-copied-then-renamed-unseen", "a.log", "");
+    r.write("a.log", "");
+    stamp(&r, &["a.log"], 0);
+    r.poll(Duration::ZERO);
+    r.lines("a.log", "a", 0..5);
+    r.copytruncate("a.log", "a.log.1");
+    stamp(&r, &["a.log.1"], 2);
+    r.lines("a.log", "a", 5..10);
+    stamp(&r, &["a.log"], 3);
+    fs::rename(r.path("a.log"), r.path("a.log.2")).unwrap();
+    r.lines("a.log", "a", 10..15);
+    stamp(&r, &["a.log"], 4);
+    r.settle();
+    assert_eq!(r.numbers("a"), (0..15).collect::<Vec<_>>(), "{:?}", r.c);
+}
+
+#[test]
+fn generations_copied_away_within_one_tick_of_a_coarse_clock_are_all_read() {
+    // Live-name glob; copytruncate runs twice between two looks, both copies stamped with
+    // the same second (FAT keeps 2 s): the later copy is no older than the first.
+    let mut r = Rig::new("coarse-clock", "a.log", "");
+    r.lines("a.log", "a", 0..5);
+    r.poll(Duration::ZERO);
+    r.lines("a.log", "a", 5..8);
+    r.copytruncate("a.log", "a.log.1");
+    r.lines("a.log", "a", 8..10);
+    r.copytruncate("a.log", "a.log.2");
+    stamp(&r, &["a.log.1", "a.log.2"], 5);
+    r.lines("a.log", "a", 10..12);
+    stamp(&r, &["a.log"], 6);
+    r.settle();
+    assert_eq!(r.numbers("a"), (0..12).collect::<Vec<_>>(), "{:?}", r.c);
+}
