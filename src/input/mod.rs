@@ -789,10 +789,20 @@ impl Tailer {
         // A copy claimed before the restart has a mark of its own: attach_copy resumes it
         // there. Only files open (and not suspect) are someone else's.
         let open = |k: (u64, u64)| self.files.iter().any(|f| (f.dev, f.ino) == k && !f.suspect);
-        match find_copy(dir, &[(m.fp_len, m.fp)], (live.dev, live.ino), open) {
-            Some(copy) => {
+        let fps = [(m.fp_len, m.fp)];
+        let not = (live.dev, live.ino);
+        let found = match find_copy(dir, &fps, not, open) {
+            Some(copy) => Some((copy, true)),
+            // Or open already: resumed by a mark of its own, claimed before the restart.
+            // The generations copied away after it are still to be found.
+            None => find_copy(dir, &fps, not, |k| !open(k)).map(|copy| (copy, false)),
+        };
+        match found {
+            Some((copy, attach)) => {
                 live.wire_path = wire.clone();
-                self.attach_copy(copy.clone(), &wire, live.input, m.offset, now, c);
+                if attach {
+                    self.attach_copy(copy.clone(), &wire, live.input, m.offset, now, c);
+                }
                 // Then the generations copied away after it while the agent was down; the
                 // file that now has the name waits for the last (see open_new).
                 let live_path = PathBuf::from(std::ffi::OsStr::from_bytes(&m.path));
@@ -950,19 +960,7 @@ impl Tailer {
             // generation known before it, and than itself when it was found; reorder puts
             // everything in the order written.
             let found = f.found_mtime;
-            let dir = live.parent().unwrap_or(Path::new("."));
-            let known = std::fs::read_dir(dir)
-                .into_iter()
-                .flatten()
-                .flatten()
-                .filter(|e| family(&e.path()) == live.as_path())
-                .filter_map(|e| e.metadata().ok())
-                .filter(|m| {
-                    let k = (m.dev(), m.ino());
-                    k != key && (self.marks.contains_key(&k) || self.is_known(k))
-                })
-                .filter_map(|m| m.modified().ok())
-                .max();
+            let known = self.newest_known_before(&live, key, since);
             for t in [known, found].into_iter().flatten() {
                 since = since.min(t);
             }
@@ -973,6 +971,31 @@ impl Tailer {
             prev = (g.dev, g.ino);
             self.files.push(g);
         }
+    }
+
+    /// The newest modification time, before `before`, of a generation of the log at `live`
+    /// that is known (open, or marked) other than `not`: copies made of a file nothing was
+    /// read of are newer.
+    fn newest_known_before(
+        &self,
+        live: &Path,
+        not: Key,
+        before: std::time::SystemTime,
+    ) -> Option<std::time::SystemTime> {
+        let dir = live.parent().unwrap_or(Path::new("."));
+        std::fs::read_dir(dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter(|e| family(&e.path()) == live)
+            .filter_map(|e| e.metadata().ok())
+            .filter(|m| {
+                let k = (m.dev(), m.ino());
+                k != not && (self.marks.contains_key(&k) || self.is_known(k))
+            })
+            .filter_map(|m| m.modified().ok())
+            .filter(|t| *t < before)
+            .max()
     }
 
     /// Generations of the log at `live` that were copied away after `copy` (newer, by
@@ -1287,7 +1310,20 @@ impl Tailer {
                 );
                 t.rotated = Some(now);
                 c.files_opened += 1;
-                self.insert_before_live(vec![t], &wire);
+                let mut chain = Vec::new();
+                let key = (t.dev, t.ino);
+                let own = t.file.metadata().and_then(|x| x.modified()).ok();
+                if m.offset == 0 && m.fp_len == 0 && family(&path) == path.as_path() {
+                    // The log's file, empty when last seen: copytruncate may have run on it
+                    // while the agent was down, and its head says nothing. Its copies are
+                    // newer than the newest generation known before it; reorder puts them
+                    // in the order written.
+                    if let Some(since) = own.and_then(|o| self.newest_known_before(&path, key, o)) {
+                        chain = self.later_than(since, &path, [key; 2], None, &wire, input, now, c);
+                    }
+                }
+                chain.push(t);
+                self.insert_before_live(chain, &wire);
             }
             // Another head: truncated while not open (copytruncate), then written again and
             // renamed. Its copy (from the mark's offset), the copies made after it, its new
