@@ -59,7 +59,7 @@ pub(super) async fn collect(st: Shared, pipe: PipeRef) {
             continue;
         }
         let now = Instant::now();
-        let mut seen = watch.drain(!pipe.borrow().tailer.settled());
+        let mut seen = watch.drain(!pipe.borrow().tailer.settled(Instant::now()));
         let before = std::mem::take(&mut carried);
         seen.wake |= before.wake;
         seen.scan |= before.scan;
@@ -132,7 +132,7 @@ pub(super) async fn collect(st: Shared, pipe: PipeRef) {
                     let p = pipe.borrow();
                     let quiet = watch.covers_all()
                         && !unscanned
-                        && p.tailer.settled()
+                        && p.tailer.settled(Instant::now())
                         && !p.changed
                         && p.pending.is_none()
                         && p.batch.is_empty()
@@ -140,7 +140,7 @@ pub(super) async fn collect(st: Shared, pipe: PipeRef) {
                     if quiet {
                         d = poll.max(SAFETY_SCAN);
                     }
-                    (p.wake.clone(), p.tailer.settled())
+                    (p.wake.clone(), p.tailer.settled(Instant::now()))
                 };
                 if let Some(l) = linger_left.filter(|l| !l.is_zero()) {
                     d = d.min(l);

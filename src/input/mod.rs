@@ -419,17 +419,24 @@ impl Tailer {
 
     /// Whether nothing here waits on the clock: no rotated file kept open, no last line
     /// waiting for its newline (`partial_flush`), no file waiting for a turn, no suspected
-    /// copy, no note or unspooled line pending. While it holds, only a change to a file can
-    /// give [`scan`](Self::scan) or [`read`](Self::read) something to do, so an agent told of
-    /// changes (inotify) need not poll.
-    pub fn settled(&self) -> bool {
+    /// copy younger than its input's `rotate_wait`, no note or unspooled line pending. While
+    /// it holds, only a change to a file can give [`scan`](Self::scan) or
+    /// [`read`](Self::read) something to do, so an agent told of changes (inotify) need not
+    /// poll. A suspect older than that is a copy made and left (logrotate's `copy`, a copy
+    /// kept aside), not one in the making: what would end it, a write to it or the
+    /// truncation of its original, is a change to a file.
+    pub fn settled(&self, now: Instant) -> bool {
         self.waiting == 0
             && self.notes.is_empty()
             && self.unspooled.is_empty()
             && self.files.iter().all(|f| {
+                let young = || {
+                    let wait = self.inputs.get(f.input).map_or(TURN, |i| i.rotate_wait.0);
+                    now.saturating_duration_since(f.opened) < wait
+                };
                 f.rotated.is_none()
                     && f.partial_since.is_none()
-                    && !f.suspect
+                    && !(f.suspect && young())
                     && f.wait_for.is_none()
             })
     }
@@ -632,6 +639,8 @@ impl Tailer {
                 return;
             }
         };
+        // On the scan's clock, which TURN and a suspect's age are measured on.
+        t.opened = now;
         if !self.marks.contains_key(&(dev, ino)) && self.is_copy_of_live(&t) {
             // It starts like a file we tail (or is empty): perhaps a copy in the making
             // (copytruncate's copy step, only partly written yet). It is not read until a

@@ -1660,7 +1660,7 @@ fn an_empty_rotated_file_holds_no_descriptor_and_keeps_no_one_awake() {
     r.write("app.log.2", "");
     r.settle();
     assert_eq!(r.t.open_files(), 1, "{:?}", r.t.files);
-    assert!(r.t.settled(), "{:?}", r.t.files);
+    assert!(r.t.settled(r.now), "{:?}", r.t.files);
     // A copy that was in the making: claimed by the truncation that follows it.
     fs::copy(r.path("app.log"), r.path("app.log.1")).unwrap();
     r.truncate("app.log");
@@ -1749,4 +1749,28 @@ fn a_generation_copied_away_after_a_claimed_copy_is_read_after_a_restart() {
             r.c
         );
     }
+}
+
+#[test]
+fn a_copy_made_and_left_does_not_keep_the_agent_awake() {
+    // logrotate's `copy` (no truncation): app.log.1 starts as app.log does, so it is held as
+    // a suspected copy and never read (its lines are app.log's). Young, it may be a copy in
+    // the making, watched on the clock; after rotate_wait a change to a file ends it.
+    let mut r = Rig::new("copy-left", "app.log*", "");
+    r.lines("app.log", "a", 0..5);
+    r.poll(Duration::ZERO);
+    fs::copy(r.path("app.log"), r.path("app.log.1")).unwrap();
+    r.poll(Duration::from_millis(100));
+    assert!(r.t.files.iter().any(|f| f.suspect), "{:?}", r.t.files);
+    assert!(!r.t.settled(r.now));
+    r.lines("app.log", "a", 5..8);
+    r.poll(Duration::from_millis(1100));
+    assert!(r.t.settled(r.now), "{:?}", r.t.files);
+    assert_eq!(r.numbers("a"), (0..8).collect::<Vec<_>>());
+    // The original truncated later after all: the copy is claimed, nothing read twice.
+    r.truncate("app.log");
+    r.lines("app.log", "b", 0..3);
+    r.settle();
+    assert_eq!(r.numbers("a"), (0..8).collect::<Vec<_>>());
+    assert_eq!(r.numbers("b"), (0..3).collect::<Vec<_>>());
 }
