@@ -2,6 +2,7 @@
 //! directories. Expansion walks only the directories a pattern can reach, never follows a
 //! symlinked directory under `**` (a loop would never end), and stops `**` at 16 levels.
 
+use std::os::unix::fs::DirEntryExt;
 use std::path::{Path, PathBuf};
 
 const MAX_DEPTH: usize = 16;
@@ -43,6 +44,9 @@ pub struct Expansion {
     pub files: Vec<PathBuf>,
     /// Directories that exist but could not be listed, and why.
     pub unreadable: Vec<(PathBuf, std::io::Error)>,
+    /// Regular files as their directory listed them, with the inode the listing gave: a
+    /// look at the name that finds another file means the listing is out of date.
+    pub listed: Vec<(PathBuf, u64)>,
 }
 
 /// Adds the regular files that `pattern` matches to `out.files`.
@@ -87,6 +91,9 @@ fn walk(dir: &Path, parts: &[Part], depth: usize, out: &mut Expansion) {
                     continue;
                 }
                 if wild(p.as_bytes(), name.as_bytes()) {
+                    if rest.is_empty() && e.file_type().is_ok_and(|t| t.is_file()) {
+                        out.listed.push((dir.join(name), e.ino()));
+                    }
                     walk(&dir.join(name), rest, depth, out);
                 }
             }

@@ -98,6 +98,20 @@ pub struct Tailer {
     let_go: HashSet<(u64, u64)>,
     /// Directories a glob could not list at the last scan (warned about once).
     unreadable: HashSet<PathBuf>,
+    /// Run between the globs' listing and the look at each file: a test lands a rotation
+    /// there.
+    #[cfg(test)]
+    after_listing: Option<Hook>,
+}
+
+#[cfg(test)]
+struct Hook(Box<dyn FnMut()>);
+
+#[cfg(test)]
+impl std::fmt::Debug for Hook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Hook")
+    }
 }
 
 /// A regular file a glob found.
@@ -128,6 +142,8 @@ impl Tailer {
             waiting: 0,
             let_go: HashSet::new(),
             unreadable: HashSet::new(),
+            #[cfg(test)]
+            after_listing: None,
         };
         t.set_inputs(inputs);
         t
@@ -190,49 +206,7 @@ impl Tailer {
                 }
             }
         }
-        let mut seen: HashSet<(u64, u64)> = HashSet::new();
-        let mut paths: Vec<(usize, PathBuf)> = Vec::new();
-        let mut unreadable = HashSet::new();
-        for (idx, input) in self.inputs.iter().enumerate() {
-            let mut mine = glob::Expansion::default();
-            for p in &input.paths {
-                glob::expand(p, &mut mine);
-            }
-            for (dir, e) in mine.unreadable {
-                if !self.unreadable.contains(&dir) {
-                    log::warn!(
-                        "input {:?}: cannot list {}: {e} (its files are not read until it can be)",
-                        input.name,
-                        dir.display()
-                    );
-                }
-                unreadable.insert(dir);
-            }
-            let mut mine = mine.files;
-            mine.retain(|p| !input.exclude.iter().any(|x| glob::matches(x, p)));
-            mine.sort();
-            mine.dedup();
-            paths.extend(mine.into_iter().map(|p| (idx, p)));
-        }
-        // Warned once per directory, and again if it becomes unreadable again later.
-        self.unreadable = unreadable;
-        let mut found: Vec<Found> = Vec::new();
-        for (input, path) in paths {
-            let Ok(m) = std::fs::metadata(&path) else {
-                continue;
-            };
-            if !m.is_file() || !seen.insert((m.dev(), m.ino())) {
-                continue;
-            }
-            found.push(Found {
-                input,
-                path,
-                dev: m.dev(),
-                ino: m.ino(),
-                size: m.len(),
-                mtime: m.modified().ok(),
-            });
-        }
+        let (found, seen) = self.look();
         let mut renamed = Vec::new();
         for f in self.files.iter_mut() {
             if f.rotated.is_none() && !seen.contains(&(f.dev, f.ino)) {
@@ -297,6 +271,74 @@ impl Tailer {
         }
         self.reorder();
         self.retire(now, batch, c);
+    }
+
+    /// Walks the globs and looks at each file found: what the inputs match now, and the
+    /// identities seen. A name that holds another file than the one its directory listed
+    /// (a rotation between the listing and the look, or the agent stopped in between)
+    /// means the listing is stale: files renamed meanwhile would be missing from it, and a
+    /// new live file would be taken for the successor of the last generation listed. The
+    /// walk is then done again, up to three times in all.
+    fn look(&mut self) -> (Vec<Found>, HashSet<Key>) {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let mut seen: HashSet<Key> = HashSet::new();
+            let mut paths: Vec<(usize, PathBuf)> = Vec::new();
+            let mut listed: HashMap<PathBuf, u64> = HashMap::new();
+            let mut unreadable = HashSet::new();
+            for (idx, input) in self.inputs.iter().enumerate() {
+                let mut mine = glob::Expansion::default();
+                for p in &input.paths {
+                    glob::expand(p, &mut mine);
+                }
+                for (dir, e) in mine.unreadable {
+                    if !self.unreadable.contains(&dir) {
+                        log::warn!(
+                            "input {:?}: cannot list {}: {e} (its files are not read until it can be)",
+                            input.name,
+                            dir.display()
+                        );
+                    }
+                    unreadable.insert(dir);
+                }
+                listed.extend(mine.listed);
+                let mut mine = mine.files;
+                mine.retain(|p| !input.exclude.iter().any(|x| glob::matches(x, p)));
+                mine.sort();
+                mine.dedup();
+                paths.extend(mine.into_iter().map(|p| (idx, p)));
+            }
+            #[cfg(test)]
+            if let Some(h) = self.after_listing.as_mut() {
+                (h.0)();
+            }
+            let mut found: Vec<Found> = Vec::new();
+            let mut stale = false;
+            for (input, path) in paths {
+                let Ok(m) = std::fs::metadata(&path) else {
+                    continue;
+                };
+                stale |= listed.get(&path).is_some_and(|&ino| ino != m.ino());
+                if !m.is_file() || !seen.insert((m.dev(), m.ino())) {
+                    continue;
+                }
+                found.push(Found {
+                    input,
+                    path,
+                    dev: m.dev(),
+                    ino: m.ino(),
+                    size: m.len(),
+                    mtime: m.modified().ok(),
+                });
+            }
+            if !stale || attempt == 3 {
+                // Warned once per directory, and again if it becomes unreadable again later.
+                self.unreadable = unreadable;
+                return (found, seen);
+            }
+            log::debug!("a name changed while the globs were walked: walking them again");
+        }
     }
 
     /// Puts each log's generations in the one order they were written: by modification

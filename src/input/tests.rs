@@ -1774,3 +1774,76 @@ fn a_copy_made_and_left_does_not_keep_the_agent_awake() {
     assert_eq!(r.numbers("a"), (0..8).collect::<Vec<_>>());
     assert_eq!(r.numbers("b"), (0..3).collect::<Vec<_>>());
 }
+
+#[test]
+fn many_generations_found_at_once_after_a_pause_come_before_the_new_live_file() {
+    // Wide glob, increasing numbers, rename and copytruncate alternating every 0.2 s while
+    // the agent is stopped (SIGSTOP) for 2.5 s: a dozen generations and a new live file are
+    // found in one scan. Found by an adversarial run: the new live file was read first.
+    let mut r = Rig::new("many-at-once", "app.log*", "");
+    let (n, at) = (std::cell::Cell::new(0), std::cell::Cell::new(0));
+    let step = |r: &Rig, name: &str, k: u32| {
+        r.lines(name, "a", n.get()..n.get() + k);
+        n.set(n.get() + k);
+        at.set(at.get() + 1);
+        stamp(r, &[name], at.get());
+    };
+    step(&r, "app.log", 10);
+    r.poll(Duration::ZERO);
+    r.copytruncate("app.log", "app.log.34");
+    stamp(&r, &["app.log.34"], 1);
+    step(&r, "app.log", 10);
+    r.poll(Duration::from_millis(100));
+    step(&r, "app.log", 10);
+    fs::rename(r.path("app.log"), r.path("app.log.35")).unwrap();
+    let mut num = 36;
+    for _ in 0..6 {
+        step(&r, "app.log", 10);
+        r.copytruncate("app.log", &format!("app.log.{num}"));
+        stamp(&r, &[&format!("app.log.{num}")], at.get());
+        num += 1;
+        step(&r, "app.log", 10);
+        fs::rename(r.path("app.log"), r.path(&format!("app.log.{num}"))).unwrap();
+        num += 1;
+    }
+    step(&r, "app.log", 10);
+    r.settle();
+    assert_eq!(
+        r.numbers("a"),
+        (0..n.get()).collect::<Vec<_>>(),
+        "{:?}",
+        r.c
+    );
+}
+
+#[test]
+fn a_rotation_between_the_listing_and_the_look_does_not_put_the_new_live_file_first() {
+    // Wide glob. The listing sees app.log (a new live file, unread) and app.log.1; before
+    // the scan looks at them (a rotation at that moment, or the agent stopped there), the
+    // live file is written and renamed to app.log.2 and a new one starts. The name
+    // app.log then holds another file than the listing said: without a second walk,
+    // app.log.2 is missing from this scan and the new live file is read before it.
+    let mut r = Rig::new("stale-listing", "app.log*", "");
+    r.lines("app.log", "a", 0..10);
+    r.poll(Duration::ZERO);
+    r.lines("app.log", "a", 10..20);
+    fs::rename(r.path("app.log"), r.path("app.log.1")).unwrap();
+    r.lines("app.log", "a", 20..30);
+    let dir = r.dir.clone();
+    let mut once = true;
+    r.t.after_listing = Some(Hook(Box::new(move || {
+        if std::mem::take(&mut once) {
+            let text: String = (30..40).map(|i| format!("a {i:04} some text\n")).collect();
+            let mut f = fs::OpenOptions::new()
+                .append(true)
+                .open(dir.join("app.log"))
+                .unwrap();
+            f.write_all(text.as_bytes()).unwrap();
+            fs::rename(dir.join("app.log"), dir.join("app.log.2")).unwrap();
+            let text: String = (40..50).map(|i| format!("a {i:04} some text\n")).collect();
+            fs::write(dir.join("app.log"), text).unwrap();
+        }
+    })));
+    r.settle();
+    assert_eq!(r.numbers("a"), (0..50).collect::<Vec<_>>(), "{:?}", r.c);
+}
