@@ -452,6 +452,45 @@ fn a_config_that_cannot_be_fetched_fails_with_what_the_server_lacks_and_is_not_r
 }
 
 #[test]
+fn a_config_deleted_before_its_fetch_does_not_stop_the_fetches_that_follow() {
+    // Found against the real Go server: a config deleted between the heartbeat that
+    // announced it and the fetch is answered ConfigNotExist with HTTP 404. Taken for a
+    // missing endpoint, every config announced after it was FAILED unfetched for an hour,
+    // and the deleted one stayed in the status list as FAILED.
+    let s = Scratch::new("fleet-deleted-before-fetch");
+    let cs = ConfigServer::start_as(Mode::Real);
+    cs.serve_pipeline("gone", 1, &pipeline(&s, "gone.log"));
+    cs.with(|c| {
+        c.delete_on_fetch.insert("gone".into());
+    });
+    let cfg = fleet_config(&s, &cs.url(), "heartbeat_interval = \"1s\"", "");
+    let agent = Agent::start(&s, &cfg);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while cs.with(|c| c.fetches.is_empty()) {
+        assert!(Instant::now() < deadline, "no fetch");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let v = cs.serve_pipeline("next", 1, &pipeline(&s, "next.log"));
+    write_lines(&s.path("logs/next.log"), "n", 0, 50);
+    cs.wait_status("next", v, APPLIED, 15)
+        .expect("the config announced after the deleted one is fetched and applied");
+    let got = wait_until(&s.path("out.tbf"), 10, |g| numbers(g, "n").len() >= 50);
+    assert_exactly_once(&numbers(&got, "n"), 50);
+    let n = cs.heartbeats().len();
+    cs.wait_heartbeats(n + 2, 5);
+    assert!(
+        cs.listings()
+            .iter()
+            .flat_map(|l| l.infos.iter())
+            .all(|i| i.name != "gone"),
+        "the deleted config is in the status list: {:?}",
+        cs.listings()
+    );
+    let log = agent.stop();
+    assert!(!log.contains("has no /Agent/FetchPipelineConfig"), "{log}");
+}
+
+#[test]
 fn without_fetch_instance_config_instance_configs_come_from_fetch_config() {
     let s = Scratch::new("fleet-fetch-config");
     let cs = ConfigServer::start();

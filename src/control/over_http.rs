@@ -72,18 +72,37 @@ pub(crate) async fn run(agent: &Handle) {
     }
 }
 
-/// 2xx with CommonResponse status 0 → the decoded answer; 404 → [`Answer::NotFound`] (the
-/// real server answers `text/plain`, so the body is not read); anything else → why.
+/// CommonResponse status for "what the request names does not exist" (upstream's
+/// `ConfigNotExist`, `AgentNotExist`).
+const NOT_EXIST: i32 = 404;
+
+/// 2xx with CommonResponse status 0 → the decoded answer; a CommonResponse with status 404,
+/// whatever the HTTP status → [`Answer::Refused`] (the endpoint is there: the Go server
+/// answers a fetch naming a deleted config so); any other 404 → [`Answer::NotFound`] (no
+/// such endpoint: `404 page not found`, `text/plain`); anything else → why.
 fn classify(
     path: &str,
     kind: ResponseKind,
     r: Result<Response, HttpError>,
 ) -> Result<ServerResponse, (Answer, String)> {
     let r = r.map_err(|e| (Answer::Failed, format!("{path}: {e}")))?;
+    let decoded = ServerResponse::decode(kind, &r.body);
+    // The Go server answers "config not found" with HTTP 404 and a CommonResponse saying
+    // so: the endpoint is there. Only a 404 without one (`404 page not found`) means the
+    // server has no such endpoint.
+    let refused = decoded.as_ref().ok().filter(|d| d.status == NOT_EXIST);
+    if let Some(d) = refused {
+        return Err((
+            Answer::Refused,
+            format!(
+                "{path}: HTTP {}: server status {}: {}",
+                r.status, d.status, d.error_message
+            ),
+        ));
+    }
     if r.status == 404 {
         return Err((Answer::NotFound, format!("{path}: HTTP 404")));
     }
-    let decoded = ServerResponse::decode(kind, &r.body);
     if !(200..300).contains(&r.status) {
         let why = decoded
             .ok()
@@ -228,8 +247,12 @@ impl Control {
                 },
             ),
             Err((a, e)) => {
-                if a == Answer::Failed {
-                    log::warn!("fleet: {e}; retrying with backoff");
+                match a {
+                    Answer::Failed => log::warn!("fleet: {e}; retrying with backoff"),
+                    Answer::Refused => log::warn!(
+                        "fleet: {e}: a config it announced is gone; fetching what the next heartbeat announces"
+                    ),
+                    _ => {}
                 }
                 (a, Vec::new())
             }
@@ -314,7 +337,7 @@ impl Control {
             }
             Err((a, e)) => {
                 // A 404 on the heartbeat is no answer either: backoff like any failure.
-                let a = if a == Answer::NotFound {
+                let a = if a == Answer::NotFound || a == Answer::Refused {
                     Answer::Failed
                 } else {
                     a

@@ -21,8 +21,9 @@
 //! # The bound
 //! A failing request of one kind is retried after at least 0.25, 0.5, 1, 2, 4, 8, 16, then
 //! 30 s (the lower edge of the jitter), so an outage of 60 s sees at most 8 reports and 8
-//! fetches; heartbeats (capped at the interval, and at least half of it once the backoff
-//! reaches it) at most 12 at the default 10 s interval. Plus at most 2 answers of 404 per
+//! fetches; heartbeats (capped at the interval, and at least three quarters of it once the
+//! backoff reaches it, still jittered so a fleet does not retry in lockstep) at most 12 at
+//! the default 10 s interval. Plus at most 2 answers of 404 per
 //! channel step, which are not failures. The tests below check this in every mode.
 
 use super::proto::ConfigInfo;
@@ -135,6 +136,10 @@ pub enum Answer {
     /// Anything else: no connection, a timeout, another HTTP status, a non-zero
     /// CommonResponse status, a body that does not decode.
     Failed,
+    /// The endpoint answered that something the request names does not exist
+    /// (CommonResponse status 404, upstream's `ConfigNotExist`, sent with HTTP 404 by the
+    /// Go server): the endpoint is there, and the same request would fail again.
+    Refused,
 }
 
 /// What became of a fetch.
@@ -169,7 +174,7 @@ impl Retry {
         self.at = now;
     }
     fn failed(&mut self, now: Instant, cap: Duration) -> Duration {
-        let d = self.backoff.next_delay().min(cap);
+        let d = self.backoff.next_delay_within(cap);
         self.failing = true;
         self.at = now + d;
         d
@@ -388,7 +393,7 @@ impl Session {
                 self.next_heartbeat = now + self.interval;
                 None
             }
-            Answer::NotFound | Answer::Failed => {
+            Answer::NotFound | Answer::Failed | Answer::Refused => {
                 if self.heartbeat_statuses {
                     // They did not arrive: the next heartbeat carries them (when it is due).
                     self.unreported = [true; 2];
@@ -431,7 +436,7 @@ impl Session {
                 );
                 None
             }
-            Answer::Failed => Some(self.report.failed(now, Duration::MAX)),
+            Answer::Failed | Answer::Refused => Some(self.report.failed(now, Duration::MAX)),
         }
     }
 
@@ -459,6 +464,14 @@ impl Session {
             }
             Answer::Failed => {
                 self.fetch.failed(now, Duration::MAX);
+                Fetched::Later
+            }
+            Answer::Refused => {
+                // A config announced by name was deleted before its detail was fetched:
+                // the server refuses the whole list while it names it. Nothing was applied
+                // or reported; the next heartbeat announces again what the server still has.
+                self.fetch.failed(now, Duration::MAX);
+                self.wanted[i].clear();
                 Fetched::Later
             }
         }
@@ -753,6 +766,36 @@ mod tests {
         );
         // After the re-probe delay, instance fetches are tried again.
         assert!(s.announce(t0 + REPROBE, Kind::Instance, "agent", 4).is_ok());
+    }
+
+    #[test]
+    fn a_fetch_refused_for_a_deleted_config_forgets_the_list_and_keeps_the_endpoint() {
+        // The Go server answers a fetch naming a config deleted since it was announced with
+        // ConfigNotExist (HTTP 404, a CommonResponse): the endpoint is there. Taken for a
+        // missing endpoint, every config announced later was FAILED unfetched for an hour.
+        let t0 = Instant::now();
+        let mut s = Session::new(t0, 10 * SECOND);
+        s.heartbeat_answered(t0, Answer::Ok, false);
+        s.announce(t0, Kind::Pipeline, "gone", 1).unwrap();
+        let fetch = Next::Fetch {
+            kind: Kind::Pipeline,
+            path: "/Agent/FetchPipelineConfig",
+        };
+        assert_eq!(s.next(t0), fetch);
+        assert_eq!(
+            s.fetch_answered(t0, Kind::Pipeline, Answer::Refused),
+            Fetched::Later
+        );
+        assert!(
+            s.wanted(Kind::Pipeline).is_empty(),
+            "the list is not asked again"
+        );
+        // The next announcement is fetched from the same endpoint, after the backoff.
+        let soon = t0 + Duration::from_millis(1);
+        s.announce(soon, Kind::Pipeline, "new", 1).unwrap();
+        assert!(!matches!(s.next(soon), Next::Fetch { .. }), "backoff");
+        assert_eq!(s.next(t0 + 10 * SECOND), fetch);
+        assert_eq!(s.wanted(Kind::Pipeline)[0].name, "new");
     }
 
     #[test]

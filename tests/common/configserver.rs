@@ -244,7 +244,8 @@ pub enum Mode {
     /// with ReportFullState; updates are computed against the statuses in *that* heartbeat,
     /// pipeline configs by name only (FetchPipelineConfigDetail), instance configs with
     /// their detail; an updated config is stored as the version sent plus one; −1 is never
-    /// sent unless a test serves it.
+    /// sent unless a test serves it; a fetch naming a config it does not store fails whole
+    /// with ConfigNotExist (HTTP 404, a CommonResponse saying so).
     Real,
 }
 
@@ -288,6 +289,9 @@ pub struct Cs {
     pub faults: VecDeque<Fault>,
     /// Answer the heartbeat with this sequence number with ReportFullState.
     pub ask_full_state_at: Option<u64>,
+    /// Pipeline configs deleted the moment a fetch names them: deleted between the
+    /// heartbeat that announced them and the fetch.
+    pub delete_on_fetch: BTreeSet<String>,
     pub heartbeats: Vec<Heartbeat>,
     pub reports: Vec<Report>,
     pub fetches: Vec<(String, Vec<Info>)>,
@@ -314,6 +318,7 @@ impl Cs {
             outage_until: None,
             faults: VecDeque::new(),
             ask_full_state_at: None,
+            delete_on_fetch: BTreeSet::new(),
             heartbeats: Vec::new(),
             reports: Vec::new(),
             fetches: Vec::new(),
@@ -506,9 +511,17 @@ impl Cs {
                 };
                 let mut body = W::default().bytes(1, &rid).bytes(2, &[]);
                 let mut asked = Vec::new();
+                let mut gone = false;
                 for &kind in kinds {
                     let infos: Vec<Info> =
                         all(&fs, 3 + kind as u32).iter().map(|b| info(b)).collect();
+                    if kind == 0 {
+                        for i in &infos {
+                            if self.delete_on_fetch.remove(&i.name) {
+                                self.pipelines.remove(&i.name);
+                            }
+                        }
+                    }
                     let set = if kind == 0 {
                         &self.pipelines
                     } else {
@@ -521,11 +534,25 @@ impl Cs {
                                 .int(2, *version as u64)
                                 .bytes(3, text);
                             body = body.bytes(3 + kind as u32, &d.0);
+                        } else {
+                            gone = true;
                         }
                     }
                     asked.extend(infos);
                 }
                 self.fetches.push((p.to_string(), asked));
+                if gone && self.mode == Mode::Real {
+                    // The Go server fails the whole request when a name is not stored
+                    // (GetPipelineConfigByNames): ConfigNotExist, in a CommonResponse, with
+                    // HTTP 404.
+                    let common = W::default().int(1, 404).bytes(2, b"ConfigNotExist");
+                    let body = W::default().bytes(1, &rid).bytes(2, &common.0);
+                    return Reply {
+                        body: body.0,
+                        ..Reply::status(404)
+                    }
+                    .header("content-type", "application/x-protobuf");
+                }
                 Reply::ok(body.0)
             }
             other => panic!("unexpected request to {other}"),
