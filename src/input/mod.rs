@@ -98,14 +98,22 @@ pub struct Tailer {
     let_go: HashSet<(u64, u64)>,
     /// Directories a glob could not list at the last scan (warned about once).
     unreadable: HashSet<PathBuf>,
-    /// Run between the globs' listing and the look at each file: a test lands a rotation
-    /// there.
+    /// Run between the globs' listing and the look at each file, and between that look and
+    /// the opening of what it found: a test lands a rotation there.
     #[cfg(test)]
-    after_listing: Option<Hook>,
+    hook: Option<Hook>,
+}
+
+/// Where a scan is when [`Tailer::hook`] runs.
+#[cfg(test)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stage {
+    Listed,
+    Looked,
 }
 
 #[cfg(test)]
-struct Hook(Box<dyn FnMut()>);
+struct Hook(Box<dyn FnMut(Stage)>);
 
 #[cfg(test)]
 impl std::fmt::Debug for Hook {
@@ -143,7 +151,7 @@ impl Tailer {
             let_go: HashSet::new(),
             unreadable: HashSet::new(),
             #[cfg(test)]
-            after_listing: None,
+            hook: None,
         };
         t.set_inputs(inputs);
         t
@@ -207,6 +215,10 @@ impl Tailer {
             }
         }
         let (found, seen) = self.look();
+        #[cfg(test)]
+        if let Some(h) = self.hook.as_mut() {
+            (h.0)(Stage::Looked);
+        }
         let mut renamed = Vec::new();
         for f in self.files.iter_mut() {
             if f.rotated.is_none() && !seen.contains(&(f.dev, f.ino)) {
@@ -310,8 +322,8 @@ impl Tailer {
                 paths.extend(mine.into_iter().map(|p| (idx, p)));
             }
             #[cfg(test)]
-            if let Some(h) = self.after_listing.as_mut() {
-                (h.0)();
+            if let Some(h) = self.hook.as_mut() {
+                (h.0)(Stage::Listed);
             }
             let mut found: Vec<Found> = Vec::new();
             let mut stale = false;
@@ -681,6 +693,17 @@ impl Tailer {
                 return;
             }
         };
+        if (t.dev, t.ino) != (dev, ino) {
+            // Another file under the name since the scan looked (a rotation in between, or
+            // the agent stopped there): opened now, it would take the place of the one that
+            // was looked at, before the generations rotated meanwhile. The next scan sees
+            // them all.
+            log::debug!(
+                "{}: another file since the look; left to the next scan",
+                path.display()
+            );
+            return;
+        }
         // On the scan's clock, which TURN and a suspect's age are measured on.
         t.opened = now;
         if !self.marks.contains_key(&(dev, ino)) && self.is_copy_of_live(&t) {

@@ -1831,8 +1831,39 @@ fn a_rotation_between_the_listing_and_the_look_does_not_put_the_new_live_file_fi
     r.lines("app.log", "a", 20..30);
     let dir = r.dir.clone();
     let mut once = true;
-    r.t.after_listing = Some(Hook(Box::new(move || {
-        if std::mem::take(&mut once) {
+    r.t.hook = Some(Hook(Box::new(move |stage| {
+        if stage == Stage::Listed && std::mem::take(&mut once) {
+            let text: String = (30..40).map(|i| format!("a {i:04} some text\n")).collect();
+            let mut f = fs::OpenOptions::new()
+                .append(true)
+                .open(dir.join("app.log"))
+                .unwrap();
+            f.write_all(text.as_bytes()).unwrap();
+            fs::rename(dir.join("app.log"), dir.join("app.log.2")).unwrap();
+            let text: String = (40..50).map(|i| format!("a {i:04} some text\n")).collect();
+            fs::write(dir.join("app.log"), text).unwrap();
+        }
+    })));
+    r.settle();
+    assert_eq!(r.numbers("a"), (0..50).collect::<Vec<_>>(), "{:?}", r.c);
+}
+
+#[test]
+fn a_rotation_between_the_look_and_the_open_does_not_put_the_new_live_file_first() {
+    // As a_rotation_between_the_listing_and_the_look_..., one step later: the scan looked
+    // at app.log (a new live file) and, before it opened it, that file was renamed to
+    // app.log.2 and a new one started. Opened by its name, the new one took the place of
+    // the one looked at, as the successor of app.log.1, and was read before app.log.2.
+    let mut r = Rig::new("stale-look", "app.log*", "");
+    r.lines("app.log", "a", 0..10);
+    r.poll(Duration::ZERO);
+    r.lines("app.log", "a", 10..20);
+    fs::rename(r.path("app.log"), r.path("app.log.1")).unwrap();
+    r.lines("app.log", "a", 20..30);
+    let dir = r.dir.clone();
+    let mut once = true;
+    r.t.hook = Some(Hook(Box::new(move |stage| {
+        if stage == Stage::Looked && std::mem::take(&mut once) {
             let text: String = (30..40).map(|i| format!("a {i:04} some text\n")).collect();
             let mut f = fs::OpenOptions::new()
                 .append(true)
