@@ -205,7 +205,8 @@ fn sigterm_flushes_the_open_batch_before_exiting() {
     for i in 0..10 {
         append(&f, &line("t", i));
     }
-    std::thread::sleep(Duration::from_millis(500));
+    // Read (the progress line says so), and still held by the linger.
+    a.wait_log("read 10 lines", 5);
     assert!(read_sink(&s.path("out.tbf")).is_empty());
     a.stop();
     assert_eq!(
