@@ -290,7 +290,8 @@ impl Tailer {
     /// (a rotation between the listing and the look, or the agent stopped in between)
     /// means the listing is stale: files renamed meanwhile would be missing from it, and a
     /// new live file would be taken for the successor of the last generation listed. The
-    /// walk is then done again, up to three times in all.
+    /// walk is then done again, up to three times in all; and once more whenever it finds
+    /// a file it does not know.
     fn look(&mut self) -> (Vec<Found>, HashSet<Key>) {
         let mut attempt = 0;
         loop {
@@ -344,6 +345,17 @@ impl Tailer {
                     mtime: m.modified().ok(),
                 });
             }
+            // New files: the listing is taken once more. A listing made while the directory
+            // changes (a rotation under way) was seen on ext4 to leave out names that had
+            // been there for seconds; a generation found a scan late is read after newer
+            // ones.
+            let new = || {
+                found.iter().any(|f| {
+                    let k = (f.dev, f.ino);
+                    !self.marks.contains_key(&k) && !self.files.iter().any(|t| (t.dev, t.ino) == k)
+                })
+            };
+            stale |= attempt == 1 && new();
             if !stale || attempt == 3 {
                 // Warned once per directory, and again if it becomes unreadable again later.
                 self.unreadable = unreadable;
