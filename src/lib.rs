@@ -40,9 +40,11 @@
 //!
 //! Signals arrive through `async-signal`'s self-pipe on the reactor: no signal thread.
 #![forbid(unsafe_code)]
-// Every task's state lives in `Rc<RefCell<..>>` on one thread: a borrow held across an
-// `.await` would panic when another task borrows it meanwhile. The compiler refuses such
-// code (clippy's MIR check), so the rule holds by construction, not by review.
+// The tasks share their state on one thread: a `RefCell` borrow held across an `.await`
+// would panic when another task borrows it meanwhile. The agent's state and pipelines are
+// `agent::Local`, reached only inside synchronous closures, so the compiler itself refuses
+// an `.await` under their borrow; this lint (clippy's MIR check) stays for every other
+// `RefCell` (the events queue, the HTTP client's idle connection), and as a second guard.
 #![deny(clippy::await_holding_refcell_ref)]
 #![warn(missing_docs, missing_debug_implementations, rust_2018_idioms)]
 

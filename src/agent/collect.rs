@@ -17,7 +17,7 @@
 //! then an idle pipeline wakes once a minute, and writes nothing.
 
 use super::pipe::{Life, Pipe, PipeRef};
-use super::{log_stats, now_ms, Built, Shared, CHECKPOINT_EVERY, MIN_POLL};
+use super::{log_stats, now_ms, Built, Shared, State, CHECKPOINT_EVERY, MIN_POLL};
 use crate::config::OnFull;
 use crate::frame::BatchBuilder;
 use crate::input::watch::{Seen, Watch, SAFETY_SCAN};
@@ -34,79 +34,75 @@ pub(super) async fn collect(st: Shared, pipe: PipeRef) {
     // Progress is logged from the local pipeline's loop rather than from a timer of its own:
     // an idle agent then has one periodic wake-up per pipeline, the poll.
     let mut last_stats = (Instant::now(), u64::MAX, u64::MAX);
-    let local = pipe.borrow().name.is_empty();
+    let local = pipe.with(|p| p.name.is_empty());
     let mut batch_age = Linger::default();
     let mut disk = DiskLog::default();
-    let mut watch = Watch::new(pipe.borrow().label());
+    let mut watch = Watch::new(pipe.with(|p| p.label()));
     // A watched file changed since the last scan: no long sleep until a scan has seen it
     // (a truncation, say, is noticed by a scan, and its event may have come just after one).
     let mut unscanned = false;
     // Events drained while sleeping, for the next look.
     let mut carried = Seen::default();
     loop {
-        let removed = {
-            let p = pipe.borrow();
-            if st.borrow().shutdown || p.life == Life::Stopped {
-                break;
-            }
-            p.life.removed()
-        };
-        if removed {
+        let life = pipe.with(|p| p.life);
+        if st.with(|s| s.shutdown) || life == Life::Stopped {
+            break;
+        }
+        if life.removed() {
             if park(&st, &pipe, &mut disk, &mut watch).await {
                 break;
             }
-            pipe.borrow_mut().last_scan = None;
+            pipe.with_mut(|p| p.last_scan = None);
             continue;
         }
         let now = Instant::now();
-        let mut seen = watch.drain(!pipe.borrow().tailer.settled(Instant::now()));
+        let settled = pipe.with(|p| p.tailer.settled(Instant::now()));
+        let mut seen = watch.drain(!settled);
         let before = std::mem::take(&mut carried);
         seen.wake |= before.wake;
         seen.scan |= before.scan;
         unscanned |= seen.wake;
-        let (outcome, linger_left, poll, stats) = {
-            let mut g = st.borrow_mut();
-            let s = &mut *g;
-            let mut p = pipe.borrow_mut();
-            let p = &mut *p;
-            let poll = s.cfg.poll_interval.0;
-            if seen.scan
-                || p.last_scan
-                    .is_none_or(|t| now.duration_since(t) >= poll.min(Duration::from_secs(1)))
-            {
-                scan(&mut watch, p, now, &mut s.c);
-                unscanned = false;
-            }
-            let outcome = if p.pending.is_some() {
-                Outcome::BatchFull
-            } else {
-                p.tailer.read(&mut p.batch, now, now_ms(), &mut s.c)
-            };
-            // The look that found the batch's first line is its read time.
-            if !p.batch.is_empty() {
-                p.track.reading(now);
-            }
-            p.track.set_rate(s.cfg.alerts.samples_per_sec);
-            let linger_left = batch_age.left(&p.batch, now, p.cfg.batch.linger.0);
-            if p.last_checkpoint.elapsed() >= CHECKPOINT_EVERY && p.changed {
-                p.checkpoint();
-            }
-            let mut stats = false;
-            if local && now.duration_since(last_stats.0) >= s.cfg.stats_interval.0 {
-                let progress = (s.c.bytes_read, s.c.frames_acked);
-                stats = progress != (last_stats.1, last_stats.2);
-                last_stats = (now, progress.0, progress.1);
-            }
-            (outcome, linger_left, poll, stats)
-        };
+        let (outcome, linger_left, poll, stats) = st.with_mut(|s| {
+            pipe.with_mut(|p| {
+                let poll = s.cfg.poll_interval.0;
+                if seen.scan
+                    || p.last_scan
+                        .is_none_or(|t| now.duration_since(t) >= poll.min(Duration::from_secs(1)))
+                {
+                    scan(&mut watch, p, now, &mut s.c);
+                    unscanned = false;
+                }
+                let outcome = if p.pending.is_some() {
+                    Outcome::BatchFull
+                } else {
+                    p.tailer.read(&mut p.batch, now, now_ms(), &mut s.c)
+                };
+                // The look that found the batch's first line is its read time.
+                if !p.batch.is_empty() {
+                    p.track.reading(now);
+                }
+                p.track.set_rate(s.cfg.alerts.samples_per_sec);
+                let linger_left = batch_age.left(&p.batch, now, p.cfg.batch.linger.0);
+                if p.last_checkpoint.elapsed() >= CHECKPOINT_EVERY && p.changed {
+                    p.checkpoint();
+                }
+                let mut stats = false;
+                if local && now.duration_since(last_stats.0) >= s.cfg.stats_interval.0 {
+                    let progress = (s.c.bytes_read, s.c.frames_acked);
+                    stats = progress != (last_stats.1, last_stats.2);
+                    last_stats = (now, progress.0, progress.1);
+                }
+                (outcome, linger_left, poll, stats)
+            })
+        });
         // Not under the pipe's borrow: the figures add up every pipeline.
-        super::handle::look_due(&mut st.borrow_mut(), now);
+        st.with_mut(|s| super::handle::look_due(s, now));
         if stats {
             // Not under the pipe's borrow: the figures add up every pipeline.
-            log_stats(&st.borrow());
+            st.with(log_stats);
         }
         let close = outcome == Outcome::BatchFull
-            || pipe.borrow().batch.is_full()
+            || pipe.with(|p| p.batch.is_full())
             || linger_left == Some(Duration::ZERO);
         if close {
             if !close_frame(&st, &pipe, &mut disk, &mut watch).await {
@@ -119,17 +115,14 @@ pub(super) async fn collect(st: Shared, pipe: PipeRef) {
                 sleep = MIN_POLL;
                 smol::future::yield_now().await;
             }
-            Outcome::Idle if st.borrow().once => {
-                log::info!(
-                    "--once: {} read every file to its end",
-                    pipe.borrow().label()
-                );
+            Outcome::Idle if st.with(|s| s.once) => {
+                let label = pipe.with(|p| p.label());
+                log::info!("--once: {label} read every file to its end");
                 break;
             }
             Outcome::Idle => {
                 let mut d = sleep;
-                let (wake, settled) = {
-                    let p = pipe.borrow();
+                let (wake, settled) = pipe.with(|p| {
                     let quiet = watch.covers_all()
                         && !unscanned
                         && p.tailer.settled(Instant::now())
@@ -141,7 +134,7 @@ pub(super) async fn collect(st: Shared, pipe: PipeRef) {
                         d = poll.max(SAFETY_SCAN);
                     }
                     (p.wake.clone(), p.tailer.settled(Instant::now()))
-                };
+                });
                 if let Some(l) = linger_left.filter(|l| !l.is_zero()) {
                     d = d.min(l);
                 }
@@ -172,12 +165,14 @@ pub(super) async fn collect(st: Shared, pipe: PipeRef) {
         }
     }
     // Stopping: what is read goes to the spool, if it fits.
-    let mut g = st.borrow_mut();
-    let mut p = pipe.borrow_mut();
-    put_away(&mut p, &mut g.c);
-    p.life.collect_ended();
-    p.spooled.notify();
-    g.starter.notify();
+    st.with_mut(|s| {
+        pipe.with_mut(|p| {
+            put_away(p, &mut s.c);
+            p.life.collect_ended();
+            p.spooled.notify();
+        });
+        s.starter.notify();
+    });
 }
 
 /// A removed pipeline: its open batch goes to the spool, then it waits to be put back in
@@ -188,25 +183,22 @@ async fn park(st: &Shared, pipe: &PipeRef, disk: &mut DiskLog, watch: &mut Watch
     if !close_frame(st, pipe, disk, watch).await {
         return true;
     }
-    {
-        let mut g = st.borrow_mut();
-        let mut p = pipe.borrow_mut();
-        put_away(&mut p, &mut g.c);
-        p.checkpoint();
-        p.life.batch_put_away();
-        p.spooled.notify();
-    }
+    st.with_mut(|s| {
+        pipe.with_mut(|p| {
+            put_away(p, &mut s.c);
+            p.checkpoint();
+            p.life.batch_put_away();
+            p.spooled.notify();
+        })
+    });
     loop {
-        let wake = {
-            let p = pipe.borrow();
-            if p.life == Life::Stopped || st.borrow().shutdown {
-                return true;
-            }
-            if !p.life.removed() {
-                return false;
-            }
-            p.wake.clone()
-        };
+        let (life, wake) = pipe.with(|p| (p.life, p.wake.clone()));
+        if life == Life::Stopped || st.with(|s| s.shutdown) {
+            return true;
+        }
+        if !life.removed() {
+            return false;
+        }
         wake.wait_for(Duration::from_secs(60)).await;
     }
 }
@@ -278,6 +270,17 @@ struct DiskLog {
     unsaid: u64,
 }
 
+/// What one look of [`close_frame`] at the spool ([`try_spool`], inside the borrows of the
+/// state and the pipe) says to do next, outside them.
+enum Turn {
+    /// Finished: the frame is in the spool (true), or the agent is stopping (false).
+    Done(bool),
+    /// Look again at once (a checkpoint just freed room).
+    Again,
+    /// No room yet: wait for this wake-up (an ack) or this long.
+    Wait(super::Notify, Duration),
+}
+
 /// Moves the open batch (or a frame the disk refused earlier) into the spool, waiting or
 /// dropping per `on_full`, and waiting while the disk is full or refuses the write: reading
 /// is paused meanwhile, the deliver task keeps sending (which frees the disk) and signals
@@ -286,106 +289,16 @@ async fn close_frame(st: &Shared, pipe: &PipeRef, log: &mut DiskLog, watch: &mut
     let mut waited = false;
     let mut disk: Option<DiskWait> = None;
     let done = loop {
-        let (wake, delay) = {
-            let mut g = st.borrow_mut();
-            let s = &mut *g;
+        let turn = st.with_mut(|s| {
             if s.shutdown {
-                break false;
+                return Turn::Done(false);
             }
-            let mut p = pipe.borrow_mut();
-            let p = &mut *p;
-            let len = match &p.pending {
-                Some(b) => b.frame.len(),
-                None if p.batch.is_empty() => break true,
-                None => p.batch.encoded_len(),
-            };
-            if !p.spool.fits(len)
-                && p.spool.on_full() == OnFull::DropOldest
-                // Positions first: the frames about to go must not be read again at
-                // restart. Without a checkpoint, nothing is dropped: reading waits.
-                && p.checkpoint_due()
-                && p.checkpoint()
-            {
-                if let Err(e) = p.spool.drop_oldest(len, &mut s.c) {
-                    log::error!("{}: {e}", p.label());
-                }
-            }
-            if p.spool.fits(len) {
-                let why = match disk_room(disk_free(&s.cfg.data_dir), len) {
-                    Ok(()) => {
-                        let b = match p.pending.take() {
-                            Some(b) => b,
-                            None => finish(p),
-                        };
-                        match append(p, &mut s.c, b) {
-                            Ok(()) => break true,
-                            Err(e) => e.to_string(),
-                        }
-                    }
-                    Err(free) => format!(
-                        "{} has {free} bytes free, the spool leaves {DISK_RESERVE}",
-                        s.cfg.data_dir.display()
-                    ),
-                };
-                // Acknowledged segments the disk kept because their checkpoint could not be
-                // written: try again now (at most once a second), they are room.
-                if p.spool.reclaimable() && p.checkpoint_due() && p.checkpoint() {
-                    continue;
-                }
-                let now = Instant::now();
-                let w = disk.get_or_insert_with(|| {
-                    s.disk_full += 1;
-                    s.c.disk_full_waits += 1;
-                    let say = log.last.is_none_or(|t| now.duration_since(t) >= DISK_LOG_EVERY);
-                    if say {
-                        let before = match std::mem::take(&mut log.unsaid) {
-                            0 => String::new(),
-                            n => format!(" ({n} short pauses since last said)"),
-                        };
-                        log::error!(
-                            "{}: the spool cannot take a frame: disk full or failing ({why}); reading paused, delivering goes on; retrying{before}",
-                            p.label()
-                        );
-                        log.last = Some(now);
-                    } else {
-                        log.unsaid += 1;
-                    }
-                    DiskWait {
-                        since: now,
-                        logged: say.then_some(now),
-                        delay: MIN_POLL * 5,
-                    }
-                });
-                if now.duration_since(w.logged.unwrap_or(w.since)) >= DISK_LOG_EVERY {
-                    w.logged = Some(now);
-                    log.last = Some(now);
-                    log::warn!(
-                        "{}: the spool still cannot take a frame after {} s ({why}); {} frames waiting",
-                        p.label(),
-                        now.duration_since(w.since).as_secs(),
-                        p.spool.backlog()
-                    );
-                }
-                let d = w.delay;
-                w.delay = (w.delay * 2).min(DISK_RETRY_MAX);
-                (p.space.clone(), d)
-            } else {
-                if !waited {
-                    waited = true;
-                    s.c.spool_full_waits += 1;
-                    log::warn!(
-                        "{}: spool full ({} bytes, {} frames waiting): reading paused until the sink catches up",
-                        p.label(),
-                        p.spool.bytes(),
-                        p.spool.backlog()
-                    );
-                    if p.spool.reclaimable() {
-                        p.checkpoint();
-                        continue;
-                    }
-                }
-                (p.space.clone(), Duration::from_secs(1))
-            }
+            pipe.with_mut(|p| try_spool(s, p, &mut disk, log, &mut waited))
+        });
+        let (wake, delay) = match turn {
+            Turn::Done(done) => break done,
+            Turn::Again => continue,
+            Turn::Wait(wake, delay) => (wake, delay),
         };
         // Acks ring `space`: room on disk comes back first through the sink. Reading is
         // paused, looking is not: the wait is cut in slices of the scan interval, and files
@@ -394,7 +307,7 @@ async fn close_frame(st: &Shared, pipe: &PipeRef, log: &mut DiskLog, watch: &mut
         // whatever the glob). The next try at the spool still waits the whole `delay`.
         let until = Instant::now() + delay;
         loop {
-            let every = st.borrow().cfg.poll_interval.0.min(Duration::from_secs(1));
+            let every = st.with(|s| s.cfg.poll_interval.0.min(Duration::from_secs(1)));
             let now = Instant::now();
             let slice = until.saturating_duration_since(now).min(every);
             // An inotify event ends the slice too: a file created or renamed meanwhile is
@@ -411,34 +324,138 @@ async fn close_frame(st: &Shared, pipe: &PipeRef, log: &mut DiskLog, watch: &mut
             .await;
             let woke_early = notified && now.elapsed() < slice;
             let seen = watch.drain(true);
-            let mut g = st.borrow_mut();
-            let s = &mut *g;
-            if s.shutdown {
-                break;
-            }
-            let mut p = pipe.borrow_mut();
-            let p = &mut *p;
-            let now = Instant::now();
-            if seen.scan || p.last_scan.is_none_or(|t| now.duration_since(t) >= every) {
-                scan(watch, p, now, &mut s.c);
-            }
-            if woke_early || now >= until {
+            let stop = st.with_mut(|s| {
+                if s.shutdown {
+                    return true;
+                }
+                pipe.with_mut(|p| {
+                    let now = Instant::now();
+                    if seen.scan || p.last_scan.is_none_or(|t| now.duration_since(t) >= every) {
+                        scan(watch, p, now, &mut s.c);
+                    }
+                    woke_early || now >= until
+                })
+            });
+            if stop {
                 break;
             }
         }
     };
     if let Some(w) = disk {
-        let mut s = st.borrow_mut();
-        s.disk_full -= 1;
+        st.with_mut(|s| s.disk_full -= 1);
         if done && w.logged.is_some() {
             log::info!(
                 "{}: room on disk again after {} s: reading resumed",
-                pipe.borrow().label(),
+                pipe.with(|p| p.label()),
                 w.since.elapsed().as_secs()
             );
         }
     }
     done
+}
+
+/// One look of [`close_frame`] at the spool: the frame goes in, or room is made, or it says
+/// what to wait for. `disk` is the pause for lack of disk under way, `waited` whether this
+/// frame has waited for room in the spool already.
+fn try_spool(
+    s: &mut State,
+    p: &mut Pipe,
+    disk: &mut Option<DiskWait>,
+    log: &mut DiskLog,
+    waited: &mut bool,
+) -> Turn {
+    let len = match &p.pending {
+        Some(b) => b.frame.len(),
+        None if p.batch.is_empty() => return Turn::Done(true),
+        None => p.batch.encoded_len(),
+    };
+    if !p.spool.fits(len)
+        && p.spool.on_full() == OnFull::DropOldest
+        // Positions first: the frames about to go must not be read again at restart.
+        // Without a checkpoint, nothing is dropped: reading waits.
+        && p.checkpoint_due()
+        && p.checkpoint()
+    {
+        if let Err(e) = p.spool.drop_oldest(len, &mut s.c) {
+            log::error!("{}: {e}", p.label());
+        }
+    }
+    if p.spool.fits(len) {
+        let why = match disk_room(disk_free(&s.cfg.data_dir), len) {
+            Ok(()) => {
+                let b = match p.pending.take() {
+                    Some(b) => b,
+                    None => finish(p),
+                };
+                match append(p, &mut s.c, b) {
+                    Ok(()) => return Turn::Done(true),
+                    Err(e) => e.to_string(),
+                }
+            }
+            Err(free) => format!(
+                "{} has {free} bytes free, the spool leaves {DISK_RESERVE}",
+                s.cfg.data_dir.display()
+            ),
+        };
+        // Acknowledged segments the disk kept because their checkpoint could not be
+        // written: try again now (at most once a second), they are room.
+        if p.spool.reclaimable() && p.checkpoint_due() && p.checkpoint() {
+            return Turn::Again;
+        }
+        let now = Instant::now();
+        let w = disk.get_or_insert_with(|| {
+            s.disk_full += 1;
+            s.c.disk_full_waits += 1;
+            let say = log.last.is_none_or(|t| now.duration_since(t) >= DISK_LOG_EVERY);
+            if say {
+                let before = match std::mem::take(&mut log.unsaid) {
+                    0 => String::new(),
+                    n => format!(" ({n} short pauses since last said)"),
+                };
+                log::error!(
+                    "{}: the spool cannot take a frame: disk full or failing ({why}); reading paused, delivering goes on; retrying{before}",
+                    p.label()
+                );
+                log.last = Some(now);
+            } else {
+                log.unsaid += 1;
+            }
+            DiskWait {
+                since: now,
+                logged: say.then_some(now),
+                delay: MIN_POLL * 5,
+            }
+        });
+        if now.duration_since(w.logged.unwrap_or(w.since)) >= DISK_LOG_EVERY {
+            w.logged = Some(now);
+            log.last = Some(now);
+            log::warn!(
+                "{}: the spool still cannot take a frame after {} s ({why}); {} frames waiting",
+                p.label(),
+                now.duration_since(w.since).as_secs(),
+                p.spool.backlog()
+            );
+        }
+        let d = w.delay;
+        w.delay = (w.delay * 2).min(DISK_RETRY_MAX);
+        Turn::Wait(p.space.clone(), d)
+    } else {
+        if !*waited {
+            *waited = true;
+            s.c.spool_full_waits += 1;
+            log::warn!(
+                "{}: spool full ({} bytes, {} frames waiting): reading paused until the sink catches up",
+                p.label(),
+                p.spool.bytes(),
+                p.spool.backlog()
+            );
+            if p.spool.reclaimable() {
+                p.checkpoint();
+                return Turn::Again;
+            }
+        }
+        Turn::Wait(p.space.clone(), Duration::from_secs(1))
+    }
 }
 
 /// Looks for new, rotated and truncated files, the watches set up again first when they

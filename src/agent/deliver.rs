@@ -12,7 +12,6 @@ use crate::sink::{AnySink, Sink};
 use smol::channel::Receiver;
 use smol::future::FutureExt;
 use smol::Timer;
-use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 /// The commands that came while the task was busy.
@@ -72,68 +71,73 @@ pub(super) async fn deliver(st: Shared, pipe: PipeRef, out: Outbox) {
     let mut inbox = Inbox::default();
     let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(30));
     let mut buf = Vec::new();
-    {
-        let mut p = pipe.borrow_mut();
+    pipe.with_mut(|p| {
         let held = sink.holds(&p.stream);
         p.spool.skip_delivered(held);
-    }
+    });
     loop {
         let failure = {
             inbox.drain(&commands);
             if let Some(new) = inbox.sink.take() {
-                pipe.borrow_mut().spool.rewind(&mut st.borrow_mut().c);
+                st.with_mut(|s| pipe.with_mut(|p| p.spool.rewind(&mut s.c)));
                 sink = new;
             }
             let mut failure = None;
             loop {
-                let seq = {
-                    let mut g = st.borrow_mut();
-                    let mut p = pipe.borrow_mut();
-                    if let Err(e) = p.spool.sync() {
-                        log::error!("{}: {e}", p.label());
-                        break;
-                    }
-                    // Synced: the timed frames appended so far are durable now.
-                    if p.track.unsynced() {
-                        p.track.synced(Instant::now());
-                    }
-                    if p.spool.in_flight() >= sink.window() {
-                        break;
-                    }
-                    match p.spool.next_unsent(&mut buf, &mut g.c) {
-                        Ok(Some(seq)) => seq,
-                        Ok(None) => break,
-                        Err(e) => {
+                // `None`: nothing to send now (or the spool failed, logged).
+                let next = st.with_mut(|s| {
+                    pipe.with_mut(|p| {
+                        if let Err(e) = p.spool.sync() {
                             log::error!("{}: {e}", p.label());
-                            break;
+                            return None;
                         }
-                    }
+                        // Synced: the timed frames appended so far are durable now.
+                        if p.track.unsynced() {
+                            p.track.synced(Instant::now());
+                        }
+                        if p.spool.in_flight() >= sink.window() {
+                            return None;
+                        }
+                        match p.spool.next_unsent(&mut buf, &mut s.c) {
+                            Ok(seq) => seq,
+                            Err(e) => {
+                                log::error!("{}: {e}", p.label());
+                                None
+                            }
+                        }
+                    })
+                });
+                let Some(seq) = next else {
+                    break;
                 };
                 if let Err(e) = sink.send(seq, &buf).await {
                     failure = Some(e);
                     break;
                 }
-                st.borrow_mut().c.frames_sent += 1;
-                let mut p = pipe.borrow_mut();
-                if !p.track.is_empty() {
-                    p.track.sent(seq, Instant::now());
-                }
+                st.with_mut(|s| s.c.frames_sent += 1);
+                pipe.with_mut(|p| {
+                    if !p.track.is_empty() {
+                        p.track.sent(seq, Instant::now());
+                    }
+                });
             }
-            if failure.is_none() && pipe.borrow().spool.in_flight() > 0 {
+            if failure.is_none() && pipe.with(|p| p.spool.in_flight()) > 0 {
                 match sink.flush().await {
                     Ok(seq) => {
-                        let mut g = st.borrow_mut();
-                        let s = &mut *g;
-                        let mut p = pipe.borrow_mut();
-                        s.c.dead_letters += sink.take_dead_letters();
-                        p.spool.ack(seq, &mut s.c);
-                        p.track.acked(seq, Instant::now(), &mut s.window);
-                        p.changed = true;
-                        if p.spool.reclaimable() && p.checkpoint_due() {
-                            p.checkpoint();
-                        }
+                        let dead = sink.take_dead_letters();
+                        st.with_mut(|s| {
+                            pipe.with_mut(|p| {
+                                s.c.dead_letters += dead;
+                                p.spool.ack(seq, &mut s.c);
+                                p.track.acked(seq, Instant::now(), &mut s.window);
+                                p.changed = true;
+                                if p.spool.reclaimable() && p.checkpoint_due() {
+                                    p.checkpoint();
+                                }
+                                p.space.notify();
+                            })
+                        });
                         backoff.reset();
-                        p.space.notify();
                         continue;
                     }
                     Err(e) => failure = Some(e),
@@ -147,31 +151,29 @@ pub(super) async fn deliver(st: Shared, pipe: PipeRef, out: Outbox) {
                 if let Some(ra) = e.retry_after() {
                     d = d.max(ra.min(Duration::from_secs(3600)));
                 }
-                {
-                    let mut g = st.borrow_mut();
-                    let s = &mut *g;
-                    let mut p = pipe.borrow_mut();
-                    s.c.send_errors += 1;
-                    p.spool.rewind(&mut s.c);
-                    log::warn!("{}: {e}; retrying in {} ms", p.label(), d.as_millis());
-                    // Shutting down: what is left stays in the spool. `--once` keeps trying
-                    // until everything is delivered, or a signal says stop. A removed
-                    // pipeline keeps trying too: its backlog has nowhere else to go.
-                    if !p.life.collecting() && (s.shutdown || !(s.once || p.life.removed())) {
-                        break;
-                    }
+                let give_up = st.with_mut(|s| {
+                    pipe.with_mut(|p| {
+                        s.c.send_errors += 1;
+                        p.spool.rewind(&mut s.c);
+                        log::warn!("{}: {e}; retrying in {} ms", p.label(), d.as_millis());
+                        // Shutting down: what is left stays in the spool. `--once` keeps
+                        // trying until everything is delivered, or a signal says stop. A
+                        // removed pipeline keeps trying too: its backlog has nowhere else
+                        // to go.
+                        !p.life.collecting() && (s.shutdown || !(s.once || p.life.removed()))
+                    })
+                });
+                if give_up {
+                    break;
                 }
                 inbox.backoff(&commands, d).await;
-                if st.borrow().shutdown && !pipe.borrow().life.collecting() {
+                if st.with(|s| s.shutdown) && !pipe.with(|p| p.life.collecting()) {
                     break;
                 }
             }
             None => {
-                {
-                    let p = pipe.borrow();
-                    if !p.life.collecting() && p.spool.backlog() == 0 {
-                        break;
-                    }
+                if pipe.with(|p| !p.life.collecting() && p.spool.backlog() == 0) {
+                    break;
                 }
                 // Nothing to send: sleep until frames come or the sink wants its keep-alive.
                 let now = Instant::now();
@@ -181,7 +183,7 @@ pub(super) async fn deliver(st: Shared, pipe: PipeRef, out: Outbox) {
                         t.saturating_duration_since(now)
                     })
                     .min(Duration::from_secs(60));
-                let spooled = pipe.borrow().spooled.clone();
+                let spooled = pipe.with(|p| p.spooled.clone());
                 spooled.wait_for(wait).await;
                 if sink.idle_until().is_some_and(|t| t <= Instant::now()) {
                     if let Err(e) = sink.idle().await {
@@ -191,19 +193,23 @@ pub(super) async fn deliver(st: Shared, pipe: PipeRef, out: Outbox) {
             }
         }
     }
-    {
-        let mut g = st.borrow_mut();
-        let mut p = pipe.borrow_mut();
-        if p.life.removed() && !g.shutdown {
+    st.with_mut(|s| {
+        let stopped = pipe.with_mut(|p| {
+            if !p.life.removed() || s.shutdown {
+                return false;
+            }
             // Delivered, and out of the config: the pipeline ends here (pipe.rs), before the
             // `.await` below, so that a config adding it again meanwhile opens it afresh.
             p.checkpoint();
             p.life = Life::Stopped;
             p.wake.notify();
-            g.pipes.retain(|x| !Rc::ptr_eq(x, &pipe));
             log::info!("{}: backlog delivered, stopped", p.label());
+            true
+        });
+        if stopped {
+            s.pipes.retain(|x| !x.ptr_eq(&pipe));
         }
-    }
+    });
     // A clean stop: the sink says goodbye (MQTT: the retained offline state).
     sink.close().await;
 }

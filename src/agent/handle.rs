@@ -6,9 +6,10 @@
 //! config and get the result, and wait for a wake-up (shutdown, a reload, a status change).
 //!
 //! Why a door and not the agent's state: every method is synchronous and takes what it
-//! needs from the shared state inside itself, so the control plane cannot hold a borrow of
-//! the agent across an `.await` — by construction, not by convention. The state and the
-//! pipelines' `RefCell`s are not reachable from `crate::control` at all.
+//! needs from the shared state inside itself (a closure on the agent's
+//! [`Local`](super::Local)), so the control plane cannot hold a borrow of the agent across
+//! an `.await` — by construction, not by convention. The state and the pipelines are not
+//! reachable from `crate::control` at all.
 
 // A build without a fleet transport (no `http`, no `mqtt`) only idles in the control task.
 #![cfg_attr(not(any(feature = "http", feature = "mqtt")), allow(dead_code))]
@@ -68,18 +69,18 @@ impl Handle {
 
     /// The instance id.
     pub(crate) fn instance(&self) -> String {
-        self.st.borrow().instance.clone()
+        self.st.with(|s| s.instance.clone())
     }
 
     /// The running `[fleet]` section (the local file's, with the fleet's instance configs
     /// laid over it), if any.
     pub(crate) fn fleet(&self) -> Option<Fleet> {
-        self.st.borrow().cfg.fleet.clone()
+        self.st.with(|s| s.cfg.fleet.clone())
     }
 
     /// Whether the agent is shutting down: the control plane stops.
     pub(crate) fn stopping(&self) -> bool {
-        self.st.borrow().shutdown
+        self.st.with(|s| s.shutdown)
     }
 
     /// Waits for `d`, or less when woken (shutdown, a reload, a status change).
@@ -89,34 +90,33 @@ impl Handle {
 
     /// The health figures now, the alerts looked at first.
     pub(crate) fn health(&self) -> Health {
-        let mut g = self.st.borrow_mut();
-        look(&mut g, Instant::now());
-        health_of(&g)
+        self.st.with_mut(|s| {
+            look(s, Instant::now());
+            health_of(s)
+        })
     }
 
     /// Counts a control message that was refused (`health.bad_control_messages`).
     #[cfg_attr(not(feature = "mqtt"), allow(dead_code))]
     pub(crate) fn bad_control_message(&self) {
-        self.st.borrow_mut().c.bad_control_messages += 1;
+        self.st.with_mut(|s| s.c.bad_control_messages += 1);
     }
 
     /// The agent's state events (`control::events`), to raise and to publish.
     pub(crate) fn events(&self) -> std::rc::Rc<crate::control::events::Bus> {
-        self.st.borrow().events.clone()
+        self.st.with(|s| s.events.clone())
     }
 
     /// Runs `f` on the fleet's configs and the local file they are laid over.
     pub(crate) fn remote<R>(&self, f: impl FnOnce(&mut Remote, &Config) -> R) -> R {
-        let mut g = self.st.borrow_mut();
-        let s = &mut *g;
-        f(&mut s.remote, &s.local)
+        self.st.with_mut(|s| f(&mut s.remote, &s.local))
     }
 
     /// Switches the running agent to `cfg`, an effective config ([`Remote::update`] made
     /// it): pipelines and inputs added, changed and removed in place. Nothing changes when
     /// it returns `Err`, which says why in words for the FAILED status.
     pub(crate) fn apply(&self, cfg: Config) -> Result<(), String> {
-        apply_config(&mut self.st.borrow_mut(), cfg)
+        self.st.with_mut(|s| apply_config(s, cfg))
     }
 }
 

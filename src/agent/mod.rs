@@ -2,9 +2,17 @@
 //!
 //! Owns the agent's state (config, counters, the fleet's configs) and its pipelines
 //! (pipe.rs: tailer, open batch, spool, and where each is in its life, `pipe::Life`:
-//! Running, Draining, Closing, Stopped), each behind a `RefCell` that no task holds across
-//! an `.await`: `lib.rs` denies `clippy::await_holding_refcell_ref`, so code that would is
-//! refused by the lint CI runs, whoever writes it. Tasks:
+//! Running, Draining, Closing, Stopped), each a [`Local`] (local.rs): shared by the tasks
+//! of this thread and reached only inside a synchronous closure (`with`, `with_mut`), never
+//! through a guard. What always holds: no task holds a borrow of the state or of a pipeline
+//! across an `.await`. Why it holds: a closure is not `async`, so an `.await` inside one
+//! does not compile, and what it returns cannot borrow from the state; `Local` has no other
+//! way in (its doc test shows the refusal). This is the compiler's type and borrow check,
+//! not a lint (`lib.rs` still denies `clippy::await_holding_refcell_ref`, for any other
+//! `RefCell`). What remains of `RefCell`'s rules: a closure that reaches the same `Local`
+//! again inside itself panics, so access nests one way, the state outside, a pipeline
+//! inside (the state's own figures, `State::backlog` and the like, borrow each pipeline:
+//! they are not called inside a pipeline's closure). Tasks:
 //! - per pipeline, **collect**: scan and read files → batch → spool, sleeping when the files
 //!   are quiet; and **deliver**: spool → sink → acknowledgement → release, backing off when
 //!   the sink fails;
@@ -40,17 +48,18 @@ use crate::Error;
 mod collect;
 mod deliver;
 mod handle;
+mod local;
 mod pipe;
 
 use collect::collect;
 use deliver::deliver;
 #[cfg_attr(not(any(feature = "http", feature = "mqtt")), allow(unused_imports))]
 pub(crate) use handle::{Handle, Health};
+pub use local::Local;
 use pipe::{pipelines, Outbox, Pipe, PipeRef};
 use smol::channel::{Receiver, Sender};
 use smol::future::FutureExt;
 use smol::{LocalExecutor, Task, Timer};
-use std::cell::RefCell;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -94,8 +103,9 @@ impl Notify {
     }
 }
 
-/// Everything the tasks share. No task holds a borrow across an `.await`. Private to the
-/// agent: the control plane sees it through [`Handle`] alone.
+/// Everything the tasks share, as a [`Local`] (`Shared`): no task can hold a borrow of it
+/// across an `.await` (module doc). Private to the agent: the control plane sees it through
+/// [`Handle`] alone.
 struct State {
     /// The running config: the local file with the fleet's configs laid over it.
     pub(crate) cfg: Config,
@@ -138,42 +148,45 @@ impl State {
     pub(crate) fn files_open(&self) -> usize {
         self.pipes
             .iter()
-            .map(|p| p.borrow().tailer.open_files())
+            .map(|p| p.with(|p| p.tailer.open_files()))
             .sum()
     }
     /// Files found that wait for a turn (more than `MAX_OPEN_FILES` in a pipeline).
     pub(crate) fn files_waiting(&self) -> usize {
         self.pipes
             .iter()
-            .map(|p| p.borrow().tailer.waiting_files())
+            .map(|p| p.with(|p| p.tailer.waiting_files()))
             .sum()
     }
     /// Bytes in the spools.
     pub(crate) fn spool_bytes(&self) -> u64 {
-        self.pipes.iter().map(|p| p.borrow().spool.bytes()).sum()
+        self.pipes.iter().map(|p| p.with(|p| p.spool.bytes())).sum()
     }
     /// Bytes not yet acknowledged in the spools (to within a segment each).
     pub(crate) fn unacked_bytes(&self) -> u64 {
         self.pipes
             .iter()
-            .map(|p| p.borrow().spool.unacked_bytes())
+            .map(|p| p.with(|p| p.spool.unacked_bytes()))
             .sum()
     }
     /// Frames waiting in the spools.
     pub(crate) fn backlog(&self) -> u64 {
-        self.pipes.iter().map(|p| p.borrow().spool.backlog()).sum()
+        self.pipes
+            .iter()
+            .map(|p| p.with(|p| p.spool.backlog()))
+            .sum()
     }
     /// When the oldest frame not yet acknowledged was read, in any pipeline.
     #[cfg_attr(not(any(feature = "http", feature = "mqtt")), allow(dead_code))]
     pub(crate) fn oldest_unacked_ms(&self) -> Option<u64> {
         self.pipes
             .iter()
-            .filter_map(|p| p.borrow().spool.oldest_unacked_ms())
+            .filter_map(|p| p.with(|p| p.spool.oldest_unacked_ms()))
             .min()
     }
 }
 
-type Shared = Rc<RefCell<State>>;
+type Shared = Local<State>;
 
 /// A finished frame, and for each file in it the offset it reaches: what to commit once the
 /// frame is in the spool.
@@ -221,10 +234,7 @@ fn figures(s: &mut State) -> crate::metrics::Figures {
         pipelines: s
             .pipes
             .iter()
-            .map(|p| {
-                let p = p.borrow();
-                (p.name.clone(), p.spool.backlog(), p.spool.bytes())
-            })
+            .map(|p| p.with(|p| (p.name.clone(), p.spool.backlog(), p.spool.bytes())))
             .collect(),
         problems,
     }
@@ -348,7 +358,7 @@ pub fn run(local: Config, opts: RunOpts) -> Result<(), Error> {
     let starter = Notify::new();
     let cfg_data_dir = cfg.data_dir.clone();
     let alerts_window = cfg.alerts.window.0;
-    let st: Shared = Rc::new(RefCell::new(State {
+    let st: Shared = Local::new(State {
         cfg,
         local,
         remote,
@@ -366,7 +376,7 @@ pub fn run(local: Config, opts: RunOpts) -> Result<(), Error> {
         alerts_bits_logged: 0,
         once,
         shutdown: false,
-    }));
+    });
     let ex = LocalExecutor::new();
     let signals = async_signal::Signals::new([
         async_signal::Signal::Hup,
@@ -379,11 +389,11 @@ pub fn run(local: Config, opts: RunOpts) -> Result<(), Error> {
         source: e,
     })?;
     #[cfg(feature = "metrics")]
-    let metrics_socket = match &st.borrow().cfg.metrics {
-        Some(m) => Some(
-            smol::Async::<std::net::TcpListener>::bind(m.listen).map_err(|e| Error::Listen {
+    let metrics_socket = match st.with(|s| s.cfg.metrics.as_ref().map(|m| m.listen)) {
+        Some(listen) => Some(
+            smol::Async::<std::net::TcpListener>::bind(listen).map_err(|e| Error::Listen {
                 key: "metrics.listen",
-                addr: m.listen,
+                addr: listen,
                 source: e,
             })?,
         ),
@@ -399,9 +409,7 @@ pub fn run(local: Config, opts: RunOpts) -> Result<(), Error> {
                     .map_or_else(|e| e.to_string(), |a| a.to_string())
             );
             let st = st.clone();
-            ex.spawn(crate::metrics::serve(l, move || {
-                figures(&mut st.borrow_mut())
-            }))
+            ex.spawn(crate::metrics::serve(l, move || st.with_mut(figures)))
         });
         let control_wake = Notify::new();
         let _control = ex.spawn(crate::control::run(Handle::new(
@@ -418,10 +426,7 @@ pub fn run(local: Config, opts: RunOpts) -> Result<(), Error> {
         // shutdown (or, with `--once`, until every pipeline has read its files).
         let mut running: Vec<(Task<()>, Task<()>)> = Vec::new();
         loop {
-            let (start, shutdown) = {
-                let mut s = st.borrow_mut();
-                (std::mem::take(&mut s.to_start), s.shutdown)
-            };
+            let (start, shutdown) = st.with_mut(|s| (std::mem::take(&mut s.to_start), s.shutdown));
             for (p, sink) in start {
                 running.push((
                     ex.spawn(collect(st.clone(), p.clone())),
@@ -443,7 +448,7 @@ pub fn run(local: Config, opts: RunOpts) -> Result<(), Error> {
         let timeout = if once {
             Duration::MAX
         } else {
-            st.borrow().cfg.shutdown_timeout.0
+            st.with(|s| s.cfg.shutdown_timeout.0)
         };
         let drained = async {
             for d in deliverers {
@@ -456,12 +461,13 @@ pub fn run(local: Config, opts: RunOpts) -> Result<(), Error> {
             false
         })
         .await;
-        let s = st.borrow();
-        for p in &s.pipes {
-            p.borrow_mut().checkpoint();
-        }
-        log_stats(&s);
-        let left = s.backlog();
+        let left = st.with(|s| {
+            for p in &s.pipes {
+                p.with_mut(|p| p.checkpoint());
+            }
+            log_stats(s);
+            s.backlog()
+        });
         log::info!(
             "stopped{}; {left} frames left in the spool for the next start",
             if drained {
@@ -505,12 +511,13 @@ async fn handle_signals(
             },
             Ok(sig) => {
                 log::info!("{sig:?}: shutting down");
-                let mut s = st.borrow_mut();
-                s.shutdown = true;
-                for p in &s.pipes {
-                    p.borrow().wake_all();
-                }
-                s.starter.notify();
+                st.with_mut(|s| {
+                    s.shutdown = true;
+                    for p in &s.pipes {
+                        p.with(|p| p.wake_all());
+                    }
+                    s.starter.notify();
+                });
                 control_wake.notify();
             }
             Err(e) => log::error!("signal: {e}"),
@@ -536,7 +543,7 @@ fn open_pipes(
             pipe.spool.backlog(),
             sink_name(&pipe.cfg.sink),
         );
-        pipes.push(Rc::new(RefCell::new(pipe)));
+        pipes.push(Local::new(pipe));
         sinks.push(sink);
     }
     Ok((pipes, sinks))
@@ -570,8 +577,11 @@ fn reload(st: &Shared, path: &Path) {
             return;
         }
     };
-    let mut g = st.borrow_mut();
-    let s = &mut *g;
+    st.with_mut(|s| reload_into(s, path, new))
+}
+
+/// [`reload`], the file read: `new` laid under the fleet's configs and applied.
+fn reload_into(s: &mut State, path: &Path, new: Config) {
     let cfg = match s.remote.effective(&new) {
         Ok(c) => c,
         Err((k, name, why)) => {
@@ -617,37 +627,33 @@ fn apply_config(s: &mut State, new: Config) -> Result<(), String> {
         } else {
             format!("pipeline {:?}", p.name)
         };
-        match s.pipes.iter().find(|x| x.borrow().name == p.name) {
+        match s.pipes.iter().find(|x| x.with(|x| x.name == p.name)) {
             Some(x) => {
                 let sink = x
-                    .borrow()
-                    .sink_for(&p)
+                    .with(|x| x.sink_for(&p))
                     .map_err(|e| format!("{label}: {e}"))?;
                 updates.push((x.clone(), p, sink));
             }
             None => {
                 let (pipe, sink) = Pipe::open(p, &new.data_dir, &s.instance, &mut s.c)
                     .map_err(|e| format!("{label}: {e}"))?;
-                starts.push((Rc::new(RefCell::new(pipe)), sink));
+                starts.push((Local::new(pipe), sink));
             }
         }
     }
     log::set_max_level(new.level());
     for x in &s.pipes {
-        let mut x = x.borrow_mut();
-        if !x.name.is_empty() && !new.pipelines.iter().any(|p| p.name == x.name) {
-            x.remove();
-        }
+        x.with_mut(|x| {
+            if !x.name.is_empty() && !new.pipelines.iter().any(|p| p.name == x.name) {
+                x.remove();
+            }
+        });
     }
     for (x, p, sink) in updates {
-        x.borrow_mut().update(p, sink);
+        x.with_mut(|x| x.update(p, sink));
     }
     for (p, sink) in starts {
-        log::info!(
-            "{}: started, sink {}",
-            p.borrow().label(),
-            sink_name(&p.borrow().cfg.sink)
-        );
+        p.with(|p| log::info!("{}: started, sink {}", p.label(), sink_name(&p.cfg.sink)));
         s.pipes.push(p.clone());
         s.to_start.push((p, sink));
         s.starter.notify();

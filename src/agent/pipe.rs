@@ -14,7 +14,7 @@
 //! the agent leaves the directory alone until the pipeline comes back (a fleet that removed
 //! it also took the sink its frames were for).
 
-use super::{Built, Notify};
+use super::{Built, Local, Notify};
 use crate::config::{Config, Input, Pipeline, StartAt};
 use crate::frame::{BatchBuilder, FileMark};
 use crate::input::{glob, Tailer};
@@ -24,14 +24,12 @@ use crate::stats::latency::Track;
 use crate::stats::Counters;
 use crate::Error;
 use smol::channel::{Receiver, Sender};
-use std::cell::RefCell;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-pub(crate) type PipeRef = Rc<RefCell<Pipe>>;
+pub(crate) type PipeRef = Local<Pipe>;
 
 /// A checkpoint failure is said again at most this often while it lasts.
 const CK_LOG_EVERY: Duration = Duration::from_secs(60);
