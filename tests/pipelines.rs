@@ -176,6 +176,70 @@ fn a_removed_pipeline_still_delivers_its_backlog() {
     agent.stop();
 }
 
+// The collect task learns of its life by messages (src/agent/pipe.rs, `ToCollect`): taken
+// out of the config (it parks), put back while its backlog still waits (it reads again).
+#[test]
+fn a_pipeline_put_back_before_its_backlog_is_delivered_reads_on() {
+    let s = Scratch::new("pipe-back");
+    let cs = ConfigServer::start();
+    // The pipeline's HTTP sink refuses everything with 503 until `up`.
+    let up = Arc::new(AtomicBool::new(false));
+    let bodies = Arc::new(Mutex::new(Vec::<Vec<u8>>::new()));
+    let (up2, bodies2) = (up.clone(), bodies.clone());
+    let sink = HttpServer::start(Box::new(move |r: &Req| {
+        if !up2.load(Ordering::SeqCst) {
+            return Reply::status(503);
+        }
+        bodies2.lock().unwrap().push(r.body.clone());
+        Reply::status(204)
+    }));
+    let w_log = s.path("logs/w.log");
+    let tables = own(
+        &s,
+        "w.log",
+        &format!(
+            "[batch]\nlinger = \"50ms\"\n[sink]\ntype = \"http\"\nurl = \"{}\"\ntimeout = \"1s\"\n",
+            sink.url("/ingest")
+        ),
+    );
+    cs.serve_pipeline("web", 1, &tables);
+    write_lines(&w_log, "w", 0, 100);
+    let cfg = fleet_config(&s, &cs.url(), "heartbeat_interval = \"1s\"", "");
+    let agent = Agent::start(&s, &cfg);
+    cs.wait_report("web", 1, APPLIED, 10).expect("applied");
+    agent.wait_log("retrying in", 10);
+
+    cs.serve_pipeline("web", -1, "");
+    cs.wait_report("web", -1, APPLIED, 10)
+        .expect("removal applied");
+    agent.wait_log("pipeline \"web\": taken out of the config", 5);
+    // Put back while the sink is still down: the backlog is still there, and the lines
+    // written from now on are read by the same pipeline.
+    cs.serve_pipeline("web", 2, &tables);
+    cs.wait_report("web", 2, APPLIED, 10).expect("put back");
+    agent.wait_log("pipeline \"web\": back in the config, reading again", 5);
+    write_lines(&w_log, "w", 100, 150);
+
+    up.store(true, Ordering::SeqCst);
+    let p = s.path("web.tbf");
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let got = loop {
+        std::fs::write(&p, bodies.lock().unwrap().concat()).unwrap();
+        let got = dedup(read_sink(&p)).0;
+        if numbers(&got, "w").len() >= 150 || std::time::Instant::now() > deadline {
+            break got;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_exactly_once(&numbers(&got, "w"), 150);
+    assert!(
+        !agent.log().contains("backlog delivered, stopped"),
+        "{}",
+        agent.log()
+    );
+    agent.stop();
+}
+
 #[test]
 fn a_pipeline_that_cannot_open_at_start_is_reported_failed_and_the_agent_runs_without_it() {
     let s = Scratch::new("pipe-broken");

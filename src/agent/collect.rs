@@ -15,8 +15,14 @@
 //! batch, frames not yet acknowledged, a checkpoint to write, the tailer's own waits: see
 //! `Tailer::settled`) does the task sleep longer, up to `max(poll_interval, SAFETY_SCAN)`:
 //! then an idle pipeline wakes once a minute, and writes nothing.
+//!
+//! Its life comes as messages ([`ToCollect`] on the pipeline's channel, kept in [`Inbox`]):
+//! taken out of the config (the batch goes to the spool, reading stops), put back, stop
+//! (the agent stops, or the drained pipeline is Stopped). The task reads no flag of the
+//! agent's or the pipe's to learn it; it writes the pipe's [`Life`](super::pipe::Life) for
+//! the deliver task (`collect_ended`, `batch_put_away`).
 
-use super::pipe::{Life, Pipe, PipeRef};
+use super::pipe::{Pipe, PipeRef, ToCollect};
 use super::{log_stats, now_ms, Built, Shared, State, CHECKPOINT_EVERY, MIN_POLL};
 use crate::config::OnFull;
 use crate::frame::BatchBuilder;
@@ -24,12 +30,93 @@ use crate::input::watch::{Seen, Watch, SAFETY_SCAN};
 use crate::input::Outcome;
 use crate::spool::SpoolError;
 use crate::stats::Counters;
+use smol::channel::Receiver;
 use smol::future::FutureExt;
+use smol::Timer;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+/// The collect task's view of its commands: what it was told, in order, newest last.
+struct Inbox {
+    commands: Receiver<ToCollect>,
+    /// Stop (or the channel closed): put the batch away and end.
+    stop: bool,
+    /// Out of the config (Drain, and no Run since).
+    removed: bool,
+    /// A command came that the task has not woken for yet: the next sleep ends at once.
+    wake: bool,
+}
+
+impl Inbox {
+    fn new(commands: Receiver<ToCollect>) -> Inbox {
+        Inbox {
+            commands,
+            stop: false,
+            removed: false,
+            wake: false,
+        }
+    }
+
+    fn take(&mut self, c: ToCollect) {
+        match c {
+            ToCollect::Wake => {}
+            ToCollect::Drain => self.removed = true,
+            ToCollect::Run => self.removed = false,
+            ToCollect::Stop => self.stop = true,
+        }
+        self.wake = true;
+    }
+
+    /// Everything waiting on the channel, without waiting.
+    fn drain(&mut self) {
+        loop {
+            match self.commands.try_recv() {
+                Ok(c) => self.take(c),
+                Err(smol::channel::TryRecvError::Empty) => return,
+                // The pipe is gone (it holds the sending end): nothing more will come.
+                Err(smol::channel::TryRecvError::Closed) => {
+                    self.stop = true;
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Waits `d`, or less when a command comes (or came since the last wake-up); takes
+    /// every command waiting.
+    async fn sleep(&mut self, d: Duration) {
+        if !std::mem::take(&mut self.wake) {
+            let got = async { Some(self.commands.recv().await) }
+                .or(async {
+                    Timer::after(d).await;
+                    None
+                })
+                .await;
+            match got {
+                Some(Ok(c)) => self.take(c),
+                Some(Err(_)) => self.stop = true,
+                None => {}
+            }
+        }
+        self.drain();
+        self.wake = false;
+    }
+
+    /// Waits until told to stop; takes every other command meanwhile (a change of life does
+    /// not end a wait for room: only a stop does).
+    async fn stopped(&mut self) {
+        while !self.stop {
+            match self.commands.recv().await {
+                Ok(c) => self.take(c),
+                Err(_) => self.stop = true,
+            }
+        }
+    }
+}
+
 /// Files → batch → spool, for one pipeline.
-pub(super) async fn collect(st: Shared, pipe: PipeRef) {
+pub(super) async fn collect(st: Shared, pipe: PipeRef, commands: Receiver<ToCollect>) {
+    let mut inbox = Inbox::new(commands);
     let mut sleep = MIN_POLL;
     // Progress is logged from the local pipeline's loop rather than from a timer of its own:
     // an idle agent then has one periodic wake-up per pipeline, the poll.
@@ -44,12 +131,12 @@ pub(super) async fn collect(st: Shared, pipe: PipeRef) {
     // Events drained while sleeping, for the next look.
     let mut carried = Seen::default();
     loop {
-        let life = pipe.with(|p| p.life);
-        if st.with(|s| s.shutdown) || life == Life::Stopped {
+        inbox.drain();
+        if inbox.stop {
             break;
         }
-        if life.removed() {
-            if park(&st, &pipe, &mut disk, &mut watch).await {
+        if inbox.removed {
+            if park(&st, &pipe, &mut inbox, &mut disk, &mut watch).await {
                 break;
             }
             pipe.with_mut(|p| p.last_scan = None);
@@ -105,7 +192,7 @@ pub(super) async fn collect(st: Shared, pipe: PipeRef) {
             || pipe.with(|p| p.batch.is_full())
             || linger_left == Some(Duration::ZERO);
         if close {
-            if !close_frame(&st, &pipe, &mut disk, &mut watch).await {
+            if !close_frame(&st, &pipe, &mut inbox, &mut disk, &mut watch).await {
                 continue;
             }
             batch_age.closed();
@@ -122,7 +209,7 @@ pub(super) async fn collect(st: Shared, pipe: PipeRef) {
             }
             Outcome::Idle => {
                 let mut d = sleep;
-                let (wake, settled) = pipe.with(|p| {
+                let settled = pipe.with(|p| {
                     let quiet = watch.covers_all()
                         && !unscanned
                         && p.tailer.settled(Instant::now())
@@ -133,7 +220,7 @@ pub(super) async fn collect(st: Shared, pipe: PipeRef) {
                     if quiet {
                         d = poll.max(SAFETY_SCAN);
                     }
-                    (p.wake.clone(), p.tailer.settled(Instant::now()))
+                    p.tailer.settled(Instant::now())
                 });
                 if let Some(l) = linger_left.filter(|l| !l.is_zero()) {
                     d = d.min(l);
@@ -144,7 +231,7 @@ pub(super) async fn collect(st: Shared, pipe: PipeRef) {
                 loop {
                     let left = until.saturating_duration_since(Instant::now());
                     let heard = async {
-                        wake.wait_for(left).await;
+                        inbox.sleep(left).await;
                         false
                     }
                     .or(async {
@@ -177,10 +264,16 @@ pub(super) async fn collect(st: Shared, pipe: PipeRef) {
 
 /// A removed pipeline: its open batch goes to the spool, then it waits to be put back in
 /// the config (false) or for its tasks to end (true).
-async fn park(st: &Shared, pipe: &PipeRef, disk: &mut DiskLog, watch: &mut Watch) -> bool {
+async fn park(
+    st: &Shared,
+    pipe: &PipeRef,
+    inbox: &mut Inbox,
+    disk: &mut DiskLog,
+    watch: &mut Watch,
+) -> bool {
     // The batch first, waiting for room (spool or disk) like any frame: what was read is
-    // delivered. Only a shutdown stops that wait.
-    if !close_frame(st, pipe, disk, watch).await {
+    // delivered. Only a stop ends that wait.
+    if !close_frame(st, pipe, inbox, disk, watch).await {
         return true;
     }
     st.with_mut(|s| {
@@ -192,14 +285,14 @@ async fn park(st: &Shared, pipe: &PipeRef, disk: &mut DiskLog, watch: &mut Watch
         })
     });
     loop {
-        let (life, wake) = pipe.with(|p| (p.life, p.wake.clone()));
-        if life == Life::Stopped || st.with(|s| s.shutdown) {
+        inbox.drain();
+        if inbox.stop {
             return true;
         }
-        if !life.removed() {
+        if !inbox.removed {
             return false;
         }
-        wake.wait_for(Duration::from_secs(60)).await;
+        inbox.sleep(Duration::from_secs(60)).await;
     }
 }
 
@@ -273,8 +366,8 @@ struct DiskLog {
 /// What one look of [`close_frame`] at the spool ([`try_spool`], inside the borrows of the
 /// state and the pipe) says to do next, outside them.
 enum Turn {
-    /// Finished: the frame is in the spool (true), or the agent is stopping (false).
-    Done(bool),
+    /// Finished: the frame is in the spool.
+    Done,
     /// Look again at once (a checkpoint just freed room).
     Again,
     /// No room yet: wait for this wake-up (an ack) or this long.
@@ -284,19 +377,24 @@ enum Turn {
 /// Moves the open batch (or a frame the disk refused earlier) into the spool, waiting or
 /// dropping per `on_full`, and waiting while the disk is full or refuses the write: reading
 /// is paused meanwhile, the deliver task keeps sending (which frees the disk) and signals
-/// are handled, as the task sleeps between looks. Returns false only at shutdown.
-async fn close_frame(st: &Shared, pipe: &PipeRef, log: &mut DiskLog, watch: &mut Watch) -> bool {
+/// are handled, as the task sleeps between looks. Returns false only when told to stop.
+async fn close_frame(
+    st: &Shared,
+    pipe: &PipeRef,
+    inbox: &mut Inbox,
+    log: &mut DiskLog,
+    watch: &mut Watch,
+) -> bool {
     let mut waited = false;
     let mut disk: Option<DiskWait> = None;
     let done = loop {
-        let turn = st.with_mut(|s| {
-            if s.shutdown {
-                return Turn::Done(false);
-            }
-            pipe.with_mut(|p| try_spool(s, p, &mut disk, log, &mut waited))
-        });
+        inbox.drain();
+        if inbox.stop {
+            break false;
+        }
+        let turn = st.with_mut(|s| pipe.with_mut(|p| try_spool(s, p, &mut disk, log, &mut waited)));
         let (wake, delay) = match turn {
-            Turn::Done(done) => break done,
+            Turn::Done => break true,
             Turn::Again => continue,
             Turn::Wait(wake, delay) => (wake, delay),
         };
@@ -321,13 +419,17 @@ async fn close_frame(st: &Shared, pipe: &PipeRef, log: &mut DiskLog, watch: &mut
                 watch.ready().await;
                 false
             })
+            .or(async {
+                inbox.stopped().await;
+                true
+            })
             .await;
             let woke_early = notified && now.elapsed() < slice;
             let seen = watch.drain(true);
-            let stop = st.with_mut(|s| {
-                if s.shutdown {
-                    return true;
-                }
+            if inbox.stop {
+                break;
+            }
+            let done = st.with_mut(|s| {
                 pipe.with_mut(|p| {
                     let now = Instant::now();
                     if seen.scan || p.last_scan.is_none_or(|t| now.duration_since(t) >= every) {
@@ -336,7 +438,7 @@ async fn close_frame(st: &Shared, pipe: &PipeRef, log: &mut DiskLog, watch: &mut
                     woke_early || now >= until
                 })
             });
-            if stop {
+            if done {
                 break;
             }
         }
@@ -366,7 +468,7 @@ fn try_spool(
 ) -> Turn {
     let len = match &p.pending {
         Some(b) => b.frame.len(),
-        None if p.batch.is_empty() => return Turn::Done(true),
+        None if p.batch.is_empty() => return Turn::Done,
         None => p.batch.encoded_len(),
     };
     if !p.spool.fits(len)
@@ -388,7 +490,7 @@ fn try_spool(
                     None => finish(p),
                 };
                 match append(p, &mut s.c, b) {
-                    Ok(()) => return Turn::Done(true),
+                    Ok(()) => return Turn::Done,
                     Err(e) => e.to_string(),
                 }
             }
@@ -533,6 +635,47 @@ impl Linger {
 mod tests {
     use super::*;
     use crate::frame::SourceRef;
+
+    /// The task's view is the newest change of life: taken out and put back before it
+    /// looked, it reads on.
+    #[test]
+    fn the_inbox_keeps_the_newest_change_of_life() {
+        let (tx, rx) = smol::channel::bounded(3);
+        let mut inbox = Inbox::new(rx);
+        tx.try_send(ToCollect::Drain).unwrap();
+        inbox.drain();
+        assert!(inbox.removed && !inbox.stop);
+        tx.try_send(ToCollect::Run).unwrap();
+        tx.try_send(ToCollect::Wake).unwrap();
+        inbox.drain();
+        assert!(!inbox.removed && !inbox.stop && inbox.wake);
+        // A command taken while busy ends the next sleep at once.
+        smol::block_on(inbox.sleep(Duration::from_secs(3600)));
+        assert!(!inbox.wake);
+        // The pipe gone (its sending end dropped): a stop.
+        drop(tx);
+        inbox.drain();
+        assert!(inbox.stop);
+    }
+
+    /// A wait for room in the spool ends on a stop, not on a change of life (what was read
+    /// still goes to the spool when a pipeline is taken out of the config).
+    #[test]
+    fn only_a_stop_ends_a_wait_for_room() {
+        let (tx, rx) = smol::channel::bounded(3);
+        let mut inbox = Inbox::new(rx);
+        let mut wait = Box::pin(async {
+            inbox.stopped().await;
+        });
+        assert!(smol::block_on(smol::future::poll_once(&mut wait)).is_none());
+        tx.try_send(ToCollect::Drain).unwrap();
+        tx.try_send(ToCollect::Wake).unwrap();
+        assert!(smol::block_on(smol::future::poll_once(&mut wait)).is_none());
+        tx.try_send(ToCollect::Stop).unwrap();
+        assert!(smol::block_on(smol::future::poll_once(&mut wait)).is_some());
+        drop(wait);
+        assert!(inbox.stop && inbox.removed);
+    }
 
     #[test]
     fn a_frame_goes_to_the_spool_only_if_it_leaves_the_reserve_free() {

@@ -5,7 +5,7 @@
 //! The task waits on that channel while it owns its receiving end, with no borrow of the
 //! pipe held.
 
-use super::pipe::{Life, Outbox, PipeRef, ToDeliver};
+use super::pipe::{Outbox, PipeRef, ToDeliver};
 use super::Shared;
 use crate::backoff::Backoff;
 use crate::sink::{AnySink, Sink};
@@ -67,7 +67,9 @@ impl Inbox {
 
 /// Spool → sink → acknowledgement → release, for one pipeline.
 pub(super) async fn deliver(st: Shared, pipe: PipeRef, out: Outbox) {
-    let Outbox { mut sink, commands } = out;
+    let Outbox {
+        mut sink, commands, ..
+    } = out;
     let mut inbox = Inbox::default();
     let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(30));
     let mut buf = Vec::new();
@@ -201,8 +203,7 @@ pub(super) async fn deliver(st: Shared, pipe: PipeRef, out: Outbox) {
             // Delivered, and out of the config: the pipeline ends here (pipe.rs), before the
             // `.await` below, so that a config adding it again meanwhile opens it afresh.
             p.checkpoint();
-            p.life = Life::Stopped;
-            p.wake.notify();
+            p.stopped();
             log::info!("{}: backlog delivered, stopped", p.label());
             true
         });

@@ -15,7 +15,9 @@
 //! they are not called inside a pipeline's closure). Tasks:
 //! - per pipeline, **collect**: scan and read files → batch → spool, sleeping when the files
 //!   are quiet; and **deliver**: spool → sink → acknowledgement → release, backing off when
-//!   the sink fails;
+//!   the sink fails. Each has a command channel from the pipe (pipe.rs: `ToCollect`,
+//!   `ToDeliver`): collect learns of every change of its life there (taken out of the
+//!   config, put back, stop), deliver of a new sink and of a stop;
 //! - **control**: the fleet (src/control), which may add, change and remove pipelines. It
 //!   sees the agent through `Handle` alone (handle.rs): settings, a `Health` snapshot,
 //!   the fleet's configs, "apply this effective config". The state is private to this
@@ -427,10 +429,10 @@ pub fn run(local: Config, opts: RunOpts) -> Result<(), Error> {
         let mut running: Vec<(Task<()>, Task<()>)> = Vec::new();
         loop {
             let (start, shutdown) = st.with_mut(|s| (std::mem::take(&mut s.to_start), s.shutdown));
-            for (p, sink) in start {
+            for (p, out) in start {
                 running.push((
-                    ex.spawn(collect(st.clone(), p.clone())),
-                    ex.spawn(deliver(st.clone(), p, sink)),
+                    ex.spawn(collect(st.clone(), p.clone(), out.collect.clone())),
+                    ex.spawn(deliver(st.clone(), p, out)),
                 ));
             }
             running.retain(|(c, d)| !(c.is_finished() && d.is_finished()));

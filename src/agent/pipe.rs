@@ -1,5 +1,8 @@
 //! One pipeline: its tailer, open batch, spool and sink settings, the wake-ups of its two
-//! tasks (collect, deliver), and the command channel to its deliver task ([`ToDeliver`]).
+//! tasks (collect, deliver), and a command channel to each ([`ToCollect`], [`ToDeliver`]).
+//! The collect task learns of every change of its life (taken out of the config, put back,
+//! the agent stopping, the pipeline Stopped) as a message on its channel, not by reading a
+//! flag.
 //!
 //! The local file's inputs, `[batch]`, `[spool]` and `[sink]` are the pipeline named `""`,
 //! its spool in `data_dir/spool` and its frames carrying the instance id. A fleet pipeline
@@ -112,11 +115,35 @@ pub(super) enum ToDeliver {
 /// new sink, which pushes out the oldest.
 const COMMANDS: usize = 3;
 
-/// What a pipeline's deliver task starts with: the sink, and the receiving end of its
-/// command channel (the sending end stays in the [`Pipe`]).
+/// What the agent tells a pipeline's collect task, on its command channel
+/// ([`COLLECT_COMMANDS`] at most waiting). The task keeps its own view of its life from
+/// these, in order; a full channel never loses a stop, nor the newest change of life, to a
+/// wake-up (see `send_collect`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum ToCollect {
+    /// Look again now (new settings). Coalesces: one waiting is as good as many.
+    Wake,
+    /// Taken out of the config: put the open batch in the spool and read no more.
+    Drain,
+    /// Put back in the config: read again.
+    Run,
+    /// The agent is stopping, or the pipeline is Stopped (drained): put the open batch in
+    /// the spool, if it fits, and end. Nothing comes after it that matters.
+    Stop,
+}
+
+/// Commands that may wait on a collect task's channel. Two is enough for "a change of life,
+/// then a stop"; one more so that a wake-up finds room more often than not (one that finds
+/// the channel full is not needed: the task wakes for what is there).
+const COLLECT_COMMANDS: usize = 3;
+
+/// What a pipeline's tasks start with: the deliver task's sink and the receiving end of its
+/// command channel, and the receiving end of the collect task's (the sending ends stay in
+/// the [`Pipe`]).
 pub(super) struct Outbox {
     pub(super) sink: AnySink,
     pub(super) commands: Receiver<ToDeliver>,
+    pub(super) collect: Receiver<ToCollect>,
 }
 
 pub(crate) struct Pipe {
@@ -149,8 +176,8 @@ pub(crate) struct Pipe {
     pub(super) spooled: Notify,
     /// Rung when the sink acknowledged frames (room in the spool).
     pub(super) space: Notify,
-    /// Rung to make collect look again (shutdown, removal, new settings).
-    pub(super) wake: Notify,
+    /// To the collect task: its life changes, a stop, a wake-up.
+    to_collect: Sender<ToCollect>,
     /// To the deliver task: a new sink, a stop. A channel, not a field the task polls: the
     /// task waits on it without borrowing the pipe.
     to_deliver: Sender<ToDeliver>,
@@ -285,6 +312,7 @@ impl Pipe {
         let mut batch = BatchBuilder::new(cfg.batch.max_lines, cfg.batch.max_bytes.0 as usize);
         batch.set_codec(cfg.batch.compression);
         let (to_deliver, commands) = smol::channel::bounded(COMMANDS);
+        let (to_collect, collect) = smol::channel::bounded(COLLECT_COMMANDS);
         Ok((
             Pipe {
                 name: cfg.name.clone(),
@@ -303,10 +331,14 @@ impl Pipe {
                 ck_failing: None,
                 spooled: Notify::new(),
                 space: Notify::new(),
-                wake: Notify::new(),
+                to_collect,
                 to_deliver,
             },
-            Outbox { sink, commands },
+            Outbox {
+                sink,
+                commands,
+                collect,
+            },
         ))
     }
 
@@ -338,9 +370,11 @@ impl Pipe {
         if let Life::Draining { .. } = self.life {
             log::info!("{}: back in the config, reading again", self.label());
             self.life = Life::Running;
+            self.tell_collect(ToCollect::Run);
+        } else {
+            self.tell_collect(ToCollect::Wake);
         }
         self.cfg = cfg;
-        self.wake.notify();
         self.spooled.notify();
     }
 
@@ -360,7 +394,9 @@ impl Pipe {
                 Life::Closing => Life::Closing,
                 _ => Life::Draining { put_away: false },
             };
-            self.wake.notify();
+            if self.life != Life::Closing {
+                self.tell_collect(ToCollect::Drain);
+            }
             self.spooled.notify();
         }
     }
@@ -420,12 +456,25 @@ impl Pipe {
         self.ck_failing.is_none() || self.last_checkpoint.elapsed() >= CK_RETRY
     }
 
-    /// Rings every wake-up, and tells the deliver task to stop (shutdown).
+    /// Rings every wake-up, and tells both tasks to stop (shutdown).
     pub(super) fn wake_all(&self) {
-        for n in [&self.spooled, &self.space, &self.wake] {
+        for n in [&self.spooled, &self.space] {
             n.notify();
         }
+        self.tell_collect(ToCollect::Stop);
         self.command(ToDeliver::Stop);
+    }
+
+    /// Drained and out of the config (the deliver task, at its end): Stopped, and the
+    /// collect task told to end.
+    pub(super) fn stopped(&mut self) {
+        self.life = Life::Stopped;
+        self.tell_collect(ToCollect::Stop);
+    }
+
+    /// Sends `c` to the collect task. Never waits (see [`send_collect`]).
+    fn tell_collect(&self, c: ToCollect) {
+        send_collect(&self.to_collect, c);
     }
 
     /// Sends `c` to the deliver task. Never waits: a full channel gives up its oldest
@@ -454,9 +503,66 @@ fn send(tx: &Sender<ToDeliver>, c: ToDeliver) {
     }
 }
 
+/// Sends `c` to a collect task without waiting. A wake-up that finds the channel full is
+/// dropped (the task has something to wake for already), so it never pushes out a change
+/// of life. A change of life or a stop pushes out the oldest command when the channel is
+/// full: the task's view is the newest change (an older one it never saw is one it would
+/// have slept through), and a stop pushed out so is sent again, pushing out the next
+/// oldest, never the change just sent (the channel holds more than two).
+fn send_collect(tx: &Sender<ToCollect>, c: ToCollect) {
+    if c == ToCollect::Wake {
+        let _ = tx.try_send(c);
+    } else if let Ok(Some(ToCollect::Stop)) = tx.force_send(c) {
+        let _ = tx.force_send(ToCollect::Stop);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn waiting(rx: &Receiver<ToCollect>) -> Vec<ToCollect> {
+        std::iter::from_fn(|| rx.try_recv().ok()).collect()
+    }
+
+    #[test]
+    fn a_wake_up_never_pushes_out_a_change_of_life() {
+        let (tx, rx) = smol::channel::bounded(COLLECT_COMMANDS);
+        send_collect(&tx, ToCollect::Drain);
+        for _ in 0..5 {
+            send_collect(&tx, ToCollect::Wake);
+        }
+        let got = waiting(&rx);
+        assert_eq!(got[0], ToCollect::Drain, "{got:?}");
+        assert_eq!(got.len(), COLLECT_COMMANDS, "{got:?}");
+    }
+
+    #[test]
+    fn a_stop_and_the_newest_change_of_life_are_never_pushed_out() {
+        let (tx, rx) = smol::channel::bounded(COLLECT_COMMANDS);
+        send_collect(&tx, ToCollect::Stop);
+        for i in 0..7 {
+            let c = if i % 2 == 0 {
+                ToCollect::Drain
+            } else {
+                ToCollect::Run
+            };
+            send_collect(&tx, c);
+            send_collect(&tx, ToCollect::Wake);
+        }
+        // The last sent was Drain (i = 6).
+        let got = waiting(&rx);
+        assert_eq!(
+            got.iter().filter(|&&c| c == ToCollect::Stop).count(),
+            1,
+            "{got:?}"
+        );
+        let last_life = got
+            .iter()
+            .rev()
+            .find(|&&c| matches!(c, ToCollect::Drain | ToCollect::Run));
+        assert_eq!(last_life, Some(&ToCollect::Drain), "{got:?}");
+    }
 
     // From the review of the command channel: a stop queued at shutdown was pushed out by
     // three sink changes (SIGHUP still reloads while the agent stops).
