@@ -300,18 +300,20 @@ impl Tailer {
             let mut paths: Vec<(usize, PathBuf)> = Vec::new();
             let mut listed: HashMap<PathBuf, u64> = HashMap::new();
             let mut unreadable = HashSet::new();
+            // Said once, when the walk is done (it may be walked again).
+            let mut warnings = Vec::new();
             for (idx, input) in self.inputs.iter().enumerate() {
                 let mut mine = glob::Expansion::default();
                 for p in &input.paths {
                     glob::expand(p, &mut mine);
                 }
                 for (dir, e) in mine.unreadable {
-                    if !self.unreadable.contains(&dir) {
-                        log::warn!(
+                    if !self.unreadable.contains(&dir) && !unreadable.contains(&dir) {
+                        warnings.push(format!(
                             "input {:?}: cannot list {}: {e} (its files are not read until it can be)",
                             input.name,
                             dir.display()
-                        );
+                        ));
                     }
                     unreadable.insert(dir);
                 }
@@ -358,6 +360,9 @@ impl Tailer {
             stale |= attempt == 1 && new();
             if !stale || attempt == 3 {
                 // Warned once per directory, and again if it becomes unreadable again later.
+                for w in warnings {
+                    log::warn!("{w}");
+                }
                 self.unreadable = unreadable;
                 return (found, seen);
             }
