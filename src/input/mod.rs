@@ -291,7 +291,8 @@ impl Tailer {
     /// means the listing is stale: files renamed meanwhile would be missing from it, and a
     /// new live file would be taken for the successor of the last generation listed. The
     /// walk is then done again, up to three times in all; and once more whenever it finds
-    /// a file it does not know.
+    /// a file it does not know and would open now (one it cannot open, refused by its
+    /// permissions, makes every scan list twice while it is there).
     fn look(&mut self) -> (Vec<Found>, HashSet<Key>) {
         let mut attempt = 0;
         loop {
@@ -351,11 +352,18 @@ impl Tailer {
             // changes (a rotation under way) was seen on ext4 to leave out names that had
             // been there for seconds; a generation found a scan late is read after newer
             // ones.
+            // Only files the scan would open now: not an empty generation (left until it has
+            // bytes), and none while every descriptor is taken (they wait for a turn); else
+            // every scan would list twice for as long as such a file is there.
             let new = || {
-                found.iter().any(|f| {
-                    let k = (f.dev, f.ino);
-                    !self.marks.contains_key(&k) && !self.files.iter().any(|t| (t.dev, t.ino) == k)
-                })
+                self.files.len() < MAX_OPEN_FILES
+                    && found.iter().any(|f| {
+                        let k = (f.dev, f.ino);
+                        let empty_generation = f.size == 0 && family(&f.path) != f.path;
+                        !empty_generation
+                            && !self.marks.contains_key(&k)
+                            && !self.files.iter().any(|t| (t.dev, t.ino) == k)
+                    })
             };
             stale |= attempt == 1 && new();
             if !stale || attempt == 3 {
@@ -713,12 +721,12 @@ impl Tailer {
         if (t.dev, t.ino) != (dev, ino) {
             // Another file under the name since the scan looked (a rotation in between, or
             // the agent stopped there): opened now, it would take the place of the one that
-            // was looked at, before the generations rotated meanwhile. The next scan sees
-            // them all.
-            log::debug!(
-                "{}: another file since the look; left to the next scan",
-                path.display()
-            );
+            // was looked at, before the generations rotated meanwhile. The one looked at is
+            // followed to where it went (a glob on the live name would never see it again)
+            // and read as a rotated generation; the new file is left to the next scan,
+            // which puts it after.
+            drop(t);
+            self.follow_moved(idx, &path, (dev, ino), now, c);
             return;
         }
         // On the scan's clock, which TURN and a suspect's age are measured on.
@@ -774,6 +782,49 @@ impl Tailer {
             g.wait_for = Some(prev);
             prev = (g.dev, g.ino);
             self.files.push(g);
+        }
+    }
+
+    /// File `key`, looked at under `path` and no longer there when it was to be opened:
+    /// opened where it went in the same directory, as a rotated generation of `path`, from
+    /// its head (nothing of it was read). Gone altogether, it had nothing the agent could
+    /// have read in order: a file created and deleted between two looks.
+    fn follow_moved(
+        &mut self,
+        input: usize,
+        path: &Path,
+        key: Key,
+        now: Instant,
+        c: &mut Counters,
+    ) {
+        let dir = path.parent().unwrap_or(Path::new("."));
+        let moved = std::fs::read_dir(dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .find(|e| {
+                e.metadata()
+                    .is_ok_and(|m| m.is_file() && (m.dev(), m.ino()) == key)
+            })
+            .map(|e| e.path());
+        let Some(p) = moved else {
+            log::debug!("{}: gone since the look", path.display());
+            return;
+        };
+        let wire: Rc<str> = path.to_string_lossy().into();
+        match Tailed::open(input, p.clone(), wire.clone(), 0) {
+            Ok(mut t) if (t.dev, t.ino) == key => {
+                log::info!(
+                    "{} was rotated to {} before it could be opened: reading it from byte 0",
+                    path.display(),
+                    p.display()
+                );
+                t.rotated = Some(now);
+                t.opened = now;
+                c.files_opened += 1;
+                self.insert_before_live(vec![t], &wire);
+            }
+            _ => log::debug!("{}: moved again since the look", path.display()),
         }
     }
 
@@ -1041,10 +1092,9 @@ impl Tailer {
             return;
         };
         let (wire, input) = (f.wire_path.clone(), f.input);
-        // A file that starts with what was read of it is a copy of it kept aside (`cp`,
-        // then deleted), or the copy copytruncate left of it, which its truncation claims:
-        // no generation written after it.
-        let head = (f.pos > 0 && f.fp_len >= MIN_PREFIX).then_some((f.fp_len, f.fp));
+        // A file whose bytes are all the first bytes of this one is a copy of it kept aside
+        // (`cp`, then deleted): what it holds comes from this file, no generation after it.
+        let copy_of = f.file.try_clone().ok();
         if f.pos == 0 {
             // Nothing of it read: it may have been copied and truncated unseen before it
             // was renamed (its head then says nothing). Its copies are newer than the newest
@@ -1057,7 +1107,16 @@ impl Tailer {
             }
         }
         let mut prev = key;
-        for mut g in self.later_than(since, &live, [key; 2], head, &wire, input, now, c) {
+        for mut g in self.later_than(
+            since,
+            &live,
+            [key; 2],
+            copy_of.as_ref(),
+            &wire,
+            input,
+            now,
+            c,
+        ) {
             g.wait_for = Some(prev);
             prev = (g.dev, g.ino);
             self.files.push(g);
@@ -1117,15 +1176,15 @@ impl Tailer {
     /// [`later_generations`](Self::later_generations) by time: unknown generations of the
     /// log at `live` modified since `since` (at the same time too: a coarse clock stamps
     /// generations made within one tick alike), oldest first; none of `not`, none that the
-    /// input excludes, and none that starts with `head` (a fingerprint: a copy of a file
-    /// already read).
+    /// input excludes, and none whose bytes are the first bytes of `copy_of` (a copy of that
+    /// file: generations of a log that share a header or banner differ after it).
     #[allow(clippy::too_many_arguments)]
     fn later_than(
         &mut self,
         since: std::time::SystemTime,
         live: &Path,
         not: [(u64, u64); 2],
-        head: Option<(u32, u32)>,
+        copy_of: Option<&std::fs::File>,
         wire: &Rc<str>,
         input: usize,
         now: Instant,
@@ -1150,10 +1209,8 @@ impl Tailer {
             })
             .filter(|(_, p)| !exclude.iter().any(|x| glob::matches(x, p)))
             .filter(|(_, p)| {
-                let Some((len, fp)) = head else { return true };
-                let same = std::fs::File::open(p)
-                    .and_then(|f| fingerprint(&f, len))
-                    .is_ok_and(|got| got == Some(fp));
+                let Some(of) = copy_of else { return true };
+                let same = std::fs::File::open(p).is_ok_and(|f| is_prefix_of(&f, of));
                 if same {
                     log::debug!("{}: a copy of {wire}'s head; not a generation", p.display());
                 }
@@ -1787,10 +1844,14 @@ fn family(path: &Path) -> &Path {
     Path::new(std::ffi::OsStr::from_bytes(&b[..cut]))
 }
 
-/// Whether log `fam` is there, open or on disk: if not, files named like its generations
-/// (`node-1`, `node-2`) are logs of their own.
+/// Whether log `fam` is there: open, or found under its name (a file renamed away since
+/// still carries it), or on disk. If not, files named like its generations (`node-1`,
+/// `node-2`) are logs of their own.
 fn log_exists(fam: &Path, files: &[Tailed]) -> bool {
-    files.iter().any(|f| f.path == fam) || std::fs::symlink_metadata(fam).is_ok()
+    files
+        .iter()
+        .any(|f| f.path == fam || Path::new(&*f.wire_path) == fam)
+        || std::fs::symlink_metadata(fam).is_ok()
 }
 
 /// Whether `f` has lines that are not in the spool yet: in the open batch, or in a frame the
@@ -1851,6 +1912,25 @@ fn split_after_renamed(
         _ => Vec::new(),
     }
 }
+
+/// Whether the bytes of `f` (not empty, and at most [`PREFIX_CHECK`] of them compared) are
+/// the first bytes of `of`: a copy of it, whole or in part.
+fn is_prefix_of(f: &std::fs::File, of: &std::fs::File) -> bool {
+    use std::os::unix::fs::FileExt;
+    let (Ok(a), Ok(b)) = (f.metadata(), of.metadata()) else {
+        return false;
+    };
+    if a.len() == 0 || a.len() > b.len() {
+        return false;
+    }
+    let n = a.len().min(PREFIX_CHECK) as usize;
+    let (mut x, mut y) = (vec![0u8; n], vec![0u8; n]);
+    f.read_exact_at(&mut x, 0).is_ok() && of.read_exact_at(&mut y, 0).is_ok() && x == y
+}
+
+/// How many bytes [`is_prefix_of`] compares: past a header or banner, two generations of a
+/// log differ within their first lines.
+const PREFIX_CHECK: u64 = 64 << 10;
 
 /// The shortest earlier fingerprint a copy may be found by: shorter heads are too often
 /// shared by unrelated files (a timestamp's first bytes).
