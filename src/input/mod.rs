@@ -774,6 +774,34 @@ impl Tailer {
         {
             t.wait_for = Some((p.dev, p.ino));
         }
+        // A predecessor already found gone from the log's name (a glob on the live name,
+        // which sees no rotated name): whole generations may have been written and rotated
+        // away between that look and this one (the agent stopped, busy, or polling). They
+        // come between the two, oldest first.
+        let pred = t.wait_for.and_then(|k| {
+            self.files
+                .iter()
+                .find(|f| (f.dev, f.ino) == k && f.rotated.is_some())
+                .map(|f| {
+                    (
+                        k,
+                        f.file.metadata().and_then(|m| m.modified()).ok(),
+                        f.file.try_clone().ok(),
+                    )
+                })
+        });
+        if let Some((pk, Some(since), copy_of)) = pred.filter(|_| family(&path) == path.as_path()) {
+            let wire = t.wire_path.clone();
+            let not = [pk, (t.dev, t.ino)];
+            let between = self.later_than(since, &path, not, copy_of.as_ref(), &wire, idx, now, c);
+            let mut prev = pk;
+            for mut g in between {
+                g.wait_for = Some(prev);
+                prev = (g.dev, g.ino);
+                self.files.push(g);
+            }
+            t.wait_for = Some(prev);
+        }
         log::info!("tailing {} from byte {}", path.display(), t.pos);
         c.files_opened += 1;
         let mut prev = (t.dev, t.ino);

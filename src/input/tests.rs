@@ -2007,3 +2007,24 @@ fn a_file_rotated_between_the_look_and_the_open_is_followed_under_a_live_name_gl
     r.settle();
     assert_eq!(r.numbers("a"), (0..30).collect::<Vec<_>>(), "{:?}", r.c);
 }
+
+#[test]
+fn generations_rotated_between_two_looks_after_a_seen_rename_are_read() {
+    // Live-name glob. The scan sees the live file gone (renamed to a.log.1); before the
+    // next look a whole generation is written and renamed away (the agent stopped, or
+    // busy). Found by a review and by the adversarial harness (the agent stopped 2 s right
+    // after it saw a rename: 3,880 lines lost, counters 0).
+    let mut r = Rig::new("between-looks", "a.log", "");
+    r.lines("a.log", "a", 0..10);
+    stamp(&r, &["a.log"], 0);
+    r.poll(Duration::ZERO);
+    fs::rename(r.path("a.log"), r.path("a.log.1")).unwrap();
+    r.poll(Duration::from_millis(100));
+    r.lines("a.log", "a", 10..20);
+    stamp(&r, &["a.log"], 1);
+    fs::rename(r.path("a.log"), r.path("a.log.2")).unwrap();
+    r.lines("a.log", "a", 20..30);
+    stamp(&r, &["a.log"], 2);
+    r.settle();
+    assert_eq!(r.numbers("a"), (0..30).collect::<Vec<_>>(), "{:?}", r.c);
+}
