@@ -78,6 +78,8 @@ pub struct Tailed {
     pub rotated: Option<Instant>,
     /// Inside the tail of a cut line: discard up to the next newline.
     pub skipping: bool,
+    /// Whether the first read has checked that `pos` is not inside a cut line.
+    pub line_checked: bool,
     /// Since when a last line without a newline has been waiting.
     pub partial_since: Option<Instant>,
     /// Not to be read until this file (its predecessor under the same name) is drained.
@@ -119,6 +121,7 @@ impl Tailed {
             size: m.len(),
             rotated: None,
             skipping: false,
+            line_checked: false,
             partial_since: None,
             wait_for: None,
             last_data: Instant::now(),
@@ -206,6 +209,17 @@ impl Tailed {
         budget: &mut usize,
         c: &mut Counters,
     ) -> io::Result<Stop> {
+        if !self.line_checked {
+            self.line_checked = true;
+            // Opened at a checkpointed position inside a line: the tail of a cut line (its
+            // head went out, the rest was being skipped) or the rest of a line flushed
+            // partial. A partial flush sends at most `max_line` bytes, so a line that began
+            // further back than that was being cut: its rest is skipped again, not sent as a
+            // line of its own.
+            if self.pos > 0 && !self.skipping && self.inside_cut_line(max_line)? {
+                self.skipping = true;
+            }
+        }
         let limit = self.limit.take();
         loop {
             if *budget == 0 {
@@ -322,6 +336,14 @@ impl Tailed {
                 return Ok(Stop::Eof);
             }
         }
+    }
+
+    /// Whether `pos` is inside a line that began more than `max_line` bytes before it.
+    fn inside_cut_line(&self, max_line: usize) -> io::Result<bool> {
+        let back = (max_line as u64 + 1).min(self.pos);
+        let mut before = vec![0u8; back as usize];
+        self.file.read_exact_at(&mut before, self.pos - back)?;
+        Ok(back > max_line as u64 && !before.contains(&b'\n'))
     }
 
     /// Moves past `n` bytes that are in the batch or deliberately skipped.

@@ -2028,3 +2028,26 @@ fn generations_rotated_between_two_looks_after_a_seen_rename_are_read() {
     r.settle();
     assert_eq!(r.numbers("a"), (0..30).collect::<Vec<_>>(), "{:?}", r.c);
 }
+
+#[test]
+fn a_restart_inside_a_cut_line_skips_its_tail() {
+    // Found by the soak (600 s, 0x1600, episode 13): a line longer than max_line_bytes was
+    // cut, its head sent, and the agent killed while it skipped the rest; the checkpoint
+    // held a position inside the line, and after the restart the rest went out as a line
+    // of its own (text never written as a line).
+    let mut r = Rig::new("restart-in-cut", "a.log", "max_line_bytes = 64");
+    r.lines("a.log", "a", 0..3);
+    r.write("a.log", &format!("a 0003 {}", "x".repeat(300)));
+    r.poll(Duration::ZERO);
+    let marks = r.t.marks(&r.b);
+    r.restart(marks);
+    r.write("a.log", &format!("{}TAIL\n", "y".repeat(100)));
+    r.lines("a.log", "a", 4..6);
+    r.settle();
+    assert_eq!(r.numbers("a"), (0..6).collect::<Vec<_>>(), "{:?}", r.c);
+    let tails: Vec<_> = r.got.iter().filter(|(_, l)| l.starts_with('y')).collect();
+    assert!(
+        tails.is_empty(),
+        "the cut line's rest went out as a line: {tails:?}"
+    );
+}
