@@ -790,6 +790,31 @@ impl Tailer {
                     )
                 })
         });
+        // No predecessor open: the last one known was read to its end and let go (a mark
+        // of a generation of this log is left). Generations written and rotated away unseen since then come before
+        // this file too: searched from the newest generation known.
+        if t.wait_for.is_none()
+            && self.started
+            && family(&path) == path.as_path()
+            && self
+                .marks
+                .values()
+                .any(|m| family(Path::new(std::ffi::OsStr::from_bytes(&m.path))) == path)
+        {
+            let own = t.file.metadata().and_then(|m| m.modified()).ok();
+            let key = (t.dev, t.ino);
+            if let Some(since) = own.and_then(|o| self.newest_known_before(&path, key, o)) {
+                let wire = t.wire_path.clone();
+                let between = self.later_than(since, &path, [key; 2], None, &wire, idx, now, c);
+                let mut prev = None;
+                for mut g in between {
+                    g.wait_for = prev;
+                    prev = Some((g.dev, g.ino));
+                    self.files.push(g);
+                }
+                t.wait_for = prev;
+            }
+        }
         if let Some((pk, Some(since), copy_of)) = pred.filter(|_| family(&path) == path.as_path()) {
             let wire = t.wire_path.clone();
             let not = [pk, (t.dev, t.ino)];

@@ -2051,3 +2051,24 @@ fn a_restart_inside_a_cut_line_skips_its_tail() {
         "the cut line's rest went out as a line: {tails:?}"
     );
 }
+
+#[test]
+fn generations_rotated_unseen_after_the_last_one_was_let_go_are_read() {
+    // Live-name glob. The renamed live file is read to its end and let go (rotate_wait);
+    // only its mark is left. Then, unseen (the agent stopped), a new live file is written
+    // and renamed away, and another one starts.
+    let mut r = Rig::new("after-let-go", "a.log", "");
+    r.lines("a.log", "a", 0..10);
+    stamp(&r, &["a.log"], 0);
+    r.poll(Duration::ZERO);
+    fs::rename(r.path("a.log"), r.path("a.log.1")).unwrap();
+    r.settle();
+    assert_eq!(r.t.open_files(), 0, "{:?}", r.t.files);
+    r.lines("a.log", "a", 10..20);
+    stamp(&r, &["a.log"], 1);
+    fs::rename(r.path("a.log"), r.path("a.log.2")).unwrap();
+    r.lines("a.log", "a", 20..30);
+    stamp(&r, &["a.log"], 2);
+    r.settle();
+    assert_eq!(r.numbers("a"), (0..30).collect::<Vec<_>>(), "{:?}", r.c);
+}
