@@ -774,68 +774,57 @@ impl Tailer {
         {
             t.wait_for = Some((p.dev, p.ino));
         }
-        // A predecessor already found gone from the log's name (a glob on the live name,
-        // which sees no rotated name): whole generations may have been written and rotated
-        // away between that look and this one (the agent stopped, busy, or polling). They
-        // come between the two, oldest first.
-        let pred = t.wait_for.and_then(|k| {
+        // Under the log's own name, generations written and rotated away unseen may come
+        // before this file (the agent stopped, busy, or polling): searched from the last
+        // one known, oldest first. That is the predecessor when it was already found gone
+        // from the name (a glob on the live name sees no rotated name; the search does not
+        // take copies of it), or, with none open (read to its end and let go, a mark of a
+        // generation of this log left), the newest generation known.
+        let key = (t.dev, t.ino);
+        let search = if family(&path) != path.as_path() {
+            None
+        } else if let Some(k) = t.wait_for {
             self.files
                 .iter()
                 .find(|f| (f.dev, f.ino) == k && f.rotated.is_some())
-                .map(|f| {
-                    (
-                        k,
-                        f.file.metadata().and_then(|m| m.modified()).ok(),
-                        f.file.try_clone().ok(),
-                    )
+                .and_then(|f| {
+                    let since = f.file.metadata().and_then(|m| m.modified()).ok()?;
+                    Some((Some(k), since, f.file.try_clone().ok()))
                 })
-        });
-        // No predecessor open: the last one known was read to its end and let go (a mark
-        // of a generation of this log is left). Generations written and rotated away unseen since then come before
-        // this file too: searched from the newest generation known.
-        if t.wait_for.is_none()
-            && self.started
-            && family(&path) == path.as_path()
+        } else if self.started
             && self
                 .marks
                 .values()
                 .any(|m| family(Path::new(std::ffi::OsStr::from_bytes(&m.path))) == path)
         {
             let own = t.file.metadata().and_then(|m| m.modified()).ok();
-            let key = (t.dev, t.ino);
-            if let Some(since) = own.and_then(|o| self.newest_known_before(&path, key, o)) {
-                let wire = t.wire_path.clone();
-                let between = self.later_than(since, &path, [key; 2], None, &wire, idx, now, c);
-                let mut prev = None;
-                for mut g in between {
-                    g.wait_for = prev;
-                    prev = Some((g.dev, g.ino));
-                    self.files.push(g);
-                }
-                t.wait_for = prev;
-            }
-        }
-        if let Some((pk, Some(since), copy_of)) = pred.filter(|_| family(&path) == path.as_path()) {
+            own.and_then(|o| self.newest_known_before(&path, key, o))
+                .map(|since| (None, since, None))
+        } else {
+            None
+        };
+        if let Some((from, since, copy_of)) = search {
             let wire = t.wire_path.clone();
-            let not = [pk, (t.dev, t.ino)];
+            let not = [from.unwrap_or(key), key];
             let between = self.later_than(since, &path, not, copy_of.as_ref(), &wire, idx, now, c);
-            let mut prev = pk;
-            for mut g in between {
-                g.wait_for = Some(prev);
-                prev = (g.dev, g.ino);
-                self.files.push(g);
-            }
-            t.wait_for = Some(prev);
+            t.wait_for = self.push_chain(from, between);
         }
         log::info!("tailing {} from byte {}", path.display(), t.pos);
         c.files_opened += 1;
-        let mut prev = (t.dev, t.ino);
         self.files.push(t);
-        for mut g in after {
-            g.wait_for = Some(prev);
-            prev = (g.dev, g.ino);
+        self.push_chain(Some(key), after);
+    }
+
+    /// Opens `gens` after `first`, each waiting for the one before it; returns the last
+    /// (`first` if there are none).
+    fn push_chain(&mut self, first: Option<Key>, gens: Vec<Tailed>) -> Option<Key> {
+        let mut prev = first;
+        for mut g in gens {
+            g.wait_for = prev;
+            prev = Some((g.dev, g.ino));
             self.files.push(g);
         }
+        prev
     }
 
     /// File `key`, looked at under `path` and no longer there when it was to be opened:
@@ -850,17 +839,7 @@ impl Tailer {
         now: Instant,
         c: &mut Counters,
     ) {
-        let dir = path.parent().unwrap_or(Path::new("."));
-        let moved = std::fs::read_dir(dir)
-            .into_iter()
-            .flatten()
-            .flatten()
-            .find(|e| {
-                e.metadata()
-                    .is_ok_and(|m| m.is_file() && (m.dev(), m.ino()) == key)
-            })
-            .map(|e| e.path());
-        let Some(p) = moved else {
+        let Some(p) = find_in_dir(path, key) else {
             log::debug!("{}: gone since the look", path.display());
             return;
         };
@@ -1159,8 +1138,7 @@ impl Tailer {
                 since = since.min(t);
             }
         }
-        let mut prev = key;
-        for mut g in self.later_than(
+        let later = self.later_than(
             since,
             &live,
             [key; 2],
@@ -1169,11 +1147,8 @@ impl Tailer {
             input,
             now,
             c,
-        ) {
-            g.wait_for = Some(prev);
-            prev = (g.dev, g.ino);
-            self.files.push(g);
-        }
+        );
+        self.push_chain(Some(key), later);
     }
 
     /// The newest modification time, before `before`, of a generation of the log at `live`
@@ -1484,16 +1459,7 @@ impl Tailer {
             self.marks.insert((m.dev, m.ino), m);
             return;
         };
-        let dir = path.parent().unwrap_or(Path::new("."));
-        let renamed = std::fs::read_dir(dir)
-            .into_iter()
-            .flatten()
-            .flatten()
-            .find(|e| {
-                e.metadata()
-                    .is_ok_and(|md| md.is_file() && (md.dev(), md.ino()) == (m.dev, m.ino))
-            });
-        let Some(p) = renamed.map(|e| e.path()) else {
+        let Some(p) = find_in_dir(&path, (m.dev, m.ino)) else {
             self.vanished(&m, c);
             return;
         };
@@ -1923,6 +1889,19 @@ fn unread_live(f: &Tailed, input: usize, fam: &Path) -> bool {
         && f.rotated.is_none()
         && !f.suspect
         && f.pos == 0
+}
+
+/// The regular file with identity `key` in the directory of `path`, under whatever name.
+fn find_in_dir(path: &Path, key: Key) -> Option<PathBuf> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::read_dir(dir)
+        .ok()?
+        .flatten()
+        .find(|e| {
+            e.metadata()
+                .is_ok_and(|m| m.is_file() && (m.dev(), m.ino()) == key)
+        })
+        .map(|e| e.path())
 }
 
 /// Whether the file a mark names is still under the mark's path.

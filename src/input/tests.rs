@@ -52,10 +52,7 @@ impl Rig {
     }
 
     fn lines(&self, name: &str, tag: &str, range: std::ops::Range<u32>) {
-        let text: String = range
-            .map(|i| format!("{tag} {i:04} {} some text\n", "x".repeat(i as usize % 7)))
-            .collect();
-        self.write(name, &text);
+        append_lines(&self.path(name), tag, range);
     }
 
     /// logrotate's copytruncate: copy, then truncate in place.
@@ -91,6 +88,19 @@ impl Rig {
         for (dev, ino, end) in ends {
             self.t.commit(dev, ino, end);
         }
+    }
+
+    /// Runs `f` (given the scan directory) once, the first time a scan reaches `stage`.
+    fn once_at(&mut self, stage: Stage, f: impl FnOnce(&Path) + 'static) {
+        let dir = self.dir.clone();
+        let mut f = Some(f);
+        self.t.hook = Some(Hook(Box::new(move |at| {
+            if at == stage {
+                if let Some(f) = f.take() {
+                    f(&dir);
+                }
+            }
+        })));
     }
 
     /// Reads (no scan) until idle.
@@ -146,6 +156,19 @@ impl Rig {
             .filter(|l| !(l.ends_with(" some text") && l.len() >= 16))
             .collect()
     }
+}
+
+/// Appends lines `tag NNNN ... some text` to `path` (for hooks, which have no `Rig`).
+fn append_lines(path: &Path, tag: &str, range: std::ops::Range<u32>) {
+    let text: String = range
+        .map(|i| format!("{tag} {i:04} {} some text\n", "x".repeat(i as usize % 7)))
+        .collect();
+    let mut f = fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .unwrap();
+    f.write_all(text.as_bytes()).unwrap();
 }
 
 impl Drop for Rig {
@@ -1823,27 +1846,23 @@ fn a_rotation_between_the_listing_and_the_look_does_not_put_the_new_live_file_fi
     // live file is written and renamed to app.log.2 and a new one starts. The name
     // app.log then holds another file than the listing said: without a second walk,
     // app.log.2 is missing from this scan and the new live file is read before it.
-    let mut r = Rig::new("stale-listing", "app.log*", "");
+    rotation_inside_a_scan("stale-listing", Stage::Listed);
+}
+
+/// The live file (new, unread) written and renamed to app.log.2, and a new one started, at
+/// `stage` of a scan under a wide glob: every line once, in order.
+fn rotation_inside_a_scan(name: &str, stage: Stage) {
+    let mut r = Rig::new(name, "app.log*", "");
     r.lines("app.log", "a", 0..10);
     r.poll(Duration::ZERO);
     r.lines("app.log", "a", 10..20);
     fs::rename(r.path("app.log"), r.path("app.log.1")).unwrap();
     r.lines("app.log", "a", 20..30);
-    let dir = r.dir.clone();
-    let mut once = true;
-    r.t.hook = Some(Hook(Box::new(move |stage| {
-        if stage == Stage::Listed && std::mem::take(&mut once) {
-            let text: String = (30..40).map(|i| format!("a {i:04} some text\n")).collect();
-            let mut f = fs::OpenOptions::new()
-                .append(true)
-                .open(dir.join("app.log"))
-                .unwrap();
-            f.write_all(text.as_bytes()).unwrap();
-            fs::rename(dir.join("app.log"), dir.join("app.log.2")).unwrap();
-            let text: String = (40..50).map(|i| format!("a {i:04} some text\n")).collect();
-            fs::write(dir.join("app.log"), text).unwrap();
-        }
-    })));
+    r.once_at(stage, |dir| {
+        append_lines(&dir.join("app.log"), "a", 30..40);
+        fs::rename(dir.join("app.log"), dir.join("app.log.2")).unwrap();
+        append_lines(&dir.join("app.log"), "a", 40..50);
+    });
     r.settle();
     assert_eq!(r.numbers("a"), (0..50).collect::<Vec<_>>(), "{:?}", r.c);
 }
@@ -1854,29 +1873,7 @@ fn a_rotation_between_the_look_and_the_open_does_not_put_the_new_live_file_first
     // at app.log (a new live file) and, before it opened it, that file was renamed to
     // app.log.2 and a new one started. Opened by its name, the new one took the place of
     // the one looked at, as the successor of app.log.1, and was read before app.log.2.
-    let mut r = Rig::new("stale-look", "app.log*", "");
-    r.lines("app.log", "a", 0..10);
-    r.poll(Duration::ZERO);
-    r.lines("app.log", "a", 10..20);
-    fs::rename(r.path("app.log"), r.path("app.log.1")).unwrap();
-    r.lines("app.log", "a", 20..30);
-    let dir = r.dir.clone();
-    let mut once = true;
-    r.t.hook = Some(Hook(Box::new(move |stage| {
-        if stage == Stage::Looked && std::mem::take(&mut once) {
-            let text: String = (30..40).map(|i| format!("a {i:04} some text\n")).collect();
-            let mut f = fs::OpenOptions::new()
-                .append(true)
-                .open(dir.join("app.log"))
-                .unwrap();
-            f.write_all(text.as_bytes()).unwrap();
-            fs::rename(dir.join("app.log"), dir.join("app.log.2")).unwrap();
-            let text: String = (40..50).map(|i| format!("a {i:04} some text\n")).collect();
-            fs::write(dir.join("app.log"), text).unwrap();
-        }
-    })));
-    r.settle();
-    assert_eq!(r.numbers("a"), (0..50).collect::<Vec<_>>(), "{:?}", r.c);
+    rotation_inside_a_scan("stale-look", Stage::Looked);
 }
 
 #[test]
@@ -1898,8 +1895,7 @@ fn a_generation_left_out_of_a_listing_is_looked_for_again_before_new_files_are_o
     let mut once = true;
     r.t.hook = Some(Hook(Box::new(move |stage| {
         if stage == Stage::Listed && std::mem::take(&mut once) {
-            let text: String = (20..30).map(|i| format!("a {i:04} some text\n")).collect();
-            fs::write(dir.join("app.log.2"), text).unwrap();
+            append_lines(&dir.join("app.log.2"), "a", 20..30);
             let t =
                 std::time::SystemTime::now() - Duration::from_secs(3600) + Duration::from_secs(2);
             let f = fs::File::options()
@@ -2000,8 +1996,7 @@ fn a_file_rotated_between_the_look_and_the_open_is_followed_under_a_live_name_gl
     r.t.hook = Some(Hook(Box::new(move |stage| {
         if stage == Stage::Looked && std::mem::take(&mut once) {
             fs::rename(dir.join("a.log"), dir.join("a.log.2")).unwrap();
-            let text: String = (20..30).map(|i| format!("a {i:04} some text\n")).collect();
-            fs::write(dir.join("a.log"), text).unwrap();
+            append_lines(&dir.join("a.log"), "a", 20..30);
         }
     })));
     r.settle();
