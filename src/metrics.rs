@@ -111,6 +111,8 @@ const DEFS: &[Def] = &[
     d("spool_lost_frames", "tailbeat_spool_lost_frames_total", C, "Frames found missing from the spool at start-up."),
     d("positions_lost_bytes", "tailbeat_positions_lost_bytes_total", C, "Bytes skipped because their position was lost (upper bound)."),
     d("dead_letters", "tailbeat_dead_letters_total", C, "Frames the HTTP sink set aside, refused."),
+    d("frames_split", "tailbeat_frames_split_total", C, "Frames refused as too large (HTTP 413) and cut into smaller ones."),
+    d("frame_limit_bytes", "tailbeat_frame_limit_bytes", G, "The smallest frame size a sink asked for by refusing a frame as too large (0: none)."),
     d("bad_control_messages", "tailbeat_bad_control_messages_total", C, "Control messages refused as malformed or oversized."),
     d("spool_write_errors", "tailbeat_spool_write_errors_total", C, "Writes to the spool that failed."),
     d("spool_full_waits", "tailbeat_spool_full_waits_total", C, "Times reading stopped because the spool was full (block)."),

@@ -42,6 +42,10 @@ pub struct Counters {
     pub send_errors: u64,
     /// Frames the HTTP sink set aside in `dead-letter.frames` (refused with a 4xx).
     pub dead_letters: u64,
+    /// Frames a sink refused as too large (HTTP 413), cut into smaller frames under new
+    /// sequence numbers: none of their lines is lost, and they are counted in
+    /// `lines_acked` when the smaller frames are acknowledged.
+    pub frames_split: u64,
     /// Control messages (remote configs) that were not valid protobuf, ignored.
     pub bad_control_messages: u64,
     /// Frames deleted unsent by `on_full = "drop_oldest"`.

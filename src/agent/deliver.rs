@@ -8,7 +8,7 @@
 use super::pipe::{Outbox, PipeRef, ToDeliver};
 use super::Shared;
 use crate::backoff::Backoff;
-use crate::sink::{AnySink, Sink};
+use crate::sink::{AnySink, Sink, SinkError};
 use smol::channel::Receiver;
 use smol::future::FutureExt;
 use smol::Timer;
@@ -147,6 +147,14 @@ pub(super) async fn deliver(st: Shared, pipe: PipeRef, out: Outbox) {
             }
             failure
         };
+        if let Some(SinkError::TooLarge { seq, frame, msg }) = &failure {
+            // Not a failure of the link: the frame is cut smaller and delivery goes on.
+            let cut = st.with_mut(|s| pipe.with_mut(|p| p.cut_refused(*seq, frame, msg, &mut s.c)));
+            if cut {
+                backoff.reset();
+                continue;
+            }
+        }
         match failure {
             Some(e) => {
                 let mut d = backoff.next_delay();

@@ -56,6 +56,9 @@ pub(crate) struct Health {
     pub oldest_unacked_age_ms: u64,
     /// Pipelines whose reading is paused now for lack of disk.
     pub disk_full: u32,
+    /// The smallest frame size a sink asked for by refusing a frame as too large (plain
+    /// bytes, below `batch.max_bytes`); 0 when none did.
+    pub frame_limit: u64,
     /// `data_dir`, for the free space under it.
     pub data_dir: PathBuf,
     /// Since the agent started.
@@ -137,6 +140,12 @@ pub(super) fn health_of(s: &super::State) -> Health {
             .oldest_unacked_ms()
             .map_or(0, |t| super::now_ms().saturating_sub(t)),
         disk_full: s.disk_full,
+        frame_limit: s
+            .pipes
+            .iter()
+            .filter_map(|p| p.with(|p| p.frame_cap))
+            .min()
+            .map_or(0, |b| b as u64),
         data_dir: s.cfg.data_dir.clone(),
         uptime: s.started.elapsed(),
     }

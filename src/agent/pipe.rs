@@ -159,6 +159,9 @@ pub(crate) struct Pipe {
     pub(crate) spool: Spool,
     /// A frame built but not yet in the spool (the disk was full): appended before anything new.
     pub(super) pending: Option<Built>,
+    /// Frames are built no larger than this (plain bytes) since the sink refused one as too
+    /// large ([`cut_refused`](Self::cut_refused)); until the sink changes.
+    pub(crate) frame_cap: Option<usize>,
     /// The stage timestamps of its timed frames in flight (`stats::latency`).
     pub(super) track: Track,
     /// Where it is in its life; Stopped is set by deliver, which also takes the pipe out
@@ -323,6 +326,7 @@ impl Pipe {
                 batch,
                 spool: rec.spool,
                 pending: None,
+                frame_cap: None,
                 track: Track::new(0),
                 life: Life::Running,
                 last_checkpoint: Instant::now(),
@@ -360,8 +364,12 @@ impl Pipe {
             // away when inotify watches everything).
             self.last_scan = None;
         }
+        if sink.is_some() {
+            // A new sink: what the old one refused says nothing about it.
+            self.frame_cap = None;
+        }
         self.batch
-            .set_limits(cfg.batch.max_lines, cfg.batch.max_bytes.0 as usize);
+            .set_limits(cfg.batch.max_lines, self.frame_bytes(&cfg));
         self.batch.set_codec(cfg.batch.compression);
         self.spool.set_limits(limits(&cfg));
         if let Some(sink) = sink {
@@ -376,6 +384,96 @@ impl Pipe {
         }
         self.cfg = cfg;
         self.spooled.notify();
+    }
+
+    /// The largest frame to build under `cfg`: `batch.max_bytes`, or less if the sink
+    /// refused a frame as too large.
+    fn frame_bytes(&self, cfg: &Pipeline) -> usize {
+        let max = cfg.batch.max_bytes.0 as usize;
+        self.frame_cap.map_or(max, |c| c.min(max))
+    }
+
+    /// The sink refused the oldest frame in flight, `seq`, as too large (`why` says who and
+    /// how): its lines go back in the spool as smaller frames under new numbers, the frame
+    /// is released, frames are built no larger than half of it from now on, and a
+    /// checkpoint records it all. False if it could not be done (a frame that does not
+    /// decode or cannot be cut, a full disk): the frame stays in flight, to be sent again
+    /// after the usual backoff.
+    pub(super) fn cut_refused(
+        &mut self,
+        seq: u64,
+        frame: &[u8],
+        why: &str,
+        c: &mut Counters,
+    ) -> bool {
+        let mut dec = crate::frame::Decoder::new(max_payload(&self.cfg));
+        let plain = match dec.payload(frame) {
+            Ok((_, p)) => p.len(),
+            Err(e) => {
+                log::error!(
+                    "{}: frame {seq}: {why}, and it does not decode: {e}",
+                    self.label()
+                );
+                return false;
+            }
+        };
+        // Half the refused frame: a frame of two lines or more always gives two pieces.
+        let cap = (plain / 2).max(256);
+        let marks = self.tailer.marks(&self.batch);
+        let first = self.spool.next_seq();
+        let pieces = match crate::frame::rebatch(
+            frame,
+            cap,
+            self.cfg.batch.compression,
+            first,
+            &marks,
+            &mut dec,
+        ) {
+            Ok(p) if p.len() > 1 => p,
+            Ok(_) => {
+                log::error!(
+                    "{}: frame {seq}: {why}; it holds one line and cannot be cut",
+                    self.label()
+                );
+                return false;
+            }
+            Err(e) => {
+                log::error!(
+                    "{}: frame {seq}: {why}, and it does not decode: {e}",
+                    self.label()
+                );
+                return false;
+            }
+        };
+        if let Err(e) = self.spool.replace(seq, &pieces) {
+            log::error!(
+                "{}: frame {seq}: {why}; cutting it smaller: {e}",
+                self.label()
+            );
+            c.spool_write_errors += 1;
+            return false;
+        }
+        let last = first + pieces.len() as u64 - 1;
+        c.frames_split += 1;
+        c.frames_spooled += pieces.len() as u64;
+        if self.frame_cap.is_none_or(|c| cap < c) {
+            self.frame_cap = Some(cap);
+            let max = self.frame_bytes(&self.cfg);
+            self.batch.set_limits(self.cfg.batch.max_lines, max);
+            log::warn!(
+                "{}: frame {seq}: {why}; cut into frames {first} to {last}, and frames are now built at most {max} bytes (batch.max_bytes = {}) until the sink changes",
+                self.label(),
+                self.cfg.batch.max_bytes.0
+            );
+        } else {
+            log::info!(
+                "{}: frame {seq}: {why}; cut into frames {first} to {last}",
+                self.label()
+            );
+        }
+        self.changed = true;
+        self.checkpoint();
+        true
     }
 
     /// Stops reading; the backlog is still delivered.

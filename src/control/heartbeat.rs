@@ -182,7 +182,7 @@ pub(crate) fn build(b: &Beat<'_>) -> HeartbeatRequest {
 }
 
 /// The health figures, by key (without the `health.` prefix). Fixed in number.
-pub(crate) fn health(s: &Health) -> [(&'static str, u64); 44] {
+pub(crate) fn health(s: &Health) -> [(&'static str, u64); 46] {
     let c = &s.c;
     let [p50, p90, p99] = s.latency.unwrap_or([0; 3]);
     // Per stage, the p99 only (about 150 bytes for the four); /metrics has every quantile.
@@ -216,6 +216,8 @@ pub(crate) fn health(s: &Health) -> [(&'static str, u64); 44] {
         ("spool_lost_frames", c.spool_lost_frames),
         ("positions_lost_bytes", c.positions_lost_bytes),
         ("dead_letters", c.dead_letters),
+        ("frames_split", c.frames_split),
+        ("frame_limit_bytes", s.frame_limit),
         ("bad_control_messages", c.bad_control_messages),
         ("spool_write_errors", c.spool_write_errors),
         ("spool_full_waits", c.spool_full_waits),

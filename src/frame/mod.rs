@@ -14,10 +14,12 @@ mod build;
 mod codec;
 pub mod json;
 mod reader;
+mod split;
 
 pub use build::{BatchBuilder, SourceRef};
 pub use codec::{Codec, CODEC_BITS, COMPRESS_ABOVE};
 pub use reader::{FrameReader, Item};
+pub use split::rebatch;
 
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -106,6 +108,13 @@ pub enum FrameError {
         /// The limit in force.
         max: usize,
     },
+    /// A line names a source the batch does not have.
+    BadSource {
+        /// The line's source index.
+        index: u32,
+        /// How many sources the batch has.
+        sources: usize,
+    },
 }
 
 impl fmt::Display for FrameError {
@@ -138,6 +147,10 @@ impl fmt::Display for FrameError {
             FrameError::Expands { len, max } => write!(
                 f,
                 "compressed payload would expand to {len} bytes, over the limit of {max}"
+            ),
+            FrameError::BadSource { index, sources } => write!(
+                f,
+                "a line names source {index}, but the batch has {sources} sources"
             ),
         }
     }

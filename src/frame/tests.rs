@@ -634,3 +634,120 @@ fn every_single_bit_flip_of_a_compressed_frame_is_caught() {
         }
     }
 }
+
+/// `rebatch`: every line once, in order, each field as it was; pieces within the limit,
+/// compressed with the codec asked for; each piece names the file where it stands now after
+/// its own source; a frame of one line comes back whole.
+#[test]
+fn a_cut_frame_keeps_every_line_once_in_order_and_names_the_files_where_they_stand() {
+    let a = SourceRef {
+        path: "/var/log/a.log",
+        dev: 1,
+        ino: 2,
+        fp_len: 24,
+        fp: 7,
+    };
+    let b = SourceRef {
+        path: "/var/log/b.log",
+        dev: 1,
+        ino: 3,
+        fp_len: 24,
+        fp: 8,
+    };
+    let mut bb = BatchBuilder::new(10_000, 1 << 20);
+    for i in 0..200u64 {
+        let (src, text) = if i % 3 == 0 {
+            (&b, format!("b line {i} {}", "y".repeat(i as usize % 50)))
+        } else {
+            (&a, format!("a line {i} {}", "x".repeat(i as usize % 70)))
+        };
+        let flags = if i == 199 { LINE_PARTIAL } else { 0 };
+        assert!(bb.push(
+            src,
+            i * 1000,
+            i * 1000 + 900,
+            5_000 + i * 3,
+            flags,
+            text.as_bytes()
+        ));
+    }
+    let frame = bb.finish("gw-1", 40);
+    let mut d = Decoder::default();
+    let whole: Vec<(String, u64, u64, u8, Vec<u8>)> = {
+        let batch = d.batch(&frame).unwrap();
+        batch
+            .lines
+            .iter()
+            .map(|l| {
+                let s = &batch.sources[l.source as usize];
+                (
+                    s.path.to_string(),
+                    l.offset,
+                    batch.base_ts_ms + u64::from(l.ts_delta_ms),
+                    l.flags,
+                    l.text.to_vec(),
+                )
+            })
+            .collect()
+    };
+    let now = |ino: u64, fp: u32, offset: u64| FileMark {
+        path: b"/var/log/a.log.1".to_vec(),
+        dev: 1,
+        ino,
+        fp_len: 24,
+        fp,
+        offset,
+        size: offset,
+    };
+    // a.log has moved on (same content); b.log was truncated since (a new fingerprint).
+    let marks = [now(2, 7, 500_000), now(3, 99, 10)];
+    let max = frame.len() / 3;
+    let pieces = rebatch(&frame, max, Codec::Lz4, 77, &marks, &mut d).unwrap();
+    assert!(pieces.len() >= 3, "{} pieces", pieces.len());
+    let mut got = Vec::new();
+    for (i, p) in pieces.iter().enumerate() {
+        let plain = d.payload(p).unwrap().1.len();
+        let batch = d.batch(p).unwrap();
+        assert!(
+            plain <= max + 64,
+            "piece {i}: {plain} plain bytes over {max}"
+        );
+        assert_eq!(batch.seq, 77 + i as u64);
+        assert_eq!(batch.instance, "gw-1");
+        for l in &batch.lines {
+            let s = &batch.sources[l.source as usize];
+            got.push((
+                s.path.to_string(),
+                l.offset,
+                batch.base_ts_ms + u64::from(l.ts_delta_ms),
+                l.flags,
+                l.text.to_vec(),
+            ));
+        }
+        // For each file, the last source of the piece is where the agent stands now.
+        for ino in [2, 3] {
+            if let Some(last) = batch.sources.iter().rev().find(|s| s.ino == ino) {
+                let m = marks.iter().find(|m| m.ino == ino).unwrap();
+                assert_eq!(
+                    (last.fp, last.end),
+                    (m.fp, m.offset),
+                    "piece {i}, inode {ino}"
+                );
+            }
+        }
+    }
+    assert_eq!(got, whole);
+    assert!(pieces
+        .iter()
+        .any(|p| check(p).unwrap().0.codec() == Codec::Lz4));
+    // One line: nothing to cut.
+    let mut one = BatchBuilder::new(10, 1 << 20);
+    one.push(&a, 0, 5000, 1, 0, &[b'z'; 4999]);
+    let frame = one.finish("gw-1", 9);
+    assert_eq!(
+        rebatch(&frame, 100, Codec::None, 10, &[], &mut d)
+            .unwrap()
+            .len(),
+        1
+    );
+}

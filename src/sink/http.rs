@@ -8,6 +8,9 @@
 //! - 2xx: the frame is delivered;
 //! - 408, 429, 5xx, or no answer: retried with the deliver loop's backoff, stretched to the
 //!   server's `Retry-After` when it gives one;
+//! - 413 (Content Too Large, a proxy's body limit): the frame is cut into smaller frames
+//!   under new sequence numbers and the pipeline's frames are made smaller from then on
+//!   (`agent::deliver`); a frame of one line that is still refused is a dead letter;
 //! - any other 4xx: the server will never take this frame, so retrying would block the
 //!   spool for ever. The frame goes to `dead-letter.frames` in the data dir (readable with
 //!   `tailbeat decode`), is counted in `dead_letters` and logged with the status, and
@@ -80,6 +83,13 @@ impl HttpSink {
     }
 }
 
+/// How many lines `frame` holds (0 if it does not decode: set aside as it is).
+fn lines(frame: &[u8]) -> u64 {
+    crate::frame::Decoder::default()
+        .head(frame)
+        .map_or(0, |h| h.line_count)
+}
+
 /// Worth trying again: the server may take the same frame later.
 fn retryable(status: u16) -> bool {
     matches!(status, 408 | 429 | 500..=599)
@@ -115,6 +125,14 @@ impl HttpSink {
         let detail = String::from_utf8_lossy(&resp.body[..resp.body.len().min(200)])
             .trim()
             .to_string();
+        if resp.status == 413 && lines(frame) > 1 {
+            // Too large for the server (a proxy's body limit): the agent cuts it smaller.
+            return Err(SinkError::TooLarge {
+                seq,
+                frame: frame.to_vec(),
+                msg: format!("{} answered 413 ({detail:?})", self.urls[i]),
+            });
+        }
         self.dead_letters.write(frame).map_err(|e| SinkError::Io {
             path: self.dead_letters.path.clone(),
             source: e,

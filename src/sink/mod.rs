@@ -56,6 +56,16 @@ pub enum SinkError {
         /// How long the client's reconnect backoff asks to wait before the next attempt.
         retry_after: Option<std::time::Duration>,
     },
+    /// The peer refused a frame as too large (HTTP 413): the agent cuts it into smaller
+    /// frames (`frame::rebatch`) instead of sending it again or setting it aside.
+    TooLarge {
+        /// The frame's sequence number.
+        seq: u64,
+        /// The frame as it was sent.
+        frame: Vec<u8>,
+        /// Who refused it, and how.
+        msg: String,
+    },
     /// The HTTP server could not be reached or answered with a status worth retrying.
     Http {
         /// What happened.
@@ -84,6 +94,11 @@ impl fmt::Display for SinkError {
             SinkError::Closed => f.write_str("sink: standard output is closed"),
             SinkError::Unsupported => f.write_str("sink: this type is left out of this build"),
             SinkError::Mqtt { msg, .. } => write!(f, "sink mqtt: {msg}"),
+            SinkError::TooLarge { seq, frame, msg } => write!(
+                f,
+                "sink: frame {seq} ({} bytes) refused as too large: {msg}",
+                frame.len()
+            ),
             SinkError::Http { msg, retry_after } => {
                 write!(f, "sink http: {msg}")?;
                 match retry_after {

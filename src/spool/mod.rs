@@ -647,6 +647,50 @@ impl Spool {
         self.acked = self.acked.max(seq);
     }
 
+    /// The oldest frame in flight, `seq`, was refused as too large and cut into `pieces`
+    /// (built with the numbers from [`next_seq`](Self::next_seq) on): they are appended in
+    /// one write, and `seq` is released without being acknowledged (its lines are counted
+    /// when the pieces are). The caller writes a checkpoint next, which makes the pieces
+    /// durable and records the release: until then a restart sends `seq` again and cuts it
+    /// again, so its lines may arrive twice, under the old pieces' numbers and the new ones.
+    ///
+    /// # Errors
+    /// The write failed (a full disk): nothing is appended, `seq` stays in flight, and the
+    /// caller rewinds as for any failed send.
+    pub fn replace(&mut self, seq: u64, pieces: &[Vec<u8>]) -> Result<(), SpoolError> {
+        assert_eq!(
+            self.in_flight.front().map(|f| f.seq),
+            Some(seq),
+            "only the oldest frame in flight is replaced"
+        );
+        let total: usize = pieces.iter().map(Vec::len).sum();
+        let last = self.next_seq + pieces.len() as u64 - 1;
+        if last >= self.reserved {
+            self.reserve(last)?;
+        }
+        let active = self.segs.back().expect("always one segment");
+        if active.len > 0 && active.len + total as u64 > self.limits.segment_bytes {
+            self.sync()?;
+            self.new_segment()?;
+        }
+        let active = self.segs.back_mut().expect("always one segment");
+        let w = self.writer.as_mut().expect("writer open");
+        if let Err(e) = w.write_all(&pieces.concat()) {
+            let _ = w.set_len(active.len);
+            return Err(ctx::<()>(Err(e), "append to", &active.path).unwrap_err());
+        }
+        active.len += total as u64;
+        active.last_seq = last;
+        if !self.limits.fsync {
+            active.durable = active.len;
+        }
+        self.next_seq = last + 1;
+        self.unsynced = true;
+        self.in_flight.pop_front();
+        ranges::add(&mut self.gone, seq, seq);
+        Ok(())
+    }
+
     /// The sink already holds every frame up to `seq` (from before a crash): do not send
     /// them again. Ignored unless `seq` is a number this spool has given out.
     pub fn skip_delivered(&mut self, seq: u64) {

@@ -527,6 +527,92 @@ fn an_orphan_rewound_is_counted_dropped_once() {
     fs::remove_dir_all(&d).unwrap();
 }
 
+/// Frame 1 of four lines, refused as too large, cut in two (`frame::rebatch`) after frame 2
+/// read further: the pieces are sent after frame 2, frame 1 never again once a checkpoint
+/// recorded the cut, every line is counted acknowledged once, and a restart from a
+/// checkpoint taken before the cut does not take the file's position back to frame 1's end.
+#[test]
+fn a_frame_cut_smaller_is_replaced_by_its_pieces_and_positions_never_go_back() {
+    let d = dir("replace");
+    let (r, mut c) = open(&d, limits(OnFull::Block));
+    let mut s = r.spool;
+    s.append(&frame(1, 4, 400)).unwrap();
+    s.append(&frame(2, 4, 800)).unwrap();
+    // The state before the cut: positions come from the frames written after it.
+    s.checkpoint(vec![]).unwrap();
+    let mut buf = Vec::new();
+    assert_eq!(s.next_unsent(&mut buf, &mut c).unwrap(), Some(1));
+    let mut dec = frame::Decoder::default();
+    let pieces = frame::rebatch(
+        &buf,
+        300,
+        frame::Codec::None,
+        s.next_seq(),
+        &[mark(800)],
+        &mut dec,
+    )
+    .unwrap();
+    assert!(pieces.len() >= 2);
+    let n = pieces.len() as u64;
+    s.replace(1, &pieces).unwrap();
+    assert_eq!(s.backlog(), 1 + n, "frame 2 and the pieces");
+    // A crash before the checkpoint that records the cut: frame 1 comes back (README says
+    // so), and the pieces written after frame 2 leave the position where frame 2 put it.
+    s.sync().unwrap();
+    let (r, mut c2) = open(&d, limits(OnFull::Block));
+    assert_eq!(r.marks.len(), 1);
+    assert_eq!(r.marks[0].offset, 800, "the pieces took the position back");
+    let mut s2 = r.spool;
+    let mut want = vec![1, 2];
+    want.extend(3..3 + n);
+    assert_eq!(drain(&mut s2, &mut c2), want);
+    drop(s2);
+    // With the checkpoint: frame 1 is never sent again; the pieces carry its lines.
+    fs::remove_dir_all(&d).unwrap();
+    let (r, mut c) = open(&d, limits(OnFull::Block));
+    let mut s = r.spool;
+    s.append(&frame(1, 4, 400)).unwrap();
+    s.append(&frame(2, 4, 800)).unwrap();
+    s.sync().unwrap();
+    assert_eq!(s.next_unsent(&mut buf, &mut c).unwrap(), Some(1));
+    let pieces = frame::rebatch(&buf, 500, frame::Codec::None, 3, &[mark(800)], &mut dec).unwrap();
+    s.replace(1, &pieces).unwrap();
+    s.checkpoint(vec![mark(800)]).unwrap();
+    let last = 2 + pieces.len() as u64;
+    assert_eq!(drain(&mut s, &mut c), (2..=last).collect::<Vec<_>>());
+    s.ack(last, &mut c);
+    assert_eq!(
+        (c.frames_acked, c.lines_acked),
+        (1 + pieces.len() as u64, 8)
+    );
+    s.checkpoint(vec![mark(800)]).unwrap();
+    let (r, mut c) = open(&d, limits(OnFull::Block));
+    let mut s = r.spool;
+    assert_eq!(drain(&mut s, &mut c), Vec::<u64>::new());
+    assert_eq!(s.next_seq(), last + 1);
+    s.append(&frame(3, 1, 900)).unwrap();
+    drop(s);
+    // A restart before frame 1 is acknowledged would send the pieces, not frame 1.
+    fs::remove_dir_all(&d).unwrap();
+    let (r, mut c) = open(&d, limits(OnFull::Block));
+    let mut s = r.spool;
+    s.append(&frame(1, 4, 400)).unwrap();
+    s.sync().unwrap();
+    assert_eq!(s.next_unsent(&mut buf, &mut c).unwrap(), Some(1));
+    let pieces = frame::rebatch(&buf, 300, frame::Codec::None, 2, &[mark(400)], &mut dec).unwrap();
+    s.replace(1, &pieces).unwrap();
+    s.checkpoint(vec![mark(400)]).unwrap();
+    drop(s);
+    let (r, mut c) = open(&d, limits(OnFull::Block));
+    let mut s = r.spool;
+    assert_eq!(
+        drain(&mut s, &mut c),
+        (2..2 + pieces.len() as u64).collect::<Vec<_>>()
+    );
+    assert_eq!(c.spool_lost_frames, 0);
+    fs::remove_dir_all(&d).unwrap();
+}
+
 #[test]
 fn ranges_add_merge_and_subtract() {
     let mut r = ranges::Ranges::new();

@@ -233,3 +233,76 @@ fn serve(c: TcpStream, shared: Arc<Mutex<Shared>>, stop: Arc<AtomicBool>) {
         }
     }
 }
+
+/// A real nginx (Debian's `nginx-light`) as a reverse proxy in front of `upstream` on
+/// loopback, with `client_max_body_size` set to `max_body`: it answers 413 to a larger body
+/// itself, from the request's head, and closes the connection, as a device's users meet it.
+/// `None` when nginx is not installed and `TAILBEAT_TEST_NGINX` is not set (CI sets it, and
+/// installs nginx): then the caller says so and skips.
+pub struct Nginx {
+    child: std::process::Child,
+    pub addr: SocketAddr,
+}
+
+impl Nginx {
+    pub fn start(dir: &std::path::Path, upstream: SocketAddr, max_body: &str) -> Option<Nginx> {
+        let bin = ["/usr/sbin/nginx", "/usr/bin/nginx"]
+            .into_iter()
+            .find(|p| std::path::Path::new(p).exists());
+        let bin = match bin {
+            Some(b) => b,
+            None if std::env::var_os("TAILBEAT_TEST_NGINX").is_some() => {
+                panic!(
+                    "TAILBEAT_TEST_NGINX is set but nginx is missing (apt-get install nginx-light)"
+                )
+            }
+            None => return None,
+        };
+        std::fs::create_dir_all(dir.join("logs")).unwrap();
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let d = dir.display();
+        let conf = format!(
+            "daemon off;\nmaster_process off;\npid {d}/nginx.pid;\nerror_log {d}/error.log info;\n\
+             events {{ worker_connections 64; }}\n\
+             http {{\n access_log {d}/access.log;\n client_body_temp_path {d}/body;\n proxy_temp_path {d}/proxy;\n\
+             fastcgi_temp_path {d}/fcgi;\n uwsgi_temp_path {d}/uwsgi;\n scgi_temp_path {d}/scgi;\n\
+             server {{\n  listen 127.0.0.1:{port};\n  client_max_body_size {max_body};\n\
+             location / {{ proxy_pass http://{upstream}; proxy_http_version 1.1; proxy_set_header Connection \"\"; }}\n }}\n}}\n"
+        );
+        let path = dir.join("nginx.conf");
+        std::fs::write(&path, conf).unwrap();
+        let child = std::process::Command::new(bin)
+            .arg("-p")
+            .arg(dir)
+            .arg("-c")
+            .arg(&path)
+            .arg("-e")
+            .arg(dir.join("error.log"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("nginx does not start");
+        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while TcpStream::connect(addr).is_err() {
+            assert!(Instant::now() < deadline, "nginx did not listen on {addr}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Some(Nginx { child, addr })
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
