@@ -56,6 +56,9 @@ pub struct Counters {
     pub corrupt_records: u64,
     /// Bytes in those records.
     pub corrupt_bytes: u64,
+    /// fsyncs that made frames durable before they were sent (one covers every frame
+    /// appended since the last: `agent::deliver`'s group commit).
+    pub spool_syncs: u64,
     /// Writes to the spool that failed (disk full, I/O error).
     pub spool_write_errors: u64,
     /// Times reading stopped because the spool was full under `on_full = "block"`.

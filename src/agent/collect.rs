@@ -131,6 +131,8 @@ pub(super) async fn collect(st: Shared, pipe: PipeRef, commands: Receiver<ToColl
     // Events drained while sleeping, for the next look.
     let mut carried = Seen::default();
     loop {
+        // Running again: whatever it waits for next, deliver must not wait for it.
+        pipe.with_mut(|p| p.reading_on = false);
         inbox.drain();
         if inbox.stop {
             break;
@@ -200,6 +202,7 @@ pub(super) async fn collect(st: Shared, pipe: PipeRef, commands: Receiver<ToColl
         match outcome {
             Outcome::BatchFull | Outcome::More => {
                 sleep = MIN_POLL;
+                pipe.with_mut(|p| p.reading_on = true);
                 smol::future::yield_now().await;
             }
             Outcome::Idle if st.with(|s| s.once) => {

@@ -175,6 +175,10 @@ pub(crate) struct Pipe {
     pub(super) changed: bool,
     /// Checkpoints are failing (a full disk): since when, how many, when last logged.
     ck_failing: Option<CkFailing>,
+    /// Collect has yielded in the middle of a backlog and comes back with more frames at
+    /// once: deliver may let a few more in before one fsync covers them all (group commit,
+    /// `deliver`). False whenever collect waits for anything.
+    pub(super) reading_on: bool,
     /// Rung when a frame is in the spool.
     pub(super) spooled: Notify,
     /// Rung when the sink acknowledged frames (room in the spool).
@@ -333,6 +337,7 @@ impl Pipe {
                 last_scan: None,
                 changed: false,
                 ck_failing: None,
+                reading_on: false,
                 spooled: Notify::new(),
                 space: Notify::new(),
                 to_collect,
