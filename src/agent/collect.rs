@@ -576,14 +576,18 @@ fn scan(watch: &mut Watch, p: &mut Pipe, now: Instant, c: &mut Counters) {
 fn finish(p: &mut Pipe) -> Built {
     p.track.closed(Instant::now());
     let ends = p.batch.ends().collect();
+    let head = crate::spool::Head {
+        lines: p.batch.len().into(),
+        base_ts_ms: p.batch.base_ts_ms(),
+    };
     let frame = p.batch.finish(&p.stream, p.spool.next_seq());
-    Built { frame, ends }
+    Built { frame, ends, head }
 }
 
 /// Appends a built frame and commits its files' positions; a frame the disk refused stays
 /// in `pending`, to be appended before anything new.
 fn append(p: &mut Pipe, c: &mut Counters, b: Built) -> Result<(), SpoolError> {
-    match p.spool.append(&b.frame) {
+    match p.spool.append_batch(&b.frame, b.head) {
         Ok(seq) => {
             p.track.appended(seq);
             for &(dev, ino, end) in &b.ends {

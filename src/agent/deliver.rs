@@ -83,11 +83,16 @@ pub(super) async fn deliver(st: Shared, pipe: PipeRef, out: Outbox) {
     });
     loop {
         // Group commit: while collect works through a backlog (it yielded and comes back at
-        // once), let it add frames until GROUP_COMMIT bytes wait, then one fsync of the spool
-        // and one flush of the sink cover them all, instead of one of each per frame. Never
-        // while collect waits for anything (`reading_on` is false then), so a frame waits
-        // for at most the next few of a busy reader, never for an idle one.
-        if pipe.with(|p| p.reading_on && p.spool.unsynced_bytes() < GROUP_COMMIT) {
+        // once), let it add frames until GROUP_COMMIT bytes wait (or a 16th of the spool, so
+        // that a small spool under `drop_oldest` never drops what the sink could have
+        // taken), then one fsync of the spool and one flush of the sink cover them all,
+        // instead of one of each per frame. Never while collect waits for anything
+        // (`reading_on` is false then), so a frame waits for at most the next few of a busy
+        // reader, never for an idle one.
+        if pipe.with(|p| {
+            let group = GROUP_COMMIT.min(p.cfg.spool.max_bytes.0 / 16);
+            p.reading_on && p.spool.unsynced_bytes() < group
+        }) {
             smol::future::yield_now().await;
             continue;
         }

@@ -195,6 +195,9 @@ type Shared = Local<State>;
 struct Built {
     frame: Vec<u8>,
     ends: Vec<(u64, u64, u64)>,
+    /// Its head as the spool's sender needs it (line count, base time), so the spool need
+    /// not inflate the frame to read it back.
+    head: crate::spool::Head,
 }
 
 /// What the metrics endpoint shows: the heartbeat's figures, each pipeline's spool, and what

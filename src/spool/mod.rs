@@ -34,7 +34,7 @@ use std::path::{Path, PathBuf};
 
 mod ranges;
 mod read;
-use read::{read_frame_at, resync, scan_segment};
+use read::{read_frame_at, read_known_at, resync, scan_segment};
 
 /// The spool's limits, from `[spool]`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -102,6 +102,30 @@ struct Segment {
 
 const MAX_HOLES: usize = 256;
 
+/// What the sender needs of a batch frame besides its bytes: given by the batcher as it
+/// appends, so reading the frame back costs one read and a CRC check, not an inflate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Head {
+    /// Lines in the frame.
+    pub lines: u64,
+    /// `base_ts_ms` of the frame.
+    pub base_ts_ms: u64,
+}
+
+/// A frame appended in this run, not yet read back: where it is and what it holds.
+#[derive(Debug, Clone, Copy)]
+struct Known {
+    seg: u64,
+    pos: u64,
+    len: u64,
+    seq: u64,
+    head: Head,
+}
+
+/// Most [`Known`] records kept (40 bytes each): a backlog larger than this (a sink that is
+/// down) is read back the slow way.
+const MAX_KNOWN: usize = 256;
+
 #[derive(Debug, Clone, Copy)]
 struct InFlight {
     seq: u64,
@@ -143,6 +167,9 @@ pub struct Spool {
     max_payload: usize,
     /// Inflates compressed frames to read their heads, never past `max_payload`.
     dec: frame::Decoder,
+    /// Frames appended in this run and not yet read back, oldest first (at most
+    /// [`MAX_KNOWN`]): their heads without inflating them.
+    known: VecDeque<Known>,
     segs: VecDeque<Segment>,
     writer: Option<File>,
     reader: Option<(u64, File)>,
@@ -328,6 +355,7 @@ impl Spool {
             limits,
             max_payload,
             dec: frame::Decoder::new(max_payload),
+            known: VecDeque::new(),
             segs,
             writer: None,
             reader: None,
@@ -518,6 +546,42 @@ impl Spool {
         Ok(seq)
     }
 
+    /// [`append`](Self::append), remembering the frame's head so that the sender reads it
+    /// back without inflating it.
+    ///
+    /// # Errors
+    /// As [`append`](Self::append).
+    pub fn append_batch(&mut self, frame: &[u8], head: Head) -> Result<u64, SpoolError> {
+        let seq = self.append(frame)?;
+        let seg = self.segs.back().expect("always one segment");
+        if self.known.len() == MAX_KNOWN {
+            self.known.pop_front();
+        }
+        self.known.push_back(Known {
+            seg: seg.id,
+            pos: seg.len - frame.len() as u64,
+            len: frame.len() as u64,
+            seq,
+            head,
+        });
+        Ok(seq)
+    }
+
+    /// The head of the frame at `(seg, pos)` if it was appended in this run; records of
+    /// frames before it are dropped (read back already, or stepped over).
+    fn known_at(&mut self, seg: u64, pos: u64) -> Option<Known> {
+        while let Some(k) = self.known.front() {
+            if (k.seg, k.pos) >= (seg, pos) {
+                break;
+            }
+            self.known.pop_front();
+        }
+        self.known
+            .front()
+            .filter(|k| (k.seg, k.pos) == (seg, pos))
+            .copied()
+    }
+
     /// Writes `seq`: numbers below `from + SEQ_RESERVE` may be given out from now on.
     fn reserve(&mut self, from: u64) -> Result<(), SpoolError> {
         let upto = from + SEQ_RESERVE;
@@ -596,8 +660,16 @@ impl Spool {
                 let f = ctx(File::open(&seg.path), "open", &seg.path)?;
                 self.reader = Some((seg.id, f));
             }
+            let seg_id = seg.id;
+            let durable = seg.durable;
+            let known = self.known_at(seg_id, pos);
+            let seg = &self.segs[i];
             let file = &self.reader.as_ref().expect("just set").1;
-            match read_frame_at(file, pos, seg.durable, self.max_payload, buf) {
+            let read = match known {
+                Some(k) => read_known_at(file, pos, k.len, buf),
+                None => read_frame_at(file, pos, durable, self.max_payload, buf),
+            };
+            match read {
                 Ok(Ok(())) => {}
                 Ok(Err(why)) => {
                     // Damaged after start-up (the disk, or someone else): find the next frame.
@@ -615,8 +687,15 @@ impl Spool {
                 Err(e) => return Err(ctx::<()>(Err(e), "read", &seg.path).unwrap_err()),
             }
             self.cursor.1 = pos + buf.len() as u64;
-            let (seq, lines, base_ts_ms) = match self.dec.head(buf) {
-                Ok(h) => (h.seq, h.line_count, h.base_ts_ms),
+            let head = match known {
+                Some(k) => Ok((k.seq, k.head.lines, k.head.base_ts_ms)),
+                None => self
+                    .dec
+                    .head(buf)
+                    .map(|h| (h.seq, h.line_count, h.base_ts_ms)),
+            };
+            let (seq, lines, base_ts_ms) = match head {
+                Ok(h) => h,
                 Err(why) => {
                     log::error!("{}: byte {pos}: {why}; skipped", seg.path.display());
                     c.corrupt_records += 1;

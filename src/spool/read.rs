@@ -44,6 +44,31 @@ pub(super) fn read_frame_at(
     Ok(frame::check(buf).map(|_| ()))
 }
 
+/// Reads the frame of `len` bytes this run appended at `pos` into `buf`, in one read;
+/// `Ok(Err(..))` when the bytes there are no longer that frame (damaged since).
+pub(super) fn read_known_at(
+    f: &File,
+    pos: u64,
+    len: u64,
+    buf: &mut Vec<u8>,
+) -> io::Result<Result<(), frame::FrameError>> {
+    buf.clear();
+    buf.resize(len as usize, 0);
+    f.read_exact_at(buf, pos)?;
+    Ok(frame::check(buf).and_then(|(h, _)| {
+        // The length field must say what was appended: bytes damaged into another valid
+        // frame of another length are not this one.
+        if (HEADER_LEN + h.len) as u64 == len {
+            Ok(())
+        } else {
+            Err(frame::FrameError::Short {
+                need: HEADER_LEN + h.len,
+                have: len as usize,
+            })
+        }
+    }))
+}
+
 /// Offset of the next valid frame at or after `from`, or `end`.
 pub(super) fn resync(f: &File, from: u64, end: u64, max_payload: usize) -> u64 {
     use std::io::{Read, Seek, SeekFrom};
