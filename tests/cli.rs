@@ -278,6 +278,41 @@ fn a_backlog_is_made_durable_one_group_of_frames_at_a_time() {
     );
 }
 
+/// Group commit never holds the sender back for a whole backlog: behind a healthy sink, a
+/// spool much smaller than the backlog (`drop_oldest`, segments that each fit well under a
+/// group, fsync on and off) drops nothing.
+#[test]
+fn a_backlog_larger_than_the_spool_drops_nothing_behind_a_healthy_sink() {
+    for fsync in [false, true] {
+        let s = Scratch::new(&format!("group-drop-{fsync}"));
+        let f = app_log(&s, "h", 160_000);
+        let cfg = s.config(
+            "",
+            &input("app", &f.display().to_string(), ""),
+            &format!(
+                "[batch]\ncompression = \"none\"\nmax_lines = 100000\n[spool]\nmax_bytes = \"4MiB\"\nsegment_bytes = \"128KiB\"\non_full = \"drop_oldest\"\nfsync = {fsync}"
+            ),
+        );
+        let out = Command::new(BIN)
+            .args(["run", "--once", "--config"])
+            .arg(&cfg)
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        let log = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(
+            stat(&log, "dropped ", "frames"),
+            0,
+            "fsync = {fsync}: {log}"
+        );
+        assert_eq!(
+            numbers(&read_sink(&s.path("out.tbf")), "h"),
+            (0..160_000).collect::<Vec<_>>(),
+            "fsync = {fsync}"
+        );
+    }
+}
+
 #[test]
 fn the_stdout_sink_prints_json_lines() {
     let s = Scratch::new("stdout");

@@ -238,6 +238,40 @@ fn frames_nginx_refuses_as_too_large_are_cut_smaller_and_every_line_arrives_once
     frames_refused_as_too_large_are_cut(&s, &nginx.url("/in"), &acc);
 }
 
+/// A server that refuses every body as too large: frames are cut down to single lines,
+/// each then a dead letter, and the backlog drains; nothing is retried for ever.
+#[test]
+fn a_server_that_refuses_every_body_as_too_large_ends_with_every_line_a_dead_letter() {
+    let s = Scratch::new("http-413-all");
+    let acc = Accepted::default();
+    let srv = server(&acc, |_, _| Reply::status(413));
+    let f = s.path("logs/app.log");
+    // Short lines: frames of a few hundred bytes must still be cut down to one line each.
+    append(
+        &f,
+        &(0..40).map(|i| format!("a {i:08}\n")).collect::<String>(),
+    );
+    let cfg = s.config(
+        "",
+        &input("app", f.to_str().unwrap(), ""),
+        &sink(&srv.url("/in"), "[batch]\ncompression = \"none\""),
+    );
+    let agent = Agent::start(&s, &cfg);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let dead = loop {
+        let dead = read_sink(&s.path("data/dead-letter.frames"));
+        if dead.len() >= 40 || Instant::now() > deadline {
+            break dead;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let log = agent.stop();
+    assert_exactly_once(&numbers(&dead, "a"), 40);
+    assert!(acc.0.lock().unwrap().is_empty());
+    assert_eq!(stat(&log, "dead letters ", ";"), 40, "{log}");
+    assert!(!log.contains("could not be cut"), "{log}");
+}
+
 #[test]
 fn server_down_for_15s_mid_stream_loses_nothing() {
     let s = Scratch::new("http-outage");

@@ -179,6 +179,8 @@ pub(crate) struct Pipe {
     /// once: deliver may let a few more in before one fsync covers them all (group commit,
     /// `deliver`). False whenever collect waits for anything.
     pub(super) reading_on: bool,
+    /// Bytes of frames collect appended since deliver last went through (group commit).
+    pub(super) grouped: u64,
     /// Rung when a frame is in the spool.
     pub(super) spooled: Notify,
     /// Rung when the sink acknowledged frames (room in the spool).
@@ -338,6 +340,7 @@ impl Pipe {
                 changed: false,
                 ck_failing: None,
                 reading_on: false,
+                grouped: 0,
                 spooled: Notify::new(),
                 space: Notify::new(),
                 to_collect,
@@ -411,6 +414,15 @@ impl Pipe {
         why: &str,
         c: &mut Counters,
     ) -> bool {
+        if self.pending.is_some() {
+            // A frame built under the next number waits for the disk: pieces numbered
+            // before it would give that number to two frames. Cut once it is in.
+            log::warn!(
+                "{}: frame {seq}: {why}; cut once the frame waiting for the disk is in the spool",
+                self.label()
+            );
+            return false;
+        }
         let mut dec = crate::frame::Decoder::new(max_payload(&self.cfg));
         let plain = match dec.payload(frame) {
             Ok((_, p)) => p.len(),
@@ -422,8 +434,10 @@ impl Pipe {
                 return false;
             }
         };
-        // Half the refused frame: a frame of two lines or more always gives two pieces.
-        let cap = (plain / 2).max(256);
+        // Half the refused frame, however small: a frame of two lines or more then always
+        // gives two pieces (one line each at worst); a single line never comes here (the
+        // sink sets it aside).
+        let cap = plain / 2;
         let marks = self.tailer.marks(&self.batch);
         let first = self.spool.next_seq();
         let pieces = match crate::frame::rebatch(
@@ -437,7 +451,7 @@ impl Pipe {
             Ok(p) if p.len() > 1 => p,
             Ok(_) => {
                 log::error!(
-                    "{}: frame {seq}: {why}; it holds one line and cannot be cut",
+                    "{}: frame {seq}: {why}; it could not be cut smaller",
                     self.label()
                 );
                 return false;

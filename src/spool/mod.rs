@@ -621,13 +621,6 @@ impl Spool {
         self.unsynced
     }
 
-    /// Bytes appended but not yet fsynced (all in the newest segment: a new one is opened
-    /// only after a sync).
-    pub fn unsynced_bytes(&self) -> u64 {
-        let a = self.segs.back().expect("always one segment");
-        a.len - a.durable
-    }
-
     /// Reads the next durable frame the sink has not had into `buf`; `None` when there is
     /// none. The frame joins the in-flight window until [`ack`](Self::ack) or
     /// [`rewind`](Self::rewind).
