@@ -117,14 +117,18 @@ pub struct Head {
 struct Known {
     seg: u64,
     pos: u64,
-    len: u64,
     seq: u64,
-    head: Head,
+    base_ts_ms: u64,
+    /// A frame is at most 16 MiB, and holds fewer lines than bytes.
+    len: u32,
+    lines: u32,
 }
 
-/// Most [`Known`] records kept (40 bytes each): a backlog larger than this (a sink that is
-/// down) is read back the slow way.
-const MAX_KNOWN: usize = 256;
+/// Most [`Known`] records kept (40 bytes each, 160 KiB at most, held only while a backlog
+/// of that many frames waits): a sink slower than the reader (MQTT) lets the backlog grow,
+/// and a frame past this is read back the slow way, which inflates it (measured, musl
+/// x86_64, 1,000,000 lines into Mosquitto: 1.35 s with 256 records, 0.68 s with 4,096).
+const MAX_KNOWN: usize = 4096;
 
 #[derive(Debug, Clone, Copy)]
 struct InFlight {
@@ -560,9 +564,10 @@ impl Spool {
         self.known.push_back(Known {
             seg: seg.id,
             pos: seg.len - frame.len() as u64,
-            len: frame.len() as u64,
             seq,
-            head,
+            base_ts_ms: head.base_ts_ms,
+            len: frame.len() as u32,
+            lines: head.lines as u32,
         });
         Ok(seq)
     }
@@ -659,7 +664,7 @@ impl Spool {
             let seg = &self.segs[i];
             let file = &self.reader.as_ref().expect("just set").1;
             let read = match known {
-                Some(k) => read_known_at(file, pos, k.len, buf),
+                Some(k) => read_known_at(file, pos, k.len.into(), buf),
                 None => read_frame_at(file, pos, durable, self.max_payload, buf),
             };
             match read {
@@ -681,7 +686,7 @@ impl Spool {
             }
             self.cursor.1 = pos + buf.len() as u64;
             let head = match known {
-                Some(k) => Ok((k.seq, k.head.lines, k.head.base_ts_ms)),
+                Some(k) => Ok((k.seq, k.lines.into(), k.base_ts_ms)),
                 None => self
                     .dec
                     .head(buf)
