@@ -278,9 +278,10 @@ fn a_backlog_is_made_durable_one_group_of_frames_at_a_time() {
     );
 }
 
-/// Group commit never holds the sender back for a whole backlog: behind a healthy sink, a
-/// spool much smaller than the backlog (`drop_oldest`, segments that each fit well under a
-/// group, fsync on and off) drops nothing.
+/// Group commit never holds the sender back for a whole backlog: behind a sink as fast as
+/// the reader (a file), a spool much smaller than the backlog (`drop_oldest`, segments that
+/// each fit well under a group, fsync on and off) drops nothing. (Behind a sink slower than
+/// the reader, `drop_oldest` drops by its nature: it never makes the reader wait.)
 #[test]
 fn a_backlog_larger_than_the_spool_drops_nothing_behind_a_healthy_sink() {
     for fsync in [false, true] {

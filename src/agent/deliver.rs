@@ -84,16 +84,18 @@ pub(super) async fn deliver(st: Shared, pipe: PipeRef, out: Outbox) {
     loop {
         // Group commit: while collect works through a backlog (it yielded and comes back at
         // once), let it add GROUP_COMMIT bytes of frames (or a 16th of the spool, so that a
-        // small spool under `drop_oldest` never drops what the sink could have taken), then
-        // one fsync of the spool and one flush of the sink cover them all, instead of one of
-        // each per frame. Counted in bytes appended since this task last went through, not
-        // in unsynced bytes, which a new segment or a checkpoint's sync resets (and which
-        // `fsync = false` never has): otherwise the sender could wait out the whole backlog.
-        // Never while collect waits for anything (`reading_on` is false then), so a frame
-        // waits for at most the next few of a busy reader, never for an idle one.
+        // small spool under `drop_oldest` does not fill while the sender waits), then one
+        // fsync of the spool and one flush of the sink cover them all, instead of one of each
+        // per frame. Only while no durable frame waits: those need no fsync, and holding them
+        // back would let a reader faster than a one-at-a-time sink (HTTP) fill the spool.
+        // Counted in bytes appended since this task last went through, not in unsynced
+        // bytes, which a new segment or a checkpoint's sync resets (and which `fsync = false`
+        // never has): otherwise the sender could wait out the whole backlog. Never while
+        // collect waits for anything (`reading_on` is false then), so a frame waits for at
+        // most the next few of a busy reader, never for an idle one.
         let defer = pipe.with_mut(|p| {
             let group = GROUP_COMMIT.min(p.cfg.spool.max_bytes.0 / 16);
-            if p.reading_on && p.grouped < group {
+            if p.reading_on && p.grouped < group && !p.spool.durable_unsent() {
                 return true;
             }
             p.grouped = 0;
@@ -119,7 +121,9 @@ pub(super) async fn deliver(st: Shared, pipe: PipeRef, out: Outbox) {
                                 log::error!("{}: {e}", p.label());
                                 return None;
                             }
-                            s.c.spool_syncs += 1;
+                            if p.cfg.spool.fsync {
+                                s.c.spool_syncs += 1;
+                            }
                         }
                         // Synced: the timed frames appended so far are durable now.
                         if p.track.unsynced() {

@@ -503,6 +503,18 @@ impl Spool {
         self.next_seq - 1 - self.acked - gone
     }
 
+    /// Whether a durable frame waits to be sent (the sender needs no fsync to send it).
+    pub fn durable_unsent(&self) -> bool {
+        let (seg, pos) = self.cursor;
+        self.segs.iter().filter(|s| s.id >= seg).any(|s| {
+            if s.id == seg {
+                pos < s.durable
+            } else {
+                s.durable > 0
+            }
+        })
+    }
+
     /// Frames handed to the sink and not yet acknowledged.
     pub fn in_flight(&self) -> usize {
         self.in_flight.len()

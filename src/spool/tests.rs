@@ -650,6 +650,32 @@ fn frames_appended_in_this_run_are_read_back_checked_without_inflating() {
     fs::remove_dir_all(&d).unwrap();
 }
 
+/// `durable_unsent`: true exactly while a synced frame waits for the sender (group commit
+/// holds nothing back then), across a segment boundary too.
+#[test]
+fn durable_unsent_says_whether_a_synced_frame_waits() {
+    let d = dir("durable-unsent");
+    let (r, mut c) = open(&d, limits(OnFull::Block));
+    let mut s = r.spool;
+    assert!(!s.durable_unsent());
+    s.append(&frame(1, 4, 400)).unwrap();
+    assert!(!s.durable_unsent(), "appended, not synced");
+    s.sync().unwrap();
+    assert!(s.durable_unsent());
+    assert_eq!(drain(&mut s, &mut c), [1]);
+    assert!(!s.durable_unsent());
+    // Past segment_bytes (8 KiB): later frames go to a new segment.
+    for _ in 0..30 {
+        let seq = s.next_seq();
+        s.append(&frame(seq, 4, seq * 400)).unwrap();
+    }
+    s.sync().unwrap();
+    assert!(s.durable_unsent());
+    assert_eq!(drain(&mut s, &mut c).len(), 30);
+    assert!(!s.durable_unsent());
+    fs::remove_dir_all(&d).unwrap();
+}
+
 #[test]
 fn ranges_add_merge_and_subtract() {
     let mut r = ranges::Ranges::new();
