@@ -13,7 +13,12 @@
 //! - every segment holds consecutive numbers from its name on, so a number that is neither
 //!   acknowledged, nor in a segment, nor recorded as gone is a loss, counted at start-up in
 //!   frames (`spool_lost_frames`) and recorded so it is counted once;
-//! - the spool is never read whole: one frame at a time, through a buffer of one frame;
+//! - a frame a sink refused as too large is released only once the frames it was cut into
+//!   are appended after everything else ([`Spool::replace`]); its number is then recorded as
+//!   gone, never sent again once a checkpoint holds it;
+//! - the spool is never read whole: one frame at a time, through a buffer of one frame; a
+//!   frame appended in this run is read back in one read, its head remembered (at most
+//!   `MAX_KNOWN` of them), never inflated for it;
 //! - a torn or corrupt record never stops the agent: it is skipped, counted, and (at the end
 //!   of a segment) cut off, so appends continue on a clean boundary; anything under a
 //!   segment's name that is not a regular file is set aside as `NAME.corrupt`.
