@@ -237,15 +237,6 @@ pub fn from_utf8(bytes: &[u8]) -> Result<&str, ConfigError> {
 /// (`at line 12`), or the key of a bad value (`for key `spool.on_full``); the key's own line
 /// is found again in the text ([`find_key`]), and an `[[input]]`'s index from its header.
 pub(super) fn parse_toml<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, ConfigError> {
-    if let Some(line) = too_deep(text) {
-        return Err(ConfigError {
-            path: None,
-            line: Some(line),
-            column: None,
-            key: None,
-            msg: format!("arrays or inline tables nested more than {MAX_NESTING} deep"),
-        });
-    }
     basic_toml::from_str(text).map_err(|e| {
         let full = e.to_string();
         let (msg, named, line) = split_toml_error(&full);
@@ -285,63 +276,6 @@ pub(super) fn parse_toml<T: serde::de::DeserializeOwned>(text: &str) -> Result<T
             msg,
         }
     })
-}
-
-/// Deepest nesting of arrays and inline tables a config may have: ours need 3. basic-toml
-/// parses values by recursion with no limit of its own: 30,000 `[` overflow the main
-/// thread's stack and abort the process, which a config from the fleet must never do.
-const MAX_NESTING: usize = 32;
-
-/// The line where `text` nests arrays or inline tables past [`MAX_NESTING`], if it does.
-/// A lexer of TOML's strings and comments only: brackets inside them do not count.
-fn too_deep(text: &str) -> Option<usize> {
-    let b = text.as_bytes();
-    let (mut depth, mut line, mut i) = (0usize, 1, 0);
-    while i < b.len() {
-        match b[i] {
-            b'\n' => line += 1,
-            b'#' => {
-                while i + 1 < b.len() && b[i + 1] != b'\n' {
-                    i += 1;
-                }
-            }
-            q @ (b'"' | b'\'') => {
-                let multi = b[i..].starts_with(if q == b'"' { b"\"\"\"" } else { b"'''" });
-                i += if multi { 3 } else { 1 };
-                // To the closing quote(s); a basic string's backslash escapes the next byte.
-                while i < b.len() {
-                    if b[i] == b'\n' {
-                        line += 1;
-                        if !multi {
-                            break;
-                        }
-                    }
-                    if q == b'"' && b[i] == b'\\' {
-                        if b.get(i + 1) == Some(&b'\n') {
-                            line += 1;
-                        }
-                        i += 2;
-                        continue;
-                    }
-                    if b[i] == q && (!multi || b[i..].starts_with(&[q, q, q])) {
-                        i += if multi { 2 } else { 0 };
-                        break;
-                    }
-                    i += 1;
-                }
-            }
-            b'[' | b'{' => {
-                depth += 1;
-                if depth > MAX_NESTING {
-                    return Some(line);
-                }
-            }
-            b']' | b'}' => depth = depth.saturating_sub(1),
-            _ => {}
-        }
-        i += 1;
-    }
-    None
 }
 
 /// basic-toml's message without its position (`… for key `a.b` at line 3 column 1`), the
