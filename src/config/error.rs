@@ -232,41 +232,21 @@ pub fn from_utf8(bytes: &[u8]) -> Result<&str, ConfigError> {
 }
 
 /// TOML text into `T`, errors with the line and key at fault.
-///
-/// basic-toml names the table an error is in (`for key `spool``) and the line of its header
-/// (`at line 12`), or the key of a bad value (`for key `spool.on_full``); the key's own line
-/// is found again in the text ([`find_key`]), and an `[[input]]`'s index from its header.
 pub(super) fn parse_toml<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, ConfigError> {
-    basic_toml::from_str(text).map_err(|e| {
-        let full = e.to_string();
-        let (msg, named, line) = split_toml_error(&full);
-        let msg = msg.to_string();
-        let about_field = quoted_field(&msg).or_else(|| missing_field(&msg));
-        // The table, by name (no `[[input]]` index yet) and the field: an unknown or missing
-        // field is named in the message and `for key` names its table; a bad value's `for
-        // key` names table and field.
-        let (table_name, field) = match (about_field, named) {
-            (Some(f), t) => (t.unwrap_or(""), Some(f)),
-            (None, Some(k)) => match k.rsplit_once('.') {
-                Some((t, f)) => (t, Some(f)),
-                None => ("", Some(k)),
-            },
-            (None, None) => ("", None),
-        };
-        let (line, key) = match (field, missing_field(&msg)) {
+    toml::from_str(text).map_err(|e| {
+        let msg = e.message().trim().to_string();
+        let line = e.span().map(|s| line_of(text, s.start));
+        let (line, key) = match (line, missing_field(&msg)) {
             // A missing key is reported on the table that lacks it: name the table's header
             // and the key; for the top level, the file as a whole (its first line may be
             // anything, a comment or another key).
-            (_, Some(field)) if table_name.is_empty() => (None, Some(KeyPath::dotted(field))),
-            (_, Some(field)) => {
-                let (table, at) = header_named(text, table_name, line);
-                (at, Some(table.then(field)))
-            }
-            (Some(field), None) => match field_line(text, table_name, field) {
-                Some((table, at)) => (Some(at), Some(table.then(field))),
-                None => (line, Some(KeyPath::dotted(table_name).then(field))),
+            (Some(l), Some(field)) => match header_at(text, l) {
+                Some(table) => (Some(l), Some(table.then(field))),
+                None => (None, Some(KeyPath::dotted(field))),
             },
-            (None, None) => (line, None),
+            (None, Some(field)) => (None, Some(KeyPath::dotted(field))),
+            (Some(l), None) => (Some(l), key_at(text, l, &msg)),
+            (None, None) => (None, None),
         };
         ConfigError {
             path: None,
@@ -278,87 +258,17 @@ pub(super) fn parse_toml<T: serde::de::DeserializeOwned>(text: &str) -> Result<T
     })
 }
 
-/// basic-toml's message without its position (`… for key `a.b` at line 3 column 1`), the
-/// key it names, and the line.
-fn split_toml_error(full: &str) -> (&str, Option<&str>, Option<usize>) {
-    let (rest, line) = match full.rfind(" at line ") {
-        Some(i) => (
-            &full[..i],
-            full[i + " at line ".len()..]
-                .split(' ')
-                .next()
-                .and_then(|n| n.parse().ok()),
-        ),
-        None => (full, None),
-    };
-    match rest.rfind(" for key `") {
-        Some(i) if rest.ends_with('`') => (
-            rest[..i].trim(),
-            Some(&rest[i + " for key `".len()..rest.len() - 1]),
-            line,
-        ),
-        _ => (rest.trim(), None, line),
-    }
-}
-
-/// Plain table names (`input`, `sink.tls`) as [`Tables`] tracks them, indices left out.
-fn plain(t: &KeyPath) -> String {
-    let mut out = String::new();
-    for seg in &t.0 {
-        if let Seg::Key(k) = seg {
-            if !out.is_empty() {
-                out.push('.');
-            }
-            out.push_str(k);
-        }
-    }
-    out
-}
-
-/// The table named `name` whose header is on `line` if it is one, else the first table of
-/// that name; with the line of its header.
-fn header_named(text: &str, name: &str, line: Option<usize>) -> (KeyPath, Option<usize>) {
-    if let Some(t) = line.and_then(|l| header_at(text, l)) {
-        if plain(&t) == name {
-            return (t, line);
-        }
-    }
-    let mut tables = Tables::default();
-    for (i, l) in text.lines().enumerate() {
-        if tables.feed(l) && plain(&tables.table) == name {
-            return (tables.table, Some(i + 1));
-        }
-    }
-    (KeyPath::dotted(name), None)
-}
-
-/// The first line that sets `field` in a table named `name` (any element of an array of
-/// tables), with that table.
-fn field_line(text: &str, name: &str, field: &str) -> Option<(KeyPath, usize)> {
-    let mut tables = Tables::default();
-    for (i, l) in text.lines().enumerate() {
-        if tables.feed(l) {
-            continue;
-        }
-        let t = l.trim();
-        if t.contains('=')
-            && t.split('=').next().map(|k| k.trim().trim_matches('"')) == Some(field)
-            && plain(&tables.table) == name
-        {
-            return Some((tables.table.clone(), i + 1));
-        }
-    }
-    None
-}
-
-/// The field "unknown field `x`" names.
-fn quoted_field(msg: &str) -> Option<&str> {
-    msg.strip_prefix("unknown field `")?.split('`').next()
-}
-
 /// The field serde's "missing field `x`" names.
 fn missing_field(msg: &str) -> Option<&str> {
     msg.strip_prefix("missing field `")?.split('`').next()
+}
+
+fn line_of(text: &str, byte: usize) -> usize {
+    text.as_bytes()[..byte.min(text.len())]
+        .iter()
+        .filter(|&&b| b == b'\n')
+        .count()
+        + 1
 }
 
 /// Follows table headers line by line: which table (`spool`, `input[1]`) a line is in.
@@ -395,6 +305,15 @@ impl Tables {
     }
 }
 
+/// The table a line belongs to (`spool`, `input[1]`), from the headers above it.
+fn table_at(text: &str, line: usize) -> KeyPath {
+    let mut t = Tables::default();
+    for l in text.lines().take(line) {
+        t.feed(l);
+    }
+    t.table
+}
+
 /// The table whose header is on `line`, if that line is a header.
 fn header_at(text: &str, line: usize) -> Option<KeyPath> {
     let mut t = Tables::default();
@@ -403,6 +322,30 @@ fn header_at(text: &str, line: usize) -> Option<KeyPath> {
         header = t.feed(l);
     }
     header.then_some(t.table)
+}
+
+/// The key an error on `line` is about.
+fn key_at(text: &str, line: usize, msg: &str) -> Option<KeyPath> {
+    let table = table_at(text, line);
+    let l = text.lines().nth(line - 1)?.trim();
+    let key = if l.starts_with('[') {
+        // An error on a table header is about a key inside it (e.g. a missing field):
+        // name the field if the message quotes one.
+        msg.split('`').nth(1).map(str::to_string)
+    } else if l.is_empty() || l.starts_with('#') || !l.contains('=') {
+        // Not a `key = value` line (a comment, or the inside of a multi-line value): only
+        // the table is known.
+        None
+    } else {
+        l.split('=')
+            .next()
+            .map(|k| k.trim().trim_matches('"').to_string())
+    };
+    match key.filter(|k| !k.is_empty()) {
+        Some(k) => Some(table.then(&k)),
+        None if table.is_empty() => None,
+        None => Some(table),
+    }
 }
 
 /// The line where a key (as `validate` names it) is set, if it is; else the line of its

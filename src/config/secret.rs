@@ -92,7 +92,7 @@ mod tests {
         struct T {
             token: Secret,
         }
-        let t: T = basic_toml::from_str("token = \"hunter2\"").unwrap();
+        let t: T = toml::from_str("token = \"hunter2\"").unwrap();
         assert_eq!(t.token.expose(), "hunter2");
         let shown = format!("{t:?} {t:#?} {}", t.token);
         assert!(!shown.contains("hunter2"), "{shown}");
@@ -102,12 +102,11 @@ mod tests {
             "token = 1.5",
             "token = 1979-05-27",
         ] {
-            let e = basic_toml::from_str::<T>(wrong).unwrap_err().to_string();
-            // (basic-toml reads no datetimes: "invalid number" there; refused all the same)
-            assert!(
-                e.contains("invalid type") || e.contains("invalid number"),
-                "{wrong}: {e}"
-            );
+            let e = toml::from_str::<T>(wrong)
+                .unwrap_err()
+                .message()
+                .to_string();
+            assert!(e.contains("invalid type"), "{wrong}: {e}");
             assert!(!e.contains(&wrong[8..]), "{wrong}: {e}");
         }
     }

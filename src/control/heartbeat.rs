@@ -291,7 +291,7 @@ mod tests {
     use crate::control::proto::ConfigStatus;
 
     fn fleet() -> Fleet {
-        basic_toml::from_str(
+        toml::from_str(
             "server = \"http://127.0.0.1:8899\"\nagent_type = \"tailbeat\"\n\
              tags = { site = \"plant-7\", role = \"gw\" }",
         )
