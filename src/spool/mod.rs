@@ -598,6 +598,10 @@ impl Spool {
             }
             self.known.pop_front();
         }
+        if self.known.is_empty() && self.known.capacity() > 256 {
+            // A backlog's records are read: give their memory back.
+            self.known = VecDeque::new();
+        }
         self.known
             .front()
             .filter(|k| (k.seg, k.pos) == (seg, pos))
