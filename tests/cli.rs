@@ -437,29 +437,30 @@ fn a_missing_sink_table_is_named_sink_never_a_comment() {
 #[test]
 fn a_huge_bad_value_is_echoed_in_a_few_dozen_bytes() {
     let s = Scratch::new("huge-value");
-    let big = "x".repeat(8 << 20);
+    // Just under the 256 KiB a config may have (a larger one is refused whole, below).
+    let big = "x".repeat(200 << 10);
     let head: String = big.chars().take(64).collect();
     let sink = "[sink]\ntype = \"stdout\"\n";
     for (text, line, want) in [
         (
             format!("log_level = \"{big}\"\n{MINIMAL}{sink}"),
             1,
-            format!("log_level: expected one of error, warn, info, debug, trace, got \"{head}\"… (8388608 bytes)"),
+            format!("log_level: expected one of error, warn, info, debug, trace, got \"{head}\"… (204800 bytes)"),
         ),
         (
             format!("{MINIMAL}[spool]\nmax_bytes = \"{big}\"\n{sink}"),
             6,
-            format!("spool.max_bytes: expected a size like 8MiB, got \"{head}\"… (8388608 bytes)"),
+            format!("spool.max_bytes: expected a size like 8MiB, got \"{head}\"… (204800 bytes)"),
         ),
         (
             format!("{MINIMAL}[sink]\ntype = \"{big}\"\n"),
             6,
-            format!("sink.type: unknown variant `{head}`… (8388608 bytes), expected one of `file`, `stdout`, `mqtt`, `http`"),
+            format!("sink.type: unknown variant `{head}`… (204800 bytes), expected one of `file`, `stdout`, `mqtt`, `http`"),
         ),
         (
             format!("{big} = 1\n{MINIMAL}{sink}"),
             1,
-            format!("{head}… (8388608 bytes): unknown field `{head}`… (8388608 bytes), expected one of"),
+            format!("{head}… (204800 bytes): unknown field `{head}`… (204800 bytes), expected one of"),
         ),
     ] {
         let (p, err) = check_fails(&s, text.as_bytes());
@@ -468,6 +469,17 @@ fn a_huge_bad_value_is_echoed_in_a_few_dozen_bytes() {
         assert_eq!(err.lines().count(), 1, "{}", &err[..err.len().min(600)]);
         assert!(err.len() < prefix.len() + 300, "{} bytes: {}", err.len(), &err[..err.len().min(600)]);
     }
+    // Over 256 KiB: refused whole, by its size, in one short line naming the file.
+    let text = format!("log_level = \"{}\"\n{MINIMAL}{sink}", "x".repeat(8 << 20));
+    let (p, err) = check_fails(&s, text.as_bytes());
+    assert_eq!(
+        err.trim_end(),
+        format!(
+            "tailbeat: {}: {} bytes of config, over the limit of 256 KiB",
+            p.display(),
+            text.len()
+        )
+    );
 }
 
 /// A sink's URLs are parsed once, when the config is read (issue 10): one that does not

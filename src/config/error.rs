@@ -231,8 +231,27 @@ pub fn from_utf8(bytes: &[u8]) -> Result<&str, ConfigError> {
     })
 }
 
+/// Largest config text read (a local file, or one config from the fleet): ours need a few
+/// KiB. The parser builds a document several times the text's size before it is checked
+/// (measured: 131 MB of memory for 1 MB of dotted keys), and a fleet's answer may be up to
+/// 4 MiB, so a hostile or broken config could exhaust a small device's memory.
+pub const MAX_CONFIG_BYTES: usize = 256 << 10;
+
 /// TOML text into `T`, errors with the line and key at fault.
 pub(super) fn parse_toml<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, ConfigError> {
+    if text.len() > MAX_CONFIG_BYTES {
+        return Err(ConfigError {
+            path: None,
+            line: None,
+            column: None,
+            key: None,
+            msg: format!(
+                "{} bytes of config, over the limit of {} KiB",
+                text.len(),
+                MAX_CONFIG_BYTES >> 10
+            ),
+        });
+    }
     toml::from_str(text).map_err(|e| {
         let msg = e.message().trim().to_string();
         let line = e.span().map(|s| line_of(text, s.start));

@@ -557,3 +557,17 @@ fn alerts_thresholds_are_optional_and_read_in_their_units() {
     let e = err(&format!("{GOOD}\n[alerts]\noldest_unacked = \"0s\"\n"));
     assert_eq!(key_of(&e).as_deref(), Some("alerts.oldest_unacked"));
 }
+
+/// A config text over 256 KiB is refused before the parser sees it (it would build a
+/// document many times its size: 131 MB for 1 MB of dotted keys), with its size.
+#[test]
+fn a_config_over_the_size_limit_is_refused_before_it_is_parsed() {
+    let keys: String = (0..30_000).map(|i| format!("k{i}.x = 1\n")).collect();
+    assert!(keys.len() > 256 << 10);
+    let e = err(&format!("{GOOD}\n{keys}"));
+    assert!(e.msg.contains("over the limit of 256 KiB"), "{e}");
+    assert_eq!((e.line, e.key), (None, None));
+    // Under the limit, the same kind of text gets the parser's own error.
+    let e = err(&format!("{GOOD}\nk0.x = 1\n"));
+    assert!(!e.msg.contains("over the limit"), "{e}");
+}
