@@ -245,6 +245,17 @@ fn run_once_delivers_everything_exits_and_resumes_next_time() {
     assert_exactly_once(&numbers(&read_sink(&s.path("out.tbf")), "o"), 5100);
 }
 
+/// `tailbeat run --once` on `cfg`, which must succeed; its log.
+fn run_once(cfg: &std::path::Path) -> String {
+    let out = Command::new(BIN)
+        .args(["run", "--once", "--config"])
+        .arg(cfg)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
 /// A backlog goes to the spool with one fsync per group of frames, not one per frame: the
 /// reader adds frames while it works through the backlog, and the sender syncs them all at
 /// once (group commit). Every line still arrives once and in order.
@@ -257,13 +268,7 @@ fn a_backlog_is_made_durable_one_group_of_frames_at_a_time() {
         &input("app", &f.display().to_string(), ""),
         "[batch]\ncompression = \"none\"\nmax_lines = 100000",
     );
-    let out = Command::new(BIN)
-        .args(["run", "--once", "--config"])
-        .arg(&cfg)
-        .output()
-        .unwrap();
-    assert!(out.status.success());
-    let log = String::from_utf8_lossy(&out.stderr);
+    let log = run_once(&cfg);
     assert_eq!(
         numbers(&read_sink(&s.path("out.tbf")), "g"),
         (0..40_000).collect::<Vec<_>>()
@@ -294,13 +299,7 @@ fn a_backlog_larger_than_the_spool_drops_nothing_behind_a_healthy_sink() {
                 "[batch]\ncompression = \"none\"\nmax_lines = 100000\n[spool]\nmax_bytes = \"4MiB\"\nsegment_bytes = \"128KiB\"\non_full = \"drop_oldest\"\nfsync = {fsync}"
             ),
         );
-        let out = Command::new(BIN)
-            .args(["run", "--once", "--config"])
-            .arg(&cfg)
-            .output()
-            .unwrap();
-        assert!(out.status.success());
-        let log = String::from_utf8_lossy(&out.stderr);
+        let log = run_once(&cfg);
         assert_eq!(
             stat(&log, "dropped ", "frames"),
             0,

@@ -542,29 +542,38 @@ impl Spool {
     /// appended again later.
     pub fn append(&mut self, frame: &[u8]) -> Result<u64, SpoolError> {
         let seq = self.next_seq;
-        if seq >= self.reserved {
-            self.reserve(seq)?;
+        self.write_frames(frame, 1)?;
+        Ok(seq)
+    }
+
+    /// Writes `count` frames, numbered from [`next_seq`](Self::next_seq) on and already
+    /// concatenated in `bytes`, in one write: the sequence reservation first, a new segment
+    /// if they would not fit the active one. A failed write leaves the segment as it was.
+    fn write_frames(&mut self, bytes: &[u8], count: u64) -> Result<(), SpoolError> {
+        let last = self.next_seq + count - 1;
+        if last >= self.reserved {
+            self.reserve(last)?;
         }
         let active = self.segs.back().expect("always one segment");
-        if active.len > 0 && active.len + frame.len() as u64 > self.limits.segment_bytes {
+        if active.len > 0 && active.len + bytes.len() as u64 > self.limits.segment_bytes {
             self.sync()?;
             self.new_segment()?;
         }
         let active = self.segs.back_mut().expect("always one segment");
         let w = self.writer.as_mut().expect("writer open");
-        if let Err(e) = w.write_all(frame) {
+        if let Err(e) = w.write_all(bytes) {
             // Leave no partial record behind: cut the segment back to where it was.
             let _ = w.set_len(active.len);
             return Err(ctx::<()>(Err(e), "append to", &active.path).unwrap_err());
         }
-        active.len += frame.len() as u64;
-        active.last_seq = seq;
+        active.len += bytes.len() as u64;
+        active.last_seq = last;
         if !self.limits.fsync {
             active.durable = active.len;
         }
-        self.next_seq += 1;
+        self.next_seq = last + 1;
         self.unsynced = true;
-        Ok(seq)
+        Ok(())
     }
 
     /// [`append`](Self::append), remembering the frame's head so that the sender reads it
@@ -768,29 +777,7 @@ impl Spool {
             Some(seq),
             "only the oldest frame in flight is replaced"
         );
-        let total: usize = pieces.iter().map(Vec::len).sum();
-        let last = self.next_seq + pieces.len() as u64 - 1;
-        if last >= self.reserved {
-            self.reserve(last)?;
-        }
-        let active = self.segs.back().expect("always one segment");
-        if active.len > 0 && active.len + total as u64 > self.limits.segment_bytes {
-            self.sync()?;
-            self.new_segment()?;
-        }
-        let active = self.segs.back_mut().expect("always one segment");
-        let w = self.writer.as_mut().expect("writer open");
-        if let Err(e) = w.write_all(&pieces.concat()) {
-            let _ = w.set_len(active.len);
-            return Err(ctx::<()>(Err(e), "append to", &active.path).unwrap_err());
-        }
-        active.len += total as u64;
-        active.last_seq = last;
-        if !self.limits.fsync {
-            active.durable = active.len;
-        }
-        self.next_seq = last + 1;
-        self.unsynced = true;
+        self.write_frames(&pieces.concat(), pieces.len() as u64)?;
         self.in_flight.pop_front();
         ranges::add(&mut self.gone, seq, seq);
         Ok(())
