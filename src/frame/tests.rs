@@ -737,9 +737,13 @@ fn a_cut_frame_keeps_every_line_once_in_order_and_names_the_files_where_they_sta
         }
     }
     assert_eq!(got, whole);
-    assert!(pieces
-        .iter()
-        .any(|p| check(p).unwrap().0.codec() == Codec::Lz4));
+    // The codec asked for, where this build has it; plain where it was left out.
+    let want = if Codec::Lz4.built_in() {
+        Codec::Lz4
+    } else {
+        Codec::None
+    };
+    assert!(pieces.iter().any(|p| check(p).unwrap().0.codec() == want));
     // One line: nothing to cut.
     let mut one = BatchBuilder::new(10, 1 << 20);
     one.push(&a, 0, 5000, 1, 0, &[b'z'; 4999]);
