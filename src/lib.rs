@@ -70,6 +70,7 @@ pub mod mqtt;
 #[cfg(any(feature = "http", feature = "mqtt"))]
 mod net;
 pub mod sink;
+pub mod sort;
 pub mod spool;
 pub mod stats;
 #[cfg(feature = "tls")]

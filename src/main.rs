@@ -228,7 +228,7 @@ fn decode(args: &[String]) -> ExitCode {
                 .map(|e| e.path())
                 .filter(|p| p.extension().is_some_and(|e| e == "seg"))
                 .collect();
-            segs.sort();
+            tailbeat::sort::sort(&mut segs);
             inputs.extend(segs);
         } else {
             inputs.push(p);

@@ -208,7 +208,7 @@ fn lost_positions(inputs: &[Input], marks: &mut Vec<FileMark>, c: &mut Counters)
         }
         let mut paths = found.files;
         paths.retain(|p| !input.exclude.iter().any(|x| glob::matches(x, p)));
-        paths.sort();
+        crate::sort::sort(&mut paths);
         paths.dedup();
         for p in paths {
             let Ok(m) = std::fs::metadata(&p) else {

@@ -321,7 +321,7 @@ impl Tailer {
                 listed.extend(mine.listed);
                 let mut mine = mine.files;
                 mine.retain(|p| !input.exclude.iter().any(|x| glob::matches(x, p)));
-                mine.sort();
+                crate::sort::sort(&mut mine);
                 mine.dedup();
                 paths.extend(mine.into_iter().map(|p| (idx, p)));
             }
@@ -398,7 +398,7 @@ impl Tailer {
             .filter(|(_, f)| !f.suspect)
             .map(|(i, f)| (f.input, family(Path::new(&*f.wire_path)).to_path_buf(), i))
             .collect();
-        logs.sort();
+        crate::sort::sort(&mut logs);
         // What each file waits for, to rank ties without a search per step.
         let next: HashMap<Key, Option<Key>> = self
             .files
@@ -427,7 +427,7 @@ impl Tailer {
                     (live, mtime, rank(f.wait_for), i)
                 })
                 .collect();
-            gens.sort();
+            crate::sort::sort(&mut gens);
             let keys: HashSet<Key> = gens
                 .iter()
                 .map(|g| (self.files[g.3].dev, self.files[g.3].ino))
@@ -546,9 +546,9 @@ impl Tailer {
             })
             .map(|(i, f)| (!f.at_eof(), f.last_data, i))
             .collect();
-        idle.sort();
+        crate::sort::sort(&mut idle);
         let mut close: Vec<usize> = idle.into_iter().take(n).map(|(_, _, i)| i).collect();
-        close.sort_unstable_by(|a, b| b.cmp(a));
+        crate::sort::sort_by(&mut close, |a, b| b.cmp(a));
         for i in close {
             let f = self.files.remove(i);
             log::debug!("letting go of {} at byte {}", f.path.display(), f.pos);
@@ -593,7 +593,7 @@ impl Tailer {
                 std::cmp::Reverse(f.path.clone()),
             )
         };
-        new.sort_by_key(key);
+        crate::sort::sort_by(&mut new, |a, b| key(a).cmp(&key(b)));
         let mut prev: Option<(usize, PathBuf, (u64, u64))> = None;
         // Per log, the first and last generation other than the live name opened here.
         let mut unseen: HashMap<(usize, PathBuf), (Key, Key)> = HashMap::new();
@@ -1245,7 +1245,7 @@ impl Tailer {
                 !same
             })
             .collect();
-        later.sort_by(|a, b| a.0.cmp(&b.0).then_with(|| b.1.cmp(&a.1)));
+        crate::sort::sort_by(&mut later, |a, b| a.0.cmp(&b.0).then_with(|| b.1.cmp(&a.1)));
         let mut out = Vec::new();
         for (_, p) in later {
             match Tailed::open(input, p.clone(), wire.clone(), 0) {
@@ -1403,7 +1403,9 @@ impl Tailer {
                 }
             }
         }
-        gone.sort_by_key(|m| (when.get(&(m.dev, m.ino)).copied(), m.path.clone()));
+        crate::sort::sort_by_cached_key(&mut gone, |m| {
+            (when.get(&(m.dev, m.ino)).copied(), m.path.clone())
+        });
         for m in gone {
             if let Some(m) = self.marks.remove(&(m.dev, m.ino)) {
                 self.follow(m, now, c);
@@ -1558,7 +1560,9 @@ impl Tailer {
             .iter()
             .filter_map(|g| g.wait_for)
             .find(|k| !keys.contains(k));
-        gens.sort_by_cached_key(|f| (mtime(f), std::cmp::Reverse(f.path.clone())));
+        crate::sort::sort_by_cached_key(&mut gens, |f| {
+            (mtime(f), std::cmp::Reverse(f.path.clone()))
+        });
         for g in &mut gens {
             g.wait_for = None;
         }

@@ -276,7 +276,7 @@ impl Spool {
                 }
             }
         }
-        ids.sort_unstable();
+        crate::sort::sort(&mut ids);
         let positions_lost = !state_ok && (existed || !ids.is_empty() || aside_max > 0);
         if !state_ok {
             // Without a checkpoint, what came before the oldest segment is taken as released
