@@ -59,6 +59,8 @@ pub struct BatchBuilder {
     max_bytes: usize,
     codec: Codec,
     compressor: Compressor,
+    /// The last compressed frame's plain bytes, kept to write the next one into.
+    plain: Vec<u8>,
 }
 
 /// Worst case of a line's fixed fields: source, offset, ts delta, flags, length.
@@ -79,6 +81,7 @@ impl BatchBuilder {
             max_bytes,
             codec: Codec::None,
             compressor: Compressor::default(),
+            plain: Vec::new(),
         }
     }
 
@@ -223,21 +226,25 @@ impl BatchBuilder {
 
     /// Finishes the frame with the given identity and empties the builder.
     pub fn finish(&mut self, instance: &str, seq: u64) -> Vec<u8> {
-        let mut prefix = Vec::with_capacity(64 + self.sources_len);
-        put_bytes(&mut prefix, instance.as_bytes());
-        put_varint(&mut prefix, seq);
-        put_varint(&mut prefix, self.base_ts_ms);
-        put_varint(&mut prefix, self.sources.len() as u64);
+        // The plain frame is written once, straight into a buffer that is kept between
+        // frames while they go out compressed: a fresh 64 KiB buffer per frame cost a page
+        // fault per 4 KiB under musl's allocator. A frame stored plain is that buffer.
+        let mut out = std::mem::take(&mut self.plain);
+        out.clear();
+        out.reserve(self.encoded_len() + instance.len());
+        out.extend_from_slice(&header_bytes(Kind::Batch, 0));
+        put_bytes(&mut out, instance.as_bytes());
+        put_varint(&mut out, seq);
+        put_varint(&mut out, self.base_ts_ms);
+        put_varint(&mut out, self.sources.len() as u64);
         for s in &self.sources {
-            prefix.extend_from_slice(&s.encoded);
-            put_varint(&mut prefix, s.end);
+            out.extend_from_slice(&s.encoded);
+            put_varint(&mut out, s.end);
         }
-        put_varint(&mut prefix, self.lines as u64);
-        let len = prefix.len() + self.body.len();
-        let mut out = Vec::with_capacity(HEADER_LEN + len);
-        out.extend_from_slice(&header_bytes(Kind::Batch, len));
-        out.extend_from_slice(&prefix);
+        put_varint(&mut out, self.lines as u64);
         out.extend_from_slice(&self.body);
+        let len = out.len() - HEADER_LEN;
+        out[8..12].copy_from_slice(&(len as u32).to_le_bytes());
         if self.codec != Codec::None && len > COMPRESS_ABOVE {
             // Room for lz4's worst case (it wants it whatever it then writes).
             let mut z = Vec::with_capacity(HEADER_LEN + 4 + len + len / 10 + 20);
@@ -249,7 +256,11 @@ impl BatchBuilder {
                 let stored = (z.len() - HEADER_LEN) as u32;
                 z[6] = self.codec.flag();
                 z[8..12].copy_from_slice(&stored.to_le_bytes());
-                out = z;
+                self.plain = std::mem::replace(&mut out, z);
+                // Like the body: a burst's oversized frame is not kept.
+                if self.plain.capacity() > self.max_bytes * 2 {
+                    self.plain = Vec::new();
+                }
             }
         }
         let c = super::crc(&out[..12], &out[HEADER_LEN..]);
