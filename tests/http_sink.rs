@@ -272,6 +272,48 @@ fn a_server_that_refuses_every_body_as_too_large_ends_with_every_line_a_dead_let
     assert!(!log.contains("could not be cut"), "{log}");
 }
 
+/// Behind a sink slower than a live source (a server that takes 40 ms a frame, a writer
+/// appending about 4 MB/s for 3 s), the frames that wait behind a durable backlog are made
+/// durable in groups, not one fsync for every frame sent; every line still arrives once.
+#[test]
+fn behind_a_slow_server_new_frames_are_made_durable_in_groups() {
+    let s = Scratch::new("http-slow-group");
+    let acc = Accepted::default();
+    let srv = server(&acc, |_, _| {
+        std::thread::sleep(Duration::from_millis(40));
+        Reply::status(204)
+    });
+    let f = s.path("logs/app.log");
+    append(&f, "");
+    let cfg = s.config(
+        "",
+        &input("app", f.to_str().unwrap(), ""),
+        &sink(
+            &srv.url("/in"),
+            "[batch]\ncompression = \"none\"\nmax_lines = 100000",
+        ),
+    );
+    let agent = Agent::start(&s, &cfg);
+    let n = 150_000;
+    for chunk in 0..300 {
+        let text: String = (chunk * 500..(chunk + 1) * 500)
+            .map(|i| line("s", i))
+            .collect();
+        append(&f, &text);
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let got = acc.wait_lines(&s, n as usize, 60);
+    let log = agent.stop();
+    assert_exactly_once(&numbers(&got, "s"), n);
+    let frames = stat(&log, "frames spooled ", "acked");
+    let syncs = stat(&log, "spool syncs ", ";");
+    assert!(frames > 100, "{log}");
+    assert!(
+        syncs >= 1 && syncs * 6 <= frames,
+        "{syncs} syncs for {frames} frames: {log}"
+    );
+}
+
 #[test]
 fn server_down_for_15s_mid_stream_loses_nothing() {
     let s = Scratch::new("http-outage");

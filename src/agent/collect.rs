@@ -594,6 +594,9 @@ fn append(p: &mut Pipe, c: &mut Counters, b: Built) -> Result<(), SpoolError> {
                 p.tailer.commit(dev, ino, end);
             }
             c.frames_spooled += 1;
+            if p.grouped == 0 {
+                p.grouped_since = Some(Instant::now());
+            }
             p.grouped += b.frame.len() as u64;
             p.changed = true;
             p.spooled.notify();

@@ -5,7 +5,7 @@
 //! The task waits on that channel while it owns its receiving end, with no borrow of the
 //! pipe held.
 
-use super::pipe::{Outbox, PipeRef, ToDeliver};
+use super::pipe::{Outbox, Pipe, PipeRef, ToDeliver};
 use super::Shared;
 use crate::backoff::Backoff;
 use crate::sink::{AnySink, Sink, SinkError};
@@ -17,6 +17,14 @@ use std::time::{Duration, Instant};
 /// Bytes of frames a busy reader may put in the spool before deliver syncs them (see the
 /// loop in [`deliver`]): 16 frames of the default 64 KiB, about 40 lz4 frames.
 const GROUP_COMMIT: u64 = 1 << 20;
+/// How long a frame appended behind a durable backlog may wait for its group before the
+/// sender syncs it anyway (a live source behind a slow sink makes small groups).
+const GROUP_WAIT: Duration = Duration::from_secs(1);
+
+/// The group commit's size for this pipeline (see the loop in [`deliver`]).
+fn group(p: &Pipe) -> u64 {
+    GROUP_COMMIT.min(p.cfg.spool.max_bytes.0 / 16)
+}
 
 /// The commands that came while the task was busy.
 #[derive(Default)]
@@ -86,20 +94,17 @@ pub(super) async fn deliver(st: Shared, pipe: PipeRef, out: Outbox) {
         // once), let it add GROUP_COMMIT bytes of frames (or a 16th of the spool, so that a
         // small spool under `drop_oldest` does not fill while the sender waits), then one
         // fsync of the spool and one flush of the sink cover them all, instead of one of each
-        // per frame. Only while no durable frame waits: those need no fsync, and holding them
-        // back would let a reader faster than a one-at-a-time sink (HTTP) fill the spool.
-        // Counted in bytes appended since this task last went through, not in unsynced
+        // per frame. Only while no durable frame waits: while one does, the sender sends it
+        // and the new frames wait for their group below (holding the sender back would let a
+        // reader faster than a one-at-a-time sink, HTTP, fill the spool). Counted in bytes
+        // appended since the sender last synced or found nothing to sync, not in unsynced
         // bytes, which a new segment or a checkpoint's sync resets (and which `fsync = false`
         // never has): otherwise the sender could wait out the whole backlog. Never while
         // collect waits for anything (`reading_on` is false then), so a frame waits for at
         // most the next few of a busy reader, never for an idle one.
         let defer = pipe.with_mut(|p| {
-            let group = GROUP_COMMIT.min(p.cfg.spool.max_bytes.0 / 16);
-            if p.reading_on && p.grouped < group && !p.spool.durable_unsent() {
-                return true;
-            }
-            p.grouped = 0;
-            false
+            let group = group(p);
+            p.reading_on && p.grouped < group && !p.spool.durable_unsent()
         });
         if defer {
             smol::future::yield_now().await;
@@ -116,17 +121,30 @@ pub(super) async fn deliver(st: Shared, pipe: PipeRef, out: Outbox) {
                 // `None`: nothing to send now (or the spool failed, logged).
                 let next = st.with_mut(|s| {
                     pipe.with_mut(|p| {
-                        if p.spool.needs_sync() {
+                        // Behind a sink slower than the reader (a backlog that was
+                        // made durable, new frames coming): durable frames go first, and
+                        // the new ones are synced once they make a group or the first of
+                        // them has waited GROUP_WAIT, not one fsync per frame sent.
+                        // Nothing durable left: synced now, to be sent.
+                        let group = group(p);
+                        let waited = p.grouped_since.is_some_and(|t| t.elapsed() >= GROUP_WAIT);
+                        if !p.spool.needs_sync() {
+                            p.grouped = 0;
+                            p.grouped_since = None;
+                        } else if p.grouped >= group || waited || !p.spool.durable_unsent() {
                             if let Err(e) = p.spool.sync() {
                                 log::error!("{}: {e}", p.label());
                                 return None;
                             }
+                            p.grouped = 0;
+                            p.grouped_since = None;
                             if p.cfg.spool.fsync {
                                 s.c.spool_syncs += 1;
                             }
                         }
-                        // Synced: the timed frames appended so far are durable now.
-                        if p.track.unsynced() {
+                        // Synced (here or by a checkpoint): the timed frames appended so
+                        // far are durable now.
+                        if p.track.unsynced() && !p.spool.needs_sync() {
                             p.track.synced(Instant::now());
                         }
                         if p.spool.in_flight() >= sink.window() {

@@ -179,8 +179,11 @@ pub(crate) struct Pipe {
     /// once: deliver may let a few more in before one fsync covers them all (group commit,
     /// `deliver`). False whenever collect waits for anything.
     pub(super) reading_on: bool,
-    /// Bytes of frames collect appended since deliver last went through (group commit).
+    /// Bytes of frames collect appended since deliver last synced them or found nothing to
+    /// sync (group commit, `deliver`).
     pub(super) grouped: u64,
+    /// When the first of those was appended.
+    pub(super) grouped_since: Option<Instant>,
     /// Rung when a frame is in the spool.
     pub(super) spooled: Notify,
     /// Rung when the sink acknowledged frames (room in the spool).
@@ -341,6 +344,7 @@ impl Pipe {
                 ck_failing: None,
                 reading_on: false,
                 grouped: 0,
+                grouped_since: None,
                 spooled: Notify::new(),
                 space: Notify::new(),
                 to_collect,
