@@ -59,6 +59,9 @@ pub struct Counters {
     /// fsyncs that made frames durable before they were sent (one covers every frame
     /// appended since the last: `agent::deliver`'s group commit).
     pub spool_syncs: u64,
+    /// Times the sink acknowledged what it had been sent: one a frame over HTTP, one a
+    /// window of PUBACKs over MQTT, one fsync (or flush) of the file sink per group.
+    pub sink_flushes: u64,
     /// Writes to the spool that failed (disk full, I/O error).
     pub spool_write_errors: u64,
     /// Times reading stopped because the spool was full under `on_full = "block"`.

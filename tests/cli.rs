@@ -258,29 +258,43 @@ fn run_once(cfg: &std::path::Path) -> String {
 
 /// A backlog goes to the spool with one fsync per group of frames, not one per frame: the
 /// reader adds frames while it works through the backlog, and the sender syncs them all at
-/// once (group commit). Every line still arrives once and in order.
+/// once (group commit); the file sink flushes (fsyncs) once per group too, with the spool's
+/// fsync on or off. Every line still arrives once and in order.
 #[test]
 fn a_backlog_is_made_durable_one_group_of_frames_at_a_time() {
-    let s = Scratch::new("group-commit");
-    let f = app_log(&s, "g", 40_000);
-    let cfg = s.config(
-        "",
-        &input("app", &f.display().to_string(), ""),
-        "[batch]\ncompression = \"none\"\nmax_lines = 100000",
-    );
-    let log = run_once(&cfg);
-    assert_eq!(
-        numbers(&read_sink(&s.path("out.tbf")), "g"),
-        (0..40_000).collect::<Vec<_>>()
-    );
-    let frames = stat(&log, "frames spooled ", "acked");
-    let syncs = stat(&log, "spool syncs ", ";");
-    // About 3.6 MB of lines in frames of 64 KiB: over 50 frames, in groups of 1 MiB.
-    assert!(frames > 50, "{log}");
-    assert!(
-        syncs >= 1 && syncs * 4 <= frames,
-        "{syncs} syncs for {frames} frames: {log}"
-    );
+    for fsync in [true, false] {
+        let s = Scratch::new(&format!("group-commit-{fsync}"));
+        let f = app_log(&s, "g", 40_000);
+        let cfg = s.config(
+            "",
+            &input("app", &f.display().to_string(), ""),
+            &format!(
+                "[batch]\ncompression = \"none\"\nmax_lines = 100000\n[spool]\nfsync = {fsync}"
+            ),
+        );
+        let log = run_once(&cfg);
+        assert_eq!(
+            numbers(&read_sink(&s.path("out.tbf")), "g"),
+            (0..40_000).collect::<Vec<_>>()
+        );
+        let frames = stat(&log, "frames spooled ", "acked");
+        let syncs = stat(&log, "spool syncs ", ";");
+        let flushes = stat(&log, "sink flushes ", ";");
+        // About 3.6 MB of lines in frames of 64 KiB: over 50 frames, in groups of 1 MiB.
+        assert!(frames > 50, "{log}");
+        if fsync {
+            assert!(
+                syncs >= 1 && syncs * 4 <= frames,
+                "{syncs} syncs for {frames} frames: {log}"
+            );
+        } else {
+            assert_eq!(syncs, 0, "{log}");
+        }
+        assert!(
+            flushes >= 1 && flushes * 4 <= frames,
+            "fsync = {fsync}: {flushes} sink flushes for {frames} frames: {log}"
+        );
+    }
 }
 
 /// Group commit never holds the sender back for a whole backlog: behind a sink as fast as

@@ -94,17 +94,19 @@ pub(super) async fn deliver(st: Shared, pipe: PipeRef, out: Outbox) {
         // once), let it add GROUP_COMMIT bytes of frames (or a 16th of the spool, so that a
         // small spool under `drop_oldest` does not fill while the sender waits), then one
         // fsync of the spool and one flush of the sink cover them all, instead of one of each
-        // per frame. Only while no durable frame waits: while one does, the sender sends it
-        // and the new frames wait for their group below (holding the sender back would let a
-        // reader faster than a one-at-a-time sink, HTTP, fill the spool). Counted in bytes
+        // per frame. Only while every frame that waits is of this group: while an older one
+        // waits, the sender sends it and the new frames wait for their group below (holding
+        // the sender back would let a reader faster than a one-at-a-time sink, HTTP, fill the
+        // spool). Not "while no durable frame waits": with `fsync = false` every frame is
+        // durable once appended, and the sink then flushed (fsynced, for a file) once per
+        // frame. Counted in bytes
         // appended since the sender last synced or found nothing to sync, not in unsynced
         // bytes, which a new segment or a checkpoint's sync resets (and which `fsync = false`
         // never has): otherwise the sender could wait out the whole backlog. Never while
         // collect waits for anything (`reading_on` is false then), so a frame waits for at
         // most the next few of a busy reader, never for an idle one.
         let defer = pipe.with_mut(|p| {
-            let group = group(p);
-            p.reading_on && p.grouped < group && !p.spool.durable_unsent()
+            p.reading_on && p.grouped < group(p) && p.spool.unsent_bytes() <= p.grouped
         });
         if defer {
             smol::future::yield_now().await;
@@ -179,6 +181,7 @@ pub(super) async fn deliver(st: Shared, pipe: PipeRef, out: Outbox) {
                         let dead = sink.take_dead_letters();
                         st.with_mut(|s| {
                             pipe.with_mut(|p| {
+                                s.c.sink_flushes += 1;
                                 s.c.dead_letters += dead;
                                 p.spool.ack(seq, &mut s.c);
                                 p.track.acked(seq, Instant::now(), &mut s.window);

@@ -691,7 +691,7 @@ fn log_stats(s: &State) {
         lat.push_str(&format!("; alerts: {}", active.join(", ")));
     }
     log::info!(
-        "read {} lines ({} bytes; {} partial) from {} files ({} opened, {} rotated, {} truncations, {} waiting for a turn); frames spooled {} acked {}; spool {} bytes, {} frames waiting{}; lost: cut {} lines, {} B, truncated {} B, vanished {} B, dropped {} frames ({} lines), corrupt {} records, {} B, spool frames lost {}, positions lost {} B, dead letters {}; frames split {}; send errors {}; spool syncs {}; spool write errors {}; paused: spool full {} times, disk full {} times{}{lat}",
+        "read {} lines ({} bytes; {} partial) from {} files ({} opened, {} rotated, {} truncations, {} waiting for a turn); frames spooled {} acked {}; spool {} bytes, {} frames waiting{}; lost: cut {} lines, {} B, truncated {} B, vanished {} B, dropped {} frames ({} lines), corrupt {} records, {} B, spool frames lost {}, positions lost {} B, dead letters {}; frames split {}; send errors {}; spool syncs {}; sink flushes {}; spool write errors {}; paused: spool full {} times, disk full {} times{}{lat}",
         c.lines_read,
         c.bytes_read,
         c.partial_lines,
@@ -723,6 +723,7 @@ fn log_stats(s: &State) {
         c.frames_split,
         c.send_errors,
         c.spool_syncs,
+        c.sink_flushes,
         c.spool_write_errors,
         c.spool_full_waits,
         c.disk_full_waits,

@@ -508,6 +508,22 @@ impl Spool {
         self.next_seq - 1 - self.acked - gone
     }
 
+    /// Bytes of frames appended and not yet handed to the sink, durable or not.
+    pub fn unsent_bytes(&self) -> u64 {
+        let (seg, pos) = self.cursor;
+        self.segs
+            .iter()
+            .filter(|s| s.id >= seg)
+            .map(|s| {
+                if s.id == seg {
+                    s.len.saturating_sub(pos)
+                } else {
+                    s.len
+                }
+            })
+            .sum()
+    }
+
     /// Whether a durable frame waits to be sent (the sender needs no fsync to send it).
     pub fn durable_unsent(&self) -> bool {
         let (seg, pos) = self.cursor;
