@@ -127,13 +127,18 @@ pub(super) async fn deliver(st: Shared, pipe: PipeRef, out: Outbox) {
                         // made durable, new frames coming): durable frames go first, and
                         // the new ones are synced once they make a group or the first of
                         // them has waited GROUP_WAIT, not one fsync per frame sent.
-                        // Nothing durable left: synced now, to be sent.
+                        // Nothing durable left: synced now, to be sent. Without fsync,
+                        // syncing is free (it marks the frames sent-able and timed).
                         let group = group(p);
                         let waited = p.grouped_since.is_some_and(|t| t.elapsed() >= GROUP_WAIT);
                         if !p.spool.needs_sync() {
                             p.grouped = 0;
                             p.grouped_since = None;
-                        } else if p.grouped >= group || waited || !p.spool.durable_unsent() {
+                        } else if !p.cfg.spool.fsync
+                            || p.grouped >= group
+                            || waited
+                            || !p.spool.durable_unsent()
+                        {
                             if let Err(e) = p.spool.sync() {
                                 log::error!("{}: {e}", p.label());
                                 return None;
