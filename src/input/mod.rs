@@ -829,8 +829,10 @@ impl Tailer {
 
     /// File `key`, looked at under `path` and no longer there when it was to be opened:
     /// opened where it went in the same directory, as a rotated generation of `path`, from
-    /// its head (nothing of it was read). Gone altogether, it had nothing the agent could
-    /// have read in order: a file created and deleted between two looks.
+    /// its head (nothing of it was read), or from where its mark says when the agent knew it
+    /// (a restart), as for any file renamed while the agent was down. Gone altogether, it
+    /// had nothing the agent could have read in order: a file created and deleted between
+    /// two looks.
     fn follow_moved(
         &mut self,
         input: usize,
@@ -839,6 +841,12 @@ impl Tailer {
         now: Instant,
         c: &mut Counters,
     ) {
+        if let Some(m) = self.marks.remove(&key) {
+            // From byte 0 it would repeat what was read before the restart, and its mark,
+            // still there, would have it read again from the mark's offset.
+            self.follow(m, now, c);
+            return;
+        }
         let Some(p) = find_in_dir(path, key) else {
             log::debug!("{}: gone since the look", path.display());
             return;

@@ -2004,6 +2004,35 @@ fn a_file_rotated_between_the_look_and_the_open_is_followed_under_a_live_name_gl
 }
 
 #[test]
+fn a_known_file_rotated_between_the_look_and_the_open_at_start_up_resumes_at_its_mark() {
+    // Found by an adversarial run (an open delayed 300 ms at start-up, logrotate's rename
+    // and create meanwhile): the file looked at, known by its mark, was followed to its new
+    // name and read from byte 0, and its mark followed it again from the mark's offset:
+    // every line read before the restart came again, and the new ones twice.
+    for glob in ["a.log", "a.log*"] {
+        let mut r = Rig::new("look-open-restart", glob, "");
+        r.lines("a.log", "a", 0..10);
+        stamp(&r, &["a.log"], 0);
+        r.poll(Duration::ZERO);
+        let marks = r.t.marks(&r.b);
+        r.restart(marks);
+        r.lines("a.log", "a", 10..15);
+        stamp(&r, &["a.log"], 1);
+        r.once_at(Stage::Looked, |dir| {
+            fs::rename(dir.join("a.log"), dir.join("a.log.1")).unwrap();
+            append_lines(&dir.join("a.log"), "a", 15..20);
+        });
+        r.settle();
+        assert_eq!(
+            r.numbers("a"),
+            (0..20).collect::<Vec<_>>(),
+            "{glob}: {:?}",
+            r.c
+        );
+    }
+}
+
+#[test]
 fn generations_rotated_between_two_looks_after_a_seen_rename_are_read() {
     // Live-name glob. The scan sees the live file gone (renamed to a.log.1); before the
     // next look a whole generation is written and renamed away (the agent stopped, or
