@@ -843,8 +843,9 @@ impl Tailer {
     ) {
         if let Some(m) = self.marks.remove(&key) {
             // From byte 0 it would repeat what was read before the restart, and its mark,
-            // still there, would have it read again from the mark's offset.
-            self.follow(m, now, c);
+            // still there, would have it read again from the mark's offset. Looked for
+            // first where the scan saw it (it may have moved since the mark was written).
+            self.follow_near(m, Some(path), now, c);
             return;
         }
         let Some(p) = find_in_dir(path, key) else {
@@ -1464,12 +1465,22 @@ impl Tailer {
     /// old name gives its settings; if none would find it now, it is not ours any more and
     /// its mark is kept.
     fn follow(&mut self, m: FileMark, now: Instant, c: &mut Counters) {
+        self.follow_near(m, None, now, c);
+    }
+
+    /// [`follow`](Self::follow), looking first in the directory of `near` (where a scan
+    /// last saw the file), then in the mark's.
+    fn follow_near(&mut self, m: FileMark, near: Option<&Path>, now: Instant, c: &mut Counters) {
         let path = PathBuf::from(std::ffi::OsStr::from_bytes(&m.path));
         let Some(input) = self.input_of(&path) else {
             self.marks.insert((m.dev, m.ino), m);
             return;
         };
-        let Some(p) = find_in_dir(&path, (m.dev, m.ino)) else {
+        let key = (m.dev, m.ino);
+        let found = near
+            .and_then(|n| find_in_dir(n, key))
+            .or_else(|| find_in_dir(&path, key));
+        let Some(p) = found else {
             self.vanished(&m, c);
             return;
         };

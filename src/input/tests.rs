@@ -2033,6 +2033,32 @@ fn a_known_file_rotated_between_the_look_and_the_open_at_start_up_resumes_at_its
 }
 
 #[test]
+fn a_known_file_moved_to_another_directory_and_renamed_at_the_open_is_still_followed() {
+    // Found by a review of the fix above: the file's mark names x/a.log; while the agent
+    // was down it moved to y/a.log (the glob matches both); at start-up the scan looked at
+    // it there and it was renamed to y/a.log.1 before the open. Looked for only in x/, it
+    // was counted vanished (its unread bytes lost) although it was still there.
+    let mut r = Rig::new("look-open-moved-dir", "*/a.log", "");
+    fs::create_dir_all(r.path("x")).unwrap();
+    fs::create_dir_all(r.path("y")).unwrap();
+    r.lines("x/a.log", "a", 0..10);
+    r.poll(Duration::ZERO);
+    let marks = r.t.marks(&r.b);
+    r.restart(marks);
+    r.lines("x/a.log", "a", 10..15);
+    fs::rename(r.path("x/a.log"), r.path("y/a.log")).unwrap();
+    r.once_at(Stage::Looked, |dir| {
+        fs::rename(dir.join("y/a.log"), dir.join("y/a.log.1")).unwrap();
+        append_lines(&dir.join("y/a.log"), "a", 15..20);
+    });
+    r.settle();
+    let mut got = r.numbers("a");
+    got.sort();
+    assert_eq!(got, (0..20).collect::<Vec<_>>(), "{:?}", r.c);
+    assert_eq!(r.c.vanished_lost_bytes, 0, "{:?}", r.c);
+}
+
+#[test]
 fn generations_rotated_between_two_looks_after_a_seen_rename_are_read() {
     // Live-name glob. The scan sees the live file gone (renamed to a.log.1); before the
     // next look a whole generation is written and renamed away (the agent stopped, or
