@@ -9,6 +9,7 @@ use super::pipe::{Outbox, Pipe, PipeRef, ToDeliver};
 use super::Shared;
 use crate::backoff::Backoff;
 use crate::sink::{AnySink, Sink, SinkError};
+use crate::stats::Counters;
 use smol::channel::Receiver;
 use smol::future::FutureExt;
 use smol::Timer;
@@ -24,6 +25,25 @@ const GROUP_WAIT: Duration = Duration::from_secs(1);
 /// The group commit's size for this pipeline (see the loop in [`deliver`]).
 fn group(p: &Pipe) -> u64 {
     GROUP_COMMIT.min(p.cfg.spool.max_bytes.0 / 16)
+}
+
+/// Syncs the spool (one fsync covers every frame appended since the last) and marks the
+/// timed frames durable; `None` when the spool failed (logged).
+fn sync(p: &mut Pipe, c: &mut Counters) -> Option<()> {
+    if let Err(e) = p.spool.sync() {
+        log::error!("{}: {e}", p.label());
+        return None;
+    }
+    p.grouped = 0;
+    p.grouped_since = None;
+    if p.cfg.spool.fsync {
+        c.spool_syncs += 1;
+    }
+    // Synced: the timed frames appended so far are durable now.
+    if p.track.unsynced() {
+        p.track.synced(Instant::now());
+    }
+    Some(())
 }
 
 /// The commands that came while the task was busy.
@@ -129,35 +149,34 @@ pub(super) async fn deliver(st: Shared, pipe: PipeRef, out: Outbox) {
                         // them has waited GROUP_WAIT, not one fsync per frame sent.
                         // Nothing durable left: synced now, to be sent. Without fsync,
                         // syncing is free (it marks the frames sent-able and timed).
-                        let group = group(p);
                         let waited = p.grouped_since.is_some_and(|t| t.elapsed() >= GROUP_WAIT);
                         if !p.spool.needs_sync() {
                             p.grouped = 0;
                             p.grouped_since = None;
                         } else if !p.cfg.spool.fsync
-                            || p.grouped >= group
+                            || p.grouped >= group(p)
                             || waited
                             || !p.spool.durable_unsent()
                         {
-                            if let Err(e) = p.spool.sync() {
-                                log::error!("{}: {e}", p.label());
-                                return None;
-                            }
-                            p.grouped = 0;
-                            p.grouped_since = None;
-                            if p.cfg.spool.fsync {
-                                s.c.spool_syncs += 1;
-                            }
+                            sync(p, &mut s.c)?;
                         }
-                        // Synced (here or by a checkpoint): the timed frames appended so
-                        // far are durable now.
+                        // Synced by a checkpoint or a segment's end meanwhile.
                         if p.track.unsynced() && !p.spool.needs_sync() {
                             p.track.synced(Instant::now());
                         }
                         if p.spool.in_flight() >= sink.window() {
                             return None;
                         }
-                        match p.spool.next_unsent(&mut buf, &mut s.c) {
+                        let mut next = p.spool.next_unsent(&mut buf, &mut s.c);
+                        if matches!(next, Ok(None)) && p.spool.needs_sync() {
+                            // What looked durable and unsent was already released (the
+                            // frames acknowledged before a restart, ahead of the cursor):
+                            // the new frames are synced now rather than wait for the next
+                            // wake-up.
+                            sync(p, &mut s.c)?;
+                            next = p.spool.next_unsent(&mut buf, &mut s.c);
+                        }
+                        match next {
                             Ok(seq) => seq,
                             Err(e) => {
                                 log::error!("{}: {e}", p.label());
