@@ -119,10 +119,10 @@ pub(super) async fn deliver(st: Shared, pipe: PipeRef, out: Outbox) {
         // the sender back would let a reader faster than a one-at-a-time sink, HTTP, fill the
         // spool). Not "while no durable frame waits": with `fsync = false` every frame is
         // durable once appended, and the sink then flushed (fsynced, for a file) once per
-        // frame. Counted in bytes
-        // appended since the sender last synced or found nothing to sync, not in unsynced
-        // bytes, which a new segment or a checkpoint's sync resets (and which `fsync = false`
-        // never has): otherwise the sender could wait out the whole backlog. Never while
+        // frame. Counted in bytes appended since the sender last synced or found nothing to
+        // sync, not in unsynced bytes, which a new segment or a checkpoint's sync resets (and
+        // which `fsync = false` never has): otherwise the sender could wait out the whole
+        // backlog. Never while
         // collect waits for anything (`reading_on` is false then), so a frame waits for at
         // most the next few of a busy reader, never for an idle one.
         let defer = pipe.with_mut(|p| {
