@@ -27,6 +27,12 @@ fn group(p: &Pipe) -> u64 {
     GROUP_COMMIT.min(p.cfg.spool.max_bytes.0 / 16)
 }
 
+/// Nothing appended waits unsynced: the next group starts from nothing.
+fn ungroup(p: &mut Pipe) {
+    p.grouped = 0;
+    p.grouped_since = None;
+}
+
 /// Syncs the spool (one fsync covers every frame appended since the last) and marks the
 /// timed frames durable; `None` when the spool failed (logged).
 fn sync(p: &mut Pipe, c: &mut Counters) -> Option<()> {
@@ -34,8 +40,7 @@ fn sync(p: &mut Pipe, c: &mut Counters) -> Option<()> {
         log::error!("{}: {e}", p.label());
         return None;
     }
-    p.grouped = 0;
-    p.grouped_since = None;
+    ungroup(p);
     if p.cfg.spool.fsync {
         c.spool_syncs += 1;
     }
@@ -151,8 +156,7 @@ pub(super) async fn deliver(st: Shared, pipe: PipeRef, out: Outbox) {
                         // syncing is free (it marks the frames sent-able and timed).
                         let waited = p.grouped_since.is_some_and(|t| t.elapsed() >= GROUP_WAIT);
                         if !p.spool.needs_sync() {
-                            p.grouped = 0;
-                            p.grouped_since = None;
+                            ungroup(p);
                         } else if !p.cfg.spool.fsync
                             || p.grouped >= group(p)
                             || waited
