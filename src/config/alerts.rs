@@ -1,15 +1,14 @@
 //! `[alerts]`: thresholds on the latency and backlog figures, the window they are read over,
 //! and how many frames a second are timed for them.
 
-use super::{Secs, Size};
+use super::read::{self, Value};
+use super::{ConfigError, Secs, Size};
 use crate::stats::latency::Thresholds;
-use serde::Deserialize;
 use std::time::Duration;
 
 /// `[alerts]`: every threshold is optional; unset, that alert is never raised. README,
 /// "Latency", says when one is raised and cleared.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields, default)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Alerts {
     /// read→ack p99 over `window` above which `read_to_ack_p99` is raised.
     pub read_to_ack_p99: Option<Secs>,
@@ -44,6 +43,31 @@ impl Default for Alerts {
 }
 
 impl Alerts {
+    /// Reads an `[alerts]` table; keys left out keep their defaults.
+    pub(super) fn read(v: Value<'_>) -> Result<Alerts, ConfigError> {
+        read::sub(v, |t| {
+            t.keys(&[&[
+                "read_to_ack_p99",
+                "backlog_bytes",
+                "oldest_unacked",
+                "free_disk",
+                "hold",
+                "window",
+                "samples_per_sec",
+            ]])?;
+            let d = Alerts::default();
+            Ok(Alerts {
+                read_to_ack_p99: t.opt("read_to_ack_p99", Value::secs)?,
+                backlog_bytes: t.opt("backlog_bytes", Value::size)?,
+                oldest_unacked: t.opt("oldest_unacked", Value::secs)?,
+                free_disk: t.opt("free_disk", Value::size)?,
+                hold: t.or("hold", Value::secs, d.hold)?,
+                window: t.or("window", Value::secs, d.window)?,
+                samples_per_sec: t.or("samples_per_sec", Value::u32, d.samples_per_sec)?,
+            })
+        })
+    }
+
     /// Checks ranges; on failure the key (under `alerts.`) and the reason.
     pub(super) fn validate(&self) -> Result<(), (&'static str, String)> {
         let w = self.window.0;

@@ -2,7 +2,6 @@
 //! when the config is read.
 
 use super::clip;
-use serde::Deserialize;
 
 /// Where an MQTT broker listens.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -113,8 +112,7 @@ impl std::fmt::Display for HttpUrl {
 
 /// `[fleet] server`: a ConfigServer over HTTP, or an MQTT broker. Which transport runs is
 /// decided here, once, not by looking at the string's prefix wherever it is needed.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(try_from = "String")]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Server {
     /// `http(s)://host[:port][/prefix]`: ConfigServer protocol v2 over HTTP POST.
     Http(HttpUrl),
@@ -141,13 +139,13 @@ impl std::fmt::Display for Server {
     }
 }
 
-impl TryFrom<String> for Server {
-    type Error = String;
-    fn try_from(url: String) -> Result<Server, String> {
+impl Server {
+    /// `[fleet] server`: `mqtt(s)://` is a broker, anything else an HTTP URL.
+    pub fn parse(url: &str) -> Result<Server, String> {
         if url.starts_with("mqtt") {
-            mqtt(&url).map(Server::Mqtt)
+            mqtt(url).map(Server::Mqtt)
         } else {
-            http(&url).map(Server::Http)
+            http(url).map(Server::Http)
         }
     }
 }

@@ -237,52 +237,21 @@ pub fn from_utf8(bytes: &[u8]) -> Result<&str, ConfigError> {
 /// 4 MiB, so a hostile or broken config could exhaust a small device's memory.
 pub const MAX_CONFIG_BYTES: usize = 256 << 10;
 
-/// TOML text into `T`, errors with the line and key at fault.
-pub(super) fn parse_toml<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, ConfigError> {
-    if text.len() > MAX_CONFIG_BYTES {
-        return Err(ConfigError {
-            path: None,
-            line: None,
-            column: None,
-            key: None,
-            msg: format!(
-                "{} bytes of config, over the limit of {} KiB",
-                text.len(),
-                MAX_CONFIG_BYTES >> 10
-            ),
-        });
+/// A TOML syntax error (`DeTable::parse`): its line, and the key on that line when there is
+/// one.
+pub(super) fn syntax(text: &str, e: &toml::de::Error) -> ConfigError {
+    let msg = e.message().trim().to_string();
+    let line = e.span().map(|s| line_of(text, s.start));
+    ConfigError {
+        path: None,
+        line,
+        column: None,
+        key: line.and_then(|l| key_at(text, l, &msg)),
+        msg,
     }
-    toml::from_str(text).map_err(|e| {
-        let msg = e.message().trim().to_string();
-        let line = e.span().map(|s| line_of(text, s.start));
-        let (line, key) = match (line, missing_field(&msg)) {
-            // A missing key is reported on the table that lacks it: name the table's header
-            // and the key; for the top level, the file as a whole (its first line may be
-            // anything, a comment or another key).
-            (Some(l), Some(field)) => match header_at(text, l) {
-                Some(table) => (Some(l), Some(table.then(field))),
-                None => (None, Some(KeyPath::dotted(field))),
-            },
-            (None, Some(field)) => (None, Some(KeyPath::dotted(field))),
-            (Some(l), None) => (Some(l), key_at(text, l, &msg)),
-            (None, None) => (None, None),
-        };
-        ConfigError {
-            path: None,
-            line,
-            column: None,
-            key,
-            msg,
-        }
-    })
 }
 
-/// The field serde's "missing field `x`" names.
-fn missing_field(msg: &str) -> Option<&str> {
-    msg.strip_prefix("missing field `")?.split('`').next()
-}
-
-fn line_of(text: &str, byte: usize) -> usize {
+pub(super) fn line_of(text: &str, byte: usize) -> usize {
     text.as_bytes()[..byte.min(text.len())]
         .iter()
         .filter(|&&b| b == b'\n')
@@ -331,16 +300,6 @@ fn table_at(text: &str, line: usize) -> KeyPath {
         t.feed(l);
     }
     t.table
-}
-
-/// The table whose header is on `line`, if that line is a header.
-fn header_at(text: &str, line: usize) -> Option<KeyPath> {
-    let mut t = Tables::default();
-    let mut header = false;
-    for l in text.lines().take(line) {
-        header = t.feed(l);
-    }
-    header.then_some(t.table)
 }
 
 /// The key an error on `line` is about.

@@ -2,15 +2,13 @@
 //! are in `pipeline.rs`).
 
 use super::endpoint::Server;
-use super::error::parse_toml;
+use super::read::{self, Value};
 use super::{clip, Config, ConfigError, KeyPath, LogLevel, Secret, Secs, Sink, Size, Spool, Tls};
-use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 /// `[fleet]`: heartbeats, config status and remote config, over ConfigServer protocol v2.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Fleet {
     /// The ConfigServer: `http(s)://host:port[/prefix]`, requests going to
     /// `{server}/Agent/Heartbeat` and its siblings; or an MQTT broker,
@@ -19,53 +17,39 @@ pub struct Fleet {
     pub server: Server,
     /// MQTT: the topics' prefix (README, "MQTT topics"); a template: `{tag}` becomes that
     /// tag's value in `tags` when the config is read (`fill_templates`).
-    #[serde(default = "default_fleet_prefix")]
     pub topic_prefix: String,
     /// MQTT: client id; by default `{instance}-fleet`.
-    #[serde(default)]
     pub client_id: Option<String>,
     /// MQTT: user name.
-    #[serde(default)]
     pub username: Option<String>,
     /// MQTT: password.
-    #[serde(default)]
     pub password: Option<Secret>,
     /// Time between heartbeats.
-    #[serde(default = "default_heartbeat")]
     pub heartbeat_interval: Secs,
     /// How long each phase of a request (connect, send, receive) may take.
-    #[serde(default = "default_fleet_timeout")]
     pub timeout: Secs,
     /// `agent_type` in the heartbeat.
-    #[serde(default = "default_agent_type")]
     pub agent_type: String,
     /// Group tags (name = value) in the heartbeat; the server picks configs by them.
-    #[serde(default)]
     pub tags: BTreeMap<String, String>,
     /// Bearer token for the server.
-    #[serde(default)]
     pub token: Option<Secret>,
     /// TLS settings for an `https://` server.
-    #[serde(default)]
     pub tls: Tls,
     /// MQTT: the largest control message accepted; what bounds the control plane's memory
     /// (a message is held once as received and once decoded). A larger one is skipped
     /// without being held, counted and logged.
-    #[serde(default = "default_max_message")]
     pub max_message_bytes: Size,
     /// MQTT: a rebirth request (`P/I/rebirth`, `P/rebirth`) is answered at most once per this
     /// long; a new connection counts as one (README, "MQTT topics").
-    #[serde(default = "default_rebirth")]
     pub rebirth_min_interval: Secs,
     /// MQTT: the spools' bytes at which a `spool_high` event is raised (`spool_ok` once
     /// back under 90 % of it); by default 80 % of `spool.max_bytes`.
-    #[serde(default)]
     pub spool_high_bytes: Option<Size>,
 }
 
 /// An instance config from the fleet: agent-wide settings laid over the local file.
-#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct InstanceConfig {
     /// Replaces `fleet.heartbeat_interval`.
     pub heartbeat_interval: Option<Secs>,
@@ -77,10 +61,67 @@ pub struct InstanceConfig {
     pub spool: Option<Spool>,
 }
 
+impl Fleet {
+    pub(super) fn read(v: Value<'_>) -> Result<Fleet, ConfigError> {
+        let secs = |s| Secs(Duration::from_secs(s));
+        read::sub(v, |t| {
+            t.keys(&[&[
+                "server",
+                "topic_prefix",
+                "client_id",
+                "username",
+                "password",
+                "heartbeat_interval",
+                "timeout",
+                "agent_type",
+                "tags",
+                "token",
+                "tls",
+                "max_message_bytes",
+                "rebirth_min_interval",
+                "spool_high_bytes",
+            ]])?;
+            Ok(Fleet {
+                server: t.need("server")?.parse(Server::parse)?,
+                topic_prefix: t.or("topic_prefix", Value::string, "tailbeat".into())?,
+                client_id: t.opt("client_id", Value::string)?,
+                username: t.opt("username", Value::string)?,
+                password: t.opt("password", Value::secret)?,
+                heartbeat_interval: t.or("heartbeat_interval", Value::secs, secs(10))?,
+                timeout: t.or("timeout", Value::secs, secs(5))?,
+                agent_type: t.or("agent_type", Value::string, "tailbeat".into())?,
+                tags: t.or("tags", Value::string_map, BTreeMap::new())?,
+                token: t.opt("token", Value::secret)?,
+                tls: t.or("tls", Tls::read, Tls::default())?,
+                max_message_bytes: t.or("max_message_bytes", Value::size, Size(4 << 20))?,
+                rebirth_min_interval: t.or("rebirth_min_interval", Value::secs, secs(10))?,
+                spool_high_bytes: t.opt("spool_high_bytes", Value::size)?,
+            })
+        })
+    }
+
+    /// A `[fleet]` table's keys, alone (tests).
+    #[cfg(test)]
+    pub(crate) fn from_toml(text: &str) -> Result<Fleet, ConfigError> {
+        read::document(&format!("[fleet]\n{text}"), |t| {
+            t.keys(&[&["fleet"]])?;
+            Fleet::read(t.need("fleet")?)
+        })
+    }
+}
+
 impl InstanceConfig {
     /// Parses an instance config's detail.
     pub fn parse(text: &str) -> Result<InstanceConfig, ConfigError> {
-        parse_toml(text)
+        read::document(text, |t| {
+            t.keys(&[&["heartbeat_interval", "log_level", "stats_interval", "spool"]])?;
+            Ok(InstanceConfig {
+                heartbeat_interval: t.opt("heartbeat_interval", Value::secs)?,
+                log_level: t.opt("log_level", |v| v.parse(str::parse))?,
+                stats_interval: t.opt("stats_interval", Value::secs)?,
+                spool: t.opt("spool", Spool::read)?,
+            })
+        })
     }
 
     /// Lays these settings over `cfg`.
@@ -98,25 +139,6 @@ impl InstanceConfig {
             cfg.spool = s.clone();
         }
     }
-}
-
-fn default_fleet_prefix() -> String {
-    "tailbeat".into()
-}
-fn default_heartbeat() -> Secs {
-    Secs(Duration::from_secs(10))
-}
-fn default_fleet_timeout() -> Secs {
-    Secs(Duration::from_secs(5))
-}
-fn default_max_message() -> Size {
-    Size(4 << 20)
-}
-fn default_rebirth() -> Secs {
-    Secs(Duration::from_secs(10))
-}
-fn default_agent_type() -> String {
-    "tailbeat".into()
 }
 
 /// Fills the topic templates of a config just read: in `fleet.topic_prefix` and the local

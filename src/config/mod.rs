@@ -11,23 +11,24 @@ pub mod endpoint;
 mod error;
 mod fleet;
 mod pipeline;
+mod read;
 mod secret;
 mod sink;
 mod units;
 
 pub use alerts::Alerts;
 pub use endpoint::{Endpoint, HttpUrl, Server};
+use error::find_key;
 pub use error::{clip, from_utf8, ConfigError, KeyPath, Seg};
-use error::{find_key, parse_toml};
 pub(crate) use fleet::fill_sink;
 pub use fleet::{Fleet, InstanceConfig};
 pub use pipeline::{parse_pipeline, FleetPipeline, Pipeline};
+use read::{Table, Value};
 pub use secret::Secret;
-pub use sink::{HttpSink, MqttSink, RawSink, Sink, Tls};
+pub use sink::{HttpSink, MqttSink, Sink, Tls};
 
 pub use units::{parse_duration, parse_size, Secs, Size};
 
-use serde::Deserialize;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -35,82 +36,60 @@ use std::time::Duration;
 /// `examples/logs/` into a file sink under `./tailbeat-data/`.
 pub const DEMO: &str = include_str!("demo.toml");
 
-/// The whole agent config. `S` is how its `[sink]` is held: with its URLs parsed (the
-/// default, what [`Config::parse`] returns), or as serde read them ([`RawSink`]; see
-/// `sink.rs` for why there are two steps).
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Config<S = Sink> {
+/// The whole agent config.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
     /// Identity in every frame; by default generated once and kept in `data_dir/instance_id`.
-    #[serde(default)]
     pub instance_id: Option<String>,
     /// Where the spool, checkpoints and instance id live.
     pub data_dir: PathBuf,
     /// `off`, `error`, `warn`, `info`, `debug` or `trace`; parsed when the file is read.
-    #[serde(default)]
     pub log_level: LogLevel,
     /// How often progress is logged (only when something changed).
-    #[serde(default = "default_stats_interval")]
     pub stats_interval: Secs,
     /// Longest sleep between two looks at the files when they are quiet.
-    #[serde(default = "default_poll_interval")]
     pub poll_interval: Secs,
     /// How long SIGTERM/SIGINT wait for the sink to take the backlog before persisting it.
-    #[serde(default = "default_shutdown_timeout")]
     pub shutdown_timeout: Secs,
     /// The files to tail (more can come from the fleet, see [`Fleet`]).
-    #[serde(rename = "input", default)]
     pub inputs: Vec<Input>,
     /// How lines become frames.
-    #[serde(default)]
     pub batch: Batch,
     /// The buffer on disk.
-    #[serde(default)]
     pub spool: Spool,
     /// Where frames go.
-    pub sink: S,
+    pub sink: Sink,
     /// The ConfigServer that manages this agent, if any.
-    #[serde(default)]
     pub fleet: Option<Fleet>,
     /// The metrics endpoint, if any.
-    #[serde(default)]
     pub metrics: Option<Metrics>,
     /// Alert thresholds and the latency window (all optional).
-    #[serde(default)]
     pub alerts: Alerts,
     /// Pipelines of their own, from the fleet (never in the file).
-    #[serde(skip)]
     pub pipelines: Vec<Pipeline>,
 }
 
 /// One `[[input]]`: a set of files.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Input {
     /// Unique name, for logs and stats.
     pub name: String,
     /// Glob patterns: `*` and `?` within a path component, `**` for any depth.
     pub paths: Vec<String>,
     /// Glob patterns of paths to leave alone (a pattern without `/` matches the file name).
-    #[serde(default)]
     pub exclude: Vec<String>,
     /// Where to start in a file that exists when the agent first starts: `head` or `tail`.
-    #[serde(default)]
     pub start_at: StartAt,
     /// Longer lines are cut here, flagged and counted.
-    #[serde(default = "default_max_line")]
     pub max_line_bytes: Size,
     /// A last line with no newline is sent as it is after this long.
-    #[serde(default = "default_partial_flush")]
     pub partial_flush: Secs,
     /// How long a rotated file is kept open, read to its end, for late writes.
-    #[serde(default = "default_rotate_wait")]
     pub rotate_wait: Secs,
 }
 
 /// Where to start reading a file seen for the first time at start-up.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum StartAt {
     /// From its first byte.
     Head,
@@ -120,8 +99,7 @@ pub enum StartAt {
 }
 
 /// `[batch]`: when a frame closes.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields, default)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Batch {
     /// Lines per frame at most.
     pub max_lines: u32,
@@ -145,8 +123,7 @@ impl Default for Batch {
 }
 
 /// `[spool]`: the bounded buffer on disk.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields, default)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Spool {
     /// Disk the spool may use, all segments together.
     pub max_bytes: Size,
@@ -170,8 +147,7 @@ impl Default for Spool {
 }
 
 /// The spool's policy when full.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OnFull {
     /// Stop reading files until the sink catches up: lossless while the files stay on disk.
     Block,
@@ -180,57 +156,167 @@ pub enum OnFull {
 }
 
 /// `[metrics]`: Prometheus text exposition at `/metrics`, and `/healthz`.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Metrics {
     /// Address and port to listen on, e.g. `127.0.0.1:9464`.
     pub listen: std::net::SocketAddr,
     /// `/healthz` answers 503 once the oldest line not yet acknowledged is older than this.
-    #[serde(default = "default_stale_after")]
     pub stale_after: Secs,
 }
 
-fn default_stale_after() -> Secs {
-    Secs(Duration::from_secs(300))
-}
-
-fn default_stats_interval() -> Secs {
-    Secs(Duration::from_secs(10))
-}
-fn default_poll_interval() -> Secs {
-    Secs(Duration::from_secs(1))
-}
-fn default_shutdown_timeout() -> Secs {
-    Secs(Duration::from_secs(5))
-}
-fn default_max_line() -> Size {
-    Size(16 << 10)
-}
-fn default_partial_flush() -> Secs {
-    Secs(Duration::from_secs(5))
-}
-fn default_rotate_wait() -> Secs {
-    Secs(Duration::from_secs(5))
-}
-
-impl Config<RawSink> {
-    /// The same config with its `[sink]`'s URLs parsed ([`RawSink::check`]).
-    fn check_sink(self) -> Result<Config, (KeyPath, String)> {
+impl Config {
+    /// Reads the document's keys (`read.rs`); `validate` checks them after.
+    fn read(t: &mut Table<'_>) -> Result<Config, ConfigError> {
+        t.keys(&[&[
+            "instance_id",
+            "data_dir",
+            "log_level",
+            "stats_interval",
+            "poll_interval",
+            "shutdown_timeout",
+            "input",
+            "batch",
+            "spool",
+            "sink",
+            "fleet",
+            "metrics",
+            "alerts",
+        ]])?;
+        let secs = |s| Secs(Duration::from_secs(s));
         Ok(Config {
-            sink: self.sink.check()?,
-            instance_id: self.instance_id,
-            data_dir: self.data_dir,
-            log_level: self.log_level,
-            stats_interval: self.stats_interval,
-            poll_interval: self.poll_interval,
-            shutdown_timeout: self.shutdown_timeout,
-            inputs: self.inputs,
-            batch: self.batch,
-            spool: self.spool,
-            fleet: self.fleet,
-            metrics: self.metrics,
-            alerts: self.alerts,
-            pipelines: self.pipelines,
+            instance_id: t.opt("instance_id", Value::string)?,
+            data_dir: t.need("data_dir")?.path()?,
+            log_level: t.or("log_level", LogLevel::read, LogLevel::default())?,
+            stats_interval: t.or("stats_interval", Value::secs, secs(10))?,
+            poll_interval: t.or("poll_interval", Value::secs, secs(1))?,
+            shutdown_timeout: t.or("shutdown_timeout", Value::secs, secs(5))?,
+            inputs: t.or(
+                "input",
+                |v| {
+                    v.tables(|t| {
+                        t.keys(&[&["name"], Input::KEYS])?;
+                        Input::read(t, None)
+                    })
+                },
+                Vec::new(),
+            )?,
+            batch: t.or("batch", Batch::read, Batch::default())?,
+            spool: t.or("spool", Spool::read, Spool::default())?,
+            sink: read::sub(t.need("sink")?, Sink::read)?,
+            fleet: t.opt("fleet", Fleet::read)?,
+            metrics: t.opt("metrics", Metrics::read)?,
+            alerts: t.or("alerts", Alerts::read, Alerts::default())?,
+            pipelines: Vec::new(),
+        })
+    }
+}
+
+impl Input {
+    /// The keys of an `[[input]]` table but `name` (a fleet pipeline's detail has them, and
+    /// its name from the fleet).
+    pub(crate) const KEYS: &'static [&'static str] = &[
+        "paths",
+        "exclude",
+        "start_at",
+        "max_line_bytes",
+        "partial_flush",
+        "rotate_wait",
+    ];
+
+    /// Reads an input's keys, [`KEYS`](Self::KEYS) and, unless `name` is given (a fleet
+    /// pipeline's), `name`; the caller has named the table's keys.
+    pub(crate) fn read(t: &mut Table<'_>, name: Option<&str>) -> Result<Input, ConfigError> {
+        let secs = |s| Secs(Duration::from_secs(s));
+        Ok(Input {
+            name: match name {
+                Some(n) => n.to_string(),
+                None => t.need("name")?.string()?,
+            },
+            paths: t.need("paths")?.strings()?,
+            exclude: t.or("exclude", Value::strings, Vec::new())?,
+            start_at: t.or("start_at", StartAt::read, StartAt::default())?,
+            max_line_bytes: t.or("max_line_bytes", Value::size, Size(16 << 10))?,
+            partial_flush: t.or("partial_flush", Value::secs, secs(5))?,
+            rotate_wait: t.or("rotate_wait", Value::secs, secs(5))?,
+        })
+    }
+
+    /// An input from the TOML of one `[[input]]` table (tests).
+    #[cfg(test)]
+    pub(crate) fn from_toml(text: &str) -> Result<Input, ConfigError> {
+        read::document(text, |t| {
+            t.keys(&[&["name"], Input::KEYS])?;
+            Input::read(t, None)
+        })
+    }
+}
+
+impl StartAt {
+    fn read(v: Value<'_>) -> Result<StartAt, ConfigError> {
+        v.one_of(&[("head", StartAt::Head), ("tail", StartAt::Tail)])
+    }
+}
+
+impl Batch {
+    /// Reads a `[batch]` table; keys left out keep their defaults.
+    pub(super) fn read(v: Value<'_>) -> Result<Batch, ConfigError> {
+        read::sub(v, |t| {
+            t.keys(&[&["max_lines", "max_bytes", "linger", "compression"]])?;
+            let d = Batch::default();
+            Ok(Batch {
+                max_lines: t.or("max_lines", Value::u32, d.max_lines)?,
+                max_bytes: t.or("max_bytes", Value::size, d.max_bytes)?,
+                linger: t.or("linger", Value::secs, d.linger)?,
+                compression: t.or(
+                    "compression",
+                    |v| v.parse(crate::frame::Codec::named),
+                    d.compression,
+                )?,
+            })
+        })
+    }
+}
+
+impl Spool {
+    /// Reads a `[spool]` table; keys left out keep their defaults.
+    pub(super) fn read(v: Value<'_>) -> Result<Spool, ConfigError> {
+        read::sub(v, |t| {
+            t.keys(&[&["max_bytes", "segment_bytes", "on_full", "fsync"]])?;
+            let d = Spool::default();
+            Ok(Spool {
+                max_bytes: t.or("max_bytes", Value::size, d.max_bytes)?,
+                segment_bytes: t.or("segment_bytes", Value::size, d.segment_bytes)?,
+                on_full: t.or(
+                    "on_full",
+                    |v| {
+                        v.one_of(&[
+                            ("block", OnFull::Block),
+                            ("drop_oldest", OnFull::DropOldest),
+                        ])
+                    },
+                    d.on_full,
+                )?,
+                fsync: t.or("fsync", Value::bool, d.fsync)?,
+            })
+        })
+    }
+}
+
+impl Metrics {
+    fn read(v: Value<'_>) -> Result<Metrics, ConfigError> {
+        read::sub(v, |t| {
+            t.keys(&[&["listen", "stale_after"]])?;
+            Ok(Metrics {
+                listen: t.need("listen")?.parse(|s| {
+                    s.parse().map_err(|_| {
+                        format!(
+                            "expected an address and port like 127.0.0.1:9464, got {}",
+                            clip(s)
+                        )
+                    })
+                })?,
+                stale_after: t.or("stale_after", Value::secs, Secs(Duration::from_secs(300)))?,
+            })
         })
     }
 }
@@ -255,7 +341,7 @@ impl Config {
 
     /// Parses and validates config text.
     pub fn parse(text: &str) -> Result<Config, ConfigError> {
-        let raw: Config<RawSink> = parse_toml(text)?;
+        let mut cfg = read::document(text, Config::read)?;
         let at = |(key, msg): (KeyPath, String)| ConfigError {
             path: None,
             line: find_key(text, &key),
@@ -264,12 +350,10 @@ impl Config {
             msg,
         };
         // One `at` for every step: it is inlined where it is called.
-        let checked = raw.check_sink().and_then(|mut cfg| {
-            fleet::fill_templates(&mut cfg)?;
-            cfg.validate()?;
-            Ok(cfg)
-        });
-        checked.map_err(at)
+        fleet::fill_templates(&mut cfg)
+            .and_then(|()| cfg.validate())
+            .map_err(at)?;
+        Ok(cfg)
     }
 
     /// Checks what types cannot: ranges, relations between keys, unique names.
@@ -566,8 +650,7 @@ fn http_features(tls: bool) -> Result<(), String> {
 
 /// A log level, parsed once where the config (or `--log-level`) names it: a bad name is an
 /// error naming the key, never a level guessed later.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(try_from = "String")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LogLevel(pub log::LevelFilter);
 
 impl Default for LogLevel {
@@ -588,10 +671,9 @@ impl std::str::FromStr for LogLevel {
     }
 }
 
-impl TryFrom<String> for LogLevel {
-    type Error = String;
-    fn try_from(s: String) -> Result<LogLevel, String> {
-        s.parse()
+impl LogLevel {
+    fn read(v: Value<'_>) -> Result<LogLevel, ConfigError> {
+        v.parse(str::parse)
     }
 }
 

@@ -8,9 +8,9 @@
 //! tables left out are the local file's, and its frames are numbered on their own under the
 //! stream id `{instance}/{name}`.
 
-use super::error::{clip, find_key, parse_toml};
-use super::{Batch, ConfigError, Input, RawSink, Sink, Spool};
-use serde::Deserialize;
+use super::error::clip;
+use super::read::{self, sub};
+use super::{Batch, ConfigError, Input, Sink, Spool};
 
 /// A pipeline with its own frames, spool and sink.
 #[derive(Debug, Clone, PartialEq)]
@@ -77,37 +77,6 @@ impl FleetPipeline {
     }
 }
 
-/// The detail's `[batch]`, `[spool]` and `[sink]` tables.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Tables {
-    #[serde(default)]
-    batch: Option<Batch>,
-    #[serde(default)]
-    spool: Option<Spool>,
-    #[serde(default)]
-    sink: Option<RawSink>,
-}
-
-/// Where the first table header (`[batch]`, `[sink.tls]`, ...) starts, or the end.
-fn tables_start(text: &str) -> usize {
-    let mut at = 0;
-    for line in text.split_inclusive('\n') {
-        let t = line.split('#').next().unwrap_or_default().trim();
-        let header = t.len() > 2
-            && t.starts_with('[')
-            && t.ends_with(']')
-            && t.trim_matches(['[', ']'])
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.' | b' '));
-        if header {
-            return at;
-        }
-        at += line.len();
-    }
-    text.len()
-}
-
 /// Parses a pipeline config's detail (module doc). Checked alone here; against the rest of
 /// the config by [`Config::validate`](super::Config::validate).
 pub fn parse_pipeline(name: &str, text: &str) -> Result<FleetPipeline, ConfigError> {
@@ -120,46 +89,25 @@ pub fn parse_pipeline(name: &str, text: &str) -> Result<FleetPipeline, ConfigErr
             msg: "a pipeline name must be 1 to 128 characters, no control characters".into(),
         });
     }
-    // TOML puts top-level keys before the first table header, so the detail splits there:
-    // the input's keys above it, read as an `[[input]]`, and the tables below. Each part is
-    // read as it is, so errors keep their lines, and no generic TOML value is built (going
-    // through `toml::Table` cost ~35 KB of binary).
-    let (head, tail) = text.split_at(tables_start(text));
-    let escaped = name.replace('\\', "\\\\").replace('"', "\\\"");
-    // The name goes on a line of its own in front, so the detail's own lines keep their
-    // numbers after the shift below.
-    let input: Input = parse_toml(&format!("name = \"{escaped}\"\n{head}")).map_err(|mut e| {
-        e.line = e.line.map(|l| l.saturating_sub(1)).filter(|&l| l > 0);
-        e
-    })?;
-    let above = head.matches('\n').count();
-    let t: Tables = parse_toml(tail).map_err(|mut e| {
-        e.line = e.line.map(|l| l + above);
-        e
-    })?;
-    let sink = t
-        .sink
-        .map(RawSink::check)
-        .transpose()
-        .map_err(|(key, msg)| ConfigError {
-            path: None,
-            line: find_key(tail, &key).map(|l| l + above),
-            column: None,
-            key: Some(key),
-            msg,
-        })?;
-    Ok(
-        if t.batch.is_none() && t.spool.is_none() && sink.is_none() {
+    // The input's keys are the document's own, beside the optional tables; the name is the
+    // config's, so a `name` key is refused as unknown.
+    read::document(text, |t| {
+        t.keys(&[Input::KEYS, &["batch", "spool", "sink"]])?;
+        let input = Input::read(t, Some(name))?;
+        let batch = t.opt("batch", Batch::read)?;
+        let spool = t.opt("spool", Spool::read)?;
+        let sink = t.opt("sink", |v| sub(v, Sink::read))?;
+        Ok(if batch.is_none() && spool.is_none() && sink.is_none() {
             FleetPipeline::Joined(input)
         } else {
             FleetPipeline::Own {
                 input,
-                batch: t.batch,
-                spool: t.spool,
+                batch,
+                spool,
                 sink,
             }
-        },
-    )
+        })
+    })
 }
 
 /// Whether `name` can name a pipeline of its own: it becomes a directory and part of MQTT

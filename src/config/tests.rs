@@ -348,13 +348,12 @@ fn a_secret_of_the_wrong_type_is_not_echoed() {
         ("true", "boolean"),
         ("2.71828", "float"),
     ] {
-        // In `[sink]` (an internally tagged table, whose errors name the table) and in
-        // `[fleet]`.
+        // In `[sink]` and in `[fleet]`.
         let sink = mqtt(&format!(
             "url = \"mqtt://x\"\nusername = \"u\"\npassword = {value}"
         ));
         let fleet = format!("{GOOD}\n[fleet]\nserver = \"http://cs\"\ntoken = {value}\n");
-        for (text, key) in [(sink, "sink: "), (fleet, "fleet.token: ")] {
+        for (text, key) in [(sink, "sink.password: "), (fleet, "fleet.token: ")] {
             let e = err(&text).to_string();
             assert!(e.contains(key) && e.contains(what), "{e}");
             assert!(!e.contains(value), "{e}");
@@ -570,4 +569,350 @@ fn a_config_over_the_size_limit_is_refused_before_it_is_parsed() {
     // Under the limit, the same kind of text gets the parser's own error.
     let e = err(&format!("{GOOD}\nk0.x = 1\n"));
     assert!(!e.msg.contains("over the limit"), "{e}");
+}
+
+/// Every value is read where it stands in the text: an error names its key, down to the
+/// element of an array, and the line of the value, inside `[sink]` as well.
+#[test]
+fn a_bad_value_is_named_by_its_key_and_its_own_line() {
+    let cases = [
+        (
+            mqtt("url = \"mqtt://x\"\nfailover = [\n  \"mqtt://y\",\n  \"tcp://z\",\n]"),
+            "sink.failover[1]",
+            13,
+            "expected mqtt://host:port",
+        ),
+        (
+            mqtt("url = \"mqtt://x\"\nwindow = -1"),
+            "sink.window",
+            11,
+            "-1 is out of range: 0 to 4294967295",
+        ),
+        (
+            format!("{GOOD}\n[batch]\nmax_lines = 5000000000\n"),
+            "batch.max_lines",
+            13,
+            "out of range",
+        ),
+        (
+            mqtt("url = 1883"),
+            "sink.url",
+            10,
+            "invalid type: an integer, expected a string",
+        ),
+        (
+            GOOD.replace("type = \"file\"\n", ""),
+            "sink.type",
+            8,
+            "missing field `type`",
+        ),
+        (
+            mqtt("url = \"mqtt://x\"\n[sink.tls]\ninsecure = \"yes\""),
+            "sink.tls.insecure",
+            12,
+            "invalid type: a string, expected a boolean",
+        ),
+        (
+            GOOD.replace("[[input]]", "[input]"),
+            "input",
+            4,
+            "invalid type: a table, expected an array of tables",
+        ),
+        (
+            GOOD.replace("paths = [\"/var/log/app/*.log\"]", "paths = [\"/a\", 7]"),
+            "input[0].paths[1]",
+            6,
+            "invalid type: an integer, expected a string",
+        ),
+        (
+            format!("{GOOD}\n[fleet]\nserver = \"http://cs\"\ntags = {{ site = 7 }}\n"),
+            "fleet.tags.site",
+            14,
+            "expected a string",
+        ),
+        (
+            format!("{GOOD}\n[metrics]\nlisten = \"localhost\"\n"),
+            "metrics.listen",
+            13,
+            "like 127.0.0.1:9464",
+        ),
+        (
+            GOOD.replace("type = \"file\"", "type = \"file\"\nmode = 1"),
+            "sink.mode",
+            10,
+            "unknown field `mode`, expected one of `type`, `path`, `fsync`",
+        ),
+    ];
+    for (text, key, line, what) in cases {
+        let e = err(&text);
+        assert_eq!(
+            (key_of(&e).as_deref(), e.line),
+            (Some(key), Some(line)),
+            "{text}\n{e}"
+        );
+        assert!(e.msg.contains(what), "{e}");
+    }
+}
+
+/// A fleet pipeline's name is the config's: a `name` key in its detail is refused; its
+/// tables may also be written inline.
+#[test]
+fn a_pipeline_detail_has_no_name_of_its_own_and_may_write_its_tables_inline() {
+    let e = parse_pipeline("p", "name = \"q\"\npaths = [\"/a\"]\n").unwrap_err();
+    assert_eq!(
+        (e.line, key_of(&e).as_deref()),
+        (Some(1), Some("name")),
+        "{e}"
+    );
+    assert!(e.msg.contains("unknown field `name`"), "{e}");
+    match parse_pipeline("p", "paths = [\"/a\"]\nbatch = { max_lines = 7 }\n").unwrap() {
+        FleetPipeline::Own { input, batch, .. } => {
+            assert_eq!((input.name.as_str(), batch.unwrap().max_lines), ("p", 7));
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+/// Each key set to a value of its own, none a default: each lands in its own field (the
+/// reader takes keys by name, and a slip would put one key's value in another's field).
+#[test]
+fn every_key_is_read_into_its_own_field() {
+    let s = |n| Secs(Duration::from_secs(n));
+    let text = r#"
+instance_id = "gw-9"
+data_dir = "/d"
+log_level = "debug"
+stats_interval = 11
+poll_interval = "12ms"
+shutdown_timeout = 13
+
+[[input]]
+name = "a"
+paths = ["/a/*.log"]
+exclude = ["*.gz"]
+start_at = "head"
+max_line_bytes = 1001
+partial_flush = 14
+rotate_wait = 15
+
+[batch]
+max_lines = 16
+max_bytes = 20000
+linger = 17
+compression = "none"
+
+[spool]
+max_bytes = 200000
+segment_bytes = 30000
+on_full = "drop_oldest"
+fsync = false
+
+[sink]
+type = "mqtt"
+url = "mqtt://b:1"
+failover = ["mqtt://c:2"]
+failback_after = 18
+topic = "t/{instance}"
+state_topic = "st/{instance}"
+client_id = "cid"
+username = "mu"
+password = "mp"
+keep_alive = 19
+window = 20
+max_packet_bytes = 40000
+timeout = 21
+
+[sink.tls]
+ca_file = "/ca"
+client_cert = "/cc"
+client_key = "/ck"
+insecure = true
+
+[fleet]
+server = "mqtt://f:3"
+topic_prefix = "fp"
+client_id = "fid"
+username = "fu"
+password = "fpw"
+heartbeat_interval = 22
+timeout = 23
+agent_type = "at"
+tags = { k = "v" }
+token = "ft"
+max_message_bytes = 24
+rebirth_min_interval = 25
+spool_high_bytes = 26
+
+[fleet.tls]
+ca_file = "/fca"
+
+[metrics]
+listen = "127.0.0.1:9"
+stale_after = 27
+
+[alerts]
+read_to_ack_p99 = 28
+backlog_bytes = 29
+oldest_unacked = 30
+free_disk = 31
+hold = 32
+window = 33
+samples_per_sec = 34
+"#;
+    let c = Config::parse(text).unwrap();
+    assert_eq!(c.instance_id.as_deref(), Some("gw-9"));
+    assert_eq!(c.data_dir, PathBuf::from("/d"));
+    assert_eq!(c.log_level, LogLevel(log::LevelFilter::Debug));
+    assert_eq!(
+        (c.stats_interval, c.poll_interval, c.shutdown_timeout),
+        (s(11), Secs(Duration::from_millis(12)), s(13))
+    );
+    assert_eq!(
+        c.inputs,
+        [Input {
+            name: "a".into(),
+            paths: vec!["/a/*.log".into()],
+            exclude: vec!["*.gz".into()],
+            start_at: StartAt::Head,
+            max_line_bytes: Size(1001),
+            partial_flush: s(14),
+            rotate_wait: s(15),
+        }]
+    );
+    assert_eq!(
+        c.batch,
+        Batch {
+            max_lines: 16,
+            max_bytes: Size(20000),
+            linger: s(17),
+            compression: crate::frame::Codec::None,
+        }
+    );
+    assert_eq!(
+        c.spool,
+        Spool {
+            max_bytes: Size(200000),
+            segment_bytes: Size(30000),
+            on_full: OnFull::DropOldest,
+            fsync: false,
+        }
+    );
+    let Sink::Mqtt(m) = &c.sink else { panic!() };
+    assert_eq!(
+        (
+            m.url.to_string(),
+            m.failover[0].to_string(),
+            m.failback_after
+        ),
+        ("mqtt://b:1".into(), "mqtt://c:2".into(), s(18))
+    );
+    assert_eq!(
+        (m.topic.as_str(), m.state_topic.as_str()),
+        ("t/{instance}", "st/{instance}")
+    );
+    assert_eq!(
+        (
+            m.client_id.as_deref(),
+            m.username.as_deref(),
+            m.password.as_ref().map(|p| p.expose())
+        ),
+        (Some("cid"), Some("mu"), Some("mp"))
+    );
+    assert_eq!(
+        (m.keep_alive, m.window, m.max_packet_bytes, m.timeout),
+        (s(19), 20, Size(40000), s(21))
+    );
+    assert_eq!(
+        m.tls,
+        Tls {
+            ca_file: Some("/ca".into()),
+            client_cert: Some("/cc".into()),
+            client_key: Some("/ck".into()),
+            insecure: true,
+        }
+    );
+    // Filled from [fleet] when the config is read.
+    assert_eq!(m.rebirth, ("fp".to_string(), Duration::from_secs(25)));
+    let f = c.fleet.as_ref().unwrap();
+    assert_eq!(
+        (f.server.to_string(), f.topic_prefix.as_str()),
+        ("mqtt://f:3".into(), "fp")
+    );
+    assert_eq!(
+        (
+            f.client_id.as_deref(),
+            f.username.as_deref(),
+            f.password.as_ref().map(|p| p.expose())
+        ),
+        (Some("fid"), Some("fu"), Some("fpw"))
+    );
+    assert_eq!(
+        (f.heartbeat_interval, f.timeout, f.agent_type.as_str()),
+        (s(22), s(23), "at")
+    );
+    assert_eq!(f.tags.get("k").map(String::as_str), Some("v"));
+    assert_eq!(f.token.as_ref().map(|t| t.expose()), Some("ft"));
+    assert_eq!(f.tls.ca_file, Some("/fca".into()));
+    assert_eq!(
+        (
+            f.max_message_bytes,
+            f.rebirth_min_interval,
+            f.spool_high_bytes
+        ),
+        (Size(24), s(25), Some(Size(26)))
+    );
+    let mm = c.metrics.as_ref().unwrap();
+    assert_eq!(
+        (mm.listen.to_string(), mm.stale_after),
+        ("127.0.0.1:9".into(), s(27))
+    );
+    assert_eq!(
+        c.alerts,
+        Alerts {
+            read_to_ack_p99: Some(s(28)),
+            backlog_bytes: Some(Size(29)),
+            oldest_unacked: Some(s(30)),
+            free_disk: Some(Size(31)),
+            hold: s(32),
+            window: s(33),
+            samples_per_sec: 34,
+        }
+    );
+    // The HTTP sink's own keys.
+    let http = text.split("[sink]").next().unwrap().to_string()
+        + "[sink]\ntype = \"http\"\nurl = \"http://h:1/x\"\nfailover = [\"http://g:2/y\"]\n\
+           failback_after = 40\ntoken = \"ht\"\ntimeout = 41\n[sink.tls]\ninsecure = true\n";
+    let c = Config::parse(&http).unwrap();
+    let Sink::Http(h) = &c.sink else { panic!() };
+    assert_eq!(
+        (
+            h.url.as_str(),
+            h.failover[0].as_str(),
+            h.failback_after,
+            h.timeout
+        ),
+        ("http://h:1/x", "http://g:2/y", s(40), s(41))
+    );
+    assert_eq!(h.token.as_ref().map(|t| t.expose()), Some("ht"));
+    assert!(h.tls.insecure);
+    let c = Config::parse(&http.replace("token = \"ht\"", "username = \"hu\"\npassword = \"hp\""))
+        .unwrap();
+    let Sink::Http(h) = &c.sink else { panic!() };
+    assert_eq!(
+        (
+            h.username.as_deref(),
+            h.password.as_ref().map(|p| p.expose())
+        ),
+        (Some("hu"), Some("hp"))
+    );
+    // A file sink's.
+    let c = Config::parse(&GOOD.replace("path = \"/tmp/out.tbf\"", "path = \"/o\"\nfsync = false"))
+        .unwrap();
+    assert_eq!(
+        c.sink,
+        Sink::File {
+            path: "/o".into(),
+            fsync: false
+        }
+    );
 }

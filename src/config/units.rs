@@ -1,8 +1,5 @@
 //! Sizes (`64KiB`, `8MiB`, `1000`) and durations (`250ms`, `5s`, `2m`) as config values.
 
-use serde::de::{self, Deserializer, Visitor};
-use serde::Deserialize;
-use std::fmt;
 use std::time::Duration;
 
 /// A byte count, written as an integer or a string with a unit (B, KiB, MiB, GiB, KB, MB, GB).
@@ -43,55 +40,6 @@ pub fn parse_duration(s: &str) -> Option<Duration> {
         "h" => Duration::from_secs(n.checked_mul(3600)?),
         _ => return None,
     })
-}
-
-impl<'de> Deserialize<'de> for Size {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl Visitor<'_> for V {
-            type Value = Size;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a size like 8MiB")
-            }
-            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Size, E> {
-                u64::try_from(v)
-                    .map(Size)
-                    .map_err(|_| E::custom(format!("expected a size like 8MiB, got {v}")))
-            }
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<Size, E> {
-                parse_size(v).map(Size).ok_or_else(|| {
-                    E::custom(format!("expected a size like 8MiB, got {}", super::clip(v)))
-                })
-            }
-        }
-        d.deserialize_any(V)
-    }
-}
-
-impl<'de> Deserialize<'de> for Secs {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl Visitor<'_> for V {
-            type Value = Secs;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a duration like 5s or 250ms")
-            }
-            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Secs, E> {
-                u64::try_from(v)
-                    .map(|s| Secs(Duration::from_secs(s)))
-                    .map_err(|_| E::custom(format!("expected a duration like 5s, got {v}")))
-            }
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<Secs, E> {
-                parse_duration(v).map(Secs).ok_or_else(|| {
-                    E::custom(format!(
-                        "expected a duration like 5s or 250ms, got {}",
-                        super::clip(v)
-                    ))
-                })
-            }
-        }
-        d.deserialize_any(V)
-    }
 }
 
 #[cfg(test)]

@@ -291,7 +291,7 @@ mod tests {
     use crate::control::proto::ConfigStatus;
 
     fn fleet() -> Fleet {
-        toml::from_str(
+        Fleet::from_toml(
             "server = \"http://127.0.0.1:8899\"\nagent_type = \"tailbeat\"\n\
              tags = { site = \"plant-7\", role = \"gw\" }",
         )

@@ -8,12 +8,10 @@
 //! more, whatever the stream says.
 
 use super::FrameError;
-use serde::Deserialize;
 use std::fmt;
 
 /// How `batch.compression` stores a batch payload over [`COMPRESS_ABOVE`] bytes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(try_from = "String")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Codec {
     /// Stored as it is.
     None,
@@ -33,12 +31,11 @@ impl Default for Codec {
     }
 }
 
-/// A codec named in a config: one of the three, and built into this binary.
-impl TryFrom<String> for Codec {
-    type Error = String;
-
-    fn try_from(name: String) -> Result<Codec, String> {
-        let c = match name.as_str() {
+impl Codec {
+    /// A codec named in a config (`batch.compression`): one of the three, and built into
+    /// this binary.
+    pub fn named(name: &str) -> Result<Codec, String> {
+        let c = match name {
             "none" => Codec::None,
             "deflate" => Codec::Deflate,
             "lz4" => Codec::Lz4,

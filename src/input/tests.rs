@@ -23,7 +23,7 @@ impl Rig {
             std::env::temp_dir().join(format!("tailbeat-input-{name}-{}", std::process::id()));
         let _ = fs::remove_dir_all(&dir);
         fs::create_dir_all(&dir).unwrap();
-        let input: Input = toml::from_str(&format!(
+        let input = Input::from_toml(&format!(
             "name = \"app\"\npaths = [\"{}/{glob}\"]\nstart_at = \"head\"\nrotate_wait = \"1s\"\n{extra}",
             dir.display()
         ))
