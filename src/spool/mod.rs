@@ -290,9 +290,14 @@ impl Spool {
         let mut present = ranges::Ranges::new();
         // The next number as the files on disk tell it, trusted to count losses against.
         let mut next = ck.next_seq.max(1);
+        // The sender's first frame: the first not yet released.
+        let mut start = None;
         for id in ids {
             let path = dir.join(seg_name(id));
-            let sc = scan_segment(&path, max_payload, &mut ck, &mut max_seq, c)?;
+            let sc = scan_segment(&path, max_payload, &gone, &mut ck, &mut max_seq, c)?;
+            if start.is_none() {
+                start = sc.first_unreleased.map(|pos| (id, pos));
+            }
             for &(a, b) in &sc.seqs {
                 ranges::add(&mut present, a, b);
             }
@@ -407,7 +412,13 @@ impl Spool {
         } else {
             s.new_segment()?;
         }
-        s.cursor = (s.segs[0].id, 0);
+        // The sender starts at the first frame not yet released, or after the last frame: the
+        // released frames before it are not read again, nor counted as waiting
+        // (`unsent_bytes`, `durable_unsent`).
+        s.cursor = start.unwrap_or_else(|| {
+            let last = s.segs.back().expect("always one segment");
+            (last.id, last.len)
+        });
         let marks = ck.files;
         Ok(Recovered {
             spool: s,

@@ -93,6 +93,9 @@ pub(super) struct Scanned {
     pub(super) holes: Vec<(u64, u64)>,
     /// The sequence numbers of its good frames (one range unless frames are missing).
     pub(super) seqs: Ranges,
+    /// Where its first frame not yet released (acknowledged, or in `gone`) starts, if any:
+    /// where the sender begins after a restart.
+    pub(super) first_unreleased: Option<u64>,
 }
 
 /// Scans one segment at start-up: counts damage, cuts a torn tail, moves `ck`'s file
@@ -101,6 +104,7 @@ pub(super) struct Scanned {
 pub(super) fn scan_segment(
     path: &Path,
     max_payload: usize,
+    gone: &Ranges,
     ck: &mut Checkpoint,
     max_seq: &mut u64,
     c: &mut Counters,
@@ -111,6 +115,7 @@ pub(super) fn scan_segment(
     let mut cut = None;
     let mut holes = Vec::new();
     let mut seqs = Ranges::new();
+    let mut first_unreleased = None;
     let mut dec = frame::Decoder::new(max_payload);
     while let Some(item) = ctx(r.next_item(), "read", path)? {
         match item {
@@ -129,6 +134,12 @@ pub(super) fn scan_segment(
                 };
                 last_seq = last_seq.max(head.seq);
                 ranges::add(&mut seqs, head.seq, head.seq);
+                if first_unreleased.is_none()
+                    && head.seq > ck.acked_seq
+                    && !ranges::contains(gone, head.seq)
+                {
+                    first_unreleased = Some(pos);
+                }
                 *max_seq = (*max_seq).max(head.seq);
                 if head.seq >= ck.next_seq {
                     for s in &head.sources {
@@ -170,6 +181,7 @@ pub(super) fn scan_segment(
         last_seq,
         holes,
         seqs,
+        first_unreleased,
     })
 }
 

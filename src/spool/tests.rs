@@ -676,6 +676,51 @@ fn durable_unsent_says_whether_a_synced_frame_waits() {
     fs::remove_dir_all(&d).unwrap();
 }
 
+/// After a restart the sender starts at the first frame not yet released: acknowledged frames
+/// still on disk (their segment is kept until both checkpoints cover it) are neither read
+/// again nor counted as waiting (`unsent_bytes`, `durable_unsent`, which group commit reads).
+#[test]
+fn after_a_restart_released_frames_are_not_counted_as_waiting() {
+    let d = dir("released-at-open");
+    let (r, mut c) = open(&d, limits(OnFull::Block));
+    let mut s = r.spool;
+    let mut sizes = Vec::new();
+    for i in 1..=6 {
+        let f = frame(i, 4, i * 400);
+        sizes.push(f.len() as u64);
+        s.append(&f).unwrap();
+    }
+    assert_eq!(drain(&mut s, &mut c).len(), 6);
+    s.ack(4, &mut c);
+    s.checkpoint(vec![]).unwrap();
+    drop(s);
+    let (r, mut c) = open(&d, limits(OnFull::Block));
+    let mut s = r.spool;
+    assert_eq!(s.unsent_bytes(), sizes[4] + sizes[5], "frames 5 and 6 only");
+    assert!(s.durable_unsent());
+    assert_eq!(drain(&mut s, &mut c), [5, 6]);
+    s.ack(6, &mut c);
+    s.checkpoint(vec![]).unwrap();
+    drop(s);
+    // Everything released, the segment still there (the older checkpoint does not cover it).
+    let (r, _) = open(&d, limits(OnFull::Block));
+    let mut s = r.spool;
+    assert!(fs::read_dir(&d).unwrap().flatten().any(|e| e
+        .path()
+        .extension()
+        .is_some_and(|x| x == "seg")
+        && e.metadata().unwrap().len() > 0));
+    assert_eq!(s.unsent_bytes(), 0);
+    assert!(!s.durable_unsent());
+    // New frames after them are the ones waiting.
+    let f = frame(7, 4, 7 * 400);
+    s.append(&f).unwrap();
+    s.sync().unwrap();
+    assert_eq!(s.unsent_bytes(), f.len() as u64);
+    assert!(s.durable_unsent());
+    fs::remove_dir_all(&d).unwrap();
+}
+
 #[test]
 fn ranges_add_merge_and_subtract() {
     let mut r = ranges::Ranges::new();
