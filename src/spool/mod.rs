@@ -208,8 +208,10 @@ pub struct Spool {
     gone: ranges::Ranges,
 }
 
-/// Most ranges kept in [`Spool::gone`].
-const MAX_GONE: usize = 64;
+/// Most ranges kept in [`Spool::gone`] (past it the oldest are forgotten: `ranges::prune`).
+/// There are none or a few; many take many losses or damaged restarts while the link is
+/// down, each range at most ~20 bytes in `state`.
+const MAX_GONE: usize = 1024;
 
 fn seg_name(id: u64) -> String {
     format!("{id:020}.seg")
