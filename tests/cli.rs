@@ -458,7 +458,7 @@ fn a_huge_bad_value_is_echoed_in_a_few_dozen_bytes() {
         (
             format!("log_level = \"{big}\"\n{MINIMAL}{sink}"),
             1,
-            format!("log_level: expected one of error, warn, info, debug, trace, got \"{head}\"… (204800 bytes)"),
+            format!("log_level: expected one of off, error, warn, info, debug, trace, got \"{head}\"… (204800 bytes)"),
         ),
         (
             format!("{MINIMAL}[spool]\nmax_bytes = \"{big}\"\n{sink}"),

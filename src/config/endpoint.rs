@@ -40,13 +40,24 @@ fn no_credentials(url: &str) -> Result<(), String> {
     }
 }
 
+/// `url` as an error quotes it: cut like any value, and not at all if it has an `@`, which a
+/// malformed URL (`http:/user:password@host`) may put before a password that
+/// [`no_credentials`] could not see.
+fn shown(url: &str) -> String {
+    if url.contains('@') {
+        "the URL (not shown: it has an '@', which may come with a password)".into()
+    } else {
+        clip(url)
+    }
+}
+
 /// Parses `mqtt://host[:port]`, `mqtts://host[:port]`, `mqtt://[v6][:port]`.
 pub fn mqtt(url: &str) -> Result<Endpoint, String> {
     no_credentials(url)?;
     let bad = || {
         format!(
             "expected mqtt://host:port or mqtts://host:port, got {}",
-            clip(url)
+            shown(url)
         )
     };
     let (tls, rest) = match (url.strip_prefix("mqtt://"), url.strip_prefix("mqtts://")) {
@@ -73,7 +84,7 @@ pub fn mqtt(url: &str) -> Result<Endpoint, String> {
     let port = match port {
         Some(p) => p
             .parse::<u16>()
-            .map_err(|_| format!("bad port {} in {}", clip(p), clip(url)))?,
+            .map_err(|_| format!("bad port {} in {}", clip(p), shown(url)))?,
         None if tls => 8883,
         None => 1883,
     };
@@ -156,7 +167,12 @@ pub fn http(url: &str) -> Result<HttpUrl, String> {
     let (tls, rest) = match (url.strip_prefix("http://"), url.strip_prefix("https://")) {
         (Some(r), _) => (false, r),
         (_, Some(r)) => (true, r),
-        _ => return Err(format!("expected http://host:port/path, got {}", clip(url))),
+        _ => {
+            return Err(format!(
+                "expected http://host:port/path, got {}",
+                shown(url)
+            ))
+        }
     };
     let host = rest.split(['/', '?']).next().unwrap_or("");
     let host = host.rsplit('@').next().unwrap_or(host);
@@ -171,12 +187,12 @@ pub fn http(url: &str) -> Result<HttpUrl, String> {
         },
     };
     if name.is_empty() {
-        return Err(format!("no host in {}", clip(url)));
+        return Err(format!("no host in {}", shown(url)));
     }
     let port = match port {
         Some(p) => p
             .parse::<u16>()
-            .map_err(|_| format!("bad port {} in {}", clip(p), clip(url)))?,
+            .map_err(|_| format!("bad port {} in {}", clip(p), shown(url)))?,
         None if tls => 443,
         None => 80,
     };

@@ -66,14 +66,6 @@ impl KeyPath {
         self.0.is_empty()
     }
 
-    /// The path without its last segment (the table a key is in), and that last key.
-    fn split_last_key(&self) -> Option<(KeyPath, &str)> {
-        match self.0.split_last()? {
-            (Seg::Key(k), table) => Some((KeyPath(table.to_vec()), k)),
-            (Seg::Index(_), _) => None,
-        }
-    }
-
     /// If the path starts with `array[i]`, then `i` and the rest.
     pub fn in_array(&self, array: &str) -> Option<(usize, KeyPath)> {
         match self.0.as_slice() {
@@ -324,42 +316,4 @@ fn key_at(text: &str, line: usize, msg: &str) -> Option<KeyPath> {
         None if table.is_empty() => None,
         None => Some(table),
     }
-}
-
-/// The line where a key (as `validate` names it) is set, if it is; else the line of its
-/// table's header. An element of an array value (`sink.failover[1]`) is on the line where
-/// its key is set. One pass over the text.
-pub(super) fn find_key(text: &str, key: &KeyPath) -> Option<usize> {
-    find_key_or_table(text, key).or_else(|| match key.0.split_last() {
-        // Not an array of tables (`input[1]`, found above by its header): a value's element.
-        Some((Seg::Index(_), array)) => find_key_or_table(text, &KeyPath(array.to_vec())),
-        _ => None,
-    })
-}
-
-fn find_key_or_table(text: &str, key: &KeyPath) -> Option<usize> {
-    let (table, field) = match key.split_last_key() {
-        Some(tf) => tf,
-        // `input[1]`: the table itself.
-        None => (key.clone(), ""),
-    };
-    let mut tables = Tables::default();
-    let mut header = None;
-    for (i, l) in text.lines().enumerate() {
-        if tables.feed(l) {
-            if header.is_none() && tables.table == table {
-                header = Some(i + 1);
-            }
-            continue;
-        }
-        let t = l.trim();
-        if tables.table == table
-            && t.contains('=')
-            && t.split('=').next().map(|k| k.trim()) == Some(field)
-        {
-            return Some(i + 1);
-        }
-    }
-    // Not set on a line of its own: point at the table's header.
-    header.filter(|_| !table.is_empty())
 }

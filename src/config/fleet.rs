@@ -190,13 +190,18 @@ pub(super) fn fill(
             return Err(format!("{}: a '{{' without its '}}'", clip(template)));
         };
         let name = &after[..close];
+        // The name as the template writes it, cut like a quoted value.
+        let shown = match name.char_indices().nth(64) {
+            None => format!("{{{name}}}"),
+            Some((cut, _)) => format!("{{{}…}} ({} bytes)", &name[..cut], name.len()),
+        };
         if keep.contains(&name) {
             out.push_str(&rest[open..open + close + 2]);
         } else {
             let Some(v) = tags.get(name) else {
                 let known: Vec<&str> = tags.keys().map(String::as_str).collect();
                 return Err(format!(
-                    "{{{name}}} names no tag in fleet.tags (it has: {})",
+                    "{shown} names no tag in fleet.tags (it has: {})",
                     if known.is_empty() {
                         "none".to_string()
                     } else {
@@ -206,7 +211,7 @@ pub(super) fn fill(
             };
             if v.is_empty() || v.contains(['/', '+', '#']) {
                 return Err(format!(
-                    "{{{name}}}: tag value {} goes into a topic as one level: not empty, no '/', '+' or '#'",
+                    "{shown}: tag value {} goes into a topic as one level: not empty, no '/', '+' or '#'",
                     clip(v)
                 ));
             }

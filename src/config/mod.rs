@@ -18,11 +18,11 @@ mod units;
 
 pub use alerts::Alerts;
 pub use endpoint::{Endpoint, HttpUrl, Server};
-use error::find_key;
 pub use error::{clip, from_utf8, ConfigError, KeyPath, Seg};
 pub(crate) use fleet::fill_sink;
 pub use fleet::{Fleet, InstanceConfig};
 pub use pipeline::{parse_pipeline, FleetPipeline, Pipeline};
+pub(crate) use read::line_of_key;
 use read::{Table, Value};
 pub use secret::Secret;
 pub use sink::{HttpSink, MqttSink, Sink, Tls};
@@ -344,7 +344,7 @@ impl Config {
         let mut cfg = read::document(text, Config::read)?;
         let at = |(key, msg): (KeyPath, String)| ConfigError {
             path: None,
-            line: find_key(text, &key),
+            line: read::line_of_key(text, &key),
             column: None,
             key: Some(key),
             msg,
@@ -532,13 +532,13 @@ fn check_flow(
         if inp.paths.is_empty() {
             return at(k("paths"), "needs at least one pattern".into());
         }
-        for p in inp.paths.iter().chain(&inp.exclude) {
-            if p.is_empty() {
-                return at(k("paths"), "empty pattern".into());
+        for (list, patterns) in [("paths", &inp.paths), ("exclude", &inp.exclude)] {
+            if let Some(j) = patterns.iter().position(String::is_empty) {
+                return at(k(list).index(j), "empty pattern".into());
             }
         }
         let m = inp.max_line_bytes.0;
-        if m < 16 || m + 512 > batch_max {
+        if m < 16 || m.saturating_add(512) > batch_max {
             return at(
                 k("max_line_bytes"),
                 format!(
@@ -558,7 +558,7 @@ fn check_flow(
             ),
         );
     }
-    if s.max_bytes.0 < 2 * s.segment_bytes.0 {
+    if s.max_bytes.0 < s.segment_bytes.0.saturating_mul(2) {
         return err(
             "spool.max_bytes",
             format!(
@@ -664,7 +664,7 @@ impl std::str::FromStr for LogLevel {
     fn from_str(s: &str) -> Result<LogLevel, String> {
         log_level(s).map(LogLevel).ok_or_else(|| {
             format!(
-                "expected one of error, warn, info, debug, trace, got {}",
+                "expected one of off, error, warn, info, debug, trace, got {}",
                 clip(s)
             )
         })

@@ -64,6 +64,29 @@ pub(crate) fn document<T>(
     Ok(out)
 }
 
+/// The largest size a config takes (1 PiB): sums and doublings of sizes, as validation makes
+/// them, stay far from overflowing.
+const MAX_SIZE: u64 = 1 << 50;
+
+/// The longest duration a config takes (366 days): a deadline `now + duration` never
+/// overflows the clock, whatever the key.
+const MAX_SECS: u64 = 366 * 24 * 3600;
+
+/// A key of the document as an error shows it: as it is if it is a bare key (letters,
+/// digits, `_`, `-`), else quoted with its control characters escaped, so that an error stays
+/// one line whatever a config's keys hold.
+fn shown(key: &str) -> String {
+    let bare = !key.is_empty()
+        && key
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    if bare {
+        key.to_string()
+    } else {
+        format!("{key:?}")
+    }
+}
+
 fn error(text: &str, at: Option<usize>, key: KeyPath, msg: String) -> ConfigError {
     ConfigError {
         path: None,
@@ -116,7 +139,7 @@ impl<'i> Table<'i> {
             return Ok(());
         };
         let mut path = self.path.clone();
-        path.0.push(Seg::Key(k.get_ref().to_string()));
+        path.0.push(Seg::Key(shown(k.get_ref())));
         let fields = match self.known.as_slice() {
             [] => "there are no fields".into(),
             names => expected(names),
@@ -125,7 +148,7 @@ impl<'i> Table<'i> {
             self.text,
             Some(k.span().start),
             path,
-            format!("unknown field `{}`, {fields}", k.get_ref()),
+            format!("unknown field `{}`, {fields}", shown(k.get_ref())),
         ))
     }
 
@@ -204,7 +227,7 @@ impl<'i> Table<'i> {
         };
         debug_assert!(false, "{k} was named but not read");
         let mut path = self.path.clone();
-        path.0.push(Seg::Key(k.get_ref().to_string()));
+        path.0.push(Seg::Key(shown(k.get_ref())));
         Err(error(
             self.text,
             Some(v.span().start),
@@ -262,8 +285,9 @@ impl<'i> Value<'i> {
         let DeValue::Integer(i) = &self.v else {
             return self.wrong("an integer");
         };
-        match u64::from_str_radix(i.as_str(), i.radix()) {
-            Ok(n) if n <= max => Ok(n),
+        // A TOML integer is a signed 64-bit one (`-0` is 0, 2^63 is no integer at all).
+        match i64::from_str_radix(i.as_str(), i.radix()) {
+            Ok(n) if n >= 0 && n as u64 <= max => Ok(n as u64),
             _ => Err(self.error(format!("{i} is out of range: 0 to {max}"))),
         }
     }
@@ -280,10 +304,11 @@ impl<'i> Value<'i> {
     pub fn size(self) -> Result<Size, ConfigError> {
         match &self.v {
             DeValue::String(s) => match parse_size(s) {
-                Some(n) => Ok(Size(n)),
+                Some(n) if n <= MAX_SIZE => Ok(Size(n)),
+                Some(_) => Err(self.error(format!("{} is over 1PiB", clip(s)))),
                 None => Err(self.error(format!("expected a size like 8MiB, got {}", clip(s)))),
             },
-            DeValue::Integer(_) => self.unsigned(u64::MAX).map(Size),
+            DeValue::Integer(_) => self.unsigned(MAX_SIZE).map(Size),
             _ => self.wrong("a size like 8MiB"),
         }
     }
@@ -292,14 +317,15 @@ impl<'i> Value<'i> {
     pub fn secs(self) -> Result<Secs, ConfigError> {
         match &self.v {
             DeValue::String(s) => match parse_duration(s) {
-                Some(d) => Ok(Secs(d)),
+                Some(d) if d.as_secs() <= MAX_SECS => Ok(Secs(d)),
+                Some(_) => Err(self.error(format!("{} is over a year (8784h)", clip(s)))),
                 None => Err(self.error(format!(
                     "expected a duration like 5s or 250ms, got {}",
                     clip(s)
                 ))),
             },
             DeValue::Integer(_) => self
-                .unsigned(u64::MAX)
+                .unsigned(MAX_SECS)
                 .map(|s| Secs(std::time::Duration::from_secs(s))),
             _ => self.wrong("a duration like 5s or 250ms"),
         }
@@ -378,7 +404,7 @@ impl<'i> Value<'i> {
         let mut out = std::collections::BTreeMap::new();
         for (k, v) in t.rest {
             let mut path = t.path.clone();
-            path.0.push(Seg::Key(k.get_ref().to_string()));
+            path.0.push(Seg::Key(shown(k.get_ref())));
             let v = Value {
                 text: t.text,
                 path,
@@ -389,6 +415,29 @@ impl<'i> Value<'i> {
         }
         Ok(out)
     }
+}
+
+/// The line of the value at `key` in `text` or, when the text leaves it out (validation
+/// found its default wrong), of the nearest table above it that the text has; `None` when it
+/// has none of them. Walks the key's segments down the parsed document, so a value is found
+/// however it is written (a header table, an inline table, a dotted or quoted key, an entry
+/// of a list on its own line).
+pub(crate) fn line_of_key(text: &str, key: &KeyPath) -> Option<usize> {
+    let doc = DeTable::parse(text).ok()?;
+    let mut at: Option<&Spanned<DeValue<'_>>> = None;
+    let mut line = None;
+    for seg in &key.0 {
+        let next = match (seg, at.map(Spanned::get_ref)) {
+            (Seg::Key(k), None) => doc.get_ref().get(k.as_str()),
+            (Seg::Key(k), Some(DeValue::Table(t))) => t.get(k.as_str()),
+            (Seg::Index(i), Some(DeValue::Array(a))) => a.get(*i),
+            _ => None,
+        };
+        let Some(v) = next else { break };
+        line = Some(line_of(text, v.span().start));
+        at = Some(v);
+    }
+    line
 }
 
 /// A table read by `read`, then finished: for a sub-table such as `[sink.tls]`.

@@ -916,3 +916,142 @@ samples_per_sec = 34
         }
     );
 }
+
+/// Numbers as TOML has them (signed 64-bit: `-0` is 0, 2^63 is none), and sizes and durations
+/// bounded where the agent's arithmetic is safe (1 PiB, a year): larger ones are refused by
+/// key and line, not taken to overflow a deadline or a sum later (they panicked the agent, and
+/// a fleet could send them).
+#[test]
+fn numbers_are_toml_integers_and_sizes_and_durations_are_bounded() {
+    let c = Config::parse(&mqtt("url = \"mqtt://x\"\nkeep_alive = -0\nwindow = 0x10")).unwrap();
+    let Sink::Mqtt(m) = &c.sink else { panic!() };
+    assert_eq!((m.keep_alive.0, m.window), (Duration::ZERO, 16));
+    for (extra, key, what) in [
+        (
+            "window = 9223372036854775808",
+            "sink.window",
+            "out of range",
+        ),
+        (
+            "window = 18446744073709551615",
+            "sink.window",
+            "out of range",
+        ),
+        (
+            "failback_after = 9223372036854775807",
+            "sink.failback_after",
+            "out of range: 0 to 31622400",
+        ),
+        (
+            "timeout = \"9000h\"",
+            "sink.timeout",
+            "\"9000h\" is over a year (8784h)",
+        ),
+        (
+            "max_packet_bytes = \"2000000GiB\"",
+            "sink.max_packet_bytes",
+            "is over 1PiB",
+        ),
+        (
+            "max_packet_bytes = 18446744073709551104",
+            "sink.max_packet_bytes",
+            "out of range",
+        ),
+    ] {
+        let e = err(&mqtt(&format!("url = \"mqtt://x\"\n{extra}")));
+        assert_eq!(
+            (key_of(&e).as_deref(), e.line),
+            (Some(key), Some(11)),
+            "{e}"
+        );
+        assert!(e.msg.contains(what), "{e}");
+    }
+    let e = err(&GOOD.replace(
+        "name = \"app\"",
+        "name = \"app\"\nmax_line_bytes = \"16383PiB\"",
+    ));
+    assert_eq!(
+        key_of(&e).as_deref(),
+        Some("input[0].max_line_bytes"),
+        "{e}"
+    );
+    let e = err(&format!(
+        "{GOOD}\n[spool]\nsegment_bytes = 9223372036854775807\n"
+    ));
+    assert_eq!(key_of(&e).as_deref(), Some("spool.segment_bytes"), "{e}");
+}
+
+/// A check across keys (validation, after reading) names the value's own line however the
+/// value is written: an inline table, a dotted or quoted key, after a multi-line string
+/// that looks like a key; and an entry of a list by its index.
+#[test]
+fn a_check_across_keys_names_the_line_of_the_value_however_it_is_written() {
+    let head = &GOOD[..GOOD.find("[sink]").unwrap()];
+    let input = "[[input]]\nname = \"app\"\npaths = [\"/a\"]\n";
+    for (text, line) in [
+        (
+            format!("data_dir = \"/d\"\nsink = {{ type = \"mqtt\", url = \"mqtt://h\", window = 0 }}\n{input}"),
+            2,
+        ),
+        (
+            format!("data_dir = \"/d\"\nsink.type = \"mqtt\"\nsink.url = \"mqtt://h\"\nsink.window = 0\n{input}"),
+            4,
+        ),
+        (
+            format!("{head}[\"sink\"]\ntype = \"mqtt\"\nurl = \"mqtt://h\"\n\"window\" = 0\n"),
+            11,
+        ),
+        (
+            format!("{head}[sink]\ntype = \"mqtt\"\nurl = \"mqtt://h\"\ntopic = \"\"\"\nwindow = 5\n\"\"\"\nwindow = 0\n"),
+            14,
+        ),
+    ] {
+        let e = err(&text);
+        assert_eq!(
+            (key_of(&e).as_deref(), e.line),
+            (Some("sink.window"), Some(line)),
+            "{text}: {e}"
+        );
+    }
+    let e = err(&GOOD.replace(
+        "paths = [\"/var/log/app/*.log\"]",
+        "paths = [\n  \"/x\",\n  \"\",\n]",
+    ));
+    assert_eq!(
+        (key_of(&e).as_deref(), e.line, e.msg.as_str()),
+        (Some("input[0].paths[1]"), Some(8), "empty pattern"),
+        "{e}"
+    );
+}
+
+/// An error is one line and quotes at most 64 characters of anything, whatever the keys
+/// and values: a quoted key with control characters is shown escaped; a long codec or tag
+/// name is cut with its length; a malformed URL with an `@` is not shown at all (it may
+/// carry a password that the credentials check could not see).
+#[test]
+fn an_error_is_one_line_whatever_the_keys_and_values_hold() {
+    let e = err(&format!("\"a\\nb\\u001b[31m\" = 1\n{GOOD}"));
+    let shown = e.to_string();
+    assert!(!shown.contains(['\n', '\u{1b}']), "{shown:?}");
+    assert_eq!(
+        key_of(&e).as_deref(),
+        Some("\"a\\nb\\u{1b}[31m\""),
+        "{shown}"
+    );
+    let big = "k".repeat(5000);
+    let e = err(&format!("{GOOD}\n[batch]\ncompression = \"{big}\"\n"));
+    assert!(e.to_string().contains("… (5000 bytes)"), "{e}");
+    let e = err(&mqtt(&format!(
+        "url = \"mqtt://x\"\ntopic = \"{{{big}}}/{{instance}}\""
+    )));
+    assert!(e.to_string().contains("…} (5000 bytes)"), "{e}");
+    assert!(e.to_string().len() < 300, "{e}");
+    let e = err(&GOOD.replace(
+        "type = \"file\"\npath = \"/tmp/out.tbf\"",
+        "type = \"http\"\nurl = \"http:/u:SECRETVAL@h/\"",
+    ));
+    assert_eq!(key_of(&e).as_deref(), Some("sink.url"));
+    assert!(!e.to_string().contains("SECRETVAL"), "{e}");
+    let e = err(&format!("log_level = \"loud\"\n{GOOD}"));
+    assert!(e.msg.contains("off, error"), "{e}");
+}

@@ -17,7 +17,7 @@
 //! a temporary file, fsynced and renamed over the old one, so a crash leaves either.
 
 use super::proto::{ConfigInfo, ConfigStatus};
-use crate::config::{parse_pipeline, Config, InstanceConfig};
+use crate::config::{parse_pipeline, Config, InstanceConfig, KeyPath};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -231,31 +231,50 @@ impl Remote {
                 }
             }
         }
+        // A pipeline's error by its own key, on its line in its own text when it has one.
+        let in_pipeline = |name: &str, field: &KeyPath, msg: &str| {
+            let text = self
+                .entries(Kind::Pipeline)
+                .get(name)
+                .and_then(|e| e.good.as_ref());
+            let line = text.and_then(|(_, t)| crate::config::line_of_key(t, field));
+            let why = match line {
+                Some(l) => format!("line {l}: {field}: {msg}"),
+                None => format!("{field}: {msg}"),
+            };
+            (Kind::Pipeline, name.to_string(), why)
+        };
         cfg.validate().map_err(|(key, msg)| {
             // `input[i].field` of a joined pipeline, `pipeline[j].key` of one of its own:
             // say which, by its own key.
             if let Some((j, field)) = key.in_array("pipeline") {
-                return (
-                    Kind::Pipeline,
-                    cfg.pipelines[j].name.clone(),
-                    format!("{field}: {msg}"),
-                );
+                return in_pipeline(&cfg.pipelines[j].name, &field, &msg);
             }
             match key.in_array("input").filter(|&(i, _)| i >= locals) {
-                Some((i, field)) => (
-                    Kind::Pipeline,
-                    names[i - locals].clone(),
-                    format!("{field}: {msg}"),
-                ),
+                Some((i, field)) => in_pipeline(&names[i - locals], &field, &msg),
                 None => {
                     let blame = self
                         .entries(Kind::Instance)
                         .iter()
                         .rev()
-                        .find(|(_, e)| e.good.is_some())
-                        .map(|(n, _)| n.clone())
-                        .unwrap_or_default();
-                    (Kind::Instance, blame, format!("{key}: {msg}"))
+                        .find_map(|(n, e)| Some((n, &e.good.as_ref()?.1)));
+                    // An instance config's keys are the local file's, but its
+                    // `heartbeat_interval`, which is `fleet.heartbeat_interval` there: named
+                    // as the instance config writes it, on its line, when it sets it.
+                    let own = match key.to_string().as_str() {
+                        "fleet.heartbeat_interval" => KeyPath::dotted("heartbeat_interval"),
+                        _ => key.clone(),
+                    };
+                    let line = blame.and_then(|(_, t)| crate::config::line_of_key(t, &own));
+                    let why = match line {
+                        Some(l) => format!("line {l}: {own}: {msg}"),
+                        None => format!("{key}: {msg}"),
+                    };
+                    (
+                        Kind::Instance,
+                        blame.map(|(n, _)| n.clone()).unwrap_or_default(),
+                        why,
+                    )
                 }
             }
         })?;
@@ -466,7 +485,7 @@ mod tests {
         let why = try_("n", "pathz = [\"/n\"]\n[batch]\nmax_lines = 5\n").unwrap_err();
         assert!(why.starts_with("line 1: pathz:"), "{why}");
         let why = try_("n", "paths = [\"/n\"]\n[batch]\nmax_bytes = \"100\"\n").unwrap_err();
-        assert!(why.starts_with("batch.max_bytes:"), "{why}");
+        assert!(why.starts_with("line 3: batch.max_bytes:"), "{why}");
         // Its name becomes a directory and topics.
         let why = try_("../n", "paths = [\"/n\"]\n[batch]\nmax_lines = 5\n").unwrap_err();
         assert!(
@@ -477,10 +496,10 @@ mod tests {
         let file = "[sink]\ntype = \"file\"\npath = \"/tmp/p.tbf\"\n";
         try_("f1", &format!("paths = [\"/f\"]\n{file}")).unwrap();
         let why = try_("f2", &format!("paths = [\"/g\"]\n{file}")).unwrap_err();
-        assert!(why.starts_with("sink.path:"), "{why}");
+        assert!(why.starts_with("line 4: sink.path:"), "{why}");
         let mqtt = "[sink]\ntype = \"mqtt\"\nurl = \"mqtt://127.0.0.1:1\"\nclient_id = \"gw\"\n";
         let why = try_("c", &format!("paths = [\"/c\"]\n{mqtt}")).unwrap_err();
-        assert!(why.starts_with("sink.client_id:"), "{why}");
+        assert!(why.starts_with("line 5: sink.client_id:"), "{why}");
         // Without any of the three tables an input joins the local pipeline.
         let cfg = try_("j", "paths = [\"/j\"]\n").unwrap();
         assert_eq!((cfg.inputs.len(), cfg.pipelines.len()), (2, 2));
@@ -574,7 +593,8 @@ mod tests {
                 b"paths = [\"/x\"]\nmax_line_bytes = \"1GiB\"\n",
             )
             .unwrap_err();
-        assert!(why.starts_with("max_line_bytes:"), "{why}");
+        // A check across keys, named on its line in the pipeline's own text.
+        assert!(why.starts_with("line 2: max_line_bytes:"), "{why}");
         let why = r
             .update(&local, Kind::Pipeline, "local", 1, b"paths = [\"/y\"]\n")
             .unwrap_err();
@@ -653,6 +673,37 @@ mod tests {
             )
             .unwrap_err();
         assert!(why.contains("max_byte"), "{why}");
+        // Checked against the local file after it is read: named as the instance config
+        // writes it, on its own line.
+        let why = r
+            .update(
+                &local,
+                Kind::Instance,
+                "agent",
+                3,
+                b"# spool\n[spool]\nmax_bytes = \"1KiB\"\n",
+            )
+            .unwrap_err();
+        assert!(
+            why.starts_with("line 3: spool.max_bytes: must hold"),
+            "{why}"
+        );
+        let mut fleet = local.clone();
+        fleet.fleet =
+            Some(crate::config::Fleet::from_toml("server = \"http://127.0.0.1:1\"").unwrap());
+        let why = r
+            .update(
+                &fleet,
+                Kind::Instance,
+                "agent",
+                4,
+                b"\nheartbeat_interval = \"10ms\"\n",
+            )
+            .unwrap_err();
+        assert!(
+            why.starts_with("line 2: heartbeat_interval: must be at least 1s"),
+            "{why}"
+        );
         assert!(r.update(&local, Kind::Instance, "agent", 0, b"").is_err());
         let _ = std::fs::remove_dir_all(&d);
     }
