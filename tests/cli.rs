@@ -468,7 +468,7 @@ fn a_huge_bad_value_is_echoed_in_a_few_dozen_bytes() {
         (
             format!("{MINIMAL}[sink]\ntype = \"{big}\"\n"),
             6,
-            format!("sink.type: unknown variant `{head}`… (204800 bytes), expected one of `file`, `stdout`, `mqtt`, `http`"),
+            format!("sink.type: unknown variant \"{head}\"… (204800 bytes), expected one of `file`, `stdout`, `mqtt`, `http`"),
         ),
         (
             format!("{big} = 1\n{MINIMAL}{sink}"),

@@ -31,33 +31,41 @@ impl std::fmt::Display for Endpoint {
 fn no_credentials(url: &str) -> Result<(), String> {
     let authority = url.split_once("://").map_or(url, |(_, rest)| rest);
     match authority.split(['/', '?', '#']).next() {
-        Some(a) if a.contains('@') => Err(
-            "a URL must not hold credentials (URLs show in logs): give username and password, \
-             or token, instead"
-                .into(),
-        ),
+        Some(a) if a.contains('@') => Err(CREDENTIALS.into()),
         _ => Ok(()),
     }
 }
 
-/// `url` as an error quotes it: cut like any value, and not at all if it has an `@`, which a
-/// malformed URL (`http:/user:password@host`) may put before a password that
-/// [`no_credentials`] could not see.
-fn shown(url: &str) -> String {
-    if url.contains('@') {
-        "the URL (not shown: it has an '@', which may come with a password)".into()
-    } else {
-        clip(url)
-    }
+const CREDENTIALS: &str = "a URL must not hold credentials (URLs show in logs): give username \
+                           and password, or token, instead";
+
+/// A URL with an `@` that does not parse is not quoted, nor any part of it: a malformed one
+/// (`http:/user:password@host`, `http://user:pass#word@host`) may hold a password where
+/// [`no_credentials`] does not look.
+fn hidden<T>(url: &str, r: Result<T, String>) -> Result<T, String> {
+    r.map_err(|why| {
+        if url.contains('@') && why != CREDENTIALS {
+            "not a valid URL (not shown: it has an '@', which may come with a password)".into()
+        } else {
+            why
+        }
+    })
 }
 
-/// Parses `mqtt://host[:port]`, `mqtts://host[:port]`, `mqtt://[v6][:port]`.
+/// Parses `mqtt://host[:port]`, `mqtts://host[:port]`, `mqtt://[v6][:port]`. An MQTT URL has
+/// no path: an `@` anywhere in it is taken for credentials.
 pub fn mqtt(url: &str) -> Result<Endpoint, String> {
-    no_credentials(url)?;
+    if url.contains('@') {
+        return Err(CREDENTIALS.into());
+    }
+    hidden(url, mqtt_parts(url))
+}
+
+fn mqtt_parts(url: &str) -> Result<Endpoint, String> {
     let bad = || {
         format!(
             "expected mqtt://host:port or mqtts://host:port, got {}",
-            shown(url)
+            clip(url)
         )
     };
     let (tls, rest) = match (url.strip_prefix("mqtt://"), url.strip_prefix("mqtts://")) {
@@ -84,7 +92,7 @@ pub fn mqtt(url: &str) -> Result<Endpoint, String> {
     let port = match port {
         Some(p) => p
             .parse::<u16>()
-            .map_err(|_| format!("bad port {} in {}", clip(p), shown(url)))?,
+            .map_err(|_| format!("bad port {} in {}", clip(p), clip(url)))?,
         None if tls => 8883,
         None => 1883,
     };
@@ -161,21 +169,20 @@ impl Server {
     }
 }
 
-/// Parses an `http://host[:port]/path` or `https://` URL.
+/// Parses an `http://host[:port]/path` or `https://` URL. Its host and port end at the first
+/// `/`, `?` or `#` (RFC 3986), as [`no_credentials`] reads them.
 pub fn http(url: &str) -> Result<HttpUrl, String> {
     no_credentials(url)?;
+    hidden(url, http_parts(url))
+}
+
+fn http_parts(url: &str) -> Result<HttpUrl, String> {
     let (tls, rest) = match (url.strip_prefix("http://"), url.strip_prefix("https://")) {
         (Some(r), _) => (false, r),
         (_, Some(r)) => (true, r),
-        _ => {
-            return Err(format!(
-                "expected http://host:port/path, got {}",
-                shown(url)
-            ))
-        }
+        _ => return Err(format!("expected http://host:port/path, got {}", clip(url))),
     };
-    let host = rest.split(['/', '?']).next().unwrap_or("");
-    let host = host.rsplit('@').next().unwrap_or(host);
+    let host = rest.split(['/', '?', '#']).next().unwrap_or("");
     let (name, port) = match host.strip_prefix('[') {
         Some(r) => match r.split_once(']') {
             Some((h, after)) => (h, after.strip_prefix(':')),
@@ -187,12 +194,12 @@ pub fn http(url: &str) -> Result<HttpUrl, String> {
         },
     };
     if name.is_empty() {
-        return Err(format!("no host in {}", shown(url)));
+        return Err(format!("no host in {}", clip(url)));
     }
     let port = match port {
         Some(p) => p
             .parse::<u16>()
-            .map_err(|_| format!("bad port {} in {}", clip(p), shown(url)))?,
+            .map_err(|_| format!("bad port {} in {}", clip(p), clip(url)))?,
         None if tls => 443,
         None => 80,
     };

@@ -107,7 +107,12 @@ pub struct ConfigError {
 }
 
 impl fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+    fn fmt(&self, out: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Written whole, then with every control character escaped: one line, whatever a
+        // file's name, a key or a value holds.
+        let mut s = String::new();
+        let f = &mut s;
+        use fmt::Write;
         let at = match (self.line, self.column) {
             (Some(l), Some(c)) => format!("{l}:{c}"),
             (Some(l), None) => l.to_string(),
@@ -122,9 +127,17 @@ impl fmt::Display for ConfigError {
         if let Some(k) = &self.key {
             write!(f, "{}: ", clip_key(&k.to_string()))?;
         }
-        // Messages come from serde and toml too, which quote the input whole: bounded here,
-        // where every config error is shown (CLI, logs, FAILED statuses to the fleet).
-        f.write_str(&bound_msg(&self.msg))
+        // Messages come from toml too, which may quote the input whole: bounded here, where
+        // every config error is shown (CLI, logs, FAILED statuses to the fleet).
+        f.write_str(&bound_msg(&self.msg))?;
+        for c in s.chars() {
+            if c.is_control() {
+                write!(out, "{}", c.escape_default())?;
+            } else {
+                out.write_char(c)?;
+            }
+        }
+        Ok(())
     }
 }
 
@@ -140,7 +153,7 @@ pub fn clip(value: &str) -> String {
 }
 
 /// A key (not quoted) cut like [`clip`].
-fn clip_key(key: &str) -> String {
+pub(super) fn clip_key(key: &str) -> String {
     match key.char_indices().nth(ECHO_CHARS) {
         None => key.to_string(),
         Some((cut, _)) => format!("{}… ({} bytes)", &key[..cut], key.len()),
@@ -256,12 +269,24 @@ pub(super) fn line_of(text: &str, byte: usize) -> usize {
 struct Tables {
     table: KeyPath,
     arrays: Vec<(String, usize)>,
+    /// Inside a multi-line string (`"""` or `'''`), where a line is text, not a key or a
+    /// header: it may be a secret (a token written over lines) and is never taken for a key.
+    string: Option<&'static str>,
 }
 
 impl Tables {
     /// Takes the next line; true if it is a table header (then `self.table` is its table).
     fn feed(&mut self, line: &str) -> bool {
         let t = line.trim();
+        let was = self.string;
+        for q in ["\"\"\"", "\'\'\'"] {
+            if self.string.is_none_or(|s| s == q) && t.matches(q).count() % 2 == 1 {
+                self.string = if self.string.is_some() { None } else { Some(q) };
+            }
+        }
+        if was.is_some() || self.string.is_some() && !t.contains('=') {
+            return false;
+        }
         if let Some(name) = t.strip_prefix("[[").and_then(|r| r.split("]]").next()) {
             let name = name.trim().to_string();
             let n = match self.arrays.iter_mut().find(|(a, _)| *a == name) {
@@ -285,20 +310,26 @@ impl Tables {
     }
 }
 
-/// The table a line belongs to (`spool`, `input[1]`), from the headers above it.
-fn table_at(text: &str, line: usize) -> KeyPath {
+/// The table a line belongs to (`spool`, `input[1]`), from the headers above it, and
+/// whether the line is inside a multi-line string.
+fn table_at(text: &str, line: usize) -> (KeyPath, bool) {
     let mut t = Tables::default();
+    let mut inside = false;
     for l in text.lines().take(line) {
+        inside = t.string.is_some();
         t.feed(l);
     }
-    t.table
+    (t.table, inside)
 }
 
 /// The key an error on `line` is about.
 fn key_at(text: &str, line: usize, msg: &str) -> Option<KeyPath> {
-    let table = table_at(text, line);
+    let (table, inside) = table_at(text, line);
     let l = text.lines().nth(line - 1)?.trim();
-    let key = if l.starts_with('[') {
+    let key = if inside {
+        // A line of a multi-line string: text, perhaps a secret, never a key.
+        None
+    } else if l.starts_with('[') {
         // An error on a table header is about a key inside it (e.g. a missing field):
         // name the field if the message quotes one.
         msg.split('`').nth(1).map(str::to_string)

@@ -409,8 +409,10 @@ impl Config {
             }
             for (k, v) in &f.tags {
                 if v.is_empty() || v.contains(['+', '#', '/']) {
-                    return err(
-                        "fleet.tags",
+                    let mut key = KeyPath::dotted("fleet.tags");
+                    key.0.push(Seg::Key(k.clone()));
+                    return at(
+                        &key,
                         format!(
                             "{} = {}: a tag value names an MQTT group topic: no '/', '+' or '#'",
                             clip(k),
@@ -466,7 +468,7 @@ impl Config {
                             &prefix.clone().then("sink.path"),
                             format!(
                                 "{} is written by another pipeline's sink; give each a [sink] of its own",
-                                a.display()
+                                clip(&a.to_string_lossy())
                             ),
                         )
                     }
@@ -596,6 +598,14 @@ fn check_flow(
                 if t.is_empty() || t.contains(['+', '#']) {
                     return err(key, "must be a topic name, without wildcards".into());
                 }
+            }
+            // MQTT's keep-alive field is 16 bits of seconds: more could not be announced,
+            // and a broker would drop a link the agent thinks is kept alive.
+            if m.keep_alive.0 > Duration::from_secs(u16::MAX.into()) {
+                return err(
+                    "sink.keep_alive",
+                    "must be at most 65535s (MQTT's limit)".into(),
+                );
             }
             if !(1..=1024).contains(&m.window) {
                 return err("sink.window", "must be between 1 and 1024".into());

@@ -14,7 +14,7 @@
 //! by its type, never quoted (it may be a secret). An error carries the key's path and, but
 //! for a key missing from the document's top level, a line.
 
-use super::error::{clip, line_of, ConfigError, KeyPath, Seg, MAX_CONFIG_BYTES};
+use super::error::{clip, clip_key, line_of, ConfigError, KeyPath, Seg, MAX_CONFIG_BYTES};
 use super::{parse_duration, parse_size, Secret, Secs, Size};
 use std::path::PathBuf;
 use toml::de::{DeString, DeTable, DeValue};
@@ -87,6 +87,15 @@ fn shown(key: &str) -> String {
     }
 }
 
+/// `key` in backticks, as serde quoted a field, cut like [`clip`] past 64 characters:
+/// `` `abc…`… (5000 bytes) ``.
+fn ticked(key: &str) -> String {
+    match key.char_indices().nth(64) {
+        None => format!("`{key}`"),
+        Some((cut, _)) => format!("`{}`… ({} bytes)", &key[..cut], key.len()),
+    }
+}
+
 fn error(text: &str, at: Option<usize>, key: KeyPath, msg: String) -> ConfigError {
     ConfigError {
         path: None,
@@ -148,7 +157,7 @@ impl<'i> Table<'i> {
             self.text,
             Some(k.span().start),
             path,
-            format!("unknown field `{}`, {fields}", shown(k.get_ref())),
+            format!("unknown field {}, {fields}", ticked(&shown(k.get_ref()))),
         ))
     }
 
@@ -288,7 +297,10 @@ impl<'i> Value<'i> {
         // A TOML integer is a signed 64-bit one (`-0` is 0, 2^63 is no integer at all).
         match i64::from_str_radix(i.as_str(), i.radix()) {
             Ok(n) if n >= 0 && n as u64 <= max => Ok(n as u64),
-            _ => Err(self.error(format!("{i} is out of range: 0 to {max}"))),
+            _ => Err(self.error(format!(
+                "{} is out of range: 0 to {max}",
+                clip_key(&i.to_string())
+            ))),
         }
     }
 
@@ -317,7 +329,7 @@ impl<'i> Value<'i> {
     pub fn secs(self) -> Result<Secs, ConfigError> {
         match &self.v {
             DeValue::String(s) => match parse_duration(s) {
-                Some(d) if d.as_secs() <= MAX_SECS => Ok(Secs(d)),
+                Some(d) if d <= std::time::Duration::from_secs(MAX_SECS) => Ok(Secs(d)),
                 Some(_) => Err(self.error(format!("{} is over a year (8784h)", clip(s)))),
                 None => Err(self.error(format!(
                     "expected a duration like 5s or 250ms, got {}",
@@ -346,7 +358,7 @@ impl<'i> Value<'i> {
             Some((_, v)) => Ok(*v),
             None => {
                 let all: Vec<&str> = names.iter().map(|(n, _)| *n).collect();
-                Err(format!("unknown variant `{s}`, {}", expected(&all)))
+                Err(format!("unknown variant {}, {}", clip(s), expected(&all)))
             }
         })
     }

@@ -475,7 +475,7 @@ fn echoed_values_are_bounded_everywhere() {
     let shown = e.to_string();
     assert!(
         shown.starts_with(&format!(
-            "line 2: start_at: unknown variant `{head}`… (100000 bytes), expected"
+            "line 2: start_at: unknown variant \"{head}\"… (100000 bytes), expected"
         )),
         "{shown}"
     );
@@ -1054,4 +1054,72 @@ fn an_error_is_one_line_whatever_the_keys_and_values_hold() {
     assert!(!e.to_string().contains("SECRETVAL"), "{e}");
     let e = err(&format!("log_level = \"loud\"\n{GOOD}"));
     assert!(e.msg.contains("off, error"), "{e}");
+}
+
+/// A password in a malformed URL is never shown, and a URL whose host part holds one (ended
+/// early by `#`, `?` or `/`, as RFC 3986 reads it) is refused, not taken and then logged at
+/// every retry.
+#[test]
+fn a_password_in_a_malformed_url_is_never_shown_nor_taken() {
+    let http = |url: &str| {
+        GOOD.replace(
+            "type = \"file\"\npath = \"/tmp/out.tbf\"",
+            &format!("type = \"http\"\nurl = \"{url}\""),
+        )
+    };
+    for (text, secret) in [
+        (http("http://user:Zq/ss@127.0.0.1:9/x"), "Zq"),
+        (http("http://user:hunter2?@127.0.0.1:9/x"), "hunter2"),
+        (http("http://user:hunter2#@127.0.0.1:9/x"), "hunter2"),
+        (mqtt("url = \"mqtt://user:s3cr?et@127.0.0.1\""), "s3cr"),
+        (
+            format!("{GOOD}\n[fleet]\nserver = \"http://user:hunter2#@127.0.0.1:9/cs\"\n"),
+            "hunter2",
+        ),
+    ] {
+        let e = err(&text).to_string();
+        assert!(!e.contains(secret), "{e}");
+    }
+    // An '@' in a path or a query is not a credential.
+    assert!(Config::parse(&http("http://h/a@b?c=@")).is_ok());
+}
+
+/// A syntax error inside a multi-line string names no key from the string's text (it may be
+/// a token written over lines); an enum value or a file name with line breaks is shown
+/// escaped; a long integer literal is cut; a tag value is named by its own key and line.
+#[test]
+fn errors_quote_no_secret_and_no_line_break_whatever_the_text() {
+    let e = err(&GOOD.replace(
+        "type = \"file\"\npath = \"/tmp/out.tbf\"",
+        "type = \"http\"\nurl = \"http://h/x\"\ntoken = \"\"\"\nc2VjcmV0LXRva2VuLTQy==\\q\n\"\"\"",
+    ))
+    .to_string();
+    assert!(!e.contains("c2VjcmV0"), "{e}");
+    for text in [
+        format!("{GOOD}\n[batch]\ncompression = \"lz5\\nFAKE: line two\"\n"),
+        GOOD.replace("type = \"file\"", "type = \"fi\\rle\\nX\""),
+        format!("{GOOD}\n[spool]\non_full = \"\\u001b[2Jblock\\nY\"\n"),
+    ] {
+        let e = err(&text).to_string();
+        assert!(!e.contains(['\n', '\r', '\u{1b}']), "{e:?}");
+    }
+    let e = err(&format!(
+        "shutdown_timeout = 0b{}{}\n{GOOD}",
+        "0".repeat(900),
+        "1".repeat(70)
+    ))
+    .to_string();
+    assert!(e.len() < 200, "{e}");
+    let e = err(&format!(
+        "{GOOD}\n[fleet]\nserver = \"mqtt://127.0.0.1:9\"\n[fleet.tags]\nok = \"x\"\nbad = \"a/b\"\n"
+    ));
+    assert_eq!(
+        (key_of(&e).as_deref(), e.line),
+        (Some("fleet.tags.bad"), Some(16)),
+        "{e}"
+    );
+    let e = err(&format!("{GOOD}\n[batch]\nlinger = \"31622400001ms\"\n"));
+    assert!(e.msg.contains("over a year"), "{e}");
+    let e = err(&mqtt("url = \"mqtt://x\"\nkeep_alive = 65536"));
+    assert_eq!(key_of(&e).as_deref(), Some("sink.keep_alive"), "{e}");
 }

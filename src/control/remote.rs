@@ -17,7 +17,7 @@
 //! a temporary file, fsynced and renamed over the old one, so a crash leaves either.
 
 use super::proto::{ConfigInfo, ConfigStatus};
-use crate::config::{parse_pipeline, Config, InstanceConfig, KeyPath};
+use crate::config::{parse_pipeline, Config, ConfigError, InstanceConfig, KeyPath};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -202,6 +202,23 @@ impl Remote {
                 ic.apply_to(&mut cfg);
             }
         }
+        // A pipeline's error by its own key, on its line in its own text when it has one.
+        let in_pipeline = |name: &str, field: &KeyPath, msg: &str| {
+            let text = self
+                .entries(Kind::Pipeline)
+                .get(name)
+                .and_then(|e| e.good.as_ref());
+            let line = text.and_then(|(_, t)| crate::config::line_of_key(t, field));
+            // Shown as a config error is: one line, bounded.
+            let why = ConfigError {
+                path: None,
+                line,
+                column: None,
+                key: Some(field.clone()),
+                msg: msg.to_string(),
+            };
+            (Kind::Pipeline, name.to_string(), why.to_string())
+        };
         let locals = cfg.inputs.len();
         let mut names = Vec::new();
         for (name, e) in self.entries(Kind::Pipeline) {
@@ -212,9 +229,8 @@ impl Remote {
                     Ok(mut own) => {
                         // Its own [sink]'s topic templates take the agent's tags, as the
                         // local [sink]'s do.
-                        crate::config::fill_sink(&mut own.sink, cfg.fleet.as_ref()).map_err(
-                            |(key, msg)| (Kind::Pipeline, name.clone(), format!("{key}: {msg}")),
-                        )?;
+                        crate::config::fill_sink(&mut own.sink, cfg.fleet.as_ref())
+                            .map_err(|(key, msg)| in_pipeline(name, &key, &msg))?;
                         cfg.pipelines.push(own)
                     }
                     Err(input) => {
@@ -222,7 +238,10 @@ impl Remote {
                             return Err((
                                 Kind::Pipeline,
                                 name.clone(),
-                                format!("the local config already has an input named {name:?}"),
+                                format!(
+                                    "the local config already has an input named {}",
+                                    crate::config::clip(name)
+                                ),
                             ));
                         }
                         cfg.inputs.push(input);
@@ -231,19 +250,6 @@ impl Remote {
                 }
             }
         }
-        // A pipeline's error by its own key, on its line in its own text when it has one.
-        let in_pipeline = |name: &str, field: &KeyPath, msg: &str| {
-            let text = self
-                .entries(Kind::Pipeline)
-                .get(name)
-                .and_then(|e| e.good.as_ref());
-            let line = text.and_then(|(_, t)| crate::config::line_of_key(t, field));
-            let why = match line {
-                Some(l) => format!("line {l}: {field}: {msg}"),
-                None => format!("{field}: {msg}"),
-            };
-            (Kind::Pipeline, name.to_string(), why)
-        };
         cfg.validate().map_err(|(key, msg)| {
             // `input[i].field` of a joined pipeline, `pipeline[j].key` of one of its own:
             // say which, by its own key.
@@ -266,10 +272,14 @@ impl Remote {
                         _ => key.clone(),
                     };
                     let line = blame.and_then(|(_, t)| crate::config::line_of_key(t, &own));
-                    let why = match line {
-                        Some(l) => format!("line {l}: {own}: {msg}"),
-                        None => format!("{key}: {msg}"),
-                    };
+                    let why = ConfigError {
+                        path: None,
+                        line,
+                        column: None,
+                        key: Some(if line.is_some() { own } else { key }),
+                        msg,
+                    }
+                    .to_string();
                     (
                         Kind::Instance,
                         blame.map(|(n, _)| n.clone()).unwrap_or_default(),
@@ -544,7 +554,10 @@ mod tests {
                 format!("paths = [\"/n\"]\n{sink}topic = \"logs/{{site}}\"\n").as_bytes(),
             )
             .unwrap_err();
-        assert!(why.starts_with("sink.topic: {site} names no tag"), "{why}");
+        assert!(
+            why.starts_with("line 5: sink.topic: {site} names no tag"),
+            "{why}"
+        );
     }
 
     #[test]

@@ -39,11 +39,15 @@ impl Codec {
             "none" => Codec::None,
             "deflate" => Codec::Deflate,
             "lz4" => Codec::Lz4,
-            // Quoted whole: a config error cuts what it quotes to 64 characters and its length.
             _ => {
+                let shown: String = name.chars().take(64).collect();
+                let more = match name.len() > shown.len() {
+                    true => format!("… ({} bytes)", name.len()),
+                    false => String::new(),
+                };
                 return Err(format!(
-                    "unknown codec `{name}`, expected none, deflate or lz4"
-                ))
+                    "unknown codec {shown:?}{more}, expected none, deflate or lz4"
+                ));
             }
         };
         if !c.built_in() {
