@@ -3,9 +3,9 @@
 //!
 //! Why not serde derives: over toml's deserializer they cost about 180 KB of binary (`cargo
 //! bloat`: a `deserialize_any` per visitor, and for `[sink]`, an internally tagged enum, a
-//! buffered copy of the table), more than the TOML parser itself; a walk of plain calls costs
-//! a few KB. And since every value here still knows where it is, an error names the key and
-//! the line of the value at fault, `[sink]`'s as well.
+//! buffered copy of the table), more than the TOML parser itself; this walk of plain calls is
+//! about 40 KiB. And since every value here still knows where it is, an error names the key
+//! and the line of the value at fault, `[sink]`'s as well.
 //!
 //! Always true: a reader names its table's keys ([`Table::keys`]) before it takes any, and a
 //! key not among them is an error (`unknown field`, the first in the text, with the list), found
