@@ -170,7 +170,7 @@ impl Server {
 }
 
 /// Parses an `http://host[:port]/path` or `https://` URL. Its host and port end at the first
-/// `/`, `?` or `#` (RFC 3986), as [`no_credentials`] reads them.
+/// `/`, `?` or `#` (RFC 3986), as the credentials check reads them.
 pub fn http(url: &str) -> Result<HttpUrl, String> {
     no_credentials(url)?;
     hidden(url, http_parts(url))
