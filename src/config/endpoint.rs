@@ -173,6 +173,19 @@ impl Server {
 /// `/`, `?` or `#` (RFC 3986), as the credentials check reads them.
 pub fn http(url: &str) -> Result<HttpUrl, String> {
     no_credentials(url)?;
+    // `user:1234/word@host` reads as host `user`, port 1234: an `@` after a `:` past the
+    // scheme is taken for credentials, whatever RFC 3986 makes of it.
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    if rest.find(':').is_some_and(|c| rest[c..].contains('@')) {
+        return Err(CREDENTIALS.into());
+    }
+    // The client sends no fragment (it would drop what the agent appends after it).
+    if url.contains('#') {
+        return hidden(
+            url,
+            Err(format!("a URL with a fragment ('#'): {}", clip(url))),
+        );
+    }
     hidden(url, http_parts(url))
 }
 

@@ -131,8 +131,10 @@ impl fmt::Display for ConfigError {
         // every config error is shown (CLI, logs, FAILED statuses to the fleet).
         f.write_str(&bound_msg(&self.msg))?;
         for c in s.chars() {
-            if c.is_control() {
-                write!(out, "{}", c.escape_default())?;
+            // What `{:?}` escapes (control, separator and format characters such as bidi
+            // overrides), but quotes and backslashes, which messages hold as they are.
+            if !matches!(c, '"' | '\'' | '\\') && c.escape_debug().len() > 1 {
+                write!(out, "{}", c.escape_debug())?;
             } else {
                 out.write_char(c)?;
             }
@@ -242,17 +244,16 @@ pub fn from_utf8(bytes: &[u8]) -> Result<&str, ConfigError> {
 /// 4 MiB, so a hostile or broken config could exhaust a small device's memory.
 pub const MAX_CONFIG_BYTES: usize = 256 << 10;
 
-/// A TOML syntax error (`DeTable::parse`): its line, and the key on that line when there is
-/// one.
+/// A TOML syntax error (`DeTable::parse`): its line, and no key. Which key a broken text
+/// means can only be guessed from the raw lines, and a guess can take the inside of a
+/// multi-line string (a token written over lines) for a key and print it.
 pub(super) fn syntax(text: &str, e: &toml::de::Error) -> ConfigError {
-    let msg = e.message().trim().to_string();
-    let line = e.span().map(|s| line_of(text, s.start));
     ConfigError {
         path: None,
-        line,
+        line: e.span().map(|s| line_of(text, s.start)),
         column: None,
-        key: line.and_then(|l| key_at(text, l, &msg)),
-        msg,
+        key: None,
+        msg: e.message().trim().to_string(),
     }
 }
 
@@ -262,89 +263,4 @@ pub(super) fn line_of(text: &str, byte: usize) -> usize {
         .filter(|&&b| b == b'\n')
         .count()
         + 1
-}
-
-/// Follows table headers line by line: which table (`spool`, `input[1]`) a line is in.
-#[derive(Default)]
-struct Tables {
-    table: KeyPath,
-    arrays: Vec<(String, usize)>,
-    /// Inside a multi-line string (`"""` or `'''`), where a line is text, not a key or a
-    /// header: it may be a secret (a token written over lines) and is never taken for a key.
-    string: Option<&'static str>,
-}
-
-impl Tables {
-    /// Takes the next line; true if it is a table header (then `self.table` is its table).
-    fn feed(&mut self, line: &str) -> bool {
-        let t = line.trim();
-        let was = self.string;
-        for q in ["\"\"\"", "\'\'\'"] {
-            if self.string.is_none_or(|s| s == q) && t.matches(q).count() % 2 == 1 {
-                self.string = if self.string.is_some() { None } else { Some(q) };
-            }
-        }
-        if was.is_some() || self.string.is_some() && !t.contains('=') {
-            return false;
-        }
-        if let Some(name) = t.strip_prefix("[[").and_then(|r| r.split("]]").next()) {
-            let name = name.trim().to_string();
-            let n = match self.arrays.iter_mut().find(|(a, _)| *a == name) {
-                Some((_, n)) => {
-                    *n += 1;
-                    *n
-                }
-                None => {
-                    self.arrays.push((name.clone(), 0));
-                    0
-                }
-            };
-            self.table = KeyPath::dotted(&name).index(n);
-            true
-        } else if let Some(name) = t.strip_prefix('[').and_then(|r| r.split(']').next()) {
-            self.table = KeyPath::dotted(name.trim());
-            true
-        } else {
-            false
-        }
-    }
-}
-
-/// The table a line belongs to (`spool`, `input[1]`), from the headers above it, and
-/// whether the line is inside a multi-line string.
-fn table_at(text: &str, line: usize) -> (KeyPath, bool) {
-    let mut t = Tables::default();
-    let mut inside = false;
-    for l in text.lines().take(line) {
-        inside = t.string.is_some();
-        t.feed(l);
-    }
-    (t.table, inside)
-}
-
-/// The key an error on `line` is about.
-fn key_at(text: &str, line: usize, msg: &str) -> Option<KeyPath> {
-    let (table, inside) = table_at(text, line);
-    let l = text.lines().nth(line - 1)?.trim();
-    let key = if inside {
-        // A line of a multi-line string: text, perhaps a secret, never a key.
-        None
-    } else if l.starts_with('[') {
-        // An error on a table header is about a key inside it (e.g. a missing field):
-        // name the field if the message quotes one.
-        msg.split('`').nth(1).map(str::to_string)
-    } else if l.is_empty() || l.starts_with('#') || !l.contains('=') {
-        // Not a `key = value` line (a comment, or the inside of a multi-line value): only
-        // the table is known.
-        None
-    } else {
-        l.split('=')
-            .next()
-            .map(|k| k.trim().trim_matches('"').to_string())
-    };
-    match key.filter(|k| !k.is_empty()) {
-        Some(k) => Some(table.then(&k)),
-        None if table.is_empty() => None,
-        None => Some(table),
-    }
 }

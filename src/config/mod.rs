@@ -410,7 +410,7 @@ impl Config {
             for (k, v) in &f.tags {
                 if v.is_empty() || v.contains(['+', '#', '/']) {
                     let mut key = KeyPath::dotted("fleet.tags");
-                    key.0.push(Seg::Key(k.clone()));
+                    key.0.push(Seg::Key(read::shown(k)));
                     return at(
                         &key,
                         format!(
@@ -601,10 +601,13 @@ fn check_flow(
             }
             // MQTT's keep-alive field is 16 bits of seconds: more could not be announced,
             // and a broker would drop a link the agent thinks is kept alive.
-            if m.keep_alive.0 > Duration::from_secs(u16::MAX.into()) {
+            // Whole seconds, as CONNECT announces them: `1500ms` would announce 1 s and ping
+            // after 1.5, and `500ms` 0, which turns the broker's dead-link check off.
+            let ka = m.keep_alive.0;
+            if ka > Duration::from_secs(u16::MAX.into()) || ka.subsec_nanos() != 0 {
                 return err(
                     "sink.keep_alive",
-                    "must be at most 65535s (MQTT's limit)".into(),
+                    "must be whole seconds, at most 65535s (MQTT's limit)".into(),
                 );
             }
             if !(1..=1024).contains(&m.window) {

@@ -39,7 +39,7 @@ pub(crate) struct Value<'i> {
 }
 
 /// Parses `text` as a TOML document and reads it with `read`, every key accounted for. A
-/// syntax error names its line, and the key on it when there is one.
+/// syntax error names its line (`error::syntax`).
 pub(crate) fn document<T>(
     text: &str,
     read: impl FnOnce(&mut Table<'_>) -> Result<T, ConfigError>,
@@ -75,7 +75,7 @@ const MAX_SECS: u64 = 366 * 24 * 3600;
 /// A key of the document as an error shows it: as it is if it is a bare key (letters,
 /// digits, `_`, `-`), else quoted with its control characters escaped, so that an error stays
 /// one line whatever a config's keys hold.
-fn shown(key: &str) -> String {
+pub(super) fn shown(key: &str) -> String {
     let bare = !key.is_empty()
         && key
             .bytes()

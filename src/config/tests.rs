@@ -1080,6 +1080,17 @@ fn a_password_in_a_malformed_url_is_never_shown_nor_taken() {
         let e = err(&text).to_string();
         assert!(!e.contains(secret), "{e}");
     }
+    // A password whose first part is digits reads as a port: refused too, unshown.
+    for (url, secret) in [
+        ("http://admin:2024#Secret@h/x", "Secret"),
+        ("http://u:1234/Secret@h", "Secret"),
+        ("http://u:1234?Secret@h", "Secret"),
+    ] {
+        let e = err(&http(url)).to_string();
+        assert!(e.contains("credentials") && !e.contains(secret), "{e}");
+    }
+    // The client sends no fragment.
+    assert!(err(&http("http://h:8080/x#frag")).msg.contains("fragment"));
     // An '@' in a path or a query is not a credential.
     assert!(Config::parse(&http("http://h/a@b?c=@")).is_ok());
 }
@@ -1120,6 +1131,23 @@ fn errors_quote_no_secret_and_no_line_break_whatever_the_text() {
     );
     let e = err(&format!("{GOOD}\n[batch]\nlinger = \"31622400001ms\"\n"));
     assert!(e.msg.contains("over a year"), "{e}");
-    let e = err(&mqtt("url = \"mqtt://x\"\nkeep_alive = 65536"));
-    assert_eq!(key_of(&e).as_deref(), Some("sink.keep_alive"), "{e}");
+    for ka in ["65536", "\"1500ms\"", "\"500ms\""] {
+        let e = err(&mqtt(&format!("url = \"mqtt://x\"\nkeep_alive = {ka}")));
+        assert_eq!(key_of(&e).as_deref(), Some("sink.keep_alive"), "{e}");
+    }
+    // A syntax error names no key: a guess from the raw lines took a token's line for one
+    // (a `"""` in a comment threw the count of multi-line strings off).
+    let e = err(&GOOD.replace(
+        "type = \"file\"\npath = \"/tmp/out.tbf\"",
+        "type = \"http\"\n# long values may use \"\"\" quotes\nurl = \"http://h/x\"\n\
+         token = \"\"\"\nc2VjcmV0LXRva2Vu=AB\\qCD\n\"\"\"",
+    ));
+    assert_eq!((e.key.clone(), e.line), (None, Some(13)), "{e}");
+    assert!(!e.to_string().contains("c2VjcmV0"), "{e}");
+    // Bidi overrides and line separators are escaped like control characters.
+    let e = err(&format!(
+        "{GOOD}\n[fleet]\nserver = \"mqtt://127.0.0.1:9\"\ntags = {{ \"a\\u202Eb\\u2028\" = \"x/y\" }}\n"
+    ))
+    .to_string();
+    assert!(!e.contains(['\u{202e}', '\u{2028}']), "{e:?}");
 }

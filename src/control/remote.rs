@@ -329,7 +329,18 @@ impl Remote {
                 self.set_status(k, name, version, ConfigStatus::Applying, "");
                 Ok(cfg)
             }
-            Err((_, _, why)) => {
+            Err((bk, bn, why)) => {
+                // Refused for another config's sake (a sink both write): say which, as the
+                // line is in that one's text.
+                let why = if (bk, bn.as_str()) == (k, name) {
+                    why
+                } else {
+                    let kind = match bk {
+                        Kind::Pipeline => "pipeline",
+                        Kind::Instance => "instance",
+                    };
+                    format!("{kind} config {}: {why}", crate::config::clip(&bn))
+                };
                 self.sets[k as usize]
                     .get_mut(name)
                     .expect("inserted above")
@@ -507,6 +518,12 @@ mod tests {
         try_("f1", &format!("paths = [\"/f\"]\n{file}")).unwrap();
         let why = try_("f2", &format!("paths = [\"/g\"]\n{file}")).unwrap_err();
         assert!(why.starts_with("line 4: sink.path:"), "{why}");
+        // Refused for another config's sake: named, as the line is in that one's text.
+        let why = try_("f0", &format!("paths = [\"/h\"]\n{file}")).unwrap_err();
+        assert!(
+            why.starts_with("pipeline config \"f1\": line 4: sink.path:"),
+            "{why}"
+        );
         let mqtt = "[sink]\ntype = \"mqtt\"\nurl = \"mqtt://127.0.0.1:1\"\nclient_id = \"gw\"\n";
         let why = try_("c", &format!("paths = [\"/c\"]\n{mqtt}")).unwrap_err();
         assert!(why.starts_with("line 5: sink.client_id:"), "{why}");
