@@ -35,8 +35,8 @@ impl Default for Alerts {
             backlog_bytes: None,
             oldest_unacked: None,
             free_disk: None,
-            hold: Secs(Duration::from_secs(30)),
-            window: Secs(Duration::from_secs(60)),
+            hold: Secs::s(30),
+            window: Secs::s(60),
             samples_per_sec: 100,
         }
     }

@@ -27,12 +27,24 @@ impl std::fmt::Display for Endpoint {
 
 /// Refuses `user:password@` in a URL, before any other check, and without quoting it:
 /// URLs are printed in logs and errors, so credentials go in `username`, `password` and
-/// `token`, which are [`Secret`](super::Secret)s.
-fn no_credentials(url: &str) -> Result<(), String> {
-    let authority = url.split_once("://").map_or(url, |(_, rest)| rest);
-    match authority.split(['/', '?', '#']).next() {
-        Some(a) if a.contains('@') => Err(CREDENTIALS.into()),
-        _ => Ok(()),
+/// `token`, which are [`Secret`](super::Secret)s. The one rule for both kinds of URL:
+/// - an MQTT URL has no path (`with_path` false): any `@` is taken for credentials;
+/// - in an HTTP URL, an `@` in the authority (up to the first `/`, `?` or `#`, as RFC 3986
+///   reads it), and any `@` after a `:` past the scheme: `user:1234/word@host` reads as
+///   host `user`, port 1234, whatever RFC 3986 makes of it. An `@` in a path or a query
+///   with no `:` before it (`http://h/a@b`) is not a credential.
+///
+/// Errors about a URL that passes and still holds an `@` quote none of it ([`hidden`]).
+fn no_credentials(url: &str, with_path: bool) -> Result<(), String> {
+    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    let credentials = !with_path
+        || authority.contains('@')
+        || rest.find(':').is_some_and(|c| rest[c..].contains('@'));
+    if credentials && url.contains('@') {
+        Err(CREDENTIALS.into())
+    } else {
+        Ok(())
     }
 }
 
@@ -40,8 +52,7 @@ const CREDENTIALS: &str = "a URL must not hold credentials (URLs show in logs): 
                            and password, or token, instead";
 
 /// A URL with an `@` that does not parse is not quoted, nor any part of it: a malformed one
-/// (`http:/user:password@host`, `http://user:pass#word@host`) may hold a password where
-/// [`no_credentials`] does not look.
+/// (`http:/user:password@host`) may hold a password where [`no_credentials`] does not look.
 fn hidden<T>(url: &str, r: Result<T, String>) -> Result<T, String> {
     r.map_err(|why| {
         if url.contains('@') && why != CREDENTIALS {
@@ -55,9 +66,7 @@ fn hidden<T>(url: &str, r: Result<T, String>) -> Result<T, String> {
 /// Parses `mqtt://host[:port]`, `mqtts://host[:port]`, `mqtt://[v6][:port]`. An MQTT URL has
 /// no path: an `@` anywhere in it is taken for credentials.
 pub fn mqtt(url: &str) -> Result<Endpoint, String> {
-    if url.contains('@') {
-        return Err(CREDENTIALS.into());
-    }
+    no_credentials(url, false)?;
     hidden(url, mqtt_parts(url))
 }
 
@@ -172,13 +181,7 @@ impl Server {
 /// Parses an `http://host[:port]/path` or `https://` URL. Its host and port end at the first
 /// `/`, `?` or `#` (RFC 3986), as the credentials check reads them.
 pub fn http(url: &str) -> Result<HttpUrl, String> {
-    no_credentials(url)?;
-    // `user:1234/word@host` reads as host `user`, port 1234: an `@` after a `:` past the
-    // scheme is taken for credentials, whatever RFC 3986 makes of it.
-    let rest = url.split_once("://").map_or(url, |(_, r)| r);
-    if rest.find(':').is_some_and(|c| rest[c..].contains('@')) {
-        return Err(CREDENTIALS.into());
-    }
+    no_credentials(url, true)?;
     // The client sends no fragment (it would drop what the agent appends after it).
     if url.contains('#') {
         return hidden(

@@ -5,7 +5,6 @@ use super::endpoint::Server;
 use super::read::{self, Value};
 use super::{clip, Config, ConfigError, KeyPath, LogLevel, Secret, Secs, Sink, Size, Spool, Tls};
 use std::collections::BTreeMap;
-use std::time::Duration;
 
 /// `[fleet]`: heartbeats, config status and remote config, over ConfigServer protocol v2.
 #[derive(Debug, Clone, PartialEq)]
@@ -63,7 +62,6 @@ pub struct InstanceConfig {
 
 impl Fleet {
     pub(super) fn read(v: Value<'_>) -> Result<Fleet, ConfigError> {
-        let secs = |s| Secs(Duration::from_secs(s));
         read::sub(v, |t| {
             t.keys(&[&[
                 "server",
@@ -87,14 +85,14 @@ impl Fleet {
                 client_id: t.opt("client_id", Value::string)?,
                 username: t.opt("username", Value::string)?,
                 password: t.opt("password", Value::secret)?,
-                heartbeat_interval: t.or("heartbeat_interval", Value::secs, secs(10))?,
-                timeout: t.or("timeout", Value::secs, secs(5))?,
+                heartbeat_interval: t.or("heartbeat_interval", Value::secs, Secs::s(10))?,
+                timeout: t.or("timeout", Value::secs, Secs::s(5))?,
                 agent_type: t.or("agent_type", Value::string, "tailbeat".into())?,
                 tags: t.or("tags", Value::string_map, BTreeMap::new())?,
                 token: t.opt("token", Value::secret)?,
                 tls: t.or("tls", Tls::read, Tls::default())?,
                 max_message_bytes: t.or("max_message_bytes", Value::size, Size(4 << 20))?,
-                rebirth_min_interval: t.or("rebirth_min_interval", Value::secs, secs(10))?,
+                rebirth_min_interval: t.or("rebirth_min_interval", Value::secs, Secs::s(10))?,
                 spool_high_bytes: t.opt("spool_high_bytes", Value::size)?,
             })
         })
@@ -117,7 +115,7 @@ impl InstanceConfig {
             t.keys(&[&["heartbeat_interval", "log_level", "stats_interval", "spool"]])?;
             Ok(InstanceConfig {
                 heartbeat_interval: t.opt("heartbeat_interval", Value::secs)?,
-                log_level: t.opt("log_level", |v| v.parse(str::parse))?,
+                log_level: t.opt("log_level", LogLevel::read)?,
                 stats_interval: t.opt("stats_interval", Value::secs)?,
                 spool: t.opt("spool", Spool::read)?,
             })

@@ -116,7 +116,7 @@ impl Default for Batch {
         Batch {
             max_lines: 1000,
             max_bytes: Size(64 << 10),
-            linger: Secs(Duration::from_secs(1)),
+            linger: Secs::s(1),
             compression: crate::frame::Codec::default(),
         }
     }
@@ -182,14 +182,13 @@ impl Config {
             "metrics",
             "alerts",
         ]])?;
-        let secs = |s| Secs(Duration::from_secs(s));
         Ok(Config {
             instance_id: t.opt("instance_id", Value::string)?,
             data_dir: t.need("data_dir")?.path()?,
             log_level: t.or("log_level", LogLevel::read, LogLevel::default())?,
-            stats_interval: t.or("stats_interval", Value::secs, secs(10))?,
-            poll_interval: t.or("poll_interval", Value::secs, secs(1))?,
-            shutdown_timeout: t.or("shutdown_timeout", Value::secs, secs(5))?,
+            stats_interval: t.or("stats_interval", Value::secs, Secs::s(10))?,
+            poll_interval: t.or("poll_interval", Value::secs, Secs::s(1))?,
+            shutdown_timeout: t.or("shutdown_timeout", Value::secs, Secs::s(5))?,
             inputs: t.or(
                 "input",
                 |v| {
@@ -226,7 +225,6 @@ impl Input {
     /// Reads an input's keys, [`KEYS`](Self::KEYS) and, unless `name` is given (a fleet
     /// pipeline's), `name`; the caller has named the table's keys.
     pub(crate) fn read(t: &mut Table<'_>, name: Option<&str>) -> Result<Input, ConfigError> {
-        let secs = |s| Secs(Duration::from_secs(s));
         Ok(Input {
             name: match name {
                 Some(n) => n.to_string(),
@@ -236,8 +234,8 @@ impl Input {
             exclude: t.or("exclude", Value::strings, Vec::new())?,
             start_at: t.or("start_at", StartAt::read, StartAt::default())?,
             max_line_bytes: t.or("max_line_bytes", Value::size, Size(16 << 10))?,
-            partial_flush: t.or("partial_flush", Value::secs, secs(5))?,
-            rotate_wait: t.or("rotate_wait", Value::secs, secs(5))?,
+            partial_flush: t.or("partial_flush", Value::secs, Secs::s(5))?,
+            rotate_wait: t.or("rotate_wait", Value::secs, Secs::s(5))?,
         })
     }
 
@@ -315,7 +313,7 @@ impl Metrics {
                         )
                     })
                 })?,
-                stale_after: t.or("stale_after", Value::secs, Secs(Duration::from_secs(300)))?,
+                stale_after: t.or("stale_after", Value::secs, Secs::s(300))?,
             })
         })
     }
@@ -685,7 +683,7 @@ impl std::str::FromStr for LogLevel {
 }
 
 impl LogLevel {
-    fn read(v: Value<'_>) -> Result<LogLevel, ConfigError> {
+    pub(super) fn read(v: Value<'_>) -> Result<LogLevel, ConfigError> {
         v.parse(str::parse)
     }
 }

@@ -336,9 +336,7 @@ impl<'i> Value<'i> {
                     clip(s)
                 ))),
             },
-            DeValue::Integer(_) => self
-                .unsigned(MAX_SECS)
-                .map(|s| Secs(std::time::Duration::from_secs(s))),
+            DeValue::Integer(_) => self.unsigned(MAX_SECS).map(Secs::s),
             _ => self.wrong("a duration like 5s or 250ms"),
         }
     }

@@ -103,7 +103,7 @@ impl Sink {
                     client_id: t.opt("client_id", Value::string)?,
                     username: t.opt("username", Value::string)?,
                     password: t.opt("password", Value::secret)?,
-                    keep_alive: t.or("keep_alive", Value::secs, Secs(Duration::from_secs(30)))?,
+                    keep_alive: t.or("keep_alive", Value::secs, Secs::s(30))?,
                     window: t.or("window", Value::usize, 16)?,
                     max_packet_bytes: t.or("max_packet_bytes", Value::size, Size(256 << 10))?,
                     timeout: t.or("timeout", Value::secs, default_net_timeout())?,
@@ -259,8 +259,8 @@ impl HttpSink {
 }
 
 fn default_net_timeout() -> Secs {
-    Secs(Duration::from_secs(10))
+    Secs::s(10)
 }
 fn default_failback() -> Secs {
-    Secs(Duration::from_secs(60))
+    Secs::s(60)
 }

@@ -10,6 +10,13 @@ pub struct Size(pub u64);
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Secs(pub Duration);
 
+impl Secs {
+    /// Whole seconds: the defaults.
+    pub const fn s(n: u64) -> Secs {
+        Secs(Duration::from_secs(n))
+    }
+}
+
 /// Parses `8MiB`, `64 KiB`, `1000`.
 pub fn parse_size(s: &str) -> Option<u64> {
     let s = s.trim();
