@@ -254,7 +254,10 @@ impl Remote {
             // `input[i].field` of a joined pipeline, `pipeline[j].key` of one of its own:
             // say which, by its own key.
             if let Some((j, field)) = key.in_array("pipeline") {
-                return in_pipeline(&cfg.pipelines[j].name, &field, &msg);
+                let name = &cfg.pipelines[j].name;
+                return self
+                    .inherited(name, &field, &msg)
+                    .unwrap_or_else(|| in_pipeline(name, &field, &msg));
             }
             match key.in_array("input").filter(|&(i, _)| i >= locals) {
                 Some((i, field)) => in_pipeline(&names[i - locals], &field, &msg),
@@ -289,6 +292,42 @@ impl Remote {
             }
         })?;
         Ok(cfg)
+    }
+
+    /// `msg` about `field` of a pipeline of its own whose text does not set it (it took the
+    /// agent's `[batch]`, `[spool]` or `[sink]`) while the last instance config that sets it
+    /// does: blamed on that instance config, on its line, naming the pipeline.
+    fn inherited(
+        &self,
+        pipeline: &str,
+        field: &KeyPath,
+        msg: &str,
+    ) -> Option<(Kind, String, Refusal)> {
+        let line_in = |e: &Entry| crate::config::line_of_key(&e.good.as_ref()?.1, field);
+        if self
+            .entries(Kind::Pipeline)
+            .get(pipeline)
+            .and_then(line_in)
+            .is_some()
+        {
+            return None;
+        }
+        let (name, line) = self
+            .entries(Kind::Instance)
+            .iter()
+            .rev()
+            .find_map(|(n, e)| Some((n, line_in(e)?)))?;
+        let why = ConfigError {
+            path: None,
+            line: Some(line),
+            column: None,
+            key: Some(field.clone()),
+            msg: format!(
+                "{msg}, for pipeline {}, which takes this value",
+                crate::config::clip(pipeline)
+            ),
+        };
+        Some((Kind::Instance, name.clone(), why.to_string()))
     }
 
     /// Tries `name` at `version` with `text` (or deletion, for version −1) against `local`.
@@ -735,6 +774,49 @@ mod tests {
             "{why}"
         );
         assert!(r.update(&local, Kind::Instance, "agent", 0, b"").is_err());
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    /// A pipeline of its own takes the agent's `[spool]` when it has none: an instance config
+    /// that makes that spool too small for the pipeline's frames is refused on its own line,
+    /// naming the pipeline (the pipeline's text has no such key to point at).
+    #[test]
+    fn an_instance_config_too_small_for_a_pipeline_is_named_on_its_own_line() {
+        let d = scratch("instance-clash");
+        let local = local(&d);
+        let mut r = Remote::load(&d);
+        r.update(
+            &local,
+            Kind::Pipeline,
+            "big",
+            1,
+            b"paths = [\"/b\"]\n[batch]\nmax_bytes = \"1MiB\"\n[sink]\ntype = \"stdout\"\n",
+        )
+        .unwrap();
+        let why = r
+            .update(
+                &local,
+                Kind::Instance,
+                "agent",
+                1,
+                b"[spool]\nmax_bytes = \"4MiB\"\nsegment_bytes = \"512KiB\"\n",
+            )
+            .unwrap_err();
+        assert!(
+            why.starts_with("line 3: spool.segment_bytes: ") && why.contains("pipeline \"big\""),
+            "{why}"
+        );
+        // The pipeline's own value is still blamed on the pipeline, on its line.
+        let why = r
+            .update(
+                &local,
+                Kind::Pipeline,
+                "big",
+                2,
+                b"paths = [\"/b\"]\n[batch]\nmax_bytes = \"8MiB\"\n[spool]\nsegment_bytes = \"1MiB\"\n",
+            )
+            .unwrap_err();
+        assert!(why.starts_with("line 5: spool.segment_bytes: "), "{why}");
         let _ = std::fs::remove_dir_all(&d);
     }
 }
