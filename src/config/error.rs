@@ -248,12 +248,17 @@ pub const MAX_CONFIG_BYTES: usize = 256 << 10;
 /// means can only be guessed from the raw lines, and a guess can take the inside of a
 /// multi-line string (a token written over lines) for a key and print it.
 pub(super) fn syntax(text: &str, e: &toml::de::Error) -> ConfigError {
+    let msg = match e.message().trim() {
+        // A dotted key of too many parts, which toml reports without its place.
+        "recursion limit" => "a dotted key of too many parts (the parser's recursion limit)",
+        m => m,
+    };
     ConfigError {
         path: None,
         line: e.span().map(|s| line_of(text, s.start)),
         column: None,
         key: None,
-        msg: e.message().trim().to_string(),
+        msg: msg.to_string(),
     }
 }
 

@@ -447,6 +447,15 @@ fn a_missing_table_is_named_by_its_key_not_by_a_comment() {
 }
 
 #[test]
+fn a_dotted_key_of_too_many_parts_says_so() {
+    let e = err(&format!("{GOOD}\n{} = 1\n", vec!["a"; 60_000].join(".")));
+    assert_eq!(
+        e.msg, "a dotted key of too many parts (the parser's recursion limit)",
+        "{e}"
+    );
+}
+
+#[test]
 fn text_that_is_not_utf8_is_named_by_line_and_column() {
     let e = from_utf8(b"a = 1\nb = \"\xc3\xa9\xff\"\n").unwrap_err();
     assert_eq!((e.line, e.column), (Some(2), Some(7)), "{e}");
