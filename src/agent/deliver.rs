@@ -173,11 +173,10 @@ pub(super) async fn deliver(st: Shared, pipe: PipeRef, out: Outbox) {
                         }
                         let mut next = p.spool.next_unsent(&mut buf, &mut s.c);
                         if matches!(next, Ok(None)) && p.spool.needs_sync() {
-                            // What looked durable and unsent was already released (frames
-                            // skipped by `next_unsent`; the spool opens with its cursor past
-                            // those acknowledged before a restart, so this is a safety net):
-                            // the new frames are synced now rather than wait for the next
-                            // wake-up.
+                            // What looked durable and unsent held no frame to send: bytes
+                            // damaged since they were appended (skipped and counted by
+                            // `next_unsent`), or a hole it steps over. The new frames are
+                            // synced now rather than wait for the next wake-up.
                             sync(p, &mut s.c)?;
                             next = p.spool.next_unsent(&mut buf, &mut s.c);
                         }
