@@ -96,6 +96,12 @@ pub struct Tailer {
     /// Marks of live files let go to make room: if one is renamed while closed, it is
     /// followed by identity like a file rotated while the agent was down.
     let_go: HashSet<(u64, u64)>,
+    /// Files a reload closed while lines of theirs may still wait in the open batch (or in
+    /// a frame the disk refused): the offset up to which their lines are in the spool, and
+    /// the file a copy's lines are counted under. Their marks say where reading goes on
+    /// (past those lines, which the batch still holds); a checkpoint takes this offset
+    /// instead until the lines are in the spool ([`marks`](Self::marks)).
+    held_back: HashMap<(u64, u64), (u64, Option<(u64, u64)>)>,
     /// Directories a glob could not list at the last scan (warned about once).
     unreadable: HashSet<PathBuf>,
     /// Run between the globs' listing and the look at each file, and between that look and
@@ -149,6 +155,7 @@ impl Tailer {
             next: 0,
             waiting: 0,
             let_go: HashSet::new(),
+            held_back: HashMap::new(),
             unreadable: HashSet::new(),
             #[cfg(test)]
             hook: None,
@@ -157,8 +164,10 @@ impl Tailer {
         t
     }
 
-    /// Replaces the inputs (a reload): files of removed inputs are closed, their positions
-    /// kept as marks; files of new inputs are picked up by the next [`scan`](Self::scan).
+    /// Replaces the inputs (a reload): files of removed inputs, and files their input's new
+    /// globs no longer take, are closed, their positions kept as marks (past the lines
+    /// read, which the open batch may still hold: see `held_back`); files of new inputs are
+    /// picked up by the next [`scan`](Self::scan).
     pub fn set_inputs(&mut self, inputs: Vec<Input>) {
         let max_line = inputs
             .iter()
@@ -171,17 +180,37 @@ impl Tailer {
         for mut f in std::mem::take(&mut self.files) {
             let name = &old[f.input].name;
             match self.inputs.iter().position(|i| &i.name == name) {
-                Some(i) => {
+                Some(i) if takes(&self.inputs[i], &f) => {
                     f.input = i;
                     kept.push(f);
                 }
+                Some(_) => {
+                    log::info!(
+                        "input {name:?} no longer takes {}: closing it",
+                        f.path.display()
+                    );
+                    self.close_for_reload(f);
+                }
                 None => {
                     log::info!("input {name:?} removed: closing {}", f.path.display());
-                    self.marks.insert((f.dev, f.ino), mark(&f, f.committed));
+                    self.close_for_reload(f);
                 }
             }
         }
         self.files = kept;
+    }
+
+    /// Closes `f` for a reload. Its mark is where reading goes on: past every line read,
+    /// those the open batch still holds too, so that an input added back (under any name)
+    /// does not read them again. What the spool has of it is remembered apart, for
+    /// checkpoints, until the batch's lines are in the spool.
+    fn close_for_reload(&mut self, f: Tailed) {
+        let key = (f.dev, f.ino);
+        if f.committed < f.pos {
+            let e = self.held_back.entry(key).or_insert((f.committed, f.origin));
+            e.0 = e.0.min(f.committed);
+        }
+        self.marks.insert(key, mark(&f, f.pos));
     }
 
     /// Number of files open.
@@ -1453,10 +1482,7 @@ impl Tailer {
 
     /// The input that found a file under `path`, if one still would.
     fn input_of(&self, path: &Path) -> Option<usize> {
-        self.inputs.iter().position(|i| {
-            i.paths.iter().any(|p| glob::matches(p, path))
-                && !i.exclude.iter().any(|x| glob::matches(x, path))
-        })
+        self.inputs.iter().position(|i| finds(i, path))
     }
 
     /// A file known only by its mark is no longer under the mark's path. Renamed in the same
@@ -1849,13 +1875,27 @@ impl Tailer {
 
     /// The positions to checkpoint: what is in the spool, given what `batch` still holds.
     pub fn marks(&mut self, batch: &BatchBuilder) -> Vec<FileMark> {
-        let mut out: Vec<FileMark> = self.marks.values().cloned().collect();
+        let unspooled = &self.unspooled;
+        self.held_back
+            .retain(|&k, &mut (_, origin)| held_key(batch, unspooled, k, origin));
+        // A file a reload closed with lines in the batch: only what the spool has.
+        let held_back = &self.held_back;
+        let spooled =
+            |k: (u64, u64), offset: u64| held_back.get(&k).map_or(offset, |&(c, _)| offset.min(c));
+        let mut out: Vec<FileMark> = self
+            .marks
+            .iter()
+            .map(|(&k, m)| FileMark {
+                offset: spooled(k, m.offset),
+                ..m.clone()
+            })
+            .collect();
         for f in &mut self.files {
-            if !held(batch, &self.unspooled, f) {
+            if !held(batch, unspooled, f) {
                 // Nothing of it waits in the batch: all it read is spooled or skipped.
                 f.committed = f.pos;
             }
-            out.push(mark(f, f.committed));
+            out.push(mark(f, spooled((f.dev, f.ino), f.committed)));
         }
         out
     }
@@ -1899,8 +1939,30 @@ fn log_exists(fam: &Path, files: &[Tailed]) -> bool {
 /// Whether `f` has lines that are not in the spool yet: in the open batch, or in a frame the
 /// disk refused.
 fn held(batch: &BatchBuilder, unspooled: &[(u64, u64)], f: &Tailed) -> bool {
+    held_key(batch, unspooled, (f.dev, f.ino), f.origin)
+}
+
+/// [`held`], for a file known by its key (and the key of what it is a copy of).
+fn held_key(
+    batch: &BatchBuilder,
+    unspooled: &[(u64, u64)],
+    key: (u64, u64),
+    origin: Option<(u64, u64)>,
+) -> bool {
     let by = |k: (u64, u64)| batch.holds(k.0, k.1) || unspooled.contains(&k);
-    by((f.dev, f.ino)) || f.origin.is_some_and(by)
+    by(key) || origin.is_some_and(by)
+}
+
+/// Whether `input` would find a file under `path`: one of its globs, none of its excludes.
+fn finds(input: &Input, path: &Path) -> bool {
+    input.paths.iter().any(|g| glob::matches(g, path))
+        && !input.exclude.iter().any(|x| glob::matches(x, path))
+}
+
+/// Whether `input` (reloaded) still takes file `f`: under the path it is at, or under the
+/// name it was found by (a rotated file being drained).
+fn takes(input: &Input, f: &Tailed) -> bool {
+    finds(input, &f.path) || finds(input, Path::new(&*f.wire_path))
 }
 
 /// Whether `f` is the live file of log `fam` in `input`, not read since it was last empty:

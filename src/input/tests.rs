@@ -2122,3 +2122,78 @@ fn generations_rotated_unseen_after_the_last_one_was_let_go_are_read() {
     r.settle();
     assert_eq!(r.numbers("a"), (0..30).collect::<Vec<_>>(), "{:?}", r.c);
 }
+
+/// Reads (no scan, no flush) until idle: the lines stay in the open batch.
+fn read_unflushed(r: &mut Rig) {
+    while let Outcome::More = r.t.read(&mut r.b, r.now, 0, &mut r.c) {}
+}
+
+#[test]
+fn an_input_removed_and_added_back_while_its_lines_wait_in_the_batch_reads_them_once() {
+    for same_name in [true, false] {
+        let mut r = Rig::new(&format!("removed-{same_name}"), "app.log", "");
+        let input = r.t.inputs[0].clone();
+        r.lines("app.log", "a", 0..10);
+        r.t.scan(r.now, &r.b, &mut r.c);
+        read_unflushed(&mut r);
+        assert!(!r.b.is_empty());
+        // Taken out by a reload while its 10 lines wait in the open batch.
+        r.t.set_inputs(Vec::new());
+        // A checkpoint now must not claim lines that are not in the spool yet.
+        let at = |r: &mut Rig| {
+            let m = r.t.marks(&r.b);
+            assert_eq!(m.len(), 1, "{m:?}");
+            m[0].offset
+        };
+        assert_eq!(at(&mut r), 0);
+        // Back (under its own name, or another with the same paths): it goes on after
+        // those lines, which the batch still holds.
+        let mut back = input.clone();
+        if !same_name {
+            back.name = "again".into();
+        }
+        r.t.set_inputs(vec![back]);
+        r.lines("app.log", "a", 10..12);
+        r.poll(Duration::from_millis(100));
+        assert_eq!(
+            r.numbers("a"),
+            (0..12).collect::<Vec<_>>(),
+            "same name: {same_name}"
+        );
+        let size = fs::metadata(r.path("app.log")).unwrap().len();
+        assert_eq!(at(&mut r), size);
+        // Taken out again after its lines are spooled: its mark is at their end.
+        r.t.set_inputs(Vec::new());
+        assert_eq!(at(&mut r), size);
+    }
+}
+
+#[test]
+fn a_file_the_reloaded_globs_no_longer_take_is_closed() {
+    let mut r = Rig::new("narrowed", "*.log", "");
+    r.lines("a.log", "a", 0..2);
+    r.lines("b.log", "b", 0..2);
+    r.poll(Duration::from_millis(100));
+    assert_eq!(r.t.open_files(), 2);
+    for narrowed in [
+        // Its paths no longer match b.log.
+        format!("paths = [\"{}/a.log\"]", r.dir.display()),
+        // Its exclude leaves b.log out.
+        format!(
+            "paths = [\"{}/*.log\"]\nexclude = [\"b.log\"]",
+            r.dir.display()
+        ),
+    ] {
+        let input = Input::from_toml(&format!(
+            "name = \"app\"\n{narrowed}\nstart_at = \"head\"\n"
+        ))
+        .unwrap();
+        r.t.set_inputs(vec![input]);
+        r.lines("a.log", "a", 2..3);
+        r.lines("b.log", "b", 2..3);
+        r.poll(Duration::from_millis(100));
+        assert_eq!(r.t.open_files(), 1, "{narrowed}");
+    }
+    assert_eq!(r.numbers("a"), [0, 1, 2, 2]);
+    assert_eq!(r.numbers("b"), [0, 1]);
+}
