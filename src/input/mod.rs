@@ -101,7 +101,7 @@ pub struct Tailer {
     /// the file a copy's lines are counted under. Their marks say where reading goes on
     /// (past those lines, which the batch still holds); a checkpoint takes this offset
     /// instead until the lines are in the spool ([`marks`](Self::marks)).
-    held_back: HashMap<(u64, u64), (u64, Option<(u64, u64)>)>,
+    held_back: HashMap<Key, (u64, Option<Key>)>,
     /// Directories a glob could not list at the last scan (warned about once).
     unreadable: HashSet<PathBuf>,
     /// Run between the globs' listing and the look at each file, and between that look and
