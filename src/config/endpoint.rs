@@ -67,7 +67,7 @@ fn hidden<T>(url: &str, r: Result<T, String>) -> Result<T, String> {
 /// no path: an `@` anywhere in it is taken for credentials.
 pub fn mqtt(url: &str) -> Result<Endpoint, String> {
     no_credentials(url, false)?;
-    hidden(url, mqtt_parts(url))
+    hidden(url, printable(url).and_then(|()| mqtt_parts(url)))
 }
 
 fn mqtt_parts(url: &str) -> Result<Endpoint, String> {
@@ -189,7 +189,18 @@ pub fn http(url: &str) -> Result<HttpUrl, String> {
             Err(format!("a URL with a fragment ('#'): {}", clip(url))),
         );
     }
-    hidden(url, http_parts(url))
+    hidden(url, printable(url).and_then(|()| http_parts(url)))
+}
+
+/// No space or control character: no request can carry one (the HTTP client refuses them
+/// at every send, which would make a URL that passed `check` fail for ever), and a log line
+/// with one would be two.
+fn printable(url: &str) -> Result<(), String> {
+    if url.bytes().any(|b| b <= b' ' || b == 0x7f) {
+        Err(format!("a space or control character in {}", clip(url)))
+    } else {
+        Ok(())
+    }
 }
 
 fn http_parts(url: &str) -> Result<HttpUrl, String> {
@@ -278,6 +289,20 @@ mod tests {
                 why.contains("credentials") && !why.contains("hunter2"),
                 "{why}"
             );
+        }
+        for bad in [
+            "http://h/a b",
+            "http://h/\nFAKE LINE",
+            "http://h/a\tb",
+            "http://h/a\u{0}b",
+            "https://h/\u{7f}",
+            "mqtt://h\n:1",
+            "mqtt://h :1",
+        ] {
+            for why in [http(bad).unwrap_err(), mqtt(bad).unwrap_err()] {
+                assert!(why.starts_with("a space or control character in"), "{why}");
+                assert!(!why.contains('\n') && !why.contains('\t'), "{why}");
+            }
         }
         // An '@' past the host is a path or a query.
         assert!(http("http://h/a@b?c=@").is_ok());
