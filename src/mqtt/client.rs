@@ -164,8 +164,19 @@ pub struct Client {
     /// A PINGREQ is out and its PINGRESP not in: no second one.
     ping_out: bool,
     backoff: Backoff,
+    /// The current link carried what it is for ([`proven`](Self::proven)) and when it came
+    /// up: the backoff starts again once such a link has lived [`STABLE`].
+    proven: bool,
+    up_since: Instant,
     failover: Failover,
 }
+
+/// How long a link that carried something must have lived for its loss to start the
+/// reconnect backoff again from its base. Shorter lives are not proof: two connections with
+/// one client id (two sinks, or two devices cloned from one image) each get a frame
+/// acknowledged before the broker drops it for the other, and without this they would
+/// throw each other off ten times a second.
+pub const STABLE: Duration = Duration::from_secs(10);
 
 impl Client {
     /// A client with no link, allowed to connect at once.
@@ -181,6 +192,8 @@ impl Client {
             last_read: now,
             ping_out: false,
             backoff: Backoff::new(o.backoff_base, o.backoff_cap),
+            proven: false,
+            up_since: now,
             failover: Failover::new(o.endpoints, o.failback_after, now),
         }
     }
@@ -233,14 +246,20 @@ impl Client {
         Packet::Connect(c)
     }
 
-    /// The link (or the attempt to make one) ended. The backoff grows unless something has
-    /// [`proven`](Self::proven) a link since the last loss; a connect that failed before
-    /// its CONNACK counts towards moving to the next broker.
+    /// The link (or the attempt to make one) ended. The backoff starts again from its base
+    /// if the link was [`proven`](Self::proven) and lived [`STABLE`], and grows otherwise;
+    /// a connect that failed before its CONNACK counts towards moving to the next broker.
     pub fn link_lost(&mut self, now: Instant) -> Retry {
         let moved_to = match self.link {
             Link::Connecting => self.failover.failed(now),
             _ => None,
         };
+        if self.link == Link::Up
+            && self.proven
+            && now.saturating_duration_since(self.up_since) >= STABLE
+        {
+            self.backoff.reset();
+        }
         let after = self.backoff.next_delay();
         self.link = Link::Down {
             retry_at: now + after,
@@ -255,10 +274,10 @@ impl Client {
         self.reset_link(now);
     }
 
-    /// The link carried what it is for (the broker acknowledged a frame, a heartbeat): the
-    /// reconnect backoff starts again from its base.
+    /// The link carried what it is for (the broker acknowledged a frame, a heartbeat): once
+    /// it has lived [`STABLE`], its loss starts the reconnect backoff again from its base.
     pub fn proven(&mut self) {
-        self.backoff.reset();
+        self.proven = true;
     }
 
     /// When the link is up, on another broker than the first, with nothing in flight, and
@@ -273,6 +292,13 @@ impl Client {
         self.failover.failed_back();
         self.link = Link::Up;
         self.reset_link(now);
+        self.came_up();
+    }
+
+    /// A new link is up (its `last_read` is the CONNACK's time): not proven yet.
+    fn came_up(&mut self) {
+        self.proven = false;
+        self.up_since = self.last_read;
     }
 
     /// The first broker still fails: stay, and try it again after `failback_after`.
@@ -444,6 +470,7 @@ impl Client {
                 if self.link == Link::Connecting {
                     self.link = Link::Up;
                     self.failover.succeeded();
+                    self.came_up();
                 }
                 Ok(())
             }
@@ -608,7 +635,36 @@ mod tests {
         c.handle(connack(ConnectReturnCode::Success), later)
             .unwrap();
         c.proven();
-        assert!(c.link_lost(later).after <= Duration::from_millis(500));
+        assert!(c.link_lost(later + STABLE).after <= Duration::from_millis(500));
+    }
+
+    /// Two connections with one client id: the broker acknowledges a frame on each, then
+    /// drops it when the other connects. A link lost that young proves nothing: the backoff
+    /// keeps growing, a few connects a minute, not ten a second.
+    #[test]
+    fn a_link_dropped_soon_after_an_acknowledgement_does_not_start_the_backoff_again() {
+        let t0 = Instant::now();
+        let mut c = Client::new(&opts(), t0);
+        let mut now = t0;
+        let mut waits = Vec::new();
+        for _ in 0..10 {
+            c.connecting(now).unwrap();
+            c.handle(connack(ConnectReturnCode::Success), now).unwrap();
+            c.proven();
+            let after = c.link_lost(now + Duration::from_millis(80)).after;
+            waits.push(after);
+            now += Duration::from_millis(80) + after;
+        }
+        assert!(waits[9] >= Duration::from_secs(30), "{waits:?}");
+        let connects_in_first_minute = waits
+            .iter()
+            .scan(Duration::ZERO, |t, w| {
+                *t += *w;
+                Some(*t)
+            })
+            .take_while(|t| *t < Duration::from_secs(60))
+            .count();
+        assert!(connects_in_first_minute <= 8, "{waits:?}");
     }
 
     #[test]
