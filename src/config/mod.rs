@@ -435,7 +435,8 @@ impl Config {
             &self.spool,
             &self.sink,
         )?;
-        let mut sinks = vec![(KeyPath::default(), &self.sink)];
+        // Each sink with the pipeline name its default MQTT client id is made of.
+        let mut sinks = vec![(KeyPath::default(), None, &self.sink)];
         for (j, p) in self.pipelines.iter().enumerate() {
             let prefix = KeyPath::dotted("pipeline").index(j);
             if let Err(m) = pipeline::check_own_name(&p.name) {
@@ -454,12 +455,23 @@ impl Config {
                 );
             }
             check_flow(&prefix, true, &p.inputs, &p.batch, &p.spool, &p.sink)?;
-            sinks.push((prefix, &p.sink));
+            sinks.push((prefix, Some(p.name.as_str()), &p.sink));
         }
         // Two sinks on one file would interleave their frames; two MQTT connections with one
-        // client id would throw each other off the broker.
-        for (i, (prefix, sink)) in sinks.iter().enumerate() {
-            for (_, other) in &sinks[..i] {
+        // client id would throw each other off the broker. A client id is the sink's own, or
+        // its default (the instance id, `INSTANCE.NAME` for a pipeline of its own, as the MQTT
+        // sink makes it) when the file sets `instance_id` (else it is only known at start).
+        let client_id = |name: Option<&str>, m: &MqttSink| {
+            m.client_id.clone().or_else(|| {
+                let id = self.instance_id.as_deref()?;
+                Some(match name {
+                    None => id.to_string(),
+                    Some(n) => format!("{id}.{n}").replace('/', "."),
+                })
+            })
+        };
+        for (i, (prefix, name, sink)) in sinks.iter().enumerate() {
+            for (_, other_name, other) in &sinks[..i] {
                 match (sink, other) {
                     (Sink::File { path: a, .. }, Sink::File { path: b, .. }) if a == b => {
                         return at(
@@ -470,13 +482,17 @@ impl Config {
                             ),
                         )
                     }
-                    (Sink::Mqtt(a), Sink::Mqtt(b))
-                        if a.client_id.is_some() && a.client_id == b.client_id =>
-                    {
-                        return at(
-                            &prefix.clone().then("sink.client_id"),
-                            "another pipeline's MQTT sink uses this client id".into(),
-                        )
+                    (Sink::Mqtt(a), Sink::Mqtt(b)) => {
+                        let id = client_id(*name, a);
+                        if id.is_some() && id == client_id(*other_name, b) {
+                            return at(
+                                &prefix.clone().then("sink.client_id"),
+                                format!(
+                                    "another pipeline's MQTT sink uses this client id ({})",
+                                    clip(id.as_deref().unwrap_or_default())
+                                ),
+                            );
+                        }
                     }
                     _ => {}
                 }

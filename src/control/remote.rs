@@ -571,6 +571,68 @@ mod tests {
         assert_eq!((cfg.inputs.len(), cfg.pipelines.len()), (2, 2));
     }
 
+    /// A client id given to one sink that another sink takes by default (the instance id
+    /// for the local sink, `INSTANCE.NAME` for a pipeline of its own): refused like two
+    /// given ones, when the file sets `instance_id`.
+    #[test]
+    fn an_mqtt_client_id_another_sink_has_by_default_is_refused() {
+        let d = scratch("default-id");
+        let local = Config::parse(&format!(
+            "data_dir = \"{}\"\ninstance_id = \"gw-1\"\n[[input]]\nname = \"local\"\n\
+             paths = [\"/a\"]\n[sink]\ntype = \"mqtt\"\nurl = \"mqtt://127.0.0.1:1883\"\n",
+            d.display()
+        ))
+        .unwrap();
+        let mut r = Remote::load(&d);
+        let sink = |id: &str| {
+            format!("[sink]\ntype = \"mqtt\"\nurl = \"mqtt://127.0.0.1:1\"\nclient_id = \"{id}\"\n")
+        };
+        let why = r
+            .update(
+                &local,
+                Kind::Pipeline,
+                "m",
+                1,
+                format!("paths = [\"/m\"]\n{}", sink("gw-1")).as_bytes(),
+            )
+            .unwrap_err();
+        assert!(
+            why.starts_with("line 5: sink.client_id: another pipeline's MQTT sink uses this client id (\"gw-1\")"),
+            "{why}"
+        );
+        // A pipeline's default, taken by another pipeline's given id.
+        r.update(
+            &local,
+            Kind::Pipeline,
+            "m",
+            2,
+            b"paths = [\"/m\"]\n[batch]\nmax_lines = 5\n",
+        )
+        .unwrap();
+        let why = r
+            .update(
+                &local,
+                Kind::Pipeline,
+                "n",
+                1,
+                format!("paths = [\"/n\"]\n{}", sink("gw-1.m")).as_bytes(),
+            )
+            .unwrap_err();
+        assert!(
+            why.contains("sink.client_id: another pipeline's MQTT sink"),
+            "{why}"
+        );
+        r.update(
+            &local,
+            Kind::Pipeline,
+            "n",
+            2,
+            format!("paths = [\"/n\"]\n{}", sink("gw-1.n")).as_bytes(),
+        )
+        .unwrap();
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
     #[test]
     fn a_pipeline_of_its_own_fills_its_sinks_topic_templates_from_the_agents_tags() {
         let d = scratch("templates");
