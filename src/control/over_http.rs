@@ -214,7 +214,7 @@ impl Control {
                         .collect::<Vec<_>>()
                         .join(", ");
                     log::info!("fleet: reported {} config status: {summary}", k.name());
-                    agent.remote(|r, _| r.forget_deleted(k, &p.sent[k as usize]));
+                    agent.remote(|r, _| r.forget_told(k, &p.sent[k as usize]));
                 }
             }
             Err((a, e)) => {
@@ -319,7 +319,7 @@ impl Control {
                 );
                 if statuses {
                     for k in Kind::ALL {
-                        agent.remote(|r, _| r.forget_deleted(k, &sent[k as usize]));
+                        agent.remote(|r, _| r.forget_told(k, &sent[k as usize]));
                     }
                 }
                 self.updates(

@@ -16,7 +16,7 @@
 //!   its retained messages), the same bytes again until the broker acknowledges them;
 //!   retained, so the fleet reads the current status whenever it subscribes; a deletion
 //!   (version −1) is reported once and leaves the list when the broker has that report
-//!   (`Remote::forget_deleted`, as over HTTP);
+//!   (`Remote::forget_told`, as over HTTP);
 //! - `P/I/config` and `P/group/{tag value}/config` → HeartbeatResponse carrying config
 //!   updates with their detail; retained by whoever publishes them, so a device that comes
 //!   online gets its configs at once;
@@ -411,7 +411,7 @@ pub(crate) async fn run(agent: &Handle) {
                         );
                         // Told once: a deletion leaves the list, as over HTTP (`Remote`).
                         if let Some((_, sent)) = reports[i].take() {
-                            agent.remote(|r, _| r.forget_deleted(k, &sent));
+                            agent.remote(|r, _| r.forget_told(k, &sent));
                         }
                     }
                     Err(e) => {

@@ -415,6 +415,19 @@ impl Remote {
         gone
     }
 
+    /// [`forget_deleted`](Self::forget_deleted), and the list saved when anything left it,
+    /// so that a restart does not report the deletion again.
+    pub fn forget_told(&mut self, k: Kind, sent: &[ConfigInfo]) {
+        if self.forget_deleted(k, sent) {
+            if let Err(e) = self.save() {
+                log::error!(
+                    "fleet: cannot save {}: {e}; a restart would report deleted configs again",
+                    self.path().display()
+                );
+            }
+        }
+    }
+
     /// Puts back the last good version of `name` (the running agent refused the config
     /// that [`update`](Self::update) accepted), and marks it FAILED with `why`.
     pub fn undo(
@@ -736,11 +749,13 @@ mod tests {
         let told = r.infos(Kind::Pipeline);
         let app = told.iter().find(|c| c.name == "app").unwrap();
         assert_eq!((app.version, app.status), (-1, ConfigStatus::Applied));
-        // Once the server acknowledged the deletion, it leaves the list (defect 6).
-        assert!(r.forget_deleted(Kind::Pipeline, &told));
-        assert!(r.infos(Kind::Pipeline).iter().all(|c| c.name != "app"));
+        // Once the server acknowledged the deletion, it leaves the list (defect 6), on disk
+        // too, so that a restart does not report it again.
         assert!(r.save().is_ok());
+        r.forget_told(Kind::Pipeline, &told);
+        assert!(r.infos(Kind::Pipeline).iter().all(|c| c.name != "app"));
         assert!(!Remote::load(&d).entries(Kind::Pipeline).contains_key("app"));
+        assert!(!r.forget_deleted(Kind::Pipeline, &told));
         let _ = std::fs::remove_dir_all(&d);
     }
 
