@@ -21,7 +21,8 @@
 //!   `MAX_KNOWN` of them), never inflated for it;
 //! - a torn or corrupt record never stops the agent: it is skipped, counted, and (at the end
 //!   of a segment) cut off, so appends continue on a clean boundary; anything under a
-//!   segment's name that is not a regular file is set aside as `NAME.corrupt`.
+//!   segment's name that is not a regular file, or whose number is beyond any sequence
+//!   number (`MAX_SEGMENT_ID`), is set aside as `NAME.corrupt`.
 //!
 //! The checkpoint needs no fsync ordering against the frames: every batch frame names the
 //! files it read and where it stopped, so at start-up the positions are the `state` file's,
@@ -270,10 +271,20 @@ impl Spool {
                 continue;
             };
             let path = e.path();
+            if id > MAX_SEGMENT_ID {
+                // Not this spool's: its name must not reserve numbers (they would wrap).
+                set_aside(&path, "a segment name beyond any sequence number", c);
+                continue;
+            }
             match fs::metadata(&path) {
                 Ok(m) if m.is_file() => ids.push(id),
                 m => {
-                    set_aside(&path, m.map(|m| m.file_type()), c);
+                    let what = match &m {
+                        Ok(t) if t.is_dir() => "not a regular file but a directory".to_string(),
+                        Ok(_) => "not a regular file but a special file".to_string(),
+                        Err(e) => format!("not a regular file but unreadable ({e})"),
+                    };
+                    set_aside(&path, &what, c);
                     aside_max = aside_max.max(id);
                 }
             }
@@ -1035,14 +1046,10 @@ fn load_state(
     None
 }
 
-/// Renames what sits under a segment's name but is not a regular file (a directory, a FIFO, a
-/// dangling link) to `NAME.corrupt`, so it stops nothing and stays for a person to look at.
-fn set_aside(path: &Path, kind: io::Result<fs::FileType>, c: &mut Counters) {
-    let what = match &kind {
-        Ok(t) if t.is_dir() => "a directory".to_string(),
-        Ok(_) => "a special file".to_string(),
-        Err(e) => format!("unreadable ({e})"),
-    };
+/// Renames what sits under a segment's name but is not a segment (a directory, a FIFO, a
+/// dangling link, a name beyond any sequence number), `what` it is, to `NAME.corrupt`, so
+/// it stops nothing and stays for a person to look at.
+fn set_aside(path: &Path, what: &str, c: &mut Counters) {
     let mut to = path.as_os_str().to_owned();
     to.push(".corrupt");
     let mut to = PathBuf::from(to);
@@ -1055,17 +1062,22 @@ fn set_aside(path: &Path, kind: io::Result<fs::FileType>, c: &mut Counters) {
     }
     match fs::rename(path, &to) {
         Ok(()) => log::error!(
-            "spool: {} is not a regular file but {what}: set aside as {}",
+            "spool: {} is {what}: set aside as {}",
             path.display(),
             to.display()
         ),
         Err(e) => log::error!(
-            "spool: {} is not a regular file but {what}, and cannot be set aside ({e}): ignored",
+            "spool: {} is {what}, and cannot be set aside ({e}): ignored",
             path.display()
         ),
     }
     c.corrupt_records += 1;
 }
+
+/// The largest segment name a spool takes. Sequence numbers stay far below it (2^62 frames
+/// is 146,000 years at a million a second), so their sums and increments never wrap; a file
+/// named above is not a segment of this spool (a stray file) and is set aside.
+const MAX_SEGMENT_ID: u64 = 1 << 62;
 
 /// How many sequence numbers `seq` reserves at a time: one small durable write per this
 /// many frames, and at most this many numbers skipped after damage.

@@ -463,6 +463,34 @@ fn a_directory_under_a_segment_name_is_set_aside_and_reserves_its_number() {
     fs::remove_dir_all(&d).unwrap();
 }
 
+/// A stray file under a segment name near 2^64 (no spool gets there: 2^62 frames is
+/// 146,000 years at a million a second) is not a segment: set aside, its name reserving no
+/// number, so sequence numbers never wrap and are never given out twice.
+#[test]
+fn a_segment_name_beyond_any_sequence_number_is_set_aside() {
+    let d = dir("segname-huge");
+    let (r, mut c) = open(&d, limits(OnFull::Block));
+    let mut s = r.spool;
+    for _ in 0..5 {
+        s.append(&frame(s.next_seq(), 2, 200)).unwrap();
+    }
+    s.checkpoint(vec![mark(200)]).unwrap();
+    assert_eq!(drain(&mut s, &mut c), [1, 2, 3, 4, 5]);
+    drop(s);
+    let stray = seg_name(u64::MAX - 5);
+    fs::write(d.join(&stray), b"").unwrap();
+    let (r, c) = open(&d, limits(OnFull::Block));
+    assert!(!d.join(&stray).exists());
+    assert!(d.join(format!("{stray}.corrupt")).exists());
+    assert_eq!(c.corrupt_records, 1);
+    assert_eq!((r.spool.next_seq(), c.spool_lost_frames), (6, 0));
+    let mut s = r.spool;
+    let mut c = c;
+    s.append(&frame(6, 2, 400)).unwrap();
+    assert_eq!(drain(&mut s, &mut c), [1, 2, 3, 4, 5, 6]);
+    fs::remove_dir_all(&d).unwrap();
+}
+
 #[test]
 fn dropped_frames_are_not_counted_again_nor_sent_after_a_restart() {
     let d = dir("dropped-restart");
