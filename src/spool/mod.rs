@@ -192,6 +192,12 @@ pub struct Spool {
     in_flight: VecDeque<InFlight>,
     /// Frames appended since the last fsync.
     unsynced: bool,
+    /// The active segment lost bytes while the agent ran ([`lost_under_us`]): the next
+    /// append starts a new one.
+    roll: bool,
+    /// Corrupt records and bytes found where no counters were at hand (an append), counted
+    /// at the sender's next call.
+    lost: (u64, u64),
     /// Timestamp of the oldest unacknowledged frame, kept when a rewind empties the window,
     /// so the fleet sees how old the backlog is while the link is down.
     rewound_head_ts: Option<u64>,
@@ -392,6 +398,8 @@ impl Spool {
             cursor: (0, 0),
             in_flight: VecDeque::new(),
             unsynced: false,
+            roll: false,
+            lost: (0, 0),
             rewound_head_ts: None,
             state_acked: ck.acked_seq,
             older_acked: older_acked.min(ck.acked_seq),
@@ -594,10 +602,14 @@ impl Spool {
         if last >= self.reserved {
             self.reserve(last)?;
         }
+        self.check_active();
         let active = self.segs.back().expect("always one segment");
-        if active.len > 0 && active.len + bytes.len() as u64 > self.limits.segment_bytes {
+        if self.roll
+            || (active.len > 0 && active.len + bytes.len() as u64 > self.limits.segment_bytes)
+        {
             self.sync()?;
             self.new_segment()?;
+            self.roll = false;
         }
         let active = self.segs.back_mut().expect("always one segment");
         let w = self.writer.as_mut().expect("writer open");
@@ -705,6 +717,7 @@ impl Spool {
         c: &mut Counters,
     ) -> Result<Option<u64>, SpoolError> {
         loop {
+            self.count_lost(c);
             let Some(i) = self.segs.iter().position(|s| s.id >= self.cursor.0) else {
                 return Ok(None);
             };
@@ -725,8 +738,14 @@ impl Spool {
                 return Ok(None);
             }
             if self.reader.as_ref().map(|r| r.0) != Some(seg.id) {
-                let f = ctx(File::open(&seg.path), "open", &seg.path)?;
-                self.reader = Some((seg.id, f));
+                match File::open(&seg.path) {
+                    Ok(f) => self.reader = Some((seg.id, f)),
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                        self.lost_under_us(i, pos, &e);
+                        continue;
+                    }
+                    Err(e) => return Err(ctx::<()>(Err(e), "open", &seg.path).unwrap_err()),
+                }
             }
             let seg_id = seg.id;
             let durable = seg.durable;
@@ -750,6 +769,10 @@ impl Spool {
                     c.corrupt_records += 1;
                     c.corrupt_bytes += next - pos;
                     self.cursor.1 = next;
+                    continue;
+                }
+                Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
+                    self.lost_under_us(i, pos, &e);
                     continue;
                 }
                 Err(e) => return Err(ctx::<()>(Err(e), "read", &seg.path).unwrap_err()),
@@ -785,6 +808,68 @@ impl Spool {
             });
             return Ok(Some(seq));
         }
+    }
+
+    /// Segment `i` has lost its bytes from `pos` on while the agent ran (cut, or deleted, by
+    /// something else: the read found the file shorter than what was appended, or gone):
+    /// they are skipped and counted as one corrupt record, the sender goes on with the next
+    /// segment, and if it was the active one, appends go on in a new one. Their frames'
+    /// numbers are never sent; the next acknowledgement passes over them.
+    fn lost_under_us(&mut self, i: usize, pos: u64, e: &dyn fmt::Display) {
+        let seg = &mut self.segs[i];
+        let lost = seg.durable.saturating_sub(pos);
+        log::error!(
+            "{}: {e}: cut or removed while the agent ran; {lost} bytes of frames from byte {pos} skipped",
+            seg.path.display()
+        );
+        if lost > 0 {
+            self.lost.0 += 1;
+            self.lost.1 += lost;
+        }
+        seg.len = pos;
+        seg.durable = pos;
+        seg.holes.clear();
+        if self.reader.as_ref().is_some_and(|r| r.0 == seg.id) {
+            self.reader = None;
+        }
+        if i + 1 == self.segs.len() {
+            self.roll = true;
+        }
+    }
+
+    /// Before an append: the active segment is still what was appended to it. A file
+    /// shorter than that (cut) or no longer in the directory (removed) would take the new
+    /// frame where the sender does not look: what is lost is skipped and counted, and the
+    /// frame goes to a new segment. One `fstat` an append.
+    fn check_active(&mut self) {
+        let (Some(w), Some(active)) = (&self.writer, self.segs.back()) else {
+            return;
+        };
+        let Ok(m) = w.metadata() else { return };
+        use std::os::unix::fs::MetadataExt;
+        if m.len() >= active.len && m.nlink() > 0 {
+            return;
+        }
+        let i = self.segs.len() - 1;
+        // Frames the sender has had are not lost; a removed file is lost from there on.
+        let sent = if self.cursor.0 == active.id {
+            self.cursor.1
+        } else {
+            0
+        };
+        let (pos, why) = if m.nlink() == 0 {
+            (sent, "removed")
+        } else {
+            (m.len().max(sent).min(active.len), "cut short")
+        };
+        self.lost_under_us(i, pos, &why);
+    }
+
+    /// Counts in `c` what [`lost_under_us`](Self::lost_under_us) found.
+    fn count_lost(&mut self, c: &mut Counters) {
+        let (records, bytes) = std::mem::take(&mut self.lost);
+        c.corrupt_records += records;
+        c.corrupt_bytes += bytes;
     }
 
     /// The sink acknowledged every frame up to `seq`.
@@ -944,8 +1029,11 @@ impl Spool {
 
     fn delete_front(&mut self) {
         let seg = self.segs.pop_front().expect("caller checked");
-        if let Err(e) = fs::remove_file(&seg.path) {
-            log::error!("spool: delete {}: {e}", seg.path.display());
+        match fs::remove_file(&seg.path) {
+            // Removed by something else (counted where it was found missing).
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => log::error!("spool: delete {}: {e}", seg.path.display()),
+            Ok(()) => {}
         }
         if self.reader.as_ref().map(|r| r.0) == Some(seg.id) {
             self.reader = None;
@@ -965,7 +1053,20 @@ impl Spool {
             }
             let seg = &self.segs[0];
             let (mut frames, mut lines) = (0u64, 0u64);
-            let f = ctx(File::open(&seg.path), "open", &seg.path)?;
+            let f = match File::open(&seg.path) {
+                Ok(f) => f,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                    // Removed by something else while the agent ran: nothing to count in it
+                    // but its bytes; the room it held is free already.
+                    self.lost_under_us(0, 0, &e);
+                    self.count_lost(c);
+                    if self.segs.len() > 1 {
+                        self.delete_front();
+                    }
+                    continue;
+                }
+                Err(e) => return Err(ctx::<()>(Err(e), "open", &seg.path).unwrap_err()),
+            };
             let mut r = FrameReader::new(f, self.max_payload);
             while let Some(item) = ctx(r.next_item(), "read", &seg.path)? {
                 if let Item::Frame { bytes, .. } = item {

@@ -801,3 +801,67 @@ fn ranges_add_merge_and_subtract() {
     // The oldest are forgotten, never joined over the numbers between them.
     assert_eq!(r, vec![(70, 71), (80, 81), (90, 91)]);
 }
+
+/// Segments cut or removed by something else while the agent runs: the sender skips what
+/// is gone, counts it, and goes on with the rest; appends go on in a new segment when the
+/// active one was hit. Before, the read failed at every try and nothing was sent again
+/// until a restart (and under `block`, nothing read either).
+#[test]
+fn a_segment_cut_or_removed_while_running_is_skipped_and_counted() {
+    for (case, removed) in [("cut", false), ("removed", true)] {
+        let d = dir(&format!("live-{case}"));
+        let (r, mut c) = open(&d, limits(OnFull::Block));
+        let mut s = r.spool;
+        for _ in 0..60 {
+            s.append(&frame(s.next_seq(), 4, 400)).unwrap();
+        }
+        s.sync().unwrap();
+        let mut segs: Vec<_> = fs::read_dir(&d)
+            .unwrap()
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|x| x == "seg"))
+            .collect();
+        segs.sort();
+        assert!(segs.len() >= 3, "{segs:?}");
+        // The second segment, before the sender got to it.
+        let hit = &segs[1];
+        if removed {
+            fs::remove_file(hit).unwrap();
+        } else {
+            let f = fs::OpenOptions::new().write(true).open(hit).unwrap();
+            f.set_len(f.metadata().unwrap().len() / 2).unwrap();
+        }
+        let sent = drain(&mut s, &mut c);
+        assert_eq!(c.corrupt_records, 1, "{case}");
+        assert!(c.corrupt_bytes > 0, "{case}");
+        assert_eq!(sent.last(), Some(&60), "{case}: {sent:?}");
+        s.ack(60, &mut c);
+        // The active segment, with room left, cut to nothing or removed after two more
+        // frames went out: the next frames still go out, from a new segment.
+        for seq in [61, 62] {
+            s.append(&frame(seq, 1, 100)).unwrap();
+        }
+        assert_eq!(drain(&mut s, &mut c), [61, 62], "{case}");
+        s.ack(62, &mut c);
+        let active = fs::read_dir(&d)
+            .unwrap()
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|x| x == "seg"))
+            .max()
+            .unwrap();
+        if removed {
+            fs::remove_file(&active).unwrap();
+        } else {
+            let f = fs::OpenOptions::new().write(true).open(&active).unwrap();
+            f.set_len(0).unwrap();
+        }
+        s.append(&frame(63, 1, 100)).unwrap();
+        s.append(&frame(64, 1, 100)).unwrap();
+        assert_eq!(drain(&mut s, &mut c), [63, 64], "{case}");
+        // Nothing unsent was in the active segment: nothing more counted.
+        assert_eq!(c.corrupt_records, 1, "{case}");
+        fs::remove_dir_all(&d).unwrap();
+    }
+}
