@@ -584,6 +584,25 @@ fn finish(p: &mut Pipe) -> Built {
     Built { frame, ends, head }
 }
 
+/// Spools the open batch now, if the spool and the disk take it: a reload is about to close
+/// files (an input removed, globs narrowed), and their marks are what is spooled, so an
+/// input added back then goes on past these lines instead of reading them again. Not while
+/// a frame the disk refused waits, nor without room: the lines then stay in the batch and
+/// the marks before them (an input added back reads them again: duplicates, never a loss).
+pub(super) fn spool_open_batch(p: &mut Pipe, c: &mut Counters, data_dir: &Path) {
+    if p.pending.is_some() || p.batch.is_empty() {
+        return;
+    }
+    let len = p.batch.encoded_len();
+    if !p.spool.fits(len) || disk_room(disk_free(data_dir), len).is_err() {
+        return;
+    }
+    let b = finish(p);
+    if let Err(e) = append(p, c, b) {
+        log::error!("{}: {e}", p.label());
+    }
+}
+
 /// Appends a built frame and commits its files' positions; a frame the disk refused stays
 /// in `pending`, to be appended before anything new.
 fn append(p: &mut Pipe, c: &mut Counters, b: Built) -> Result<(), SpoolError> {

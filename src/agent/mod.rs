@@ -354,6 +354,18 @@ pub fn run(local: Config, opts: RunOpts) -> Result<(), Error> {
         }
     };
     log::set_max_level(cfg.level());
+    // Before the line that says it started: a SIGTERM that follows that line (a test, a
+    // service manager) must find the handler in place, not end the process by default.
+    let signals = async_signal::Signals::new([
+        async_signal::Signal::Hup,
+        async_signal::Signal::Term,
+        async_signal::Signal::Int,
+    ])
+    .map_err(|e| Error::Io {
+        what: "install signal handlers for",
+        path: PathBuf::from("SIGHUP/SIGTERM/SIGINT"),
+        source: e,
+    })?;
     log::info!(
         "tailbeat {} starting as {instance:?}: {} pipeline(s), data in {}",
         env!("CARGO_PKG_VERSION"),
@@ -383,16 +395,6 @@ pub fn run(local: Config, opts: RunOpts) -> Result<(), Error> {
         shutdown: false,
     });
     let ex = LocalExecutor::new();
-    let signals = async_signal::Signals::new([
-        async_signal::Signal::Hup,
-        async_signal::Signal::Term,
-        async_signal::Signal::Int,
-    ])
-    .map_err(|e| Error::Io {
-        what: "install signal handlers for",
-        path: PathBuf::from("SIGHUP/SIGTERM/SIGINT"),
-        source: e,
-    })?;
     #[cfg(feature = "metrics")]
     let metrics_socket = match st.with(|s| s.cfg.metrics.as_ref().map(|m| m.listen)) {
         Some(listen) => Some(
@@ -655,7 +657,12 @@ fn apply_config(s: &mut State, new: Config) -> Result<(), String> {
         });
     }
     for (x, p, sink) in updates {
-        x.with_mut(|x| x.update(p, sink));
+        x.with_mut(|x| {
+            if p.inputs != x.cfg.inputs {
+                collect::spool_open_batch(x, &mut s.c, &new.data_dir);
+            }
+            x.update(p, sink)
+        });
     }
     for (p, sink) in starts {
         p.with(|p| log::info!("{}: started, sink {}", p.label(), sink_name(&p.cfg.sink)));

@@ -515,7 +515,8 @@ impl Consumer {
                     return Ok(End::Lost(e));
                 }
                 self.client.wrote(Instant::now());
-                // The link carried what it is for: the backoff starts again.
+                // The link carried what it is for: once it has lived `STABLE`, the backoff
+                // starts again.
                 self.client.proven();
                 continue;
             }

@@ -96,12 +96,6 @@ pub struct Tailer {
     /// Marks of live files let go to make room: if one is renamed while closed, it is
     /// followed by identity like a file rotated while the agent was down.
     let_go: HashSet<(u64, u64)>,
-    /// Files a reload closed while lines of theirs may still wait in the open batch (or in
-    /// a frame the disk refused): the offset up to which their lines are in the spool, and
-    /// the file a copy's lines are counted under. Their marks say where reading goes on
-    /// (past those lines, which the batch still holds); a checkpoint takes this offset
-    /// instead until the lines are in the spool ([`marks`](Self::marks)).
-    held_back: HashMap<Key, (u64, Option<Key>)>,
     /// Directories a glob could not list at the last scan (warned about once).
     unreadable: HashSet<PathBuf>,
     /// Run between the globs' listing and the look at each file, and between that look and
@@ -155,7 +149,6 @@ impl Tailer {
             next: 0,
             waiting: 0,
             let_go: HashSet::new(),
-            held_back: HashMap::new(),
             unreadable: HashSet::new(),
             #[cfg(test)]
             hook: None,
@@ -165,9 +158,11 @@ impl Tailer {
     }
 
     /// Replaces the inputs (a reload): files of removed inputs, and files their input's new
-    /// globs no longer take, are closed, their positions kept as marks (past the lines
-    /// read, which the open batch may still hold: see `held_back`); files of new inputs are
-    /// picked up by the next [`scan`](Self::scan).
+    /// globs no longer take, are closed, their spooled positions kept as marks (the agent
+    /// spools the open batch first when it can, so that an input added back does not read
+    /// its lines again); files of new inputs are picked up by the next
+    /// [`scan`](Self::scan). A suspected copy (a copytruncate in the making) stays open
+    /// whatever the globs: closing it would hide it from the truncation that follows.
     pub fn set_inputs(&mut self, inputs: Vec<Input>) {
         let max_line = inputs
             .iter()
@@ -180,7 +175,7 @@ impl Tailer {
         for mut f in std::mem::take(&mut self.files) {
             let name = &old[f.input].name;
             match self.inputs.iter().position(|i| &i.name == name) {
-                Some(i) if takes(&self.inputs[i], &f) => {
+                Some(i) if f.suspect || takes(&self.inputs[i], &f) => {
                     f.input = i;
                     kept.push(f);
                 }
@@ -189,28 +184,21 @@ impl Tailer {
                         "input {name:?} no longer takes {}: closing it",
                         f.path.display()
                     );
-                    self.close_for_reload(f);
+                    self.marks.insert((f.dev, f.ino), mark(&f, f.committed));
+                }
+                // A suspected copy was never read: no mark, so that the input added back
+                // finds it as it found it before (a copy to claim, not a file to read from
+                // its head).
+                None if f.suspect => {
+                    log::info!("input {name:?} removed: closing {}", f.path.display());
                 }
                 None => {
                     log::info!("input {name:?} removed: closing {}", f.path.display());
-                    self.close_for_reload(f);
+                    self.marks.insert((f.dev, f.ino), mark(&f, f.committed));
                 }
             }
         }
         self.files = kept;
-    }
-
-    /// Closes `f` for a reload. Its mark is where reading goes on: past every line read,
-    /// those the open batch still holds too, so that an input added back (under any name)
-    /// does not read them again. What the spool has of it is remembered apart, for
-    /// checkpoints, until the batch's lines are in the spool.
-    fn close_for_reload(&mut self, f: Tailed) {
-        let key = (f.dev, f.ino);
-        if f.committed < f.pos {
-            let e = self.held_back.entry(key).or_insert((f.committed, f.origin));
-            e.0 = e.0.min(f.committed);
-        }
-        self.marks.insert(key, mark(&f, f.pos));
     }
 
     /// Number of files open.
@@ -1875,27 +1863,13 @@ impl Tailer {
 
     /// The positions to checkpoint: what is in the spool, given what `batch` still holds.
     pub fn marks(&mut self, batch: &BatchBuilder) -> Vec<FileMark> {
-        let unspooled = &self.unspooled;
-        self.held_back
-            .retain(|&k, &mut (_, origin)| held_key(batch, unspooled, k, origin));
-        // A file a reload closed with lines in the batch: only what the spool has.
-        let held_back = &self.held_back;
-        let spooled =
-            |k: (u64, u64), offset: u64| held_back.get(&k).map_or(offset, |&(c, _)| offset.min(c));
-        let mut out: Vec<FileMark> = self
-            .marks
-            .iter()
-            .map(|(&k, m)| FileMark {
-                offset: spooled(k, m.offset),
-                ..m.clone()
-            })
-            .collect();
+        let mut out: Vec<FileMark> = self.marks.values().cloned().collect();
         for f in &mut self.files {
-            if !held(batch, unspooled, f) {
+            if !held(batch, &self.unspooled, f) {
                 // Nothing of it waits in the batch: all it read is spooled or skipped.
                 f.committed = f.pos;
             }
-            out.push(mark(f, spooled((f.dev, f.ino), f.committed)));
+            out.push(mark(f, f.committed));
         }
         out
     }
@@ -1939,18 +1913,8 @@ fn log_exists(fam: &Path, files: &[Tailed]) -> bool {
 /// Whether `f` has lines that are not in the spool yet: in the open batch, or in a frame the
 /// disk refused.
 fn held(batch: &BatchBuilder, unspooled: &[(u64, u64)], f: &Tailed) -> bool {
-    held_key(batch, unspooled, (f.dev, f.ino), f.origin)
-}
-
-/// [`held`], for a file known by its key (and the key of what it is a copy of).
-fn held_key(
-    batch: &BatchBuilder,
-    unspooled: &[(u64, u64)],
-    key: (u64, u64),
-    origin: Option<(u64, u64)>,
-) -> bool {
     let by = |k: (u64, u64)| batch.holds(k.0, k.1) || unspooled.contains(&k);
-    by(key) || origin.is_some_and(by)
+    by((f.dev, f.ino)) || f.origin.is_some_and(by)
 }
 
 /// Whether `input` would find a file under `path`: one of its globs, none of its excludes.

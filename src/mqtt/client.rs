@@ -295,7 +295,9 @@ impl Client {
         self.came_up();
     }
 
-    /// A new link is up (its `last_read` is the CONNACK's time): not proven yet.
+    /// A new link is up: not proven yet. Its age counts from `last_read`: the CONNACK's
+    /// time when it came through [`handle`](Self::handle), else the connect's start (a slow
+    /// handshake then counts towards [`STABLE`]).
     fn came_up(&mut self) {
         self.proven = false;
         self.up_since = self.last_read;

@@ -817,7 +817,8 @@ impl Spool {
     /// numbers are never sent; the next acknowledgement passes over them.
     fn lost_under_us(&mut self, i: usize, pos: u64, e: &dyn fmt::Display) {
         let seg = &mut self.segs[i];
-        let lost = seg.durable.saturating_sub(pos);
+        // Appended, synced or not: frames not yet synced are lost with the rest.
+        let lost = seg.len.saturating_sub(pos);
         log::error!(
             "{}: {e}: cut or removed while the agent ran; {lost} bytes of frames from byte {pos} skipped",
             seg.path.display()

@@ -865,3 +865,39 @@ fn a_segment_cut_or_removed_while_running_is_skipped_and_counted() {
         fs::remove_dir_all(&d).unwrap();
     }
 }
+
+/// Frames appended but not yet synced when the active segment is removed or cut: lost with
+/// it, and counted.
+#[test]
+fn unsynced_frames_of_a_cut_or_removed_active_segment_are_counted() {
+    for removed in [false, true] {
+        let d = dir(&format!("unsynced-hit-{removed}"));
+        let (r, mut c) = open(&d, limits(OnFull::Block));
+        let mut s = r.spool;
+        for _ in 0..3 {
+            s.append(&frame(s.next_seq(), 4, 400)).unwrap();
+        }
+        let active = fs::read_dir(&d)
+            .unwrap()
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|x| x == "seg"))
+            .max()
+            .unwrap();
+        if removed {
+            fs::remove_file(&active).unwrap();
+        } else {
+            let f = fs::OpenOptions::new().write(true).open(&active).unwrap();
+            f.set_len(0).unwrap();
+        }
+        s.append(&frame(4, 1, 100)).unwrap();
+        assert_eq!(drain(&mut s, &mut c), [4], "removed: {removed}");
+        assert_eq!(c.corrupt_records, 1, "removed: {removed}");
+        assert_eq!(
+            c.corrupt_bytes,
+            3 * frame(1, 4, 400).len() as u64,
+            "removed: {removed}"
+        );
+        fs::remove_dir_all(&d).unwrap();
+    }
+}

@@ -137,6 +137,19 @@ impl Agent {
     pub fn log(&self) -> String {
         fs::read_to_string(&self.stderr).unwrap_or_default()
     }
+    /// Waits until the log contains `what` `n` times.
+    pub fn wait_log_count(&self, what: &str, n: usize, secs: u64) {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        while self.log().matches(what).count() < n {
+            assert!(
+                Instant::now() < deadline,
+                "not {n} of {what:?} in the log:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// Waits until the log contains `what`.
     pub fn wait_log(&self, what: &str, secs: u64) {
         let deadline = Instant::now() + Duration::from_secs(secs);

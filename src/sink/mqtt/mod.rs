@@ -407,7 +407,8 @@ impl Sink for MqttSink {
             if let Event::Acked(_) = self.next_event(t).await? {
                 if let Some(seq) = self.client.take_acked() {
                     self.acked = seq;
-                    // The link carried frames: reconnects start again from the base delay.
+                    // The link carried frames: once it has lived `STABLE`, its loss starts
+                    // reconnects again from the base delay.
                     self.client.proven();
                     return Ok(seq);
                 }
