@@ -212,7 +212,11 @@ fn http_parts(url: &str) -> Result<HttpUrl, String> {
     let host = rest.split(['/', '?', '#']).next().unwrap_or("");
     let (name, port) = match host.strip_prefix('[') {
         Some(r) => match r.split_once(']') {
-            Some((h, after)) => (h, after.strip_prefix(':')),
+            Some((h, "")) => (h, None),
+            Some((h, after)) => match after.strip_prefix(':') {
+                Some(p) => (h, Some(p)),
+                None => return Err(format!("expected :port after ] in {}", clip(url))),
+            },
             None => ("", None),
         },
         None => match host.rsplit_once(':') {
@@ -306,7 +310,7 @@ mod tests {
         }
         // An '@' past the host is a path or a query.
         assert!(http("http://h/a@b?c=@").is_ok());
-        for bad in ["ftp://h", "http://", "http://h:x/"] {
+        for bad in ["ftp://h", "http://", "http://h:x/", "http://[::1]x/"] {
             assert!(http(bad).is_err(), "{bad}");
         }
     }
