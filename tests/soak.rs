@@ -909,7 +909,22 @@ impl Episode {
     }
 
     /// Damages the spool or checkpoint of a killed agent; says what it did.
+    /// [`damage_files`](Self::damage_files), with room to write it: a `data_dir full` fault
+    /// still in force (the agent killed while the disk was full) is lifted for the damage
+    /// and put back after it, as the fault's own schedule has it.
     fn damage(&mut self, d: Damage, rng: &mut Rng) -> String {
+        let full = self.disk_filler.take();
+        if let Some(f) = &full {
+            fs::remove_file(f).unwrap();
+        }
+        let out = self.damage_files(d, rng);
+        if full.is_some() {
+            self.disk_filler = Some(fill(&self.dir.join("data")));
+        }
+        out
+    }
+
+    fn damage_files(&mut self, d: Damage, rng: &mut Rng) -> String {
         let segs = self.segments();
         let state = self.spool_dir().join("state");
         match d {
