@@ -266,7 +266,7 @@ fn a_directory_where_a_segment_should_be_is_set_aside() {
     write_lines(&f, "a", 50..100);
     let got = wait_lines(&out, 100, 20);
     let log = a.stop();
-    assert!(log.contains("not a regular file"), "{log}");
+    assert!(log.contains("is not a segment (a directory)"), "{log}");
     assert!(!dir.exists());
     assert!(s
         .path("data/spool/00000000000000000099.seg.corrupt")

@@ -250,7 +250,7 @@ pub const MAX_CONFIG_BYTES: usize = 256 << 10;
 pub(super) fn syntax(text: &str, e: &toml::de::Error) -> ConfigError {
     let msg = match e.message().trim() {
         // A dotted key of too many parts, which toml reports without its place.
-        "recursion limit" => "a dotted key of too many parts (the parser's recursion limit)",
+        "recursion limit" => "a dotted key of too many parts",
         m => m,
     };
     ConfigError {

@@ -498,29 +498,6 @@ impl Config {
                 }
             }
         }
-        // The fleet's own MQTT link (`fleet.client_id`, by default `INSTANCE-fleet`) against
-        // the sinks' (on any broker, as sinks are against each other: a device seldom needs
-        // one id twice, and a clash costs a loop of connections).
-        if let Some(f) = self
-            .fleet
-            .as_ref()
-            .filter(|f| matches!(f.server, Server::Mqtt(_)))
-        {
-            let link = f
-                .client_id
-                .clone()
-                .or_else(|| self.instance_id.as_deref().map(|id| format!("{id}-fleet")));
-            for (prefix, name, sink) in &sinks {
-                if let (Some(link), Sink::Mqtt(m)) = (&link, sink) {
-                    if client_id(*name, m).as_ref() == Some(link) {
-                        return at(
-                            &prefix.clone().then("sink.client_id"),
-                            format!("the fleet's MQTT link uses this client id ({})", clip(link)),
-                        );
-                    }
-                }
-            }
-        }
         Ok(())
     }
 

@@ -449,10 +449,7 @@ fn a_missing_table_is_named_by_its_key_not_by_a_comment() {
 #[test]
 fn a_dotted_key_of_too_many_parts_says_so() {
     let e = err(&format!("{GOOD}\n{} = 1\n", vec!["a"; 60_000].join(".")));
-    assert_eq!(
-        e.msg, "a dotted key of too many parts (the parser's recursion limit)",
-        "{e}"
-    );
+    assert_eq!(e.msg, "a dotted key of too many parts", "{e}");
 }
 
 #[test]
@@ -1159,28 +1156,4 @@ fn errors_quote_no_secret_and_no_line_break_whatever_the_text() {
     ))
     .to_string();
     assert!(!e.contains(['\u{202e}', '\u{2028}']), "{e:?}");
-}
-
-#[test]
-fn a_sink_with_the_fleet_links_mqtt_client_id_is_refused() {
-    let cfg = |top: &str, sink_id: &str| {
-        format!(
-            "data_dir = \"/d\"\ninstance_id = \"gw\"\n[[input]]\nname = \"a\"\npaths = [\"/a\"]\n\
-             [sink]\ntype = \"mqtt\"\nurl = \"mqtt://127.0.0.1:1883\"\n{sink_id}\
-             [fleet]\nserver = \"mqtt://127.0.0.1:1883\"\n{top}"
-        )
-    };
-    // The sink given the link's default id, and the link given the sink's default id.
-    for (top, sink_id, id) in [
-        ("", "client_id = \"gw-fleet\"\n", "gw-fleet"),
-        ("client_id = \"gw\"\n", "", "gw"),
-    ] {
-        let e = err(&cfg(top, sink_id));
-        assert_eq!(key_of(&e).as_deref(), Some("sink.client_id"), "{e}");
-        assert!(
-            e.msg == format!("the fleet's MQTT link uses this client id (\"{id}\")"),
-            "{e}"
-        );
-    }
-    assert!(Config::parse(&cfg("", "")).is_ok());
 }

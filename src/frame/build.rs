@@ -172,19 +172,16 @@ impl BatchBuilder {
             None => self.add_source(src, end),
         };
         self.sources[idx].end = end;
-        // The line's head (at most LINE_OVERHEAD bytes) is put together on the stack and
-        // appended with its text: two copies a line, not one capacity check per byte.
-        let mut head = [0u8; LINE_OVERHEAD];
-        let mut n = varint_at(&mut head, 0, idx as u64);
-        n = varint_at(&mut head, n, offset);
+        let body = &mut self.body;
+        put_varint(body, idx as u64);
+        put_varint(body, offset);
         // A clock that steps back must not wrap the delta: clamp at 0.
-        let delta = ts_ms.saturating_sub(self.base_ts_ms).min(u32::MAX as u64);
-        n = varint_at(&mut head, n, delta);
-        head[n] = flags;
-        n = varint_at(&mut head, n + 1, text.len() as u64);
-        self.body.reserve(n + text.len());
-        self.body.extend_from_slice(&head[..n]);
-        self.body.extend_from_slice(text);
+        put_varint(
+            body,
+            ts_ms.saturating_sub(self.base_ts_ms).min(u32::MAX as u64),
+        );
+        body.push(flags);
+        put_bytes(body, text);
         self.lines += 1;
         true
     }
@@ -287,18 +284,6 @@ pub(crate) fn put_varint(out: &mut Vec<u8>, mut v: u64) {
         v >>= 7;
     }
     out.push(v as u8);
-}
-
-/// [`put_varint`] into `buf` at `at`; returns where it ended. `buf` has room (the callers
-/// size it for the largest varints).
-fn varint_at(buf: &mut [u8], mut at: usize, mut v: u64) -> usize {
-    while v >= 0x80 {
-        buf[at] = (v as u8) | 0x80;
-        v >>= 7;
-        at += 1;
-    }
-    buf[at] = v as u8;
-    at + 1
 }
 
 fn put_bytes(out: &mut Vec<u8>, b: &[u8]) {

@@ -279,16 +279,16 @@ impl Spool {
             let path = e.path();
             if id > MAX_SEGMENT_ID {
                 // Not this spool's: its name must not reserve numbers (they would wrap).
-                set_aside(&path, "a segment name beyond any sequence number", c);
+                set_aside(&path, "numbered beyond any sequence", c);
                 continue;
             }
             match fs::metadata(&path) {
                 Ok(m) if m.is_file() => ids.push(id),
                 m => {
                     let what = match &m {
-                        Ok(t) if t.is_dir() => "not a regular file but a directory".to_string(),
-                        Ok(_) => "not a regular file but a special file".to_string(),
-                        Err(e) => format!("not a regular file but unreadable ({e})"),
+                        Ok(t) if t.is_dir() => "a directory".to_string(),
+                        Ok(_) => "a special file".to_string(),
+                        Err(e) => format!("unreadable ({e})"),
                     };
                     set_aside(&path, &what, c);
                     aside_max = aside_max.max(id);
@@ -1164,12 +1164,12 @@ fn set_aside(path: &Path, what: &str, c: &mut Counters) {
     }
     match fs::rename(path, &to) {
         Ok(()) => log::error!(
-            "spool: {} is {what}: set aside as {}",
+            "spool: {} is not a segment ({what}): set aside as {}",
             path.display(),
             to.display()
         ),
         Err(e) => log::error!(
-            "spool: {} is {what}, and cannot be set aside ({e}): ignored",
+            "spool: {} is not a segment ({what}), and cannot be set aside ({e}): ignored",
             path.display()
         ),
     }
