@@ -844,19 +844,8 @@ fn a_segment_cut_or_removed_while_running_is_skipped_and_counted() {
         }
         assert_eq!(drain(&mut s, &mut c), [61, 62], "{case}");
         s.ack(62, &mut c);
-        let active = fs::read_dir(&d)
-            .unwrap()
-            .flatten()
-            .map(|e| e.path())
-            .filter(|p| p.extension().is_some_and(|x| x == "seg"))
-            .max()
-            .unwrap();
-        if removed {
-            fs::remove_file(&active).unwrap();
-        } else {
-            let f = fs::OpenOptions::new().write(true).open(&active).unwrap();
-            f.set_len(0).unwrap();
-        }
+        let active = seg_files(&d).pop().unwrap();
+        cut_or_remove(&active, removed);
         s.append(&frame(63, 1, 100)).unwrap();
         s.append(&frame(64, 1, 100)).unwrap();
         assert_eq!(drain(&mut s, &mut c), [63, 64], "{case}");
@@ -877,19 +866,8 @@ fn unsynced_frames_of_a_cut_or_removed_active_segment_are_counted() {
         for _ in 0..3 {
             s.append(&frame(s.next_seq(), 4, 400)).unwrap();
         }
-        let active = fs::read_dir(&d)
-            .unwrap()
-            .flatten()
-            .map(|e| e.path())
-            .filter(|p| p.extension().is_some_and(|x| x == "seg"))
-            .max()
-            .unwrap();
-        if removed {
-            fs::remove_file(&active).unwrap();
-        } else {
-            let f = fs::OpenOptions::new().write(true).open(&active).unwrap();
-            f.set_len(0).unwrap();
-        }
+        let active = seg_files(&d).pop().unwrap();
+        cut_or_remove(&active, removed);
         s.append(&frame(4, 1, 100)).unwrap();
         assert_eq!(drain(&mut s, &mut c), [4], "removed: {removed}");
         assert_eq!(c.corrupt_records, 1, "removed: {removed}");
@@ -899,5 +877,31 @@ fn unsynced_frames_of_a_cut_or_removed_active_segment_are_counted() {
             "removed: {removed}"
         );
         fs::remove_dir_all(&d).unwrap();
+    }
+}
+
+/// The segment files in `d`, oldest first.
+fn seg_files(d: &Path) -> Vec<PathBuf> {
+    let mut segs: Vec<_> = fs::read_dir(d)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "seg"))
+        .collect();
+    segs.sort();
+    segs
+}
+
+/// Removes `seg`, or cuts it to nothing, behind the spool's back.
+fn cut_or_remove(seg: &Path, removed: bool) {
+    if removed {
+        fs::remove_file(seg).unwrap();
+    } else {
+        fs::OpenOptions::new()
+            .write(true)
+            .open(seg)
+            .unwrap()
+            .set_len(0)
+            .unwrap();
     }
 }
