@@ -108,6 +108,8 @@ pub struct Tailer {
 #[cfg(test)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Stage {
+    /// After the truncation checks, before the glob walk.
+    Checked,
     Listed,
     Looked,
 }
@@ -213,6 +215,10 @@ impl Tailer {
         for i in (0..self.files.len()).rev() {
             self.check_truncation(i, now, c);
         }
+        #[cfg(test)]
+        if let Some(h) = self.hook.as_mut() {
+            (h.0)(Stage::Checked);
+        }
         for i in 0..self.files.len() {
             if self.files[i].suspect {
                 let _ = self.files[i].stat();
@@ -266,6 +272,18 @@ impl Tailer {
                 // suspected copy for ever, keeping a descriptor and the agent awake; it is
                 // looked at again once it has bytes.
                 continue;
+            }
+            if self.started
+                && self
+                    .marks
+                    .get(&key)
+                    .is_some_and(|m| !names_file(m, &n.path))
+            {
+                // A file let go or done with was deleted, and this one took its freed inode
+                // number before the mark was pruned: a new file, not the marked one.
+                let m = self.marks.remove(&key).expect("just seen");
+                self.let_go.remove(&key);
+                self.vanished(&m, c);
             }
             if let Some(m) = self.marks.get_mut(&key) {
                 // Not at the first scan: then every known file is opened, so that the
@@ -900,7 +918,7 @@ impl Tailer {
         }
         let dir = path.parent().unwrap_or(Path::new("."));
         let open = |k: (u64, u64)| self.files.iter().any(|f| (f.dev, f.ino) == k && !f.suspect);
-        find_copy(dir, &[(m.fp_len, m.fp)], key, open)
+        find_copy(dir, &[(m.fp_len, m.fp)], key, |k, _| open(k))
     }
 
     /// Whether `t` may be a copy of a live file still being written: empty, or no longer than
@@ -953,16 +971,28 @@ impl Tailer {
         });
         live_unopened
             || self.files.iter().any(|f| {
-                f.rotated.is_none()
-                    && (f.dev, f.ino) != (t.dev, t.ino)
-                    && (f.size >= u64::from(t.fp_len)
-                    && fingerprint(&f.file, t.fp_len).ok().flatten() == Some(t.fp)
-                    // Or it starts with what the live file started with when last looked
-                    // at: copytruncate may have emptied the live file between the scan's
-                    // truncation checks and this look, and the truncation is seen next scan.
-                    || f.fp_len >= MIN_PREFIX
-                        && t.size >= u64::from(f.fp_len)
-                        && fingerprint(&t.file, f.fp_len).ok().flatten() == Some(f.fp))
+                if f.rotated.is_some() || (f.dev, f.ino) == (t.dev, t.ino) {
+                    return false;
+                }
+                // Its length now, not at the last look: logrotate copies what the writer
+                // has written since.
+                let len = f.file.metadata().map_or(f.size, |m| m.len());
+                let like_now = len >= u64::from(t.fp_len)
+                    && fingerprint(&f.file, t.fp_len).ok().flatten() == Some(t.fp);
+                // Or it starts with what the live file started with when last looked at,
+                // by its fingerprint or one it grew from (the copy may be shorter than
+                // what was read since: lines written between the copy and the truncation):
+                // copytruncate may have emptied the live file between the scan's
+                // truncation checks and this look. The truncation, seen next scan, claims
+                // it by the same fingerprints.
+                like_now
+                    || std::iter::once((f.fp_len, f.fp))
+                        .chain(f.fp_hist)
+                        .any(|(n, fp)| {
+                            n >= MIN_PREFIX
+                                && t.size >= u64::from(n)
+                                && fingerprint(&t.file, n).ok().flatten() == Some(fp)
+                        })
             })
     }
 
@@ -991,11 +1021,11 @@ impl Tailer {
         let open = |k: (u64, u64)| self.files.iter().any(|f| (f.dev, f.ino) == k && !f.suspect);
         let fps = [(m.fp_len, m.fp)];
         let not = (live.dev, live.ino);
-        let found = match find_copy(dir, &fps, not, open) {
+        let found = match find_copy(dir, &fps, not, |k, _| open(k)) {
             Some(copy) => Some((copy, true)),
             // Or open already: resumed by a mark of its own, claimed before the restart.
             // The generations copied away after it are still to be found.
-            None => find_copy(dir, &fps, not, |k| !open(k)).map(|copy| (copy, false)),
+            None => find_copy(dir, &fps, not, |k, _| !open(k)).map(|copy| (copy, false)),
         };
         match found {
             Some((copy, attach)) => {
@@ -1075,7 +1105,14 @@ impl Tailer {
         // rotated names would otherwise take it for a new file and read it again. Its
         // length, not the size last seen, tells what is unread: the writer may have
         // appended between our last read and the copy.
-        let known = |k: (u64, u64)| self.is_known(k);
+        // A mark whose file no longer starts as it did is stale: the file was deleted and
+        // the copy took its freed inode number (ext4 hands one out again at once).
+        let known = |k: (u64, u64), f: &std::fs::File| {
+            self.files.iter().any(|o| (o.dev, o.ino) == k && !o.suspect)
+                || self.marks.get(&k).is_some_and(|m| {
+                    m.fp_len == 0 || fingerprint(f, m.fp_len).ok().flatten() == Some(m.fp)
+                })
+        };
         match find_copy(&dir, &fps, key, known) {
             Some(copy) => {
                 // The copy, then the generations copied away after it unseen, then what is
@@ -1953,6 +1990,18 @@ fn find_in_dir(path: &Path, key: Key) -> Option<PathBuf> {
         .map(|e| e.path())
 }
 
+/// Whether the file found under `path` on the inode of mark `m` is the file the mark
+/// knows: under the mark's name, or renamed with its head unchanged. A truncated file keeps
+/// its name; a new file on a freed inode number has neither.
+fn names_file(m: &FileMark, path: &Path) -> bool {
+    m.path == path.as_os_str().as_bytes()
+        || m.fp_len == 0
+        || std::fs::File::open(path)
+            .ok()
+            .and_then(|f| fingerprint(&f, m.fp_len).ok().flatten())
+            == Some(m.fp)
+}
+
 /// Whether the file a mark names is still under the mark's path.
 fn still_there(m: &FileMark) -> bool {
     let p = Path::new(std::ffi::OsStr::from_bytes(&m.path));
@@ -2024,7 +2073,7 @@ fn find_copy(
     dir: &Path,
     fps: &[(u32, u32)],
     not: (u64, u64),
-    known: impl Fn((u64, u64)) -> bool,
+    known: impl Fn((u64, u64), &std::fs::File) -> bool,
 ) -> Option<PathBuf> {
     for &(fp_len, fp) in fps.iter().filter(|f| f.0 > 0) {
         for e in std::fs::read_dir(dir).ok()?.flatten() {
@@ -2036,7 +2085,7 @@ fn find_copy(
             let Ok(f) = std::fs::File::open(e.path()) else {
                 continue;
             };
-            if fingerprint(&f, fp_len).ok().flatten() == Some(fp) && !known(key) {
+            if fingerprint(&f, fp_len).ok().flatten() == Some(fp) && !known(key, &f) {
                 return Some(e.path());
             }
         }
