@@ -459,7 +459,8 @@ impl Remote {
 
     /// Saves the configs, atomically.
     pub fn save(&self) -> std::io::Result<()> {
-        let body = postcard::to_stdvec(self).map_err(std::io::Error::other)?;
+        // Into a Vec, postcard fails only on a sequence of unknown length: there is none.
+        let body = postcard::to_stdvec(self).expect("a Vec sink cannot fail");
         let mut out = Vec::with_capacity(body.len() + 9);
         out.extend_from_slice(MAGIC);
         out.push(FORMAT);

@@ -136,7 +136,17 @@ impl fmt::Display for FrameError {
                     "bad CRC-32: header says {expected:08x}, bytes give {found:08x}"
                 )
             }
-            FrameError::BadPayload(e) => write!(f, "payload does not decode: {e}"),
+            FrameError::BadPayload(e) => {
+                // In our words: postcard's own are long and say the same (and cost ~1 KB).
+                use postcard::Error as P;
+                let why = match e {
+                    P::DeserializeUnexpectedEnd => "it ends early",
+                    P::DeserializeBadVarint => "a varint runs on",
+                    P::DeserializeBadUtf8 | P::DeserializeBadChar => "a text is not UTF-8",
+                    _ => "a field is malformed",
+                };
+                write!(f, "payload does not decode: {why}")
+            }
             FrameError::BadCompressed { codec, why } => {
                 write!(f, "{codec} payload does not decompress: {why}")
             }

@@ -926,16 +926,21 @@ impl Tailer {
     /// generation longer than the live file (a log of repeated lines may start just like
     /// it) is not one, and is read.
     fn in_the_making(&self, t: &Tailed) -> bool {
-        t.size == 0
-            || self.unopened_live(t).is_some_and(|(f, len)| {
-                len >= t.size && fingerprint(&f, t.fp_len).ok().flatten() == Some(t.fp)
-            })
+        t.size == 0 || self.live_starts_as(t, t.size)
+    }
+
+    /// Whether a live file, `len` bytes long or longer now (not at the last look: the writer
+    /// may have gone on, and logrotate copies what it has), starts with the bytes `t` is
+    /// fingerprinted by.
+    fn live_starts_as(&self, t: &Tailed, len: u64) -> bool {
+        let like = |f: &std::fs::File, n: u64| {
+            n >= len && fingerprint(f, t.fp_len).ok().flatten() == Some(t.fp)
+        };
+        self.unopened_live(t).is_some_and(|(f, n)| like(&f, n))
             || self.files.iter().any(|f| {
-                // Its size now, not at the last look: the writer may have gone on since.
                 f.rotated.is_none()
                     && (f.dev, f.ino) != (t.dev, t.ino)
-                    && f.file.metadata().is_ok_and(|m| m.len() >= t.size)
-                    && fingerprint(&f.file, t.fp_len).ok().flatten() == Some(t.fp)
+                    && f.file.metadata().is_ok_and(|m| like(&f.file, m.len()))
             })
     }
 
@@ -966,33 +971,22 @@ impl Tailer {
         if t.size == 0 {
             return true;
         }
-        let live_unopened = self.unopened_live(t).is_some_and(|(f, len)| {
-            len >= u64::from(t.fp_len) && fingerprint(&f, t.fp_len).ok().flatten() == Some(t.fp)
-        });
-        live_unopened
+        self.live_starts_as(t, u64::from(t.fp_len))
             || self.files.iter().any(|f| {
-                if f.rotated.is_some() || (f.dev, f.ino) == (t.dev, t.ino) {
-                    return false;
-                }
-                // Its length now, not at the last look: logrotate copies what the writer
-                // has written since.
-                let len = f.file.metadata().map_or(f.size, |m| m.len());
-                let like_now = len >= u64::from(t.fp_len)
-                    && fingerprint(&f.file, t.fp_len).ok().flatten() == Some(t.fp);
-                // Or it starts with what the live file started with when last looked at,
-                // by its fingerprint or one it grew from (the copy may be shorter than
-                // what was read since: lines written between the copy and the truncation):
+                // Or it starts with what a live file started with when last looked at, by
+                // its fingerprint or one it grew from (the copy may be shorter than what was
+                // read since: lines written between the copy and the truncation):
                 // copytruncate may have emptied the live file between the scan's
                 // truncation checks and this look. The truncation, seen next scan, claims
                 // it by the same fingerprints.
-                like_now
-                    || std::iter::once((f.fp_len, f.fp))
-                        .chain(f.fp_hist)
-                        .any(|(n, fp)| {
-                            n >= MIN_PREFIX
-                                && t.size >= u64::from(n)
-                                && fingerprint(&t.file, n).ok().flatten() == Some(fp)
-                        })
+                let [h0, h1, h2, h3] = f.fp_hist;
+                f.rotated.is_none()
+                    && (f.dev, f.ino) != (t.dev, t.ino)
+                    && [(f.fp_len, f.fp), h0, h1, h2, h3].iter().any(|&(n, fp)| {
+                        n >= MIN_PREFIX
+                            && t.size >= u64::from(n)
+                            && fingerprint(&t.file, n).ok().flatten() == Some(fp)
+                    })
             })
     }
 
@@ -1107,11 +1101,9 @@ impl Tailer {
         // appended between our last read and the copy.
         // A mark whose file no longer starts as it did is stale: the file was deleted and
         // the copy took its freed inode number (ext4 hands one out again at once).
-        let known = |k: (u64, u64), f: &std::fs::File| {
+        let known = |k: (u64, u64), p: &Path| {
             self.files.iter().any(|o| (o.dev, o.ino) == k && !o.suspect)
-                || self.marks.get(&k).is_some_and(|m| {
-                    m.fp_len == 0 || fingerprint(f, m.fp_len).ok().flatten() == Some(m.fp)
-                })
+                || self.marks.get(&k).is_some_and(|m| names_file(m, p))
         };
         match find_copy(&dir, &fps, key, known) {
             Some(copy) => {
@@ -2073,7 +2065,7 @@ fn find_copy(
     dir: &Path,
     fps: &[(u32, u32)],
     not: (u64, u64),
-    known: impl Fn((u64, u64), &std::fs::File) -> bool,
+    known: impl Fn((u64, u64), &Path) -> bool,
 ) -> Option<PathBuf> {
     for &(fp_len, fp) in fps.iter().filter(|f| f.0 > 0) {
         for e in std::fs::read_dir(dir).ok()?.flatten() {
@@ -2085,7 +2077,7 @@ fn find_copy(
             let Ok(f) = std::fs::File::open(e.path()) else {
                 continue;
             };
-            if fingerprint(&f, fp_len).ok().flatten() == Some(fp) && !known(key, &f) {
+            if fingerprint(&f, fp_len).ok().flatten() == Some(fp) && !known(key, &e.path()) {
                 return Some(e.path());
             }
         }
