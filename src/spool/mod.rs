@@ -853,17 +853,24 @@ impl Spool {
         }
         let i = self.segs.len() - 1;
         // Frames the sender has had are not lost; a removed file is lost from there on.
-        let sent = if self.cursor.0 == active.id {
-            self.cursor.1
-        } else {
-            0
-        };
+        let sent = self.sent_in(i);
         let (pos, why) = if m.nlink() == 0 {
             (sent, "removed")
         } else {
             (m.len().max(sent).min(active.len), "cut short")
         };
         self.lost_under_us(i, pos, &why);
+    }
+
+    /// How far the sender has read segment `i`: what is before that was sent (acknowledged,
+    /// or in the sink's hands and counted when it answers), not lost with the file.
+    fn sent_in(&self, i: usize) -> u64 {
+        let seg = &self.segs[i];
+        match self.cursor.0.cmp(&seg.id) {
+            std::cmp::Ordering::Greater => seg.len,
+            std::cmp::Ordering::Equal => self.cursor.1,
+            std::cmp::Ordering::Less => 0,
+        }
     }
 
     /// Counts in `c` what [`lost_under_us`](Self::lost_under_us) found.
@@ -1058,8 +1065,8 @@ impl Spool {
                 Ok(f) => f,
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {
                     // Removed by something else while the agent ran: nothing to count in it
-                    // but its bytes; the room it held is free already.
-                    self.lost_under_us(0, 0, &e);
+                    // but the bytes the sender had not had; the room it held is free already.
+                    self.lost_under_us(0, self.sent_in(0), &e);
                     self.count_lost(c);
                     if self.segs.len() > 1 {
                         self.delete_front();

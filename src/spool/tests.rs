@@ -905,3 +905,29 @@ fn cut_or_remove(seg: &Path, removed: bool) {
             .unwrap();
     }
 }
+
+/// Under `drop_oldest`, the oldest segment removed by something else after the sender had
+/// all of it: its frames are in the sink's hands, not lost, and not counted.
+#[test]
+fn an_oldest_segment_removed_after_it_was_sent_is_not_counted_lost() {
+    let d = dir("drop-removed-sent");
+    let (r, mut c) = open(&d, limits(OnFull::DropOldest));
+    let mut s = r.spool;
+    while seg_files(&d).len() < 3 {
+        s.append(&frame(s.next_seq(), 4, 400)).unwrap();
+    }
+    assert_eq!(drain(&mut s, &mut c).len() as u64, s.next_seq() - 1);
+    let oldest = seg_files(&d).remove(0);
+    cut_or_remove(&oldest, true);
+    let mut f = frame(s.next_seq(), 4, 400);
+    while s.fits(f.len()) {
+        s.append(&f).unwrap();
+        f = frame(s.next_seq(), 4, 400);
+    }
+    s.drop_oldest(f.len(), &mut c).unwrap();
+    assert!(s.fits(f.len()));
+    // The removed segment's room was enough: nothing else dropped.
+    assert_eq!(c.dropped_frames, 0);
+    assert_eq!((c.corrupt_records, c.corrupt_bytes), (0, 0));
+    fs::remove_dir_all(&d).unwrap();
+}
