@@ -62,12 +62,7 @@ impl Rig {
     }
 
     fn truncate(&self, name: &str) {
-        fs::OpenOptions::new()
-            .write(true)
-            .open(self.path(name))
-            .unwrap()
-            .set_len(0)
-            .unwrap();
+        truncate(&self.path(name));
     }
 
     fn flush(&mut self) {
@@ -156,6 +151,16 @@ impl Rig {
             .filter(|l| !(l.ends_with(" some text") && l.len() >= 16))
             .collect()
     }
+}
+
+/// Empties `path` in place (for hooks, which have no `Rig`).
+fn truncate(path: &Path) {
+    fs::OpenOptions::new()
+        .write(true)
+        .open(path)
+        .unwrap()
+        .set_len(0)
+        .unwrap();
 }
 
 /// Appends lines `tag NNNN ... some text` to `path` (for hooks, which have no `Rig`).
@@ -792,12 +797,7 @@ fn a_copy_met_by_the_walk_just_after_the_truncation_checks_is_not_read_from_its_
             r.read();
             r.once_at(Stage::Checked, |dir| {
                 let live = dir.join("app.log");
-                fs::OpenOptions::new()
-                    .write(true)
-                    .open(&live)
-                    .unwrap()
-                    .set_len(0)
-                    .unwrap();
+                truncate(&live);
                 append_lines(&live, "b", 0..3);
             });
             r.poll(Duration::from_millis(100));
