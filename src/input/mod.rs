@@ -677,22 +677,20 @@ impl Tailer {
             let last = self.files.last().expect("just opened");
             let tail = (last.input, (last.dev, last.ino), last.suspect);
             let mut head = tail.1;
+            let mut at = self.files.len() - 1;
             for _ in 0..self.files.len() {
-                let up = self
-                    .files
-                    .iter()
-                    .find(|f| (f.dev, f.ino) == head)
-                    .and_then(|f| f.wait_for);
+                // Up the chain through files open now only: a file waited for may have
+                // been closed since (read to its end, or gone), and ends the chain there.
+                let up = self.files[at].wait_for.and_then(|k| {
+                    let j = self.files.iter().position(|f| (f.dev, f.ino) == k)?;
+                    (!existing.contains(&k) && k != tail.1).then_some((k, j))
+                });
                 match up {
-                    Some(k) if !existing.contains(&k) && k != tail.1 => head = k,
-                    _ => break,
+                    Some((k, j)) => (head, at) = (k, j),
+                    None => break,
                 }
             }
-            let h = self
-                .files
-                .iter_mut()
-                .find(|f| (f.dev, f.ino) == head)
-                .expect("in the chain");
+            let h = &mut self.files[at];
             match (chained, older) {
                 (Some(k), _) if h.wait_for.is_none() || head == tail.1 => h.wait_for = Some(k),
                 (None, Some(k)) if h.wait_for.is_none() && k != head => h.wait_for = Some(k),
@@ -1285,7 +1283,7 @@ impl Tailer {
                 let key = (m.dev(), m.ino());
                 let mtime = m.modified().ok()?;
                 let unknown = !not.contains(&key)
-                    && !self.marks.contains_key(&key)
+                    && !self.marks.get(&key).is_some_and(|m| names_file(m, &p))
                     && !self.files.iter().any(|f| (f.dev, f.ino) == key);
                 (m.is_file() && p != live && family(&p) == live && mtime >= since && unknown)
                     .then_some((mtime, p))
@@ -1983,10 +1981,12 @@ fn find_in_dir(path: &Path, key: Key) -> Option<PathBuf> {
 }
 
 /// Whether the file found under `path` on the inode of mark `m` is the file the mark
-/// knows: under the mark's name, or renamed with its head unchanged. A truncated file keeps
-/// its name; a new file on a freed inode number has neither.
+/// knows: its head unchanged (renamed or not), or a log's live name the mark had, truncated
+/// since. A new file on a freed inode number has another head, and under a rotation suffix
+/// it is not the same file even by the same name (logrotate's `rotate 1` deletes
+/// `app.log.1`, then copies the live file to a new `app.log.1`).
 fn names_file(m: &FileMark, path: &Path) -> bool {
-    m.path == path.as_os_str().as_bytes()
+    (m.path == path.as_os_str().as_bytes() && family(path) == path)
         || m.fp_len == 0
         || std::fs::File::open(path)
             .ok()

@@ -834,28 +834,31 @@ fn a_copy_met_by_the_walk_just_after_the_truncation_checks_is_not_read_from_its_
 #[test]
 fn a_copy_on_the_inode_of_a_deleted_generation_is_claimed_as_the_copy() {
     use std::os::unix::fs::MetadataExt;
-    let mut r = Rig::new("ct-reused", "app.log", "");
-    r.lines("app.log", "a", 0..3);
-    r.poll(Duration::ZERO);
-    fs::rename(r.path("app.log"), r.path("app.log.1")).unwrap();
-    r.lines("app.log", "b", 0..3);
-    r.settle();
-    r.lines("app.log", "b", 3..6);
-    let ino = |r: &Rig, name: &str| fs::metadata(r.path(name)).unwrap().ino();
-    let freed = ino(&r, "app.log.1");
-    fs::remove_file(r.path("app.log.1")).unwrap();
-    r.copytruncate("app.log", "app.log.2");
-    if ino(&r, "app.log.2") != freed {
-        // This file system does not hand the number out again at once: nothing to test.
-        eprintln!("inode {freed} not reused here");
-        return;
+    // To a new name, or to the deleted one's (logrotate's `rotate 1`).
+    for to in ["app.log.2", "app.log.1"] {
+        let mut r = Rig::new(&format!("ct-reused-{to}"), "app.log", "");
+        r.lines("app.log", "a", 0..3);
+        r.poll(Duration::ZERO);
+        fs::rename(r.path("app.log"), r.path("app.log.1")).unwrap();
+        r.lines("app.log", "b", 0..3);
+        r.settle();
+        r.lines("app.log", "b", 3..6);
+        let ino = |r: &Rig, name: &str| fs::metadata(r.path(name)).unwrap().ino();
+        let freed = ino(&r, "app.log.1");
+        fs::remove_file(r.path("app.log.1")).unwrap();
+        r.copytruncate("app.log", to);
+        if ino(&r, to) != freed {
+            // This file system does not hand the number out again at once: nothing to test.
+            eprintln!("inode {freed} not reused here");
+            return;
+        }
+        r.lines("app.log", "c", 0..3);
+        r.settle();
+        assert_eq!(r.numbers("a"), [0, 1, 2], "{to}");
+        assert_eq!(r.numbers("b"), (0..6).collect::<Vec<_>>(), "{to}");
+        assert_eq!(r.numbers("c"), [0, 1, 2], "{to}");
+        assert_eq!(r.c.truncated_lost_bytes, 0, "{to}");
     }
-    r.lines("app.log", "c", 0..3);
-    r.settle();
-    assert_eq!(r.numbers("a"), [0, 1, 2]);
-    assert_eq!(r.numbers("b"), (0..6).collect::<Vec<_>>());
-    assert_eq!(r.numbers("c"), [0, 1, 2]);
-    assert_eq!(r.c.truncated_lost_bytes, 0);
 }
 
 /// The same under a glob that takes the copy (`app.log*`): the deleted generation was open
