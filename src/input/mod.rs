@@ -273,14 +273,17 @@ impl Tailer {
                 // looked at again once it has bytes.
                 continue;
             }
-            if self.started
-                && self
-                    .marks
-                    .get(&key)
-                    .is_some_and(|m| !names_file(m, &n.path))
-            {
+            let stale = |m: &FileMark| {
+                // At start-up only across logs: a known file truncated while the agent was
+                // down, then renamed, is still the mark's.
+                let other_log =
+                    family(Path::new(std::ffi::OsStr::from_bytes(&m.path))) != family(&n.path);
+                (self.started || other_log) && !names_file(m, &n.path)
+            };
+            if self.marks.get(&key).is_some_and(stale) {
                 // A file let go or done with was deleted, and this one took its freed inode
-                // number before the mark was pruned: a new file, not the marked one.
+                // number before the mark was pruned (or while the agent was down): a new
+                // file, not the marked one.
                 let m = self.marks.remove(&key).expect("just seen");
                 self.let_go.remove(&key);
                 self.vanished(&m, c);
@@ -1558,6 +1561,9 @@ impl Tailer {
             // renamed. Its copy (from the mark's offset), the copies made after it, its new
             // content, then the copies newer than it: all before the file that now has its
             // name.
+            // Under another log's name with another head: not this file, but a new one on
+            // its freed inode number (the mark's file was deleted); it is found as new.
+            Ok(_) if family(&p) != family(&path) => self.vanished(&m, c),
             Ok(_) => {
                 let Ok(mut t) = Tailed::open(input, p.clone(), wire.clone(), 0) else {
                     return self.vanished(&m, c);
@@ -1891,7 +1897,10 @@ impl Tailer {
     /// The positions to checkpoint: what is in the spool, given what `batch` still holds.
     pub fn marks(&mut self, batch: &BatchBuilder) -> Vec<FileMark> {
         let mut out: Vec<FileMark> = self.marks.values().cloned().collect();
-        for f in &mut self.files {
+        // A suspected copy (a copytruncate in the making) was never read: no mark, or a
+        // restart would resume it from its head, the lines it copied read twice. Found
+        // again, it is a suspect again, or the copy a truncation while down claims.
+        for f in self.files.iter_mut().filter(|f| !f.suspect) {
             if !held(batch, &self.unspooled, f) {
                 // Nothing of it waits in the batch: all it read is spooled or skipped.
                 f.committed = f.pos;
@@ -1985,13 +1994,17 @@ fn find_in_dir(path: &Path, key: Key) -> Option<PathBuf> {
 /// since. A new file on a freed inode number has another head, and under a rotation suffix
 /// it is not the same file even by the same name (logrotate's `rotate 1` deletes
 /// `app.log.1`, then copies the live file to a new `app.log.1`).
+/// Another file under `path` by now (renamed since it was looked at) cannot tell: yes.
 fn names_file(m: &FileMark, path: &Path) -> bool {
-    (m.path == path.as_os_str().as_bytes() && family(path) == path)
-        || m.fp_len == 0
-        || std::fs::File::open(path)
-            .ok()
-            .and_then(|f| fingerprint(&f, m.fp_len).ok().flatten())
-            == Some(m.fp)
+    if (m.path == path.as_os_str().as_bytes() && family(path) == path) || m.fp_len == 0 {
+        return true;
+    }
+    let Ok(f) = std::fs::File::open(path) else {
+        return true;
+    };
+    f.metadata()
+        .map_or(true, |x| (x.dev(), x.ino()) != (m.dev, m.ino))
+        || fingerprint(&f, m.fp_len).ok().flatten() == Some(m.fp)
 }
 
 /// Whether the file a mark names is still under the mark's path.

@@ -900,6 +900,38 @@ fn a_copy_on_the_inode_of_a_generation_just_let_go_is_not_read_from_its_head() {
     }
 }
 
+/// A restart while logrotate's copy is half made: the suspected copy leaves no mark (at
+/// offset 0 it would be resumed from its head), so after the restart it is a suspect again,
+/// or the copy the truncation claims.
+#[test]
+fn a_copy_in_the_making_at_a_restart_is_not_read_from_its_head() {
+    for truncated_while_down in [false, true] {
+        let what = format!("truncated while down: {truncated_while_down}");
+        let mut r = Rig::new(
+            &format!("ct-restart-{truncated_while_down}"),
+            "app.log*",
+            "",
+        );
+        r.lines("app.log", "a", 0..10);
+        r.poll(Duration::ZERO);
+        let whole = fs::read(r.path("app.log")).unwrap();
+        fs::write(r.path("app.log.1"), &whole[..whole.len() / 2]).unwrap();
+        r.poll(Duration::from_millis(100));
+        let marks = r.t.marks(&r.b);
+        r.restart(marks);
+        fs::write(r.path("app.log.1"), &whole).unwrap();
+        if truncated_while_down {
+            r.truncate("app.log");
+        }
+        r.poll(Duration::from_millis(100));
+        r.truncate("app.log");
+        r.lines("app.log", "b", 0..3);
+        r.settle();
+        assert_eq!(r.numbers("a"), (0..10).collect::<Vec<_>>(), "{what}");
+        assert_eq!(r.numbers("b"), [0, 1, 2], "{what}");
+    }
+}
+
 #[test]
 fn a_file_renamed_to_a_name_the_glob_matches_is_read_before_its_successor() {
     let mut r = Rig::new("rename-wide", "app.log*", "");
