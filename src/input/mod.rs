@@ -278,7 +278,10 @@ impl Tailer {
                 // down, then renamed, is still the mark's.
                 let other_log =
                     family(Path::new(std::ffi::OsStr::from_bytes(&m.path))) != family(&n.path);
-                (self.started || other_log) && !names_file(m, &n.path)
+                // A log let go for room, found under its own name: truncated meanwhile
+                // perhaps, but the mark's (`node-1` is a log's own name, not a generation).
+                let own = self.let_go.contains(&key) && m.path == n.path.as_os_str().as_bytes();
+                (self.started || other_log) && !own && !names_file(m, &n.path)
             };
             if self.marks.get(&key).is_some_and(stale) {
                 // A file let go or done with was deleted, and this one took its freed inode
@@ -693,6 +696,11 @@ impl Tailer {
                     None => break,
                 }
             }
+            let open = |k: Key| self.files.iter().any(|f| (f.dev, f.ino) == k);
+            if self.files[at].wait_for.is_some_and(|k| !open(k)) {
+                // Waiting for a file closed since (read to its end, or gone): nothing.
+                self.files[at].wait_for = None;
+            }
             let h = &mut self.files[at];
             match (chained, older) {
                 (Some(k), _) if h.wait_for.is_none() || head == tail.1 => h.wait_for = Some(k),
@@ -974,20 +982,30 @@ impl Tailer {
         }
         self.live_starts_as(t, u64::from(t.fp_len))
             || self.files.iter().any(|f| {
-                // Or it starts with what a live file started with when last looked at, by
-                // its fingerprint or one it grew from (the copy may be shorter than what was
-                // read since: lines written between the copy and the truncation):
-                // copytruncate may have emptied the live file between the scan's
-                // truncation checks and this look. The truncation, seen next scan, claims
-                // it by the same fingerprints.
-                let [h0, h1, h2, h3] = f.fp_hist;
-                f.rotated.is_none()
-                    && (f.dev, f.ino) != (t.dev, t.ino)
-                    && [(f.fp_len, f.fp), h0, h1, h2, h3].iter().any(|&(n, fp)| {
-                        n >= MIN_PREFIX
-                            && t.size >= u64::from(n)
-                            && fingerprint(&t.file, n).ok().flatten() == Some(fp)
-                    })
+                if f.rotated.is_some() || (f.dev, f.ino) == (t.dev, t.ino) {
+                    return false;
+                }
+                // Or it starts with what a live file started with when last looked at:
+                // copytruncate may have emptied the live file between the scan's truncation
+                // checks and this look, and the truncation, seen next scan, claims it by the
+                // same fingerprints. Its whole fingerprint, as ever; the shorter ones it
+                // grew from (the copy may be shorter than what was read since: lines
+                // written between the copy and the truncation) only while the live file
+                // shows that truncation, as a short head is often shared (a banner at the
+                // top of every generation).
+                let whole = f.fp_len >= MIN_PREFIX
+                    && t.size >= u64::from(f.fp_len)
+                    && fingerprint(&t.file, f.fp_len).ok().flatten() == Some(f.fp);
+                let truncated = f.file.metadata().is_ok_and(|m| m.len() < f.pos)
+                    || !f.same_head().unwrap_or(true);
+                whole
+                    || truncated
+                        && f.fp_hist.iter().any(|&(n, fp)| {
+                            // A copy shorter than MIN_PREFIX: all of it, not a prefix.
+                            (n >= MIN_PREFIX && t.size >= u64::from(n)
+                                || n > 0 && t.size == n.into())
+                                && fingerprint(&t.file, n).ok().flatten() == Some(fp)
+                        })
             })
     }
 
@@ -1083,6 +1101,15 @@ impl Tailer {
         // was shorter than its fingerprint is found by those.
         let mut fps = vec![(f.fp_len, f.fp)];
         fps.extend(f.fp_hist.iter().rev().filter(|h| h.0 >= MIN_PREFIX));
+        // Shorter ones only for a suspect, a file already taken for a copy of a live file
+        // in the making: a copy of a file that held a line of a few bytes.
+        let short: Vec<(u32, u32)> = f
+            .fp_hist
+            .iter()
+            .rev()
+            .filter(|h| h.0 > 0 && h.0 < MIN_PREFIX)
+            .copied()
+            .collect();
         let dir = f.path.parent().unwrap_or(Path::new(".")).to_path_buf();
         let (key, wire, input, path) =
             ((f.dev, f.ino), f.wire_path.clone(), f.input, f.path.clone());
@@ -1106,7 +1133,10 @@ impl Tailer {
             self.files.iter().any(|o| (o.dev, o.ino) == k && !o.suspect)
                 || self.marks.get(&k).is_some_and(|m| names_file(m, p))
         };
-        match find_copy(&dir, &fps, key, known) {
+        let suspect = |k: (u64, u64)| self.files.iter().any(|o| (o.dev, o.ino) == k && o.suspect);
+        let found = find_copy(&dir, &fps, key, known)
+            .or_else(|| find_copy(&dir, &short, key, |k, _| !suspect(k)));
+        match found {
             Some(copy) => {
                 // The copy, then the generations copied away after it unseen, then what is
                 // written to the truncated file from now on: in that order.
@@ -1317,6 +1347,12 @@ impl Tailer {
                         "reading {}, a generation of {wire} copied away unseen",
                         p.display()
                     );
+                    // On the inode of a file deleted since, whose mark is stale (see the
+                    // filter above): that file's unread rest is gone.
+                    if let Some(m) = self.marks.remove(&(t.dev, t.ino)) {
+                        self.let_go.remove(&(t.dev, t.ino));
+                        self.vanished(&m, c);
+                    }
                     t.rotated = Some(now);
                     c.files_opened += 1;
                     out.push(t);

@@ -1066,6 +1066,12 @@ impl Spool {
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {
                     // Removed by something else while the agent ran: nothing to count in it
                     // but the bytes the sender had not had; the room it held is free already.
+                    // What the sink holds of it is counted when it answers, as when a
+                    // segment is dropped here (a rewind cannot send it again).
+                    let id = seg.id;
+                    for f in self.in_flight.iter_mut().filter(|f| f.seg == id) {
+                        f.orphan = true;
+                    }
                     self.lost_under_us(0, self.sent_in(0), &e);
                     self.count_lost(c);
                     if self.segs.len() > 1 {

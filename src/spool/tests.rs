@@ -928,6 +928,12 @@ fn an_oldest_segment_removed_after_it_was_sent_is_not_counted_lost() {
     assert!(s.fits(f.len()));
     // The removed segment's room was enough: nothing else dropped.
     assert_eq!(c.dropped_frames, 0);
+    // The sink fails: what it held of the removed segment cannot be sent again, and is
+    // counted (found by a review: it went uncounted).
+    let held = s.in_flight.iter().filter(|f| f.seg == 1).count() as u64;
+    assert!(held > 0);
+    s.rewind(&mut c);
+    assert_eq!(c.dropped_frames, held);
     assert_eq!((c.corrupt_records, c.corrupt_bytes), (0, 0));
     fs::remove_dir_all(&d).unwrap();
 }
