@@ -1003,7 +1003,7 @@ impl Tailer {
                         && f.fp_hist.iter().any(|&(n, fp)| {
                             // A copy shorter than MIN_PREFIX: all of it, not a prefix.
                             (n >= MIN_PREFIX && t.size >= u64::from(n)
-                                || n > 0 && t.size == n.into())
+                                || n > 0 && t.size == u64::from(n))
                                 && fingerprint(&t.file, n).ok().flatten() == Some(fp)
                         })
             })
