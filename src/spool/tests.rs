@@ -816,13 +816,7 @@ fn a_segment_cut_or_removed_while_running_is_skipped_and_counted() {
             s.append(&frame(s.next_seq(), 4, 400)).unwrap();
         }
         s.sync().unwrap();
-        let mut segs: Vec<_> = fs::read_dir(&d)
-            .unwrap()
-            .flatten()
-            .map(|e| e.path())
-            .filter(|p| p.extension().is_some_and(|x| x == "seg"))
-            .collect();
-        segs.sort();
+        let segs = seg_files(&d);
         assert!(segs.len() >= 3, "{segs:?}");
         // The second segment, before the sender got to it.
         let hit = &segs[1];
