@@ -185,6 +185,76 @@ fn sighup_adds_and_removes_inputs_and_a_bad_config_changes_nothing() {
     assert_eq!(status_lines(&log, "tailing"), 3, "{log}");
 }
 
+/// A SIGHUP or SIGTERM during start-up (logrotate's postrotate, a service manager) is
+/// handled once the agent runs; it does not end the process by default. The agent is held
+/// in start-up without a clock: its fleet state file is a FIFO, which `open` blocks on until
+/// the test opens the other end. The test knows the agent is there when a non-blocking open
+/// for writing succeeds (it fails while no reader has the FIFO open).
+#[test]
+fn a_signal_during_start_up_is_handled_once_running() {
+    use std::os::unix::fs::OpenOptionsExt;
+    for sig in ["HUP", "TERM"] {
+        let s = Scratch::new(&format!("start-signal-{sig}"));
+        let f = s.path("logs/app.log");
+        append(&f, &line("s", 0));
+        let cfg = s.config("", &input("app", &f.display().to_string(), ""), "");
+        std::os::unix::fs::DirBuilderExt::mode(&mut fs::DirBuilder::new(), 0o700)
+            .create(s.path("data"))
+            .unwrap();
+        let fifo = s.path("data/fleet.state");
+        assert!(std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success());
+        let mut a = Agent::start(&s, &cfg);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let writer = loop {
+            // O_NONBLOCK (0o4000 on Linux): fails with ENXIO until the agent opens to read.
+            match fs::OpenOptions::new()
+                .write(true)
+                .custom_flags(0o4000)
+                .open(&fifo)
+            {
+                Ok(w) => break w,
+                Err(e) => {
+                    assert!(a.child.try_wait().unwrap().is_none(), "{}", a.log());
+                    assert!(Instant::now() < deadline, "agent never read {fifo:?}: {e}");
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+            }
+        };
+        // The agent is inside start-up, blocked reading the FIFO.
+        a.signal(sig);
+        // Let a moment pass for the signal's default action, were it still in place.
+        std::thread::sleep(Duration::from_millis(200));
+        assert!(
+            a.child.try_wait().unwrap().is_none(),
+            "SIGHUP/SIGTERM during start-up ended the agent: {}",
+            a.log()
+        );
+        drop(writer); // end of file: the agent reads an empty state and goes on
+        if sig == "HUP" {
+            a.wait_log("reloaded", 20);
+            append(&f, &line("s", 1));
+            let got = wait_until(&s.path("out.tbf"), 20, |g| numbers(g, "s").len() == 2);
+            assert_eq!(numbers(&got, "s"), vec![0, 1]);
+            a.stop();
+        } else {
+            let deadline = Instant::now() + Duration::from_secs(20);
+            let st = loop {
+                if let Some(st) = a.child.try_wait().unwrap() {
+                    break st;
+                }
+                assert!(Instant::now() < deadline, "no stop: {}", a.log());
+                std::thread::sleep(Duration::from_millis(20));
+            };
+            assert!(st.success(), "{st}: {}", a.log());
+            assert!(a.log().contains("shutting down"), "{}", a.log());
+        }
+    }
+}
+
 /// An input taken out while its lines wait in the open batch (a long linger), then put back
 /// under its name and under another: the agent spools the batch before closing the file, so
 /// the input added back goes on past those lines. Before, they came twice, inside one frame

@@ -322,6 +322,20 @@ pub struct RunOpts {
 /// Runs the agent until SIGTERM or SIGINT (or, with `once`, until everything is delivered).
 pub fn run(local: Config, opts: RunOpts) -> Result<(), Error> {
     let RunOpts { config_path, once } = opts;
+    // First of all: start-up can take a while (a large spool to check, a slow disk), and a
+    // SIGHUP or SIGTERM sent meanwhile (logrotate's postrotate, a service manager) would end
+    // the process by default. Installed here, it waits in the self-pipe and is handled once
+    // the tasks run: a reload after start-up, or a clean stop.
+    let signals = async_signal::Signals::new([
+        async_signal::Signal::Hup,
+        async_signal::Signal::Term,
+        async_signal::Signal::Int,
+    ])
+    .map_err(|e| Error::Io {
+        what: "install signal handlers for",
+        path: PathBuf::from("SIGHUP/SIGTERM/SIGINT"),
+        source: e,
+    })?;
     // Everything the agent writes is private, whatever umask it was started with: segments
     // hold every shipped line (which may come from a 0640 auth.log), `fleet.state` holds the
     // fleet's sink tokens. The umask covers files made anywhere in the agent (spool, dead
@@ -354,18 +368,6 @@ pub fn run(local: Config, opts: RunOpts) -> Result<(), Error> {
         }
     };
     log::set_max_level(cfg.level());
-    // Before the line that says it started: a SIGTERM that follows that line (a test, a
-    // service manager) must find the handler in place, not end the process by default.
-    let signals = async_signal::Signals::new([
-        async_signal::Signal::Hup,
-        async_signal::Signal::Term,
-        async_signal::Signal::Int,
-    ])
-    .map_err(|e| Error::Io {
-        what: "install signal handlers for",
-        path: PathBuf::from("SIGHUP/SIGTERM/SIGINT"),
-        source: e,
-    })?;
     log::info!(
         "tailbeat {} starting as {instance:?}: {} pipeline(s), data in {}",
         env!("CARGO_PKG_VERSION"),
