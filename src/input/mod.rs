@@ -2031,9 +2031,16 @@ fn find_in_dir(path: &Path, key: Key) -> Option<PathBuf> {
 /// it is not the same file even by the same name (logrotate's `rotate 1` deletes
 /// `app.log.1`, then copies the live file to a new `app.log.1`).
 /// Another file under `path` by now (renamed since it was looked at) cannot tell: yes.
+/// A mark with no fingerprint (its file was empty) cannot tell either, but it knows no
+/// bytes: taken as stale, the file is read from its head just as the mark would have it,
+/// and may be claimed as a copy (a generation let go empty, deleted, and its inode number
+/// taken by a copytruncate copy).
 fn names_file(m: &FileMark, path: &Path) -> bool {
-    if (m.path == path.as_os_str().as_bytes() && family(path) == path) || m.fp_len == 0 {
+    if m.path == path.as_os_str().as_bytes() && family(path) == path {
         return true;
+    }
+    if m.fp_len == 0 {
+        return m.offset > 0;
     }
     let Ok(f) = std::fs::File::open(path) else {
         return true;

@@ -900,6 +900,40 @@ fn a_copy_on_the_inode_of_a_generation_just_let_go_is_not_read_from_its_head() {
     }
 }
 
+/// A generation that was empty when let go leaves a mark with no fingerprint: its head
+/// cannot say whether a file on its inode number is still it. Deleted, its inode number
+/// taken by a copytruncate copy before the mark was pruned, the mark was taken for the
+/// copy's own, so the truncation passed the copy over: its unread lines were counted lost
+/// instead of read from it (and, with a glob that takes the copy's name, the copy was then
+/// resumed at the mark's offset 0: read from its head). Seen under fast logrotate.
+#[test]
+fn a_copy_on_the_inode_of_a_generation_let_go_while_empty_is_claimed() {
+    use std::os::unix::fs::MetadataExt;
+    let mut r = Rig::new("ct-reused-empty", "app.log", "");
+    r.write("app.log", "");
+    r.poll(Duration::ZERO);
+    fs::rename(r.path("app.log"), r.path("app.log.1")).unwrap();
+    r.lines("app.log", "b", 0..3);
+    r.settle();
+    assert_eq!(r.t.open_files(), 1, "the empty generation is let go");
+    let ino = |r: &Rig, name: &str| fs::metadata(r.path(name)).unwrap().ino();
+    let freed = ino(&r, "app.log.1");
+    r.lines("app.log", "b", 3..6);
+    // Deleted, and its inode number taken by the copy, between two looks.
+    fs::remove_file(r.path("app.log.1")).unwrap();
+    fs::copy(r.path("app.log"), r.path("app.log.2")).unwrap();
+    if ino(&r, "app.log.2") != freed {
+        eprintln!("inode {freed} not reused here");
+        return;
+    }
+    r.truncate("app.log");
+    r.lines("app.log", "c", 0..3);
+    r.settle();
+    assert_eq!(r.numbers("b"), (0..6).collect::<Vec<_>>());
+    assert_eq!(r.numbers("c"), [0, 1, 2]);
+    assert_eq!(r.c.truncated_lost_bytes, 0);
+}
+
 /// A restart while logrotate's copy is half made: the suspected copy leaves no mark (at
 /// offset 0 it would be resumed from its head), so after the restart it is a suspect again,
 /// or the copy the truncation claims.
