@@ -795,6 +795,16 @@ impl Tailer {
                 } else {
                     after = self.truncated_while_down(&m, &mut t, now, c);
                 }
+            } else if self.is_copy_of_live(&t) {
+                // Another head, and it starts like a live file: a generation deleted while
+                // the agent was down (logrotate's `rotate 1`, or its oldest), its inode
+                // number taken at once by the copy of the live file logrotate is making.
+                // Not the mark's file written again: a copy in the making, a suspect until
+                // the live file's truncation claims it (read from its head, it repeated
+                // every line the agent had read from the live file).
+                log::debug!("{}: a copy on a freed inode number", path.display());
+                self.vanished(&m, c);
+                t.suspect = true;
             } else {
                 // The inode no longer starts as it did: truncated while not open and written
                 // again (copytruncate while the agent was down), or reused by a new file.
@@ -1457,6 +1467,14 @@ impl Tailer {
 
     fn vanished(&mut self, m: &FileMark, c: &mut Counters) {
         let lost = m.size.saturating_sub(m.offset);
+        if lost == 0 {
+            // Read to its end: nothing lost, nothing to warn of.
+            log::debug!(
+                "{} is gone, read to its end",
+                String::from_utf8_lossy(&m.path)
+            );
+            return;
+        }
         c.vanished_lost_bytes += lost;
         log::warn!(
             "{} is gone with {lost} bytes unread: lost",

@@ -934,6 +934,51 @@ fn a_copy_on_the_inode_of_a_generation_let_go_while_empty_is_claimed() {
     assert_eq!(r.c.truncated_lost_bytes, 0);
 }
 
+/// kill -9 while logrotate rotates with copytruncate: the checkpoint holds the mark of a
+/// generation read to its end; logrotate deletes it (`rotate 1`: the same name; or the
+/// oldest of several) and its copy of the live file takes the freed inode number. At the
+/// start the mark names that inode with another head: the file was taken for the mark's
+/// own, truncated and written again, and read from its head (the live file's lines twice).
+/// It starts like the live file: a copy, a suspect until the truncation claims it.
+#[test]
+fn a_copy_on_the_inode_of_a_generation_deleted_while_down_is_not_read_from_its_head() {
+    use std::os::unix::fs::MetadataExt;
+    for (mark_name, copy_name) in [("app.log.1", "app.log.1"), ("app.log.2", "app.log.1")] {
+        let what = format!("mark under {mark_name}, copy to {copy_name}");
+        let mut r = Rig::new(&format!("ct-down-reused-{mark_name}"), "app.log*", "");
+        r.lines("app.log", "a", 0..5);
+        r.poll(Duration::ZERO);
+        r.copytruncate("app.log", "app.log.1");
+        r.poll(Duration::from_millis(100));
+        if mark_name != "app.log.1" {
+            fs::rename(r.path("app.log.1"), r.path(mark_name)).unwrap();
+        }
+        r.lines("app.log", "b", 0..5);
+        r.settle();
+        let ino = |r: &Rig, name: &str| fs::metadata(r.path(name)).unwrap().ino();
+        let freed = ino(&r, mark_name);
+        let marks = r.t.marks(&r.b);
+        assert!(marks.iter().any(|m| m.ino == freed), "{what}");
+        r.restart(marks);
+        // While down: the generation deleted, the copy half made on its inode number.
+        fs::remove_file(r.path(mark_name)).unwrap();
+        let whole = fs::read(r.path("app.log")).unwrap();
+        fs::write(r.path(copy_name), &whole[..whole.len() / 2]).unwrap();
+        if ino(&r, copy_name) != freed {
+            eprintln!("inode {freed} not reused here");
+            continue;
+        }
+        r.poll(Duration::ZERO);
+        fs::write(r.path(copy_name), &whole).unwrap();
+        r.truncate("app.log");
+        r.lines("app.log", "c", 0..3);
+        r.settle();
+        assert_eq!(r.numbers("a"), (0..5).collect::<Vec<_>>(), "{what}");
+        assert_eq!(r.numbers("b"), (0..5).collect::<Vec<_>>(), "{what}");
+        assert_eq!(r.numbers("c"), [0, 1, 2], "{what}");
+    }
+}
+
 /// A restart while logrotate's copy is half made: the suspected copy leaves no mark (at
 /// offset 0 it would be resumed from its head), so after the restart it is a suspect again,
 /// or the copy the truncation claims.
