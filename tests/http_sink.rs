@@ -314,6 +314,53 @@ fn behind_a_slow_server_new_frames_are_made_durable_in_groups() {
     );
 }
 
+/// An agent killed while it delivers a backlog (a crash loop, a power cut) sends again at
+/// most 64 frames the server already had: acknowledged positions are checkpointed every 64
+/// frames, not only every 5 s or when a segment can go. Before, all 150 came again.
+#[test]
+fn an_agent_killed_mid_backlog_sends_again_at_most_64_frames_the_server_had() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let s = Scratch::new("http-crash-resend");
+    let acc = Accepted::default();
+    let up = Arc::new(AtomicBool::new(false));
+    let up2 = up.clone();
+    // The first 150 frames are taken, then the server fails until it is told to take all.
+    let srv = server(&acc, move |n, _| {
+        if n < 150 || up2.load(Ordering::SeqCst) {
+            Reply::status(204)
+        } else {
+            Reply::status(503)
+        }
+    });
+    let f = s.path("logs/app.log");
+    let n = 300;
+    append(&f, &(0..n).map(|i| line("k", i)).collect::<String>());
+    let cfg = s.config(
+        "",
+        &input("app", f.to_str().unwrap(), ""),
+        &sink(&srv.url("/in"), "[batch]\nmax_lines = 1\nlinger = \"10ms\""),
+    );
+    let agent = Agent::start(&s, &cfg);
+    // The 151st request was refused: 150 taken, and the agent backs off.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while srv.requests().len() < 151 {
+        assert!(Instant::now() < deadline, "{}", agent.log());
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    agent.kill9();
+    up.store(true, Ordering::SeqCst);
+    let agent = Agent::start(&s, &cfg);
+    let got = acc.wait_lines(&s, n as usize, 60);
+    agent.stop();
+    assert_exactly_once(&numbers(&got, "k"), n);
+    let p = s.path("all.tbf");
+    std::fs::write(&p, acc.0.lock().unwrap().concat()).unwrap();
+    let frames: Vec<u64> = read_sink(&p).iter().map(|g| g.seq).collect();
+    let mut seen = std::collections::HashSet::new();
+    let again = frames.iter().filter(|q| !seen.insert(**q)).count();
+    assert!(again <= 64, "{again} frames sent again after the kill");
+}
+
 #[test]
 fn server_down_for_15s_mid_stream_loses_nothing() {
     let s = Scratch::new("http-outage");

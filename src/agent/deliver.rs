@@ -5,7 +5,7 @@
 //! The task waits on that channel while it owns its receiving end, with no borrow of the
 //! pipe held.
 
-use super::pipe::{Outbox, Pipe, PipeRef, ToDeliver};
+use super::pipe::{Outbox, Pipe, PipeRef, ToDeliver, CHECKPOINT_ACKED};
 use super::Shared;
 use crate::backoff::Backoff;
 use crate::sink::{AnySink, Sink, SinkError};
@@ -211,10 +211,13 @@ pub(super) async fn deliver(st: Shared, pipe: PipeRef, out: Outbox) {
                             pipe.with_mut(|p| {
                                 s.c.sink_flushes += 1;
                                 s.c.dead_letters += dead;
+                                let before = p.spool.in_flight();
                                 p.spool.ack(seq, &mut s.c);
+                                p.acked_since_ck += (before - p.spool.in_flight()) as u64;
                                 p.track.acked(seq, Instant::now(), &mut s.window);
                                 p.changed = true;
-                                if p.spool.reclaimable() && p.checkpoint_due() {
+                                let many = p.acked_since_ck >= CHECKPOINT_ACKED;
+                                if (many || p.spool.reclaimable()) && p.checkpoint_due() {
                                     p.checkpoint();
                                 }
                                 p.space.notify();
