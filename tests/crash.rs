@@ -201,6 +201,29 @@ fn spool_full_with_drop_oldest_drops_exactly_what_it_reports() {
     assert!(nums.windows(2).all(|w| w[0] < w[1]));
 }
 
+/// The loss is counted once: the start that counts it writes the checkpoint without the
+/// file's mark at once, so an agent killed soon after (a crash loop, before the 5 s
+/// checkpoint) does not count it again at its next start.
+#[test]
+fn a_file_deleted_unread_while_down_is_counted_once_across_a_crash_loop() {
+    let s = Scratch::new("vanished-once");
+    let (a, f, _, inp) = stuck_behind(&s, "v");
+    a.stop();
+    fs::remove_file(&f).unwrap();
+    // The sink still fails: nothing is acknowledged, so no checkpoint comes of delivery.
+    let stuck = s.config("", &inp, &format!("{TINY_SPOOL}{FULL_DISK_SINK}"));
+    let a = Agent::start(&s, &stuck);
+    a.wait_log("is gone with", 10);
+    std::thread::sleep(Duration::from_millis(300));
+    a.kill9();
+    let a = Agent::start(&s, &s.config("", &inp, TINY_SPOOL));
+    wait_until(&s.path("out.tbf"), 10, |g| !g.is_empty());
+    std::thread::sleep(Duration::from_millis(1200));
+    let log = a.stop();
+    assert!(!log.contains("is gone with"), "counted again: {log}");
+    assert_eq!(stat(&log, "vanished", "B"), 0, "{log}");
+}
+
 #[test]
 fn a_file_deleted_unread_while_the_agent_was_down_is_counted() {
     let s = Scratch::new("vanished");

@@ -569,8 +569,15 @@ fn scan(watch: &mut Watch, p: &mut Pipe, now: Instant, c: &mut Counters) {
     if watch.wants_sync(&p.cfg.inputs, now) {
         watch.sync(&p.cfg.inputs, now);
     }
+    let lost = (c.vanished_lost_bytes, c.truncated_lost_bytes);
     p.tailer.scan(now, &p.batch, c);
     p.last_scan = Some(now);
+    if (c.vanished_lost_bytes, c.truncated_lost_bytes) != lost && p.checkpoint_due() {
+        // A loss is counted once: the marks that counted it leave the checkpoint now. At the
+        // next 5 s tick, which an agent in a crash loop never reaches, every start counted
+        // the same files again.
+        p.checkpoint();
+    }
 }
 
 fn finish(p: &mut Pipe) -> Built {
