@@ -1622,6 +1622,13 @@ impl Tailer {
                 let Ok(mut t) = Tailed::open(input, p.clone(), wire.clone(), 0) else {
                     return self.vanished(&m, c);
                 };
+                if self.is_copy_of_live(&t) {
+                    // Another head that starts like a live file: the mark's file was deleted
+                    // and logrotate's copy of the live file took its inode number (as in
+                    // `open_new`). Not this mark's: the walk finds it as a new file, or the
+                    // live file's truncation claims it.
+                    return self.vanished(&m, c);
+                }
                 log::info!(
                     "{wire} was truncated and rotated to {} while not open: reading it from its head",
                     p.display()

@@ -979,6 +979,42 @@ fn a_copy_on_the_inode_of_a_generation_deleted_while_down_is_not_read_from_its_h
     }
 }
 
+/// The same with a glob on the live name only: the checkpoint's mark is of a claimed copy,
+/// under the live name it is read for. At the start the mark is followed by its inode
+/// number to the new copy, which was taken for the mark's file truncated and rotated while
+/// down and read from its head.
+#[test]
+fn a_copy_on_the_inode_of_a_claimed_copy_deleted_while_down_is_not_read_from_its_head() {
+    use std::os::unix::fs::MetadataExt;
+    let mut r = Rig::new("ct-down-reused-live", "app.log", "");
+    r.lines("app.log", "a", 0..5);
+    r.poll(Duration::ZERO);
+    r.lines("app.log", "a", 5..8);
+    r.copytruncate("app.log", "app.log.1");
+    r.lines("app.log", "b", 0..5);
+    r.poll(Duration::from_millis(100));
+    let ino = |r: &Rig, name: &str| fs::metadata(r.path(name)).unwrap().ino();
+    let freed = ino(&r, "app.log.1");
+    let marks = r.t.marks(&r.b);
+    assert!(marks.iter().any(|m| m.ino == freed));
+    r.restart(marks);
+    fs::remove_file(r.path("app.log.1")).unwrap();
+    let whole = fs::read(r.path("app.log")).unwrap();
+    fs::write(r.path("app.log.1"), &whole[..whole.len() / 2]).unwrap();
+    if ino(&r, "app.log.1") != freed {
+        eprintln!("inode {freed} not reused here");
+        return;
+    }
+    r.poll(Duration::ZERO);
+    fs::write(r.path("app.log.1"), &whole).unwrap();
+    r.truncate("app.log");
+    r.lines("app.log", "c", 0..3);
+    r.settle();
+    assert_eq!(r.numbers("a"), (0..8).collect::<Vec<_>>());
+    assert_eq!(r.numbers("b"), (0..5).collect::<Vec<_>>());
+    assert_eq!(r.numbers("c"), [0, 1, 2]);
+}
+
 /// A restart while logrotate's copy is half made: the suspected copy leaves no mark (at
 /// offset 0 it would be resumed from its head), so after the restart it is a suspect again,
 /// or the copy the truncation claims.
