@@ -802,7 +802,6 @@ impl Tailer {
                 // Not the mark's file written again: a copy in the making, a suspect until
                 // the live file's truncation claims it (read from its head, it repeated
                 // every line the agent had read from the live file).
-                log::debug!("{}: a copy on a freed inode number", path.display());
                 self.vanished(&m, c);
                 t.suspect = true;
             } else {
@@ -1397,10 +1396,7 @@ impl Tailer {
                 if f.suspect {
                     // Opened in the making and left unread: now known as the copy. It goes
                     // last, so the caller puts it before the truncated file.
-                    log::info!(
-                        "reading the rest of {wire} from its copy {} at byte {pos}",
-                        copy.display()
-                    );
+                    says_claimed(wire, &copy, pos);
                     f.suspect = false;
                     // Its place in the order is the truncated file's, which the caller
                     // gives it: what it was chained to when it was found is a guess from
@@ -1434,10 +1430,7 @@ impl Tailer {
         }
         match Tailed::open(input, copy.clone(), wire.clone(), pos) {
             Ok(mut t) => {
-                log::info!(
-                    "reading the rest of {wire} from its copy {} at byte {pos}",
-                    copy.display()
-                );
+                says_claimed(wire, &copy, pos);
                 t.rotated = Some(now);
                 c.files_opened += 1;
                 // The claim reaches the spool with the next frame, before any line of the
@@ -1469,10 +1462,6 @@ impl Tailer {
         let lost = m.size.saturating_sub(m.offset);
         if lost == 0 {
             // Read to its end: nothing lost, nothing to warn of.
-            log::debug!(
-                "{} is gone, read to its end",
-                String::from_utf8_lossy(&m.path)
-            );
             return;
         }
         c.vanished_lost_bytes += lost;
@@ -2073,6 +2062,14 @@ fn names_file(m: &FileMark, path: &Path) -> bool {
     f.metadata()
         .map_or(true, |x| (x.dev(), x.ino()) != (m.dev, m.ino))
         || fingerprint(&f, m.fp_len).ok().flatten() == Some(m.fp)
+}
+
+/// The log line of a copy claimed for a truncated file (one copy of it in the binary).
+fn says_claimed(wire: &str, copy: &Path, pos: u64) {
+    log::info!(
+        "reading the rest of {wire} from its copy {} at byte {pos}",
+        copy.display()
+    );
 }
 
 /// Whether the file a mark names is still under the mark's path.
