@@ -231,7 +231,18 @@ impl Tailer {
                     .unopened_live(t)
                     .and_then(|(f, _)| f.metadata().ok())
                     .is_some_and(|m| self.marks.contains_key(&(m.dev(), m.ino())));
-                if !let_go && !self.is_copy_of_live(t) {
+                // The live file truncated since the checks above (logrotate truncates right
+                // after its copy): the suspect is its copy, for the next scan's check to
+                // claim. Released now, it would be read from its head (its lines twice, in
+                // one frame), as when the live file is too short for its fingerprint to
+                // tell a copy by (under 16 bytes).
+                let live_cut = self.files.iter().any(|f| {
+                    f.rotated.is_none()
+                        && f.path.as_path() == family(&t.path)
+                        && (f.file.metadata().is_ok_and(|m| m.len() < f.pos)
+                            || !f.same_head().unwrap_or(true))
+                });
+                if !let_go && !live_cut && !self.is_copy_of_live(t) {
                     self.files[i].suspect = false;
                     self.before_unread_live(i);
                 }

@@ -1015,6 +1015,55 @@ fn a_copy_on_the_inode_of_a_claimed_copy_deleted_while_down_is_not_read_from_its
     assert_eq!(r.numbers("c"), [0, 1, 2]);
 }
 
+/// A copy held as a suspect (opened in the making) when the live file is truncated and
+/// written again between the scan's truncation checks and its look at the suspects: it no
+/// longer starts like the live file, but it is the copy, to be claimed by the next scan,
+/// not a new file to read from its head (the lines read from the live file twice, inside
+/// one frame). Short lines too: a live file whose whole content is under 16 bytes.
+#[test]
+fn a_suspect_copy_is_not_released_by_a_truncation_between_the_checks() {
+    for (short, grown) in [(false, false), (true, false), (true, true)] {
+        let what = format!("short: {short}, a line written after the read: {grown}");
+        let mut r = Rig::new(
+            &format!("ct-suspect-toctou-{short}-{grown}"),
+            "app.log*",
+            "",
+        );
+        let w = |r: &Rig, name: &str, tag: &str, range: std::ops::Range<u32>| {
+            if short {
+                for i in range {
+                    r.write(name, &format!("{tag}{i}\n"));
+                }
+            } else {
+                r.lines(name, tag, range);
+            }
+        };
+        w(&r, "app.log", "a", 0..3);
+        r.poll(Duration::ZERO);
+        if grown {
+            w(&r, "app.log", "a", 3..4);
+        }
+        fs::copy(r.path("app.log"), r.path("app.log.1")).unwrap();
+        r.poll(Duration::from_millis(100));
+        assert_eq!(r.t.open_files(), 2, "{what}: the copy is held");
+        r.once_at(Stage::Checked, move |dir| {
+            let live = dir.join("app.log");
+            truncate(&live);
+            if short {
+                fs::write(&live, "b0\nb1\n").unwrap();
+            } else {
+                append_lines(&live, "b", 0..2);
+            }
+        });
+        r.poll(Duration::from_millis(100));
+        r.settle();
+        let got: Vec<&str> = r.got.iter().map(|(_, l)| l.as_str()).collect();
+        let a = got.iter().filter(|l| l.starts_with('a')).count();
+        let b = got.iter().filter(|l| l.starts_with('b')).count();
+        assert_eq!((a, b), (3 + grown as usize, 2), "{what}: {got:?}");
+    }
+}
+
 /// A restart while logrotate's copy is half made: the suspected copy leaves no mark (at
 /// offset 0 it would be resumed from its head), so after the restart it is a suspect again,
 /// or the copy the truncation claims.
