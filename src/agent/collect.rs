@@ -154,6 +154,7 @@ pub(super) async fn collect(st: Shared, pipe: PipeRef, commands: Receiver<ToColl
         let (outcome, linger_left, poll, stats) = st.with_mut(|s| {
             pipe.with_mut(|p| {
                 let poll = s.cfg.poll_interval.0;
+                let lost = (s.c.vanished_lost_bytes, s.c.truncated_lost_bytes);
                 if seen.scan
                     || p.last_scan
                         .is_none_or(|t| now.duration_since(t) >= poll.min(Duration::from_secs(1)))
@@ -166,6 +167,9 @@ pub(super) async fn collect(st: Shared, pipe: PipeRef, commands: Receiver<ToColl
                 } else {
                     p.tailer.read(&mut p.batch, now, now_ms(), &mut s.c)
                 };
+                if (s.c.vanished_lost_bytes, s.c.truncated_lost_bytes) != lost {
+                    p.loss_unsaved = true;
+                }
                 // The look that found the batch's first line is its read time.
                 if !p.batch.is_empty() {
                     p.track.reading(now);
@@ -175,6 +179,7 @@ pub(super) async fn collect(st: Shared, pipe: PipeRef, commands: Receiver<ToColl
                 if p.last_checkpoint.elapsed() >= CHECKPOINT_EVERY && p.changed {
                     p.checkpoint();
                 }
+                checkpoint_loss(p);
                 let mut stats = false;
                 if local && now.duration_since(last_stats.0) >= s.cfg.stats_interval.0 {
                     let progress = (s.c.bytes_read, s.c.frames_acked);
@@ -569,13 +574,17 @@ fn scan(watch: &mut Watch, p: &mut Pipe, now: Instant, c: &mut Counters) {
     if watch.wants_sync(&p.cfg.inputs, now) {
         watch.sync(&p.cfg.inputs, now);
     }
-    let lost = (c.vanished_lost_bytes, c.truncated_lost_bytes);
     p.tailer.scan(now, &p.batch, c);
     p.last_scan = Some(now);
-    if (c.vanished_lost_bytes, c.truncated_lost_bytes) != lost && p.checkpoint_due() {
-        // A loss is counted once: the marks that counted it leave the checkpoint now. At the
-        // next 5 s tick, which an agent in a crash loop never reaches, every start counted
-        // the same files again.
+}
+
+/// A loss is counted once: the marks that counted it leave the checkpoint as soon as it is
+/// safe, not at the next 5 s tick, which an agent in a crash loop never reaches (every start
+/// counted the same files again). Safe once the open batch is empty and no refused frame
+/// waits: a checkpoint taken while the batch holds lines of the file's old content would
+/// record its new start and lose those lines, uncounted, to a crash.
+fn checkpoint_loss(p: &mut Pipe) {
+    if p.loss_unsaved && p.batch.is_empty() && p.pending.is_none() && p.checkpoint_due() {
         p.checkpoint();
     }
 }
@@ -626,6 +635,7 @@ fn append(p: &mut Pipe, c: &mut Counters, b: Built) -> Result<(), SpoolError> {
             p.grouped += b.frame.len() as u64;
             p.changed = true;
             p.spooled.notify();
+            checkpoint_loss(p);
             Ok(())
         }
         Err(e) => {

@@ -5,7 +5,7 @@
 //! The task waits on that channel while it owns its receiving end, with no borrow of the
 //! pipe held.
 
-use super::pipe::{Outbox, Pipe, PipeRef, ToDeliver, CHECKPOINT_ACKED};
+use super::pipe::{Outbox, Pipe, PipeRef, ToDeliver, CHECKPOINT_ACKED, CK_ACKED_EVERY};
 use super::Shared;
 use crate::backoff::Backoff;
 use crate::sink::{AnySink, Sink, SinkError};
@@ -216,7 +216,10 @@ pub(super) async fn deliver(st: Shared, pipe: PipeRef, out: Outbox) {
                                 p.acked_since_ck += (before - p.spool.in_flight()) as u64;
                                 p.track.acked(seq, Instant::now(), &mut s.window);
                                 p.changed = true;
-                                let many = p.acked_since_ck >= CHECKPOINT_ACKED;
+                                let many = p.acked_since_ck >= CHECKPOINT_ACKED
+                                    && (!p.acked_ck_once
+                                        || p.last_checkpoint.elapsed() >= CK_ACKED_EVERY);
+                                p.acked_ck_once |= many;
                                 if (many || p.spool.reclaimable()) && p.checkpoint_due() {
                                     p.checkpoint();
                                 }

@@ -43,8 +43,12 @@ const CK_RETRY: Duration = Duration::from_secs(1);
 /// not only every `CHECKPOINT_EVERY` or when a segment can go: an agent that dies (a crash
 /// loop, a power cut) sends again at most this many frames the sink already had, not a
 /// whole backlog each time (seen: a restart every 0.7 s resent 596 frames for 131). At most
-/// one small file write per 64 frames delivered.
+/// one small file write per 64 frames delivered, and (after the first, right after a start)
+/// at most one a [`CK_ACKED_EVERY`]: draining a backlog of small frames fast would otherwise
+/// write a checkpoint (a state file, a rename, two fsyncs) many times a second, on flash.
 pub(super) const CHECKPOINT_ACKED: u64 = 64;
+/// The least time between two checkpoints made for [`CHECKPOINT_ACKED`].
+pub(super) const CK_ACKED_EVERY: Duration = Duration::from_secs(1);
 
 #[derive(Debug)]
 struct CkFailing {
@@ -181,6 +185,12 @@ pub(crate) struct Pipe {
     pub(super) changed: bool,
     /// Frames acknowledged since the last checkpoint was tried ([`CHECKPOINT_ACKED`]).
     pub(super) acked_since_ck: u64,
+    /// A file loss was counted that no checkpoint written since records
+    /// (`collect::checkpoint_loss`).
+    pub(super) loss_unsaved: bool,
+    /// An acknowledgement checkpoint was written since the pipeline opened: later ones
+    /// wait [`CK_ACKED_EVERY`] after the last checkpoint.
+    pub(super) acked_ck_once: bool,
     /// Checkpoints are failing (a full disk): since when, how many, when last logged.
     ck_failing: Option<CkFailing>,
     /// Collect has yielded in the middle of a backlog and comes back with more frames at
@@ -350,6 +360,8 @@ impl Pipe {
                 last_scan: None,
                 changed: false,
                 acked_since_ck: 0,
+                loss_unsaved: false,
+                acked_ck_once: false,
                 ck_failing: None,
                 reading_on: false,
                 grouped: 0,
@@ -541,6 +553,7 @@ impl Pipe {
         self.acked_since_ck = 0;
         match self.spool.checkpoint(marks) {
             Ok(()) => {
+                self.loss_unsaved = false;
                 if let Some(f) = self.ck_failing.take() {
                     log::info!(
                         "{}: checkpoint written again, after {} s and {} failed attempts",

@@ -786,6 +786,17 @@ impl Tailer {
         }
         // On the scan's clock, which TURN and a suspect's age are measured on.
         t.opened = now;
+        if family(&path) != path.as_path()
+            && self
+                .marks
+                .get(&(dev, ino))
+                .is_some_and(|m| m.fp_len == 0 && m.offset == 0)
+        {
+            // A mark of a file that was empty knows nothing: not even whether this is still
+            // its file (an empty generation deleted, its inode number taken by a copy). It
+            // would have it read from its head; unknown, it is also looked at as a copy.
+            self.marks.remove(&(dev, ino));
+        }
         if !self.marks.contains_key(&(dev, ino)) && self.is_copy_of_live(&t) {
             // It starts like a file we tail (or is empty): perhaps a copy in the making
             // (copytruncate's copy step, only partly written yet). It is not read until a
@@ -806,7 +817,7 @@ impl Tailer {
                 } else {
                     after = self.truncated_while_down(&m, &mut t, now, c);
                 }
-            } else if self.is_copy_of_live(&t) {
+            } else if self.copy_on_freed_inode(&t) {
                 // Another head, and it starts like a live file: a generation deleted while
                 // the agent was down (logrotate's `rotate 1`, or its oldest), its inode
                 // number taken at once by the copy of the live file logrotate is making.
@@ -986,6 +997,15 @@ impl Tailer {
         let key = (m.dev(), m.ino());
         let open = self.files.iter().any(|o| (o.dev, o.ino) == key);
         (m.is_file() && key != (t.dev, t.ino) && !open).then_some((f, m.len()))
+    }
+
+    /// Whether `t`, found on the inode number of a mark whose head it does not have, is
+    /// logrotate's copy of a live file on a freed number rather than the mark's own file
+    /// truncated and written again: it has bytes, its log's file exists, and it starts like
+    /// a live file. An emptied file is the mark's own; so is a log whose name only ends like
+    /// a generation (`node-1` with no `node`).
+    fn copy_on_freed_inode(&self, t: &Tailed) -> bool {
+        t.size > 0 && log_exists(family(&t.path), &self.files) && self.is_copy_of_live(t)
     }
 
     /// Whether `t`, a file with a rotation suffix, starts with the first bytes (all of its
@@ -1622,7 +1642,7 @@ impl Tailer {
                 let Ok(mut t) = Tailed::open(input, p.clone(), wire.clone(), 0) else {
                     return self.vanished(&m, c);
                 };
-                if self.is_copy_of_live(&t) {
+                if self.copy_on_freed_inode(&t) {
                     // Another head that starts like a live file: the mark's file was deleted
                     // and logrotate's copy of the live file took its inode number (as in
                     // `open_new`). Not this mark's: the walk finds it as a new file, or the

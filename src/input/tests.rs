@@ -1064,6 +1064,106 @@ fn a_suspect_copy_is_not_released_by_a_truncation_between_the_checks() {
     }
 }
 
+/// A mark with no fingerprint across a restart: the empty generation's mark (fp_len 0) is
+/// in the checkpoint; while down the generation is deleted and logrotate's
+/// copy of the live file takes its inode number. open_new (glob app.log*) and follow_near
+/// (glob app.log) both take `m.fp_len == 0` as "the mark's file" and read the copy from
+/// byte 0.
+#[test]
+fn a_copy_on_the_inode_of_an_empty_generation_deleted_while_down_is_not_read_from_its_head() {
+    use std::os::unix::fs::MetadataExt;
+    let mut bad = Vec::new();
+    for glob in ["app.log*", "app.log"] {
+        let mut r = Rig::new(&format!("ct-empty-down-{}", glob.len()), glob, "");
+        r.write("app.log", "");
+        r.poll(Duration::ZERO);
+        fs::rename(r.path("app.log"), r.path("app.log.1")).unwrap();
+        r.lines("app.log", "b", 0..3);
+        r.settle();
+        let ino = |r: &Rig, name: &str| fs::metadata(r.path(name)).unwrap().ino();
+        let freed = ino(&r, "app.log.1");
+        let marks = r.t.marks(&r.b);
+        assert!(
+            marks.iter().any(|m| m.ino == freed && m.fp_len == 0),
+            "{glob}: {marks:?}"
+        );
+        r.restart(marks);
+        // While down: more lines, the empty generation deleted, the copy half made on
+        // its inode number.
+        r.lines("app.log", "b", 3..6);
+        fs::remove_file(r.path("app.log.1")).unwrap();
+        let whole = fs::read(r.path("app.log")).unwrap();
+        fs::write(r.path("app.log.2"), &whole[..whole.len() / 2]).unwrap();
+        if ino(&r, "app.log.2") != freed {
+            eprintln!("inode {freed} not reused here");
+            continue;
+        }
+        r.poll(Duration::ZERO);
+        fs::write(r.path("app.log.2"), &whole).unwrap();
+        r.truncate("app.log");
+        r.lines("app.log", "c", 0..3);
+        r.settle();
+        if r.numbers("b") != (0..6).collect::<Vec<_>>() || r.numbers("c") != [0, 1, 2] {
+            bad.push(glob);
+        }
+    }
+    assert!(bad.is_empty(), "read from its head under {bad:?}");
+}
+
+/// A log of its own whose name ends in a number (`node-1`, as in
+/// logs_whose_names_end_in_a_number_are_not_read_one_after_the_other) copytruncated while
+/// the agent is down. At the start its own inode is empty: `is_copy_of_live` says yes for
+/// any empty file with a "suffix", so the mark is dropped as vanished and the file made a
+/// suspect (a copy on a freed inode number takes its head from a live file, and has bytes);
+/// its copy was then not claimed at the mark's offset but read from its head as a new file.
+#[test]
+fn a_numbered_log_copytruncated_while_down_is_not_taken_for_a_copy() {
+    let mut r = Rig::new("ct-node-down", "node-*", "");
+    r.lines("node-1", "a", 0..10);
+    r.poll(Duration::ZERO);
+    let marks = r.t.marks(&r.b);
+    r.lines("node-1", "a", 10..12);
+    r.copytruncate("node-1", "node-1.1");
+    r.restart(marks);
+    r.poll(Duration::ZERO);
+    r.lines("node-1", "b", 0..3);
+    r.settle();
+    assert_eq!(r.numbers("a"), (0..12).collect::<Vec<_>>(), "{:?}", r.c);
+    assert_eq!(r.numbers("b"), [0, 1, 2]);
+    assert_eq!(
+        r.c.vanished_lost_bytes + r.c.truncated_lost_bytes,
+        0,
+        "{:?}",
+        r.c
+    );
+}
+
+/// The same with a glob on the log's own name only (`node-1`): the copy is not in the walk,
+/// and the unread rest (a 10..12) was counted as vanished and never read: the truncation
+/// while down claims the copy from the mark's offset.
+#[test]
+fn a_numbered_log_copytruncated_while_down_keeps_its_unread_rest() {
+    let mut r = Rig::new("ct-node-down-own", "node-1", "");
+    r.lines("node-1", "a", 0..10);
+    r.poll(Duration::ZERO);
+    r.lines("node-1", "a", 10..12);
+    r.t.scan(r.now, &r.b, &mut r.c);
+    let marks = r.t.marks(&r.b);
+    r.copytruncate("node-1", "node-1.1");
+    r.restart(marks);
+    r.poll(Duration::ZERO);
+    r.lines("node-1", "b", 0..3);
+    r.settle();
+    assert_eq!(r.numbers("a"), (0..12).collect::<Vec<_>>(), "{:?}", r.c);
+    assert_eq!(r.numbers("b"), [0, 1, 2]);
+    assert_eq!(
+        r.c.vanished_lost_bytes + r.c.truncated_lost_bytes,
+        0,
+        "{:?}",
+        r.c
+    );
+}
+
 /// A restart while logrotate's copy is half made: the suspected copy leaves no mark (at
 /// offset 0 it would be resumed from its head), so after the restart it is a suspect again,
 /// or the copy the truncation claims.
