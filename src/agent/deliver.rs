@@ -219,8 +219,8 @@ pub(super) async fn deliver(st: Shared, pipe: PipeRef, out: Outbox) {
                                 let many = p.acked_since_ck >= CHECKPOINT_ACKED
                                     && (!p.acked_ck_once
                                         || p.last_checkpoint.elapsed() >= CK_ACKED_EVERY);
-                                p.acked_ck_once |= many;
                                 if (many || p.spool.reclaimable()) && p.checkpoint_due() {
+                                    p.acked_ck_once |= many;
                                     p.checkpoint();
                                 }
                                 p.space.notify();

@@ -786,7 +786,9 @@ impl Tailer {
         }
         // On the scan's clock, which TURN and a suspect's age are measured on.
         t.opened = now;
-        if family(&path) != path.as_path()
+        if size > 0
+            && family(&path) != path.as_path()
+            && log_exists(family(&path), &self.files)
             && self
                 .marks
                 .get(&(dev, ino))
@@ -795,6 +797,9 @@ impl Tailer {
             // A mark of a file that was empty knows nothing: not even whether this is still
             // its file (an empty generation deleted, its inode number taken by a copy). It
             // would have it read from its head; unknown, it is also looked at as a copy.
+            // Only with bytes (an empty file made a suspect would be held open for ever)
+            // and under a generation's name of a log that exists (`node-1` with no `node`
+            // is a log of its own).
             self.marks.remove(&(dev, ino));
         }
         if !self.marks.contains_key(&(dev, ino)) && self.is_copy_of_live(&t) {
