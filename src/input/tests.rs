@@ -1110,58 +1110,38 @@ fn a_copy_on_the_inode_of_an_empty_generation_deleted_while_down_is_not_read_fro
     assert!(bad.is_empty(), "read from its head under {bad:?}");
 }
 
-/// A log of its own whose name ends in a number (`node-1`, as in
-/// logs_whose_names_end_in_a_number_are_not_read_one_after_the_other) copytruncated while
-/// the agent is down. At the start its own inode is empty: `is_copy_of_live` says yes for
-/// any empty file with a "suffix", so the mark is dropped as vanished and the file made a
-/// suspect (a copy on a freed inode number takes its head from a live file, and has bytes);
-/// its copy was then not claimed at the mark's offset but read from its head as a new file.
+/// A log of its own whose name ends like a generation (`node-1`, as in
+/// logs_whose_names_end_in_a_number_are_not_read_one_after_the_other), copytruncated while
+/// the agent is down, is still its own file, not a copy on a freed inode number: the
+/// truncation while down claims its copy from the mark's offset. Under `node-*` the copy
+/// was read from its head as a new file (every line twice); under `node-1`, with lines seen
+/// and unread at the checkpoint, the unread rest was counted vanished and never read.
 #[test]
-fn a_numbered_log_copytruncated_while_down_is_not_taken_for_a_copy() {
-    let mut r = Rig::new("ct-node-down", "node-*", "");
-    r.lines("node-1", "a", 0..10);
-    r.poll(Duration::ZERO);
-    let marks = r.t.marks(&r.b);
-    r.lines("node-1", "a", 10..12);
-    r.copytruncate("node-1", "node-1.1");
-    r.restart(marks);
-    r.poll(Duration::ZERO);
-    r.lines("node-1", "b", 0..3);
-    r.settle();
-    assert_eq!(r.numbers("a"), (0..12).collect::<Vec<_>>(), "{:?}", r.c);
-    assert_eq!(r.numbers("b"), [0, 1, 2]);
-    assert_eq!(
-        r.c.vanished_lost_bytes + r.c.truncated_lost_bytes,
-        0,
-        "{:?}",
-        r.c
-    );
-}
-
-/// The same with a glob on the log's own name only (`node-1`): the copy is not in the walk,
-/// and the unread rest (a 10..12) was counted as vanished and never read: the truncation
-/// while down claims the copy from the mark's offset.
-#[test]
-fn a_numbered_log_copytruncated_while_down_keeps_its_unread_rest() {
-    let mut r = Rig::new("ct-node-down-own", "node-1", "");
-    r.lines("node-1", "a", 0..10);
-    r.poll(Duration::ZERO);
-    r.lines("node-1", "a", 10..12);
-    r.t.scan(r.now, &r.b, &mut r.c);
-    let marks = r.t.marks(&r.b);
-    r.copytruncate("node-1", "node-1.1");
-    r.restart(marks);
-    r.poll(Duration::ZERO);
-    r.lines("node-1", "b", 0..3);
-    r.settle();
-    assert_eq!(r.numbers("a"), (0..12).collect::<Vec<_>>(), "{:?}", r.c);
-    assert_eq!(r.numbers("b"), [0, 1, 2]);
-    assert_eq!(
-        r.c.vanished_lost_bytes + r.c.truncated_lost_bytes,
-        0,
-        "{:?}",
-        r.c
-    );
+fn a_numbered_log_copytruncated_while_down_is_its_own_file() {
+    for (glob, unread_seen) in [("node-*", false), ("node-1", true)] {
+        let mut r = Rig::new(&format!("ct-node-down-{unread_seen}"), glob, "");
+        r.lines("node-1", "a", 0..10);
+        r.poll(Duration::ZERO);
+        r.lines("node-1", "a", 10..12);
+        if unread_seen {
+            r.t.scan(r.now, &r.b, &mut r.c);
+        }
+        let marks = r.t.marks(&r.b);
+        r.copytruncate("node-1", "node-1.1");
+        r.restart(marks);
+        r.poll(Duration::ZERO);
+        r.lines("node-1", "b", 0..3);
+        r.settle();
+        assert_eq!(
+            r.numbers("a"),
+            (0..12).collect::<Vec<_>>(),
+            "{glob}: {:?}",
+            r.c
+        );
+        assert_eq!(r.numbers("b"), [0, 1, 2], "{glob}");
+        let lost = r.c.vanished_lost_bytes + r.c.truncated_lost_bytes;
+        assert_eq!(lost, 0, "{glob}: {:?}", r.c);
+    }
 }
 
 /// A restart while logrotate's copy is half made: the suspected copy leaves no mark (at
