@@ -18,6 +18,11 @@ use std::time::{Duration, Instant};
 /// Bytes of a file's head that its fingerprint covers at most.
 pub const FP_MAX: u32 = 256;
 
+/// Shorter heads whose fingerprints a file keeps beside its whole one (see
+/// [`Tailed::steps`]). From 16 bytes, as the tailer's other prefix matches: shorter heads
+/// are too often shared (a timestamp, a banner).
+pub const FP_STEPS: [u32; 4] = [16, 32, 64, 128];
+
 /// CRC-32 of the first `len` bytes of `f`, or `None` if it has fewer.
 pub fn fingerprint(f: &File, len: u32) -> io::Result<Option<u32>> {
     let mut buf = [0u8; FP_MAX as usize];
@@ -68,6 +73,9 @@ pub struct Tailed {
     /// The last few (length, fingerprint) it grew from, oldest first; unused slots are
     /// `(0, 0)`. A copy taken while the file was shorter is found by these.
     pub fp_hist: [(u32, u32); 4],
+    /// Fingerprints of its first [`FP_STEPS`] bytes, those under `fp_len` (see
+    /// [`steps`](Self::steps)).
+    fp_steps: [u32; FP_STEPS.len()],
     /// Next byte to read.
     pub pos: u64,
     /// Everything before this is in a spooled frame (or skipped).
@@ -116,6 +124,7 @@ impl Tailed {
             fp_len: 0,
             fp: 0,
             fp_hist: Default::default(),
+            fp_steps: Default::default(),
             pos,
             committed: pos,
             size: m.len(),
@@ -139,12 +148,61 @@ impl Tailed {
     pub fn refresh_fp(&mut self) -> io::Result<()> {
         let want = (self.size.min(FP_MAX as u64)) as u32;
         if want > self.fp_len {
-            if let Some(fp) = fingerprint(&self.file, want)? {
-                self.fp_len = want;
-                self.fp = fp;
+            let mut head = [0u8; FP_MAX as usize];
+            let got = self.read_head(&mut head[..want as usize])?;
+            if got > self.fp_len as usize {
+                self.grow_fp(&head[..got]);
             }
         }
         Ok(())
+    }
+
+    /// Reads the file's first bytes into `head`; returns how many there were.
+    fn read_head(&self, head: &mut [u8]) -> io::Result<usize> {
+        let mut got = 0;
+        while got < head.len() {
+            match self.file.read_at(&mut head[got..], got as u64)? {
+                0 => break,
+                n => got += n,
+            }
+        }
+        Ok(got)
+    }
+
+    /// Takes `head`, longer than the bytes fingerprinted so far, as the fingerprint; the one
+    /// it replaces goes to the history, and the steps under it are fingerprinted anew.
+    fn grow_fp(&mut self, head: &[u8]) {
+        if self.fp_len > 0 {
+            self.fp_hist.rotate_left(1);
+            self.fp_hist[3] = (self.fp_len, self.fp);
+        }
+        for (k, &n) in FP_STEPS.iter().enumerate() {
+            if (n as usize) < head.len() {
+                self.fp_steps[k] = crc32fast::hash(&head[..n as usize]);
+            }
+        }
+        self.fp_len = head.len() as u32;
+        self.fp = crc32fast::hash(head);
+    }
+
+    /// (length, fingerprint) of its first [`FP_STEPS`] bytes under `fp_len`, longest first.
+    /// The tailer may never have seen the file as short as its copy: copied, then written
+    /// to, all before a look. Such a copy, held as a suspect, is told by these.
+    pub fn steps(&self) -> impl Iterator<Item = (u32, u32)> + '_ {
+        FP_STEPS
+            .iter()
+            .zip(self.fp_steps)
+            .rev()
+            .filter(|(&n, _)| n < self.fp_len)
+            .map(|(&n, fp)| (n, fp))
+    }
+
+    /// Forgets every fingerprint: the file was truncated, its next bytes are new content.
+    pub fn forget_fp(&mut self) {
+        self.fp_len = 0;
+        self.fp = 0;
+        self.fp_hist = Default::default();
+        self.fp_steps = Default::default();
     }
 
     /// Whether the file still starts with the bytes it was fingerprinted by.
@@ -160,24 +218,13 @@ impl Tailed {
     /// past `pos` would otherwise be read as the rest of the old content.
     pub fn verify_head(&mut self) -> io::Result<bool> {
         let mut head = [0u8; FP_MAX as usize];
-        let mut got = 0;
-        while got < head.len() {
-            match self.file.read_at(&mut head[got..], got as u64)? {
-                0 => break,
-                n => got += n,
-            }
-        }
+        let got = self.read_head(&mut head)?;
         let fp_len = self.fp_len as usize;
         if got < fp_len || crc32fast::hash(&head[..fp_len]) != self.fp {
             return Ok(false);
         }
         if got > fp_len {
-            if self.fp_len > 0 {
-                self.fp_hist.rotate_left(1);
-                self.fp_hist[3] = (self.fp_len, self.fp);
-            }
-            self.fp_len = got as u32;
-            self.fp = crc32fast::hash(&head[..got]);
+            self.grow_fp(&head[..got]);
         }
         Ok(true)
     }

@@ -1037,7 +1037,10 @@ impl Tailer {
                 // grew from (the copy may be shorter than what was read since: lines
                 // written between the copy and the truncation) only while the live file
                 // shows that truncation, as a short head is often shared (a banner at the
-                // top of every generation).
+                // top of every generation); and so the steps of its head, for a copy shorter
+                // than anything seen of it (copied, then written to, before a look), of
+                // its own log only (logs in one format share their first bytes often: a
+                // timestamp to the minute is 16).
                 let whole = f.fp_len >= MIN_PREFIX
                     && t.size >= u64::from(f.fp_len)
                     && fingerprint(&t.file, f.fp_len).ok().flatten() == Some(f.fp);
@@ -1045,12 +1048,16 @@ impl Tailer {
                     || !f.same_head().unwrap_or(true);
                 whole
                     || truncated
-                        && f.fp_hist.iter().any(|&(n, fp)| {
-                            // A copy shorter than MIN_PREFIX: all of it, not a prefix.
-                            (n >= MIN_PREFIX && t.size >= u64::from(n)
-                                || n > 0 && t.size == u64::from(n))
-                                && fingerprint(&t.file, n).ok().flatten() == Some(fp)
-                        })
+                        && f.fp_hist
+                            .iter()
+                            .copied()
+                            .chain(f.steps().filter(|_| family(&t.path) == f.path))
+                            .any(|(n, fp)| {
+                                // A copy shorter than MIN_PREFIX: all of it, not a prefix.
+                                (n >= MIN_PREFIX && t.size >= u64::from(n)
+                                    || n > 0 && t.size == u64::from(n))
+                                    && fingerprint(&t.file, n).ok().flatten() == Some(fp)
+                            })
             })
     }
 
@@ -1158,11 +1165,12 @@ impl Tailer {
         let dir = f.path.parent().unwrap_or(Path::new(".")).to_path_buf();
         let (key, wire, input, path) =
             ((f.dev, f.ino), f.wire_path.clone(), f.input, f.path.clone());
+        // Steps of the head, for a suspect of this log only: it was found starting like
+        // this file, which the tailer never saw as short as it (see `Tailed::steps`).
+        let steps: Vec<(u32, u32)> = f.steps().collect();
         f.pos = 0;
         f.committed = 0;
-        f.fp_len = 0;
-        f.fp = 0;
-        f.fp_hist = Default::default();
+        f.forget_fp();
         f.skipping = false;
         f.partial_since = None;
         let _ = f.stat();
@@ -1180,6 +1188,11 @@ impl Tailer {
         };
         let suspect = |k: (u64, u64)| self.files.iter().any(|o| (o.dev, o.ino) == k && o.suspect);
         let found = find_copy(&dir, &fps, key, known)
+            .or_else(|| {
+                find_copy(&dir, &steps, key, |k, p| {
+                    !suspect(k) || family(p) != path.as_path()
+                })
+            })
             .or_else(|| find_copy(&dir, &short, key, |k, _| !suspect(k)));
         match found {
             Some(copy) => {

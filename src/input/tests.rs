@@ -1064,6 +1064,66 @@ fn a_suspect_copy_is_not_released_by_a_truncation_between_the_checks() {
     }
 }
 
+/// logrotate's copy made, then lines written to the live file, all before the agent's first
+/// look at that content: the tailer never saw the live file as short as the copy, so no
+/// fingerprint it keeps of the live file covers exactly the copy's bytes. The copy is
+/// claimed by the truncation all the same, not read from its head (the tester's harness,
+/// slow writers: a generation's lines twice). As a file first seen so; as a known live
+/// file truncated and written again between two looks; and with the copy met by the walk
+/// only after the scan's truncation checks (the truncation landing in between).
+#[test]
+fn a_copy_shorter_than_anything_seen_of_its_live_file_is_claimed() {
+    for (refilled, late) in [(false, false), (true, false), (false, true)] {
+        let what =
+            format!("live file truncated and refilled unseen: {refilled}, copy met late: {late}");
+        let mut r = Rig::new(
+            &format!("ct-unseen-short-{refilled}-{late}"),
+            "app.log*",
+            "",
+        );
+        if refilled {
+            r.lines("app.log", "z", 0..3);
+            r.poll(Duration::ZERO);
+            // The first copytruncate, unseen: the next look finds the live file refilled.
+            r.copytruncate("app.log", "app.log.1");
+            r.lines("app.log", "a", 0..2);
+            fs::rename(r.path("app.log.1"), r.path("app.log.2")).unwrap();
+        } else {
+            r.poll(Duration::ZERO);
+            r.lines("app.log", "a", 0..2);
+        }
+        // The copy of two lines (made out of the walk's sight when it is to be met late),
+        // then lines written between the copy and the truncation.
+        let copy = if late {
+            r.dir.with_extension("copy")
+        } else {
+            r.path("app.log.1")
+        };
+        fs::copy(r.path("app.log"), &copy).unwrap();
+        r.lines("app.log", "w", 0..8);
+        r.poll(Duration::from_millis(100));
+        if late {
+            r.once_at(Stage::Checked, move |dir| {
+                fs::rename(&copy, dir.join("app.log.1")).unwrap();
+                truncate(&dir.join("app.log"));
+            });
+            r.poll(Duration::from_millis(100));
+        } else {
+            r.truncate("app.log");
+        }
+        r.lines("app.log", "b", 0..3);
+        r.settle();
+        assert_eq!(
+            r.numbers("z"),
+            if refilled { vec![0, 1, 2] } else { vec![] },
+            "{what}"
+        );
+        assert_eq!(r.numbers("a"), [0, 1], "{what}");
+        assert_eq!(r.numbers("w"), (0..8).collect::<Vec<_>>(), "{what}");
+        assert_eq!(r.numbers("b"), [0, 1, 2], "{what}");
+    }
+}
+
 /// A mark with no fingerprint across a restart: the empty generation's mark (fp_len 0) is
 /// in the checkpoint; while down the generation is deleted and logrotate's
 /// copy of the live file takes its inode number. open_new (glob app.log*) and follow_near
