@@ -963,7 +963,7 @@ impl Tailer {
         }
         let dir = path.parent().unwrap_or(Path::new("."));
         let open = |k: (u64, u64)| self.files.iter().any(|f| (f.dev, f.ino) == k && !f.suspect);
-        find_copy(dir, &[(m.fp_len, m.fp)], key, |k, _| open(k))
+        find_copy(dir, &[(m.fp_len, m.fp)], key, &|k, _| open(k))
     }
 
     /// Whether `t` may be a copy of a live file still being written: empty, or no longer than
@@ -1086,11 +1086,11 @@ impl Tailer {
         let open = |k: (u64, u64)| self.files.iter().any(|f| (f.dev, f.ino) == k && !f.suspect);
         let fps = [(m.fp_len, m.fp)];
         let not = (live.dev, live.ino);
-        let found = match find_copy(dir, &fps, not, |k, _| open(k)) {
+        let found = match find_copy(dir, &fps, not, &|k, _| open(k)) {
             Some(copy) => Some((copy, true)),
             // Or open already: resumed by a mark of its own, claimed before the restart.
             // The generations copied away after it are still to be found.
-            None => find_copy(dir, &fps, not, |k, _| !open(k)).map(|copy| (copy, false)),
+            None => find_copy(dir, &fps, not, &|k, _| !open(k)).map(|copy| (copy, false)),
         };
         match found {
             Some((copy, attach)) => {
@@ -1153,21 +1153,20 @@ impl Tailer {
         // was shorter than its fingerprint is found by those.
         let mut fps = vec![(f.fp_len, f.fp)];
         fps.extend(f.fp_hist.iter().rev().filter(|h| h.0 >= MIN_PREFIX));
-        // Shorter ones only for a suspect, a file already taken for a copy of a live file
-        // in the making: a copy of a file that held a line of a few bytes.
-        let short: Vec<(u32, u32)> = f
-            .fp_hist
-            .iter()
-            .rev()
-            .filter(|h| h.0 > 0 && h.0 < MIN_PREFIX)
-            .copied()
-            .collect();
+        // Then, only for a suspect of this log (a file already found starting like it: a
+        // copy in the making), the steps of its head (the tailer may never have seen it as
+        // short as the copy: see `Tailed::steps`), then the ones under MIN_PREFIX it grew
+        // from (a copy of a file that held a line of a few bytes).
+        let mut by_suspect: Vec<(u32, u32)> = f.steps().collect();
+        by_suspect.extend(
+            f.fp_hist
+                .iter()
+                .rev()
+                .filter(|h| h.0 > 0 && h.0 < MIN_PREFIX),
+        );
         let dir = f.path.parent().unwrap_or(Path::new(".")).to_path_buf();
         let (key, wire, input, path) =
             ((f.dev, f.ino), f.wire_path.clone(), f.input, f.path.clone());
-        // Steps of the head, for a suspect of this log only: it was found starting like
-        // this file, which the tailer never saw as short as it (see `Tailed::steps`).
-        let steps: Vec<(u32, u32)> = f.steps().collect();
         f.pos = 0;
         f.committed = 0;
         f.forget_fp();
@@ -1187,13 +1186,11 @@ impl Tailer {
                 || self.marks.get(&k).is_some_and(|m| names_file(m, p))
         };
         let suspect = |k: (u64, u64)| self.files.iter().any(|o| (o.dev, o.ino) == k && o.suspect);
-        let found = find_copy(&dir, &fps, key, known)
-            .or_else(|| {
-                find_copy(&dir, &steps, key, |k, p| {
-                    !suspect(k) || family(p) != path.as_path()
-                })
+        let found = find_copy(&dir, &fps, key, &known).or_else(|| {
+            find_copy(&dir, &by_suspect, key, &|k, p| {
+                !suspect(k) || family(p) != path.as_path()
             })
-            .or_else(|| find_copy(&dir, &short, key, |k, _| !suspect(k)));
+        });
         match found {
             Some(copy) => {
                 // The copy, then the generations copied away after it unseen, then what is
@@ -2192,7 +2189,7 @@ fn find_copy(
     dir: &Path,
     fps: &[(u32, u32)],
     not: (u64, u64),
-    known: impl Fn((u64, u64), &Path) -> bool,
+    known: &dyn Fn((u64, u64), &Path) -> bool,
 ) -> Option<PathBuf> {
     for &(fp_len, fp) in fps.iter().filter(|f| f.0 > 0) {
         for e in std::fs::read_dir(dir).ok()?.flatten() {
