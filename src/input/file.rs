@@ -18,11 +18,6 @@ use std::time::{Duration, Instant};
 /// Bytes of a file's head that its fingerprint covers at most.
 pub const FP_MAX: u32 = 256;
 
-/// Shorter heads whose fingerprints a file keeps beside its whole one (see
-/// [`Tailed::steps`]). From 16 bytes, as the tailer's other prefix matches: shorter heads
-/// are too often shared (a timestamp, a banner).
-pub const FP_STEPS: [u32; 4] = [16, 32, 64, 128];
-
 /// CRC-32 of the first `len` bytes of `f`, or `None` if it has fewer.
 pub fn fingerprint(f: &File, len: u32) -> io::Result<Option<u32>> {
     let mut buf = [0u8; FP_MAX as usize];
@@ -35,6 +30,28 @@ pub fn fingerprint(f: &File, len: u32) -> io::Result<Option<u32>> {
         }
     }
     Ok(Some(crc32fast::hash(buf)))
+}
+
+/// Whether all of `f`'s bytes (at least one) are the first bytes of `head`: a copy of the
+/// file `head` was read from, taken before the tailer saw that file as short as the copy.
+/// Every byte compared, not a fingerprint of a prefix: a generation that only shares its
+/// first bytes with the file (a timestamp to the minute, a banner) is not one.
+pub fn is_head_of(f: &File, head: &[u8]) -> bool {
+    let Ok(m) = f.metadata() else { return false };
+    let n = m.len();
+    if n == 0 || n > head.len() as u64 {
+        return false;
+    }
+    let mut buf = [0u8; FP_MAX as usize];
+    let buf = &mut buf[..n as usize];
+    let mut got = 0;
+    while got < buf.len() {
+        match f.read_at(&mut buf[got..], got as u64) {
+            Ok(0) | Err(_) => return false,
+            Ok(k) => got += k,
+        }
+    }
+    *buf == head[..buf.len()]
 }
 
 /// Why [`Tailed::read`] stopped.
@@ -73,9 +90,10 @@ pub struct Tailed {
     /// The last few (length, fingerprint) it grew from, oldest first; unused slots are
     /// `(0, 0)`. A copy taken while the file was shorter is found by these.
     pub fp_hist: [(u32, u32); 4],
-    /// Fingerprints of its first [`FP_STEPS`] bytes, those under `fp_len` (see
-    /// [`steps`](Self::steps)).
-    fp_steps: [u32; FP_STEPS.len()],
+    /// The `fp_len` bytes it is fingerprinted by, kept so that a copy shorter than anything
+    /// seen of the file is told by all of its bytes (see [`is_head_of`]): at most
+    /// [`FP_MAX`] bytes a file, 128 KiB with every file open.
+    pub head: Vec<u8>,
     /// Next byte to read.
     pub pos: u64,
     /// Everything before this is in a spooled frame (or skipped).
@@ -124,7 +142,7 @@ impl Tailed {
             fp_len: 0,
             fp: 0,
             fp_hist: Default::default(),
-            fp_steps: Default::default(),
+            head: Vec::new(),
             pos,
             committed: pos,
             size: m.len(),
@@ -170,31 +188,16 @@ impl Tailed {
     }
 
     /// Takes `head`, longer than the bytes fingerprinted so far, as the fingerprint; the one
-    /// it replaces goes to the history, and the steps under it are fingerprinted anew.
+    /// it replaces goes to the history.
     fn grow_fp(&mut self, head: &[u8]) {
         if self.fp_len > 0 {
             self.fp_hist.rotate_left(1);
             self.fp_hist[3] = (self.fp_len, self.fp);
         }
-        for (k, &n) in FP_STEPS.iter().enumerate() {
-            if (n as usize) < head.len() {
-                self.fp_steps[k] = crc32fast::hash(&head[..n as usize]);
-            }
-        }
         self.fp_len = head.len() as u32;
         self.fp = crc32fast::hash(head);
-    }
-
-    /// (length, fingerprint) of its first [`FP_STEPS`] bytes under `fp_len`, longest first.
-    /// The tailer may never have seen the file as short as its copy: copied, then written
-    /// to, all before a look. Such a copy, held as a suspect, is told by these.
-    pub fn steps(&self) -> impl Iterator<Item = (u32, u32)> + '_ {
-        FP_STEPS
-            .iter()
-            .zip(self.fp_steps)
-            .rev()
-            .filter(|(&n, _)| n < self.fp_len)
-            .map(|(&n, fp)| (n, fp))
+        self.head.clear();
+        self.head.extend_from_slice(head);
     }
 
     /// Forgets every fingerprint: the file was truncated, its next bytes are new content.
@@ -202,7 +205,7 @@ impl Tailed {
         self.fp_len = 0;
         self.fp = 0;
         self.fp_hist = Default::default();
-        self.fp_steps = Default::default();
+        self.head = Vec::new();
     }
 
     /// Whether the file still starts with the bytes it was fingerprinted by.

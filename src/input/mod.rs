@@ -886,7 +886,17 @@ impl Tailer {
         if let Some((from, since, copy_of)) = search {
             let wire = t.wire_path.clone();
             let not = [from.unwrap_or(key), key];
-            let between = self.later_than(since, &path, not, copy_of.as_ref(), &wire, idx, now, c);
+            let between = self.later_than(
+                since,
+                None,
+                &path,
+                not,
+                copy_of.as_ref(),
+                &wire,
+                idx,
+                now,
+                c,
+            );
             t.wait_for = self.push_chain(from, between);
         }
         log::info!("tailing {} from byte {}", path.display(), t.pos);
@@ -1037,10 +1047,11 @@ impl Tailer {
                 // grew from (the copy may be shorter than what was read since: lines
                 // written between the copy and the truncation) only while the live file
                 // shows that truncation, as a short head is often shared (a banner at the
-                // top of every generation); and so the steps of its head, for a copy shorter
-                // than anything seen of it (copied, then written to, before a look), of
-                // its own log only (logs in one format share their first bytes often: a
-                // timestamp to the minute is 16).
+                // top of every generation); so is a file of its own log all of whose bytes
+                // are its first ones (a copy shorter than anything seen of it: copied, then
+                // written to, before a look). Not a prefix's fingerprint there: a
+                // generation that only shares 16 bytes with it (a timestamp to the minute)
+                // would be held, then claimed as the copy, its first bytes skipped.
                 let whole = f.fp_len >= MIN_PREFIX
                     && t.size >= u64::from(f.fp_len)
                     && fingerprint(&t.file, f.fp_len).ok().flatten() == Some(f.fp);
@@ -1048,16 +1059,12 @@ impl Tailer {
                     || !f.same_head().unwrap_or(true);
                 whole
                     || truncated
-                        && f.fp_hist
-                            .iter()
-                            .copied()
-                            .chain(f.steps().filter(|_| family(&t.path) == f.path))
-                            .any(|(n, fp)| {
-                                // A copy shorter than MIN_PREFIX: all of it, not a prefix.
-                                (n >= MIN_PREFIX && t.size >= u64::from(n)
-                                    || n > 0 && t.size == u64::from(n))
-                                    && fingerprint(&t.file, n).ok().flatten() == Some(fp)
-                            })
+                        && (f.fp_hist.iter().any(|&(n, fp)| {
+                            // A copy shorter than MIN_PREFIX: all of it, not a prefix.
+                            (n >= MIN_PREFIX && t.size >= u64::from(n)
+                                || n > 0 && t.size == u64::from(n))
+                                && fingerprint(&t.file, n).ok().flatten() == Some(fp)
+                        }) || family(&t.path) == f.path && file::is_head_of(&t.file, &f.head))
             })
     }
 
@@ -1153,17 +1160,10 @@ impl Tailer {
         // was shorter than its fingerprint is found by those.
         let mut fps = vec![(f.fp_len, f.fp)];
         fps.extend(f.fp_hist.iter().rev().filter(|h| h.0 >= MIN_PREFIX));
-        // Then, only for a suspect of this log (a file already found starting like it: a
-        // copy in the making), the steps of its head (the tailer may never have seen it as
-        // short as the copy: see `Tailed::steps`), then the ones under MIN_PREFIX it grew
-        // from (a copy of a file that held a line of a few bytes).
-        let mut by_suspect: Vec<(u32, u32)> = f.steps().collect();
-        by_suspect.extend(
-            f.fp_hist
-                .iter()
-                .rev()
-                .filter(|h| h.0 > 0 && h.0 < MIN_PREFIX),
-        );
+        // Then a suspect of this log (a file already found starting like it: a copy in the
+        // making) all of whose bytes are its first ones, the longest: a copy of a file that
+        // held a line of a few bytes, or one shorter than anything the tailer saw of it.
+        let head = std::mem::take(&mut f.head);
         let dir = f.path.parent().unwrap_or(Path::new(".")).to_path_buf();
         let (key, wire, input, path) =
             ((f.dev, f.ino), f.wire_path.clone(), f.input, f.path.clone());
@@ -1185,26 +1185,51 @@ impl Tailer {
             self.files.iter().any(|o| (o.dev, o.ino) == k && !o.suspect)
                 || self.marks.get(&k).is_some_and(|m| names_file(m, p))
         };
-        let suspect = |k: (u64, u64)| self.files.iter().any(|o| (o.dev, o.ino) == k && o.suspect);
         let found = find_copy(&dir, &fps, key, &known).or_else(|| {
-            find_copy(&dir, &by_suspect, key, &|k, p| {
-                !suspect(k) || family(p) != path.as_path()
-            })
+            self.files
+                .iter()
+                .filter(|o| {
+                    o.suspect && family(&o.path) == path && file::is_head_of(&o.file, &head)
+                })
+                .max_by_key(|o| o.file.metadata().map_or(0, |m| m.len()))
+                .map(|o| o.path.clone())
         });
         match found {
             Some(copy) => {
-                // The copy, then the generations copied away after it unseen, then what is
-                // written to the truncated file from now on: in that order.
+                // The generations copied away unseen before the copy, the copy, those
+                // copied away after it unseen, then what is written to the truncated file
+                // from now on: in that order.
                 let mut chain = Vec::new();
-                if self
+                let attached = self
                     .attach_copy(copy.clone(), &wire, input, pos, now, c)
-                    .is_some()
-                {
+                    .is_some();
+                if attached {
                     let mut t = self.files.pop().expect("attached last");
                     // What the batch (or a refused frame) still holds of the old content is
                     // the copy's too: not committed until those lines are spooled.
                     t.origin = Some(key);
                     t.committed = committed.min(t.pos);
+                    // The truncated file may have been refilled by the next generation
+                    // before a look (known as empty after its last copy was claimed, it
+                    // is read from its first byte with nothing to tell a truncation by):
+                    // generations no one knows, copied away between the newest one known
+                    // and this copy, hold lines no one read.
+                    if let Some(until) = t.found_mtime {
+                        if let Some(since) = self.newest_known_before(&path, key, until) {
+                            let not = [key, (t.dev, t.ino)];
+                            chain = self.later_than(
+                                since,
+                                Some(until),
+                                &path,
+                                not,
+                                None,
+                                &wire,
+                                input,
+                                now,
+                                c,
+                            );
+                        }
+                    }
                     chain.push(t);
                 }
                 chain.extend(self.later_generations(&copy, &path, key, &wire, input, now, c));
@@ -1219,7 +1244,7 @@ impl Tailer {
                 // that file waited for (a generation renamed away, not yet drained). A copy
                 // that was open already: the later generations wait for it.
                 let mut prev = match chain.first() {
-                    Some(g) if g.path == copy => self.files[at].wait_for,
+                    Some(_) if attached => self.files[at].wait_for,
                     _ => std::fs::metadata(&copy).ok().map(|m| (m.dev(), m.ino())),
                 };
                 for (k, mut g) in chain.into_iter().enumerate() {
@@ -1281,6 +1306,7 @@ impl Tailer {
         }
         let later = self.later_than(
             since,
+            None,
             &live,
             [key; 2],
             copy_of.as_ref(),
@@ -1339,7 +1365,7 @@ impl Tailer {
             return Vec::new();
         };
         let not = [not, (m.dev(), m.ino())];
-        self.later_than(since, live, not, None, wire, input, now, c)
+        self.later_than(since, None, live, not, None, wire, input, now, c)
     }
 
     /// [`later_generations`](Self::later_generations) by time: unknown generations of the
@@ -1351,6 +1377,7 @@ impl Tailer {
     fn later_than(
         &mut self,
         since: std::time::SystemTime,
+        until: Option<std::time::SystemTime>,
         live: &Path,
         not: [(u64, u64); 2],
         copy_of: Option<&std::fs::File>,
@@ -1373,7 +1400,8 @@ impl Tailer {
                 let unknown = !not.contains(&key)
                     && !self.marks.get(&key).is_some_and(|m| names_file(m, &p))
                     && !self.files.iter().any(|f| (f.dev, f.ino) == key);
-                (m.is_file() && p != live && family(&p) == live && mtime >= since && unknown)
+                let within = mtime >= since && until.is_none_or(|u| mtime < u);
+                (m.is_file() && p != live && family(&p) == live && within && unknown)
                     .then_some((mtime, p))
             })
             .filter(|(_, p)| !exclude.iter().any(|x| glob::matches(x, p)))
@@ -1640,7 +1668,8 @@ impl Tailer {
                     // newer than the newest generation known before it; reorder puts them
                     // in the order written.
                     if let Some(since) = own.and_then(|o| self.newest_known_before(&path, key, o)) {
-                        chain = self.later_than(since, &path, [key; 2], None, &wire, input, now, c);
+                        chain = self
+                            .later_than(since, None, &path, [key; 2], None, &wire, input, now, c);
                     }
                 }
                 chain.push(t);

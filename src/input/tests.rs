@@ -1067,10 +1067,10 @@ fn a_suspect_copy_is_not_released_by_a_truncation_between_the_checks() {
 /// logrotate's copy made, then lines written to the live file, all before the agent's first
 /// look at that content: the tailer never saw the live file as short as the copy, so no
 /// fingerprint it keeps of the live file covers exactly the copy's bytes. The copy is
-/// claimed by the truncation all the same, not read from its head (the tester's harness,
-/// slow writers: a generation's lines twice). As a file first seen so; as a known live
-/// file truncated and written again between two looks; and with the copy met by the walk
-/// only after the scan's truncation checks (the truncation landing in between).
+/// claimed by the truncation all the same, by all of its bytes, not read from its head (the
+/// tester's harness, slow writers: a generation's lines twice). As a file first seen so; as
+/// a known live file truncated and written again between two looks; and with the copy met
+/// by the walk only after the scan's truncation checks (the truncation landing in between).
 #[test]
 fn a_copy_shorter_than_anything_seen_of_its_live_file_is_claimed() {
     for (refilled, late) in [(false, false), (true, false), (false, true)] {
@@ -1353,6 +1353,51 @@ fn generations_copied_away_unseen_are_read_in_order_whatever_the_glob() {
             "down: {down}: {order:?}"
         );
         assert_eq!(r.c.truncated_lost_bytes, 0);
+    }
+}
+
+/// A glob on the live name only. After a copytruncate the agent knows the live file as
+/// empty: a generation written and copytruncated before its next look (the agent busy,
+/// starved of CPU) leaves the live file refilled by the next one, which it reads from its
+/// first byte with nothing to tell a truncation by. When that one's truncation claims its
+/// copy, the generation copied away unseen between the two copies is read then: after the
+/// lines already read from the refilled live file, nothing lost (the tester's harness: 34
+/// lines of one generation lost, no counter moved). A glob that matches the copies meets
+/// it in its walk first, and reads it in order.
+#[test]
+fn a_generation_copied_away_unseen_between_two_claimed_copies_is_read() {
+    for glob in ["app.log", "app.log*"] {
+        let mut r = Rig::new(&format!("ct-between-{}", glob.len()), glob, "");
+        r.lines("app.log", "a", 0..3);
+        r.poll(Duration::ZERO);
+        r.copytruncate("app.log", "app.log.1");
+        stamp(&r, &["app.log.1"], 10);
+        r.poll(Duration::from_millis(100));
+        // Unseen: x written and copytruncated (the copies shift), y written.
+        r.lines("app.log", "x", 0..3);
+        fs::rename(r.path("app.log.1"), r.path("app.log.2")).unwrap();
+        r.copytruncate("app.log", "app.log.1");
+        stamp(&r, &["app.log.1"], 20);
+        r.lines("app.log", "y", 0..3);
+        r.poll(Duration::from_millis(100));
+        fs::rename(r.path("app.log.2"), r.path("app.log.3")).unwrap();
+        fs::rename(r.path("app.log.1"), r.path("app.log.2")).unwrap();
+        r.copytruncate("app.log", "app.log.1");
+        stamp(&r, &["app.log.1"], 30);
+        r.lines("app.log", "z", 0..3);
+        r.settle();
+        let order: Vec<&str> = r.got.iter().map(|(_, l)| &l[..1]).collect();
+        for tag in ["a", "x", "y", "z"] {
+            assert_eq!(r.numbers(tag), [0, 1, 2], "{glob}: {tag}: {order:?}");
+        }
+        // y was read before anything told of x; z is written after both.
+        let firsts: Vec<&str> = order.iter().step_by(3).copied().collect();
+        let want = if glob == "app.log" {
+            ["a", "y", "x", "z"]
+        } else {
+            ["a", "x", "y", "z"]
+        };
+        assert_eq!(firsts, want, "{glob}: {order:?}");
     }
 }
 
@@ -2785,4 +2830,228 @@ fn a_file_the_reloaded_globs_no_longer_take_is_closed() {
     }
     assert_eq!(r.numbers("a"), [0, 1, 2, 2]);
     assert_eq!(r.numbers("b"), [0, 1]);
+}
+
+/// A generation of the log that is not a copy and shares only the first 16 bytes (an ISO
+/// timestamp to the minute) with the live file, met by the walk just as the live file is
+/// truncated with no copy made (the app truncating its log on restart): it must be read
+/// whole, not claimed as the copy (its first bytes skipped).
+#[test]
+fn a_generation_sharing_16_bytes_with_a_truncated_live_file_is_read_whole() {
+    for dated in [false, true] {
+        let name = if dated {
+            "app.log-20261201"
+        } else {
+            "app.log.1"
+        };
+        let mut r = Rig::new(&format!("ct-nocopy-{dated}"), "app.log*", "");
+        let t = "2026-12-02T02:33"; // 16 bytes
+        r.lines("app.log", &format!("{t}:01 a"), 0..10);
+        r.poll(Duration::ZERO);
+        let gen = r.path(name);
+        let side = r.dir.with_extension("gen");
+        append_lines(&side, &format!("{t}:05 c"), 0..3);
+        r.once_at(Stage::Checked, move |dir| {
+            fs::rename(&side, &gen).unwrap();
+            let live = dir.join("app.log");
+            truncate(&live);
+            append_lines(&live, &format!("{t}:09 b"), 0..3);
+        });
+        r.poll(Duration::from_millis(100));
+        r.settle();
+        let what = format!("dated: {dated}; got {:?}; counters {:?}", r.got, r.c);
+        assert_eq!(
+            r.numbers(&format!("{t}:01 a")),
+            (0..10).collect::<Vec<_>>(),
+            "{what}"
+        );
+        assert_eq!(r.numbers(&format!("{t}:09 b")), [0, 1, 2], "{what}");
+        assert_eq!(r.numbers(&format!("{t}:05 c")), [0, 1, 2], "{what}");
+    }
+}
+
+/// The same with a real copy made too (copytruncate), the copy short (one line, copied
+/// before more lines were written and read) and a generation that is no copy sharing the
+/// first 16 bytes present as well: the copy is claimed, the other generation read whole.
+/// Found by a cold review of the first form of the short-copy fix (fingerprints of 16 to
+/// 128-byte prefixes), which lost the other generation's first lines uncounted.
+#[test]
+fn a_short_copy_and_a_generation_sharing_16_bytes_met_together() {
+    for (late, dated) in [(false, false), (false, true), (true, false), (true, true)] {
+        let what0 = format!("late: {late}, dated: {dated}");
+        let (cname, gname) = if dated {
+            ("app.log-20261202", "app.log-20261201")
+        } else {
+            ("app.log.1", "app.log.2")
+        };
+        let mut r = Rig::new(&format!("ct-two-{late}-{dated}"), "app.log*", "");
+        let t = "2026-12-02T02:33";
+        r.poll(Duration::ZERO);
+        r.lines("app.log", &format!("{t}:01 a"), 0..1);
+        // The copy (one line), then lines written after it, all before a look.
+        let copy = if late {
+            r.dir.with_extension("copy")
+        } else {
+            r.path(cname)
+        };
+        fs::copy(r.path("app.log"), &copy).unwrap();
+        r.lines("app.log", &format!("{t}:01 w"), 0..8);
+        let gen = r.path(gname);
+        let side = r.dir.with_extension("gen");
+        append_lines(&side, &format!("{t}:05 c"), 0..3);
+        if !late {
+            fs::rename(&side, &gen).unwrap();
+        }
+        r.poll(Duration::from_millis(100));
+        if late {
+            let c2 = r.path(cname);
+            r.once_at(Stage::Checked, move |dir| {
+                fs::rename(&copy, &c2).unwrap();
+                fs::rename(&side, &gen).unwrap();
+                truncate(&dir.join("app.log"));
+            });
+            r.poll(Duration::from_millis(100));
+        } else {
+            r.truncate("app.log");
+        }
+        r.lines("app.log", &format!("{t}:09 b"), 0..3);
+        r.settle();
+        let what = format!("{what0}; got {:?}; counters {:?}", r.got, r.c);
+        assert_eq!(r.numbers(&format!("{t}:01 a")), [0], "{what}");
+        assert_eq!(
+            r.numbers(&format!("{t}:01 w")),
+            (0..8).collect::<Vec<_>>(),
+            "{what}"
+        );
+        assert_eq!(r.numbers(&format!("{t}:09 b")), [0, 1, 2], "{what}");
+        assert_eq!(r.numbers(&format!("{t}:05 c")), [0, 1, 2], "{what}");
+    }
+}
+
+/// Two logs in one directory whose lines start alike (same timestamp to the minute and
+/// more), each copytruncated at once, each copy shorter than anything seen of its live file.
+#[test]
+fn two_logs_sharing_their_first_bytes_copytruncated_at_once() {
+    for (late, glob) in [(false, "*.log*"), (true, "*.log*")] {
+        let what0 = format!("late: {late}, glob {glob}");
+        let mut r = Rig::new(&format!("ct-twologs-{late}"), glob, "");
+        let t = "2026-12-02T02:33:01 x"; // same tag in both logs: 32+ bytes shared
+        r.poll(Duration::ZERO);
+        for log in ["app.log", "web.log"] {
+            r.lines(log, t, 0..2);
+        }
+        let dir0 = r.dir.clone();
+        let side = |n: &str| dir0.with_extension(n);
+        if late {
+            fs::copy(r.path("app.log"), side("appcopy")).unwrap();
+            fs::copy(r.path("web.log"), side("webcopy")).unwrap();
+        } else {
+            fs::copy(r.path("app.log"), r.path("app.log.1")).unwrap();
+            fs::copy(r.path("web.log"), r.path("web.log.1")).unwrap();
+        }
+        r.lines("app.log", &format!("{t}a"), 0..5);
+        r.lines("web.log", &format!("{t}w"), 0..6);
+        r.poll(Duration::from_millis(100));
+        if late {
+            let (a, w) = (side("appcopy"), side("webcopy"));
+            r.once_at(Stage::Checked, move |dir| {
+                fs::rename(&a, dir.join("app.log.1")).unwrap();
+                fs::rename(&w, dir.join("web.log.1")).unwrap();
+                truncate(&dir.join("app.log"));
+                truncate(&dir.join("web.log"));
+            });
+            r.poll(Duration::from_millis(100));
+        } else {
+            r.truncate("app.log");
+            r.truncate("web.log");
+        }
+        r.lines("app.log", "A", 0..3);
+        r.lines("web.log", "W", 0..3);
+        r.settle();
+        let what = format!("{what0}; got {:?}; counters {:?}", r.got, r.c);
+        let by = |file: &str, tag: &str| -> Vec<u32> {
+            r.got
+                .iter()
+                .filter(|(f, _)| f.starts_with(file))
+                .filter_map(|(_, l)| {
+                    l.strip_prefix(tag)?
+                        .strip_prefix(' ')?
+                        .get(..4)?
+                        .parse()
+                        .ok()
+                })
+                .collect()
+        };
+        assert_eq!(by("app", t), [0, 1], "{what}");
+        assert_eq!(by("web", t), [0, 1], "{what}");
+        assert_eq!(
+            r.numbers(&format!("{t}a")),
+            (0..5).collect::<Vec<_>>(),
+            "{what}"
+        );
+        assert_eq!(
+            r.numbers(&format!("{t}w")),
+            (0..6).collect::<Vec<_>>(),
+            "{what}"
+        );
+        assert_eq!(r.numbers("A"), [0, 1, 2], "{what}");
+        assert_eq!(r.numbers("W"), [0, 1, 2], "{what}");
+    }
+}
+
+/// A copy of one short line (under 32 bytes) and a generation of the same log sharing its
+/// first 16 bytes, both met by the walk as the live file is truncated: the copy is claimed
+/// (all of its bytes are the live file's first), the generation read whole.
+#[test]
+fn a_copy_under_32_bytes_and_a_generation_sharing_16_bytes() {
+    let mut fails = Vec::new();
+    for late in [false, true] {
+        for swap in [false, true] {
+            let (cname, gname) = if swap {
+                ("app.log.2", "app.log.1")
+            } else {
+                ("app.log.1", "app.log.2")
+            };
+            let mut r = Rig::new(&format!("ct-tie-{late}-{swap}"), "app.log*", "");
+            let t = "2026-12-02T02:33";
+            r.poll(Duration::ZERO);
+            r.write("app.log", &format!("{t}:01 a0\n"));
+            let copy = r.dir.with_extension("copy");
+            fs::copy(r.path("app.log"), &copy).unwrap();
+            r.lines("app.log", &format!("{t}:01 w"), 0..8);
+            let side = r.dir.with_extension("gen");
+            fs::write(&side, format!("{t}:05 c0\n{t}:05 c1\n")).unwrap();
+            let (c2, g2) = (r.path(cname), r.path(gname));
+            if late {
+                r.poll(Duration::from_millis(100));
+                r.once_at(Stage::Checked, move |dir| {
+                    fs::rename(&copy, &c2).unwrap();
+                    fs::rename(&side, &g2).unwrap();
+                    truncate(&dir.join("app.log"));
+                });
+                r.poll(Duration::from_millis(100));
+            } else {
+                fs::rename(&copy, &c2).unwrap();
+                fs::rename(&side, &g2).unwrap();
+                r.poll(Duration::from_millis(100));
+                r.truncate("app.log");
+            }
+            r.write("app.log", &format!("{t}:09 b0\n"));
+            r.settle();
+            let lines: Vec<&str> = r.got.iter().map(|(_, l)| l.as_str()).collect();
+            let count = |s: &str| lines.iter().filter(|l| l.ends_with(s)).count();
+            let ok = count(" a0") == 1
+                && count(" c0") == 1
+                && count(" c1") == 1
+                && count(" b0") == 1
+                && r.numbers(&format!("{t}:01 w")) == (0..8).collect::<Vec<_>>();
+            if !ok {
+                fails.push(format!(
+                    "late {late} swap {swap}: {:?} counters lost {} {}",
+                    r.got, r.c.truncated_lost_bytes, r.c.vanished_lost_bytes
+                ));
+            }
+        }
+    }
+    assert!(fails.is_empty(), "{}", fails.join("\n"));
 }
