@@ -1214,7 +1214,9 @@ impl Tailer {
                     // is read from its first byte with nothing to tell a truncation by):
                     // generations no one knows, copied away between the newest one known
                     // and this copy, hold lines no one read.
-                    if let Some(until) = t.found_mtime {
+                    // Up to the copy's modification time now: from there on, the later
+                    // generations below.
+                    if let Ok(until) = t.file.metadata().and_then(|m| m.modified()) {
                         if let Some(since) = self.newest_known_before(&path, key, until) {
                             let not = [key, (t.dev, t.ino)];
                             chain = self.later_than(
