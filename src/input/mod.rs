@@ -1218,13 +1218,16 @@ impl Tailer {
                     // generations below.
                     if let Ok(until) = t.file.metadata().and_then(|m| m.modified()) {
                         if let Some(since) = self.newest_known_before(&path, key, until) {
+                            // Not a file all of whose bytes are the copy's first ones: a
+                            // copy of the live file an operator kept aside (`cp`), whose
+                            // lines were read from the live file.
                             let not = [key, (t.dev, t.ino)];
                             chain = self.later_than(
                                 since,
                                 Some(until),
                                 &path,
                                 not,
-                                None,
+                                Some(&t.file),
                                 &wire,
                                 input,
                                 now,
