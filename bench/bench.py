@@ -73,8 +73,19 @@ def threads_of(pid):
         return 0
     return 0
 
+def disk_writes(pid):
+    """Bytes the kernel was asked to write to the disk for `pid`: those it dirtied, less those
+    it truncated or deleted before writeback (/proc/PID/io; 0 on a tmpfs)."""
+    try:
+        io = dict(l.split(": ") for l in open(f"/proc/{pid}/io").read().splitlines() if l)
+        return int(io["write_bytes"]) - int(io["cancelled_write_bytes"])
+    except (OSError, KeyError, ValueError):
+        return None
+
 def run_once(binary, cfg):
-    """Runs `run --once`; returns wall s, cpu s, peak RSS KiB, max threads seen.
+    """Runs `run --once`; returns wall s, cpu s, peak RSS KiB, max threads seen, and the bytes
+    it had written to the disk as last seen (its last deletions may come after the last look,
+    which only over-counts).
 
     Peak RSS comes from GNU time, not from wait4 here: a child forked from Python carries
     the interpreter's RSS until exec, and ru_maxrss would report that."""
@@ -83,6 +94,7 @@ def run_once(binary, cfg):
     p = subprocess.Popen(["/usr/bin/time", "-o", tf, "-f", "%M %U %S", binary, "run", "--once",
                           "--config", cfg], stderr=subprocess.PIPE)
     maxthr = [0]
+    disk = [0]
     def watch():
         while p.poll() is None:
             try:
@@ -91,7 +103,10 @@ def run_once(binary, cfg):
                 kids = []
             for k in kids:
                 maxthr[0] = max(maxthr[0], threads_of(int(k)))
-            time.sleep(0.02)
+                w = disk_writes(int(k))
+                if w is not None:
+                    disk[0] = w
+            time.sleep(0.005)
     w = threading.Thread(target=watch); w.start()
     err = p.stderr.read().decode()
     p.wait()
@@ -100,7 +115,7 @@ def run_once(binary, cfg):
     if p.returncode != 0:
         sys.exit(f"tailbeat failed:\n{err}")
     rss, user, sys_ = open(tf).read().split()[-3:]
-    return wall, float(user) + float(sys_), int(rss), maxthr[0]
+    return wall, float(user) + float(sys_), int(rss), maxthr[0], disk[0]
 
 def count_lines(binary, sink):
     out = subprocess.run([binary, "decode", sink], stdout=subprocess.PIPE, check=True).stdout
@@ -164,14 +179,14 @@ def main():
                         text = f.read().replace('segment_bytes = "16MiB"', 'segment_bytes = "16MiB"\nfsync = false')
                     with open(cfg, "w") as f:
                         f.write(text)
-                wall, cpu, rss, thr = run_once(a.bin, cfg)
+                wall, cpu, rss, thr, disk = run_once(a.bin, cfg)
                 got = count_lines(a.bin, os.path.join(d, "out.tbf"))
                 if got != n:
                     sys.exit(f"delivered {got} lines of {n}")
                 out = os.path.getsize(os.path.join(d, "out.tbf"))
                 rows.append((f"bulk {n:,} lines ({size / 1e6:.0f} MB){label}, spool fsync {fsync}",
                              f"{n / wall:,.0f}", f"{size / wall / 1e6:.0f}", f"{cpu:.2f}",
-                             f"{rss / 1024:.1f}", str(thr), f"{out / size:.3f}"))
+                             f"{rss / 1024:.1f}", str(thr), f"{out / size:.3f}", f"{disk / out:.2f}"))
         # 4. MQTT sink against Mosquitto on loopback
         if a.mqtt:
             import socket
@@ -189,11 +204,11 @@ def main():
             gen(log, n)
             size = os.path.getsize(log)
             cfg = config(d, log, "", f'[sink]\ntype = "mqtt"\nurl = "mqtt://127.0.0.1:{port}"\nwindow = 64\n')
-            wall, cpu, rss, thr = run_once(a.bin, cfg)
+            wall, cpu, rss, thr, disk = run_once(a.bin, cfg)
             mosq.terminate(); mosq.wait()
             rows.append((f"bulk {n:,} lines ({size / 1e6:.0f} MB) into MQTT (mosquitto), spool fsync true",
                          f"{n / wall:,.0f}", f"{size / wall / 1e6:.0f}", f"{cpu:.2f}",
-                         f"{rss / 1024:.1f}", str(thr), "-"))
+                         f"{rss / 1024:.1f}", str(thr), "-", "-"))
         # 2. live writer
         d = os.path.join(tmp, "live")
         os.makedirs(d)
@@ -228,8 +243,8 @@ def main():
             sys.exit(f"live: delivered {got} lines of {written}")
         size = os.path.getsize(a.bin)
         print(f"tailbeat benchmark, {time.strftime('%Y-%m-%d')}, {os.cpu_count()} cores, binary {a.bin} ({size:,} bytes)\n")
-        print("| run | lines/s | MB/s | CPU s | peak RSS MiB | threads | sink bytes / input bytes |")
-        print("|---|---|---|---|---|---|---|")
+        print("| run | lines/s | MB/s | CPU s | peak RSS MiB | threads | sink bytes / input bytes | disk writes / sink bytes |")
+        print("|---|---|---|---|---|---|---|---|")
         for r in rows:
             print("| " + " | ".join(r) + " |")
         print(f"\nlive: {a.live_rate:,} lines/s for {a.live_secs} s: {(c1 - c0) / (t1 - t0) * 100:.1f}% of one core, peak RSS {rss_live / 1024:.1f} MiB, all {written:,} lines delivered")

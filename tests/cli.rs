@@ -375,6 +375,76 @@ fn the_stdout_sink_prints_json_lines() {
     );
 }
 
+/// The kernel's account of what a process has it write to the disk: bytes it dirtied, less
+/// those it truncated or deleted before they were written back (`/proc/PID/io`).
+fn disk_writes(pid: u32) -> Option<u64> {
+    let io = fs::read_to_string(format!("/proc/{pid}/io")).ok()?;
+    let field = |k: &str| -> Option<u64> {
+        io.lines()
+            .find_map(|l| l.strip_prefix(k))
+            .and_then(|v| v.trim().parse().ok())
+    };
+    Some(field("write_bytes:")?.saturating_sub(field("cancelled_write_bytes:")?))
+}
+
+/// Behind a file sink that fsyncs (the defaults), each byte reaches the disk once, not once in
+/// the spool and again in the sink: the spool hands frames over without an fsync of its own
+/// (the sink's makes them durable), and a segment deleted before the kernel writes it back
+/// never reaches the disk. Measured on the build directory's file system (a tmpfs, where
+/// `/tmp` may be, accounts no writes), read until the agent exits: its last deletions may
+/// come after the last look, which only over-counts. Before the change: 2.0 times the sink.
+#[test]
+fn a_file_sink_that_fsyncs_gets_each_byte_written_to_the_disk_once() {
+    let d = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("tailbeat-it-disk-once-{}", std::process::id()));
+    let _ = fs::remove_dir_all(&d);
+    fs::create_dir_all(d.join("logs")).unwrap();
+    let s = Scratch(d);
+    let f = app_log(&s, "w", 300_000);
+    let out = s.path("out.tbf");
+    let cfg = s.config(
+        "",
+        &input("app", &f.display().to_string(), ""),
+        &format!(
+            "[batch]\ncompression = \"none\"\n[sink]\ntype = \"file\"\npath = \"{}\"\n",
+            out.display()
+        ),
+    );
+    let mut once = Command::new(BIN)
+        .args(["run", "--once", "--config"])
+        .arg(&cfg)
+        .stderr(fs::File::create(s.path("once.log")).unwrap())
+        .spawn()
+        .unwrap();
+    let mut written = None;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let st = loop {
+        if let Some(st) = once.try_wait().unwrap() {
+            break Some(st);
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = once.kill();
+            break None;
+        }
+        written = disk_writes(once.id()).or(written);
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    };
+    let log = fs::read_to_string(s.path("once.log")).unwrap();
+    assert!(st.is_some_and(|s| s.success()), "{st:?}\n{log}");
+    assert_exactly_once(&numbers(&read_sink(&out), "w"), 300_000);
+    let sink = fs::metadata(&out).unwrap().len();
+    let written = written.expect("/proc/PID/io could not be read");
+    eprintln!("{written} bytes written to the disk for a sink of {sink}");
+    assert!(
+        written > sink / 2,
+        "{written} bytes written for a sink of {sink}: this file system does not account writes"
+    );
+    assert!(
+        written * 10 < sink * 13,
+        "{written} bytes written to the disk for a sink of {sink} bytes\n{log}"
+    );
+}
+
 #[test]
 fn a_file_sink_on_a_device_is_written_without_fsync() {
     let s = Scratch::new("devnull");

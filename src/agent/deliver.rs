@@ -41,7 +41,7 @@ fn sync(p: &mut Pipe, c: &mut Counters) -> Option<()> {
         return None;
     }
     ungroup(p);
-    if p.cfg.spool.fsync {
+    if p.spool.syncs_frames() {
         c.spool_syncs += 1;
     }
     // Synced: the timed frames appended so far are durable now.
@@ -157,7 +157,7 @@ pub(super) async fn deliver(st: Shared, pipe: PipeRef, out: Outbox) {
                         let waited = p.grouped_since.is_some_and(|t| t.elapsed() >= GROUP_WAIT);
                         if !p.spool.needs_sync() {
                             ungroup(p);
-                        } else if !p.cfg.spool.fsync
+                        } else if !p.spool.syncs_frames()
                             || p.grouped >= group(p)
                             || waited
                             || !p.spool.durable_unsent()

@@ -284,6 +284,9 @@ fn limits(p: &Pipeline) -> Limits {
         segment_bytes: p.spool.segment_bytes.0,
         on_full: p.spool.on_full,
         fsync: p.spool.fsync,
+        // A file sink that fsyncs keeps what it acknowledges and reads it back at start-up
+        // (`Spool::open_behind`): the spool need not write it to the disk a second time.
+        in_sink: matches!(p.sink, crate::config::Sink::File { fsync: true, .. }),
     }
 }
 
@@ -309,10 +312,16 @@ impl Pipe {
                 format!("{instance}/{}", cfg.name),
             )
         };
-        let mut rec = Spool::open(&dir.join("spool"), limits(&cfg), max_payload(&cfg), c)
-            .map_err(Error::Spool)?;
         let sink =
             AnySink::new(&cfg.sink, &stream, &dir, cfg.spool.max_bytes.0).map_err(Error::Sink)?;
+        let mut rec = Spool::open_behind(
+            &dir.join("spool"),
+            limits(&cfg),
+            max_payload(&cfg),
+            &mut |from, files| sink.replay(&stream, from, files),
+            c,
+        )
+        .map_err(Error::Spool)?;
         // The sink's own record of the last frame it holds: the sequence never goes back
         // even when the spool lost every trace of it.
         let held = sink.holds(&stream);

@@ -82,6 +82,33 @@ impl FileSink {
 }
 
 impl FileSink {
+    /// Reads the whole frames from `start` to the end, handing each batch frame's head to
+    /// `each` until it says stop (false); returns where a frame torn at the end begins.
+    fn scan_tail(
+        &self,
+        f: &mut File,
+        start: u64,
+        each: &mut dyn FnMut(&frame::BatchHead<'_>) -> bool,
+    ) -> Result<Option<u64>, SinkError> {
+        f.seek(SeekFrom::Start(start)).map_err(|e| self.err(e))?;
+        let mut r = FrameReader::new(f.take(self.len - start), frame::MAX_PAYLOAD);
+        let mut dec = frame::Decoder::default();
+        let mut torn = None;
+        while let Some(item) = r.next_item().map_err(|e| self.err(e))? {
+            match item {
+                Item::Frame { bytes, .. } => {
+                    torn = None;
+                    if dec.head(bytes).is_ok_and(|h| !each(&h)) {
+                        break;
+                    }
+                }
+                Item::Torn { pos, .. } if start + pos > 0 => torn = Some(start + pos),
+                _ => {}
+            }
+        }
+        Ok(torn)
+    }
+
     /// Finds the last whole frame in the file, and cuts off a torn one after it (a write the
     /// agent was killed in the middle of), so the next frame starts on a clean boundary.
     fn recover_tail(&mut self) -> Result<(), SinkError> {
@@ -92,23 +119,12 @@ impl FileSink {
         if len == 0 || !f.metadata().is_ok_and(|m| m.is_file()) {
             return Ok(());
         }
-        let from = len.saturating_sub(TAIL_WINDOW);
-        f.seek(SeekFrom::Start(from)).map_err(|e| self.err(e))?;
-        let mut r = FrameReader::new((&mut f).take(len - from), frame::MAX_PAYLOAD);
-        let mut torn = None;
-        let mut dec = frame::Decoder::default();
-        while let Some(item) = r.next_item().map_err(|e| self.err(e))? {
-            match item {
-                Item::Frame { bytes, .. } => {
-                    if let Ok(h) = dec.head(bytes) {
-                        self.last = Some((h.instance.to_string(), h.seq));
-                    }
-                    torn = None;
-                }
-                Item::Torn { pos, .. } if from + pos > 0 => torn = Some(from + pos),
-                _ => {}
-            }
-        }
+        let mut last = None;
+        let torn = self.scan_tail(&mut f, len.saturating_sub(TAIL_WINDOW), &mut |h| {
+            last = Some((h.instance.to_string(), h.seq));
+            true
+        })?;
+        self.last = last;
         if let Some(at) = torn {
             log::warn!(
                 "{}: cutting off {} bytes of a frame torn by an earlier crash",
@@ -120,6 +136,50 @@ impl FileSink {
             self.len = at;
         }
         Ok(())
+    }
+
+    /// Moves `files` forward by every frame of `instance` in the file numbered `from` or
+    /// later, in order; returns the last one's number, or 0. Read from the end back, a
+    /// window twice as long each time, until a frame before `from` (or another stream's) or
+    /// the file's start is in it: after a power cut the spool may have lost its copies of
+    /// what the file holds (`Spool::open_behind`), and the file is the record of where
+    /// those lines ended.
+    pub fn replay(
+        &self,
+        instance: &str,
+        from: u64,
+        files: &mut Vec<frame::FileMark>,
+    ) -> Result<u64, SinkError> {
+        if self.holds(instance) < from {
+            return Ok(0);
+        }
+        let Ok(mut f) = File::open(&self.path) else {
+            return Ok(0);
+        };
+        let mut window = TAIL_WINDOW;
+        loop {
+            let start = self.len.saturating_sub(window);
+            let (mut first, mut too_late, mut last) = (true, false, 0);
+            self.scan_tail(&mut f, start, &mut |h| {
+                let ours = h.instance == instance;
+                if std::mem::take(&mut first) && start > 0 && ours && h.seq > from {
+                    // The window begins after `from`: look further back (nothing moved yet).
+                    too_late = true;
+                    return false;
+                }
+                if ours && h.seq >= from {
+                    for s in &h.sources {
+                        crate::spool::advance(files, s);
+                    }
+                    last = h.seq;
+                }
+                true
+            })?;
+            if !too_late {
+                return Ok(last);
+            }
+            window = window.saturating_mul(2);
+        }
     }
 }
 

@@ -186,6 +186,27 @@ impl AnySink {
     }
 }
 
+impl AnySink {
+    /// For a sink that keeps what it acknowledged (the file sink): moves `files` forward by
+    /// every frame of `instance` it holds numbered `from` or later, in order, and returns
+    /// the last one's number; 0 for other sinks, or when it has none (see
+    /// `Spool::open_behind`). A file that cannot be read counts as holding none.
+    pub fn replay(
+        &self,
+        instance: &str,
+        from: u64,
+        files: &mut Vec<crate::frame::FileMark>,
+    ) -> u64 {
+        match self {
+            AnySink::File(s) => s.replay(instance, from, files).unwrap_or_else(|e| {
+                log::warn!("{e}: frames it holds are not read back");
+                0
+            }),
+            _ => 0,
+        }
+    }
+}
+
 impl Sink for AnySink {
     fn holds(&self, instance: &str) -> u64 {
         match self {

@@ -3,7 +3,10 @@
 //! Owns the files under `data_dir/spool/`: segment files named by the first sequence number
 //! they were opened for (`00000000000000000042.seg`), and the checkpoint in two copies,
 //! `state` (the newest) and `state.1` (the one before). What always holds:
-//! - a frame is handed to the sink only once it is durable (fsynced, unless `fsync = false`);
+//! - a frame is handed to the sink only once it is durable (fsynced, unless `fsync = false`),
+//!   or, behind a sink that fsyncs what it acknowledges (`Limits::in_sink`), unsynced: it is
+//!   durable once acknowledged, and a checkpoint fsyncs the spool first while any frame it
+//!   covers is not (positions are never ahead of durable frames, in the spool or the sink);
 //! - a segment is deleted only after both copies of the checkpoint cover every line in it
 //!   (or `drop_oldest` recorded and counted its frames), so the file offsets of a restart
 //!   never point before what the spool already released, even from the older copy;
@@ -40,6 +43,7 @@ use std::path::{Path, PathBuf};
 
 mod ranges;
 mod read;
+pub(crate) use read::advance;
 use read::{read_frame_at, read_known_at, resync, scan_segment};
 
 /// The spool's limits, from `[spool]`.
@@ -53,6 +57,13 @@ pub struct Limits {
     pub on_full: OnFull,
     /// `spool.fsync`.
     pub fsync: bool,
+    /// With `fsync`: the sink fsyncs every frame it acknowledges (a file sink with `fsync`),
+    /// so a frame is durable once it is there, and the spool's copy is only the way to it.
+    /// Frames are then sent without an fsync of the spool; the spool fsyncs them only when a
+    /// checkpoint would otherwise cover lines of frames the sink has not acknowledged (see
+    /// [`Spool::checkpoint`]). A segment deleted before the kernel writes it back never
+    /// reaches the disk: each byte is written once, to the sink.
+    pub in_sink: bool,
 }
 
 /// A spool operation that failed, with the file it was about.
@@ -100,6 +111,8 @@ struct Segment {
     /// Bytes known to be on stable storage; the sender reads no further.
     durable: u64,
     last_seq: u64,
+    /// Bytes known to be fsynced (with `in_sink`, `durable` runs ahead of it).
+    on_disk: u64,
     /// Damaged ranges found at start-up, `(start, end)`, so the sender steps over them
     /// without reporting them twice. At most [`MAX_HOLES`]; past that, a hole is simply
     /// found (and counted) again when the sender reaches it.
@@ -244,6 +257,22 @@ impl Spool {
         max_payload: usize,
         c: &mut Counters,
     ) -> Result<Recovered, SpoolError> {
+        Spool::open_behind(dir, limits, max_payload, &mut |_, _| 0, c)
+    }
+
+    /// [`open`](Self::open), for a sink that keeps what it acknowledged (a file sink):
+    /// `sink(from, files)` moves `files` forward by every frame of this stream the sink
+    /// holds numbered `from` or later, in order, and returns the last one's number (0 for
+    /// none). Those frames count as acknowledged, and the checkpoint's positions go with
+    /// them, whatever the spool still has of them: with `in_sink` a power cut may take the
+    /// spool's unsynced copies of frames the sink holds.
+    pub fn open_behind(
+        dir: &Path,
+        limits: Limits,
+        max_payload: usize,
+        sink: &mut dyn FnMut(u64, &mut Vec<FileMark>) -> u64,
+        c: &mut Counters,
+    ) -> Result<Recovered, SpoolError> {
         ctx(fs::create_dir_all(dir), "create", dir)?;
         // Two copies of the checkpoint, the newest in `state`, the one before in `state.1`:
         // segments are deleted only once both cover them (checkpoint), so the older copy plus
@@ -302,6 +331,12 @@ impl Spool {
             // (the spool deletes only what is acknowledged or counted): what is in the
             // segments is sent again (same numbers), gaps between them are counted.
             ck.acked_seq = ids.first().map_or(0, |id| id.saturating_sub(1));
+        } else {
+            let held = sink(ck.next_seq, &mut ck.files);
+            if held >= ck.next_seq {
+                ck.next_seq = held + 1;
+                ck.acked_seq = ck.acked_seq.max(held);
+            }
         }
         let damaged_before = (c.corrupt_records, c.corrupt_bytes);
         let mut segs = VecDeque::new();
@@ -328,6 +363,10 @@ impl Spool {
                 path,
                 len: sc.len,
                 durable: sc.len,
+                // Fsynced below: whatever the run before synced, its frames move the
+                // positions, and a checkpoint may soon record them (`in_sink` sends
+                // unsynced, and a kill -9 leaves frames appended but not yet synced).
+                on_disk: 0,
                 last_seq: sc.last_seq,
                 holes: sc.holes,
             });
@@ -415,6 +454,7 @@ impl Spool {
             let seg = s.segs.pop_front().expect("len > 1");
             ctx(fs::remove_file(&seg.path), "delete", &seg.path)?;
         }
+        s.fsync_unsynced()?;
         // Appends go on in the newest segment only if the next frame follows its last one
         // there; otherwise (numbers skipped) in a new one, so that every segment holds
         // consecutive numbers from its name on and a gap found later is a real loss.
@@ -484,6 +524,7 @@ impl Spool {
             path,
             len: 0,
             durable: 0,
+            on_disk: 0,
             last_seq: 0,
             holes: Vec::new(),
         });
@@ -491,8 +532,40 @@ impl Spool {
     }
 
     /// Changes the limits (a reload). A lower `max_bytes` takes effect at the next append.
+    /// Frames sent unsynced for a sink that fsynced them (`in_sink`) are fsynced now if the
+    /// new sink does not: from here on a sent frame is durable only in the spool.
     pub fn set_limits(&mut self, l: Limits) {
+        let was_in_sink = self.limits.fsync && self.limits.in_sink;
         self.limits = l;
+        if was_in_sink && self.syncs_frames() {
+            if let Err(e) = self.fsync_unsynced() {
+                log::error!("{e}");
+            }
+        }
+    }
+
+    /// Whether the spool fsyncs frames before they are sent: `fsync`, unless the sink makes
+    /// them durable (`in_sink`).
+    pub fn syncs_frames(&self) -> bool {
+        self.limits.fsync && !self.limits.in_sink
+    }
+
+    /// fsyncs every byte appended and not yet fsynced, in every segment (`in_sink` sends
+    /// them without).
+    fn fsync_unsynced(&mut self) -> Result<(), SpoolError> {
+        if !self.limits.fsync {
+            return Ok(());
+        }
+        for seg in self.segs.iter_mut().filter(|s| s.on_disk < s.len) {
+            // Any descriptor of the file will do, the active segment's writer's too.
+            ctx(
+                File::open(&seg.path).and_then(|f| f.sync_data()),
+                "fsync",
+                &seg.path,
+            )?;
+            seg.on_disk = seg.len;
+        }
+        Ok(())
     }
 
     /// The sequence number the next frame gets.
@@ -603,6 +676,7 @@ impl Spool {
             self.reserve(last)?;
         }
         self.check_active();
+        let syncs = self.syncs_frames();
         let active = self.segs.back().expect("always one segment");
         if self.roll
             || (active.len > 0 && active.len + bytes.len() as u64 > self.limits.segment_bytes)
@@ -620,7 +694,7 @@ impl Spool {
         }
         active.len += bytes.len() as u64;
         active.last_seq = last;
-        if !self.limits.fsync {
+        if !syncs {
             active.durable = active.len;
         }
         self.next_seq = last + 1;
@@ -693,10 +767,12 @@ impl Spool {
         if !self.unsynced {
             return Ok(());
         }
+        let syncs = self.syncs_frames();
         let active = self.segs.back_mut().expect("always one segment");
-        if self.limits.fsync {
+        if syncs {
             let w = self.writer.as_ref().expect("writer open");
             ctx(w.sync_data(), "fsync", &active.path)?;
+            active.on_disk = active.len;
         }
         active.durable = active.len;
         self.unsynced = false;
@@ -980,7 +1056,17 @@ impl Spool {
 
     /// Syncs, writes the checkpoint (`files` plus the sequence numbers), then deletes the
     /// segments it makes redundant.
+    ///
+    /// `files` covers every frame appended, so each of them must be durable first: in the
+    /// spool (fsynced), or in a sink that fsyncs what it acknowledges (`in_sink`). With
+    /// `in_sink` and every frame acknowledged, nothing of the spool is fsynced; otherwise
+    /// whatever was sent unsynced is fsynced now.
     pub fn checkpoint(&mut self, files: Vec<FileMark>) -> Result<(), SpoolError> {
+        if !self.syncs_frames() && self.acked + 1 < self.next_seq {
+            // When the spool fsyncs frames itself, `sync` below covers the only segment with
+            // bytes not on disk, the active one.
+            self.fsync_unsynced()?;
+        }
         self.sync()?;
         self.last = Checkpoint {
             next_seq: self.next_seq,

@@ -185,7 +185,8 @@ pub(super) fn scan_segment(
     })
 }
 
-fn advance(files: &mut Vec<FileMark>, s: &frame::Source<'_>) {
+/// Moves `files` forward by one source of a frame: the file's position becomes the frame's.
+pub(crate) fn advance(files: &mut Vec<FileMark>, s: &frame::Source<'_>) {
     let m = FileMark {
         path: s.path.as_bytes().to_vec(),
         dev: s.dev,

@@ -13,6 +13,7 @@ fn limits(on_full: OnFull) -> Limits {
         segment_bytes: 8 << 10,
         on_full,
         fsync: true,
+        in_sink: false,
     }
 }
 
@@ -929,5 +930,60 @@ fn an_oldest_segment_removed_after_it_was_sent_is_not_counted_lost() {
     s.rewind(&mut c);
     assert_eq!(c.dropped_frames, held);
     assert_eq!((c.corrupt_records, c.corrupt_bytes), (0, 0));
+    fs::remove_dir_all(&d).unwrap();
+}
+
+/// With `in_sink` (a file sink that fsyncs what it acknowledges) frames are sent unsynced.
+/// A checkpoint fsyncs them only while some are not acknowledged (its positions cover
+/// those, so they must be on disk somewhere), and a reload to a sink that does not keep
+/// them fsyncs them at once.
+#[test]
+fn behind_a_sink_that_fsyncs_frames_go_unsynced_until_a_checkpoint_needs_them() {
+    let d = dir("in-sink");
+    let in_sink = Limits {
+        in_sink: true,
+        ..limits(OnFull::Block)
+    };
+    let (r, mut c) = open(&d, in_sink);
+    let mut s = r.spool;
+    let unsynced = |s: &Spool| s.segs.iter().filter(|g| g.on_disk < g.len).count();
+    let mut buf = Vec::new();
+    let mut send = |s: &mut Spool, c: &mut Counters| {
+        let mut sent = Vec::new();
+        // No `sync` first: what is appended can be sent.
+        while let Some(q) = s.next_unsent(&mut buf, c).unwrap() {
+            sent.push(q);
+        }
+        sent
+    };
+    for i in 1..=3 {
+        s.append(&frame(s.next_seq(), 5, i * 500)).unwrap();
+    }
+    assert_eq!(send(&mut s, &mut c), vec![1, 2, 3]);
+    s.ack(3, &mut c);
+    s.checkpoint(vec![]).unwrap();
+    assert_eq!(
+        unsynced(&s),
+        1,
+        "every frame acknowledged: nothing to fsync"
+    );
+    for i in 4..=30 {
+        s.append(&frame(s.next_seq(), 5, i * 500)).unwrap();
+    }
+    assert!(s.segs.len() > 2);
+    assert_eq!(send(&mut s, &mut c), (4..=30).collect::<Vec<_>>());
+    s.ack(20, &mut c);
+    s.checkpoint(vec![]).unwrap();
+    assert_eq!(unsynced(&s), 0, "frames 21 to 30 are not in the sink yet");
+    for i in 31..=35 {
+        s.append(&frame(s.next_seq(), 5, i * 500)).unwrap();
+    }
+    assert_eq!(unsynced(&s), 1);
+    s.set_limits(limits(OnFull::Block));
+    assert_eq!(
+        unsynced(&s),
+        0,
+        "the new sink keeps nothing: the spool must"
+    );
     fs::remove_dir_all(&d).unwrap();
 }
