@@ -275,6 +275,55 @@ fn a_spool_that_lost_frames_its_file_sink_holds_reads_none_of_them_again() {
     assert_eq!(stat(&log, "spool frames lost ", ","), 0, "{log}");
 }
 
+/// A power cut before a new spool's first checkpoint, behind a file sink that fsyncs: the
+/// spool never fsynced its frames (the sink's fsync made them durable), so the cut leaves
+/// no checkpoint and emptied segments. The sink's frames are the record of where the lines
+/// ended: nothing is read again (`start_at = "head"`), nothing written meanwhile is skipped
+/// (`"tail"`).
+#[test]
+fn a_power_cut_before_the_first_checkpoint_reads_nothing_again() {
+    for start_at in ["head", "tail"] {
+        let s = Scratch::new(&format!("first-ck-{start_at}"));
+        let f = s.path("logs/app.log");
+        // The file exists at the very first start: `start_at` applies to it.
+        fs::write(&f, "").unwrap();
+        let inp = format!(
+            "[[input]]\nname = \"app\"\npaths = [\"{}\"]\nstart_at = \"{start_at}\"\n",
+            f.display()
+        );
+        let out = s.path("out.tbf");
+        let sink = format!("[sink]\ntype = \"file\"\npath = \"{}\"\n", out.display());
+        let cfg = s.config(
+            "",
+            &inp,
+            &format!("[batch]\nmax_lines = 10\nlinger = \"50ms\"\n{sink}"),
+        );
+        let a = Agent::start(&s, &cfg);
+        a.wait_log("tailing", 10);
+        write_lines(&f, "a", 0..300);
+        wait_lines(&out, 300, 20);
+        // 30 frames, under 64, within the first 5 s: no checkpoint yet.
+        let state = s.path("data/spool/state");
+        assert!(!state.exists(), "a checkpoint was written already");
+        a.kill9();
+        for (_, seg, _) in segments(&s) {
+            fs::File::options()
+                .write(true)
+                .open(&seg)
+                .unwrap()
+                .set_len(0)
+                .unwrap();
+        }
+        write_lines(&f, "c", 0..100);
+        let log = once(&s, &cfg);
+        let got = read_sink(&out);
+        let all = seqs(&got);
+        assert!(all.windows(2).all(|w| w[0] < w[1]), "{all:?}\n{log}");
+        assert_exactly_once(&numbers(&got, "a"), 300);
+        assert_exactly_once(&numbers(&got, "c"), 100);
+    }
+}
+
 #[test]
 fn run_once_after_a_lost_state_returns() {
     let s = Scratch::new("state-once");

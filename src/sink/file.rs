@@ -119,6 +119,12 @@ impl FileSink {
         if len == 0 || !f.metadata().is_ok_and(|m| m.is_file()) {
             return Ok(());
         }
+        if self.fsync {
+            // What the file holds is taken as acknowledged (`holds`, `replay`): on disk
+            // first. A run killed between its write and its fsync left frames only in the
+            // page cache, and a checkpoint covering them would outlive them in a power cut.
+            f.sync_data().map_err(|e| self.err(e))?;
+        }
         let mut last = None;
         let torn = self.scan_tail(&mut f, len.saturating_sub(TAIL_WINDOW), &mut |h| {
             last = Some((h.instance.to_string(), h.seq));

@@ -331,9 +331,21 @@ impl Spool {
             // (the spool deletes only what is acknowledged or counted): what is in the
             // segments is sent again (same numbers), gaps between them are counted.
             ck.acked_seq = ids.first().map_or(0, |id| id.saturating_sub(1));
-        } else {
-            let held = sink(ck.next_seq, &mut ck.files);
-            if held >= ck.next_seq {
+        }
+        // The sink's frames after the checkpoint. Without one, those after the oldest
+        // segment's name, when the spool may not have fsynced them (`in_sink`): a power cut
+        // before a new spool's first checkpoint leaves the sink the only record of them (no
+        // segment is deleted before a checkpoint, so the oldest name is where this spool's
+        // frames begin). Otherwise a spool without a checkpoint has every frame it sent, and
+        // its positions are lost as they always were.
+        let from = match (state_ok, ids.first()) {
+            (true, _) => Some(ck.next_seq),
+            (false, Some(&first)) if limits.fsync && limits.in_sink => Some(first),
+            _ => None,
+        };
+        if let Some(from) = from {
+            let held = sink(from, &mut ck.files);
+            if held >= from {
                 ck.next_seq = held + 1;
                 ck.acked_seq = ck.acked_seq.max(held);
             }
