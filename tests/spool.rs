@@ -232,6 +232,18 @@ fn once(s: &Scratch, cfg: &std::path::Path) -> String {
     log
 }
 
+/// What a power cut leaves of segments the spool never fsynced: every one emptied.
+fn empty_segments(s: &Scratch) {
+    for (_, seg, _) in segments(s) {
+        fs::File::options()
+            .write(true)
+            .open(&seg)
+            .unwrap()
+            .set_len(0)
+            .unwrap();
+    }
+}
+
 /// With a file sink that fsyncs, the spool sends frames without an fsync of its own (the
 /// sink's makes them durable), so a power cut may take the spool's copies of frames the
 /// sink holds, and the checkpoint written after them. The sink's frames say where their
@@ -255,14 +267,7 @@ fn a_spool_that_lost_frames_its_file_sink_holds_reads_none_of_them_again() {
     let before = seqs(&read_sink(&out));
     fs::write(spool.join("state"), &older).unwrap();
     let _ = fs::remove_file(spool.join("state.1"));
-    for (_, seg, _) in segments(&s) {
-        fs::File::options()
-            .write(true)
-            .open(&seg)
-            .unwrap()
-            .set_len(0)
-            .unwrap();
-    }
+    empty_segments(&s);
     write_lines(&f, "c", 0..50);
     let log = once(&s, &cfg);
     let got = read_sink(&out);
@@ -306,14 +311,7 @@ fn a_power_cut_before_the_first_checkpoint_reads_nothing_again() {
         let state = s.path("data/spool/state");
         assert!(!state.exists(), "a checkpoint was written already");
         a.kill9();
-        for (_, seg, _) in segments(&s) {
-            fs::File::options()
-                .write(true)
-                .open(&seg)
-                .unwrap()
-                .set_len(0)
-                .unwrap();
-        }
+        empty_segments(&s);
         write_lines(&f, "c", 0..100);
         let log = once(&s, &cfg);
         let got = read_sink(&out);
