@@ -589,17 +589,7 @@ fn run_once_ends_when_the_newest_segment_was_cut() {
         .unwrap()
         .set_len(last.2 / 2)
         .unwrap();
-    let cfg = s.config("", &inp, SMALL);
-    let mut child = std::process::Command::new(BIN)
-        .args(["run", "--once", "--config"])
-        .arg(&cfg)
-        .stderr(fs::File::create(s.path("once.log")).unwrap())
-        .spawn()
-        .unwrap();
-    let st = wait_exit(&mut child, 20);
-    let _ = child.kill();
-    let log = fs::read_to_string(s.path("once.log")).unwrap();
-    assert!(st.is_some_and(|st| st.success()), "{st:?}\n{log}");
+    let log = once(&s, &s.config("", &inp, SMALL));
     let got = read_sink(&s.path("out.tbf"));
     let all = seqs(&got);
     let lost: u64 = logged(&log, "lost ", " frames").iter().sum();

@@ -184,9 +184,7 @@ impl AnySink {
             _ => return Err(SinkError::Unsupported),
         })
     }
-}
 
-impl AnySink {
     /// For a sink that keeps what it acknowledged (the file sink): moves `files` forward by
     /// every frame of `instance` it holds numbered `from` or later, in order, and returns
     /// the last one's number; 0 for other sinks, or when it has none (see
