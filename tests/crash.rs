@@ -99,7 +99,14 @@ fn kill_9_at_random_points_loses_nothing_and_repeats_are_detectable() {
     eprintln!("{kills} kills, {n} lines per file, {dup_frames} frames delivered twice (same seq)");
     // The file sink reads back its last frame at start-up: not even a repeat.
     assert_eq!(dup_frames, 0);
-    assert_eq!(stat(&log, "corrupt", "records"), 0, "{log}");
+    // The only damage a kill -9 leaves is a torn tail: the kernel stops a write between two
+    // pages for a fatal signal (most often one throttled by dirty-page balancing, on a loaded
+    // machine), leaving part of the last frame. The next start cuts it off and counts it; its
+    // lines are read again from the log, which the exactly-once checks above show. Only the
+    // last kill's tail is in this start's counters: nothing else may be counted damaged.
+    let torn = log.matches("torn record at the end").count() as u64;
+    assert!(torn <= 1, "{log}");
+    assert_eq!(stat(&log, "corrupt", "records"), torn, "{log}");
 }
 
 #[test]
