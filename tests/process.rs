@@ -11,24 +11,6 @@ fn status(pid: u32, key: &str) -> u64 {
     l.split_whitespace().nth(1).unwrap().parse().unwrap()
 }
 
-/// Context switches of every thread, voluntary and not: how often the process woke up.
-fn wakeups(pid: u32) -> u64 {
-    fs::read_dir(format!("/proc/{pid}/task"))
-        .unwrap()
-        .flatten()
-        .map(|t| {
-            let s = fs::read_to_string(t.path().join("status")).unwrap();
-            s.lines()
-                .filter(|l| {
-                    l.starts_with("voluntary_ctxt_switches")
-                        || l.starts_with("nonvoluntary_ctxt_switches")
-                })
-                .map(|l| l.split_whitespace().nth(1).unwrap().parse::<u64>().unwrap())
-                .sum::<u64>()
-        })
-        .sum()
-}
-
 /// HTTP peers cost no thread: an HTTP sink and an HTTP ConfigServer, both in use.
 #[test]
 fn two_threads_with_an_http_sink_and_an_http_config_server() {

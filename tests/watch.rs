@@ -1,9 +1,11 @@
 //! Told by inotify: a line written to a quiet file arrives in milliseconds, not at the next
-//! poll, and a file that lives for less than a poll interval is still read.
+//! poll, a file that lives for less than a poll interval is still read, and another file's
+//! writes in the same directory wake nothing.
 
 mod common;
 use common::*;
 use std::fs;
+use std::io::Write;
 use std::time::{Duration, Instant};
 
 /// Polls so rarely that only inotify can explain a prompt delivery.
@@ -35,6 +37,60 @@ fn a_line_written_to_a_quiet_file_arrives_in_milliseconds() {
     );
     let got = read_sink(&s.path("out.tbf"));
     assert_eq!(numbers(&got, "q"), vec![0, 1, 2, 3]);
+    a.stop();
+}
+
+/// A write to another file of the directory (syslog beside `app.log` in `/var/log`) is none
+/// of the agent's business: it queues no event and wakes nothing. The agent's own file is
+/// still heard at once, before and after it is renamed away.
+#[test]
+fn a_busy_neighbour_in_the_directory_wakes_nothing_and_our_file_is_still_heard() {
+    let s = Scratch::new("watch-neighbour");
+    let f = s.path("logs/app.log");
+    append(&f, &line("q", 0));
+    let cfg = s.config(TOP, &input("app", &f.display().to_string(), ""), FAST_BATCH);
+    let a = Agent::start(&s, &cfg);
+    wait_lines(&s.path("out.tbf"), 1, 10);
+    // Past the first frame's checkpoint (5 s) and progress line: asleep.
+    std::thread::sleep(Duration::from_secs(7));
+    let mut neighbour = fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(s.path("logs/syslog"))
+        .unwrap();
+    let before = wakeups(a.pid());
+    // 300 writes in about 3 s, each its own system call.
+    for i in 0..300 {
+        neighbour.write_all(line("n", i).as_bytes()).unwrap();
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let woke = wakeups(a.pid()) - before;
+    eprintln!("300 writes to a neighbour in the directory: {woke} context switches");
+    // Heard on the directory, they cost about 2.8 switches each (both threads woke, the
+    // events were read and found to be someone else's): some 800 here.
+    assert!(woke <= 10, "{woke} wake-ups for 300 writes to another file");
+    // The agent's own file: at once (the poll is 30 s away).
+    let quick = |n: usize| {
+        let t = Instant::now();
+        wait_lines(&s.path("out.tbf"), n, 10);
+        t.elapsed()
+    };
+    append(&f, &line("q", 1));
+    let took = quick(2);
+    assert!(took < Duration::from_millis(800), "own line after {took:?}");
+    // Renamed away, still written to by its writer: heard on the file itself.
+    let mut writer = fs::OpenOptions::new().append(true).open(&f).unwrap();
+    fs::rename(&f, s.path("logs/app.log.1")).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    writer.write_all(line("q", 2).as_bytes()).unwrap();
+    let took = quick(3);
+    assert!(
+        took < Duration::from_millis(800),
+        "renamed file's line after {took:?}"
+    );
+    let got = read_sink(&s.path("out.tbf"));
+    assert_eq!(numbers(&got, "q"), vec![0, 1, 2]);
+    assert!(numbers(&got, "n").is_empty());
     a.stop();
 }
 

@@ -151,7 +151,7 @@ pub(super) async fn collect(st: Shared, pipe: PipeRef, commands: Receiver<ToColl
         seen.wake |= before.wake;
         seen.scan |= before.scan;
         unscanned |= seen.wake;
-        let (outcome, linger_left, poll, stats) = st.with_mut(|s| {
+        let (outcome, linger_left, poll, stats, unheard) = st.with_mut(|s| {
             pipe.with_mut(|p| {
                 let poll = s.cfg.poll_interval.0;
                 let lost = (s.c.vanished_lost_bytes, s.c.truncated_lost_bytes);
@@ -167,6 +167,9 @@ pub(super) async fn collect(st: Shared, pipe: PipeRef, commands: Receiver<ToColl
                 } else {
                     p.tailer.read(&mut p.batch, now, now_ms(), &mut s.c)
                 };
+                // Files opened by this look are watched from now on; what was written to
+                // them between their read and their watch is read at once, next look.
+                let unheard = watch.follow(p.tailer.open_fds());
                 if (s.c.vanished_lost_bytes, s.c.truncated_lost_bytes) != lost {
                     p.loss_unsaved = true;
                 }
@@ -186,7 +189,7 @@ pub(super) async fn collect(st: Shared, pipe: PipeRef, commands: Receiver<ToColl
                     stats = progress != (last_stats.1, last_stats.2);
                     last_stats = (now, progress.0, progress.1);
                 }
-                (outcome, linger_left, poll, stats)
+                (outcome, linger_left, poll, stats, unheard)
             })
         });
         // Not under the pipe's borrow: the figures add up every pipeline.
@@ -203,6 +206,10 @@ pub(super) async fn collect(st: Shared, pipe: PipeRef, commands: Receiver<ToColl
                 continue;
             }
             batch_age.closed();
+        }
+        if unheard && outcome == Outcome::Idle {
+            carried.wake = true;
+            continue;
         }
         match outcome {
             Outcome::BatchFull | Outcome::More => {

@@ -208,6 +208,15 @@ impl Tailer {
         self.files.len()
     }
 
+    /// The files open now, by identity (device, inode), with their descriptors: the
+    /// watcher hears their writes on them ([`watch::Watch::follow`]).
+    pub fn open_fds(
+        &self,
+    ) -> impl Iterator<Item = ((u64, u64), std::os::fd::BorrowedFd<'_>)> + Clone {
+        use std::os::fd::AsFd;
+        self.files.iter().map(|f| ((f.dev, f.ino), f.file.as_fd()))
+    }
+
     /// Looks for new, rotated and truncated files. Call at least every poll interval.
     pub fn scan(&mut self, now: Instant, batch: &BatchBuilder, c: &mut Counters) {
         // Truncations first, so that a copytruncate copy is claimed as a copy before the glob

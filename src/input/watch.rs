@@ -3,9 +3,19 @@
 //! instead of at its next poll.
 //!
 //! Owns one inotify descriptor per pipeline (registered with the reactor on the pipeline
-//! thread: no thread of its own) and the watches on the directories its globs can reach. It
-//! never opens, reads or closes a log file and never decides what is read: it only tells the
-//! collect loop *wake now* and *scan now* ([`Seen`]); the tailer does the rest as at a poll.
+//! thread: no thread of its own), the watches on the directories its globs can reach, and one
+//! on each file the tailer has open. It never opens, reads or closes a log file and never
+//! decides what is read: it only tells the collect loop *wake now* and *scan now* ([`Seen`]);
+//! the tailer does the rest as at a poll.
+//!
+//! Writes are heard on the files themselves, not on their directories: a directory's watch
+//! asks only for names that come and go (created, renamed, deleted), so a busy neighbour in
+//! `/var/log` (syslog written a hundred times a second beside a quiet `app.log`) queues no
+//! event and never wakes the agent. A file's watch is on its inode (added through
+//! `/proc/self/fd`, so it is the file the tailer has open, whatever its name says now): it
+//! follows the file through a rename, and a generation rotated away and still written to is
+//! heard as well. Where a file cannot be watched (the watch limit, no `/proc`), the
+//! directories ask for writes again, as they did before, and say so once.
 //!
 //! What always holds:
 //! - polling stays underneath: a directory that is not watched (inotify unavailable, the
@@ -16,7 +26,10 @@
 //! - an event is never needed for correctness, only for speed: a lost one (queue overflow,
 //!   reported as such) leads to a full scan, and a scan runs anyway at the safety-net period;
 //! - what it holds is bounded: one watch per directory a glob can reach, at most
-//!   [`MAX_WATCHES`] per pipeline (the others are polled), and one 4 KiB read buffer.
+//!   [`MAX_WATCHES`] per pipeline (the others are polled), one per open file (the tailer
+//!   keeps at most `MAX_OPEN_FILES` open), and one 4 KiB read buffer;
+//! - a file's watch is taken off when the tailer lets the file go, and the kernel's own
+//!   removal (the file deleted and closed) forgets it; neither wakes the collect loop.
 //!
 //! Which directories: for each glob, the directories its files can be in; for a `*` or `**`
 //! component, also the directory above it (a new matching subdirectory is an event there);
@@ -32,7 +45,7 @@ use smol::Async;
 use std::collections::{HashMap, HashSet};
 use std::ffi::OsStr;
 use std::mem::MaybeUninit;
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -86,6 +99,15 @@ pub struct Watch {
     /// Watch descriptor → the directory (as the glob walk names it).
     by_wd: HashMap<i32, PathBuf>,
     by_dir: HashMap<PathBuf, i32>,
+    /// The open files watched: (device, inode) and the watch descriptor. A list: events
+    /// on files are looked up here one by one, and it changes only as files open and close.
+    files: Vec<((u64, u64), i32)>,
+    /// How many files were open, and a sum over their identities, when `files` was last
+    /// brought up to date: [`follow`](Self::follow) costs one pass without a change.
+    open_sum: (usize, u64),
+    /// A file could not be watched: the directories ask for writes to any of their files
+    /// (a neighbour's too), and no file is watched on its own any more.
+    dir_writes: bool,
     /// Directories that run in polling mode now.
     polled: HashSet<PathBuf>,
     /// Directories whose mode was logged, with the mode (true: inotify).
@@ -130,6 +152,9 @@ impl Watch {
             fd,
             by_wd: HashMap::new(),
             by_dir: HashMap::new(),
+            files: Vec::new(),
+            open_sum: (0, 0),
+            dir_writes: false,
             polled: HashSet::new(),
             said: HashMap::new(),
             globs: Vec::new(),
@@ -254,21 +279,112 @@ impl Watch {
         if self.by_dir.len() >= MAX_WATCHES {
             return Err(format!("{MAX_WATCHES} directories watched already"));
         }
-        let mask = WatchFlags::CREATE
-            | WatchFlags::MOVED_TO
-            | WatchFlags::MOVED_FROM
-            | WatchFlags::MODIFY
-            | WatchFlags::CLOSE_WRITE
-            | WatchFlags::DELETE
-            | WatchFlags::DELETE_SELF
-            | WatchFlags::MOVE_SELF
-            | WatchFlags::ONLYDIR;
-        inotify::add_watch(fd.get_ref(), d, mask).map_err(|e| match e {
+        inotify::add_watch(fd.get_ref(), d, self.dir_mask()).map_err(|e| match e {
             Errno::NOSPC => format!(
                 "the inotify watch limit is reached ({e}; raise fs.inotify.max_user_watches)"
             ),
             e => format!("inotify: {e}"),
         })
+    }
+
+    /// What a directory's watch asks for: names that come and go, and writes to its files
+    /// only where files cannot be watched on their own.
+    fn dir_mask(&self) -> WatchFlags {
+        let mut mask = WatchFlags::CREATE
+            | WatchFlags::MOVED_TO
+            | WatchFlags::MOVED_FROM
+            | WatchFlags::DELETE
+            | WatchFlags::DELETE_SELF
+            | WatchFlags::MOVE_SELF
+            | WatchFlags::ONLYDIR;
+        if self.dir_writes {
+            mask |= WatchFlags::MODIFY | WatchFlags::CLOSE_WRITE;
+        }
+        mask
+    }
+
+    /// Watches each file in `open` (the tailer's open files: identity and descriptor) for
+    /// writes, and lets go of the watches of files no longer open. Returns true when it
+    /// added a watch: a write between the tailer's last read of that file and now was not
+    /// heard, so the caller reads once more. Called at every look: without a change it is
+    /// one pass over `open`, with nothing allocated.
+    pub fn follow<'a, I>(&mut self, open: I) -> bool
+    where
+        I: Iterator<Item = ((u64, u64), BorrowedFd<'a>)> + Clone,
+    {
+        if self.fd.is_none() || self.dir_writes {
+            return false;
+        }
+        let sum = open.clone().fold((0usize, 0u64), |(n, sum), (key, _)| {
+            (n + 1, sum.wrapping_add(mix(key)))
+        });
+        if sum == self.open_sum {
+            return false;
+        }
+        let Some(fd) = &self.fd else { return false };
+        // Files let go first: their watches come off.
+        self.files.retain(|(key, wd)| {
+            let open = open.clone().any(|(k, _)| k == *key);
+            if !open {
+                // Already gone in the kernel if the file was deleted and closed: no matter.
+                let _ = inotify::remove_watch(fd.get_ref(), *wd);
+            }
+            open
+        });
+        let mut added = false;
+        for (key, file) in open {
+            if self.files.iter().any(|(k, _)| *k == key) {
+                continue;
+            }
+            // Through the descriptor: the inode the tailer reads, not whatever the name
+            // points to now (a rotation may have put another file there).
+            let path = format!("/proc/self/fd/{}", file.as_raw_fd());
+            match inotify::add_watch(fd.get_ref(), path.as_str(), WatchFlags::MODIFY) {
+                Ok(wd) => {
+                    self.files.push((key, wd));
+                    added = true;
+                }
+                Err(e) => {
+                    self.hear_writes_on_directories(e);
+                    return true;
+                }
+            }
+        }
+        self.open_sum = sum;
+        added
+    }
+
+    /// A file could not be watched: every directory asks for writes to its files again
+    /// (which wakes the agent for a neighbour's writes too), and the files' own watches go.
+    fn hear_writes_on_directories(&mut self, e: Errno) {
+        let Some(fd) = &self.fd else { return };
+        let why = match e {
+            Errno::NOSPC => format!(
+                "the inotify watch limit is reached ({e}; raise fs.inotify.max_user_watches)"
+            ),
+            e => format!("inotify: {e}"),
+        };
+        log::warn!(
+            "{}: cannot watch an open file on its own ({why}): writes are heard on the directories, so a write to any file there wakes the agent",
+            self.label
+        );
+        for (_, wd) in self.files.drain(..) {
+            let _ = inotify::remove_watch(fd.get_ref(), wd);
+        }
+        self.dir_writes = true;
+        let mask = self.dir_mask();
+        for d in self.by_dir.keys() {
+            let p = if d.as_os_str().is_empty() {
+                Path::new(".")
+            } else {
+                d
+            };
+            // The same directory: the kernel replaces the mask of its watch.
+            if inotify::add_watch(fd.get_ref(), p, mask).is_err() {
+                // Gone meanwhile: the next set-up finds out.
+                self.stale = true;
+            }
+        }
     }
 
     /// Whether every directory the globs reach is watched: then the pipeline need not poll,
@@ -308,6 +424,19 @@ impl Watch {
                 }
             };
             let flags = ev.events();
+            if let Some(i) = self.files.iter().position(|(_, wd)| *wd == ev.wd()) {
+                // An open file's own watch: a write (or a truncation) is news; its removal
+                // by the kernel (the file deleted and closed) is only forgotten.
+                if flags.contains(ReadFlags::IGNORED) {
+                    self.files.swap_remove(i);
+                    // The tailer may hold another file on the same inode number by now:
+                    // the next follow looks at every open file again.
+                    self.open_sum = (usize::MAX, 0);
+                } else if flags.contains(ReadFlags::MODIFY) {
+                    seen.wake = true;
+                }
+                continue;
+            }
             if flags.contains(ReadFlags::QUEUE_OVERFLOW) {
                 log::debug!("{}: inotify queue overflowed: full scan", self.label);
                 self.stale = true;
@@ -316,6 +445,7 @@ impl Watch {
                 continue;
             }
             if flags.intersects(ReadFlags::IGNORED | ReadFlags::DELETE_SELF | ReadFlags::MOVE_SELF)
+                && self.by_wd.contains_key(&ev.wd())
             {
                 // The directory itself went (or moved): its watch is gone; the glob's
                 // parent is watched instead at the next set-up. A moved directory keeps its
@@ -362,6 +492,11 @@ impl Watch {
         }
         seen
     }
+}
+
+/// A file's identity spread over 64 bits, for the sum [`Watch::follow`] compares.
+fn mix((dev, ino): (u64, u64)) -> u64 {
+    (dev.rotate_left(32) ^ ino).wrapping_mul(0x9E37_79B9_7F4A_7C15)
 }
 
 /// Whether `path` is a directory a glob goes through (a proper prefix of it), such as the
@@ -613,6 +748,85 @@ mod tests {
         std::fs::remove_dir_all(&d).unwrap();
     }
 
+    #[test]
+    fn writes_are_heard_on_the_open_files_not_on_their_directory() {
+        use std::io::Write;
+        use std::os::fd::AsFd;
+        let d = scratch("files");
+        let inputs = vec![input(&format!("{}/app.log", d.display()))];
+        let mut w = Watch::new("test".into());
+        w.sync(&inputs, Instant::now());
+        let append = |name: &str| {
+            let mut f = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(d.join(name))
+                .unwrap();
+            f.write_all(b"x\n").unwrap();
+        };
+        append("app.log");
+        append("syslog");
+        let f = std::fs::File::open(d.join("app.log")).unwrap();
+        let open = || std::iter::once(((7, 8), f.as_fd()));
+        // The kernel queues an event in the write itself: what drain finds is all there is.
+        assert!(w.drain(false).scan, "app.log created");
+        assert!(w.follow(open()), "a watch added: read once more");
+        assert!(!w.follow(open()), "nothing new");
+        assert_eq!(kernel_watches(&w), 2);
+        // A neighbour's write queues nothing; one to the open file wakes, renamed or not.
+        append("syslog");
+        assert_eq!(w.drain(false), Seen::default());
+        append("app.log");
+        assert_eq!(
+            w.drain(false),
+            Seen {
+                wake: true,
+                scan: false
+            }
+        );
+        std::fs::rename(d.join("app.log"), d.join("app.log.1")).unwrap();
+        assert!(w.drain(false).scan, "renamed away");
+        append("app.log.1");
+        assert_eq!(
+            w.drain(false),
+            Seen {
+                wake: true,
+                scan: false
+            }
+        );
+        // Let go: its watch comes off, and that wakes nothing.
+        assert!(!w.follow(std::iter::empty()));
+        assert_eq!(kernel_watches(&w), 1);
+        append("app.log.1");
+        assert_eq!(w.drain(false), Seen::default());
+        // A file that cannot be watched on its own: the directory asks for writes again.
+        assert!(w.follow(open()));
+        w.hear_writes_on_directories(Errno::NOSPC);
+        assert_eq!(kernel_watches(&w), 1);
+        assert!(!w.follow(open()), "no file watched on its own any more");
+        append("app.log");
+        assert_eq!(
+            w.drain(false),
+            Seen {
+                wake: true,
+                scan: true
+            }
+        );
+        append("app.log");
+        assert_eq!(
+            w.drain(false),
+            Seen {
+                wake: true,
+                scan: false
+            }
+        );
+        // A neighbour's write is read and found to be someone else's.
+        append("syslog");
+        assert_eq!(w.drain(false), Seen::default());
+        assert!(w.covers_all());
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+
     /// The watches the kernel holds for `w`'s descriptor.
     fn kernel_watches(w: &Watch) -> usize {
         use std::os::fd::AsRawFd;
@@ -641,8 +855,10 @@ mod tests {
                 scan: true
             }
         );
-        // A write to the file: read now, no scan needed.
-        std::fs::OpenOptions::new().append(true).open(&f).unwrap();
+        // A write to the file, open in the tailer: read now, no scan needed.
+        let open = std::fs::File::open(&f).unwrap();
+        use std::os::fd::AsFd;
+        assert!(w.follow(std::iter::once(((1, 2), open.as_fd()))));
         use std::io::Write;
         std::fs::OpenOptions::new()
             .append(true)
@@ -668,19 +884,19 @@ mod tests {
         );
         // A file no glob names: nothing.
         std::fs::write(d.join("other.txt"), b"x\n").unwrap();
-        std::fs::write(d.join("app.log.1"), b"x\n").unwrap();
         assert_eq!(until(&mut w, |_| false), Seen::default());
-        // ... unless the tailer still drains a rotated file: a write may be its.
+        // The rotated file, still open in the tailer: heard on its own watch.
         std::fs::write(d.join("app.log.1"), b"y\n").unwrap();
-        std::thread::sleep(Duration::from_millis(50));
         assert_eq!(
-            w.drain(true),
+            w.drain(false),
             Seen {
                 wake: true,
                 scan: false
             }
         );
-        // The directory itself goes: the watches are set up again, and a scan.
+        // The directory itself goes: the watches are set up again, and a scan. (The kernel
+        // tells of a directory's removal once no open file inside holds it.)
+        drop(open);
         std::fs::remove_dir_all(&d).unwrap();
         let s = until(&mut w, |s| s.scan);
         assert!(s.scan && !w.covers_all(), "{s:?} {w:?}");

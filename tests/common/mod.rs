@@ -379,3 +379,21 @@ pub fn wait_exit(child: &mut std::process::Child, secs: u64) -> Option<std::proc
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+/// Context switches of every thread, voluntary and not: how often the process woke up.
+pub fn wakeups(pid: u32) -> u64 {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .flatten()
+        .map(|t| {
+            let s = std::fs::read_to_string(t.path().join("status")).unwrap();
+            s.lines()
+                .filter(|l| {
+                    l.starts_with("voluntary_ctxt_switches")
+                        || l.starts_with("nonvoluntary_ctxt_switches")
+                })
+                .map(|l| l.split_whitespace().nth(1).unwrap().parse::<u64>().unwrap())
+                .sum::<u64>()
+        })
+        .sum()
+}
