@@ -279,12 +279,7 @@ impl Watch {
         if self.by_dir.len() >= MAX_WATCHES {
             return Err(format!("{MAX_WATCHES} directories watched already"));
         }
-        inotify::add_watch(fd.get_ref(), d, self.dir_mask()).map_err(|e| match e {
-            Errno::NOSPC => format!(
-                "the inotify watch limit is reached ({e}; raise fs.inotify.max_user_watches)"
-            ),
-            e => format!("inotify: {e}"),
-        })
+        inotify::add_watch(fd.get_ref(), d, self.dir_mask()).map_err(refused)
     }
 
     /// What a directory's watch asks for: names that come and go, and writes to its files
@@ -358,15 +353,10 @@ impl Watch {
     /// (which wakes the agent for a neighbour's writes too), and the files' own watches go.
     fn hear_writes_on_directories(&mut self, e: Errno) {
         let Some(fd) = &self.fd else { return };
-        let why = match e {
-            Errno::NOSPC => format!(
-                "the inotify watch limit is reached ({e}; raise fs.inotify.max_user_watches)"
-            ),
-            e => format!("inotify: {e}"),
-        };
         log::warn!(
-            "{}: cannot watch an open file on its own ({why}): writes are heard on the directories, so a write to any file there wakes the agent",
-            self.label
+            "{}: an open file cannot be watched ({}): writes to any file of its directories wake the agent",
+            self.label,
+            refused(e)
         );
         for (_, wd) in self.files.drain(..) {
             let _ = inotify::remove_watch(fd.get_ref(), wd);
@@ -491,6 +481,16 @@ impl Watch {
             }
         }
         seen
+    }
+}
+
+/// Why the kernel refused a watch, for the log.
+fn refused(e: Errno) -> String {
+    match e {
+        Errno::NOSPC => {
+            format!("the inotify watch limit is reached ({e}; raise fs.inotify.max_user_watches)")
+        }
+        e => format!("inotify: {e}"),
     }
 }
 
