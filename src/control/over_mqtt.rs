@@ -143,7 +143,13 @@ impl Link {
                 c.handle(p, Instant::now())
                     .map_err(|x| format!("broker {e}: {x}"))?;
             }
-            p => return Err(format!("broker {e} answered CONNECT with {p:?}")),
+            // Worded here: printing the packet with Debug would link rumqttc's Debug of
+            // every packet type (about 2 KiB) for this one message.
+            Incoming::TooLarge { topic, len, .. } => {
+                return Err(format!(
+                    "broker {e} answered CONNECT with a PUBLISH of {len} bytes on {topic:?}"
+                ))
+            }
         }
         let s = c
             .subscribe(&topics.subscribe, Instant::now())
