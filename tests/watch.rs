@@ -94,6 +94,51 @@ fn a_busy_neighbour_in_the_directory_wakes_nothing_and_our_file_is_still_heard()
     a.stop();
 }
 
+/// A truncation in place (copytruncate's second step, with the glob naming the live file
+/// only) is heard on the file like a write, though no byte is new to read: the line written
+/// right after it arrives as promptly as any other, even within a second of the last scan.
+#[test]
+fn a_line_written_just_after_a_truncation_arrives_in_milliseconds() {
+    let s = Scratch::new("watch-truncated");
+    let f = s.path("logs/app.log");
+    append(&f, &line("q", 0));
+    let cfg = s.config(TOP, &input("app", &f.display().to_string(), ""), FAST_BATCH);
+    let a = Agent::start(&s, &cfg);
+    wait_lines(&s.path("out.tbf"), 1, 10);
+    std::thread::sleep(Duration::from_secs(4));
+    let mut worst = Duration::ZERO;
+    let mut n = 1;
+    for i in 1..=3 {
+        // A line first: its look scans (the last scan was seconds ago), so the truncation
+        // comes well within a second of a scan.
+        append(&f, &line("q", i));
+        n += 1;
+        wait_lines(&s.path("out.tbf"), n, 10);
+        std::thread::sleep(Duration::from_millis(50));
+        let t = Instant::now();
+        fs::OpenOptions::new()
+            .write(true)
+            .open(&f)
+            .unwrap()
+            .set_len(0)
+            .unwrap();
+        append(&f, &line("t", i));
+        n += 1;
+        wait_lines(&s.path("out.tbf"), n, 40);
+        worst = worst.max(t.elapsed());
+        std::thread::sleep(Duration::from_millis(1500));
+    }
+    eprintln!("slowest of three lines written just after a truncation: {worst:?}");
+    assert!(
+        worst < Duration::from_millis(800),
+        "a line after a truncation took {worst:?} with poll_interval 30s"
+    );
+    let got = read_sink(&s.path("out.tbf"));
+    assert_eq!(numbers(&got, "q"), vec![0, 1, 2, 3]);
+    assert_eq!(numbers(&got, "t"), vec![1, 2, 3]);
+    a.stop();
+}
+
 #[test]
 fn a_file_created_and_renamed_away_before_any_poll_is_read_whole() {
     let s = Scratch::new("watch-short");

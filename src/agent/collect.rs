@@ -155,18 +155,33 @@ pub(super) async fn collect(st: Shared, pipe: PipeRef, commands: Receiver<ToColl
             pipe.with_mut(|p| {
                 let poll = s.cfg.poll_interval.0;
                 let lost = (s.c.vanished_lost_bytes, s.c.truncated_lost_bytes);
-                if seen.scan
+                let scanned = seen.scan
                     || p.last_scan
-                        .is_none_or(|t| now.duration_since(t) >= poll.min(Duration::from_secs(1)))
-                {
+                        .is_none_or(|t| now.duration_since(t) >= poll.min(Duration::from_secs(1)));
+                if scanned {
                     scan(&mut watch, p, now, &mut s.c);
                     unscanned = false;
                 }
-                let outcome = if p.pending.is_some() {
+                let read_before = s.c.bytes_read;
+                let mut outcome = if p.pending.is_some() {
                     Outcome::BatchFull
                 } else {
                     p.tailer.read(&mut p.batch, now, now_ms(), &mut s.c)
                 };
+                // A truncation in place is heard as a write with nothing new to read. Left
+                // to the next due scan, a line written after it would wait for the idle
+                // sleep, up to `poll_interval`: scanned now instead, once per truncation (the
+                // scan moves the file's position back within it).
+                if !scanned
+                    && seen.wake
+                    && outcome == Outcome::Idle
+                    && s.c.bytes_read == read_before
+                    && p.tailer.shrunk()
+                {
+                    scan(&mut watch, p, now, &mut s.c);
+                    unscanned = false;
+                    outcome = p.tailer.read(&mut p.batch, now, now_ms(), &mut s.c);
+                }
                 // Files opened by this look are watched from now on; what was written to
                 // them between their read and their watch is read at once, next look.
                 let unheard = watch.follow(p.tailer.open_fds());

@@ -217,6 +217,15 @@ impl Tailer {
         self.files.iter().map(|f| ((f.dev, f.ino), f.file.as_fd()))
     }
 
+    /// Whether an open file is now shorter than where it was read to: truncated in place,
+    /// which [`scan`](Self::scan) handles (its copy claimed, or the loss counted). One
+    /// `fstat` per open file, for a look woken by a write that found nothing new to read.
+    pub fn shrunk(&self) -> bool {
+        self.files
+            .iter()
+            .any(|f| f.file.metadata().is_ok_and(|m| m.len() < f.pos))
+    }
+
     /// Looks for new, rotated and truncated files. Call at least every poll interval.
     pub fn scan(&mut self, now: Instant, batch: &BatchBuilder, c: &mut Counters) {
         // Truncations first, so that a copytruncate copy is claimed as a copy before the glob
