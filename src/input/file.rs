@@ -213,6 +213,12 @@ impl Tailed {
         Ok(self.fp_len == 0 || fingerprint(&self.file, self.fp_len)? == Some(self.fp))
     }
 
+    /// Whether the content read from it is no longer there: the file is shorter than the
+    /// position, or starts with other bytes (truncated, perhaps written again).
+    pub fn rewritten(&self) -> bool {
+        self.file.metadata().is_ok_and(|m| m.len() < self.pos) || !self.same_head().unwrap_or(true)
+    }
+
     /// Checks that the file still starts with the bytes it was fingerprinted by, and grows
     /// the fingerprint over what is there now (up to [`FP_MAX`]) when it is still short.
     ///

@@ -255,10 +255,7 @@ impl Tailer {
                 // one frame), as when the live file is too short for its fingerprint to
                 // tell a copy by (under 16 bytes).
                 let live_cut = self.files.iter().any(|f| {
-                    f.rotated.is_none()
-                        && f.path.as_path() == family(&t.path)
-                        && (f.file.metadata().is_ok_and(|m| m.len() < f.pos)
-                            || !f.same_head().unwrap_or(true))
+                    f.rotated.is_none() && f.path.as_path() == family(&t.path) && f.rewritten()
                 });
                 if !let_go && !live_cut && !self.is_copy_of_live(t) {
                     self.files[i].suspect = false;
@@ -1073,8 +1070,7 @@ impl Tailer {
                 let whole = f.fp_len >= MIN_PREFIX
                     && t.size >= u64::from(f.fp_len)
                     && fingerprint(&t.file, f.fp_len).ok().flatten() == Some(f.fp);
-                let truncated = f.file.metadata().is_ok_and(|m| m.len() < f.pos)
-                    || !f.same_head().unwrap_or(true);
+                let truncated = f.rewritten();
                 whole
                     || truncated
                         && (f.fp_hist.iter().any(|&(n, fp)| {
@@ -1193,14 +1189,32 @@ impl Tailer {
         let _ = f.stat();
         let _ = f.verify_head();
         log::info!("{} truncated at byte {pos}", path.display());
+        // A generation rewritten in place with a copy of its live file (`cp app.log
+        // app.log.1` over the previous copy): a copy in the making, which the live file's
+        // truncation claims where that file was read to. Read from its head, it would
+        // repeat every line the live file gave.
+        if family(&path) != path.as_path() && self.is_copy_of_live(&self.files[i]) {
+            log::info!(
+                "{} was written over with a copy of its log: held as a copy",
+                path.display()
+            );
+            self.truncation_loss(&path, before, pos, c);
+            self.files[i].suspect = true;
+            self.files[i].wait_for = None;
+            return;
+        }
         // The copy is claimed even when nothing of it is unread: a glob that also matches
         // rotated names would otherwise take it for a new file and read it again. Its
         // length, not the size last seen, tells what is unread: the writer may have
         // appended between our last read and the copy.
         // A mark whose file no longer starts as it did is stale: the file was deleted and
         // the copy took its freed inode number (ext4 hands one out again at once).
+        // An open file rewritten since its last read is not what it was known as: the copy
+        // may have been written over the previous copy in place (`cp app.log app.log.1`).
         let known = |k: (u64, u64), p: &Path| {
-            self.files.iter().any(|o| (o.dev, o.ino) == k && !o.suspect)
+            self.files
+                .iter()
+                .any(|o| (o.dev, o.ino) == k && !o.suspect && !o.rewritten())
                 || self.marks.get(&k).is_some_and(|m| names_file(m, p))
         };
         let found = find_copy(&dir, &fps, key, &known).or_else(|| {
@@ -1489,6 +1503,21 @@ impl Tailer {
             pos = pos.min(m.len());
             let key = (m.dev(), m.ino());
             if let Some(j) = self.files.iter().position(|f| (f.dev, f.ino) == key) {
+                let f = &mut self.files[j];
+                if !f.suspect && f.rewritten() {
+                    // An open file the copy was written over in place (the previous copy,
+                    // `cp` onto its name): what it held unread is gone; from now on it is
+                    // this copy.
+                    let (path, before, at) = (f.path.clone(), f.size.max(f.pos), f.pos);
+                    f.pos = 0;
+                    f.forget_fp();
+                    f.skipping = false;
+                    f.partial_since = None;
+                    let _ = f.stat();
+                    let _ = f.refresh_fp();
+                    f.suspect = true;
+                    self.truncation_loss(&path, before, at, c);
+                }
                 let f = &mut self.files[j];
                 if f.suspect {
                     // Opened in the making and left unread: now known as the copy. It goes

@@ -3091,3 +3091,54 @@ fn a_copy_under_32_bytes_and_a_generation_sharing_16_bytes() {
     }
     assert!(fails.is_empty(), "{}", fails.join("\n"));
 }
+
+/// A hand-written rotation that copies over the previous copy's file (`cp app.log
+/// app.log.1` onto an existing `app.log.1`: the same inode, new content), then truncates
+/// the live file. The rewritten file is the new copy, claimed where the live file was read
+/// to, not the old copy truncated and written again (read from its head, it repeated every
+/// line the live file had given). Whether the old copy is still open or already let go,
+/// under a glob on the live name or a wide one, and whether a scan sees the copy complete
+/// or in the making.
+#[test]
+fn a_copy_written_over_the_previous_copy_in_place_is_claimed_not_read_again() {
+    for glob in ["app.log", "app.log*"] {
+        for let_go in [false, true] {
+            for making in [false, true] {
+                let name = format!("ct-inplace-{}-{let_go}-{making}", glob.len());
+                let mut r = Rig::new(&name, glob, "");
+                r.lines("app.log", "a", 0..5);
+                r.poll(Duration::ZERO);
+                r.copytruncate("app.log", "app.log.1");
+                r.lines("app.log", "b", 0..5);
+                r.poll(Duration::from_millis(100));
+                if let_go {
+                    r.settle();
+                }
+                // Written but not read before the rotation: in the copy only, after it.
+                r.lines("app.log", "b", 5..8);
+                let old = fs::metadata(r.path("app.log.1")).unwrap().ino();
+                if making {
+                    // cp has emptied the old copy and written part of the new one.
+                    let whole = fs::read(r.path("app.log")).unwrap();
+                    let mut f = fs::OpenOptions::new()
+                        .write(true)
+                        .truncate(true)
+                        .open(r.path("app.log.1"))
+                        .unwrap();
+                    f.write_all(&whole[..whole.len() / 2]).unwrap();
+                    r.poll(Duration::from_millis(100));
+                }
+                fs::copy(r.path("app.log"), r.path("app.log.1")).unwrap();
+                assert_eq!(fs::metadata(r.path("app.log.1")).unwrap().ino(), old);
+                r.truncate("app.log");
+                r.lines("app.log", "c", 0..5);
+                r.settle();
+                let case = format!("glob {glob}, let go {let_go}, in the making {making}");
+                assert_eq!(r.numbers("a"), [0, 1, 2, 3, 4], "{case}");
+                assert_eq!(r.numbers("b"), [0, 1, 2, 3, 4, 5, 6, 7], "{case}");
+                assert_eq!(r.numbers("c"), [0, 1, 2, 3, 4], "{case}");
+                assert_eq!(r.c.truncated_lost_bytes, 0, "{case}");
+            }
+        }
+    }
+}
