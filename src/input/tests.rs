@@ -3142,3 +3142,54 @@ fn a_copy_written_over_the_previous_copy_in_place_is_claimed_not_read_again() {
         }
     }
 }
+
+/// As `a_copy_in_the_making_at_a_restart_is_not_read_from_its_head`, for logs of a few
+/// lines, some shorter than the 16 bytes a copy is otherwise found by: a copy complete or
+/// in the making when the agent stops, the live file truncated while it is down or after.
+#[test]
+fn a_short_copy_at_a_restart_is_not_read_from_its_head() {
+    let mut bad = Vec::new();
+    for n in [1u32, 2, 5, 30] {
+        for half in [false, true] {
+            for truncated_while_down in [false, true] {
+                for tiny in [false, true] {
+                    let what = format!("n {n} half {half} down {truncated_while_down} tiny {tiny}");
+                    let mut r = Rig::new(
+                        &format!("ct-restart-short-{n}-{half}-{truncated_while_down}-{tiny}"),
+                        "app.log*",
+                        "",
+                    );
+                    if tiny {
+                        for i in 0..n {
+                            r.write("app.log", &format!("a {i:04}\n"));
+                        }
+                    } else {
+                        r.lines("app.log", "a", 0..n);
+                    }
+                    r.poll(Duration::ZERO);
+                    let whole = fs::read(r.path("app.log")).unwrap();
+                    let cut = if half { whole.len() / 2 } else { whole.len() };
+                    fs::write(r.path("app.log.1"), &whole[..cut]).unwrap();
+                    r.poll(Duration::from_millis(100));
+                    let marks = r.t.marks(&r.b);
+                    r.restart(marks);
+                    fs::write(r.path("app.log.1"), &whole).unwrap();
+                    if truncated_while_down {
+                        r.truncate("app.log");
+                    }
+                    r.poll(Duration::from_millis(100));
+                    r.truncate("app.log");
+                    r.write("app.log", "b 0000\n");
+                    r.settle();
+                    let got: Vec<&str> = r.got.iter().map(|(_, l)| &l[..6]).collect();
+                    let mut want: Vec<String> = (0..n).map(|i| format!("a {i:04}")).collect();
+                    want.push("b 0000".into());
+                    if got != want {
+                        bad.push(format!("{what}: {got:?} lost {}", r.c.truncated_lost_bytes));
+                    }
+                }
+            }
+        }
+    }
+    assert!(bad.is_empty(), "{}", bad.join("\n"));
+}
