@@ -10,7 +10,8 @@
 //! When to look: the files are scanned at most every `min(poll_interval, 1 s)` and read
 //! after each sleep, which grows from [`MIN_POLL`] to `poll_interval` while they stay quiet;
 //! inotify ([`Watch`]) cuts a sleep short when a watched file is written, and forces a scan
-//! at once when one is created, renamed or deleted. Only when every directory is watched,
+//! at once when one is created, renamed or deleted, or when a write it heard left an open
+//! file shorter than its position (a truncation in place). Only when every directory is watched,
 //! a scan has seen the files since the last event, and nothing waits on the clock (open
 //! batch, frames not yet acknowledged, a checkpoint to write, the tailer's own waits: see
 //! `Tailer::settled`) does the task sleep longer, up to `max(poll_interval, SAFETY_SCAN)`:
