@@ -213,6 +213,18 @@ impl Tailed {
         Ok(self.fp_len == 0 || fingerprint(&self.file, self.fp_len)? == Some(self.fp))
     }
 
+    /// Starts over at the first byte: the file's content is new (truncated, or written over
+    /// in place), nothing of it read, its fingerprints taken afresh.
+    pub fn start_over(&mut self) {
+        self.pos = 0;
+        self.committed = 0;
+        self.forget_fp();
+        self.skipping = false;
+        self.partial_since = None;
+        let _ = self.stat();
+        let _ = self.verify_head();
+    }
+
     /// Whether the content read from it is no longer there: the file is shorter than the
     /// position, or starts with other bytes (truncated, perhaps written again).
     pub fn rewritten(&self) -> bool {

@@ -1181,13 +1181,7 @@ impl Tailer {
         let dir = f.path.parent().unwrap_or(Path::new(".")).to_path_buf();
         let (key, wire, input, path) =
             ((f.dev, f.ino), f.wire_path.clone(), f.input, f.path.clone());
-        f.pos = 0;
-        f.committed = 0;
-        f.forget_fp();
-        f.skipping = false;
-        f.partial_since = None;
-        let _ = f.stat();
-        let _ = f.verify_head();
+        f.start_over();
         log::info!("{} truncated at byte {pos}", path.display());
         // A generation rewritten in place with a copy of its live file (`cp app.log
         // app.log.1` over the previous copy): a copy in the making, which the live file's
@@ -1509,12 +1503,7 @@ impl Tailer {
                     // `cp` onto its name): what it held unread is gone; from now on it is
                     // this copy.
                     let (path, before, at) = (f.path.clone(), f.size.max(f.pos), f.pos);
-                    f.pos = 0;
-                    f.forget_fp();
-                    f.skipping = false;
-                    f.partial_since = None;
-                    let _ = f.stat();
-                    let _ = f.refresh_fp();
+                    f.start_over();
                     f.suspect = true;
                     self.truncation_loss(&path, before, at, c);
                 }
