@@ -96,7 +96,8 @@ fn a_busy_neighbour_in_the_directory_wakes_nothing_and_our_file_is_still_heard()
 
 /// A truncation in place (copytruncate's second step, with the glob naming the live file
 /// only) is heard on the file like a write, though no byte is new to read: the line written
-/// right after it arrives as promptly as any other, even within a second of the last scan.
+/// right after it arrives as promptly as any other, even within a second of the last scan,
+/// and when the rewrite leaves the file just as long as what was read.
 #[test]
 fn a_line_written_just_after_a_truncation_arrives_in_milliseconds() {
     let s = Scratch::new("watch-truncated");
@@ -116,13 +117,20 @@ fn a_line_written_just_after_a_truncation_arrives_in_milliseconds() {
         wait_lines(&s.path("out.tbf"), n, 10);
         std::thread::sleep(Duration::from_millis(50));
         let t = Instant::now();
-        fs::OpenOptions::new()
-            .write(true)
-            .open(&f)
-            .unwrap()
-            .set_len(0)
+        if i < 3 {
+            truncate(&f);
+            append(&f, &line("t", i));
+        } else {
+            // Rewritten to just the length read: neither shorter nor longer, only another
+            // head tells.
+            let len = fs::metadata(&f).unwrap().len() as usize;
+            let l = line("t", i);
+            fs::write(
+                &f,
+                format!("{}{}\n", l.trim_end(), " ".repeat(len - l.len())),
+            )
             .unwrap();
-        append(&f, &line("t", i));
+        }
         n += 1;
         wait_lines(&s.path("out.tbf"), n, 40);
         worst = worst.max(t.elapsed());
@@ -201,4 +209,13 @@ fn past_the_watch_limit_directories_are_polled_and_the_log_says_so() {
         "{log}"
     );
     assert!(log.contains("256 directories watched already"), "{log}");
+}
+
+fn truncate(f: &std::path::Path) {
+    fs::OpenOptions::new()
+        .write(true)
+        .open(f)
+        .unwrap()
+        .set_len(0)
+        .unwrap();
 }

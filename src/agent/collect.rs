@@ -11,11 +11,12 @@
 //! after each sleep, which grows from [`MIN_POLL`] to `poll_interval` while they stay quiet;
 //! inotify ([`Watch`]) cuts a sleep short when a watched file is written, and forces a scan
 //! at once when one is created, renamed or deleted, or when a write it heard left an open
-//! file shorter than its position (a truncation in place). Only when every directory is watched,
-//! a scan has seen the files since the last event, and nothing waits on the clock (open
-//! batch, frames not yet acknowledged, a checkpoint to write, the tailer's own waits: see
-//! `Tailer::settled`) does the task sleep longer, up to `max(poll_interval, SAFETY_SCAN)`:
-//! then an idle pipeline wakes once a minute, and writes nothing.
+//! file shorter than its position or with another head (a truncation in place). Only when
+//! every directory is watched, a scan has seen the files since the last event, and nothing
+//! waits on the clock (open batch, frames not yet acknowledged, a checkpoint to write, the
+//! tailer's own waits: see `Tailer::settled`) does the task sleep longer, up to
+//! `max(poll_interval, SAFETY_SCAN)`: then an idle pipeline wakes once a minute, and writes
+//! nothing.
 //!
 //! Its life comes as messages ([`ToCollect`] on the pipeline's channel, kept in [`Inbox`]):
 //! taken out of the config (the batch goes to the spool, reading stops), put back, stop
@@ -169,15 +170,16 @@ pub(super) async fn collect(st: Shared, pipe: PipeRef, commands: Receiver<ToColl
                 } else {
                     p.tailer.read(&mut p.batch, now, now_ms(), &mut s.c)
                 };
-                // A truncation in place is heard as a write with nothing new to read. Left
-                // to the next due scan, a line written after it would wait for the idle
-                // sleep, up to `poll_interval`: scanned now instead, once per truncation (the
-                // scan moves the file's position back within it).
+                // A truncation in place is heard as a write with nothing new to read (so is
+                // a rewrite to just the length read). Left to the next due scan, a line
+                // written after it would wait for the idle sleep, up to `poll_interval`, and
+                // be lost if the file were rewritten again meanwhile: scanned now instead,
+                // once per truncation (the scan starts the file over).
                 if !scanned
                     && seen.wake
                     && outcome == Outcome::Idle
                     && s.c.bytes_read == read_before
-                    && p.tailer.shrunk()
+                    && p.tailer.rewritten()
                 {
                     scan(&mut watch, p, now, &mut s.c);
                     unscanned = false;

@@ -217,13 +217,13 @@ impl Tailer {
         self.files.iter().map(|f| ((f.dev, f.ino), f.file.as_fd()))
     }
 
-    /// Whether an open file is now shorter than where it was read to: truncated in place,
-    /// which [`scan`](Self::scan) handles (its copy claimed, or the loss counted). One
-    /// `fstat` per open file, for a look woken by a write that found nothing new to read.
-    pub fn shrunk(&self) -> bool {
-        self.files
-            .iter()
-            .any(|f| f.file.metadata().is_ok_and(|m| m.len() < f.pos))
+    /// Whether an open file no longer holds what was read from it: shorter than its
+    /// position, or starting with other bytes (truncated in place, perhaps rewritten to
+    /// just the length read), which [`scan`](Self::scan) handles (its copy claimed, or the
+    /// loss counted). An `fstat` and a read of the first bytes per open file, for a look
+    /// woken by a write that found nothing new to read.
+    pub fn rewritten(&self) -> bool {
+        self.files.iter().any(|f| f.rewritten())
     }
 
     /// Looks for new, rotated and truncated files. Call at least every poll interval.
