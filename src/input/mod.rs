@@ -1138,7 +1138,7 @@ impl Tailer {
                 after
             }
             None => {
-                self.truncation_loss(&live.path, m.size, m.offset, c);
+                self.truncation_loss(&live.path, m.size, m.offset, NO_COPY, c);
                 Vec::new()
             }
         }
@@ -1192,7 +1192,7 @@ impl Tailer {
                 "{} was written over with a copy of its log: held as a copy",
                 path.display()
             );
-            self.truncation_loss(&path, before, pos, c);
+            self.truncation_loss(&path, before, pos, WRITTEN_OVER, c);
             self.files[i].suspect = true;
             self.files[i].wait_for = None;
             return;
@@ -1222,6 +1222,15 @@ impl Tailer {
         });
         match found {
             Some(copy) => {
+                // logrotate's window: what was written after the copy was made and before
+                // the truncation is in neither file. What of it was seen and not read is
+                // counted; lines written and truncated between two looks cannot be.
+                if let Ok(m) = std::fs::metadata(&copy) {
+                    if m.len() < before {
+                        let why = "that were written after its copy was made";
+                        self.truncation_loss(&path, before, pos.max(m.len()), why, c);
+                    }
+                }
                 // The generations copied away unseen before the copy, the copy, those
                 // copied away after it unseen, then what is written to the truncated file
                 // from now on: in that order.
@@ -1301,7 +1310,7 @@ impl Tailer {
                     self.files.insert(at + 1 + k, g);
                 }
             }
-            None => self.truncation_loss(&path, before, pos, c),
+            None => self.truncation_loss(&path, before, pos, NO_COPY, c),
         }
     }
 
@@ -1505,7 +1514,7 @@ impl Tailer {
                     let (path, before, at) = (f.path.clone(), f.size.max(f.pos), f.pos);
                     f.start_over();
                     f.suspect = true;
-                    self.truncation_loss(&path, before, at, c);
+                    self.truncation_loss(&path, before, at, WRITTEN_OVER, c);
                 }
                 let f = &mut self.files[j];
                 if f.suspect {
@@ -1562,12 +1571,14 @@ impl Tailer {
         }
     }
 
-    fn truncation_loss(&mut self, path: &Path, size: u64, pos: u64, c: &mut Counters) {
+    /// Counts the bytes from `pos` to `size` of `path` as lost to a truncation; `why` says
+    /// where they went, in the warning.
+    fn truncation_loss(&mut self, path: &Path, size: u64, pos: u64, why: &str, c: &mut Counters) {
         let lost = size.saturating_sub(pos);
         if lost > 0 {
             c.truncated_lost_bytes += lost;
             log::warn!(
-                "{} was truncated with {lost} bytes unread and no copy of them was found: lost",
+                "{} was truncated with {lost} bytes unread {why}: lost",
                 path.display()
             );
         }
@@ -1954,9 +1965,17 @@ impl Tailer {
         let start = self.next % n;
         loop {
             let mut hungry = false;
+            // A file held back for a predecessor that this pass then drained is read in
+            // the next pass, not at the next wake: its lines are on disk now, and the next
+            // wake may come after a copytruncate took them.
+            let (mut held, at) = (false, budget);
             for k in 0..n {
                 let i = (start + k) % n;
-                if self.files[i].suspect || self.held_back(i) {
+                if self.files[i].suspect {
+                    continue;
+                }
+                if self.held_back(i) {
+                    held = true;
                     continue;
                 }
                 let f = &mut self.files[i];
@@ -1995,7 +2014,8 @@ impl Tailer {
                     return Outcome::More;
                 }
             }
-            if !hungry {
+            let released = held && budget < at;
+            if !hungry && !released {
                 return Outcome::Idle;
             }
         }
@@ -2076,6 +2096,10 @@ impl Tailer {
         out
     }
 }
+
+/// Where a truncated file's unread bytes went, for [`Tailer::truncation_loss`]'s warning.
+const NO_COPY: &str = "and no copy of them was found";
+const WRITTEN_OVER: &str = "and it was written over with a copy of its log";
 
 /// The log a file is a generation of: its path without a rotation suffix, the trailing run
 /// of digits and `.`, `-`, `_` that starts with a separator and holds a digit

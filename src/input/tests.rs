@@ -3005,66 +3005,74 @@ fn two_logs_sharing_their_first_bytes_copytruncated_at_once() {
 
 /// A copy of one short line (under 32 bytes) and a generation of the same log sharing its
 /// first 16 bytes, both met by the walk as the live file is truncated: the copy is claimed
-/// (all of its bytes are the live file's first), the generation read whole.
+/// (all of its bytes are the live file's first), the generation read whole. The generation
+/// is older than the live file's last write, as generations are, or a clock tick newer
+/// (written just after it): the live file waits for it, and is read in the same look as
+/// the generation is drained, before the truncation takes its lines.
 #[test]
 fn a_copy_under_32_bytes_and_a_generation_sharing_16_bytes() {
     let mut fails = Vec::new();
-    for late in [false, true] {
-        for swap in [false, true] {
-            let (cname, gname) = if swap {
-                ("app.log.2", "app.log.1")
+    for (late, swap, newer) in [false, true]
+        .into_iter()
+        .flat_map(|a| [false, true].map(move |b| (a, b)))
+        .flat_map(|(a, b)| [false, true].map(move |c| (a, b, c)))
+    {
+        let (cname, gname) = if swap {
+            ("app.log.2", "app.log.1")
+        } else {
+            ("app.log.1", "app.log.2")
+        };
+        let mut r = Rig::new(&format!("ct-tie-{late}-{swap}-{newer}"), "app.log*", "");
+        let t = "2026-12-02T02:33";
+        r.poll(Duration::ZERO);
+        r.write("app.log", &format!("{t}:01 a0\n"));
+        let copy = r.dir.with_extension("copy");
+        fs::copy(r.path("app.log"), &copy).unwrap();
+        r.lines("app.log", &format!("{t}:01 w"), 0..8);
+        let side = r.dir.with_extension("gen");
+        fs::write(&side, format!("{t}:05 c0\n{t}:05 c1\n")).unwrap();
+        // Older than the live file's last write, as a generation is, or a clock tick
+        // newer (written just after it, as on a loaded machine).
+        let live = fs::metadata(r.path("app.log")).unwrap().modified().unwrap();
+        fs::File::options()
+            .write(true)
+            .open(&side)
+            .unwrap()
+            .set_modified(if newer {
+                live + Duration::from_millis(20)
             } else {
-                ("app.log.1", "app.log.2")
-            };
-            let mut r = Rig::new(&format!("ct-tie-{late}-{swap}"), "app.log*", "");
-            let t = "2026-12-02T02:33";
-            r.poll(Duration::ZERO);
-            r.write("app.log", &format!("{t}:01 a0\n"));
-            let copy = r.dir.with_extension("copy");
-            fs::copy(r.path("app.log"), &copy).unwrap();
-            r.lines("app.log", &format!("{t}:01 w"), 0..8);
-            let side = r.dir.with_extension("gen");
-            fs::write(&side, format!("{t}:05 c0\n{t}:05 c1\n")).unwrap();
-            // Older than the live file's last write, as a generation is: written a clock
-            // tick after it, it puts the live file behind it and the copy, and the live
-            // file's lines after the copy are lost uncounted (README, rotation limits).
-            let older = fs::metadata(r.path("app.log")).unwrap().modified().unwrap();
-            fs::File::options()
-                .write(true)
-                .open(&side)
-                .unwrap()
-                .set_modified(older - Duration::from_secs(1))
-                .unwrap();
-            let (c2, g2) = (r.path(cname), r.path(gname));
-            if late {
-                r.poll(Duration::from_millis(100));
-                r.once_at(Stage::Checked, move |dir| {
-                    fs::rename(&copy, &c2).unwrap();
-                    fs::rename(&side, &g2).unwrap();
-                    truncate(&dir.join("app.log"));
-                });
-                r.poll(Duration::from_millis(100));
-            } else {
+                live - Duration::from_secs(1)
+            })
+            .unwrap();
+        let (c2, g2) = (r.path(cname), r.path(gname));
+        if late {
+            r.poll(Duration::from_millis(100));
+            r.once_at(Stage::Checked, move |dir| {
                 fs::rename(&copy, &c2).unwrap();
                 fs::rename(&side, &g2).unwrap();
-                r.poll(Duration::from_millis(100));
-                r.truncate("app.log");
-            }
-            r.write("app.log", &format!("{t}:09 b0\n"));
-            r.settle();
-            let lines: Vec<&str> = r.got.iter().map(|(_, l)| l.as_str()).collect();
-            let count = |s: &str| lines.iter().filter(|l| l.ends_with(s)).count();
-            let ok = count(" a0") == 1
-                && count(" c0") == 1
-                && count(" c1") == 1
-                && count(" b0") == 1
-                && r.numbers(&format!("{t}:01 w")) == (0..8).collect::<Vec<_>>();
-            if !ok {
-                fails.push(format!(
-                    "late {late} swap {swap}: {:?} counters lost {} {}",
-                    r.got, r.c.truncated_lost_bytes, r.c.vanished_lost_bytes
-                ));
-            }
+                truncate(&dir.join("app.log"));
+            });
+            r.poll(Duration::from_millis(100));
+        } else {
+            fs::rename(&copy, &c2).unwrap();
+            fs::rename(&side, &g2).unwrap();
+            r.poll(Duration::from_millis(100));
+            r.truncate("app.log");
+        }
+        r.write("app.log", &format!("{t}:09 b0\n"));
+        r.settle();
+        let lines: Vec<&str> = r.got.iter().map(|(_, l)| l.as_str()).collect();
+        let count = |s: &str| lines.iter().filter(|l| l.ends_with(s)).count();
+        let ok = count(" a0") == 1
+            && count(" c0") == 1
+            && count(" c1") == 1
+            && count(" b0") == 1
+            && r.numbers(&format!("{t}:01 w")) == (0..8).collect::<Vec<_>>();
+        if !ok {
+            fails.push(format!(
+                "late {late} swap {swap} newer {newer}: {:?} counters lost {} {}",
+                r.got, r.c.truncated_lost_bytes, r.c.vanished_lost_bytes
+            ));
         }
     }
     assert!(fails.is_empty(), "{}", fails.join("\n"));
@@ -3221,6 +3229,38 @@ fn a_copy_written_over_while_it_is_read_counts_what_it_held_unread() {
             r.c.truncated_lost_bytes,
             whole.len() as u64 - read,
             "{glob}"
+        );
+    }
+}
+
+/// logrotate's copytruncate window: lines written after the copy was made and before the
+/// truncation are in neither file. Those the tailer knew were there (it had seen the file
+/// that long) and had not read are counted lost, under a glob on the live name or a wide
+/// one; the copy's own lines are read once.
+#[test]
+fn lines_written_between_a_copy_and_its_truncation_unread_are_counted() {
+    for glob in ["app.log", "app.log*"] {
+        let mut r = Rig::new(&format!("ct-window-{}", glob.len()), glob, "");
+        r.lines("app.log", "a", 0..5);
+        r.poll(Duration::ZERO);
+        r.lines("app.log", "a", 5..8);
+        fs::copy(r.path("app.log"), r.path("app.log.1")).unwrap();
+        let copied = fs::metadata(r.path("app.log")).unwrap().len();
+        r.lines("app.log", "w", 0..3);
+        let before = fs::metadata(r.path("app.log")).unwrap().len();
+        // A look that sees the file this long and reads nothing of it.
+        r.now += Duration::from_millis(100);
+        r.t.scan(r.now, &r.b, &mut r.c);
+        r.truncate("app.log");
+        r.lines("app.log", "b", 0..2);
+        r.settle();
+        assert_eq!(r.numbers("a"), (0..8).collect::<Vec<_>>(), "{glob}");
+        assert_eq!(r.numbers("b"), [0, 1], "{glob}");
+        assert_eq!(
+            r.c.truncated_lost_bytes,
+            before - copied,
+            "{glob}: {:?}",
+            r.got
         );
     }
 }
