@@ -357,12 +357,7 @@ fn every_counter_reaches_the_progress_line_and_the_heartbeat() {
     write_lines(&app, "c", 10, 15);
     wait_lines(&out, 16, 10);
     // A truncation, then a last line without its newline (sent after partial_flush).
-    fs::OpenOptions::new()
-        .write(true)
-        .open(&app)
-        .unwrap()
-        .set_len(0)
-        .unwrap();
+    truncate(&app);
     std::thread::sleep(Duration::from_millis(300));
     append(&app, "no newline");
     let got = wait_lines(&out, 17, 10);

@@ -881,12 +881,7 @@ impl Episode {
             RotKind::CopyTruncate(window) => {
                 fs::copy(&live, &old).unwrap();
                 self.write_lines(fid, window as u64, true, rng);
-                fs::OpenOptions::new()
-                    .write(true)
-                    .open(&live)
-                    .unwrap()
-                    .set_len(0)
-                    .unwrap();
+                common::truncate(&live);
             }
         }
         let now = Instant::now();
@@ -1162,12 +1157,7 @@ impl Episode {
                     ));
                 }
                 self.flood_bytes += size;
-                fs::OpenOptions::new()
-                    .write(true)
-                    .open(log)
-                    .unwrap()
-                    .set_len(0)
-                    .unwrap();
+                common::truncate(log);
             }
         }
     }

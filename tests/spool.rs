@@ -204,12 +204,7 @@ fn both_checkpoints_damaged_and_the_spool_emptied_count_what_is_skipped() {
                     fs::write(&p, b"garbage").unwrap();
                 } else if name.ends_with(".seg") {
                     // The frames are gone with it, but not the segment's name.
-                    fs::File::options()
-                        .write(true)
-                        .open(&p)
-                        .unwrap()
-                        .set_len(0)
-                        .unwrap();
+                    truncate(&p);
                 }
             }
         },
@@ -235,12 +230,7 @@ fn once(s: &Scratch, cfg: &std::path::Path) -> String {
 /// What a power cut leaves of segments the spool never fsynced: every one emptied.
 fn empty_segments(s: &Scratch) {
     for (_, seg, _) in segments(s) {
-        fs::File::options()
-            .write(true)
-            .open(&seg)
-            .unwrap()
-            .set_len(0)
-            .unwrap();
+        truncate(&seg);
     }
 }
 
@@ -391,12 +381,7 @@ fn an_emptied_segment_and_a_segment_cut_in_half_are_counted_in_frames() {
     let segs = segments(&s);
     assert!(segs.len() >= 4, "{segs:?}");
     // Empty the second segment, cut the third in half.
-    fs::File::options()
-        .write(true)
-        .open(&segs[1].1)
-        .unwrap()
-        .set_len(0)
-        .unwrap();
+    truncate(&segs[1].1);
     let half = segs[2].2 / 2;
     fs::File::options()
         .write(true)

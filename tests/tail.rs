@@ -142,12 +142,7 @@ fn rename_to_numbered(p: &std::path::Path, k: u64) {
 fn copytruncate(p: &std::path::Path, k: u64) {
     // logrotate's copytruncate: copy, then truncate in place (the writer pauses meanwhile).
     fs::copy(p, p.with_extension(format!("log.{k:04}"))).unwrap();
-    fs::OpenOptions::new()
-        .write(true)
-        .open(p)
-        .unwrap()
-        .set_len(0)
-        .unwrap();
+    truncate(p);
 }
 
 /// Stops the agent (SIGSTOP) for `pause` every `period` while `running`, so it falls behind.
@@ -266,12 +261,7 @@ fn truncation_with_nothing_to_recover_from_is_counted_exactly() {
     let s = Scratch::new("trunc-loss");
     // The sink cannot write (a full disk), the spool is tiny: the agent falls behind.
     let (a, f, size, inp) = stuck_behind(&s, "old");
-    fs::OpenOptions::new()
-        .write(true)
-        .open(&f)
-        .unwrap()
-        .set_len(0)
-        .unwrap();
+    truncate(&f);
     s.config("", &inp, TINY_SPOOL);
     a.signal("HUP");
     a.wait_log("reloaded", 5);

@@ -210,12 +210,3 @@ fn past_the_watch_limit_directories_are_polled_and_the_log_says_so() {
     );
     assert!(log.contains("256 directories watched already"), "{log}");
 }
-
-fn truncate(f: &std::path::Path) {
-    fs::OpenOptions::new()
-        .write(true)
-        .open(f)
-        .unwrap()
-        .set_len(0)
-        .unwrap();
-}

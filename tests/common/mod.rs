@@ -323,6 +323,17 @@ pub fn append(p: &Path, s: &str) {
     f.write_all(s.as_bytes()).unwrap();
 }
 
+/// Truncates a file in place to nothing (`truncate -s0`, the second half of logrotate's
+/// copytruncate): the same inode, no bytes.
+pub fn truncate(p: &Path) {
+    fs::OpenOptions::new()
+        .write(true)
+        .open(p)
+        .unwrap()
+        .set_len(0)
+        .unwrap();
+}
+
 /// A counter from the agent's last stats line, e.g. `stat(&log, "dropped", "frames")`.
 pub fn stat(log: &str, before: &str, after: &str) -> u64 {
     let line = log
