@@ -116,6 +116,11 @@ pub struct Tailed {
     pub opened: Instant,
     /// Its modification time when opened: a copy made of it since is newer.
     pub found_mtime: Option<std::time::SystemTime>,
+    /// Its modification time when last seen empty with nothing of it read (truncated): what
+    /// is written to it from then on may be copied away and truncated before a look
+    /// (copytruncate), leaving it empty, or refilled, with nothing to tell by. Taken when it
+    /// is seen changed, and the generations modified since are looked for (`Tailer::refilled`).
+    pub empty_at: Option<std::time::SystemTime>,
     /// For the next read only: read no further than this offset (see `Tailer::held_back`).
     pub limit: Option<u64>,
     /// Found starting like a live file (or empty): perhaps a copy in the making. Not read
@@ -154,6 +159,7 @@ impl Tailed {
             last_data: Instant::now(),
             opened: Instant::now(),
             found_mtime: m.modified().ok(),
+            empty_at: None,
             limit: None,
             suspect: false,
             origin: None,
@@ -221,7 +227,13 @@ impl Tailed {
         self.forget_fp();
         self.skipping = false;
         self.partial_since = None;
-        let _ = self.stat();
+        self.empty_at = None;
+        if let Ok(m) = self.file.metadata() {
+            self.size = m.len();
+            if m.len() == 0 {
+                self.empty_at = m.modified().ok();
+            }
+        }
         let _ = self.verify_head();
     }
 

@@ -801,6 +801,11 @@ impl Tailer {
         }
         // On the scan's clock, which TURN and a suspect's age are measured on.
         t.opened = now;
+        // A log created empty since the agent started (not one found so at start: a copy
+        // made in the same clock tick as that truncation would pass for newer).
+        if self.started && t.size == 0 && family(&path) == path.as_path() {
+            t.empty_at = t.found_mtime;
+        }
         if size > 0
             && family(&path) != path.as_path()
             && log_exists(family(&path), &self.files)
@@ -1117,7 +1122,7 @@ impl Tailer {
             Some((copy, attach)) => {
                 live.wire_path = wire.clone();
                 if attach {
-                    self.attach_copy(copy.clone(), &wire, live.input, m.offset, now, c);
+                    self.attach_copy(copy.clone(), &wire, live.input, m.offset, 0, now, c);
                 }
                 // Then the generations copied away after it while the agent was down; the
                 // file that now has the name waits for the last (see open_new).
@@ -1222,21 +1227,12 @@ impl Tailer {
         });
         match found {
             Some(copy) => {
-                // logrotate's window: what was written after the copy was made and before
-                // the truncation is in neither file. What of it was seen and not read is
-                // counted; lines written and truncated between two looks cannot be.
-                if let Ok(m) = std::fs::metadata(&copy) {
-                    if m.len() < before {
-                        let why = "that were written after its copy was made";
-                        self.truncation_loss(&path, before, pos.max(m.len()), why, c);
-                    }
-                }
                 // The generations copied away unseen before the copy, the copy, those
                 // copied away after it unseen, then what is written to the truncated file
                 // from now on: in that order.
                 let mut chain = Vec::new();
                 let attached = self
-                    .attach_copy(copy.clone(), &wire, input, pos, now, c)
+                    .attach_copy(copy.clone(), &wire, input, pos, before, now, c)
                     .is_some();
                 if attached {
                     let mut t = self.files.pop().expect("attached last");
@@ -1319,20 +1315,17 @@ impl Tailer {
     /// rotated away after it unseen: they are opened now, each after the one before, the
     /// first after it. The file that has the log's name now waits for the last (open_new).
     fn unseen_after_renamed(&mut self, key: Key, now: Instant, c: &mut Counters) {
-        let Some(f) = self.files.iter().find(|f| (f.dev, f.ino) == key) else {
+        let Some(i) = self.files.iter().position(|f| (f.dev, f.ino) == key) else {
             return;
         };
+        let f = &self.files[i];
         let live = f.path.clone();
-        if family(&live) != live.as_path() || *f.wire_path != *live.as_os_str().to_string_lossy() {
+        if *f.wire_path != *live.as_os_str().to_string_lossy() {
             return;
         }
         let Some(mut since) = f.file.metadata().and_then(|m| m.modified()).ok() else {
             return;
         };
-        let (wire, input) = (f.wire_path.clone(), f.input);
-        // A file whose bytes are all the first bytes of this one is a copy of it kept aside
-        // (`cp`, then deleted): what it holds comes from this file, no generation after it.
-        let copy_of = f.file.try_clone().ok();
         if f.pos == 0 {
             // Nothing of it read: it may have been copied and truncated unseen before it
             // was renamed (its head then says nothing). Its copies are newer than the newest
@@ -1344,6 +1337,56 @@ impl Tailer {
                 since = since.min(t);
             }
         }
+        self.unseen_since(i, since, Some(key), now, c);
+    }
+
+    /// Whether file `i`, last seen empty with nothing of it read (`empty_at`), was written
+    /// to since, and generations of its log now come before it. What was written may have
+    /// been copied away and truncated before any look (copytruncate twice between two looks,
+    /// the first time with the copy claimed), leaving it empty again, or refilled, with no
+    /// position or head to tell a truncation by. Generations of its log that no one knows,
+    /// modified since it was seen empty, hold those lines: read before it, oldest first.
+    /// Under a glob on the live name only, nothing else would ever open them.
+    fn refilled(&mut self, i: usize, now: Instant, c: &mut Counters) -> bool {
+        let f = &mut self.files[i];
+        let (Some(since), Ok(m)) = (f.empty_at, f.file.metadata()) else {
+            return false;
+        };
+        let mtime = m.modified().ok();
+        if m.len() == 0 && mtime == Some(since) {
+            return false;
+        }
+        // Still empty: seen so now, and looked at again once changed.
+        f.empty_at = if m.len() == 0 { mtime } else { None };
+        let first = f.wait_for;
+        if f.pos > 0 || f.rotated.is_some() {
+            return false;
+        }
+        let last = self.unseen_since(i, since, first, now, c);
+        self.files[i].wait_for = last;
+        last != first
+    }
+
+    /// Opens the generations of the log file `i` is under its own name (`app.log`) that no
+    /// one knows and that were modified since `since`, oldest first, the first after
+    /// `first`; returns the last (`first` if there are none). A file all of whose bytes are
+    /// the first bytes of file `i` is a copy of it kept aside (`cp`, then deleted): what it
+    /// holds comes from that file, no generation of it.
+    fn unseen_since(
+        &mut self,
+        i: usize,
+        since: std::time::SystemTime,
+        first: Option<Key>,
+        now: Instant,
+        c: &mut Counters,
+    ) -> Option<Key> {
+        let f = &self.files[i];
+        let live = f.path.clone();
+        if family(&live) != live.as_path() {
+            return first;
+        }
+        let (key, wire, input) = ((f.dev, f.ino), f.wire_path.clone(), f.input);
+        let copy_of = f.file.try_clone().ok();
         let later = self.later_than(
             since,
             None,
@@ -1355,7 +1398,7 @@ impl Tailer {
             now,
             c,
         );
-        self.push_chain(Some(key), later);
+        self.push_chain(first, later)
     }
 
     /// The newest modification time, before `before`, of a generation of the log at `live`
@@ -1490,17 +1533,25 @@ impl Tailer {
     /// read the rest. A copy already open is left as it is; one that has a mark of its own
     /// (claimed before) resumes where that mark is, if further. Returns the copy's identity
     /// when it is now the last of the open files (opened, or an unread suspect taken up).
+    #[allow(clippy::too_many_arguments)]
     fn attach_copy(
         &mut self,
         copy: PathBuf,
         wire: &Rc<str>,
         input: usize,
         pos: u64,
+        before: u64,
         now: Instant,
         c: &mut Counters,
     ) -> Option<(u64, u64)> {
         let mut pos = pos;
         if let Ok(m) = std::fs::metadata(&copy) {
+            // logrotate's window: what was written after the copy was made and before the
+            // truncation is in neither file. What of it was seen (the truncated file was
+            // `before` bytes long at the last look) and not read is counted; lines written
+            // and truncated between two looks cannot be.
+            let why = "that were written after its copy was made";
+            self.truncation_loss(Path::new(&**wire), before, pos.max(m.len()), why, c);
             // A copy shorter than what was read: the rest was written after the copy and
             // read from the original. Past its end the copy would look truncated.
             pos = pos.min(m.len());
@@ -1973,6 +2024,11 @@ impl Tailer {
                 let i = (start + k) % n;
                 if self.files[i].suspect {
                     continue;
+                }
+                if self.files[i].empty_at.is_some() && self.refilled(i, now, c) {
+                    // The generations found go before it: read next, from `i`.
+                    self.next = i;
+                    return Outcome::More;
                 }
                 if self.held_back(i) {
                     held = true;

@@ -3264,3 +3264,41 @@ fn lines_written_between_a_copy_and_its_truncation_unread_are_counted() {
         );
     }
 }
+
+#[test]
+fn lines_copied_away_from_a_log_seen_empty_and_truncated_between_two_looks_are_read() {
+    // The live file, read to its end and emptied by a copytruncate whose copy was claimed,
+    // is written to, copied (over a deleted previous copy: logrotate's `rotate 1`) and
+    // truncated again before the next look: it is empty again (or refilled) at position 0,
+    // with no head to tell a truncation by. Under a glob on the live name only, nothing
+    // else would ever open the new copy.
+    for (glob, refill) in [
+        ("app.log", false),
+        ("app.log", true),
+        ("app.log*", false),
+        ("app.log*", true),
+    ] {
+        let name = format!("seen-empty-{}-{refill}", glob.len());
+        let mut r = Rig::new(&name, glob, "");
+        r.lines("app.log", "a", 0..5);
+        r.poll(Duration::ZERO);
+        r.copytruncate("app.log", "app.log.1");
+        r.settle();
+        // The writes are stamped after the truncation the agent saw (a coarse clock would
+        // stamp them alike within one tick).
+        std::thread::sleep(Duration::from_millis(20));
+        r.lines("app.log", "b", 0..7);
+        fs::remove_file(r.path("app.log.1")).unwrap();
+        r.copytruncate("app.log", "app.log.1");
+        if refill {
+            r.lines("app.log", "c", 0..2);
+        }
+        r.settle();
+        let case = format!("{glob} refill {refill}: {:?}", r.got);
+        assert_eq!(r.numbers("a"), (0..5).collect::<Vec<_>>(), "{case}");
+        assert_eq!(r.numbers("b"), (0..7).collect::<Vec<_>>(), "{case}");
+        let c: Vec<u32> = if refill { vec![0, 1] } else { vec![] };
+        assert_eq!(r.numbers("c"), c, "{case}");
+        assert!(r.invented().is_empty(), "{case}");
+    }
+}
