@@ -801,9 +801,11 @@ impl Tailer {
         }
         // On the scan's clock, which TURN and a suspect's age are measured on.
         t.opened = now;
-        // A log created empty since the agent started (not one found so at start: a copy
-        // made in the same clock tick as that truncation would pass for newer).
-        if self.started && t.size == 0 && family(&path) == path.as_path() {
+        // A log found empty: since the agent started, or known by its checkpoint. Not one
+        // found so at a first start: a copy made in the same clock tick as its truncation,
+        // before the agent ever ran, would pass for newer and be read.
+        let known = self.started || self.marks.contains_key(&(dev, ino));
+        if known && t.size == 0 && family(&path) == path.as_path() {
             t.empty_at = t.found_mtime;
         }
         if size > 0

@@ -3272,18 +3272,25 @@ fn lines_copied_away_from_a_log_seen_empty_and_truncated_between_two_looks_are_r
     // truncated again before the next look: it is empty again (or refilled) at position 0,
     // with no head to tell a truncation by. Under a glob on the live name only, nothing
     // else would ever open the new copy.
-    for (glob, refill) in [
+    // Also after a restart that found the file empty, known by its checkpoint.
+    let cases = [
         ("app.log", false),
         ("app.log", true),
         ("app.log*", false),
         ("app.log*", true),
-    ] {
-        let name = format!("seen-empty-{}-{refill}", glob.len());
+    ];
+    for ((glob, refill), restart) in cases.into_iter().flat_map(|c| [(c, false), (c, true)]) {
+        let name = format!("seen-empty-{}-{refill}-{restart}", glob.len());
         let mut r = Rig::new(&name, glob, "");
         r.lines("app.log", "a", 0..5);
         r.poll(Duration::ZERO);
         r.copytruncate("app.log", "app.log.1");
         r.settle();
+        if restart {
+            let marks = r.t.marks(&r.b);
+            r.restart(marks);
+            r.poll(Duration::ZERO);
+        }
         // The writes are stamped after the truncation the agent saw (a coarse clock would
         // stamp them alike within one tick).
         std::thread::sleep(Duration::from_millis(20));
@@ -3294,7 +3301,7 @@ fn lines_copied_away_from_a_log_seen_empty_and_truncated_between_two_looks_are_r
             r.lines("app.log", "c", 0..2);
         }
         r.settle();
-        let case = format!("{glob} refill {refill}: {:?}", r.got);
+        let case = format!("{glob} refill {refill} restart {restart}: {:?}", r.got);
         assert_eq!(r.numbers("a"), (0..5).collect::<Vec<_>>(), "{case}");
         assert_eq!(r.numbers("b"), (0..7).collect::<Vec<_>>(), "{case}");
         let c: Vec<u32> = if refill { vec![0, 1] } else { vec![] };
