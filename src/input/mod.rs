@@ -1322,7 +1322,8 @@ impl Tailer {
         };
         let f = &self.files[i];
         let live = f.path.clone();
-        if *f.wire_path != *live.as_os_str().to_string_lossy() {
+        // Before the look-ups below: only a log under its own name has generations to find.
+        if family(&live) != live.as_path() || *f.wire_path != *live.as_os_str().to_string_lossy() {
             return;
         }
         let Some(mut since) = f.file.metadata().and_then(|m| m.modified()).ok() else {
