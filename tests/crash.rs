@@ -251,3 +251,61 @@ fn a_file_deleted_unread_while_the_agent_was_down_is_counted() {
         .sum();
     assert_eq!(stat(&log, "vanished", "B"), size - delivered, "{log}");
 }
+
+/// logrotate's `copytruncate` with `rotate 1`: the previous copy deleted, the file copied,
+/// then truncated in place.
+fn copytruncate_rotate_1(f: &std::path::Path) {
+    let copy = f.with_extension("log.1");
+    let _ = fs::remove_file(&copy);
+    fs::copy(f, &copy).unwrap();
+    truncate(f);
+}
+
+#[test]
+fn lines_copied_away_while_down_right_after_a_claimed_copy_are_read() {
+    // A glob on the live name only. The live file is read to its end and copied away, its
+    // copy claimed with nothing left to read; then the agent stops (kill -9 at once, or a
+    // clean stop). While it is down the file is written, copied away again and truncated,
+    // and written once more. Nothing but the time of the checkpoint tells the new copy from
+    // the generations before it: every line arrives, exactly once.
+    for kill in [true, false] {
+        let s = Scratch::new(&format!("down-after-claim-{kill}"));
+        let f = s.path("logs/app.log");
+        // An old generation: read long ago, or not this agent's; not to be read now.
+        let old = s.path("logs/app.log.2");
+        append(&old, &line("z", 0));
+        let hour_ago = std::time::SystemTime::now() - Duration::from_secs(3600);
+        let o = fs::File::options().write(true).open(&old).unwrap();
+        o.set_modified(hour_ago).unwrap();
+        let cfg = s.config("", &input("app", &f.display().to_string(), ""), "");
+        let a = Agent::start(&s, &cfg);
+        for i in 0..40 {
+            append(&f, &line("v", i));
+        }
+        wait_lines(&s.path("out.tbf"), 40, 10);
+        copytruncate_rotate_1(&f);
+        a.wait_log("truncated at byte", 10);
+        std::thread::sleep(Duration::from_millis(300));
+        if kill {
+            a.kill9();
+        } else {
+            a.stop();
+        }
+        for i in 40..90 {
+            append(&f, &line("v", i));
+        }
+        copytruncate_rotate_1(&f);
+        for i in 90..95 {
+            append(&f, &line("v", i));
+        }
+        let a = Agent::start(&s, &cfg);
+        let got = wait_lines(&s.path("out.tbf"), 95, 10);
+        std::thread::sleep(Duration::from_millis(500));
+        let log = a.stop();
+        let got_after = read_sink(&s.path("out.tbf"));
+        assert_eq!(got_after.len(), got.len(), "{log}");
+        assert_eq!(numbers(&got, "v"), (0..95).collect::<Vec<_>>(), "{log}");
+        assert!(numbers(&got, "z").is_empty(), "{log}");
+        assert_eq!(stat(&log, "truncated", "B"), 0, "{log}");
+    }
+}

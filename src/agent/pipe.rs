@@ -30,7 +30,7 @@ use smol::channel::{Receiver, Sender};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, UNIX_EPOCH};
 
 pub(crate) type PipeRef = Local<Pipe>;
 
@@ -343,11 +343,14 @@ impl Pipe {
             // What start-up found (losses counted, numbers skipped, positions chosen) is
             // recorded at once: a crash before the first checkpoint must not count or skip
             // it again, nor read again what was just declared skipped.
-            if let Err(e) = rec.spool.checkpoint(marks.clone()) {
+            // As of when they were taken: a crash before the next checkpoint resumes them
+            // knowing what changed since.
+            if let Err(e) = rec.spool.checkpoint_as_of(marks.clone(), rec.as_of) {
                 log::error!("{e}");
             }
         }
-        let tailer = Tailer::new(cfg.inputs.clone(), marks, first_run);
+        let as_of = rec.as_of.map(|ms| UNIX_EPOCH + Duration::from_millis(ms));
+        let tailer = Tailer::new(cfg.inputs.clone(), marks, as_of, first_run);
         let mut batch = BatchBuilder::new(cfg.batch.max_lines, cfg.batch.max_bytes.0 as usize);
         batch.set_codec(cfg.batch.compression);
         let (to_deliver, commands) = smol::channel::bounded(COMMANDS);

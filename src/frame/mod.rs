@@ -496,32 +496,45 @@ pub fn decode_checkpoint(frame: &[u8]) -> Result<Checkpoint, FrameError> {
     postcard::from_bytes(payload).map_err(FrameError::BadPayload)
 }
 
-/// Encodes the spool's `state` file: `c`, then (only when there are any) the ranges of
-/// sequence numbers that will never be in the spool and are already accounted for, as a
-/// varint count and varint pairs. A reader that knows only the checkpoint stops where the
-/// checkpoint ends (postcard ignores what follows), and with no ranges the bytes are exactly
-/// [`encode_checkpoint`]'s, so old and new `state` files read both ways.
-pub fn encode_state(c: &Checkpoint, gone: &[(u64, u64)]) -> Vec<u8> {
+/// Encodes the spool's `state` file: `c`, then the ranges of sequence numbers that will
+/// never be in the spool and are already accounted for (a varint count and varint pairs),
+/// then `as_of`, when the positions were taken, in milliseconds since the Unix epoch (a
+/// varint). The ranges are written only when there are any or a time follows them; with
+/// neither, the bytes are exactly [`encode_checkpoint`]'s. A reader that knows only the
+/// checkpoint stops where it ends, one that knows the ranges stops after them (postcard
+/// ignores what follows), so old and new `state` files read both ways.
+pub fn encode_state(c: &Checkpoint, gone: &[(u64, u64)], as_of: Option<u64>) -> Vec<u8> {
     let mut payload = postcard::to_allocvec(c).expect("a Vec sink cannot fail");
-    if !gone.is_empty() {
+    if !gone.is_empty() || as_of.is_some() {
         payload.extend(postcard::to_allocvec(gone).expect("a Vec sink cannot fail"));
+    }
+    if let Some(t) = as_of {
+        payload.extend(postcard::to_allocvec(&t).expect("a Vec sink cannot fail"));
     }
     seal(Kind::Checkpoint, &payload)
 }
 
+/// What a `state` file holds: the checkpoint, the ranges gone, and when the positions were
+/// taken (milliseconds since the Unix epoch), if it says.
+pub type State = (Checkpoint, Vec<(u64, u64)>, Option<u64>);
+
 /// Decodes a `state` file written by [`encode_state`] or [`encode_checkpoint`].
-pub fn decode_state(frame: &[u8]) -> Result<(Checkpoint, Vec<(u64, u64)>), FrameError> {
+pub fn decode_state(frame: &[u8]) -> Result<State, FrameError> {
     let (h, payload) = check(frame)?;
     if h.kind != Kind::Checkpoint {
         return Err(FrameError::BadKind(h.kind as u8));
     }
     let (c, rest) = postcard::take_from_bytes(payload).map_err(FrameError::BadPayload)?;
-    let gone = if rest.is_empty() {
-        Vec::new()
+    if rest.is_empty() {
+        return Ok((c, Vec::new(), None));
+    }
+    let (gone, rest) = postcard::take_from_bytes(rest).map_err(FrameError::BadPayload)?;
+    let as_of = if rest.is_empty() {
+        None
     } else {
-        postcard::from_bytes(rest).map_err(FrameError::BadPayload)?
+        Some(postcard::from_bytes(rest).map_err(FrameError::BadPayload)?)
     };
-    Ok((c, gone))
+    Ok((c, gone, as_of))
 }
 
 #[cfg(test)]

@@ -355,15 +355,27 @@ fn print_vectors() {
 #[test]
 fn a_state_without_gone_ranges_is_a_plain_checkpoint_and_old_readers_skip_them() {
     let c = vector_checkpoint();
-    assert_eq!(encode_state(&c, &[]), encode_checkpoint(&c));
+    assert_eq!(encode_state(&c, &[], None), encode_checkpoint(&c));
     assert_eq!(
         decode_state(&encode_checkpoint(&c)).unwrap(),
-        (c.clone(), vec![])
+        (c.clone(), vec![], None)
     );
     let gone = vec![(3, 9), (12, 12)];
-    let b = encode_state(&c, &gone);
-    assert_eq!(decode_state(&b).unwrap(), (c.clone(), gone));
+    let b = encode_state(&c, &gone, None);
+    assert_eq!(decode_state(&b).unwrap(), (c.clone(), gone.clone(), None));
     assert_eq!(decode_checkpoint(&b).unwrap(), c);
+    // With the time the positions were taken: after the ranges, written (empty) even when
+    // there are none, so a reader that knows the ranges but not the time stops before it.
+    let ms = 1_796_083_200_123;
+    for g in [vec![], gone] {
+        let b = encode_state(&c, &g, Some(ms));
+        assert_eq!(decode_state(&b).unwrap(), (c.clone(), g.clone(), Some(ms)));
+        assert_eq!(decode_checkpoint(&b).unwrap(), c);
+        let (_, h) = check(&b).unwrap();
+        let (_, rest): (Checkpoint, _) = postcard::take_from_bytes(h).unwrap();
+        let old: Vec<(u64, u64)> = postcard::from_bytes(rest).unwrap();
+        assert_eq!(old, g);
+    }
 }
 
 /// The batch of FORMAT.md's compressed vectors: 24 lines of one file, a 1,372-byte payload.

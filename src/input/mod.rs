@@ -39,7 +39,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
-use std::time::Instant;
+use std::time::{Duration, Instant, SystemTime};
 
 /// Most files open at once. Files found beyond it wait for a turn: files read to their end
 /// are let go for them (their positions kept, so they are reopened by identity), and when
@@ -81,6 +81,8 @@ pub struct Tailer {
     files: Vec<Tailed>,
     /// Positions from the last run (or of files no input matches now), by (dev, ino).
     marks: HashMap<(u64, u64), FileMark>,
+    /// When the last run's positions were taken, if its checkpoint says.
+    as_of: Option<SystemTime>,
     buf: Vec<u8>,
     first_run: bool,
     started: bool,
@@ -136,13 +138,19 @@ struct Found {
 }
 
 impl Tailer {
-    /// A tailer for `inputs`, resuming from `marks`; `first_run` means no state existed, so
-    /// `start_at` applies to the files already there.
-    pub fn new(inputs: Vec<Input>, marks: Vec<FileMark>, first_run: bool) -> Tailer {
+    /// A tailer for `inputs`, resuming from `marks`, taken at `as_of` if known; `first_run`
+    /// means no state existed, so `start_at` applies to the files already there.
+    pub fn new(
+        inputs: Vec<Input>,
+        marks: Vec<FileMark>,
+        as_of: Option<SystemTime>,
+        first_run: bool,
+    ) -> Tailer {
         let mut t = Tailer {
             inputs: Vec::new(),
             files: Vec::new(),
             marks: marks.into_iter().map(|m| ((m.dev, m.ino), m)).collect(),
+            as_of,
             buf: Vec::new(),
             first_run,
             started: false,
@@ -832,6 +840,9 @@ impl Tailer {
             t.suspect = true;
         }
         let mut after = Vec::new();
+        // A log whose checkpointed position tells nothing of what happened while the agent
+        // was down: generations of it modified since may hold lines written after it.
+        let mut unseen_since = None;
         if let Some(m) = self.marks.remove(&(dev, ino)) {
             if m.fp_len <= t.fp_len && fingerprint(&t.file, m.fp_len).ok().flatten() == Some(m.fp)
                 || m.fp_len == 0
@@ -841,8 +852,18 @@ impl Tailer {
                     t.committed = m.offset;
                     t.wire_path = String::from_utf8_lossy(&m.path).into();
                     log::debug!("{}: resuming at byte {}", path.display(), m.offset);
+                    // Empty when last seen, nothing read: written, copied away and truncated
+                    // since, it would look just the same (emptied, or refilled from byte 0).
+                    if m.fp_len == 0 && m.offset == 0 {
+                        unseen_since = self.restart_since();
+                    }
                 } else {
-                    after = self.truncated_while_down(&m, &mut t, now, c);
+                    after = self
+                        .truncated_while_down(&m, &mut t, now, c)
+                        .unwrap_or_else(|| {
+                            unseen_since = self.restart_since();
+                            Vec::new()
+                        });
                 }
             } else if self.copy_on_freed_inode(&t) {
                 // Another head, and it starts like a live file: a generation deleted while
@@ -859,7 +880,12 @@ impl Tailer {
                 // Either way it is read from its head; the rest of what the mark knew is in
                 // a copy, or lost.
                 log::debug!("{}: new content under a known inode", path.display());
-                after = self.truncated_while_down(&m, &mut t, now, c);
+                after = self
+                    .truncated_while_down(&m, &mut t, now, c)
+                    .unwrap_or_else(|| {
+                        unseen_since = self.restart_since();
+                        Vec::new()
+                    });
             }
         } else if !self.started && self.first_run && self.inputs[idx].start_at == StartAt::Tail {
             t.pos = size;
@@ -893,6 +919,8 @@ impl Tailer {
                     let since = f.file.metadata().and_then(|m| m.modified()).ok()?;
                     Some((Some(k), since, f.file.try_clone().ok()))
                 })
+        } else if let Some(since) = unseen_since {
+            Some((None, since, t.file.try_clone().ok()))
         } else if self.started
             && self
                 .marks
@@ -1096,6 +1124,7 @@ impl Tailer {
     ///
     /// Returns the generations that come after `live` itself: copies newer than it when it
     /// was renamed away (see [`split_after_renamed`]); the caller opens them after it.
+    /// `None`: no copy was found.
     ///
     /// With a copy found, `live` is the same log as the mark (renamed since, perhaps) and
     /// takes the mark's name, so that it waits for the copy.
@@ -1105,7 +1134,7 @@ impl Tailer {
         live: &mut Tailed,
         now: Instant,
         c: &mut Counters,
-    ) -> Vec<Tailed> {
+    ) -> Option<Vec<Tailed>> {
         c.files_truncated += 1;
         let dir = live.path.parent().unwrap_or(Path::new("."));
         let wire: Rc<str> = String::from_utf8_lossy(&m.path).into();
@@ -1142,11 +1171,11 @@ impl Tailer {
                         .map(|f| (f.dev, f.ino));
                     self.files.push(g);
                 }
-                after
+                Some(after)
             }
             None => {
                 self.truncation_loss(&live.path, m.size, m.offset, NO_COPY, c);
-                Vec::new()
+                None
             }
         }
     }
@@ -1341,6 +1370,15 @@ impl Tailer {
             }
         }
         self.unseen_since(i, since, Some(key), now, c);
+    }
+
+    /// While the first scan takes up the last run's positions: when they were taken, less a
+    /// second (file times may be kept to the second, and lag the clock by a tick; what is
+    /// taken early is a generation modified just before, known by its own mark if it was
+    /// read).
+    fn restart_since(&self) -> Option<SystemTime> {
+        let t = self.as_of.filter(|_| !self.started)?;
+        t.checked_sub(Duration::from_secs(1))
     }
 
     /// Whether file `i`, last seen empty with nothing of it read (`empty_at`), was written
@@ -1811,7 +1849,9 @@ impl Tailer {
                     .filter(|f| !f.suspect)
                     .map(|f| (f.dev, f.ino))
                     .collect();
-                let after = self.truncated_while_down(&m, &mut t, now, c);
+                let after = self
+                    .truncated_while_down(&m, &mut t, now, c)
+                    .unwrap_or_default();
                 let mut chain = Vec::new();
                 let mut i = 0;
                 while i < self.files.len() {

@@ -15,6 +15,8 @@ struct Rig {
     now: Instant,
     /// (file name as sent, line) in the order they were framed.
     got: Vec<(String, String)>,
+    /// When [`marks`](Self::marks) last took the positions: the checkpoint's time.
+    marked_at: Option<SystemTime>,
 }
 
 impl Rig {
@@ -29,11 +31,12 @@ impl Rig {
         ))
         .unwrap();
         Rig {
-            t: Tailer::new(vec![input], Vec::new(), true),
+            t: Tailer::new(vec![input], Vec::new(), None, true),
             b: BatchBuilder::new(1000, 1 << 20),
             c: Counters::default(),
             now: Instant::now(),
             got: Vec::new(),
+            marked_at: None,
             dir,
         }
     }
@@ -117,10 +120,17 @@ impl Rig {
         self.read();
     }
 
-    /// A new tailer from `marks`, as after a restart.
+    /// The positions a checkpoint would take now, and when (as the agent's do).
+    fn marks(&mut self) -> Vec<FileMark> {
+        self.marked_at = Some(SystemTime::now());
+        self.t.marks(&self.b)
+    }
+
+    /// A new tailer from `marks` (taken by the last [`marks`](Self::marks)), as after a
+    /// restart.
     fn restart(&mut self, marks: Vec<FileMark>) {
         let input = self.t.inputs[0].clone();
-        self.t = Tailer::new(vec![input], marks, false);
+        self.t = Tailer::new(vec![input], marks, self.marked_at.take(), false);
     }
 
     /// Polls until rotated files are let go.
@@ -551,7 +561,7 @@ fn copytruncate_while_not_open_finds_the_copy_even_when_the_file_was_written_aga
     let mut r = Rig::new("ct-down", "app.log", "");
     r.lines("app.log", "a", 0..10);
     r.poll(Duration::ZERO);
-    let marks = r.t.marks(&r.b);
+    let marks = r.marks();
     r.lines("app.log", "a", 10..12);
     r.copytruncate("app.log", "app.log.1");
     r.lines("app.log", "b", 0..40);
@@ -571,7 +581,7 @@ fn a_copy_reusing_the_inode_of_a_deleted_files_mark_is_not_resumed_at_its_offset
     let mut r = Rig::new("ct-reuse", "app.log", "");
     r.lines("app.log", "a", 0..10);
     r.poll(Duration::ZERO);
-    let mut marks = r.t.marks(&r.b);
+    let mut marks = r.marks();
     r.lines("app.log", "a", 10..40);
     r.copytruncate("app.log", "app.log.1");
     r.lines("app.log", "b", 0..5);
@@ -751,7 +761,7 @@ fn a_frame_the_spool_refused_holds_its_files_positions_back() {
     let ends: Vec<_> = r.b.ends().collect();
     let _frame = r.b.finish("t", 1);
     r.t.hold(&ends);
-    let offset = |r: &mut Rig| r.t.marks(&r.b)[0].offset;
+    let offset = |r: &mut Rig| r.marks()[0].offset;
     assert_eq!(
         offset(&mut r),
         0,
@@ -957,7 +967,7 @@ fn a_copy_on_the_inode_of_a_generation_deleted_while_down_is_not_read_from_its_h
         r.settle();
         let ino = |r: &Rig, name: &str| fs::metadata(r.path(name)).unwrap().ino();
         let freed = ino(&r, mark_name);
-        let marks = r.t.marks(&r.b);
+        let marks = r.marks();
         assert!(marks.iter().any(|m| m.ino == freed), "{what}");
         r.restart(marks);
         // While down: the generation deleted, the copy half made on its inode number.
@@ -995,7 +1005,7 @@ fn a_copy_on_the_inode_of_a_claimed_copy_deleted_while_down_is_not_read_from_its
     r.poll(Duration::from_millis(100));
     let ino = |r: &Rig, name: &str| fs::metadata(r.path(name)).unwrap().ino();
     let freed = ino(&r, "app.log.1");
-    let marks = r.t.marks(&r.b);
+    let marks = r.marks();
     assert!(marks.iter().any(|m| m.ino == freed));
     r.restart(marks);
     fs::remove_file(r.path("app.log.1")).unwrap();
@@ -1142,7 +1152,7 @@ fn a_copy_on_the_inode_of_an_empty_generation_deleted_while_down_is_not_read_fro
         r.settle();
         let ino = |r: &Rig, name: &str| fs::metadata(r.path(name)).unwrap().ino();
         let freed = ino(&r, "app.log.1");
-        let marks = r.t.marks(&r.b);
+        let marks = r.marks();
         assert!(
             marks.iter().any(|m| m.ino == freed && m.fp_len == 0),
             "{glob}: {marks:?}"
@@ -1186,7 +1196,7 @@ fn a_numbered_log_copytruncated_while_down_is_its_own_file() {
         if unread_seen {
             r.t.scan(r.now, &r.b, &mut r.c);
         }
-        let marks = r.t.marks(&r.b);
+        let marks = r.marks();
         r.copytruncate("node-1", "node-1.1");
         r.restart(marks);
         r.poll(Duration::ZERO);
@@ -1275,7 +1285,7 @@ fn after_a_restart_a_generation_read_to_its_end_still_comes_before_its_successor
     let mut r = Rig::new("restart-order", "app.log*", "");
     r.lines("app.log", "a", 0..10);
     r.poll(Duration::ZERO);
-    let marks = r.t.marks(&r.b);
+    let marks = r.marks();
     // While the agent is down: renamed, a new file started, and the old one written to
     // once more by a writer that has not reopened yet... before the new one gets lines.
     fs::rename(r.path("app.log"), r.path("app.log.1")).unwrap();
@@ -1296,7 +1306,7 @@ fn generations_copied_away_unseen_are_read_in_order_whatever_the_glob() {
         let mut r = Rig::new(&format!("ct-unseen-{down}"), "app.log", "");
         r.lines("app.log", "g0", 0..5);
         r.poll(Duration::ZERO);
-        let marks = r.t.marks(&r.b);
+        let marks = r.marks();
         r.lines("app.log", "g0", 5..8);
         for g in 1..4u32 {
             std::thread::sleep(Duration::from_millis(5));
@@ -1467,7 +1477,7 @@ fn a_copy_made_while_down_is_not_read_from_its_head_under_a_wide_glob() {
     let mut r = Rig::new("ct-down-wide", "a.log*", "");
     r.lines("a.log", "g0", 0..10);
     r.poll(Duration::ZERO);
-    let marks = r.t.marks(&r.b);
+    let marks = r.marks();
     // While the agent is down: copied, truncated, written again.
     r.lines("a.log", "g0", 10..12);
     r.copytruncate("a.log", "a.log.1");
@@ -1528,7 +1538,7 @@ fn a_checkpoint_while_the_batch_holds_the_old_content_does_not_skip_it_in_the_co
     r.now += Duration::from_millis(100);
     r.t.scan(r.now, &r.b, &mut r.c);
     while r.t.read(&mut r.b, r.now, 0, &mut r.c) != Outcome::Idle {}
-    let marks = r.t.marks(&r.b);
+    let marks = r.marks();
     r.restart(marks);
     r.b = BatchBuilder::new(1000, 1 << 20);
     r.got.clear();
@@ -1541,7 +1551,7 @@ fn a_frame_spanning_a_truncation_names_the_new_content_by_its_own_fingerprint() 
     let mut r = Rig::new("frame-span-ct", "app.log", "");
     r.lines("app.log", "a", 0..10);
     r.poll(Duration::ZERO);
-    let mut marks = r.t.marks(&r.b);
+    let mut marks = r.marks();
     r.lines("app.log", "a", 10..12);
     r.now += Duration::from_millis(100);
     r.t.scan(r.now, &r.b, &mut r.c);
@@ -1601,7 +1611,7 @@ fn waiting_is_transitive_through_an_empty_generation() {
     let mut r = Rig::new("wait-chain", "app.log", "");
     r.lines("app.log", "g0", 0..10);
     r.poll(Duration::ZERO);
-    let marks = r.t.marks(&r.b);
+    let marks = r.marks();
     r.lines("app.log", "g0", 10..3000);
     r.copytruncate("app.log", "app.log.1");
     std::thread::sleep(Duration::from_millis(5));
@@ -1630,7 +1640,7 @@ fn a_copy_made_while_down_comes_before_the_new_content_after_an_older_generation
     r.copytruncate("app.log", "app.log.1");
     r.lines("app.log", "a", 10..20);
     r.settle();
-    let marks = r.t.marks(&r.b);
+    let marks = r.marks();
     r.lines("app.log", "a", 20..2500);
     r.copytruncate("app.log", "app.log.2");
     r.lines("app.log", "a", 2500..2510);
@@ -1649,7 +1659,7 @@ fn generations_copied_away_while_down_from_a_file_left_empty_come_before_it() {
     r.poll(Duration::ZERO);
     r.copytruncate("app.log", "app.log.1");
     r.settle();
-    let marks = r.t.marks(&r.b);
+    let marks = r.marks();
     r.lines("app.log", "a", 5..10);
     r.copytruncate("app.log", "app.log.2");
     r.lines("app.log", "a", 10..15);
@@ -1691,7 +1701,7 @@ fn a_file_truncated_and_renamed_while_down_keeps_its_place_among_the_copies() {
         let tick = || std::thread::sleep(Duration::from_millis(15));
         r.lines("app.log", "a", 0..10);
         r.poll(Duration::ZERO);
-        let marks = r.t.marks(&r.b);
+        let marks = r.marks();
         // More than a batch unread in the copy: read side by side with what comes after
         // it, its lines would interleave with theirs.
         r.lines("app.log", "a", 10..1500);
@@ -1718,7 +1728,7 @@ fn generations_renamed_away_unseen_after_a_known_one_are_read_under_a_live_name_
     let tick = || std::thread::sleep(Duration::from_millis(15));
     r.lines("app.log", "a", 0..10);
     r.poll(Duration::ZERO);
-    let marks = r.t.marks(&r.b);
+    let marks = r.marks();
     r.lines("app.log", "a", 10..12);
     fs::rename(r.path("app.log"), r.path("app.log.1")).unwrap();
     tick();
@@ -1743,7 +1753,7 @@ fn two_known_generations_renamed_while_down_are_each_read_once() {
     tick();
     r.lines("app.log", "a", 10..20);
     r.poll(Duration::from_millis(100));
-    let marks = r.t.marks(&r.b);
+    let marks = r.marks();
     r.lines("app.log", "a", 20..22);
     fs::rename(r.path("app.log"), r.path("app.log.2")).unwrap();
     tick();
@@ -1768,7 +1778,7 @@ fn generations_renamed_away_unseen_come_after_every_known_one() {
     r.now += Duration::from_millis(100);
     r.t.scan(r.now, &r.b, &mut r.c);
     // Both generations known and open, neither read to its end.
-    let marks = r.t.marks(&r.b);
+    let marks = r.marks();
     tick();
     r.lines("app.log", "a", 20..22);
     fs::rename(r.path("app.log"), r.path("app.log.2")).unwrap();
@@ -1822,7 +1832,7 @@ fn a_restart_keeps_a_copy_waiting_for_an_older_generation_still_unread() {
     r.lines("app.log", "a", 1500..1510);
     r.now += Duration::from_millis(100);
     r.t.scan(r.now, &r.b, &mut r.c);
-    let marks = r.t.marks(&r.b);
+    let marks = r.marks();
     r.lines("app.log", "a", 1510..1520);
     r.copytruncate("app.log", "app.log.2");
     tick();
@@ -2311,7 +2321,7 @@ fn a_generation_copied_away_after_a_claimed_copy_is_read_after_a_restart() {
         r.copytruncate("a.log", "a.log.1");
         stamp(&r, &["a.log.1"], 1);
         r.poll(Duration::from_millis(100));
-        let mut marks = r.t.marks(&r.b);
+        let mut marks = r.marks();
         let copy = marks.iter().find(|m| m.offset > 0).unwrap().clone();
         let live = marks.iter_mut().find(|m| m.offset == 0).unwrap();
         assert_eq!(live.fp_len, 0, "{live:?}");
@@ -2577,7 +2587,7 @@ fn a_known_file_rotated_between_the_look_and_the_open_at_start_up_resumes_at_its
         r.lines("a.log", "a", 0..10);
         stamp(&r, &["a.log"], 0);
         r.poll(Duration::ZERO);
-        let marks = r.t.marks(&r.b);
+        let marks = r.marks();
         r.restart(marks);
         r.lines("a.log", "a", 10..15);
         stamp(&r, &["a.log"], 1);
@@ -2606,7 +2616,7 @@ fn a_known_file_moved_to_another_directory_and_renamed_at_the_open_is_still_foll
     fs::create_dir_all(r.path("y")).unwrap();
     r.lines("x/a.log", "a", 0..10);
     r.poll(Duration::ZERO);
-    let marks = r.t.marks(&r.b);
+    let marks = r.marks();
     r.restart(marks);
     r.lines("x/a.log", "a", 10..15);
     fs::rename(r.path("x/a.log"), r.path("y/a.log")).unwrap();
@@ -2652,7 +2662,7 @@ fn a_restart_inside_a_cut_line_skips_its_tail() {
     r.lines("a.log", "a", 0..3);
     r.write("a.log", &format!("a 0003 {}", "x".repeat(300)));
     r.poll(Duration::ZERO);
-    let marks = r.t.marks(&r.b);
+    let marks = r.marks();
     r.restart(marks);
     r.write("a.log", &format!("{}TAIL\n", "y".repeat(100)));
     r.lines("a.log", "a", 4..6);
@@ -2710,7 +2720,7 @@ fn an_input_removed_while_its_lines_wait_is_marked_at_what_is_spooled() {
             r.flush();
         }
         r.t.set_inputs(Vec::new());
-        let m = r.t.marks(&r.b);
+        let m = r.marks();
         assert_eq!(m.len(), 1, "{m:?}");
         assert_eq!(m[0].offset, if spooled_first { size } else { 0 });
         if spooled_first {
@@ -2753,7 +2763,7 @@ fn a_copy_made_around_a_reload_with_lines_in_the_batch_loses_none() {
         }
         r.now += Duration::from_millis(100);
         r.t.scan(r.now, &r.b, &mut r.c);
-        let marks = r.t.marks(&r.b);
+        let marks = r.marks();
         r.b = BatchBuilder::new(1000, 1 << 20);
         r.restart(marks);
         r.settle();
@@ -3159,7 +3169,7 @@ fn a_copy_in_the_making_at_a_restart_is_not_read_from_its_head() {
                     let cut = if half { whole.len() / 2 } else { whole.len() };
                     fs::write(r.path("app.log.1"), &whole[..cut]).unwrap();
                     r.poll(Duration::from_millis(100));
-                    let marks = r.t.marks(&r.b);
+                    let marks = r.marks();
                     r.restart(marks);
                     fs::write(r.path("app.log.1"), &whole).unwrap();
                     if truncated_while_down {
@@ -3287,7 +3297,7 @@ fn lines_copied_away_from_a_log_seen_empty_and_truncated_between_two_looks_are_r
         r.copytruncate("app.log", "app.log.1");
         r.settle();
         if restart {
-            let marks = r.t.marks(&r.b);
+            let marks = r.marks();
             r.restart(marks);
             r.poll(Duration::ZERO);
         }
@@ -3306,6 +3316,55 @@ fn lines_copied_away_from_a_log_seen_empty_and_truncated_between_two_looks_are_r
         assert_eq!(r.numbers("b"), (0..7).collect::<Vec<_>>(), "{case}");
         let c: Vec<u32> = if refill { vec![0, 1] } else { vec![] };
         assert_eq!(r.numbers("c"), c, "{case}");
+        assert!(r.invented().is_empty(), "{case}");
+    }
+}
+
+#[test]
+fn lines_copied_away_while_down_from_a_log_whose_checkpoint_tells_nothing_are_read() {
+    // The live file is emptied by a copytruncate whose copy is claimed, with nothing left to
+    // read. While the agent is down it is written to, copied (over the deleted previous
+    // copy: logrotate's `rotate 1`) and truncated, perhaps written again. At the restart its
+    // checkpoint says nothing the file can be checked against: an empty position (the
+    // claim was checkpointed), or the old content's (the agent was killed before it was),
+    // and no copy of that is left. Generations modified since the checkpoint hold the
+    // lines; older ones (app.log.3, an hour old) were read long ago, or are not the
+    // agent's.
+    let cases = [("app.log", false), ("app.log", true), ("app.log*", false)];
+    for ((glob, refill), stale) in cases.into_iter().flat_map(|c| [(c, false), (c, true)]) {
+        let name = format!("down-blind-{}-{refill}-{stale}", glob.len());
+        let mut r = Rig::new(&name, glob, "");
+        r.lines("app.log.3", "z", 0..3);
+        let hour_ago = SystemTime::now() - Duration::from_secs(3600);
+        let old = fs::File::options().write(true).open(r.path("app.log.3"));
+        old.unwrap().set_modified(hour_ago).unwrap();
+        r.lines("app.log", "a", 0..5);
+        r.poll(Duration::ZERO);
+        let before_claim = r.marks();
+        r.copytruncate("app.log", "app.log.1");
+        r.settle();
+        let marks = if stale { before_claim } else { r.marks() };
+        // Down from here.
+        std::thread::sleep(Duration::from_millis(20));
+        r.lines("app.log", "b", 0..7);
+        fs::remove_file(r.path("app.log.1")).unwrap();
+        r.copytruncate("app.log", "app.log.1");
+        if refill {
+            r.lines("app.log", "c", 0..2);
+        }
+        r.restart(marks);
+        r.settle();
+        let case = format!("{glob} refill {refill} stale {stale}: {:?}", r.got);
+        assert_eq!(r.numbers("a"), (0..5).collect::<Vec<_>>(), "{case}");
+        assert_eq!(r.numbers("b"), (0..7).collect::<Vec<_>>(), "{case}");
+        let c: Vec<u32> = if refill { vec![0, 1] } else { vec![] };
+        assert_eq!(r.numbers("c"), c, "{case}");
+        let z: Vec<u32> = if glob == "app.log" {
+            vec![]
+        } else {
+            vec![0, 1, 2]
+        };
+        assert_eq!(r.numbers("z"), z, "{case}");
         assert!(r.invented().is_empty(), "{case}");
     }
 }

@@ -176,6 +176,10 @@ pub struct Recovered {
     /// write a checkpoint as soon as the positions are known, so a crash does not count it
     /// again.
     pub needs_checkpoint: bool,
+    /// When `marks` were taken, in milliseconds since the Unix epoch, if the checkpoint says
+    /// (one written before it said has no time): what changed in the files' directories
+    /// since happened while the agent was not looking.
+    pub as_of: Option<u64>,
 }
 
 /// The bounded, crash-safe frame buffer.
@@ -221,6 +225,8 @@ pub struct Spool {
     /// The last checkpoint written (or read): `drop_oldest` writes it again with the numbers
     /// it dropped, before it deletes them.
     last: Checkpoint,
+    /// When `last`'s positions were taken, in milliseconds since the Unix epoch.
+    as_of: Option<u64>,
     /// Numbers that will never be in the spool again and are already accounted for: dropped
     /// by `drop_oldest`, counted lost at start-up, or never given out. Kept in `state` so a
     /// restart neither counts them again nor sends what is left of them; at most
@@ -281,16 +287,16 @@ impl Spool {
         let newest = load_state(&dir.join("state"), &mut existed, c);
         let older = load_state(&dir.join("state.1"), &mut existed, c);
         let older_acked = older.as_ref().map_or(0, |o| o.0.acked_seq);
-        let (mut ck, mut gone, state_ok, mut needs_checkpoint) = match (newest, older) {
-            (Some((ck, gone)), _) => (ck, gone, true, false),
-            (None, Some((ck, gone))) => {
+        let (mut ck, mut gone, as_of, state_ok, mut needs_checkpoint) = match (newest, older) {
+            (Some((ck, gone, as_of)), _) => (ck, gone, as_of, true, false),
+            (None, Some((ck, gone, as_of))) => {
                 log::warn!(
                     "{}: no usable checkpoint; resuming from the previous one, state.1, and the frames after it",
                     dir.display()
                 );
-                (ck, gone, true, true)
+                (ck, gone, as_of, true, true)
             }
-            (None, None) => (Checkpoint::default(), Vec::new(), false, false),
+            (None, None) => (Checkpoint::default(), Vec::new(), None, false, false),
         };
         // Every name that claims to be a segment; what is not a regular file is set aside,
         // its name still counting for the sequence numbers.
@@ -358,12 +364,15 @@ impl Spool {
         let mut next = ck.next_seq.max(1);
         // The sender's first frame: the first not yet released.
         let mut start = None;
+        // When the positions the frames give were read, without a checkpoint to say.
+        let mut moved_ts = None;
         for id in ids {
             let path = dir.join(seg_name(id));
             let sc = scan_segment(&path, max_payload, &gone, &mut ck, &mut max_seq, c)?;
             if start.is_none() {
                 start = sc.first_unreleased.map(|pos| (id, pos));
             }
+            moved_ts = moved_ts.or(sc.first_moved_ts);
             for &(a, b) in &sc.seqs {
                 ranges::add(&mut present, a, b);
             }
@@ -434,6 +443,10 @@ impl Spool {
         ck.next_seq = next;
         ck.acked_seq = acked;
         ranges::prune(&mut gone, acked, MAX_GONE);
+        // Positions from the frames alone (no checkpoint) are as of their first frame's
+        // read; a checkpoint's, moved forward by frames, as of the checkpoint: the earlier,
+        // so that nothing changed since is taken as seen.
+        let as_of = if state_ok { as_of } else { moved_ts };
         let mut s = Spool {
             dir: dir.to_path_buf(),
             limits,
@@ -454,11 +467,15 @@ impl Spool {
             rewound_head_ts: None,
             state_acked: ck.acked_seq,
             older_acked: older_acked.min(ck.acked_seq),
+            // The positions as read: written again as they are if `drop_oldest` rewrites
+            // `state` before the first checkpoint (without them, a restart would read every
+            // file again from its head).
             last: Checkpoint {
                 next_seq: ck.next_seq,
                 acked_seq: ck.acked_seq,
-                files: Vec::new(),
+                files: ck.files.clone(),
             },
+            as_of,
             gone,
         };
         // Fully acknowledged or empty segments: both checkpoints cover them.
@@ -499,6 +516,7 @@ impl Spool {
             first_run: !state_ok && !positions_lost,
             positions_lost,
             needs_checkpoint,
+            as_of,
         })
     }
 
@@ -1074,6 +1092,18 @@ impl Spool {
     /// `in_sink` and every frame acknowledged, nothing of the spool is fsynced; otherwise
     /// whatever was sent unsynced is fsynced now.
     pub fn checkpoint(&mut self, files: Vec<FileMark>) -> Result<(), SpoolError> {
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
+        let now = now.map_or(0, |d| d.as_millis() as u64);
+        self.checkpoint_as_of(files, Some(now))
+    }
+
+    /// [`checkpoint`](Self::checkpoint), for positions taken at `as_of` (milliseconds since
+    /// the Unix epoch; `None` for unknown): start-up writing again the positions it read.
+    pub fn checkpoint_as_of(
+        &mut self,
+        files: Vec<FileMark>,
+        as_of: Option<u64>,
+    ) -> Result<(), SpoolError> {
         if !self.syncs_frames() && self.acked + 1 < self.next_seq {
             // When the spool fsyncs frames itself, `sync` below covers the only segment with
             // bytes not on disk, the active one.
@@ -1085,6 +1115,7 @@ impl Spool {
             acked_seq: self.acked,
             files,
         };
+        self.as_of = as_of;
         self.write_state()?;
         if self.segs.len() > 1
             && self.released_segment(0, self.acked)
@@ -1113,7 +1144,7 @@ impl Spool {
         ranges::prune(&mut self.gone, self.acked, MAX_GONE);
         let path = self.dir.join("state");
         let tmp = self.dir.join("state.tmp");
-        let bytes = frame::encode_state(&self.last, &self.gone);
+        let bytes = frame::encode_state(&self.last, &self.gone, self.as_of);
         ctx(
             write_durably(&tmp, &bytes, self.limits.fsync),
             "write",
@@ -1227,11 +1258,7 @@ impl Spool {
 
 /// Reads one copy of the checkpoint; `None` when it is missing or unreadable (then set aside
 /// as `NAME.corrupt` and counted). `existed`: set when there was a file.
-fn load_state(
-    path: &Path,
-    existed: &mut bool,
-    c: &mut Counters,
-) -> Option<(Checkpoint, ranges::Ranges)> {
+fn load_state(path: &Path, existed: &mut bool, c: &mut Counters) -> Option<frame::State> {
     let why = match fs::read(path) {
         Ok(b) => match frame::decode_state(&b) {
             Ok(v) => {

@@ -96,6 +96,9 @@ pub(super) struct Scanned {
     /// Where its first frame not yet released (acknowledged, or in `gone`) starts, if any:
     /// where the sender begins after a restart.
     pub(super) first_unreleased: Option<u64>,
+    /// When the lines of its first frame that moved a position were read (milliseconds
+    /// since the Unix epoch).
+    pub(super) first_moved_ts: Option<u64>,
 }
 
 /// Scans one segment at start-up: counts damage, cuts a torn tail, moves `ck`'s file
@@ -116,6 +119,7 @@ pub(super) fn scan_segment(
     let mut holes = Vec::new();
     let mut seqs = Ranges::new();
     let mut first_unreleased = None;
+    let mut first_moved_ts = None;
     let mut dec = frame::Decoder::new(max_payload);
     while let Some(item) = ctx(r.next_item(), "read", path)? {
         match item {
@@ -142,6 +146,7 @@ pub(super) fn scan_segment(
                 }
                 *max_seq = (*max_seq).max(head.seq);
                 if head.seq >= ck.next_seq {
+                    first_moved_ts.get_or_insert(head.base_ts_ms);
                     for s in &head.sources {
                         advance(&mut ck.files, s);
                     }
@@ -182,6 +187,7 @@ pub(super) fn scan_segment(
         holes,
         seqs,
         first_unreleased,
+        first_moved_ts,
     })
 }
 

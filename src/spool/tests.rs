@@ -987,3 +987,54 @@ fn behind_a_sink_that_fsyncs_frames_go_unsynced_until_a_checkpoint_needs_them() 
     );
     fs::remove_dir_all(&d).unwrap();
 }
+
+#[test]
+fn positions_and_their_time_survive_a_drop_before_the_first_checkpoint() {
+    // `drop_oldest` writes `state` again before it deletes: right after a restart, before
+    // the agent's first checkpoint, that write must carry the positions read at start-up,
+    // and when they were taken, or a crash then would read every file again from its head.
+    let d = dir("drop-first");
+    let l = limits(OnFull::DropOldest);
+    let other = FileMark {
+        path: b"/log/b".to_vec(),
+        dev: 9,
+        ino: 9,
+        fp_len: 16,
+        fp: 0xfeed,
+        offset: 4242,
+        size: 5000,
+    };
+    let (r, _) = open(&d, l);
+    let mut s = r.spool;
+    let before = std::time::SystemTime::now();
+    s.checkpoint(vec![other.clone()]).unwrap();
+    drop(s);
+    let (r, mut c) = open(&d, l);
+    let as_of = r.as_of.expect("the checkpoint says when");
+    let t = std::time::UNIX_EPOCH + std::time::Duration::from_millis(as_of);
+    let after = std::time::SystemTime::now();
+    assert!(before - std::time::Duration::from_millis(1) <= t && t <= after);
+    assert_eq!(r.marks, vec![other.clone()]);
+    let mut s = r.spool;
+    let mut dropped = false;
+    for _ in 0..200 {
+        let f = frame(s.next_seq(), 4, 400);
+        if !s.fits(f.len()) {
+            s.drop_oldest(f.len(), &mut c).unwrap();
+            dropped = true;
+        }
+        s.append(&f).unwrap();
+    }
+    assert!(dropped && c.dropped_frames > 0);
+    drop(s);
+    let (r, _) = open(&d, l);
+    assert_eq!(r.as_of, Some(as_of));
+    let m = r.marks.iter().find(|m| (m.dev, m.ino) == (9, 9));
+    assert_eq!(m, Some(&other), "{:?}", r.marks);
+    // Start-up writing them again (a loss it found) keeps when they were taken.
+    let mut s = r.spool;
+    s.checkpoint_as_of(r.marks, r.as_of).unwrap();
+    drop(s);
+    assert_eq!(open(&d, l).0.as_of, Some(as_of));
+    fs::remove_dir_all(&d).unwrap();
+}
