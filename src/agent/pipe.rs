@@ -30,7 +30,7 @@ use smol::channel::{Receiver, Sender};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 pub(crate) type PipeRef = Local<Pipe>;
 
@@ -342,15 +342,14 @@ impl Pipe {
         if rec.needs_checkpoint || raised || positions_lost {
             // What start-up found (losses counted, numbers skipped, positions chosen) is
             // recorded at once: a crash before the first checkpoint must not count or skip
-            // it again, nor read again what was just declared skipped.
-            // As of when they were taken: a crash before the next checkpoint resumes them
-            // knowing what changed since.
-            if let Err(e) = rec.spool.checkpoint_as_of(marks.clone(), rec.as_of) {
+            // it again, nor read again what was just declared skipped. As of when the
+            // positions were taken: a crash before the next checkpoint resumes them knowing
+            // what changed since.
+            if let Err(e) = rec.spool.checkpoint(marks.clone(), rec.as_of) {
                 log::error!("{e}");
             }
         }
-        let as_of = rec.as_of.map(|ms| UNIX_EPOCH + Duration::from_millis(ms));
-        let tailer = Tailer::new(cfg.inputs.clone(), marks, as_of, first_run);
+        let tailer = Tailer::new(cfg.inputs.clone(), marks, rec.as_of, first_run);
         let mut batch = BatchBuilder::new(cfg.batch.max_lines, cfg.batch.max_bytes.0 as usize);
         batch.set_codec(cfg.batch.compression);
         let (to_deliver, commands) = smol::channel::bounded(COMMANDS);
@@ -563,7 +562,7 @@ impl Pipe {
         let now = Instant::now();
         self.last_checkpoint = now;
         self.acked_since_ck = 0;
-        match self.spool.checkpoint(marks) {
+        match self.spool.checkpoint(marks, Some(super::now_ms())) {
             Ok(()) => {
                 self.loss_unsaved = false;
                 if let Some(f) = self.ck_failing.take() {

@@ -506,10 +506,10 @@ pub fn decode_checkpoint(frame: &[u8]) -> Result<Checkpoint, FrameError> {
 pub fn encode_state(c: &Checkpoint, gone: &[(u64, u64)], as_of: Option<u64>) -> Vec<u8> {
     let mut payload = postcard::to_allocvec(c).expect("a Vec sink cannot fail");
     if !gone.is_empty() || as_of.is_some() {
-        payload.extend(postcard::to_allocvec(gone).expect("a Vec sink cannot fail"));
+        payload = postcard::to_extend(gone, payload).expect("a Vec sink cannot fail");
     }
     if let Some(t) = as_of {
-        payload.extend(postcard::to_allocvec(&t).expect("a Vec sink cannot fail"));
+        payload = postcard::to_extend(&t, payload).expect("a Vec sink cannot fail");
     }
     seal(Kind::Checkpoint, &payload)
 }

@@ -81,8 +81,9 @@ pub struct Tailer {
     files: Vec<Tailed>,
     /// Positions from the last run (or of files no input matches now), by (dev, ino).
     marks: HashMap<(u64, u64), FileMark>,
-    /// When the last run's positions were taken, if its checkpoint says.
-    as_of: Option<SystemTime>,
+    /// When the last run's positions were taken (milliseconds since the Unix epoch), if its
+    /// checkpoint says.
+    as_of: Option<u64>,
     buf: Vec<u8>,
     first_run: bool,
     started: bool,
@@ -138,12 +139,13 @@ struct Found {
 }
 
 impl Tailer {
-    /// A tailer for `inputs`, resuming from `marks`, taken at `as_of` if known; `first_run`
-    /// means no state existed, so `start_at` applies to the files already there.
+    /// A tailer for `inputs`, resuming from `marks`, taken at `as_of` (milliseconds since
+    /// the Unix epoch) if known; `first_run` means no state existed, so `start_at` applies
+    /// to the files already there.
     pub fn new(
         inputs: Vec<Input>,
         marks: Vec<FileMark>,
-        as_of: Option<SystemTime>,
+        as_of: Option<u64>,
         first_run: bool,
     ) -> Tailer {
         let mut t = Tailer {
@@ -842,30 +844,20 @@ impl Tailer {
         let mut after = Vec::new();
         // A log whose checkpointed position tells nothing of what happened while the agent
         // was down: generations of it modified since may hold lines written after it.
-        let mut unseen_since = None;
+        let mut blind = false;
         if let Some(m) = self.marks.remove(&(dev, ino)) {
-            if m.fp_len <= t.fp_len && fingerprint(&t.file, m.fp_len).ok().flatten() == Some(m.fp)
-                || m.fp_len == 0
-            {
-                if size >= m.offset {
-                    t.pos = m.offset;
-                    t.committed = m.offset;
-                    t.wire_path = String::from_utf8_lossy(&m.path).into();
-                    log::debug!("{}: resuming at byte {}", path.display(), m.offset);
-                    // Empty when last seen, nothing read: written, copied away and truncated
-                    // since, it would look just the same (emptied, or refilled from byte 0).
-                    if m.fp_len == 0 && m.offset == 0 {
-                        unseen_since = self.restart_since();
-                    }
-                } else {
-                    after = self
-                        .truncated_while_down(&m, &mut t, now, c)
-                        .unwrap_or_else(|| {
-                            unseen_since = self.restart_since();
-                            Vec::new()
-                        });
-                }
-            } else if self.copy_on_freed_inode(&t) {
+            let same = m.fp_len <= t.fp_len
+                && fingerprint(&t.file, m.fp_len).ok().flatten() == Some(m.fp)
+                || m.fp_len == 0;
+            if same && size >= m.offset {
+                t.pos = m.offset;
+                t.committed = m.offset;
+                t.wire_path = String::from_utf8_lossy(&m.path).into();
+                log::debug!("{}: resuming at byte {}", path.display(), m.offset);
+                // Empty when last seen, nothing read: written, copied away and truncated
+                // since, it would look just the same (emptied, or refilled from byte 0).
+                blind = m.fp_len == 0 && m.offset == 0;
+            } else if !same && self.copy_on_freed_inode(&t) {
                 // Another head, and it starts like a live file: a generation deleted while
                 // the agent was down (logrotate's `rotate 1`, or its oldest), its inode
                 // number taken at once by the copy of the live file logrotate is making.
@@ -875,17 +867,16 @@ impl Tailer {
                 self.vanished(&m, c);
                 t.suspect = true;
             } else {
-                // The inode no longer starts as it did: truncated while not open and written
-                // again (copytruncate while the agent was down), or reused by a new file.
-                // Either way it is read from its head; the rest of what the mark knew is in
-                // a copy, or lost.
-                log::debug!("{}: new content under a known inode", path.display());
-                after = self
-                    .truncated_while_down(&m, &mut t, now, c)
-                    .unwrap_or_else(|| {
-                        unseen_since = self.restart_since();
-                        Vec::new()
-                    });
+                // Shorter than the mark, or no longer starting as it did: truncated while not
+                // open and perhaps written again (copytruncate while the agent was down), or
+                // the inode reused by a new file. Either way it is read from its head; the
+                // rest of what the mark knew is in a copy, or lost.
+                if !same {
+                    log::debug!("{}: new content under a known inode", path.display());
+                }
+                let found = self.truncated_while_down(&m, &mut t, now, c);
+                blind = found.is_none();
+                after = found.unwrap_or_default();
             }
         } else if !self.started && self.first_run && self.inputs[idx].start_at == StartAt::Tail {
             t.pos = size;
@@ -919,7 +910,7 @@ impl Tailer {
                     let since = f.file.metadata().and_then(|m| m.modified()).ok()?;
                     Some((Some(k), since, f.file.try_clone().ok()))
                 })
-        } else if let Some(since) = unseen_since {
+        } else if let Some(since) = self.restart_since().filter(|_| blind) {
             Some((None, since, t.file.try_clone().ok()))
         } else if self.started
             && self
@@ -1377,8 +1368,8 @@ impl Tailer {
     /// taken early is a generation modified just before, known by its own mark if it was
     /// read).
     fn restart_since(&self) -> Option<SystemTime> {
-        let t = self.as_of.filter(|_| !self.started)?;
-        t.checked_sub(Duration::from_secs(1))
+        let ms = self.as_of.filter(|_| !self.started)?;
+        Some(std::time::UNIX_EPOCH + Duration::from_millis(ms.saturating_sub(1000)))
     }
 
     /// Whether file `i`, last seen empty with nothing of it read (`empty_at`), was written

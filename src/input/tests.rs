@@ -16,7 +16,7 @@ struct Rig {
     /// (file name as sent, line) in the order they were framed.
     got: Vec<(String, String)>,
     /// When [`marks`](Self::marks) last took the positions: the checkpoint's time.
-    marked_at: Option<SystemTime>,
+    marked_at: Option<u64>,
 }
 
 impl Rig {
@@ -122,7 +122,7 @@ impl Rig {
 
     /// The positions a checkpoint would take now, and when (as the agent's do).
     fn marks(&mut self) -> Vec<FileMark> {
-        self.marked_at = Some(SystemTime::now());
+        self.marked_at = Some(crate::agent::now_ms());
         self.t.marks(&self.b)
     }
 

@@ -222,8 +222,10 @@ pub struct Spool {
     /// older, so that either copy with the frames after it gives the positions.
     state_acked: u64,
     older_acked: u64,
-    /// The last checkpoint written (or read): `drop_oldest` writes it again with the numbers
-    /// it dropped, before it deletes them.
+    /// The last checkpoint written: `drop_oldest` writes it again with the numbers it
+    /// dropped, before it deletes them. Its positions are empty until the first checkpoint
+    /// of the run, so a checkpoint comes before any `drop_oldest` (the collector takes one
+    /// first: the frames about to go must not be read again at a restart).
     last: Checkpoint,
     /// When `last`'s positions were taken, in milliseconds since the Unix epoch.
     as_of: Option<u64>,
@@ -467,13 +469,10 @@ impl Spool {
             rewound_head_ts: None,
             state_acked: ck.acked_seq,
             older_acked: older_acked.min(ck.acked_seq),
-            // The positions as read: written again as they are if `drop_oldest` rewrites
-            // `state` before the first checkpoint (without them, a restart would read every
-            // file again from its head).
             last: Checkpoint {
                 next_seq: ck.next_seq,
                 acked_seq: ck.acked_seq,
-                files: ck.files.clone(),
+                files: Vec::new(),
             },
             as_of,
             gone,
@@ -1091,15 +1090,10 @@ impl Spool {
     /// spool (fsynced), or in a sink that fsyncs what it acknowledges (`in_sink`). With
     /// `in_sink` and every frame acknowledged, nothing of the spool is fsynced; otherwise
     /// whatever was sent unsynced is fsynced now.
-    pub fn checkpoint(&mut self, files: Vec<FileMark>) -> Result<(), SpoolError> {
-        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
-        let now = now.map_or(0, |d| d.as_millis() as u64);
-        self.checkpoint_as_of(files, Some(now))
-    }
-
-    /// [`checkpoint`](Self::checkpoint), for positions taken at `as_of` (milliseconds since
-    /// the Unix epoch; `None` for unknown): start-up writing again the positions it read.
-    pub fn checkpoint_as_of(
+    ///
+    /// `as_of`: when `files` were taken, in milliseconds since the Unix epoch (`None`:
+    /// unknown); a restart checks the files' directories against it.
+    pub fn checkpoint(
         &mut self,
         files: Vec<FileMark>,
         as_of: Option<u64>,

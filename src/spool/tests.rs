@@ -75,7 +75,7 @@ fn frames_come_back_in_order_and_sequence_numbers_survive_a_restart() {
     }
     assert_eq!(drain(&mut s, &mut c), (1..=12).collect::<Vec<_>>());
     s.ack(12, &mut c);
-    s.checkpoint(vec![]).unwrap();
+    s.checkpoint(vec![], None).unwrap();
     // Frames after the checkpoint: at restart their sources move the positions forward.
     for i in 13..=20 {
         assert_eq!(s.append(&frame(s.next_seq(), 5, i * 500)).unwrap(), i);
@@ -256,7 +256,7 @@ fn acknowledged_segments_are_deleted_at_checkpoint() {
     assert!(s.reclaimable());
     // One checkpoint frees the room (it writes both copies when a segment can go): a full
     // spool under `block` may see no other.
-    s.checkpoint(vec![]).unwrap();
+    s.checkpoint(vec![], None).unwrap();
     assert!(
         s.bytes() < before / 4,
         "{} of {before} bytes left",
@@ -314,9 +314,9 @@ fn a_lost_state_falls_back_to_the_older_copy_with_the_same_positions() {
     let last = fill(&mut s, 30);
     drain(&mut s, &mut c);
     s.ack(last, &mut c);
-    s.checkpoint(vec![mark(last * 200)]).unwrap();
+    s.checkpoint(vec![mark(last * 200)], None).unwrap();
     let last = fill(&mut s, 5);
-    s.checkpoint(vec![mark(last * 200)]).unwrap();
+    s.checkpoint(vec![mark(last * 200)], None).unwrap();
     drop(s);
     fs::remove_file(d.join("state")).unwrap();
     let (r, c) = open(&d, limits(OnFull::Block));
@@ -333,7 +333,7 @@ fn frames_missing_between_segments_are_counted_once() {
     let (r, _) = open(&d, limits(OnFull::Block));
     let mut s = r.spool;
     fill(&mut s, 150);
-    s.checkpoint(vec![mark(0)]).unwrap();
+    s.checkpoint(vec![mark(0)], None).unwrap();
     drop(s);
     let segs: Vec<u64> = {
         let mut v: Vec<u64> = fs::read_dir(&d)
@@ -357,7 +357,7 @@ fn frames_missing_between_segments_are_counted_once() {
     assert_eq!(s.next_seq(), 1 + SEQ_RESERVE);
     let sent = drain(&mut s, &mut c2);
     assert_eq!(sent.len() as u64 + want, 150);
-    s.checkpoint(r.marks).unwrap();
+    s.checkpoint(r.marks, None).unwrap();
     drop(s);
     let (_, c3) = open(&d, limits(OnFull::Block));
     assert_eq!(c3.spool_lost_frames, 0, "counted again");
@@ -370,7 +370,7 @@ fn a_segment_cut_in_half_counts_its_lost_frames_and_appends_after_a_gap_start_a_
     let (r, _) = open(&d, limits(OnFull::Block));
     let mut s = r.spool;
     fill(&mut s, 6);
-    s.checkpoint(vec![mark(0)]).unwrap();
+    s.checkpoint(vec![mark(0)], None).unwrap();
     drop(s);
     let seg = d.join(seg_name(1));
     let len = fs::metadata(&seg).unwrap().len();
@@ -397,7 +397,7 @@ fn a_segment_cut_in_half_counts_its_lost_frames_and_appends_after_a_gap_start_a_
     s.ack(3, &mut c);
     assert_eq!(s.backlog(), 0);
     s.append(&frame(next, 2, 1400)).unwrap();
-    s.checkpoint(r.marks).unwrap();
+    s.checkpoint(r.marks, None).unwrap();
     drop(s);
     // The next frame went to a segment of its own, named for it: the gap is not found again.
     assert!(d.join(seg_name(next)).exists());
@@ -414,7 +414,7 @@ fn numbers_sent_before_damage_cut_their_records_are_never_given_out_again() {
     let d = dir("reserved");
     let (r, mut c) = open(&d, limits(OnFull::Block));
     let mut s = r.spool;
-    s.checkpoint(vec![]).unwrap();
+    s.checkpoint(vec![], None).unwrap();
     for i in 1..=3 {
         s.append(&frame(s.next_seq(), 2, i * 200)).unwrap();
     }
@@ -437,7 +437,7 @@ fn numbers_sent_before_damage_cut_their_records_are_never_given_out_again() {
     assert_eq!(c.spool_lost_frames, 0);
     // Without damage, a restart skips nothing.
     let mut s = r.spool;
-    s.checkpoint(r.marks).unwrap();
+    s.checkpoint(r.marks, None).unwrap();
     s.append(&frame(next, 2, 1000)).unwrap();
     s.sync().unwrap();
     drop(s);
@@ -457,7 +457,7 @@ fn a_directory_under_a_segment_name_is_set_aside_and_reserves_its_number() {
     assert_eq!(r.spool.next_seq(), 100);
     assert_eq!(c.spool_lost_frames, 0);
     let mut s = r.spool;
-    s.checkpoint(r.marks).unwrap();
+    s.checkpoint(r.marks, None).unwrap();
     drop(s);
     let (r, c) = open(&d, limits(OnFull::Block));
     assert_eq!((r.spool.next_seq(), c.spool_lost_frames), (100, 0));
@@ -475,7 +475,7 @@ fn a_segment_name_beyond_any_sequence_number_is_set_aside() {
     for _ in 0..5 {
         s.append(&frame(s.next_seq(), 2, 200)).unwrap();
     }
-    s.checkpoint(vec![mark(200)]).unwrap();
+    s.checkpoint(vec![mark(200)], None).unwrap();
     assert_eq!(drain(&mut s, &mut c), [1, 2, 3, 4, 5]);
     drop(s);
     let stray = seg_name(u64::MAX - 5);
@@ -506,7 +506,7 @@ fn dropped_frames_are_not_counted_again_nor_sent_after_a_restart() {
     for _ in 0..199 {
         let f = frame(s.next_seq(), 4, 400);
         if !s.fits(f.len()) {
-            s.checkpoint(vec![mark(0)]).unwrap();
+            s.checkpoint(vec![mark(0)], None).unwrap();
             s.drop_oldest(f.len(), &mut c).unwrap();
         }
         s.append(&f).unwrap();
@@ -538,7 +538,7 @@ fn an_orphan_rewound_is_counted_dropped_once() {
     for _ in 0..199 {
         let f = frame(s.next_seq(), 4, 400);
         if !s.fits(f.len()) {
-            s.checkpoint(vec![mark(0)]).unwrap();
+            s.checkpoint(vec![mark(0)], None).unwrap();
             s.drop_oldest(f.len(), &mut c).unwrap();
         }
         s.append(&f).unwrap();
@@ -549,7 +549,7 @@ fn an_orphan_rewound_is_counted_dropped_once() {
     assert_eq!(c.dropped_lines, 4 * (before + 1));
     let left = drain(&mut s, &mut c);
     assert_eq!(c.dropped_frames + left.len() as u64, 200);
-    s.checkpoint(vec![mark(0)]).unwrap();
+    s.checkpoint(vec![mark(0)], None).unwrap();
     drop(s);
     let (_, c2) = open(&d, l);
     assert_eq!(c2.spool_lost_frames, 0);
@@ -568,7 +568,7 @@ fn a_frame_cut_smaller_is_replaced_by_its_pieces_and_positions_never_go_back() {
     s.append(&frame(1, 4, 400)).unwrap();
     s.append(&frame(2, 4, 800)).unwrap();
     // The state before the cut: positions come from the frames written after it.
-    s.checkpoint(vec![]).unwrap();
+    s.checkpoint(vec![], None).unwrap();
     let mut buf = Vec::new();
     assert_eq!(s.next_unsent(&mut buf, &mut c).unwrap(), Some(1));
     let mut dec = frame::Decoder::default();
@@ -606,7 +606,7 @@ fn a_frame_cut_smaller_is_replaced_by_its_pieces_and_positions_never_go_back() {
     assert_eq!(s.next_unsent(&mut buf, &mut c).unwrap(), Some(1));
     let pieces = frame::rebatch(&buf, 500, frame::Codec::None, 3, &[mark(800)], &mut dec).unwrap();
     s.replace(1, &pieces).unwrap();
-    s.checkpoint(vec![mark(800)]).unwrap();
+    s.checkpoint(vec![mark(800)], None).unwrap();
     let last = 2 + pieces.len() as u64;
     assert_eq!(drain(&mut s, &mut c), (2..=last).collect::<Vec<_>>());
     s.ack(last, &mut c);
@@ -614,7 +614,7 @@ fn a_frame_cut_smaller_is_replaced_by_its_pieces_and_positions_never_go_back() {
         (c.frames_acked, c.lines_acked),
         (1 + pieces.len() as u64, 8)
     );
-    s.checkpoint(vec![mark(800)]).unwrap();
+    s.checkpoint(vec![mark(800)], None).unwrap();
     let (r, mut c) = open(&d, limits(OnFull::Block));
     let mut s = r.spool;
     assert_eq!(drain(&mut s, &mut c), Vec::<u64>::new());
@@ -630,7 +630,7 @@ fn a_frame_cut_smaller_is_replaced_by_its_pieces_and_positions_never_go_back() {
     assert_eq!(s.next_unsent(&mut buf, &mut c).unwrap(), Some(1));
     let pieces = frame::rebatch(&buf, 300, frame::Codec::None, 2, &[mark(400)], &mut dec).unwrap();
     s.replace(1, &pieces).unwrap();
-    s.checkpoint(vec![mark(400)]).unwrap();
+    s.checkpoint(vec![mark(400)], None).unwrap();
     drop(s);
     let (r, mut c) = open(&d, limits(OnFull::Block));
     let mut s = r.spool;
@@ -721,7 +721,7 @@ fn after_a_restart_released_frames_are_not_counted_as_waiting() {
     }
     assert_eq!(drain(&mut s, &mut c).len(), 6);
     s.ack(4, &mut c);
-    s.checkpoint(vec![]).unwrap();
+    s.checkpoint(vec![], None).unwrap();
     drop(s);
     let (r, mut c) = open(&d, limits(OnFull::Block));
     let mut s = r.spool;
@@ -729,7 +729,7 @@ fn after_a_restart_released_frames_are_not_counted_as_waiting() {
     assert!(s.durable_unsent());
     assert_eq!(drain(&mut s, &mut c), [5, 6]);
     s.ack(6, &mut c);
-    s.checkpoint(vec![]).unwrap();
+    s.checkpoint(vec![], None).unwrap();
     drop(s);
     // Everything released, the segment still there (the older checkpoint does not cover it).
     let (r, _) = open(&d, limits(OnFull::Block));
@@ -772,7 +772,7 @@ fn many_ranges_of_numbers_gone_never_hide_a_frame() {
         s.next_seq = seq + 10;
     }
     s.sync().unwrap();
-    s.checkpoint(vec![]).unwrap();
+    s.checkpoint(vec![], None).unwrap();
     assert_eq!(drain(&mut s, &mut c), sent);
     drop(s);
     let (r, mut c) = open(&d, l);
@@ -961,7 +961,7 @@ fn behind_a_sink_that_fsyncs_frames_go_unsynced_until_a_checkpoint_needs_them() 
     }
     assert_eq!(send(&mut s, &mut c), vec![1, 2, 3]);
     s.ack(3, &mut c);
-    s.checkpoint(vec![]).unwrap();
+    s.checkpoint(vec![], None).unwrap();
     assert_eq!(
         unsynced(&s),
         1,
@@ -973,7 +973,7 @@ fn behind_a_sink_that_fsyncs_frames_go_unsynced_until_a_checkpoint_needs_them() 
     assert!(s.segs.len() > 2);
     assert_eq!(send(&mut s, &mut c), (4..=30).collect::<Vec<_>>());
     s.ack(20, &mut c);
-    s.checkpoint(vec![]).unwrap();
+    s.checkpoint(vec![], None).unwrap();
     assert_eq!(unsynced(&s), 0, "frames 21 to 30 are not in the sink yet");
     for i in 31..=35 {
         s.append(&frame(s.next_seq(), 5, i * 500)).unwrap();
@@ -989,11 +989,11 @@ fn behind_a_sink_that_fsyncs_frames_go_unsynced_until_a_checkpoint_needs_them() 
 }
 
 #[test]
-fn positions_and_their_time_survive_a_drop_before_the_first_checkpoint() {
-    // `drop_oldest` writes `state` again before it deletes: right after a restart, before
-    // the agent's first checkpoint, that write must carry the positions read at start-up,
-    // and when they were taken, or a crash then would read every file again from its head.
-    let d = dir("drop-first");
+fn the_time_of_the_positions_survives_a_restart_and_the_rewrites_of_state() {
+    // `state` says when its positions were taken; `drop_oldest` writing it again (with the
+    // numbers it dropped) and start-up writing the positions it read again keep that time,
+    // not theirs: what changed in the files' directories since is still seen as such.
+    let d = dir("as-of");
     let l = limits(OnFull::DropOldest);
     let other = FileMark {
         path: b"/log/b".to_vec(),
@@ -1004,18 +1004,11 @@ fn positions_and_their_time_survive_a_drop_before_the_first_checkpoint() {
         offset: 4242,
         size: 5000,
     };
-    let (r, _) = open(&d, l);
-    let mut s = r.spool;
-    let before = std::time::SystemTime::now();
-    s.checkpoint(vec![other.clone()]).unwrap();
-    drop(s);
     let (r, mut c) = open(&d, l);
-    let as_of = r.as_of.expect("the checkpoint says when");
-    let t = std::time::UNIX_EPOCH + std::time::Duration::from_millis(as_of);
-    let after = std::time::SystemTime::now();
-    assert!(before - std::time::Duration::from_millis(1) <= t && t <= after);
-    assert_eq!(r.marks, vec![other.clone()]);
+    assert_eq!(r.as_of, None);
     let mut s = r.spool;
+    let t = 1_796_083_200_123;
+    s.checkpoint(vec![other.clone()], Some(t)).unwrap();
     let mut dropped = false;
     for _ in 0..200 {
         let f = frame(s.next_seq(), 4, 400);
@@ -1028,13 +1021,39 @@ fn positions_and_their_time_survive_a_drop_before_the_first_checkpoint() {
     assert!(dropped && c.dropped_frames > 0);
     drop(s);
     let (r, _) = open(&d, l);
-    assert_eq!(r.as_of, Some(as_of));
+    assert_eq!(r.as_of, Some(t));
     let m = r.marks.iter().find(|m| (m.dev, m.ino) == (9, 9));
     assert_eq!(m, Some(&other), "{:?}", r.marks);
-    // Start-up writing them again (a loss it found) keeps when they were taken.
     let mut s = r.spool;
-    s.checkpoint_as_of(r.marks, r.as_of).unwrap();
+    s.checkpoint(r.marks, r.as_of).unwrap();
     drop(s);
-    assert_eq!(open(&d, l).0.as_of, Some(as_of));
+    assert_eq!(open(&d, l).0.as_of, Some(t));
+    fs::remove_dir_all(&d).unwrap();
+}
+
+#[test]
+fn positions_from_frames_alone_are_as_of_the_first_frame_read() {
+    // No checkpoint (the agent died before its first): the positions come from the frames,
+    // as of when the first of them was read.
+    let d = dir("as-of-frames");
+    let l = limits(OnFull::Block);
+    let (r, _) = open(&d, l);
+    let mut s = r.spool;
+    let mut b = BatchBuilder::new(10, 1 << 20);
+    let src = SourceRef {
+        path: "/log/a",
+        dev: 1,
+        ino: 7,
+        fp_len: 0,
+        fp: 0,
+    };
+    for (seq, ts) in [(1, 5_000), (2, 9_000)] {
+        b.push(&src, seq * 10, seq * 10 + 10, ts, 0, b"line");
+        s.append(&b.finish("t", seq)).unwrap();
+    }
+    drop(s);
+    let (r, _) = open(&d, l);
+    assert_eq!(r.as_of, Some(5_000));
+    assert_eq!(r.marks.len(), 1);
     fs::remove_dir_all(&d).unwrap();
 }
