@@ -309,3 +309,43 @@ fn lines_copied_away_while_down_right_after_a_claimed_copy_are_read() {
         assert_eq!(stat(&log, "truncated", "B"), 0, "{log}");
     }
 }
+
+#[test]
+fn a_file_read_whole_and_truncated_before_a_crash_counts_no_loss_at_the_restart() {
+    // The checkpoint saw the log long; it was copied away and truncated (the copy claimed),
+    // written again and read to its end, and the agent killed before the next checkpoint:
+    // the restart has the position from the frames, of the new content. The file then
+    // deleted (or truncated with no copy) while down lost nothing unread, and the counters
+    // say so, not the old content's size again.
+    for delete in [true, false] {
+        let s = Scratch::new(&format!("no-overcount-{delete}"));
+        let f = s.path("logs/app.log");
+        let cfg = s.config("", &input("app", &f.display().to_string(), ""), "");
+        let a = Agent::start(&s, &cfg);
+        for i in 0..100 {
+            append(&f, &line("w", i));
+        }
+        wait_lines(&s.path("out.tbf"), 100, 10);
+        // The 5 s checkpoint, with the log 100 lines long.
+        std::thread::sleep(Duration::from_millis(5500));
+        copytruncate_rotate_1(&f);
+        a.wait_log("truncated at byte", 10);
+        for i in 100..105 {
+            append(&f, &line("w", i));
+        }
+        wait_lines(&s.path("out.tbf"), 105, 10);
+        a.kill9();
+        if delete {
+            fs::remove_file(&f).unwrap();
+        } else {
+            truncate(&f);
+        }
+        let a = Agent::start(&s, &cfg);
+        std::thread::sleep(Duration::from_millis(1500));
+        let log = a.stop();
+        let got = read_sink(&s.path("out.tbf"));
+        assert_eq!(numbers(&got, "w"), (0..105).collect::<Vec<_>>(), "{log}");
+        assert_eq!(stat(&log, "vanished", "B"), 0, "{log}");
+        assert_eq!(stat(&log, "truncated", "B"), 0, "{log}");
+    }
+}

@@ -192,6 +192,10 @@ pub(super) fn scan_segment(
 }
 
 /// Moves `files` forward by one source of a frame: the file's position becomes the frame's.
+/// The size last seen stays, unless the frame is of other content under the same inode (a
+/// truncation since: its end before the position, or another head of the same length);
+/// then it is the frame's end, or a file lost or truncated after the restart would have
+/// the old content's unread rest counted again.
 pub(crate) fn advance(files: &mut Vec<FileMark>, s: &frame::Source<'_>) {
     let m = FileMark {
         path: s.path.as_bytes().to_vec(),
@@ -204,7 +208,9 @@ pub(crate) fn advance(files: &mut Vec<FileMark>, s: &frame::Source<'_>) {
     };
     match files.iter_mut().find(|f| (f.dev, f.ino) == (s.dev, s.ino)) {
         Some(f) => {
-            let size = f.size.max(s.end);
+            let other =
+                s.end < f.offset || (s.fp_len, s.fp) != (f.fp_len, f.fp) && s.fp_len == f.fp_len;
+            let size = if other { s.end } else { f.size.max(s.end) };
             *f = m;
             f.size = size;
         }

@@ -1057,3 +1057,48 @@ fn positions_from_frames_alone_are_as_of_the_first_frame_read() {
     assert_eq!(r.marks.len(), 1);
     fs::remove_dir_all(&d).unwrap();
 }
+
+#[test]
+fn a_frame_of_new_content_under_a_marked_inode_does_not_keep_the_old_size() {
+    // The checkpoint saw the file 5,000 bytes long and read to 1,000; it was truncated and
+    // written again since, and a frame of the new content (to 300) came after. At a restart
+    // the old size would have 4,700 bytes counted lost again if the file went or was
+    // truncated: they were the old content's, counted (or read) then. The same content
+    // moving on keeps the size it was seen at.
+    let d = dir("advance-size");
+    let l = limits(OnFull::Block);
+    let old = FileMark {
+        path: b"/log/a".to_vec(),
+        dev: 1,
+        ino: 7,
+        fp_len: 256,
+        fp: 0xaaaa,
+        offset: 1000,
+        size: 5000,
+    };
+    for (fp, end, size) in [
+        (0xbbbb, 300, 300),
+        (0xbbbb, 1200, 1200),
+        (0xaaaa, 1200, 5000),
+    ] {
+        let (r, _) = open(&d, l);
+        let mut s = r.spool;
+        s.checkpoint(vec![old.clone()], None).unwrap();
+        let src = SourceRef {
+            path: "/log/a",
+            dev: 1,
+            ino: 7,
+            fp_len: 256,
+            fp,
+        };
+        let mut b = BatchBuilder::new(10, 1 << 20);
+        b.push(&src, end - 10, end, 1000, 0, b"line");
+        s.append(&b.finish("t", s.next_seq())).unwrap();
+        drop(s);
+        let (r, _) = open(&d, l);
+        assert_eq!(r.marks.len(), 1);
+        let m = &r.marks[0];
+        assert_eq!((m.fp, m.offset, m.size), (fp, end, size), "{fp:x} to {end}");
+        fs::remove_dir_all(&d).unwrap();
+    }
+}
