@@ -349,3 +349,68 @@ fn a_file_read_whole_and_truncated_before_a_crash_counts_no_loss_at_the_restart(
         assert_eq!(stat(&log, "truncated", "B"), 0, "{log}");
     }
 }
+
+#[test]
+fn generations_whose_lines_all_begin_alike_are_each_read_once_after_a_restart() {
+    // Lines longer than the agent's fingerprint that all begin with the same 300 bytes (a
+    // banner, no timestamp first): every generation of the log starts the same. The agent
+    // is down across two copytruncates (`rotate 2`); at the restart the copy that holds
+    // what its checkpoint knew is the older one, the newer and the live file come after.
+    let banner = "B".repeat(300);
+    for (glob, more) in [("app.log", 2), ("app.log", 8), ("app.log*", 8)] {
+        let s = Scratch::new(&format!("same-head-{}-{more}", glob.len()));
+        let f = s.path("logs/app.log");
+        let put = |tag: &str, r: std::ops::Range<u64>| {
+            for i in r {
+                append(&f, &format!("{banner} {}", line(tag, i)));
+            }
+        };
+        let cfg = s.config(
+            "",
+            &input(
+                "app",
+                &format!("{}/{glob}", f.parent().unwrap().display()),
+                "",
+            ),
+            "",
+        );
+        let a = Agent::start(&s, &cfg);
+        put("a", 0..5);
+        wait_lines(&s.path("out.tbf"), 5, 10);
+        a.stop();
+        put("b", 0..3);
+        let (one, two) = (s.path("logs/app.log.1"), s.path("logs/app.log.2"));
+        fs::copy(&f, &one).unwrap();
+        truncate(&f);
+        put("c", 0..3);
+        std::thread::sleep(Duration::from_millis(20));
+        fs::rename(&one, &two).unwrap();
+        fs::copy(&f, &one).unwrap();
+        truncate(&f);
+        put("d", 0..more);
+        let a = Agent::start(&s, &cfg);
+        let got = wait_lines(&s.path("out.tbf"), 11 + more as usize, 10);
+        std::thread::sleep(Duration::from_millis(800));
+        let log = a.stop();
+        let texts: Vec<String> = read_sink(&s.path("out.tbf"))
+            .iter()
+            .map(|g| {
+                String::from_utf8_lossy(&g.text)
+                    .trim_start_matches('B')
+                    .to_string()
+            })
+            .collect();
+        assert_eq!(texts.len(), got.len(), "{texts:?}\n{log}");
+        for (tag, n) in [("a", 5), ("b", 3), ("c", 3), ("d", more)] {
+            let want: Vec<String> = (0..n)
+                .map(|i| format!(" {}", line(tag, i).trim_end_matches('\n')))
+                .collect();
+            let have: Vec<String> = texts
+                .iter()
+                .filter(|t| t.starts_with(&format!(" {tag} ")))
+                .cloned()
+                .collect();
+            assert_eq!(have, want, "{glob} {more}: {texts:?}\n{log}");
+        }
+    }
+}

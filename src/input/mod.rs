@@ -849,7 +849,15 @@ impl Tailer {
             let same = m.fp_len <= t.fp_len
                 && fingerprint(&t.file, m.fp_len).ok().flatten() == Some(m.fp)
                 || m.fp_len == 0;
-            if same && size >= m.offset {
+            // Starting the same and long enough, it may still have been copied away and
+            // written again while the agent was down, when every line begins alike: a copy
+            // made since with other bytes before the position says so.
+            let kept = same
+                && size >= m.offset
+                && self
+                    .copy_since(&path, (dev, ino), &m)
+                    .is_none_or(|copy| same_before(&t.file, &copy, m.offset));
+            if kept {
                 t.pos = m.offset;
                 t.committed = m.offset;
                 t.wire_path = String::from_utf8_lossy(&m.path).into();
@@ -1001,8 +1009,9 @@ impl Tailer {
     }
 
     /// The copy of a file the agent has a mark for, if the file was truncated while it was
-    /// not open (shorter than the mark's offset, or another head) and copytruncate left a
-    /// copy of what the mark knew.
+    /// not open (shorter than the mark's offset, another head, or at a restart other bytes
+    /// before the offset than the copy made while down has) and copytruncate left a copy of
+    /// what the mark knew.
     fn copy_left_while_down(&self, path: &Path, key: (u64, u64), size: u64) -> Option<PathBuf> {
         let m = self.marks.get(&key)?;
         if m.fp_len == 0 {
@@ -1010,11 +1019,55 @@ impl Tailer {
         }
         let file = std::fs::File::open(path).ok()?;
         if size >= m.offset && fingerprint(&file, m.fp_len).ok().flatten() == Some(m.fp) {
-            return None;
+            return self
+                .copy_since(path, key, m)
+                .filter(|c| !same_before(&file, c, m.offset));
         }
         let dir = path.parent().unwrap_or(Path::new("."));
         let open = |k: (u64, u64)| self.files.iter().any(|f| (f.dev, f.ino) == k && !f.suspect);
-        find_copy(dir, &[(m.fp_len, m.fp)], key, &|k, _| open(k))
+        self.copy_since(path, key, m)
+            .or_else(|| find_copy(dir, &[(m.fp_len, m.fp)], key, &|k, _| open(k)))
+    }
+
+    /// At a restart, the copy of what mark `m` of the log at `live` knew, made while the
+    /// agent was down: a generation of the log that no one knows, modified since the
+    /// checkpoint and starting as the mark says. The oldest: copies made after it hold what
+    /// was written later, and when every line begins alike (a banner longer than the
+    /// fingerprint) they all start the same.
+    fn copy_since(&self, live: &Path, not: Key, m: &FileMark) -> Option<PathBuf> {
+        let since = self.restart_since()?;
+        if family(live) != live || m.fp_len == 0 {
+            return None;
+        }
+        let dir = live.parent().unwrap_or(Path::new("."));
+        std::fs::read_dir(dir)
+            .ok()?
+            .flatten()
+            .filter_map(|e| {
+                let p = e.path();
+                let md = e.metadata().ok()?;
+                let key = (md.dev(), md.ino());
+                let mtime = md.modified().ok()?;
+                let unknown = !self
+                    .files
+                    .iter()
+                    .any(|f| (f.dev, f.ino) == key && !f.suspect)
+                    && !self.marks.get(&key).is_some_and(|k| names_file(k, &p));
+                if !md.is_file()
+                    || key == not
+                    || family(&p) != live
+                    || mtime < since
+                    || md.len() < u64::from(m.fp_len)
+                    || !unknown
+                {
+                    return None;
+                }
+                let f = std::fs::File::open(&p).ok()?;
+                (fingerprint(&f, m.fp_len).ok().flatten() == Some(m.fp)).then_some((mtime, p))
+            })
+            // The same time (a coarse clock): `app.log.2` before `app.log.1`.
+            .min_by(|a, b| a.0.cmp(&b.0).then_with(|| b.1.cmp(&a.1)))
+            .map(|(_, p)| p)
     }
 
     /// Whether `t` may be a copy of a live file still being written: empty, or no longer than
@@ -1022,7 +1075,15 @@ impl Tailer {
     /// generation longer than the live file (a log of repeated lines may start just like
     /// it) is not one, and is read.
     fn in_the_making(&self, t: &Tailed) -> bool {
-        t.size == 0 || self.live_starts_as(t, t.size)
+        // All its bytes (up to PREFIX_CHECK), not only its fingerprint: when every line
+        // begins alike, every generation has a live file's fingerprint.
+        let of = |f: &std::fs::File| is_prefix_of(&t.file, f);
+        t.size == 0
+            || self.unopened_live(t).is_some_and(|(f, _)| of(&f))
+            || self
+                .files
+                .iter()
+                .any(|f| f.rotated.is_none() && (f.dev, f.ino) != (t.dev, t.ino) && of(&f.file))
     }
 
     /// Whether a live file, `len` bytes long or longer now (not at the last look: the writer
@@ -1134,7 +1195,11 @@ impl Tailer {
         let open = |k: (u64, u64)| self.files.iter().any(|f| (f.dev, f.ino) == k && !f.suspect);
         let fps = [(m.fp_len, m.fp)];
         let not = (live.dev, live.ino);
-        let found = match find_copy(dir, &fps, not, &|k, _| open(k)) {
+        let name = Path::new(std::ffi::OsStr::from_bytes(&m.path));
+        let copy = self
+            .copy_since(name, not, m)
+            .or_else(|| find_copy(dir, &fps, not, &|k, _| open(k)));
+        let found = match copy {
             Some(copy) => Some((copy, true)),
             // Or open already: resumed by a mark of its own, claimed before the restart.
             // The generations copied away after it are still to be found.
@@ -2356,6 +2421,20 @@ fn is_prefix_of(f: &std::fs::File, of: &std::fs::File) -> bool {
     let n = a.len().min(PREFIX_CHECK) as usize;
     let (mut x, mut y) = (vec![0u8; n], vec![0u8; n]);
     f.read_exact_at(&mut x, 0).is_ok() && of.read_exact_at(&mut y, 0).is_ok() && x == y
+}
+
+/// Whether `a` and the file at `b` hold the same bytes before `at` (the last up to 4 KiB:
+/// the end of the line read last, where lines that begin alike differ).
+fn same_before(a: &std::fs::File, b: &Path, at: u64) -> bool {
+    use std::os::unix::fs::FileExt;
+    let n = at.min(4 << 10) as usize;
+    let (mut x, mut y) = (vec![0u8; n], vec![0u8; n]);
+    let Ok(b) = std::fs::File::open(b) else {
+        return false;
+    };
+    a.read_exact_at(&mut x, at - n as u64).is_ok()
+        && b.read_exact_at(&mut y, at - n as u64).is_ok()
+        && x == y
 }
 
 /// How many bytes [`is_prefix_of`] compares: past a header or banner, two generations of a

@@ -3368,3 +3368,63 @@ fn lines_copied_away_while_down_from_a_log_whose_checkpoint_tells_nothing_are_re
         assert!(r.invented().is_empty(), "{case}");
     }
 }
+
+#[test]
+fn generations_that_share_their_first_bytes_are_told_apart_at_a_restart() {
+    // Lines longer than the fingerprint that all begin alike (a banner, no timestamp):
+    // every generation of the log has the same first 256 bytes, the live file too. The
+    // agent is down across two copytruncates (`rotate 2`): the copy that holds what the
+    // checkpoint knows is the older one, the first made after the checkpoint; the newer
+    // one and the live file hold what came after. The live file is left shorter than the
+    // position (seen truncated), or longer (nothing but its bytes before the position
+    // tell that it was rewritten).
+    let prefix = "P".repeat(300);
+    let put = |r: &Rig, tag: &str, range: std::ops::Range<u32>| {
+        let text: String = range.map(|i| format!("{prefix} {tag} {i:04}\n")).collect();
+        r.write("app.log", &text);
+    };
+    let nums = |r: &Rig, tag: &str| -> Vec<u32> {
+        let want = format!("{prefix} {tag} ");
+        r.got
+            .iter()
+            .filter_map(|(_, l)| l.strip_prefix(&want)?.parse().ok())
+            .collect()
+    };
+    for (glob, long) in [
+        ("app.log", false),
+        ("app.log", true),
+        ("app.log*", false),
+        ("app.log*", true),
+    ] {
+        let name = format!("shared-head-{}-{long}", glob.len());
+        let mut r = Rig::new(&name, glob, "");
+        put(&r, "a", 0..5);
+        r.poll(Duration::ZERO);
+        let marks = r.marks();
+        // Down from here.
+        std::thread::sleep(Duration::from_millis(20));
+        put(&r, "b", 0..3);
+        fs::copy(r.path("app.log"), r.path("app.log.1")).unwrap();
+        r.truncate("app.log");
+        put(&r, "c", 0..3);
+        std::thread::sleep(Duration::from_millis(20));
+        fs::rename(r.path("app.log.1"), r.path("app.log.2")).unwrap();
+        fs::copy(r.path("app.log"), r.path("app.log.1")).unwrap();
+        r.truncate("app.log");
+        let d = if long { 8 } else { 2 };
+        put(&r, "d", 0..d);
+        r.restart(marks);
+        r.settle();
+        let got: Vec<&str> = r
+            .got
+            .iter()
+            .map(|(_, l)| l.trim_start_matches('P'))
+            .collect();
+        let case = format!("{glob} long {long}: {got:?}");
+        assert_eq!(nums(&r, "a"), (0..5).collect::<Vec<_>>(), "{case}");
+        assert_eq!(nums(&r, "b"), (0..3).collect::<Vec<_>>(), "{case}");
+        assert_eq!(nums(&r, "c"), (0..3).collect::<Vec<_>>(), "{case}");
+        assert_eq!(nums(&r, "d"), (0..d).collect::<Vec<_>>(), "{case}");
+        assert_eq!(r.got.len(), 5 + 3 + 3 + d as usize, "{case}");
+    }
+}
