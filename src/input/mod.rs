@@ -1039,32 +1039,13 @@ impl Tailer {
         if family(live) != live || m.fp_len == 0 {
             return None;
         }
-        let dir = live.parent().unwrap_or(Path::new("."));
-        std::fs::read_dir(dir)
-            .ok()?
-            .flatten()
-            .filter_map(|e| {
-                let p = e.path();
-                let md = e.metadata().ok()?;
-                let key = (md.dev(), md.ino());
-                let mtime = md.modified().ok()?;
-                let unknown = !self
-                    .files
-                    .iter()
-                    .any(|f| (f.dev, f.ino) == key && !f.suspect)
-                    && !self.marks.get(&key).is_some_and(|k| names_file(k, &p));
-                if !md.is_file()
-                    || key == not
-                    || family(&p) != live
-                    || mtime < since
-                    || md.len() < u64::from(m.fp_len)
-                    || !unknown
-                {
-                    return None;
-                }
-                let f = std::fs::File::open(&p).ok()?;
-                (fingerprint(&f, m.fp_len).ok().flatten() == Some(m.fp)).then_some((mtime, p))
-            })
+        let starts = |p: &Path| {
+            let f = std::fs::File::open(p).ok();
+            f.and_then(|f| fingerprint(&f, m.fp_len).ok().flatten()) == Some(m.fp)
+        };
+        self.unknown_generations(live, since, None, [not; 2])
+            .into_iter()
+            .filter(|(_, p)| starts(p))
             // The same time (a coarse clock): `app.log.2` before `app.log.1`.
             .min_by(|a, b| a.0.cmp(&b.0).then_with(|| b.1.cmp(&a.1)))
             .map(|(_, p)| p)
@@ -1548,6 +1529,37 @@ impl Tailer {
         self.later_than(since, None, live, not, None, wire, input, now, c)
     }
 
+    /// The generations of the log at `live`, with their modification times, that no one
+    /// knows (neither open nor marked, nor one of `not`), modified since `since` (at the
+    /// same time too: a coarse clock stamps generations made within one tick alike) and
+    /// before `until`.
+    fn unknown_generations(
+        &self,
+        live: &Path,
+        since: std::time::SystemTime,
+        until: Option<std::time::SystemTime>,
+        not: [(u64, u64); 2],
+    ) -> Vec<(std::time::SystemTime, PathBuf)> {
+        let dir = live.parent().unwrap_or(Path::new("."));
+        std::fs::read_dir(dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|e| {
+                let p = e.path();
+                let m = e.metadata().ok()?;
+                let key = (m.dev(), m.ino());
+                let mtime = m.modified().ok()?;
+                let unknown = !not.contains(&key)
+                    && !self.marks.get(&key).is_some_and(|m| names_file(m, &p))
+                    && !self.files.iter().any(|f| (f.dev, f.ino) == key);
+                let within = mtime >= since && until.is_none_or(|u| mtime < u);
+                (m.is_file() && p != live && family(&p) == live && within && unknown)
+                    .then_some((mtime, p))
+            })
+            .collect()
+    }
+
     /// [`later_generations`](Self::later_generations) by time: unknown generations of the
     /// log at `live` modified since `since` (at the same time too: a coarse clock stamps
     /// generations made within one tick alike), oldest first; none of `not`, none that the
@@ -1566,24 +1578,10 @@ impl Tailer {
         now: Instant,
         c: &mut Counters,
     ) -> Vec<Tailed> {
-        let dir = live.parent().unwrap_or(Path::new("."));
         let exclude = &self.inputs[input].exclude;
-        let mut later: Vec<(std::time::SystemTime, PathBuf)> = std::fs::read_dir(dir)
+        let mut later: Vec<(std::time::SystemTime, PathBuf)> = self
+            .unknown_generations(live, since, until, not)
             .into_iter()
-            .flatten()
-            .flatten()
-            .filter_map(|e| {
-                let p = e.path();
-                let m = e.metadata().ok()?;
-                let key = (m.dev(), m.ino());
-                let mtime = m.modified().ok()?;
-                let unknown = !not.contains(&key)
-                    && !self.marks.get(&key).is_some_and(|m| names_file(m, &p))
-                    && !self.files.iter().any(|f| (f.dev, f.ino) == key);
-                let within = mtime >= since && until.is_none_or(|u| mtime < u);
-                (m.is_file() && p != live && family(&p) == live && within && unknown)
-                    .then_some((mtime, p))
-            })
             .filter(|(_, p)| !exclude.iter().any(|x| glob::matches(x, p)))
             .filter(|(_, p)| {
                 let Some(of) = copy_of else { return true };
