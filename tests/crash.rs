@@ -414,3 +414,55 @@ fn generations_whose_lines_all_begin_alike_are_each_read_once_after_a_restart() 
         }
     }
 }
+
+#[test]
+fn a_first_run_killed_before_its_first_frame_loses_no_copy_made_since() {
+    // The first run claims a copytruncate's copy and is killed before any frame reached the
+    // spool: no checkpoint, no frame, the positions are lost. While it is down the log is
+    // written and copied away again (`rotate 3`). The restart reads the live file from its
+    // head, as start_at = "head" says, and before it the generations modified since that
+    // run began: every line arrives.
+    let s = Scratch::new("first-run-no-frame");
+    let f = s.path("logs/app.log");
+    let old = s.path("logs/app.log.9");
+    append(&old, &line("z", 0));
+    let hour_ago = std::time::SystemTime::now() - Duration::from_secs(3600);
+    let o = fs::File::options().write(true).open(&old).unwrap();
+    o.set_modified(hour_ago).unwrap();
+    let inp = input("app", &f.display().to_string(), "");
+    let cfg = s.config("", &inp, "[batch]\nlinger = \"30s\"\n");
+    for i in 0..50 {
+        append(&f, &line("v", i));
+    }
+    let a = Agent::start(&s, &cfg);
+    a.wait_log("tailing", 10);
+    let rotate = |f: &std::path::Path| {
+        let n = |k: u32| f.with_extension(format!("log.{k}"));
+        let _ = fs::remove_file(n(3));
+        for k in [2, 1] {
+            if n(k).exists() {
+                fs::rename(n(k), n(k + 1)).unwrap();
+            }
+        }
+        fs::copy(f, n(1)).unwrap();
+        truncate(f);
+    };
+    rotate(&f);
+    a.wait_log("truncated at byte", 10);
+    a.kill9();
+    assert!(read_sink(&s.path("out.tbf")).is_empty());
+    for i in 50..90 {
+        append(&f, &line("v", i));
+    }
+    rotate(&f);
+    for i in 90..100 {
+        append(&f, &line("v", i));
+    }
+    let a = Agent::start(&s, &s.config("", &inp, ""));
+    let got = wait_lines(&s.path("out.tbf"), 100, 10);
+    std::thread::sleep(Duration::from_millis(800));
+    let log = a.stop();
+    assert_eq!(read_sink(&s.path("out.tbf")).len(), got.len(), "{log}");
+    assert_eq!(numbers(&got, "v"), (0..100).collect::<Vec<_>>(), "{log}");
+    assert!(numbers(&got, "z").is_empty(), "{log}");
+}

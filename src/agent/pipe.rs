@@ -256,11 +256,25 @@ fn lost_positions(inputs: &[Input], marks: &mut Vec<FileMark>, c: &mut Counters)
                         size: m.len(),
                     });
                 }
-                StartAt::Head => log::warn!(
-                    "{}: position lost: reading again {} bytes from its head (start_at = \"head\"); lines delivered before arrive again under new sequence numbers",
-                    p.display(),
-                    m.len()
-                ),
+                StartAt::Head => {
+                    log::warn!(
+                        "{}: position lost: reading again {} bytes from its head (start_at = \"head\"); lines delivered before arrive again under new sequence numbers",
+                        p.display(),
+                        m.len()
+                    );
+                    // A mark that knows nothing: the generations of its log modified
+                    // since the spool's positions (its frames, or its oldest segment)
+                    // may hold lines of that run too, and are read before it.
+                    marks.push(FileMark {
+                        path: p.as_os_str().as_bytes().to_vec(),
+                        dev: m.dev(),
+                        ino: m.ino(),
+                        fp_len: 0,
+                        fp: 0,
+                        offset: 0,
+                        size: 0,
+                    });
+                }
             }
         }
     }

@@ -304,6 +304,9 @@ impl Spool {
         // its name still counting for the sequence numbers.
         let mut ids = Vec::new();
         let mut aside_max = 0;
+        // When the oldest segment was last written: with no checkpoint and no frame, when
+        // the run that lost its positions began.
+        let mut oldest = None;
         for e in ctx(fs::read_dir(dir), "list", dir)?.flatten() {
             let name = e.file_name();
             let Some(id) = name
@@ -320,7 +323,12 @@ impl Spool {
                 continue;
             }
             match fs::metadata(&path) {
-                Ok(m) if m.is_file() => ids.push(id),
+                Ok(m) if m.is_file() => {
+                    if let Ok(t) = m.modified() {
+                        oldest = Some(oldest.map_or(t, |o: std::time::SystemTime| o.min(t)));
+                    }
+                    ids.push(id);
+                }
                 m => {
                     let what = match &m {
                         Ok(t) if t.is_dir() => "a directory".to_string(),
@@ -446,9 +454,15 @@ impl Spool {
         ck.acked_seq = acked;
         ranges::prune(&mut gone, acked, MAX_GONE);
         // Positions from the frames alone (no checkpoint) are as of their first frame's
-        // read; a checkpoint's, moved forward by frames, as of the checkpoint: the earlier,
-        // so that nothing changed since is taken as seen.
-        let as_of = if state_ok { as_of } else { moved_ts };
+        // read, or with no frame either, of the oldest segment; a checkpoint's, moved
+        // forward by frames, as of the checkpoint: the earlier, so that nothing changed
+        // since is taken as seen.
+        let began = oldest.and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok());
+        let as_of = if state_ok {
+            as_of
+        } else {
+            moved_ts.or(began.map(|d| d.as_millis() as u64))
+        };
         let mut s = Spool {
             dir: dir.to_path_buf(),
             limits,
