@@ -252,6 +252,14 @@ fn a_file_deleted_unread_while_the_agent_was_down_is_counted() {
     assert_eq!(stat(&log, "vanished", "B"), size - delivered, "{log}");
 }
 
+/// A generation of a log last written an hour ago, holding line `z 0`.
+fn hour_old(p: &std::path::Path) {
+    append(p, &line("z", 0));
+    let hour_ago = std::time::SystemTime::now() - Duration::from_secs(3600);
+    let f = fs::File::options().write(true).open(p).unwrap();
+    f.set_modified(hour_ago).unwrap();
+}
+
 /// logrotate's `copytruncate` with `rotate 1`: the previous copy deleted, the file copied,
 /// then truncated in place.
 fn copytruncate_rotate_1(f: &std::path::Path) {
@@ -272,11 +280,7 @@ fn lines_copied_away_while_down_right_after_a_claimed_copy_are_read() {
         let s = Scratch::new(&format!("down-after-claim-{kill}"));
         let f = s.path("logs/app.log");
         // An old generation: read long ago, or not this agent's; not to be read now.
-        let old = s.path("logs/app.log.2");
-        append(&old, &line("z", 0));
-        let hour_ago = std::time::SystemTime::now() - Duration::from_secs(3600);
-        let o = fs::File::options().write(true).open(&old).unwrap();
-        o.set_modified(hour_ago).unwrap();
+        hour_old(&s.path("logs/app.log.2"));
         let cfg = s.config("", &input("app", &f.display().to_string(), ""), "");
         let a = Agent::start(&s, &cfg);
         for i in 0..40 {
@@ -424,11 +428,7 @@ fn a_first_run_killed_before_its_first_frame_loses_no_copy_made_since() {
     // run began: every line arrives.
     let s = Scratch::new("first-run-no-frame");
     let f = s.path("logs/app.log");
-    let old = s.path("logs/app.log.9");
-    append(&old, &line("z", 0));
-    let hour_ago = std::time::SystemTime::now() - Duration::from_secs(3600);
-    let o = fs::File::options().write(true).open(&old).unwrap();
-    o.set_modified(hour_ago).unwrap();
+    hour_old(&s.path("logs/app.log.9"));
     let inp = input("app", &f.display().to_string(), "");
     let cfg = s.config("", &inp, "[batch]\nlinger = \"30s\"\n");
     for i in 0..50 {

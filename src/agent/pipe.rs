@@ -238,7 +238,11 @@ fn lost_positions(inputs: &[Input], marks: &mut Vec<FileMark>, c: &mut Counters)
             if !m.is_file() || marks.iter().any(|k| (k.dev, k.ino) == (m.dev(), m.ino())) {
                 continue;
             }
-            match input.start_at {
+            // A mark at the end (tail: what was written while stopped is skipped, and
+            // counted), or one that knows nothing (head: read again, and the generations
+            // of its log modified since the spool's positions, its frames or else its
+            // oldest segment, may hold lines of that run too: read before it).
+            let at = match input.start_at {
                 StartAt::Tail => {
                     log::warn!(
                         "{}: position lost: skipped {} bytes to its end (start_at = \"tail\"); lines written while the agent was stopped are among them",
@@ -246,15 +250,7 @@ fn lost_positions(inputs: &[Input], marks: &mut Vec<FileMark>, c: &mut Counters)
                         m.len()
                     );
                     c.positions_lost_bytes += m.len();
-                    marks.push(FileMark {
-                        path: p.as_os_str().as_bytes().to_vec(),
-                        dev: m.dev(),
-                        ino: m.ino(),
-                        fp_len: 0,
-                        fp: 0,
-                        offset: m.len(),
-                        size: m.len(),
-                    });
+                    m.len()
                 }
                 StartAt::Head => {
                     log::warn!(
@@ -262,20 +258,18 @@ fn lost_positions(inputs: &[Input], marks: &mut Vec<FileMark>, c: &mut Counters)
                         p.display(),
                         m.len()
                     );
-                    // A mark that knows nothing: the generations of its log modified
-                    // since the spool's positions (its frames, or its oldest segment)
-                    // may hold lines of that run too, and are read before it.
-                    marks.push(FileMark {
-                        path: p.as_os_str().as_bytes().to_vec(),
-                        dev: m.dev(),
-                        ino: m.ino(),
-                        fp_len: 0,
-                        fp: 0,
-                        offset: 0,
-                        size: 0,
-                    });
+                    0
                 }
-            }
+            };
+            marks.push(FileMark {
+                path: p.as_os_str().as_bytes().to_vec(),
+                dev: m.dev(),
+                ino: m.ino(),
+                fp_len: 0,
+                fp: 0,
+                offset: at,
+                size: at,
+            });
         }
     }
 }
