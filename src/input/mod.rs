@@ -856,7 +856,7 @@ impl Tailer {
                 && size >= m.offset
                 && self
                     .copy_since(&path, (dev, ino), &m)
-                    .is_none_or(|copy| same_before(&t.file, &copy, m.offset));
+                    .is_none_or(|copy| !differ_before(&t.file, &copy, m.offset));
             if kept {
                 t.pos = m.offset;
                 t.committed = m.offset;
@@ -1021,7 +1021,7 @@ impl Tailer {
         if size >= m.offset && fingerprint(&file, m.fp_len).ok().flatten() == Some(m.fp) {
             return self
                 .copy_since(path, key, m)
-                .filter(|c| !same_before(&file, c, m.offset));
+                .filter(|c| differ_before(&file, c, m.offset));
         }
         let dir = path.parent().unwrap_or(Path::new("."));
         let open = |k: (u64, u64)| self.files.iter().any(|f| (f.dev, f.ino) == k && !f.suspect);
@@ -2421,9 +2421,11 @@ fn is_prefix_of(f: &std::fs::File, of: &std::fs::File) -> bool {
     f.read_exact_at(&mut x, 0).is_ok() && of.read_exact_at(&mut y, 0).is_ok() && x == y
 }
 
-/// Whether `a` and the file at `b` hold the same bytes before `at` (the last up to 4 KiB:
-/// the end of the line read last, where lines that begin alike differ).
-fn same_before(a: &std::fs::File, b: &Path, at: u64) -> bool {
+/// Whether `a` and the file at `b` hold other bytes before `at` (the last up to 4 KiB: the
+/// end of the line read last, where lines that begin alike differ). Not when either is
+/// shorter, or unreadable: nothing tells then (a copy made before the checkpoint, when the
+/// file was shorter, by logrotate's `copy`).
+fn differ_before(a: &std::fs::File, b: &Path, at: u64) -> bool {
     use std::os::unix::fs::FileExt;
     let n = at.min(4 << 10) as usize;
     let (mut x, mut y) = (vec![0u8; n], vec![0u8; n]);
@@ -2432,7 +2434,7 @@ fn same_before(a: &std::fs::File, b: &Path, at: u64) -> bool {
     };
     a.read_exact_at(&mut x, at - n as u64).is_ok()
         && b.read_exact_at(&mut y, at - n as u64).is_ok()
-        && x == y
+        && x != y
 }
 
 /// How many bytes [`is_prefix_of`] compares: past a header or banner, two generations of a

@@ -3428,3 +3428,22 @@ fn generations_that_share_their_first_bytes_are_told_apart_at_a_restart() {
         assert_eq!(r.got.len(), 5 + 3 + 3 + d as usize, "{case}");
     }
 }
+
+#[test]
+fn a_copy_made_before_the_checkpoint_while_the_log_was_shorter_rewrites_nothing() {
+    // logrotate's `copy` (no truncation) less than a second before the checkpoint, while
+    // the log was shorter than the position it then reached: at the restart that copy is
+    // "modified since the checkpoint" (less a second) and starts like the log, but is too
+    // short to say anything of the bytes before the position. The log resumes there.
+    let mut r = Rig::new("copy-short", "app.log", "");
+    r.lines("app.log", "a", 0..20);
+    r.poll(Duration::ZERO);
+    fs::copy(r.path("app.log"), r.path("app.log.1")).unwrap();
+    r.lines("app.log", "a", 20..30);
+    r.poll(Duration::ZERO);
+    let marks = r.marks();
+    r.lines("app.log", "a", 30..32);
+    r.restart(marks);
+    r.settle();
+    assert_eq!(r.numbers("a"), (0..32).collect::<Vec<_>>(), "{:?}", r.got);
+}
