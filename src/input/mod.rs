@@ -1067,21 +1067,6 @@ impl Tailer {
                 .any(|f| f.rotated.is_none() && (f.dev, f.ino) != (t.dev, t.ino) && of(&f.file))
     }
 
-    /// Whether a live file, `len` bytes long or longer now (not at the last look: the writer
-    /// may have gone on, and logrotate copies what it has), starts with the bytes `t` is
-    /// fingerprinted by.
-    fn live_starts_as(&self, t: &Tailed, len: u64) -> bool {
-        let like = |f: &std::fs::File, n: u64| {
-            n >= len && fingerprint(f, t.fp_len).ok().flatten() == Some(t.fp)
-        };
-        self.unopened_live(t).is_some_and(|(f, n)| like(&f, n))
-            || self.files.iter().any(|f| {
-                f.rotated.is_none()
-                    && (f.dev, f.ino) != (t.dev, t.ino)
-                    && f.file.metadata().is_ok_and(|m| like(&f.file, m.len()))
-            })
-    }
-
     /// The file under the name of the log `t` is a generation of, and its length, when it
     /// is not open yet: found in the same scan as `t`, it is opened after it (generations go
     /// oldest first), or a copy of it is looked at before the scan's glob walk.
@@ -1118,35 +1103,44 @@ impl Tailer {
         if t.size == 0 {
             return true;
         }
-        self.live_starts_as(t, u64::from(t.fp_len))
+        // All its bytes (up to PREFIX_CHECK) are a live file's first ones: a copy being
+        // made. Not its fingerprint alone: when every line begins alike, every generation
+        // of the log starts like the live file.
+        let of = |f: &std::fs::File| is_prefix_of(&t.file, f);
+        self.unopened_live(t).is_some_and(|(f, _)| of(&f))
             || self.files.iter().any(|f| {
                 if f.rotated.is_some() || (f.dev, f.ino) == (t.dev, t.ino) {
                     return false;
                 }
-                // Or it starts with what a live file started with when last looked at:
-                // copytruncate may have emptied the live file between the scan's truncation
-                // checks and this look, and the truncation, seen next scan, claims it by the
-                // same fingerprints. Its whole fingerprint, as ever; the shorter ones it
-                // grew from (the copy may be shorter than what was read since: lines
-                // written between the copy and the truncation) only while the live file
-                // shows that truncation, as a short head is often shared (a banner at the
-                // top of every generation); so is a file of its own log all of whose bytes
-                // are its first ones (a copy shorter than anything seen of it: copied, then
-                // written to, before a look). Not a prefix's fingerprint there: a
-                // generation that only shares 16 bytes with it (a timestamp to the minute)
-                // would be held, then claimed as the copy, its first bytes skipped.
+                if of(&f.file) {
+                    return true;
+                }
+                // Or it starts with what a live file started with when last looked at, and
+                // that file shows a truncation: copytruncate may have emptied it between
+                // the scan's truncation checks and this look, and the truncation, seen next
+                // scan, claims it by the same fingerprints. Its whole fingerprint, or the
+                // shorter ones it grew from (the copy may be shorter than what was read
+                // since: lines written between the copy and the truncation), as a short
+                // head is often shared (a banner at the top of every generation); so is a
+                // file of its own log all of whose bytes are its first ones (a copy shorter
+                // than anything seen of it: copied, then written to, before a look). Not a
+                // prefix's fingerprint there: a generation that only shares 16 bytes with it
+                // (a timestamp to the minute) would be held, then claimed as the copy, its
+                // first bytes skipped.
+                if !f.rewritten() {
+                    return false;
+                }
                 let whole = f.fp_len >= MIN_PREFIX
                     && t.size >= u64::from(f.fp_len)
                     && fingerprint(&t.file, f.fp_len).ok().flatten() == Some(f.fp);
-                let truncated = f.rewritten();
                 whole
-                    || truncated
-                        && (f.fp_hist.iter().any(|&(n, fp)| {
-                            // A copy shorter than MIN_PREFIX: all of it, not a prefix.
-                            (n >= MIN_PREFIX && t.size >= u64::from(n)
-                                || n > 0 && t.size == u64::from(n))
-                                && fingerprint(&t.file, n).ok().flatten() == Some(fp)
-                        }) || family(&t.path) == f.path && file::is_head_of(&t.file, &f.head))
+                    || f.fp_hist.iter().any(|&(n, fp)| {
+                        // A copy shorter than MIN_PREFIX: all of it, not a prefix.
+                        (n >= MIN_PREFIX && t.size >= u64::from(n)
+                            || n > 0 && t.size == u64::from(n))
+                            && fingerprint(&t.file, n).ok().flatten() == Some(fp)
+                    })
+                    || family(&t.path) == f.path && file::is_head_of(&t.file, &f.head)
             })
     }
 

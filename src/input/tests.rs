@@ -3447,3 +3447,31 @@ fn a_copy_made_before_the_checkpoint_while_the_log_was_shorter_rewrites_nothing(
     r.settle();
     assert_eq!(r.numbers("a"), (0..32).collect::<Vec<_>>(), "{:?}", r.got);
 }
+
+#[test]
+fn generations_that_all_start_alike_found_at_a_first_start_are_read() {
+    // Under `app.log*` at a first start, `app.log.2`, `app.log.1` and `app.log`, whose
+    // lines all begin with the same 300 bytes: the older two are generations of their own,
+    // not copies of the live file in the making (those hold its first bytes, all of them).
+    let prefix = "P".repeat(300);
+    let mut r = Rig::new("same-start-first", "app.log*", "");
+    for (name, tag) in [("app.log.2", "a"), ("app.log.1", "b"), ("app.log", "c")] {
+        let text: String = (0..10)
+            .map(|i| format!("{prefix} {tag} {i:04}\n"))
+            .collect();
+        r.write(name, &text);
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    r.poll(Duration::ZERO);
+    r.settle();
+    let got: Vec<String> = r
+        .got
+        .iter()
+        .map(|(_, l)| l.trim_start_matches('P').to_string())
+        .collect();
+    let want: Vec<String> = ["a", "b", "c"]
+        .iter()
+        .flat_map(|t| (0..10).map(move |i| format!(" {t} {i:04}")))
+        .collect();
+    assert_eq!(got, want);
+}
