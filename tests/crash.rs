@@ -420,6 +420,98 @@ fn generations_whose_lines_all_begin_alike_are_each_read_once_after_a_restart() 
 }
 
 #[test]
+fn lines_that_begin_alike_are_read_once_across_cycles_of_stop_and_rotate() {
+    // Lines that all begin with the same 300 bytes, so every generation of the log starts
+    // the same. Three stops (clean, or kill -9: the positions then come partly from frames
+    // after the checkpoint), each followed while the agent is down by: a copytruncate
+    // (`rotate 1`); another, the previous copy deleted first, the new one on its inode
+    // number as ext4 hands it out again at once; the log emptied with no copy and written
+    // past the position. Every line arrives, once, but those written and emptied while the
+    // agent was down with no copy kept (`g`), which nothing holds any more.
+    let banner = "B".repeat(300);
+    for (glob, kill) in [
+        ("app.log", false),
+        ("app.log", true),
+        ("app.log*", false),
+        ("app.log*", true),
+    ] {
+        let s = Scratch::new(&format!("alike-cycles-{}-{kill}", glob.len()));
+        let f = s.path("logs/app.log");
+        let out = s.path("out.tbf");
+        let put = |tag: &str, r: std::ops::Range<u64>| {
+            for i in r {
+                append(&f, &format!("{banner} {}", line(tag, i)));
+            }
+        };
+        let dir = f.parent().unwrap().display();
+        let cfg = s.config("", &input("app", &format!("{dir}/{glob}"), ""), "");
+        let down = |a: Agent| {
+            if kill {
+                let log = a.log();
+                a.kill9();
+                log
+            } else {
+                a.stop()
+            }
+        };
+        let mut logs = String::new();
+        let a = Agent::start(&s, &cfg);
+        put("a", 0..5);
+        wait_lines(&out, 5, 10);
+        logs += &down(a);
+        put("b", 0..3);
+        copytruncate_rotate_1(&f);
+        put("c", 0..3);
+        let a = Agent::start(&s, &cfg);
+        wait_lines(&out, 11, 10);
+        logs += &down(a);
+        put("d", 0..9);
+        copytruncate_rotate_1(&f);
+        put("e", 0..2);
+        let a = Agent::start(&s, &cfg);
+        wait_lines(&out, 22, 10);
+        logs += &down(a);
+        put("g", 0..2);
+        truncate(&f);
+        put("h", 0..12);
+        let a = Agent::start(&s, &cfg);
+        let got = wait_lines(&out, 34, 10);
+        std::thread::sleep(Duration::from_millis(800));
+        logs += &a.stop();
+        let texts: Vec<String> = dedup(read_sink(&out))
+            .0
+            .iter()
+            .map(|g| {
+                String::from_utf8_lossy(&g.text)
+                    .trim_start_matches('B')
+                    .to_string()
+            })
+            .collect();
+        let short: Vec<&str> = texts.iter().map(|t| t.get(..12).unwrap_or(t)).collect();
+        let case = format!("{glob} kill {kill}: {short:?}\n{logs}");
+        assert_eq!(texts.len(), got.len(), "{case}");
+        for (tag, n) in [
+            ("a", 5),
+            ("b", 3),
+            ("c", 3),
+            ("d", 9),
+            ("e", 2),
+            ("g", 0),
+            ("h", 12),
+        ] {
+            let want: Vec<String> = (0..n)
+                .map(|i| format!(" {}", line(tag, i).trim_end_matches('\n')))
+                .collect();
+            let have: Vec<&String> = texts
+                .iter()
+                .filter(|t| t.starts_with(&format!(" {tag} ")))
+                .collect();
+            assert_eq!(have, want.iter().collect::<Vec<_>>(), "{tag}: {case}");
+        }
+    }
+}
+
+#[test]
 fn a_first_run_killed_before_its_first_frame_loses_no_copy_made_since() {
     // The first run claims a copytruncate's copy and is killed before any frame reached the
     // spool: no checkpoint, no frame, the positions are lost. While it is down the log is

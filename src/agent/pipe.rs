@@ -269,6 +269,7 @@ fn lost_positions(inputs: &[Input], marks: &mut Vec<FileMark>, c: &mut Counters)
                 fp: 0,
                 offset: at,
                 size: at,
+                tail: None,
             });
         }
     }

@@ -375,6 +375,30 @@ pub struct FileMark {
     pub offset: u64,
     /// File size when last seen: what is lost if the file vanishes unread.
     pub size: u64,
+    /// The bytes just before `offset` (the last up to [`TAIL_BYTES`]) as (how many, CRC-32),
+    /// when known: what tells this file, at a restart, from another that starts the same
+    /// (lines that all begin alike, a banner longer than the fingerprint) or from itself
+    /// written again past the position. In a `state` file after `as_of`, not among the
+    /// checkpoint's own fields (see FORMAT.md).
+    #[serde(skip)]
+    pub tail: Option<(u32, u32)>,
+}
+
+/// How many bytes before a position [`FileMark::tail`] covers: the end of the last line
+/// read, where lines that begin alike differ.
+pub const TAIL_BYTES: u64 = 64;
+
+/// [`FileMark::tail`] of `file` at `offset`: `None` at 0, or when the bytes are not there.
+pub fn tail_of(file: &std::fs::File, offset: u64) -> Option<(u32, u32)> {
+    use std::os::unix::fs::FileExt;
+    let n = offset.min(TAIL_BYTES);
+    if n == 0 {
+        return None;
+    }
+    let mut b = [0u8; TAIL_BYTES as usize];
+    let b = &mut b[..n as usize];
+    file.read_exact_at(b, offset - n).ok()?;
+    Some((n as u32, crc32fast::hash(b)))
 }
 
 /// Decodes a batch frame stored plain, where it lies; a compressed one is refused with
@@ -499,7 +523,8 @@ pub fn decode_checkpoint(frame: &[u8]) -> Result<Checkpoint, FrameError> {
 /// Encodes the spool's `state` file: `c`, then the ranges of sequence numbers that will
 /// never be in the spool and are already accounted for (a varint count and varint pairs),
 /// then `as_of`, when the positions were taken, in milliseconds since the Unix epoch (a
-/// varint). The ranges are written only when there are any or a time follows them; with
+/// varint), then, when any position has one, each file's [`FileMark::tail`] in the
+/// checkpoint's order (`(0, 0)` where unknown). The ranges are written only when there are any or a time follows them; with
 /// neither, the bytes are exactly [`encode_checkpoint`]'s. A reader that knows only the
 /// checkpoint stops where it ends, one that knows the ranges stops after them (postcard
 /// ignores what follows), so old and new `state` files read both ways.
@@ -510,6 +535,10 @@ pub fn encode_state(c: &Checkpoint, gone: &[(u64, u64)], as_of: Option<u64>) -> 
     }
     if let Some(t) = as_of {
         payload = postcard::to_extend(&t, payload).expect("a Vec sink cannot fail");
+        if c.files.iter().any(|f| f.tail.is_some()) {
+            let tails: Vec<(u32, u32)> = c.files.iter().map(|f| f.tail.unwrap_or((0, 0))).collect();
+            payload = postcard::to_extend(&tails, payload).expect("a Vec sink cannot fail");
+        }
     }
     seal(Kind::Checkpoint, &payload)
 }
@@ -529,12 +558,22 @@ pub fn decode_state(frame: &[u8]) -> Result<State, FrameError> {
         return Ok((c, Vec::new(), None));
     }
     let (gone, rest) = postcard::take_from_bytes(rest).map_err(FrameError::BadPayload)?;
-    let as_of = if rest.is_empty() {
-        None
-    } else {
-        Some(postcard::from_bytes(rest).map_err(FrameError::BadPayload)?)
-    };
-    Ok((c, gone, as_of))
+    if rest.is_empty() {
+        return Ok((c, gone, None));
+    }
+    let (as_of, rest) = postcard::take_from_bytes(rest).map_err(FrameError::BadPayload)?;
+    let mut c: Checkpoint = c;
+    if !rest.is_empty() {
+        let tails: Vec<(u32, u32)> = postcard::from_bytes(rest).map_err(FrameError::BadPayload)?;
+        // One per file, as written; any other count (not written by tailbeat: the CRC
+        // matched) tells nothing, and every position is then taken without its tail.
+        if tails.len() == c.files.len() {
+            for (f, t) in c.files.iter_mut().zip(tails) {
+                f.tail = (t.0 > 0).then_some(t);
+            }
+        }
+    }
+    Ok((c, gone, Some(as_of)))
 }
 
 #[cfg(test)]

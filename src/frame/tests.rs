@@ -36,6 +36,7 @@ fn vector_checkpoint() -> Checkpoint {
             fp: 0x1234_5678,
             offset: 13,
             size: 20,
+            tail: None,
         }],
     }
 }
@@ -376,6 +377,37 @@ fn a_state_without_gone_ranges_is_a_plain_checkpoint_and_old_readers_skip_them()
         let old: Vec<(u64, u64)> = postcard::from_bytes(rest).unwrap();
         assert_eq!(old, g);
     }
+    // With the bytes before each position: after the time, one (length, CRC) per file,
+    // `(0, 0)` where unknown; only when one is known, so a state without any is as before.
+    let mut t = c.clone();
+    t.files.push(FileMark {
+        path: b"/var/log/b.log".to_vec(),
+        ino: 132,
+        tail: Some((64, 0xdead_beef)),
+        ..c.files[0].clone()
+    });
+    let b = encode_state(&t, &[], Some(ms));
+    assert_eq!(decode_state(&b).unwrap(), (t.clone(), vec![], Some(ms)));
+    let (_, h) = check(&b).unwrap();
+    assert_eq!(
+        h[h.len() - 9..],
+        [0x02, 0x00, 0x00, 0x40, 0xef, 0xfd, 0xb6, 0xf5, 0x0d][..],
+        "tails: 2 files, (0, 0), (64, 0xdeadbeef)"
+    );
+    // Older readers: the one that knows the time stops before the tails, the checkpoint
+    // alone has no tails.
+    let (_, rest): (Checkpoint, _) = postcard::take_from_bytes(h).unwrap();
+    let (_, rest): (Vec<(u64, u64)>, _) = postcard::take_from_bytes(rest).unwrap();
+    assert_eq!(postcard::from_bytes::<u64>(rest).unwrap(), ms);
+    let plain = decode_checkpoint(&b).unwrap();
+    assert!(plain.files.iter().all(|f| f.tail.is_none()));
+    t.files[1].tail = None;
+    let b2 = encode_state(&t, &[], Some(ms));
+    assert_eq!(
+        check(&b2).unwrap().1,
+        &h[..h.len() - 9],
+        "no tail known: none written"
+    );
 }
 
 /// The batch of FORMAT.md's compressed vectors: 24 lines of one file, a 1,372-byte payload.
@@ -719,6 +751,7 @@ fn a_cut_frame_keeps_every_line_once_in_order_and_names_the_files_where_they_sta
         fp,
         offset,
         size: offset,
+        tail: None,
     };
     // a.log has moved on (same content); b.log was truncated since (a new fingerprint).
     let marks = [now(2, 7, 500_000), now(3, 99, 10)];

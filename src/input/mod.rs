@@ -169,11 +169,15 @@ impl Tailer {
         t
     }
 
-    /// Replaces the inputs (a reload): files of removed inputs, and files their input's new
-    /// globs no longer take, are closed, their spooled positions kept as marks (the agent
-    /// spools the open batch first when it can, so that an input added back does not read
-    /// its lines again); files of new inputs are picked up by the next
-    /// [`scan`](Self::scan). A suspected copy (a copytruncate in the making) stays open
+    /// Replaces the inputs (a reload): a file stays open under its input (matched by name)
+    /// while that input still takes it, else under another input that takes it (an input
+    /// renamed, or the file moved to another by the new globs), read on where it is. Files
+    /// no input takes are closed, their spooled positions kept as marks (the agent spools
+    /// the open batch first when it can, so that an input added back does not read its
+    /// lines again), and followed by identity if an input takes them again; files of new
+    /// inputs are picked up by the next [`scan`](Self::scan), and a known file a new input
+    /// takes is followed by identity there, as at a restart (renamed since it was closed,
+    /// it is read from its mark). A suspected copy (a copytruncate in the making) stays open
     /// whatever the globs: closing it would hide it from the truncation that follows.
     pub fn set_inputs(&mut self, inputs: Vec<Input>) {
         let max_line = inputs
@@ -186,12 +190,25 @@ impl Tailer {
         let mut kept = Vec::new();
         for mut f in std::mem::take(&mut self.files) {
             let name = &old[f.input].name;
-            match self.inputs.iter().position(|i| &i.name == name) {
-                Some(i) if f.suspect || takes(&self.inputs[i], &f) => {
+            let same = self.inputs.iter().position(|i| &i.name == name);
+            // Closed, a file renamed away before the next scan (a glob on the live name)
+            // would be found by nothing, its unread lines lost.
+            let to = same
+                .filter(|&i| f.suspect || takes(&self.inputs[i], &f))
+                .or_else(|| self.inputs.iter().position(|i| takes(i, &f)));
+            match (to, same) {
+                (Some(i), _) => {
+                    if Some(i) != same {
+                        log::info!(
+                            "{} is now read by input {:?}",
+                            f.path.display(),
+                            self.inputs[i].name
+                        );
+                    }
                     f.input = i;
                     kept.push(f);
                 }
-                Some(_) => {
+                (None, Some(_)) => {
                     log::info!(
                         "input {name:?} no longer takes {}: closing it",
                         f.path.display()
@@ -201,16 +218,27 @@ impl Tailer {
                 // A suspected copy was never read: no mark, so that the input added back
                 // finds it as it found it before (a copy to claim, not a file to read from
                 // its head).
-                None if f.suspect => {
+                (None, None) if f.suspect => {
                     log::info!("input {name:?} removed: closing {}", f.path.display());
                 }
-                None => {
+                (None, None) => {
                     log::info!("input {name:?} removed: closing {}", f.path.display());
                     self.marks.insert((f.dev, f.ino), mark(&f, f.committed));
                 }
             }
         }
         self.files = kept;
+        // Known files the inputs take now and did not before, by the name they were known
+        // under (an input added back, or widened again): renamed while no input had them
+        // open, they are followed by identity at the next scan, as at a restart, not lost
+        // to a glob on the live name.
+        for (k, m) in &self.marks {
+            let p = Path::new(std::ffi::OsStr::from_bytes(&m.path));
+            let took = |inputs: &[Input]| inputs.iter().any(|i| finds(i, p));
+            if took(&self.inputs) && !took(&old) {
+                self.let_go.insert(*k);
+            }
+        }
     }
 
     /// Number of files open.
@@ -846,17 +874,20 @@ impl Tailer {
         // was down: generations of it modified since may hold lines written after it.
         let mut blind = false;
         if let Some(m) = self.marks.remove(&(dev, ino)) {
-            let same = m.fp_len <= t.fp_len
+            // Its head, then the bytes before the position when the mark knows them: when
+            // every line begins alike (a banner longer than the fingerprint), only those
+            // tell the mark's file from a new one on its inode number, or from itself
+            // copied away and written again past the position while the agent was down.
+            let tail = tail_holds(&t.file, &m);
+            let same = (m.fp_len <= t.fp_len
                 && fingerprint(&t.file, m.fp_len).ok().flatten() == Some(m.fp)
-                || m.fp_len == 0;
-            // Starting the same and long enough, it may still have been copied away and
-            // written again while the agent was down, when every line begins alike: a copy
-            // made since with other bytes before the position says so.
+                || m.fp_len == 0)
+                && tail != Some(false);
             let kept = same
                 && size >= m.offset
                 && self
-                    .copy_since(&path, (dev, ino), &m)
-                    .is_none_or(|copy| !differ_before(&t.file, &copy, m.offset));
+                    .rewrite_shown_by_copy(&path, (dev, ino), &m, &t.file)
+                    .is_none();
             if kept {
                 t.pos = m.offset;
                 t.committed = m.offset;
@@ -1018,15 +1049,38 @@ impl Tailer {
             return None;
         }
         let file = std::fs::File::open(path).ok()?;
-        if size >= m.offset && fingerprint(&file, m.fp_len).ok().flatten() == Some(m.fp) {
-            return self
-                .copy_since(path, key, m)
-                .filter(|c| differ_before(&file, c, m.offset));
+        if size >= m.offset
+            && fingerprint(&file, m.fp_len).ok().flatten() == Some(m.fp)
+            && tail_holds(&file, m) != Some(false)
+        {
+            return self.rewrite_shown_by_copy(path, key, m, &file);
         }
         let dir = path.parent().unwrap_or(Path::new("."));
         let open = |k: (u64, u64)| self.files.iter().any(|f| (f.dev, f.ino) == k && !f.suspect);
+        self.copy_since(path, key, m).or_else(|| {
+            find_copy(dir, &[(m.fp_len, m.fp)], key, &|k, p| {
+                open(k) || !may_hold_tail(p, m)
+            })
+        })
+    }
+
+    /// At a restart, for a log at `path` that starts as its mark `m` says, is as long as its
+    /// position and has no other bytes before it than the mark's (or the mark does not know
+    /// them: a mark from before they were kept, or moved by frames whose lines did not hold
+    /// them): the copy made while the agent was down that shows it was written again anyway,
+    /// with other bytes before the position than the log has.
+    fn rewrite_shown_by_copy(
+        &self,
+        path: &Path,
+        key: Key,
+        m: &FileMark,
+        file: &std::fs::File,
+    ) -> Option<PathBuf> {
+        if tail_holds(file, m) == Some(true) {
+            return None;
+        }
         self.copy_since(path, key, m)
-            .or_else(|| find_copy(dir, &[(m.fp_len, m.fp)], key, &|k, _| open(k)))
+            .filter(|c| differ_before(file, c, m.offset))
     }
 
     /// At a restart, the copy of what mark `m` of the log at `live` knew, made while the
@@ -1042,6 +1096,7 @@ impl Tailer {
         let starts = |p: &Path| {
             let f = std::fs::File::open(p).ok();
             f.and_then(|f| fingerprint(&f, m.fp_len).ok().flatten()) == Some(m.fp)
+                && may_hold_tail(p, m)
         };
         self.unknown_generations(live, since, None, [not; 2])
             .into_iter()
@@ -1171,14 +1226,16 @@ impl Tailer {
         let fps = [(m.fp_len, m.fp)];
         let not = (live.dev, live.ino);
         let name = Path::new(std::ffi::OsStr::from_bytes(&m.path));
+        // A copy holds, before the mark's position, the bytes the mark saw there.
         let copy = self
             .copy_since(name, not, m)
-            .or_else(|| find_copy(dir, &fps, not, &|k, _| open(k)));
+            .or_else(|| find_copy(dir, &fps, not, &|k, p| open(k) || !may_hold_tail(p, m)));
         let found = match copy {
             Some(copy) => Some((copy, true)),
             // Or open already: resumed by a mark of its own, claimed before the restart.
             // The generations copied away after it are still to be found.
-            None => find_copy(dir, &fps, not, &|k, _| !open(k)).map(|copy| (copy, false)),
+            None => find_copy(dir, &fps, not, &|k, p| !open(k) || !may_hold_tail(p, m))
+                .map(|copy| (copy, false)),
         };
         match found {
             Some((copy, attach)) => {
@@ -1682,10 +1739,13 @@ impl Tailer {
                 // The copy's own mark (claimed before a restart) when the heads agree; else
                 // the mark of a file deleted since, whose inode the copy now reuses: its
                 // offset says nothing about the copy, and its unread rest is gone.
-                let head = std::fs::File::open(&copy)
-                    .ok()
-                    .and_then(|f| fingerprint(&f, own.fp_len).ok().flatten());
-                if own.fp_len == 0 || head == Some(own.fp) {
+                // When every line begins alike, the bytes before the mark's position tell.
+                let file = std::fs::File::open(&copy).ok();
+                let head = file
+                    .as_ref()
+                    .and_then(|f| fingerprint(f, own.fp_len).ok().flatten());
+                let tail = file.as_ref().and_then(|f| tail_holds(f, &own));
+                if (own.fp_len == 0 || head == Some(own.fp)) && tail != Some(false) {
                     pos = pos.max(own.offset);
                 } else {
                     self.vanished(&own, c);
@@ -2050,7 +2110,13 @@ impl Tailer {
         }
         for k in moved {
             let mut m = self.marks.remove(&k).expect("listed above");
-            if self.let_go.remove(&k) {
+            let taken = self.input_of(Path::new(std::ffi::OsStr::from_bytes(&m.path)));
+            if taken.is_none() && names.contains_key(&k) {
+                // No input takes it now (removed by a reload) and it is still there: it
+                // keeps the name it was known under, so that an input taking that name
+                // again follows it from there (see set_inputs).
+                self.marks.insert(k, m);
+            } else if self.let_go.remove(&k) {
                 // Let go while live: rotated since, perhaps with lines written before that.
                 self.follow(m, now, c);
             } else if let Some(p) = names.remove(&k) {
@@ -2374,6 +2440,9 @@ fn mark(f: &Tailed, offset: u64) -> FileMark {
         fp: f.fp,
         offset,
         size: f.size,
+        // Read now, not when the bytes were: what the agent holds to be there. A rewrite
+        // it has not seen (every line beginning alike) is missed here as by the reads.
+        tail: crate::frame::tail_of(&f.file, offset),
     }
 }
 
@@ -2429,6 +2498,25 @@ fn differ_before(a: &std::fs::File, b: &Path, at: u64) -> bool {
     a.read_exact_at(&mut x, at - n as u64).is_ok()
         && b.read_exact_at(&mut y, at - n as u64).is_ok()
         && x != y
+}
+
+/// Whether `file` holds, before `m`'s position, the bytes the mark saw there (see
+/// [`FileMark::tail`]): `None` when the mark does not know them or the file is shorter.
+fn tail_holds(file: &std::fs::File, m: &FileMark) -> Option<bool> {
+    let t = m.tail?;
+    Some(crate::frame::tail_of(file, m.offset)? == t)
+}
+
+/// Whether the file at `p` may be a copy of what `m` knew: its bytes before the position are
+/// the mark's, or nothing tells (no tail known; the file shorter, a copy in the making;
+/// unreadable). Not a file under its log's own name when the mark's is a generation's: a
+/// live log refilled since starts like all its generations when every line begins alike.
+fn may_hold_tail(p: &Path, m: &FileMark) -> bool {
+    let named = Path::new(std::ffi::OsStr::from_bytes(&m.path));
+    if family(p) == p && family(named) == p {
+        return false;
+    }
+    std::fs::File::open(p).map_or(true, |f| tail_holds(&f, m) != Some(false))
 }
 
 /// How many bytes [`is_prefix_of`] compares: past a header or banner, two generations of a

@@ -142,9 +142,15 @@ impl Rig {
 
     /// The lines tagged `tag`, by number, in arrival order.
     fn numbers(&self, tag: &str) -> Vec<u32> {
-        self.got
+        let lines: Vec<String> = self.got.iter().map(|(_, l)| l.clone()).collect();
+        Rig::numbers_in(&lines, tag)
+    }
+
+    /// The lines of `lines` tagged `tag`, by number, in order.
+    fn numbers_in(lines: &[String], tag: &str) -> Vec<u32> {
+        lines
             .iter()
-            .filter_map(|(_, l)| {
+            .filter_map(|l| {
                 l.strip_prefix(tag)?
                     .strip_prefix(' ')?
                     .get(..4)?
@@ -545,6 +551,7 @@ fn a_known_inode_with_a_new_head_is_read_from_its_head() {
         fp: 0x1234_5678,
         offset: 60,
         size: 100,
+        tail: None,
     };
     r.restart(vec![old]);
     r.poll(Duration::ZERO);
@@ -596,6 +603,7 @@ fn a_copy_reusing_the_inode_of_a_deleted_files_mark_is_not_resumed_at_its_offset
         fp: live.fp ^ 1,
         offset: 900,
         size: 1000,
+        tail: None,
     });
     r.restart(marks);
     r.settle();
@@ -639,6 +647,7 @@ fn a_claimed_copy_reaches_the_frame_before_the_new_content() {
             fp: s.fp,
             offset: s.end,
             size: s.end,
+            tail: None,
         })
         .collect();
     r.restart(marks);
@@ -1516,6 +1525,7 @@ fn replay(marks: &mut Vec<FileMark>, frame: &[u8]) {
             fp: s.fp,
             offset: s.end,
             size: s.end,
+            tail: None,
         };
         match marks.iter_mut().find(|f| (f.dev, f.ino) == (s.dev, s.ino)) {
             Some(f) => *f = m,
@@ -2776,6 +2786,56 @@ fn a_copy_made_around_a_reload_with_lines_in_the_batch_loses_none() {
     }
 }
 
+/// A reload that renames an input (the same globs under another name) keeps its files open
+/// under the new name: the live file renamed away before the next scan (logrotate's
+/// rename-and-create, a glob on the live name) is read to its end, then its successor. An
+/// input removed, its file renamed while no input has it, then added back (under its name
+/// or another): the file is followed by identity, as at a restart, and read from its mark.
+/// A tester lost the lines written between the reload and the rename, every counter at 0.
+#[test]
+fn a_file_renamed_away_around_a_reload_of_its_input_is_read_to_its_end() {
+    for (glob, removed, back) in [
+        ("app.log", false, "b"),
+        ("app.log*", false, "b"),
+        ("app.log", true, "a"),
+        ("app.log", true, "c"),
+        ("app.log*", true, "c"),
+    ] {
+        let case = format!("{glob} removed {removed} back as {back}");
+        let mut r = Rig::new(
+            &format!("reload-rename-{}-{removed}-{back}", glob.len()),
+            glob,
+            "",
+        );
+        let input = r.t.inputs[0].clone();
+        r.lines("app.log", "a", 0..20);
+        r.poll(Duration::ZERO);
+        let mut again = input.clone();
+        again.name = back.into();
+        if removed {
+            r.t.set_inputs(Vec::new());
+        } else {
+            r.t.set_inputs(vec![again.clone()]);
+        }
+        r.lines("app.log", "a", 20..30);
+        fs::rename(r.path("app.log"), r.path("app.log.1")).unwrap();
+        r.write("app.log", "");
+        if removed {
+            // Looked at while no input has it, then the input is back.
+            r.poll(Duration::from_millis(100));
+            r.t.set_inputs(vec![again]);
+        }
+        r.lines("app.log", "a", 30..40);
+        r.settle();
+        assert_eq!(
+            r.numbers("a"),
+            (0..40).collect::<Vec<_>>(),
+            "{case}: {:?}",
+            r.got
+        );
+    }
+}
+
 /// A copy in the making (suspected, unread) when a reload removes its input, or narrows the
 /// input's globs to the live name: it is still a copy to claim, never a file to read from
 /// its head (lines twice) nor one to forget (the truncation's lines lost).
@@ -3426,6 +3486,127 @@ fn generations_that_share_their_first_bytes_are_told_apart_at_a_restart() {
         assert_eq!(nums(&r, "c"), (0..3).collect::<Vec<_>>(), "{case}");
         assert_eq!(nums(&r, "d"), (0..d).collect::<Vec<_>>(), "{case}");
         assert_eq!(r.got.len(), 5 + 3 + 3 + d as usize, "{case}");
+    }
+}
+
+#[test]
+fn a_log_written_again_past_its_position_while_down_is_read_from_its_head() {
+    // Lines that all begin with the same 300 bytes (a banner longer than the fingerprint):
+    // the log truncated while the agent was down, no copy kept, and written again past the
+    // checkpointed position. It starts as before and is long enough; only the bytes before
+    // the position tell that it is new content, to be read from its head.
+    let p = "P".repeat(300);
+    let (a, b, c) = (format!("{p} a"), format!("{p} b"), format!("{p} c"));
+    for glob in ["app.log", "app.log*"] {
+        let mut r = Rig::new(&format!("refilled-{}", glob.len()), glob, "");
+        r.lines("app.log", &a, 0..5);
+        r.poll(Duration::ZERO);
+        let marks = r.marks();
+        // Down from here: written, then emptied with no copy, then written past the position.
+        r.lines("app.log", &b, 0..2);
+        r.truncate("app.log");
+        r.lines("app.log", &c, 0..8);
+        r.restart(marks);
+        r.settle();
+        let case = format!("{glob}: {:?}", r.got);
+        assert_eq!(r.numbers(&a), (0..5).collect::<Vec<_>>(), "{case}");
+        assert_eq!(r.numbers(&b), Vec::<u32>::new(), "{case}");
+        assert_eq!(r.numbers(&c), (0..8).collect::<Vec<_>>(), "{case}");
+        assert_eq!(r.got.len(), 13, "{case}");
+    }
+}
+
+#[test]
+fn a_second_stop_and_copytruncate_with_lines_that_begin_alike_reads_each_line_once() {
+    // Two cycles of: the agent stops, the log is copytruncated (`rotate 1`), the agent
+    // starts. Every line begins with the same 300 bytes. At the second, the new copy takes
+    // the old copy's inode (written over it in place, or the old one deleted and its inode
+    // number handed out again): the old copy's mark names that inode with the same head,
+    // and the new copy is as long; only the bytes before the mark's position tell them
+    // apart.
+    let p = "P".repeat(300);
+    let tag = |t: &str| format!("{p} {t}");
+    for (glob, in_place) in [
+        ("app.log", true),
+        ("app.log", false),
+        ("app.log*", true),
+        ("app.log*", false),
+    ] {
+        let mut r = Rig::new(&format!("second-cycle-{}-{in_place}", glob.len()), glob, "");
+        r.lines("app.log", &tag("a"), 0..5);
+        r.poll(Duration::ZERO);
+        let marks = r.marks();
+        std::thread::sleep(Duration::from_millis(20));
+        r.lines("app.log", &tag("b"), 0..3);
+        r.copytruncate("app.log", "app.log.1");
+        r.lines("app.log", &tag("c"), 0..3);
+        r.restart(marks);
+        r.settle();
+        let marks = r.marks();
+        std::thread::sleep(Duration::from_millis(20));
+        r.lines("app.log", &tag("d"), 0..9);
+        if !in_place {
+            fs::remove_file(r.path("app.log.1")).unwrap();
+        }
+        r.copytruncate("app.log", "app.log.1");
+        r.lines("app.log", &tag("e"), 0..2);
+        r.restart(marks);
+        r.settle();
+        let short: Vec<String> = r
+            .got
+            .iter()
+            .map(|(f, l)| format!("{f}:{}", &l.trim_start_matches('P')[..6]))
+            .collect();
+        let case = format!("{glob} in place {in_place}: {short:?}");
+        for (t, n) in [("a", 5), ("b", 3), ("c", 3), ("d", 9), ("e", 2)] {
+            assert_eq!(
+                r.numbers(&tag(t)),
+                (0..n).collect::<Vec<_>>(),
+                "{t}: {case}"
+            );
+        }
+        assert_eq!(r.got.len(), 22, "{case}");
+    }
+}
+
+#[test]
+fn a_rotation_seen_just_before_a_stop_with_lines_that_begin_alike_reads_each_line_once() {
+    // Every line begins with the same 300 bytes. The agent reads, checkpoints, then sees a
+    // copytruncate and reads the new content, and stops before another checkpoint (killed:
+    // its last frames never reached the spool). At the restart the live file starts as
+    // the checkpoint says and is longer than its position; only the bytes before the
+    // position tell that it is new content. Every line arrives; those read before the stop
+    // whose frames were lost arrive again (they were never in the spool), none is skipped.
+    let p = "P".repeat(300);
+    let tag = |t: &str| format!("{p} {t}");
+    for glob in ["app.log", "app.log*"] {
+        let mut r = Rig::new(&format!("seen-before-stop-{}", glob.len()), glob, "");
+        r.lines("app.log", &tag("a"), 0..5);
+        r.poll(Duration::ZERO);
+        let marks = r.marks();
+        std::thread::sleep(Duration::from_millis(20));
+        r.lines("app.log", &tag("b"), 0..2);
+        r.copytruncate("app.log", "app.log.1");
+        r.lines("app.log", &tag("c"), 0..8);
+        r.poll(Duration::ZERO);
+        let before = r.got.len();
+        r.restart(marks);
+        r.settle();
+        let after: Vec<String> = r.got[before..].iter().map(|(_, l)| l.clone()).collect();
+        let short: Vec<&str> = after.iter().map(|l| l.trim_start_matches('P')).collect();
+        let case = format!("{glob}: {short:?}");
+        let again = Rig::numbers_in(&after, &tag("b"));
+        assert_eq!(again, (0..2).collect::<Vec<_>>(), "{case}");
+        assert_eq!(
+            Rig::numbers_in(&after, &tag("c")),
+            (0..8).collect::<Vec<_>>(),
+            "{case}"
+        );
+        assert_eq!(
+            Rig::numbers_in(&after, &tag("a")),
+            Vec::<u32>::new(),
+            "{case}"
+        );
     }
 }
 

@@ -88,7 +88,7 @@ impl FileSink {
         &self,
         f: &mut File,
         start: u64,
-        each: &mut dyn FnMut(&frame::BatchHead<'_>) -> bool,
+        each: &mut dyn FnMut(&frame::BatchHead<'_>, &[u8]) -> bool,
     ) -> Result<Option<u64>, SinkError> {
         f.seek(SeekFrom::Start(start)).map_err(|e| self.err(e))?;
         let mut r = FrameReader::new(f.take(self.len - start), frame::MAX_PAYLOAD);
@@ -98,7 +98,7 @@ impl FileSink {
             match item {
                 Item::Frame { bytes, .. } => {
                     torn = None;
-                    if dec.head(bytes).is_ok_and(|h| !each(&h)) {
+                    if dec.head(bytes).is_ok_and(|h| !each(&h, bytes)) {
                         break;
                     }
                 }
@@ -126,7 +126,7 @@ impl FileSink {
             f.sync_data().map_err(|e| self.err(e))?;
         }
         let mut last = None;
-        let torn = self.scan_tail(&mut f, len.saturating_sub(TAIL_WINDOW), &mut |h| {
+        let torn = self.scan_tail(&mut f, len.saturating_sub(TAIL_WINDOW), &mut |h, _| {
             last = Some((h.instance.to_string(), h.seq));
             true
         })?;
@@ -163,10 +163,12 @@ impl FileSink {
             return Ok(0);
         };
         let mut window = TAIL_WINDOW;
+        // Whole frames for those that move positions: their lines give the bytes before.
+        let mut dec = frame::Decoder::default();
         loop {
             let start = self.len.saturating_sub(window);
             let (mut first, mut too_late, mut last) = (true, false, 0);
-            self.scan_tail(&mut f, start, &mut |h| {
+            self.scan_tail(&mut f, start, &mut |h, bytes| {
                 let ours = h.instance == instance;
                 if std::mem::take(&mut first) && start > 0 && ours && h.seq > from {
                     // The window begins after `from`: look further back (nothing moved yet).
@@ -174,8 +176,15 @@ impl FileSink {
                     return false;
                 }
                 if ours && h.seq >= from {
-                    for s in &h.sources {
-                        crate::spool::advance(files, s);
+                    match dec.batch(bytes) {
+                        Ok(b) => crate::spool::advance_by(files, &b),
+                        // Its head decoded, so does the rest unless damaged past the CRC:
+                        // then the positions without what was before them.
+                        Err(_) => {
+                            for s in &h.sources {
+                                crate::spool::advance(files, s);
+                            }
+                        }
                     }
                     last = h.seq;
                 }

@@ -43,7 +43,7 @@ use std::path::{Path, PathBuf};
 
 mod ranges;
 mod read;
-pub(crate) use read::advance;
+pub(crate) use read::{advance, advance_by};
 use read::{read_frame_at, read_known_at, resync, scan_segment};
 
 /// The spool's limits, from `[spool]`.

@@ -147,8 +147,16 @@ pub(super) fn scan_segment(
                 *max_seq = (*max_seq).max(head.seq);
                 if head.seq >= ck.next_seq {
                     first_moved_ts.get_or_insert(head.base_ts_ms);
-                    for s in &head.sources {
-                        advance(&mut ck.files, s);
+                    // Whole, lines too: the bytes before each position it moves are the
+                    // end of its last lines (a few frames after the checkpoint, at start-up).
+                    match dec.batch(bytes) {
+                        Ok(b) => advance_by(&mut ck.files, &b),
+                        // The head decoded: so does the rest, unless damaged past the CRC.
+                        Err(e) => {
+                            log::error!("{}: byte {pos}: {e}; record skipped", path.display());
+                            c.corrupt_records += 1;
+                            c.corrupt_bytes += bytes.len() as u64;
+                        }
                     }
                 }
             }
@@ -191,6 +199,54 @@ pub(super) fn scan_segment(
     })
 }
 
+/// Moves `files` forward by every source of batch `b`, with the bytes before each new
+/// position (its tail) where `b`'s own lines hold them.
+pub(crate) fn advance_by(files: &mut Vec<FileMark>, b: &frame::Batch<'_>) {
+    for (i, s) in b.sources.iter().enumerate() {
+        advance(files, s);
+        if let Some(t) = tail_in(b, i) {
+            let m = files.iter_mut().find(|f| (f.dev, f.ino) == (s.dev, s.ino));
+            m.expect("advance keeps a mark of the file").tail = Some(t);
+        }
+    }
+}
+
+/// The tail ([`FileMark::tail`]) of source `i` of `b` at its end, from the frame's own lines:
+/// the last of them, when they end at the source's end and hold the bytes before it
+/// without a gap (a cut line's skipped rest is one). `None` when they hold fewer than
+/// [`frame::TAIL_BYTES`] of them (short lines, the rest in earlier frames), or none.
+fn tail_in(b: &frame::Batch<'_>, i: usize) -> Option<(u32, u32)> {
+    let end = b.sources[i].end;
+    let want = end.min(frame::TAIL_BYTES) as usize;
+    let mut parts: Vec<&[u8]> = Vec::new();
+    let (mut at, mut have) = (end, 0usize);
+    for l in b.lines.iter().rev().filter(|l| l.source as usize == i) {
+        let newline = l.flags & frame::LINE_PARTIAL == 0;
+        let len = l.text.len() as u64 + u64::from(newline);
+        if l.flags & frame::LINE_CUT != 0 || l.offset + len != at {
+            break;
+        }
+        if newline {
+            parts.push(b"\n");
+        }
+        parts.push(l.text);
+        at = l.offset;
+        have += len as usize;
+        if have >= want {
+            break;
+        }
+    }
+    if have < want {
+        return None;
+    }
+    // `parts` is the bytes before `end`, backwards; the last `want` of them, in order.
+    let mut bytes = Vec::with_capacity(have);
+    for p in parts.iter().rev() {
+        bytes.extend_from_slice(p);
+    }
+    Some((want as u32, crc32fast::hash(&bytes[have - want..])))
+}
+
 /// Moves `files` forward by one source of a frame: the file's position becomes the frame's.
 /// The size last seen stays, unless the frame is of other content under the same inode (a
 /// truncation since: its end before the position, or another head of the same length);
@@ -205,14 +261,20 @@ pub(crate) fn advance(files: &mut Vec<FileMark>, s: &frame::Source<'_>) {
         fp: s.fp,
         offset: s.end,
         size: s.end,
+        // A frame names no bytes before its end: a position it moves has no tail.
+        tail: None,
     };
     match files.iter_mut().find(|f| (f.dev, f.ino) == (s.dev, s.ino)) {
         Some(f) => {
             let other =
                 s.end < f.offset || (s.fp_len, s.fp) != (f.fp_len, f.fp) && s.fp_len == f.fp_len;
             let size = if other { s.end } else { f.size.max(s.end) };
+            let tail = f
+                .tail
+                .filter(|_| !other && s.end == f.offset && s.fp == f.fp);
             *f = m;
             f.size = size;
+            f.tail = tail;
         }
         None => files.push(m),
     }

@@ -276,6 +276,7 @@ fn mark(offset: u64) -> FileMark {
         fp: 0,
         offset,
         size: offset,
+        tail: None,
     }
 }
 
@@ -322,7 +323,13 @@ fn a_lost_state_falls_back_to_the_older_copy_with_the_same_positions() {
     let (r, c) = open(&d, limits(OnFull::Block));
     assert!(!r.first_run && !r.positions_lost && r.needs_checkpoint);
     assert_eq!(r.spool.next_seq(), last + 1);
-    assert_eq!(r.marks, vec![mark(last * 200)]);
+    // Moved by the frames after the older copy: with the bytes before the position that
+    // their last line holds (63 `x` and the newline).
+    let mut want = mark(last * 200);
+    let mut end = [b'x'; 64];
+    end[63] = b'\n';
+    want.tail = Some((64, crc32fast::hash(&end)));
+    assert_eq!(r.marks, vec![want]);
     assert_eq!(c.spool_lost_frames, 0);
     fs::remove_dir_all(&d).unwrap();
 }
@@ -989,10 +996,11 @@ fn behind_a_sink_that_fsyncs_frames_go_unsynced_until_a_checkpoint_needs_them() 
 }
 
 #[test]
-fn the_time_of_the_positions_survives_a_restart_and_the_rewrites_of_state() {
+fn the_time_and_tails_of_the_positions_survive_a_restart_and_the_rewrites_of_state() {
     // `state` says when its positions were taken; `drop_oldest` writing it again (with the
     // numbers it dropped) and start-up writing the positions it read again keep that time,
-    // not theirs: what changed in the files' directories since is still seen as such.
+    // not theirs: what changed in the files' directories since is still seen as such. The
+    // bytes before each position (its tail) are kept the same way.
     let d = dir("as-of");
     let l = limits(OnFull::DropOldest);
     let other = FileMark {
@@ -1003,6 +1011,7 @@ fn the_time_of_the_positions_survives_a_restart_and_the_rewrites_of_state() {
         fp: 0xfeed,
         offset: 4242,
         size: 5000,
+        tail: Some((64, 0xc0ffee)),
     };
     let (r, mut c) = open(&d, l);
     assert_eq!(r.as_of, None);
@@ -1027,7 +1036,10 @@ fn the_time_of_the_positions_survives_a_restart_and_the_rewrites_of_state() {
     let mut s = r.spool;
     s.checkpoint(r.marks, r.as_of).unwrap();
     drop(s);
-    assert_eq!(open(&d, l).0.as_of, Some(t));
+    let (r, _) = open(&d, l);
+    assert_eq!(r.as_of, Some(t));
+    let m = r.marks.iter().find(|m| (m.dev, m.ino) == (9, 9));
+    assert_eq!(m, Some(&other), "{:?}", r.marks);
     fs::remove_dir_all(&d).unwrap();
 }
 
@@ -1064,7 +1076,8 @@ fn a_frame_of_new_content_under_a_marked_inode_does_not_keep_the_old_size() {
     // written again since, and a frame of the new content (to 300) came after. At a restart
     // the old size would have 4,700 bytes counted lost again if the file went or was
     // truncated: they were the old content's, counted (or read) then. The same content
-    // moving on keeps the size it was seen at.
+    // moving on keeps the size it was seen at. The bytes before the position (the tail)
+    // stay known only while no frame moves it.
     let d = dir("advance-size");
     let l = limits(OnFull::Block);
     let old = FileMark {
@@ -1075,15 +1088,18 @@ fn a_frame_of_new_content_under_a_marked_inode_does_not_keep_the_old_size() {
         fp: 0xaaaa,
         offset: 1000,
         size: 5000,
+        tail: Some((64, 0x1234)),
     };
-    for (fp, end, size) in [
-        (0xbbbb, 300, 300),
-        (0xbbbb, 1200, 1200),
-        (0xaaaa, 1200, 5000),
+    for (fp, end, size, tail) in [
+        (0xbbbb, 300, 300, None),
+        (0xbbbb, 1200, 1200, None),
+        (0xaaaa, 1200, 5000, None),
+        (0xaaaa, 1000, 5000, Some((64, 0x1234))),
     ] {
         let (r, _) = open(&d, l);
         let mut s = r.spool;
-        s.checkpoint(vec![old.clone()], None).unwrap();
+        s.checkpoint(vec![old.clone()], Some(1_796_083_200_000))
+            .unwrap();
         let src = SourceRef {
             path: "/log/a",
             dev: 1,
@@ -1098,7 +1114,93 @@ fn a_frame_of_new_content_under_a_marked_inode_does_not_keep_the_old_size() {
         let (r, _) = open(&d, l);
         assert_eq!(r.marks.len(), 1);
         let m = &r.marks[0];
-        assert_eq!((m.fp, m.offset, m.size), (fp, end, size), "{fp:x} to {end}");
+        assert_eq!(
+            (m.fp, m.offset, m.size, m.tail),
+            (fp, end, size, tail),
+            "{fp:x} to {end}"
+        );
+        fs::remove_dir_all(&d).unwrap();
+    }
+}
+
+#[test]
+fn positions_from_frames_know_the_bytes_before_them_from_the_frames_lines() {
+    // A frame after the checkpoint moves a file's position: the bytes before the new
+    // position (its tail) come from the frame's last lines, the same as the file's own,
+    // when those lines hold enough of them without a gap; else the tail is not known.
+    use crate::frame::{LINE_CUT, LINE_PARTIAL};
+    use std::os::unix::fs::MetadataExt;
+    let d = dir("tails-from-frames");
+    let l = limits(OnFull::Block);
+    let long: &[u8] = &[b'x'; 100];
+    let short: &[u8] = b"abc";
+    // (what, the file's lines: text and flags, how many of the first the frame leaves out,
+    // whether the tail is known)
+    type Lines<'a> = Vec<(&'a [u8], u8)>;
+    let cases: Vec<(&str, Lines<'_>, usize, bool)> = vec![
+        ("one long line", vec![(long, 0)], 0, true),
+        ("many short lines", vec![(short, 0); 40], 0, true),
+        (
+            "too few bytes in the frame",
+            [vec![(long, 0)], vec![(short, 0); 3]].concat(),
+            1,
+            false,
+        ),
+        ("a file shorter than a tail", vec![(b"hi", 0)], 0, true),
+        (
+            "a partial last line",
+            vec![(long, 0), (b"no newline yet", LINE_PARTIAL)],
+            0,
+            true,
+        ),
+        ("a cut last line", vec![(long, LINE_CUT)], 0, false),
+    ];
+    for (what, lines, skip, known) in cases {
+        fs::create_dir_all(&d).unwrap();
+        let log = d.join("app.log");
+        // The file as the agent read it; of a cut line the frame holds 40 bytes.
+        let mut file = Vec::new();
+        let mut at = Vec::new();
+        for (text, flags) in &lines {
+            at.push(file.len() as u64);
+            file.extend_from_slice(text);
+            if flags & LINE_PARTIAL == 0 {
+                file.push(b'\n');
+            }
+        }
+        fs::write(&log, &file).unwrap();
+        let end = file.len() as u64;
+        let (r, _) = open(&d, l);
+        let mut s = r.spool;
+        s.checkpoint(vec![], Some(1_796_083_200_000)).unwrap();
+        let md = fs::metadata(&log).unwrap();
+        let src = SourceRef {
+            path: "/log/app.log",
+            dev: md.dev(),
+            ino: md.ino(),
+            fp_len: 0,
+            fp: 0,
+        };
+        let mut b = BatchBuilder::new(1000, 1 << 20);
+        for (i, (text, flags)) in lines.iter().enumerate().skip(skip) {
+            let next = at.get(i + 1).copied().unwrap_or(end);
+            let text = if flags & LINE_CUT != 0 {
+                &text[..40]
+            } else {
+                text
+            };
+            b.push(&src, at[i], next, 1000, *flags, text);
+        }
+        s.append(&b.finish("t", s.next_seq())).unwrap();
+        drop(s);
+        let (r, _) = open(&d, l);
+        let m = &r.marks[0];
+        assert_eq!(m.offset, end, "{what}");
+        let want = known
+            .then(|| frame::tail_of(&fs::File::open(&log).unwrap(), end))
+            .flatten();
+        assert_eq!(known, want.is_some(), "{what}");
+        assert_eq!(m.tail, want, "{what}");
         fs::remove_dir_all(&d).unwrap();
     }
 }
