@@ -270,6 +270,48 @@ fn acked_segments_are_let_go_when_a_disk_filled_by_someone_else_has_room_again()
     a.stop();
 }
 
+/// A tester's wedge: the same, but the file that filled the disk stays, and lines wait to
+/// be read. The older copy of the checkpoint makes room for the new one, the acknowledged
+/// segments go, and reading resumes with nobody freeing the disk (before, it waited until
+/// the file went: 94 s in the tester's run, 5 of 5). The progress line goes on while
+/// reading waits, and says so.
+#[test]
+fn acked_segments_are_let_go_while_a_disk_filled_by_someone_else_stays_full() {
+    let s = Scratch::new("fault-full-stays");
+    let data = s.path("data");
+    let _fs = Tmpfs::mount(&data, "1m");
+    let acc = Accepted::default();
+    let mut srv = acc.server();
+    srv.stop();
+    // About 450 KB of lines stored plain on a 1 MiB disk: once they are acknowledged and
+    // let go there is room past the 256 KiB the spool leaves free.
+    const N: u64 = 6_000;
+    let app = app_log(&s, "k", N);
+    let cfg = s.config(
+        "",
+        &input("app", app.to_str().unwrap(), "max_line_bytes = 200"),
+        &format!(
+            "[batch]\nmax_bytes = \"8KiB\"\nlinger = \"50ms\"\ncompression = \"none\"\n[spool]\nsegment_bytes = \"64KiB\"\n{}",
+            http_sink(&srv.url("/ingest"), "1s")
+        ),
+    );
+    let a = Agent::start(&s, &cfg);
+    a.wait_log(&format!("read {N} lines"), 15);
+    let _filler = fill(&data, 4096);
+    write_lines(&app, "k", N, N + 10);
+    a.wait_log("reading paused", 15);
+    a.wait_log("disk full now", 15);
+    srv.restart();
+    let got = acc.wait_lines(&s, N as usize + 10, 30);
+    assert_eq!(got.len(), N as usize + 10, "{}", tail(&a.log()));
+    assert_exactly_once(&numbers(&got, "k"), N + 10);
+    write_lines(&app, "k", N + 10, N + 20);
+    let got = acc.wait_lines(&s, N as usize + 20, 30);
+    assert_exactly_once(&numbers(&got, "k"), N + 20);
+    let out = a.stop();
+    assert!(out.contains("reading resumed"), "{}", tail(&out));
+}
+
 /// "Also": SIGTERM while the sink is down (a server that accepts and never answers) stops
 /// the agent with exit 0 after `shutdown_timeout`, keeping the backlog, which the next run
 /// delivers: every line exactly once.

@@ -420,6 +420,10 @@ async fn close_frame(
 ) -> bool {
     let mut waited = false;
     let mut disk: Option<DiskWait> = None;
+    // The progress line goes on while reading waits (it says `disk full now`): acks and
+    // losses still change, and an operator looks there first.
+    let local = pipe.with(|p| p.name.is_empty());
+    let mut last_stats = Instant::now();
     let done = loop {
         inbox.drain();
         if inbox.stop {
@@ -471,6 +475,11 @@ async fn close_frame(
                     woke_early || now >= until
                 })
             });
+            let interval = st.with(|s| s.cfg.stats_interval.0);
+            if local && last_stats.elapsed() >= interval {
+                last_stats = Instant::now();
+                st.with(log_stats);
+            }
             if done {
                 break;
             }

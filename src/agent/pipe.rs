@@ -327,7 +327,7 @@ impl Pipe {
             &dir.join("spool"),
             limits(&cfg),
             max_payload(&cfg),
-            &mut |from, files| sink.replay(&stream, from, files),
+            &mut |from, gone, files| sink.replay(&stream, from, gone, files),
             c,
         )
         .map_err(Error::Spool)?;

@@ -154,6 +154,7 @@ impl FileSink {
         &self,
         instance: &str,
         from: u64,
+        gone: &[(u64, u64)],
         files: &mut Vec<frame::FileMark>,
     ) -> Result<u64, SinkError> {
         if self.holds(instance) < from {
@@ -168,6 +169,8 @@ impl FileSink {
         loop {
             let start = self.len.saturating_sub(window);
             let (mut first, mut too_late, mut last) = (true, false, 0);
+            let mut moved = files.clone();
+            let mut seqs = Vec::new();
             self.scan_tail(&mut f, start, &mut |h, bytes| {
                 let ours = h.instance == instance;
                 if std::mem::take(&mut first) && start > 0 && ours && h.seq > from {
@@ -177,25 +180,61 @@ impl FileSink {
                 }
                 if ours && h.seq >= from {
                     match dec.batch(bytes) {
-                        Ok(b) => crate::spool::advance_by(files, &b),
+                        Ok(b) => crate::spool::advance_by(&mut moved, &b),
                         // Its head decoded, so does the rest unless damaged past the CRC:
                         // then the positions without what was before them.
                         Err(_) => {
                             for s in &h.sources {
-                                crate::spool::advance(files, s);
+                                crate::spool::advance(&mut moved, s);
                             }
                         }
                     }
+                    seqs.push(h.seq);
                     last = h.seq;
                 }
                 true
             })?;
-            if !too_late {
-                return Ok(last);
+            if too_late {
+                window = window.saturating_mul(2);
+                continue;
             }
-            window = window.saturating_mul(2);
+            if let Some((a, b)) = first_missing(&mut seqs, from, gone) {
+                // Frames numbered between the checkpoint and the file's last went elsewhere
+                // (another sink, before a reload switched back to this one): positions
+                // from the frames on both sides of the hole would skip what the missing
+                // ones moved, or go back. The spool's copies are used instead.
+                log::warn!(
+                    "{}: frames {a} to {b} of {instance} are not in it (sent to another sink?): positions are taken from the spool, not from this file",
+                    self.path.display()
+                );
+                return Ok(0);
+            }
+            *files = moved;
+            return Ok(last);
         }
     }
+}
+
+/// The first range of numbers from `from` to the last of `seqs` that is neither in `seqs`
+/// (sorted and deduplicated here: a frame sent again after a restart is in a file twice)
+/// nor in `gone` (numbers never sent: dropped, or given out and lost).
+fn first_missing(seqs: &mut Vec<u64>, from: u64, gone: &[(u64, u64)]) -> Option<(u64, u64)> {
+    seqs.sort_unstable();
+    seqs.dedup();
+    let mut want = from;
+    for &s in seqs.iter() {
+        while want < s {
+            match gone.iter().find(|&&(a, b)| a <= want && want <= b) {
+                Some(&(_, b)) => want = b.saturating_add(1),
+                None => {
+                    let next_gone = gone.iter().filter(|&&(a, _)| a > want).map(|&(a, _)| a - 1);
+                    return Some((want, next_gone.min().unwrap_or(u64::MAX).min(s - 1)));
+                }
+            }
+        }
+        want = want.max(s + 1);
+    }
+    None
 }
 
 impl Sink for FileSink {
@@ -235,5 +274,33 @@ impl Sink for FileSink {
             }
         }
         Ok(self.sent)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::first_missing;
+
+    #[test]
+    fn the_first_number_a_sink_file_is_missing_is_found_past_repeats_and_numbers_gone() {
+        let gone = [(5, 6), (7, 9), (12, 18), (20, 20)];
+        for (seqs, from, want) in [
+            (vec![3, 4, 5], 3, None),
+            (vec![4, 3, 3, 4], 3, None),
+            // 5..9 were never sent (two ranges side by side), 12..18 and 20 neither.
+            (vec![3, 4, 10, 11, 19, 21], 3, None),
+            (vec![4, 5], 3, Some((3, 3))),
+            (vec![1, 2, 3, 12], 1, Some((4, 4))),
+            (vec![1, 2, 3, 4, 10, 12], 1, Some((11, 11))),
+            (vec![1, 2, 3, 11, 19], 1, Some((4, 4))),
+            (vec![], 3, None),
+        ] {
+            let mut s = seqs.clone();
+            assert_eq!(
+                first_missing(&mut s, from, &gone),
+                want,
+                "{seqs:?} from {from}"
+            );
+        }
     }
 }

@@ -193,10 +193,11 @@ impl AnySink {
         &self,
         instance: &str,
         from: u64,
+        gone: &[(u64, u64)],
         files: &mut Vec<crate::frame::FileMark>,
     ) -> u64 {
         match self {
-            AnySink::File(s) => s.replay(instance, from, files).unwrap_or_else(|e| {
+            AnySink::File(s) => s.replay(instance, from, gone, files).unwrap_or_else(|e| {
                 log::warn!("{e}: frames it holds are not read back");
                 0
             }),

@@ -245,6 +245,10 @@ fn seg_name(id: u64) -> String {
     format!("{id:020}.seg")
 }
 
+/// A sink's read-back at start-up (see [`Spool::open_behind`]): `(from, gone, files)` to
+/// the last number it holds.
+pub type ReadBack<'a> = dyn FnMut(u64, &[(u64, u64)], &mut Vec<FileMark>) -> u64 + 'a;
+
 impl Spool {
     /// Opens (or creates) the spool in `dir`, scanning every segment: corrupt and torn records
     /// are skipped and counted in `c`, a torn tail is cut off, fully acknowledged segments are
@@ -265,20 +269,22 @@ impl Spool {
         max_payload: usize,
         c: &mut Counters,
     ) -> Result<Recovered, SpoolError> {
-        Spool::open_behind(dir, limits, max_payload, &mut |_, _| 0, c)
+        Spool::open_behind(dir, limits, max_payload, &mut |_, _, _| 0, c)
     }
 
     /// [`open`](Self::open), for a sink that keeps what it acknowledged (a file sink):
-    /// `sink(from, files)` moves `files` forward by every frame of this stream the sink
+    /// `sink(from, gone, files)` moves `files` forward by every frame of this stream the sink
     /// holds numbered `from` or later, in order, and returns the last one's number (0 for
     /// none). Those frames count as acknowledged, and the checkpoint's positions go with
     /// them, whatever the spool still has of them: with `in_sink` a power cut may take the
-    /// spool's unsynced copies of frames the sink holds.
+    /// spool's unsynced copies of frames the sink holds. A sink missing numbers after `from`
+    /// that are not in `gone` (`gone`: numbers never sent) is not the whole record, and
+    /// returns 0 without moving anything.
     pub fn open_behind(
         dir: &Path,
         limits: Limits,
         max_payload: usize,
-        sink: &mut dyn FnMut(u64, &mut Vec<FileMark>) -> u64,
+        sink: &mut ReadBack<'_>,
         c: &mut Counters,
     ) -> Result<Recovered, SpoolError> {
         ctx(fs::create_dir_all(dir), "create", dir)?;
@@ -360,7 +366,7 @@ impl Spool {
             _ => None,
         };
         if let Some(from) = from {
-            let held = sink(from, &mut ck.files);
+            let held = sink(from, &gone, &mut ck.files);
             if held >= from {
                 ck.next_seq = held + 1;
                 ck.acked_seq = ck.acked_seq.max(held);
@@ -1124,18 +1130,39 @@ impl Spool {
             files,
         };
         self.as_of = as_of;
-        self.write_state()?;
+        match self.write_state() {
+            // A disk filled by something else, and no older copy of the checkpoint to make
+            // room with (see write_state): the oldest segment, all of it acknowledged, goes
+            // first. Only a crash between its deletion and this write costs anything: the
+            // restart's positions then come from the frames after it, and a file none of
+            // them names is read again from the checkpoint before (repeats, never a loss).
+            Err(e)
+                if is_full(&e.source)
+                    && self.segs.len() > 1
+                    && self.released_segment(0, self.acked) =>
+            {
+                log::warn!(
+                    "{}: disk full: acknowledged segment {} deleted to write the checkpoint",
+                    self.dir.display(),
+                    self.segs[0].path.display()
+                );
+                self.delete_front();
+                self.write_state()?;
+            }
+            r => r?,
+        }
+        if self.all_acked_in_active() {
+            self.new_segment()?;
+        }
         if self.segs.len() > 1
             && self.released_segment(0, self.acked)
             && !self.released_segment(0, self.older_acked)
         {
             // A segment goes only once both copies cover it: the same checkpoint again makes
             // the older copy cover it too, so the room is there now, not at the next
-            // checkpoint (a full spool under `block` may have no next one to wait for).
+            // checkpoint (a full spool under `block` may have no next one to wait for, nor
+            // a disk filled by something else).
             self.write_state()?;
-        }
-        if self.all_acked_in_active() {
-            self.new_segment()?;
         }
         // Only what both copies of the checkpoint cover (see `open`).
         while self.segs.len() > 1 && self.released_segment(0, self.older_acked) {
@@ -1153,12 +1180,27 @@ impl Spool {
         let path = self.dir.join("state");
         let tmp = self.dir.join("state.tmp");
         let bytes = frame::encode_state(&self.last, &self.gone, self.as_of);
-        ctx(
-            write_durably(&tmp, &bytes, self.limits.fsync),
-            "write",
-            &tmp,
-        )?;
         let older = self.dir.join("state.1");
+        match write_durably(&tmp, &bytes, self.limits.fsync) {
+            // A disk filled by something else (no reserve left): the older copy makes room
+            // for the new one. Without it, no checkpoint, so no acknowledged segment could
+            // go either, and reading would wait for room someone else makes. `state` stays
+            // whole meanwhile; the two copies are back with the next checkpoint.
+            Err(e) if is_full(&e) && path.exists() && fs::remove_file(&older).is_ok() => {
+                log::warn!(
+                    "{}: disk full: {} removed to write the checkpoint",
+                    self.dir.display(),
+                    older.display()
+                );
+                self.older_acked = 0;
+                ctx(
+                    write_durably(&tmp, &bytes, self.limits.fsync),
+                    "write",
+                    &tmp,
+                )?;
+            }
+            r => ctx(r, "write", &tmp)?,
+        }
         match fs::rename(&path, &older) {
             Ok(()) => self.older_acked = self.state_acked,
             Err(e) if e.kind() == io::ErrorKind::NotFound => self.older_acked = 0,
@@ -1351,6 +1393,12 @@ fn write_durably(path: &Path, bytes: &[u8], fsync: bool) -> io::Result<()> {
         f.sync_all()?;
     }
     Ok(())
+}
+
+/// Whether `e` says the file system (or the user's quota on it) is full.
+fn is_full(e: &io::Error) -> bool {
+    // EDQUOT is 122 on every target tailbeat is built for (not on MIPS).
+    e.kind() == io::ErrorKind::StorageFull || e.raw_os_error() == Some(122)
 }
 
 fn sync_dir(dir: &Path) -> io::Result<()> {

@@ -151,11 +151,14 @@ pub(super) fn scan_segment(
                     // end of its last lines (a few frames after the checkpoint, at start-up).
                     match dec.batch(bytes) {
                         Ok(b) => advance_by(&mut ck.files, &b),
-                        // The head decoded: so does the rest, unless damaged past the CRC.
-                        Err(e) => {
-                            log::error!("{}: byte {pos}: {e}; record skipped", path.display());
-                            c.corrupt_records += 1;
-                            c.corrupt_bytes += bytes.len() as u64;
+                        // The head decoded, so does the rest unless damaged past the CRC:
+                        // then the positions without what was before them.
+                        Err(_) => {
+                            if let Ok(h) = dec.head(bytes) {
+                                for s in &h.sources {
+                                    advance(&mut ck.files, s);
+                                }
+                            }
                         }
                     }
                 }

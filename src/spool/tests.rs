@@ -718,7 +718,13 @@ fn durable_unsent_says_whether_a_synced_frame_waits() {
 #[test]
 fn after_a_restart_released_frames_are_not_counted_as_waiting() {
     let d = dir("released-at-open");
-    let (r, mut c) = open(&d, limits(OnFull::Block));
+    // Segments larger than the six frames' quarter: the one segment stays, newest.
+    let l = Limits {
+        max_bytes: 256 << 10,
+        segment_bytes: 64 << 10,
+        ..limits(OnFull::Block)
+    };
+    let (r, mut c) = open(&d, l);
     let mut s = r.spool;
     let mut sizes = Vec::new();
     for i in 1..=6 {
@@ -730,7 +736,7 @@ fn after_a_restart_released_frames_are_not_counted_as_waiting() {
     s.ack(4, &mut c);
     s.checkpoint(vec![], None).unwrap();
     drop(s);
-    let (r, mut c) = open(&d, limits(OnFull::Block));
+    let (r, mut c) = open(&d, l);
     let mut s = r.spool;
     assert_eq!(s.unsent_bytes(), sizes[4] + sizes[5], "frames 5 and 6 only");
     assert!(s.durable_unsent());
@@ -738,8 +744,8 @@ fn after_a_restart_released_frames_are_not_counted_as_waiting() {
     s.ack(6, &mut c);
     s.checkpoint(vec![], None).unwrap();
     drop(s);
-    // Everything released, the segment still there (the older checkpoint does not cover it).
-    let (r, _) = open(&d, limits(OnFull::Block));
+    // Everything released, the segment still there (the newest, less than a quarter full).
+    let (r, _) = open(&d, l);
     let mut s = r.spool;
     assert!(fs::read_dir(&d).unwrap().flatten().any(|e| e
         .path()
