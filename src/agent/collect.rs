@@ -423,7 +423,7 @@ async fn close_frame(
     // The progress line goes on while reading waits (it says `disk full now`): acks and
     // losses still change, and an operator looks there first.
     let local = pipe.with(|p| p.name.is_empty());
-    let mut last_stats = Instant::now();
+    let mut last_stats = (Instant::now(), None);
     let done = loop {
         inbox.drain();
         if inbox.stop {
@@ -475,9 +475,14 @@ async fn close_frame(
                     woke_early || now >= until
                 })
             });
-            let interval = st.with(|s| s.cfg.stats_interval.0);
-            if local && last_stats.elapsed() >= interval {
-                last_stats = Instant::now();
+            // Once, then when something moved (acks, reads): a pipeline blocked for hours
+            // writes no line a minute to what may be the full disk.
+            let (interval, progress) = st.with(|s| {
+                let c = &s.c;
+                (s.cfg.stats_interval.0, (c.frames_acked, c.bytes_read))
+            });
+            if local && last_stats.0.elapsed() >= interval && last_stats.1 != Some(progress) {
+                last_stats = (Instant::now(), Some(progress));
                 st.with(log_stats);
             }
             if done {

@@ -213,6 +213,7 @@ impl Tailer {
                         "input {name:?} no longer takes {}: closing it",
                         f.path.display()
                     );
+                    self.let_go.insert((f.dev, f.ino));
                     self.marks.insert((f.dev, f.ino), mark(&f, f.committed));
                 }
                 // A suspected copy was never read: no mark, so that the input added back
@@ -223,6 +224,7 @@ impl Tailer {
                 }
                 (None, None) => {
                     log::info!("input {name:?} removed: closing {}", f.path.display());
+                    self.let_go.insert((f.dev, f.ino));
                     self.marks.insert((f.dev, f.ino), mark(&f, f.committed));
                 }
             }
@@ -1065,10 +1067,10 @@ impl Tailer {
     }
 
     /// At a restart, for a log at `path` that starts as its mark `m` says, is as long as its
-    /// position and has no other bytes before it than the mark's (or the mark does not know
-    /// them: a mark from before they were kept, or moved by frames whose lines did not hold
-    /// them): the copy made while the agent was down that shows it was written again anyway,
-    /// with other bytes before the position than the log has.
+    /// position and has no other bytes just before it than the mark's (or the mark does not
+    /// know them: a mark from before they were kept, or moved by frames whose lines did not
+    /// hold them): the copy made while the agent was down that shows it was written again
+    /// anyway, with other bytes over the 4 KiB before the position than the log has.
     fn rewrite_shown_by_copy(
         &self,
         path: &Path,
@@ -1076,9 +1078,8 @@ impl Tailer {
         m: &FileMark,
         file: &std::fs::File,
     ) -> Option<PathBuf> {
-        if tail_holds(file, m) == Some(true) {
-            return None;
-        }
+        // Even with the bytes just before the position the same (lines that end alike too),
+        // a copy since that differs over the 4 KiB before it says so.
         self.copy_since(path, key, m)
             .filter(|c| differ_before(file, c, m.offset))
     }
@@ -2111,11 +2112,15 @@ impl Tailer {
         for k in moved {
             let mut m = self.marks.remove(&k).expect("listed above");
             let taken = self.input_of(Path::new(std::ffi::OsStr::from_bytes(&m.path)));
-            if taken.is_none() && names.contains_key(&k) {
-                // No input takes it now (removed by a reload) and it is still there: it
-                // keeps the name it was known under, so that an input taking that name
-                // again follows it from there (see set_inputs).
-                self.marks.insert(k, m);
+            if taken.is_none() && self.let_go.contains(&k) {
+                // Closed by a reload that left no input taking it: still there, it keeps the
+                // name it was known under, so that an input taking that name again follows
+                // it from there (see set_inputs); gone, it is no input's loss.
+                if names.contains_key(&k) {
+                    self.marks.insert(k, m);
+                } else {
+                    self.let_go.remove(&k);
+                }
             } else if self.let_go.remove(&k) {
                 // Let go while live: rotated since, perhaps with lines written before that.
                 self.follow(m, now, c);

@@ -204,7 +204,7 @@ impl FileSink {
                 // from the frames on both sides of the hole would skip what the missing
                 // ones moved, or go back. The spool's copies are used instead.
                 log::warn!(
-                    "{}: frames {a} to {b} of {instance} are not in it (sent to another sink?): positions are taken from the spool, not from this file",
+                    "{}: frames {a} to {b} of {instance} are not in it (sent to another sink before a reload, or dropped): positions are taken from the spool, not from this file",
                     self.path.display()
                 );
                 return Ok(0);
@@ -219,7 +219,7 @@ impl FileSink {
 /// (sorted and deduplicated here: a frame sent again after a restart is in a file twice)
 /// nor in `gone` (numbers never sent: dropped, or given out and lost).
 fn first_missing(seqs: &mut Vec<u64>, from: u64, gone: &[(u64, u64)]) -> Option<(u64, u64)> {
-    seqs.sort_unstable();
+    crate::sort::sort(seqs);
     seqs.dedup();
     let mut want = from;
     for &s in seqs.iter() {

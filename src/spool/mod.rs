@@ -222,6 +222,10 @@ pub struct Spool {
     /// older, so that either copy with the frames after it gives the positions.
     state_acked: u64,
     older_acked: u64,
+    /// An acknowledged segment was deleted to make room for a checkpoint the disk then
+    /// refused anyway: no other goes that way until a checkpoint is written (see
+    /// `checkpoint`).
+    deleted_for_room: bool,
     /// The last checkpoint written: `drop_oldest` writes it again with the numbers it
     /// dropped, before it deletes them. Its positions are empty until the first checkpoint
     /// of the run, so a checkpoint comes before any `drop_oldest` (the collector takes one
@@ -489,6 +493,7 @@ impl Spool {
             rewound_head_ts: None,
             state_acked: ck.acked_seq,
             older_acked: older_acked.min(ck.acked_seq),
+            deleted_for_room: false,
             last: Checkpoint {
                 next_seq: ck.next_seq,
                 acked_seq: ck.acked_seq,
@@ -1133,11 +1138,13 @@ impl Spool {
         match self.write_state() {
             // A disk filled by something else, and no older copy of the checkpoint to make
             // room with (see write_state): the oldest segment, all of it acknowledged, goes
-            // first. Only a crash between its deletion and this write costs anything: the
-            // restart's positions then come from the frames after it, and a file none of
-            // them names is read again from the checkpoint before (repeats, never a loss).
+            // first. Until a checkpoint is written after it, a crash costs: the restart counts
+            // its frames lost though they were delivered, and reads again, from the older
+            // checkpoint, files none of the later frames name (repeats, never a loss). So one
+            // segment only, until a checkpoint is written again.
             Err(e)
                 if is_full(&e.source)
+                    && !self.deleted_for_room
                     && self.segs.len() > 1
                     && self.released_segment(0, self.acked) =>
             {
@@ -1147,10 +1154,12 @@ impl Spool {
                     self.segs[0].path.display()
                 );
                 self.delete_front();
+                self.deleted_for_room = true;
                 self.write_state()?;
             }
             r => r?,
         }
+        self.deleted_for_room = false;
         if self.all_acked_in_active() {
             self.new_segment()?;
         }
