@@ -1746,7 +1746,12 @@ impl Tailer {
                     .as_ref()
                     .and_then(|f| fingerprint(f, own.fp_len).ok().flatten());
                 let tail = file.as_ref().and_then(|f| tail_holds(f, &own));
-                if (own.fp_len == 0 || head == Some(own.fp)) && tail != Some(false) {
+                // And a copy shorter than its own mark's position is another file on its
+                // inode: copies do not shrink.
+                if (own.fp_len == 0 || head == Some(own.fp))
+                    && tail != Some(false)
+                    && m.len() >= own.offset
+                {
                     pos = pos.max(own.offset);
                 } else {
                     self.vanished(&own, c);
