@@ -361,7 +361,13 @@ impl Tailer {
                 // Not at the first scan: then every known file is opened, so that the
                 // generations of a log are chained in order (one read to its end may still
                 // be written to by a writer that has not reopened yet).
-                if self.started && m.offset == n.size {
+                // A file let go by a reload is looked at: truncated and written again to the
+                // same length, it holds other bytes (lines that all begin alike).
+                let same = || {
+                    !self.let_go.contains(&key)
+                        || std::fs::File::open(&n.path).is_ok_and(|f| holds_mark(&f, n.size, m))
+                };
+                if self.started && m.offset == n.size && same() {
                     // Read to its end before it was let go (or retired): nothing to open it
                     // for. The mark follows the name it is found under now.
                     m.path = n.path.as_os_str().as_bytes().to_vec();
@@ -880,11 +886,7 @@ impl Tailer {
             // every line begins alike (a banner longer than the fingerprint), only those
             // tell the mark's file from a new one on its inode number, or from itself
             // copied away and written again past the position while the agent was down.
-            let tail = tail_holds(&t.file, &m);
-            let same = (m.fp_len <= t.fp_len
-                && fingerprint(&t.file, m.fp_len).ok().flatten() == Some(m.fp)
-                || m.fp_len == 0)
-                && tail != Some(false);
+            let same = starts_and_ends_as(&t.file, &m);
             let kept = same
                 && size >= m.offset
                 && self
@@ -1051,19 +1053,55 @@ impl Tailer {
             return None;
         }
         let file = std::fs::File::open(path).ok()?;
-        if size >= m.offset
-            && fingerprint(&file, m.fp_len).ok().flatten() == Some(m.fp)
-            && tail_holds(&file, m) != Some(false)
-        {
+        if holds_mark(&file, size, m) {
             return self.rewrite_shown_by_copy(path, key, m, &file);
         }
         let dir = path.parent().unwrap_or(Path::new("."));
-        let open = |k: (u64, u64)| self.files.iter().any(|f| (f.dev, f.ino) == k && !f.suspect);
-        self.copy_since(path, key, m).or_else(|| {
-            find_copy(dir, &[(m.fp_len, m.fp)], key, &|k, p| {
-                open(k) || !may_hold_tail(p, m)
-            })
+        self.copy_since(path, key, m)
+            .or_else(|| self.find_copy_of(dir, m, key, false))
+    }
+
+    /// The copy copytruncate left of what mark `m` knew, in `dir`, other than `not`: among
+    /// the files not open (`open` false: a copy read by no one yet, or claimed before a
+    /// restart and resumed by its own mark) or among those open and not suspect (`open`
+    /// true: resumed already).
+    fn find_copy_of(&self, dir: &Path, m: &FileMark, not: Key, open: bool) -> Option<PathBuf> {
+        let is_open = |k: Key| self.files.iter().any(|f| (f.dev, f.ino) == k && !f.suspect);
+        find_copy(dir, &[(m.fp_len, m.fp)], not, &|k, p| {
+            is_open(k) != open || !self.may_be_copy(k, p, m)
         })
+    }
+
+    /// Whether the file at `p` (identity `k`) may be the copy of what mark `m` knew: it may
+    /// hold the mark's bytes before its position ([`may_hold_tail`]), and when it has a
+    /// position of its own (a copy claimed before a restart, by its mark or open again),
+    /// that position is at least where the claim put it: the mark's, or the copy's end when
+    /// it is shorter. Short of that it is a file of its own, renamed: the log's previous
+    /// live file, its unread rest still to be read from there (claimed at the other mark's
+    /// position, that rest was skipped when every line begins alike and an older
+    /// generation's mark was found on a freed inode number under the log's name).
+    fn may_be_copy(&self, k: Key, p: &Path, m: &FileMark) -> bool {
+        if !may_hold_tail(p, m) {
+            return false;
+        }
+        let Ok(file) = std::fs::File::open(p) else {
+            return true;
+        };
+        let len = file.metadata().map_or(0, |x| x.len());
+        // A mark on its inode number that is not its file's (a file deleted since, its
+        // number reused by the copy) says nothing of it.
+        let own = (self.marks.get(&k))
+            .filter(|o| holds_mark(&file, len, o))
+            .map(|o| o.offset)
+            .or_else(|| {
+                // A suspect (a copy in the making) was never read: no position of its own.
+                let f = self
+                    .files
+                    .iter()
+                    .find(|f| (f.dev, f.ino) == k && !f.suspect);
+                f.map(|f| f.committed)
+            });
+        own.is_none_or(|o| o >= m.offset.min(len))
     }
 
     /// At a restart, for a log at `path` that starts as its mark `m` says, is as long as its
@@ -1223,19 +1261,18 @@ impl Tailer {
         let wire: Rc<str> = String::from_utf8_lossy(&m.path).into();
         // A copy claimed before the restart has a mark of its own: attach_copy resumes it
         // there. Only files open (and not suspect) are someone else's.
-        let open = |k: (u64, u64)| self.files.iter().any(|f| (f.dev, f.ino) == k && !f.suspect);
-        let fps = [(m.fp_len, m.fp)];
         let not = (live.dev, live.ino);
         let name = Path::new(std::ffi::OsStr::from_bytes(&m.path));
         // A copy holds, before the mark's position, the bytes the mark saw there.
         let copy = self
             .copy_since(name, not, m)
-            .or_else(|| find_copy(dir, &fps, not, &|k, p| open(k) || !may_hold_tail(p, m)));
+            .or_else(|| self.find_copy_of(dir, m, not, false));
         let found = match copy {
             Some(copy) => Some((copy, true)),
             // Or open already: resumed by a mark of its own, claimed before the restart.
             // The generations copied away after it are still to be found.
-            None => find_copy(dir, &fps, not, &|k, p| !open(k) || !may_hold_tail(p, m))
+            None => self
+                .find_copy_of(dir, m, not, true)
                 .map(|copy| (copy, false)),
         };
         match found {
@@ -1741,17 +1778,10 @@ impl Tailer {
                 // the mark of a file deleted since, whose inode the copy now reuses: its
                 // offset says nothing about the copy, and its unread rest is gone.
                 // When every line begins alike, the bytes before the mark's position tell.
-                let file = std::fs::File::open(&copy).ok();
-                let head = file
-                    .as_ref()
-                    .and_then(|f| fingerprint(f, own.fp_len).ok().flatten());
-                let tail = file.as_ref().and_then(|f| tail_holds(f, &own));
                 // And a copy shorter than its own mark's position is another file on its
                 // inode: copies do not shrink.
-                if (own.fp_len == 0 || head == Some(own.fp))
-                    && tail != Some(false)
-                    && m.len() >= own.offset
-                {
+                let file = std::fs::File::open(&copy).ok();
+                if file.is_some_and(|f| holds_mark(&f, m.len(), &own)) {
                     pos = pos.max(own.offset);
                 } else {
                     self.vanished(&own, c);
@@ -2508,6 +2538,21 @@ fn differ_before(a: &std::fs::File, b: &Path, at: u64) -> bool {
     a.read_exact_at(&mut x, at - n as u64).is_ok()
         && b.read_exact_at(&mut y, at - n as u64).is_ok()
         && x != y
+}
+
+/// Whether `file`, `len` bytes long, is the file mark `m` knows: the same head (or the mark
+/// knows none), the bytes the mark saw before its position where it knows them, and at
+/// least as long as that position.
+fn holds_mark(file: &std::fs::File, len: u64, m: &FileMark) -> bool {
+    starts_and_ends_as(file, m) && len >= m.offset
+}
+
+/// Whether `file` has the bytes mark `m` knows of its file: the same head (or the mark
+/// knows none) and, where the mark knows them, the same bytes just before its position.
+/// Not whether it still reaches that position: a file truncated since is the mark's file.
+fn starts_and_ends_as(file: &std::fs::File, m: &FileMark) -> bool {
+    (m.fp_len == 0 || fingerprint(file, m.fp_len).ok().flatten() == Some(m.fp))
+        && tail_holds(file, m) != Some(false)
 }
 
 /// Whether `file` holds, before `m`'s position, the bytes the mark saw there (see
