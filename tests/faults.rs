@@ -208,6 +208,52 @@ fn an_agent_started_on_a_full_disk_waits_quietly_and_resumes_when_space_returns(
     assert!(out.contains("reading resumed"), "{}", tail(&out));
 }
 
+/// A first start with no `instance_id` in the config, on a disk already full: the id it
+/// makes cannot be kept. It waits for room (not an exit, which a service manager would
+/// turn into a restart loop), stops cleanly on SIGTERM meanwhile, and once there is room
+/// keeps the id and ships every line under it. (A tester, 2026-12-03: exit 1, 2 of 2.)
+#[test]
+fn a_first_start_on_a_full_disk_waits_for_room_to_keep_its_instance_id() {
+    let s = Scratch::new("fault-full-id");
+    let data = s.path("data");
+    let _fs = Tmpfs::mount(&data, "1m");
+    // Small blocks: not even a page is left for the id's few bytes.
+    let filler = fill(&data, 512);
+    let log = app_log(&s, "g", 300);
+    let cfg = s.config("", &input("app", log.to_str().unwrap(), ""), "");
+    let text = fs::read_to_string(&cfg).unwrap();
+    fs::write(&cfg, text.replace("instance_id = \"it\"\n", "")).unwrap();
+    let id = data.join("instance_id");
+
+    let a = Agent::start(&s, &cfg);
+    a.wait_log("waiting for room", 10);
+    let stopped = Instant::now();
+    let out = a.stop();
+    assert!(stopped.elapsed() < Duration::from_secs(5), "{}", tail(&out));
+    assert!(
+        out.contains("stopped while waiting for room"),
+        "{}",
+        tail(&out)
+    );
+
+    let a = Agent::start(&s, &cfg);
+    a.wait_log("waiting for room", 10);
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(fs::read_to_string(&id)
+        .unwrap_or_default()
+        .trim()
+        .is_empty());
+    fs::remove_file(&filler).unwrap();
+    a.wait_log("kept: starting", 40);
+    let kept = fs::read_to_string(&id).unwrap().trim().to_string();
+    assert!(!kept.is_empty());
+    let got = wait_lines(&s.path("out.tbf"), 300, 30);
+    assert_exactly_once(&numbers(&got, "g"), 300);
+    assert!(got.iter().all(|g| g.instance == kept), "{kept}");
+    let out = a.stop();
+    assert_eq!(out.matches("waiting for room").count(), 1, "{}", tail(&out));
+}
+
 /// Defect 1, the disk taken by someone else while frames wait: the sink acknowledges them,
 /// but the checkpoint that lets their segments go cannot be written. That is logged once,
 /// not once per acknowledged frame; when the space returns the segments are let go without

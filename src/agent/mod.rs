@@ -278,6 +278,53 @@ fn instance_id(cfg: &Config) -> Result<String, Error> {
     Ok(id)
 }
 
+/// The instance id ([`instance_id`]), waiting for room when the disk is too full to keep
+/// a new one: exiting there would have a service manager restart the agent in a loop on a
+/// device whose disk someone else filled. Looked at again after 1 s, then twice as long
+/// each time up to 30 s, or at once on SIGHUP. `None`: SIGTERM or SIGINT came meanwhile.
+fn instance_id_when_room(
+    cfg: &Config,
+    signals: &mut async_signal::Signals,
+) -> Result<Option<String>, Error> {
+    use smol::stream::StreamExt;
+    let mut wait = Duration::from_secs(1);
+    let mut waited = false;
+    loop {
+        match instance_id(cfg) {
+            Ok(id) => {
+                if waited {
+                    log::info!("instance id {id:?} kept: starting");
+                }
+                return Ok(Some(id));
+            }
+            Err(Error::Io { path, source, .. }) if crate::spool::is_full(&source) => {
+                if !waited {
+                    log::warn!(
+                        "cannot keep a new instance id in {}: {source}; waiting for room \
+                         (or set instance_id in the config and restart)",
+                        path.display()
+                    );
+                    waited = true;
+                }
+            }
+            Err(e) => return Err(e),
+        }
+        let woken = smol::block_on(
+            async { signals.next().await.and_then(Result::ok) }.or(async {
+                Timer::after(wait).await;
+                None
+            }),
+        );
+        if matches!(
+            woken,
+            Some(async_signal::Signal::Term | async_signal::Signal::Int)
+        ) {
+            return Ok(None);
+        }
+        wait = (wait * 2).min(Duration::from_secs(30));
+    }
+}
+
 /// Creates `dir` and its missing parents with mode 0700. An existing directory keeps its
 /// mode (it may be shared on purpose), but one that others can read is logged.
 pub(crate) fn create_private_dir(dir: &Path) -> std::io::Result<()> {
@@ -326,7 +373,7 @@ pub fn run(local: Config, opts: RunOpts) -> Result<(), Error> {
     // SIGHUP or SIGTERM sent meanwhile (logrotate's postrotate, a service manager) would end
     // the process by default. Installed here, it waits in the self-pipe and is handled once
     // the tasks run: a reload after start-up, or a clean stop.
-    let signals = async_signal::Signals::new([
+    let mut signals = async_signal::Signals::new([
         async_signal::Signal::Hup,
         async_signal::Signal::Term,
         async_signal::Signal::Int,
@@ -349,7 +396,10 @@ pub fn run(local: Config, opts: RunOpts) -> Result<(), Error> {
     })?;
     let mut remote = Remote::load(&local.data_dir);
     log::set_max_level(local.level());
-    let instance = instance_id(&local)?;
+    let Some(instance) = instance_id_when_room(&local, &mut signals)? else {
+        log::info!("stopped while waiting for room on the disk");
+        return Ok(());
+    };
     let mut c = Counters::default();
     // A fleet pipeline that cannot open (its sink's CA file went away, its sink file's
     // directory is a file now) is set aside and reported FAILED, like one that no longer

@@ -1405,7 +1405,7 @@ fn write_durably(path: &Path, bytes: &[u8], fsync: bool) -> io::Result<()> {
 }
 
 /// Whether `e` says the file system (or the user's quota on it) is full.
-fn is_full(e: &io::Error) -> bool {
+pub(crate) fn is_full(e: &io::Error) -> bool {
     // EDQUOT is 122 on every target tailbeat is built for (not on MIPS).
     e.kind() == io::ErrorKind::StorageFull || e.raw_os_error() == Some(122)
 }
