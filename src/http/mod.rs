@@ -532,7 +532,13 @@ impl Client {
             if phase == Phase::Head && parser.in_body() {
                 phase = Phase::Body;
                 deadline = Instant::now() + after;
+            } else if Instant::now() >= deadline {
+                // A read that is always ready never lets the timer above win the race.
+                return Err(timeout(phase));
             }
+            // Nor would it let the executor run anything else (tailing, the other sinks,
+            // signals) while a server streams bytes as fast as it can.
+            smol::future::yield_now().await;
         };
         let a = parser.answer().expect("complete: fed to the end or to EOF");
         let keep = (a.keep_alive && !to_eof).then_some(conn);

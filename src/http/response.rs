@@ -327,7 +327,10 @@ impl Parser {
     fn head(&mut self, input: &[u8]) -> Result<usize, ParseError> {
         // httparse is only asked once a line is complete: asking at every byte of a head fed
         // one byte at a time would parse it again and again (quadratic).
-        let (n, complete) = self.collect_line(input, MAX_HEAD, "answer head")?;
+        // The 1xx heads before it count: a server sending `100 Continue` for ever is an
+        // answer head that never ends, not an endless run of small ones.
+        let limit = MAX_HEAD.saturating_sub(self.part_bytes as usize);
+        let (n, complete) = self.collect_line(input, limit, "answer head")?;
         if !complete {
             return Ok(n);
         }

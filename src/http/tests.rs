@@ -377,6 +377,36 @@ fn each_phase_times_out() {
     );
 }
 
+/// A server that answers `100 Continue` for ever, as fast as it can (a tester's: the agent
+/// spun on one core for 7 to 40 s past a 3 s timeout, everything else on its thread
+/// stopped). The interim heads count toward the answer head's limit: the request fails at
+/// once, with an error that says so, and the connection is not kept.
+#[test]
+fn a_server_sending_100_continue_for_ever_is_an_error_at_once() {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/ingest", l.local_addr().unwrap());
+    let server = std::thread::spawn(move || {
+        let (mut c, _) = l.accept().unwrap();
+        assert!(read_request(&mut BufReader::new(c.try_clone().unwrap())));
+        let mut sent = 0usize;
+        while c.write_all(b"HTTP/1.1 100 Continue\r\n\r\n").is_ok() {
+            sent += 1;
+        }
+        sent
+    });
+    let c = client(3000);
+    let started = Instant::now();
+    let e = post(&c, &url).unwrap_err();
+    assert!(
+        matches!(answer_error(&e), ParseError::TooLong { .. }),
+        "{e:?}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(2), "{e}");
+    drop(c);
+    let sent = server.join().unwrap();
+    assert!(sent > 16 << 10 >> 5, "{sent} interim answers sent");
+}
+
 /// python3's `http.server`, one connection at a time (so a second request on a new
 /// connection while the first is open would wait): it answers with the client's port, so
 /// a reused connection shows.

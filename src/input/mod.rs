@@ -1081,10 +1081,11 @@ impl Tailer {
     /// position, that rest was skipped when every line begins alike and an older
     /// generation's mark was found on a freed inode number under the log's name).
     fn may_be_copy(&self, k: Key, p: &Path, m: &FileMark) -> bool {
-        if !may_hold_tail(p, m) {
+        let file = std::fs::File::open(p).ok();
+        if !may_hold_tail(p, file.as_ref(), m) {
             return false;
         }
-        let Ok(file) = std::fs::File::open(p) else {
+        let Some(file) = file else {
             return true;
         };
         let len = file.metadata().map_or(0, |x| x.len());
@@ -1134,8 +1135,10 @@ impl Tailer {
         }
         let starts = |p: &Path| {
             let f = std::fs::File::open(p).ok();
-            f.and_then(|f| fingerprint(&f, m.fp_len).ok().flatten()) == Some(m.fp)
-                && may_hold_tail(p, m)
+            f.as_ref()
+                .and_then(|f| fingerprint(f, m.fp_len).ok().flatten())
+                == Some(m.fp)
+                && may_hold_tail(p, f.as_ref(), m)
         };
         self.unknown_generations(live, since, None, [not; 2])
             .into_iter()
@@ -2562,16 +2565,17 @@ fn tail_holds(file: &std::fs::File, m: &FileMark) -> Option<bool> {
     Some(crate::frame::tail_of(file, m.offset)? == t)
 }
 
-/// Whether the file at `p` may be a copy of what `m` knew: its bytes before the position are
-/// the mark's, or nothing tells (no tail known; the file shorter, a copy in the making;
-/// unreadable). Not a file under its log's own name when the mark's is a generation's: a
-/// live log refilled since starts like all its generations when every line begins alike.
-fn may_hold_tail(p: &Path, m: &FileMark) -> bool {
+/// Whether the file at `p`, opened as `file` (`None`: it could not be), may be a copy of
+/// what `m` knew: its bytes before the position are the mark's, or nothing tells (no tail
+/// known; the file shorter, a copy in the making; unreadable). Not a file under its log's
+/// own name when the mark's is a generation's: a live log refilled since starts like all
+/// its generations when every line begins alike.
+fn may_hold_tail(p: &Path, file: Option<&std::fs::File>, m: &FileMark) -> bool {
     let named = Path::new(std::ffi::OsStr::from_bytes(&m.path));
     if family(p) == p && family(named) == p {
         return false;
     }
-    std::fs::File::open(p).map_or(true, |f| tail_holds(&f, m) != Some(false))
+    file.is_none_or(|f| tail_holds(f, m) != Some(false))
 }
 
 /// How many bytes [`is_prefix_of`] compares: past a header or banner, two generations of a

@@ -8,6 +8,10 @@
 //! - 2xx: the frame is delivered;
 //! - 408, 429, 5xx, or no answer: retried with the deliver loop's backoff, stretched to the
 //!   server's `Retry-After` when it gives one;
+//! - 3xx, and a status outside 200-599: retried the same way, never followed. A redirect
+//!   (`http://` answered with a move to `https://`) says the URL is wrong, not the frame:
+//!   dead-lettered, a whole backlog would go to the dead letters until someone mends the
+//!   URL; retried, it waits in the spool, and the log says what to mend;
 //! - 413 (Content Too Large, a proxy's body limit): the frame is cut into smaller frames
 //!   under new sequence numbers and the pipeline's frames are made smaller from then on
 //!   (`agent::deliver`); a frame of one line that is still refused is a dead letter;
@@ -90,9 +94,10 @@ fn lines(frame: &[u8]) -> u64 {
         .map_or(0, |h| h.line_count)
 }
 
-/// Worth trying again: the server may take the same frame later.
+/// Worth trying again: the server may take the same frame later. Only 2xx and the 4xx
+/// that refuse the frame itself (not 408 and 429, which are about the moment) are final.
 fn retryable(status: u16) -> bool {
-    matches!(status, 408 | 429 | 500..=599)
+    !(200..500).contains(&status) || (300..400).contains(&status) || matches!(status, 408 | 429)
 }
 
 impl HttpSink {
@@ -180,7 +185,14 @@ impl Sink for HttpSink {
                 return self.settle(i, seq, &frame, resp);
             }
             Ok(resp) => SinkError::Http {
-                msg: format!("{} answered {}", self.urls[i], resp.status),
+                msg: match resp.status {
+                    300..=399 => format!(
+                        "{} answered {}, a redirect, which tailbeat does not follow: set \
+                         sink.url to where it points",
+                        self.urls[i], resp.status
+                    ),
+                    _ => format!("{} answered {}", self.urls[i], resp.status),
+                },
                 retry_after: resp.retry_after,
             },
             Err(e) => SinkError::Http {
@@ -228,5 +240,25 @@ impl DeadLetters {
             .open(&self.path)?;
         f.write_all(frame)?;
         f.sync_data()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::retryable;
+
+    /// Final: 2xx, and the 4xx that refuse the frame itself. Everything else waits in the
+    /// spool and is tried again: a redirect (a tester: an `http://` URL answered 301 sent a
+    /// whole backlog to the dead letters), a status no server should send.
+    #[test]
+    fn only_2xx_and_the_4xx_about_the_frame_are_final() {
+        for s in [200, 204, 299, 400, 401, 403, 404, 410, 418, 422, 499] {
+            assert!(!retryable(s), "{s}");
+        }
+        for s in [
+            99, 101, 199, 300, 301, 302, 304, 307, 308, 399, 408, 429, 500, 503, 599, 600, 999,
+        ] {
+            assert!(retryable(s), "{s}");
+        }
     }
 }
