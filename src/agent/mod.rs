@@ -278,10 +278,12 @@ fn instance_id(cfg: &Config) -> Result<String, Error> {
     Ok(id)
 }
 
-/// The instance id ([`instance_id`]), waiting for room when the disk is too full to keep
-/// a new one: exiting there would have a service manager restart the agent in a loop on a
-/// device whose disk someone else filled. Looked at again after 1 s, then twice as long
-/// each time up to 30 s, or at once on SIGHUP. `None`: SIGTERM or SIGINT came meanwhile.
+/// Creates `data_dir` and reads or makes the instance id ([`instance_id`]), waiting for
+/// room when the disk is too full for either: exiting there would have a service manager
+/// restart the agent in a loop on a device whose disk someone else filled. Looked at again
+/// after 1 s, then twice as long each time up to 30 s, or at once on SIGHUP (the config is
+/// not read again: `instance_id` set meanwhile needs a restart). `None`: SIGTERM or SIGINT
+/// came meanwhile. The main thread parks while it waits; async-io's thread keeps the timer.
 fn instance_id_when_room(
     cfg: &Config,
     signals: &mut async_signal::Signals,
@@ -290,18 +292,25 @@ fn instance_id_when_room(
     let mut wait = Duration::from_secs(1);
     let mut waited = false;
     loop {
-        match instance_id(cfg) {
+        let made = create_private_dir(&cfg.data_dir)
+            .map_err(|e| Error::Io {
+                what: "create",
+                path: cfg.data_dir.clone(),
+                source: e,
+            })
+            .and_then(|()| instance_id(cfg));
+        match made {
             Ok(id) => {
                 if waited {
                     log::info!("instance id {id:?} kept: starting");
                 }
                 return Ok(Some(id));
             }
-            Err(Error::Io { path, source, .. }) if crate::spool::is_full(&source) => {
+            Err(Error::Io { what, path, source }) if crate::spool::is_full(&source) => {
                 if !waited {
                     log::warn!(
-                        "cannot keep a new instance id in {}: {source}; waiting for room \
-                         (or set instance_id in the config and restart)",
+                        "cannot {what} {}: {source}; waiting for room to keep the instance \
+                         id (or set instance_id in the config and restart)",
                         path.display()
                     );
                     waited = true;
@@ -309,12 +318,12 @@ fn instance_id_when_room(
             }
             Err(e) => return Err(e),
         }
-        let woken = smol::block_on(
-            async { signals.next().await.and_then(Result::ok) }.or(async {
+        let woken = smol::future::block_on(async { signals.next().await.and_then(Result::ok) }.or(
+            async {
                 Timer::after(wait).await;
                 None
-            }),
-        );
+            },
+        ));
         if matches!(
             woken,
             Some(async_signal::Signal::Term | async_signal::Signal::Int)
@@ -389,17 +398,12 @@ pub fn run(local: Config, opts: RunOpts) -> Result<(), Error> {
     // letters, the file sink's output); the places that create files here also ask for
     // 0600/0700 themselves.
     rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
-    create_private_dir(&local.data_dir).map_err(|e| Error::Io {
-        what: "create",
-        path: local.data_dir.clone(),
-        source: e,
-    })?;
-    let mut remote = Remote::load(&local.data_dir);
     log::set_max_level(local.level());
     let Some(instance) = instance_id_when_room(&local, &mut signals)? else {
         log::info!("stopped while waiting for room on the disk");
         return Ok(());
     };
+    let mut remote = Remote::load(&local.data_dir);
     let mut c = Counters::default();
     // A fleet pipeline that cannot open (its sink's CA file went away, its sink file's
     // directory is a file now) is set aside and reported FAILED, like one that no longer

@@ -388,11 +388,7 @@ fn a_server_sending_100_continue_for_ever_is_an_error_at_once() {
     let server = std::thread::spawn(move || {
         let (mut c, _) = l.accept().unwrap();
         assert!(read_request(&mut BufReader::new(c.try_clone().unwrap())));
-        let mut sent = 0usize;
-        while c.write_all(b"HTTP/1.1 100 Continue\r\n\r\n").is_ok() {
-            sent += 1;
-        }
-        sent
+        while c.write_all(b"HTTP/1.1 100 Continue\r\n\r\n").is_ok() {}
     });
     let c = client(3000);
     let started = Instant::now();
@@ -403,8 +399,7 @@ fn a_server_sending_100_continue_for_ever_is_an_error_at_once() {
     );
     assert!(started.elapsed() < Duration::from_secs(2), "{e}");
     drop(c);
-    let sent = server.join().unwrap();
-    assert!(sent > 16 << 10 >> 5, "{sent} interim answers sent");
+    server.join().unwrap();
 }
 
 /// python3's `http.server`, one connection at a time (so a second request on a new

@@ -99,6 +99,9 @@ pub struct Tailer {
     /// Marks of live files let go to make room: if one is renamed while closed, it is
     /// followed by identity like a file rotated while the agent was down.
     let_go: HashSet<(u64, u64)>,
+    /// Of those, the ones a reload let go (not the ones let go for room), until a scan has
+    /// found them again: one look each at their bytes when found at their mark's length.
+    reloaded: HashSet<(u64, u64)>,
     /// Directories a glob could not list at the last scan (warned about once).
     unreadable: HashSet<PathBuf>,
     /// Run between the globs' listing and the look at each file, and between that look and
@@ -161,6 +164,7 @@ impl Tailer {
             next: 0,
             waiting: 0,
             let_go: HashSet::new(),
+            reloaded: HashSet::new(),
             unreadable: HashSet::new(),
             #[cfg(test)]
             hook: None,
@@ -214,6 +218,7 @@ impl Tailer {
                         f.path.display()
                     );
                     self.let_go.insert((f.dev, f.ino));
+                    self.reloaded.insert((f.dev, f.ino));
                     self.marks.insert((f.dev, f.ino), mark(&f, f.committed));
                 }
                 // A suspected copy was never read: no mark, so that the input added back
@@ -225,6 +230,7 @@ impl Tailer {
                 (None, None) => {
                     log::info!("input {name:?} removed: closing {}", f.path.display());
                     self.let_go.insert((f.dev, f.ino));
+                    self.reloaded.insert((f.dev, f.ino));
                     self.marks.insert((f.dev, f.ino), mark(&f, f.committed));
                 }
             }
@@ -239,6 +245,7 @@ impl Tailer {
             let took = |inputs: &[Input]| inputs.iter().any(|i| finds(i, p));
             if took(&self.inputs) && !took(&old) {
                 self.let_go.insert(*k);
+                self.reloaded.insert(*k);
             }
         }
     }
@@ -361,13 +368,12 @@ impl Tailer {
                 // Not at the first scan: then every known file is opened, so that the
                 // generations of a log are chained in order (one read to its end may still
                 // be written to by a writer that has not reopened yet).
-                // A file let go by a reload is looked at: truncated and written again to the
-                // same length, it holds other bytes (lines that all begin alike).
-                let same = || {
-                    !self.let_go.contains(&key)
-                        || std::fs::File::open(&n.path).is_ok_and(|f| holds_mark(&f, n.size, m))
-                };
-                if self.started && m.offset == n.size && same() {
+                // A file a reload let go is looked at once, when found again: truncated and
+                // written again to the same length meanwhile, it holds other bytes (lines
+                // that all begin alike).
+                let same = !self.reloaded.remove(&key)
+                    || std::fs::File::open(&n.path).is_ok_and(|f| holds_mark(&f, n.size, m));
+                if self.started && m.offset == n.size && same {
                     // Read to its end before it was let go (or retired): nothing to open it
                     // for. The mark follows the name it is found under now.
                     m.path = n.path.as_os_str().as_bytes().to_vec();
@@ -1073,10 +1079,11 @@ impl Tailer {
     }
 
     /// Whether the file at `p` (identity `k`) may be the copy of what mark `m` knew: it may
-    /// hold the mark's bytes before its position ([`may_hold_tail`]), and when it has a
-    /// position of its own (a copy claimed before a restart, by its mark or open again),
-    /// that position is at least where the claim put it: the mark's, or the copy's end when
-    /// it is shorter. Short of that it is a file of its own, renamed: the log's previous
+    /// hold the mark's bytes before its position ([`may_hold_tail`]), and when it has a mark
+    /// of its own that holds it (a copy claimed before a restart), that mark's position is
+    /// at least where the claim put it: the mark's, or the copy's end when it is shorter.
+    /// (A copy open already is not attached again, only followed: no position is taken
+    /// from it.) Short of that it is a file of its own, renamed: the log's previous
     /// live file, its unread rest still to be read from there (claimed at the other mark's
     /// position, that rest was skipped when every line begins alike and an older
     /// generation's mark was found on a freed inode number under the log's name).
@@ -1091,18 +1098,8 @@ impl Tailer {
         let len = file.metadata().map_or(0, |x| x.len());
         // A mark on its inode number that is not its file's (a file deleted since, its
         // number reused by the copy) says nothing of it.
-        let own = (self.marks.get(&k))
-            .filter(|o| holds_mark(&file, len, o))
-            .map(|o| o.offset)
-            .or_else(|| {
-                // A suspect (a copy in the making) was never read: no position of its own.
-                let f = self
-                    .files
-                    .iter()
-                    .find(|f| (f.dev, f.ino) == k && !f.suspect);
-                f.map(|f| f.committed)
-            });
-        own.is_none_or(|o| o >= m.offset.min(len))
+        let own = (self.marks.get(&k)).filter(|o| holds_mark(&file, len, o));
+        own.is_none_or(|o| o.offset >= m.offset.min(len))
     }
 
     /// At a restart, for a log at `path` that starts as its mark `m` says, is as long as its
@@ -2176,6 +2173,7 @@ impl Tailer {
             }
         }
         self.let_go.retain(|k| self.marks.contains_key(k));
+        self.reloaded.retain(|k| self.let_go.contains(k));
         for m in done {
             self.marks.insert((m.dev, m.ino), m);
         }
