@@ -211,7 +211,8 @@ fn an_agent_started_on_a_full_disk_waits_quietly_and_resumes_when_space_returns(
 /// A first start with no `instance_id` in the config, on a disk already full: the id it
 /// makes cannot be kept. It waits for room (not an exit, which a service manager would
 /// turn into a restart loop), stops cleanly on SIGTERM meanwhile, and once there is room
-/// keeps the id and ships every line under it. (A tester, 2026-12-03: exit 1, 2 of 2.)
+/// keeps the id and ships every line under it. A SIGHUP while it waits is the reload it
+/// always is, made once the agent runs. (A tester, 2026-12-03: exit 1, 2 of 2.)
 #[test]
 fn a_first_start_on_a_full_disk_waits_for_room_to_keep_its_instance_id() {
     let s = Scratch::new("fault-full-id");
@@ -243,12 +244,25 @@ fn a_first_start_on_a_full_disk_waits_for_room_to_keep_its_instance_id() {
         .unwrap_or_default()
         .trim()
         .is_empty());
+    // A second input, and the SIGHUP that says so, while it waits.
+    let other = s.path("logs/other.log");
+    append(&other, &(0..50).map(|i| line("o", i)).collect::<String>());
+    let text = fs::read_to_string(&cfg).unwrap();
+    let added = input("other", other.to_str().unwrap(), "");
+    fs::write(
+        &cfg,
+        text.replacen("[[input]]", &format!("{added}\n[[input]]"), 1),
+    )
+    .unwrap();
+    a.signal("HUP");
+    std::thread::sleep(Duration::from_millis(300));
     fs::remove_file(&filler).unwrap();
     a.wait_log("kept: starting", 40);
     let kept = fs::read_to_string(&id).unwrap().trim().to_string();
     assert!(!kept.is_empty());
-    let got = wait_lines(&s.path("out.tbf"), 300, 30);
+    let got = wait_lines(&s.path("out.tbf"), 350, 30);
     assert_exactly_once(&numbers(&got, "g"), 300);
+    assert_exactly_once(&numbers(&got, "o"), 50);
     assert!(got.iter().all(|g| g.instance == kept), "{kept}");
     let out = a.stop();
     assert_eq!(out.matches("waiting for room").count(), 1, "{}", tail(&out));

@@ -281,16 +281,19 @@ fn instance_id(cfg: &Config) -> Result<String, Error> {
 /// Creates `data_dir` and reads or makes the instance id ([`instance_id`]), waiting for
 /// room when the disk is too full for either: exiting there would have a service manager
 /// restart the agent in a loop on a device whose disk someone else filled. Looked at again
-/// after 1 s, then twice as long each time up to 30 s, or at once on SIGHUP (the config is
-/// not read again: `instance_id` set meanwhile needs a restart). `None`: SIGTERM or SIGINT
-/// came meanwhile. The main thread parks while it waits; async-io's thread keeps the timer.
+/// after 1 s, then twice as long each time up to 30 s, or at once on SIGHUP, which is also
+/// returned (`true`): the reload it asks for is made once the tasks run, as for a SIGHUP
+/// at any other moment of start-up (`instance_id` and `data_dir` themselves need a
+/// restart). `None`: SIGTERM or SIGINT came meanwhile. The main thread parks while it
+/// waits; async-io's thread keeps the timer.
 fn instance_id_when_room(
     cfg: &Config,
     signals: &mut async_signal::Signals,
-) -> Result<Option<String>, Error> {
+) -> Result<Option<(String, bool)>, Error> {
     use smol::stream::StreamExt;
     let mut wait = Duration::from_secs(1);
     let mut waited = false;
+    let mut hup = false;
     loop {
         let made = create_private_dir(&cfg.data_dir)
             .map_err(|e| Error::Io {
@@ -304,7 +307,7 @@ fn instance_id_when_room(
                 if waited {
                     log::info!("instance id {id:?} kept: starting");
                 }
-                return Ok(Some(id));
+                return Ok(Some((id, hup)));
             }
             Err(Error::Io { what, path, source }) if crate::spool::is_full(&source) => {
                 if !waited {
@@ -324,11 +327,10 @@ fn instance_id_when_room(
                 None
             },
         ));
-        if matches!(
-            woken,
-            Some(async_signal::Signal::Term | async_signal::Signal::Int)
-        ) {
-            return Ok(None);
+        match woken {
+            Some(async_signal::Signal::Term | async_signal::Signal::Int) => return Ok(None),
+            Some(async_signal::Signal::Hup) => hup = true,
+            _ => {}
         }
         wait = (wait * 2).min(Duration::from_secs(30));
     }
@@ -399,7 +401,7 @@ pub fn run(local: Config, opts: RunOpts) -> Result<(), Error> {
     // 0600/0700 themselves.
     rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
     log::set_max_level(local.level());
-    let Some(instance) = instance_id_when_room(&local, &mut signals)? else {
+    let Some((instance, hup_waiting)) = instance_id_when_room(&local, &mut signals)? else {
         log::info!("stopped while waiting for room on the disk");
         return Ok(());
     };
@@ -484,6 +486,7 @@ pub fn run(local: Config, opts: RunOpts) -> Result<(), Error> {
             signals,
             config_path,
             control_wake,
+            hup_waiting,
         ));
         // Starts the tasks of every pipeline, at start and when the config adds one, until
         // shutdown (or, with `--once`, until every pipeline has read its files).
@@ -555,13 +558,18 @@ fn sink_name(sink: &crate::config::Sink) -> String {
     }
 }
 
+/// `hup_first`: a SIGHUP came while start-up waited for room on the disk (and was taken
+/// from the stream there): its reload is made first.
 async fn handle_signals(
     st: Shared,
     mut signals: async_signal::Signals,
     config_path: Option<PathBuf>,
     control_wake: Notify,
+    hup_first: bool,
 ) {
     use smol::stream::StreamExt;
+    let first = hup_first.then_some(Ok(async_signal::Signal::Hup));
+    let mut signals = smol::stream::iter(first).chain(&mut signals);
     while let Some(sig) = signals.next().await {
         match sig {
             Ok(async_signal::Signal::Hup) => match &config_path {
