@@ -294,14 +294,20 @@ fn instance_id_when_room(
     let mut wait = Duration::from_secs(1);
     let mut waited = false;
     let mut hup = false;
+    // Once made, not again: create_private_dir warns of a directory others can read.
+    let mut dir_made = false;
     loop {
-        let made = create_private_dir(&cfg.data_dir)
-            .map_err(|e| Error::Io {
+        let made = if dir_made {
+            Ok(())
+        } else {
+            create_private_dir(&cfg.data_dir).map_err(|e| Error::Io {
                 what: "create",
                 path: cfg.data_dir.clone(),
                 source: e,
             })
-            .and_then(|()| instance_id(cfg));
+        };
+        dir_made = made.is_ok();
+        let made = made.and_then(|()| instance_id(cfg));
         match made {
             Ok(id) => {
                 if waited {

@@ -371,9 +371,12 @@ impl Tailer {
                 // A file a reload let go is looked at once, when found again: truncated and
                 // written again to the same length meanwhile, it holds other bytes (lines
                 // that all begin alike).
-                let same = !self.reloaded.remove(&key)
-                    || std::fs::File::open(&n.path).is_ok_and(|f| holds_mark(&f, n.size, m));
-                if self.started && m.offset == n.size && same {
+                let reloaded = self.reloaded.remove(&key);
+                let same = || {
+                    !reloaded
+                        || std::fs::File::open(&n.path).is_ok_and(|f| holds_mark(&f, n.size, m))
+                };
+                if self.started && m.offset == n.size && same() {
                     // Read to its end before it was let go (or retired): nothing to open it
                     // for. The mark follows the name it is found under now.
                     m.path = n.path.as_os_str().as_bytes().to_vec();
